@@ -1,0 +1,51 @@
+# Veilbox: `make demo` sets up .venv and runs the end-to-end story; `make test` lints and runs the suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean venv browser
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+
+# torch first, from its exact pin, so nothing resolves a CUDA build.
+$(STAMP_RUN): pyproject.toml | $(PY)
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml $(STAMP_RUN)
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP_RUN)
+
+demo: $(STAMP_RUN)
+	$(VENV)/bin/veilbox demo
+
+lint: $(STAMP_DEV)
+	$(VENV)/bin/ruff check catalog policies sandbox mpc gateway veilbox tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# The console tests drive Debian's chromium through Playwright; install it when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: browser tests will be skipped"; fi; }
+
+test: $(STAMP_DEV) browser
+	$(MAKE) lint
+	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+bench: $(STAMP_DEV)
+	@for f in bench/*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .veilbox .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,253 @@
+"""Ingest: validate a declared spec against a source file and copy it into sandbox storage as Parquet.
+
+The source must resolve (symlinks followed) to a regular file inside one of the configured import roots, and
+be no larger than the configured limit. Every column must be declared, types must fit the declaration, and
+every problem is reported at once. Bounded numeric columns are clamped to their bounds while copying (the
+owner is told how many values were clamped); rows without a privacy unit (null id) are dropped and counted.
+The copy is written to a temporary file first; the caller moves it into place only when the metadata commits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from catalog.columns import ColumnInfo, ColumnSpec, DatasetSpec, Kind, Role
+from catalog.errors import invalid
+from catalog.fingerprint import HashAlg, file_fingerprint
+
+BATCH_ROWS = 1 << 20
+
+
+@dataclass
+class IngestReport:
+    rows: int = 0
+    bytes: int = 0
+    dropped_null_ids: int = 0
+    clamped: dict[str, int] = field(default_factory=dict)
+    out_of_domain: dict[str, int] = field(default_factory=dict)
+    nulls: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "dropped_null_ids": self.dropped_null_ids,
+            "clamped": self.clamped,
+            "out_of_domain": self.out_of_domain,
+            "nulls": self.nulls,
+        }
+
+
+@dataclass(frozen=True)
+class Ingested:
+    columns: dict[str, ColumnInfo]
+    tmp_path: Path
+    fingerprint: str
+    report: IngestReport
+
+
+def resolve_source(source: str, import_roots: list[Path], max_bytes: int) -> Path:
+    """The real path of ``source`` if it is a readable regular file under an import root, else refuse."""
+    raw = Path(source)
+    if not raw.is_absolute():
+        raise invalid("source must be an absolute path inside an import directory")
+    try:
+        real = raw.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise invalid("source file not found or not readable") from None
+    roots = [r.resolve() for r in import_roots]
+    if not any(real.is_relative_to(r) for r in roots):
+        raise invalid("source is outside the import directories")
+    if not real.is_file():
+        raise invalid("source is not a regular file")
+    if not os.access(real, os.R_OK):
+        raise invalid("source file not found or not readable")
+    size = real.stat().st_size
+    if size > max_bytes:
+        raise invalid(f"source is larger than the limit of {max_bytes} bytes")
+    if real.suffix.lower() not in (".parquet", ".csv"):
+        raise invalid("source must be a .parquet or .csv file")
+    return real
+
+
+def kind_of(t: pa.DataType) -> Kind | None:
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if pa.types.is_boolean(t):
+        return Kind.BOOLEAN
+    if pa.types.is_integer(t):
+        return Kind.INTEGER
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return Kind.FLOAT
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return Kind.STRING
+    if pa.types.is_date(t):
+        return Kind.DATE
+    if pa.types.is_timestamp(t):
+        return Kind.TIMESTAMP
+    return None
+
+
+def _domain_fits(kind: Kind, domain: tuple[Any, ...]) -> bool:
+    if kind is Kind.STRING:
+        return all(isinstance(v, str) for v in domain)
+    if kind is Kind.INTEGER:
+        return all(isinstance(v, int) and not isinstance(v, bool) for v in domain)
+    if kind is Kind.BOOLEAN:
+        return all(isinstance(v, bool) for v in domain)
+    if kind is Kind.FLOAT:
+        return all(isinstance(v, int | float) and not isinstance(v, bool) for v in domain)
+    return False
+
+
+def check_spec(spec: DatasetSpec, schema: pa.Schema) -> dict[str, ColumnInfo]:
+    """Every violation between the declaration and the file's schema, reported together."""
+    problems: list[dict[str, Any]] = []
+    file_cols = list(schema.names)
+    for c in file_cols:
+        if c not in spec.columns:
+            problems.append({"column": c, "problem": "column in file is not declared (every column needs a role)"})
+    for c in spec.columns:
+        if c not in file_cols:
+            problems.append({"column": c, "problem": "declared column is missing from the file"})
+    if len(set(file_cols)) != len(file_cols):
+        problems.append({"column": None, "problem": "file has duplicate column names"})
+    infos: dict[str, ColumnInfo] = {}
+    for c in file_cols:
+        cs: ColumnSpec | None = spec.columns.get(c)
+        if cs is None:
+            continue
+        kind = kind_of(schema.field(c).type)
+        if kind is None:
+            problems.append({"column": c, "problem": f"unsupported column type {schema.field(c).type}"})
+            continue
+        if cs.role is Role.MEASURE and not kind.numeric:
+            problems.append({"column": c, "problem": f"a measure must be numeric, file has {kind.value}"})
+        if cs.bounds is not None:
+            if not kind.numeric:
+                problems.append({"column": c, "problem": f"bounds need a numeric column, file has {kind.value}"})
+            elif kind is Kind.INTEGER and not all(float(b).is_integer() for b in cs.bounds):
+                problems.append({"column": c, "problem": "bounds of an integer column must be integers"})
+        if cs.domain is not None and not _domain_fits(kind, cs.domain):
+            problems.append({"column": c, "problem": f"domain values do not match the column type {kind.value}"})
+        infos[c] = ColumnInfo(role=cs.role, kind=kind, domain=cs.domain, bounds=cs.bounds,
+                              description=cs.description)
+    if problems:
+        raise invalid("the declared columns do not match the file", problems)
+    return infos
+
+
+def _csv_types(spec: DatasetSpec) -> dict[str, pa.DataType]:
+    """Read identifiers and string domains as strings (keeps leading zeros, stops type guessing)."""
+    out: dict[str, pa.DataType] = {}
+    for c, cs in spec.columns.items():
+        if cs.role in (Role.ID, Role.JOIN_KEY, Role.NEVER_OUTPUT) or (
+            cs.domain is not None and isinstance(cs.domain[0], str)
+        ):
+            out[c] = pa.string()
+    return out
+
+
+def _batches(path: Path, spec: DatasetSpec) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    try:
+        if path.suffix.lower() == ".parquet":
+            pf = pq.ParquetFile(path)
+            return pf.schema_arrow, pf.iter_batches(batch_size=BATCH_ROWS)
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(block_size=16 << 20),
+            convert_options=pacsv.ConvertOptions(column_types=_csv_types(spec)),
+        )
+        return reader.schema, iter(reader)
+    except (pa.ArrowException, OSError, ValueError):
+        raise invalid("source could not be read as Parquet or CSV") from None
+
+
+def _normalise(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(col.type.value_type)
+    if pa.types.is_large_string(col.type):
+        col = col.cast(pa.string())
+    if pa.types.is_decimal(col.type):
+        col = col.cast(pa.float64())
+    return col
+
+
+def _clamp(col: pa.Array, lo: float, hi: float, kind: Kind) -> tuple[pa.Array, int]:
+    if kind is Kind.INTEGER:
+        lo_s, hi_s = pa.scalar(int(lo), col.type), pa.scalar(int(hi), col.type)
+    else:
+        lo_s, hi_s = pa.scalar(float(lo), col.type), pa.scalar(float(hi), col.type)
+    outside = pc.or_(pc.less(col, lo_s), pc.greater(col, hi_s))
+    n = pc.sum(outside).as_py() or 0
+    if kind is Kind.FLOAT:
+        nan = pc.is_nan(col)
+        n += pc.sum(nan).as_py() or 0
+        col = pc.if_else(nan, pa.scalar(None, col.type), col)
+    if n:
+        col = pc.min_element_wise(pc.max_element_wise(col, lo_s), hi_s)
+    return col, int(n)
+
+
+def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "sha256") -> Ingested:
+    """Validate, clamp and copy ``source``; return the temporary Parquet copy and its fingerprint."""
+    schema, batches = _batches(source, spec)
+    infos = check_spec(spec, schema)
+    report = IngestReport()
+    id_col = next(c for c, i in infos.items() if i.role is Role.ID)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".ingest-{spec.name}-{os.urandom(8).hex()}.parquet"
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in batches:
+            cols: dict[str, pa.Array] = {}
+            for c in schema.names:
+                cols[c] = _normalise(batch.column(c))
+            keep = pc.is_valid(cols[id_col])
+            dropped = len(keep) - (pc.sum(keep).as_py() or 0)
+            if dropped:
+                report.dropped_null_ids += int(dropped)
+                cols = {c: pc.filter(a, keep) for c, a in cols.items()}
+            for c, info in infos.items():
+                a = cols[c]
+                if info.bounds is not None:
+                    a, n = _clamp(a, info.bounds[0], info.bounds[1], info.kind)
+                    if n:
+                        report.clamped[c] = report.clamped.get(c, 0) + n
+                elif info.domain is not None:
+                    inside = pc.is_in(a, value_set=pa.array(list(info.domain), type=a.type))
+                    n = int(pc.sum(pc.invert(inside)).as_py() or 0) - a.null_count
+                    if n > 0:
+                        report.out_of_domain[c] = report.out_of_domain.get(c, 0) + n
+                if a.null_count:
+                    report.nulls[c] = report.nulls.get(c, 0) + a.null_count
+                cols[c] = a
+            table = pa.table(cols)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table, row_group_size=BATCH_ROWS)
+            report.rows += table.num_rows
+        if writer is None:
+            raise invalid("source has no rows")
+    except pa.ArrowException:
+        tmp.unlink(missing_ok=True)
+        raise invalid("source could not be read: malformed or inconsistent content") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    if report.rows == 0:
+        tmp.unlink(missing_ok=True)
+        raise invalid("source has no rows with a privacy unit")
+    report.bytes = tmp.stat().st_size
+    return Ingested(infos, tmp, file_fingerprint(tmp, hash_alg), report)
