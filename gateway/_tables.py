@@ -1,0 +1,67 @@
+"""Metadata tables owned by the gateway: principals, the audit log and its signatures, service metadata."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+service_meta = Table(
+    "service_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+principals = Table(
+    "principals",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(64), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("ts", String(32), nullable=False),
+    Column("actor", String(64), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("action", String(64), nullable=False, index=True),
+    Column("agreement_id", String(40), nullable=True, index=True),
+    Column("dataset", String(63), nullable=True, index=True),
+    Column("decision", String(8), nullable=False),
+    Column("code", String(40), nullable=True),
+    Column("epsilon", String(64), nullable=True),
+    Column("delta", String(64), nullable=True),
+    Column("output_digest", String(80), nullable=True),
+    Column("subject_hash", String(40), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(80), nullable=False),
+    Column("hash", String(80), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("hash", String(80), nullable=False),
+    Column("signature", String(200), nullable=False),
+    Column("key_id", String(40), nullable=False),
+    Column("ts", String(32), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(80), nullable=False),
+    Column("signature", String(200), nullable=False),
+)

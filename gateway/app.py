@@ -1,0 +1,99 @@
+"""The FastAPI application: routes under /v1, the error catalog, the audit middleware and body limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
+from gateway import errors
+from gateway.audit import AuditEvent
+from gateway.context import AppContext
+from gateway.routes import audit, datasets, principals, system
+
+log = logging.getLogger("veilbox.gateway")
+
+
+class BodyLimit:
+    """Refuse request bodies above ``limit`` bytes, counted as they arrive (chunked bodies included)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise DomainError(INVALID_REQUEST, f"request body larger than {self.limit} bytes")
+            return msg
+
+        headers = dict(scope.get("headers") or [])
+        cl = headers.get(b"content-length")
+        if cl is not None and cl.isdigit() and int(cl) > self.limit:
+            resp = errors.error_response(INVALID_REQUEST, f"request body larger than {self.limit} bytes")
+            await resp(scope, receive, send)
+            return
+        await self.app(scope, limited, send)
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title="Veilbox",
+        version="1.0",
+        summary="Usable but invisible (可用不可见): aggregates, models and verdicts leave; raw data never does.",
+        description="HTTP contract v1. Every error body is `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+    )
+    app.state.ctx = ctx
+    for exc_type in (DomainError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_type, errors.handle)
+
+    @app.middleware("http")
+    async def audit_every_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if not request.url.path.startswith("/v1/"):
+            return await call_next(request)
+        ev = AuditEvent(details={"method": request.method})
+        request.state.audit = ev
+        response: Response | None = None
+        started = time.monotonic()
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # errors escaping the handlers: still answered, still audited
+            code, message, details = errors.from_exception(exc)
+            ev.decision, ev.code = ("error" if code == INTERNAL else "deny"), code
+            response = errors.error_response(code, message, details)
+        finally:
+            route: Any = request.scope.get("route")
+            ev.action = getattr(route, "name", None) or "unmatched"
+            ev.details["path"] = getattr(route, "path", None) or "unmatched"
+            ev.details["status"] = response.status_code if response is not None else 500
+            ev.details["ms"] = round((time.monotonic() - started) * 1000, 1)
+            if response is not None and response.status_code >= 400 and ev.decision == "allow":
+                ev.decision = "error" if response.status_code >= 500 else "deny"
+            try:
+                await run_in_threadpool(ctx.audit.append, ev)
+            except Exception:  # an unaudited action must not be released
+                log.exception("audit append failed")
+                response = errors.error_response(INTERNAL)
+        return response
+
+    app.include_router(system.router)
+    for r in (principals.router, datasets.router, audit.router):
+        app.include_router(r, prefix="/v1")
+    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
+    return app

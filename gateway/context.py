@@ -1,0 +1,81 @@
+"""The service context: settings, metadata engine, keys and audit log, opened once per process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Engine, select
+
+from catalog.fingerprint import HashAlg
+from catalog.store import make_engine
+from gateway import _tables as t
+from gateway import identities, schema
+from gateway.audit import AuditEvent, AuditLog
+from gateway.keys import Keys, create_keys, load_keys
+from gateway.settings import Settings, UnsafeSettings
+
+
+class AlreadyInitialised(RuntimeError):
+    pass
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    keys: Keys
+    audit: AuditLog
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _meta(engine: Engine, key: str) -> str | None:
+    with engine.connect() as conn:
+        r = conn.execute(select(t.service_meta.c.value).where(t.service_meta.c.key == key)).first()
+    return r[0] if r else None
+
+
+def init_home(settings: Settings) -> str:
+    """Create a home (directories, keys, schema, admin principal). Returns the admin token, shown once."""
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    for d in (settings.data_dir, settings.models_dir, home / "import"):
+        d.mkdir(parents=True, exist_ok=True)
+    create_keys(settings.keys_dir)
+    engine = make_engine(settings.db_url)
+    try:
+        schema.upgrade(engine)
+        if _meta(engine, "hash_alg") is not None:
+            raise AlreadyInitialised(f"{home} is already initialised")
+        with engine.begin() as conn:
+            conn.execute(t.service_meta.insert().values(key="hash_alg", value=settings.hash_alg))
+            conn.execute(t.service_meta.insert().values(key="initialised_at",
+                                                        value=dt.datetime.now(dt.UTC).isoformat()))
+        _, token = identities.create_principal(engine, "admin", "admin", created_by=None,
+                                               ttl_days=settings.token_ttl_days)
+        ctx = open_context(settings, engine=engine)
+        ctx.audit.append(AuditEvent(actor="system", role="system", action="service.init",
+                                    details={"hash_alg": settings.hash_alg}))
+        ctx.audit.append(AuditEvent(actor="system", role="system", action="principal.create",
+                                    details={"name": "admin", "role": "admin"}))
+        return token
+    finally:
+        engine.dispose()
+
+
+def open_context(settings: Settings, engine: Engine | None = None) -> AppContext:
+    engine = engine or make_engine(settings.db_url)
+    schema.upgrade(engine)
+    alg = _meta(engine, "hash_alg")
+    if alg is None:
+        raise RuntimeError(f"{settings.home} is not initialised: run `veilbox init`")
+    if alg != settings.hash_alg and "VEILBOX_HASH_ALG" in os.environ:
+        raise UnsafeSettings(f"the audit chain of this home uses {alg}; VEILBOX_HASH_ALG={settings.hash_alg} "
+                             "would break verification")
+    keys = load_keys(settings.keys_dir)
+    return AppContext(settings, engine, keys, AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every))

@@ -1,0 +1,92 @@
+"""Audit log: scoped listing, chain verification and export (API.md "Audit")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import and_, select
+
+from catalog import _tables as ct
+from catalog.errors import invalid
+from gateway import _tables as t
+from gateway.audit import scope_for
+from gateway.deps import CurrentPrincipal, Ctx, Regulator
+from gateway.identities import Principal
+
+router = APIRouter(tags=["audit"])
+
+PUBLIC_FIELDS = ("seq", "ts", "actor", "role", "action", "agreement_id", "dataset", "decision", "code",
+                 "epsilon", "delta", "output_digest", "subject_hash", "details", "prev_hash", "hash")
+
+
+def _owned(ctx: Ctx, p: Principal) -> tuple[list[str], list[str]]:
+    if p.role.value != "owner":
+        return [], []
+    with ctx.engine.connect() as conn:
+        ds = [r[0] for r in conn.execute(select(ct.datasets.c.name).where(ct.datasets.c.owner == p.name))]
+    return ds, owned_agreements(ctx, p.name)
+
+
+def owned_agreements(ctx: Ctx, owner: str) -> list[str]:
+    try:
+        from policies import agreement as agreements  # noqa: PLC0415 - optional until agreements land
+    except ImportError:
+        return []
+    fn = getattr(agreements, "ids_owned_by", None)
+    return list(fn(ctx.engine, owner)) if fn else []
+
+
+@router.get("/audit", name="audit.list")
+def list_entries(
+    p: CurrentPrincipal,
+    ctx: Ctx,
+    since: int = Query(0, ge=0),
+    limit: int = Query(100, ge=1, le=1000),
+    agreement_id: str | None = None,
+    dataset: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    decision: str | None = None,
+    ts_from: str | None = Query(None, description="ISO-8601 lower bound (inclusive)"),
+    ts_to: str | None = Query(None, description="ISO-8601 upper bound (exclusive)"),
+) -> dict[str, Any]:
+    e = t.audit_entries.c
+    conds: list[Any] = []
+    scope = scope_for(p.role.value, p.name, *_owned(ctx, p))
+    if scope is not None:
+        conds.append(scope)
+    for col, val in ((e.agreement_id, agreement_id), (e.dataset, dataset), (e.actor, actor),
+                     (e.action, action), (e.decision, decision)):
+        if val is not None:
+            conds.append(col == val)
+    if ts_from:
+        conds.append(e.ts >= ts_from)
+    if ts_to:
+        conds.append(e.ts < ts_to)
+    rows, nxt = ctx.audit.entries(since, limit, and_(*conds) if conds else None)
+    return {"entries": [{k: r[k] for k in PUBLIC_FIELDS} for r in rows], "next": nxt}
+
+
+@router.get("/audit/verify", name="audit.verify")
+async def verify(_: Regulator, ctx: Ctx) -> dict[str, Any]:
+    report = await run_in_threadpool(ctx.audit.verify)
+    return report.as_dict()
+
+
+@router.get("/audit/export", name="audit.export")
+async def export(_: Regulator, ctx: Ctx, format: str = Query("parquet")) -> Response:
+    if format != "parquet":
+        raise invalid("only format=parquet is supported")
+    data = await run_in_threadpool(ctx.audit.export_parquet)
+    return Response(data, media_type="application/vnd.apache.parquet",
+                    headers={"Content-Disposition": 'attachment; filename="veilbox-audit.parquet"'})
+
+
+@router.get("/audit/public-key", name="audit.public_key")
+def public_key(_: CurrentPrincipal, ctx: Ctx) -> dict[str, str]:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
+    pem = ctx.keys.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return {"key_id": ctx.keys.key_id, "algorithm": "ed25519", "hash_alg": ctx.audit.alg, "pem": pem.decode()}

@@ -1,0 +1,77 @@
+"""Catalog: register, list, show, mock (API.md "Catalog")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, status
+from fastapi.concurrency import run_in_threadpool
+
+from catalog import registry
+from catalog.columns import DatasetSpec
+from catalog.errors import not_found
+from catalog.mock import MAX_MOCK_ROWS, mock_table
+from gateway.deps import Audit, CurrentPrincipal, Ctx, Owner
+from gateway.identities import Principal
+
+router = APIRouter(tags=["datasets"])
+
+
+def public_view(ds: registry.Dataset, viewer: Principal) -> dict[str, Any]:
+    """The dataset as `viewer` may see it: exact row counts and ingest reports only for the owner."""
+    mine = viewer.name == ds.owner
+    out: dict[str, Any] = {
+        "name": ds.name,
+        "owner": ds.owner,
+        "description": ds.description,
+        "grade": ds.grade.value,
+        "personal": ds.personal,
+        "sensitive": ds.sensitive,
+        "fingerprint": ds.fingerprint,
+        "max_rows_per_unit": ds.max_rows_per_unit,
+        "columns": {c: i.public() for c, i in ds.columns.items()},
+        "rows": ds.rows if mine else None,
+        "created_at": ds.created_at.isoformat(),
+    }
+    if mine:
+        out["ingest"] = ds.ingest_report
+    return out
+
+
+@router.post("/datasets", name="dataset.register", status_code=status.HTTP_201_CREATED)
+async def register(spec: DatasetSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    ev.dataset = spec.name
+    s = ctx.settings
+    reg = await run_in_threadpool(registry.register, ctx.engine, spec, owner.name, s.data_dir,
+                                  s.effective_import_roots, s.max_source_bytes, s.hash_alg)
+    ev.details["fingerprint"] = reg.dataset.fingerprint
+    ev.output_digest = reg.dataset.fingerprint
+    return public_view(reg.dataset, owner)
+
+
+@router.get("/datasets", name="dataset.list")
+def list_datasets(p: CurrentPrincipal, ctx: Ctx) -> list[dict[str, Any]]:
+    return [public_view(d, p) for d in registry.list_all(ctx.engine)]
+
+
+def _get(ctx: Ctx, name: str) -> registry.Dataset:
+    ds = registry.get(ctx.engine, name)
+    if ds is None:
+        raise not_found("dataset")
+    return ds
+
+
+@router.get("/datasets/{name}", name="dataset.show")
+def show(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    ev.dataset = name
+    return public_view(_get(ctx, name), p)
+
+
+@router.get("/datasets/{name}/mock", name="dataset.mock")
+def mock(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
+         rows: int = Query(100, ge=1, le=MAX_MOCK_ROWS), seed: int = Query(0, ge=0)) -> dict[str, Any]:
+    ev.dataset = name
+    ds = _get(ctx, name)
+    table = mock_table(ds.name, ds.columns, rows, seed)
+    return {"dataset": ds.name, "mock": True, "seed": seed, "columns": table.column_names,
+            "rows": [list(r.values()) for r in table.to_pylist()]}

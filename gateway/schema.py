@@ -1,0 +1,37 @@
+"""The metadata schema: every package's tables, migrated with Alembic (`gateway/migrations`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, MetaData
+
+from catalog import _tables as catalog_tables
+from gateway import _tables as gateway_tables
+
+target_metadata: list[MetaData] = [catalog_tables.metadata, gateway_tables.metadata]
+
+try:  # policies owns agreements, ledger, jobs and metering once present
+    from policies import _tables as policies_tables
+
+    target_metadata.append(policies_tables.metadata)
+except ImportError:  # pragma: no cover - during bootstrap only
+    pass
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the store to the newest schema (idempotent)."""
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

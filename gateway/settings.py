@@ -1,0 +1,82 @@
+"""Settings (pydantic-settings, prefix ``VEILBOX_``). Unsafe combinations are refused at load time, loudly."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class UnsafeSettings(ValueError):
+    """A combination of settings that would weaken a guarantee; the service refuses to start."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VEILBOX_", extra="ignore")
+
+    home: Path = Path(".veilbox")
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
+    hash_alg: Literal["sha256", "sm3"] = "sha256"
+    checkpoint_every: int = Field(default=100, ge=1, le=100_000)
+    import_roots: list[Path] = Field(default_factory=list, description="where dataset sources may be read")
+    max_source_bytes: int = Field(default=20 << 30, ge=1)
+    max_body_bytes: int = Field(default=16 << 20, ge=1024)
+    latency_bucket_ms: int = Field(default=50, ge=0, le=10_000)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    tls_terminated: bool = Field(default=False, description="a TLS proxy fronts the service")
+    token_ttl_days: int = Field(default=365, ge=1)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'meta.db').resolve()}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def effective_import_roots(self) -> list[Path]:
+        return self.import_roots or [self.home / "import"]
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        home = self.home.resolve()
+        for root in self.import_roots:
+            r = root.resolve()
+            if r == Path("/"):
+                raise UnsafeSettings("VEILBOX_IMPORT_ROOTS must not include '/'")
+            if home.is_relative_to(r) or r.is_relative_to(home / "data") or r.is_relative_to(home / "keys"):
+                raise UnsafeSettings("an import root must not contain VEILBOX_HOME nor lie inside data/ or keys/")
+        if self.env == "production":
+            if self.latency_bucket_ms == 0:
+                raise UnsafeSettings("latency padding cannot be disabled in production (timing channel)")
+            if self.database_url and ":memory:" in self.database_url:
+                raise UnsafeSettings("an in-memory database loses the audit log; not allowed in production")
+        if not _is_loopback(self.host) and not self.tls_terminated:
+            raise UnsafeSettings(
+                f"refusing to serve on non-loopback host {self.host!r} without TLS: "
+                "put a TLS proxy in front and set VEILBOX_TLS_TERMINATED=true"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
