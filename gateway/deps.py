@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -54,7 +54,7 @@ def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require_role(*roles: RoleName):  # type: ignore[no-untyped-def]
+def require_role(*roles: RoleName) -> Any:
     allowed = {r.value for r in roles}
 
     def dep(p: CurrentPrincipal) -> Principal:

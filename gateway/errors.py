@@ -39,7 +39,7 @@ CATALOG: dict[str, tuple[int, str]] = {
 
 
 def error_body(code: str, message: str | None = None, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    status, default = CATALOG[code]
+    _, default = CATALOG[code]
     if code == E.INTERNAL:  # never pass internal text through
         message, details = default, []
     return {"error": {"code": code, "message": message or default, "details": details or []}}

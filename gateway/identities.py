@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from catalog.errors import ALREADY_EXISTS, DomainError, invalid
 from gateway import _tables as t
 
-TOKEN_PREFIX = "vbx_"
+TOKEN_PREFIX = "vbx_"  # noqa: S105 - a public prefix, not a secret
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 
 

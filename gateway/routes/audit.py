@@ -12,7 +12,7 @@ from catalog import _tables as ct
 from catalog.errors import invalid
 from gateway import _tables as t
 from gateway.audit import scope_for
-from gateway.deps import CurrentPrincipal, Ctx, Regulator
+from gateway.deps import Ctx, CurrentPrincipal, Regulator
 from gateway.identities import Principal
 
 router = APIRouter(tags=["audit"])
@@ -31,7 +31,7 @@ def _owned(ctx: Ctx, p: Principal) -> tuple[list[str], list[str]]:
 
 def owned_agreements(ctx: Ctx, owner: str) -> list[str]:
     try:
-        from policies import agreement as agreements  # noqa: PLC0415 - optional until agreements land
+        from policies import agreement as agreements
     except ImportError:
         return []
     fn = getattr(agreements, "ids_owned_by", None)
@@ -86,7 +86,7 @@ async def export(_: Regulator, ctx: Ctx, format: str = Query("parquet")) -> Resp
 
 @router.get("/audit/public-key", name="audit.public_key")
 def public_key(_: CurrentPrincipal, ctx: Ctx) -> dict[str, str]:
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives import serialization
 
     pem = ctx.keys.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return {"key_id": ctx.keys.key_id, "algorithm": "ed25519", "hash_alg": ctx.audit.alg, "pem": pem.decode()}

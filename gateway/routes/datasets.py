@@ -11,7 +11,7 @@ from catalog import registry
 from catalog.columns import DatasetSpec
 from catalog.errors import not_found
 from catalog.mock import MAX_MOCK_ROWS, mock_table
-from gateway.deps import Audit, CurrentPrincipal, Ctx, Owner
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.identities import Principal
 
 router = APIRouter(tags=["datasets"])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import identities
-from gateway.deps import Admin, Audit, CurrentPrincipal, Ctx
+from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal
 
 router = APIRouter(tags=["principals"])
 

@@ -1,7 +1,7 @@
 """initial catalog and gateway tables
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 Create Date: 2026-11-22 20:52:33.041507
 """
 from __future__ import annotations

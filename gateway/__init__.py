@@ -1,0 +1,11 @@
+"""Gateway: the FastAPI service and everything at the trust boundary.
+
+- `app`: application factory, audit middleware, body limits.
+- `routes/`: one module per API.md resource.
+- `deps`: authentication and role checks as typed dependencies (`CurrentPrincipal`, `Owner`, `Regulator`…).
+- `errors`: the one error catalog (code → status, public message).
+- `audit`: the hash-chained, signed audit log.
+- `identities`, `keys`, `settings`, `context`, `schema` (Alembic migrations), `server`.
+"""
+
+__all__: list[str] = []

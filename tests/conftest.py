@@ -1,0 +1,61 @@
+"""Shared fixtures: synthetic data, a fresh service home, and a real gateway on a loopback port."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from catalog.datagen import Generated, generate
+from gateway.context import AppContext, init_home, open_context
+from gateway.server import BackgroundServer
+from gateway.settings import Settings
+from veilbox.client import Client
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def city_data(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """A small synthetic city (5000 people), generated once per session."""
+    return generate(tmp_path_factory.mktemp("incoming"), rows=5000, seed=7)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, city_data: Generated) -> Settings:
+    return Settings(home=tmp_path / "home", import_roots=[city_data.tax_income.parent, tmp_path / "import"],
+                    latency_bucket_ms=0, checkpoint_every=5, env="test")
+
+
+@dataclass
+class Service:
+    ctx: AppContext
+    url: str
+    admin: Client
+    settings: Settings
+
+    def client(self, token: str) -> Client:
+        return Client(self.url, token)
+
+    def principal(self, name: str, role: str) -> Client:
+        return self.client(self.admin.create_principal(name, role)["token"])
+
+
+@pytest.fixture
+def service(settings: Settings) -> Iterator[Service]:
+    """A real uvicorn gateway on a free loopback port over a fresh home."""
+    token = init_home(settings)
+    ctx = open_context(settings)
+    with BackgroundServer(ctx) as srv:
+        admin = Client(srv.url, token)
+        yield Service(ctx, srv.url, admin, settings)
+        admin.close()
+    ctx.close()
+
+
+@pytest.fixture
+def tax_spec(city_data: Generated) -> dict:
+    return json.loads(city_data.tax_income_spec.read_text())

@@ -1,0 +1,141 @@
+"""End to end through real HTTP (uvicorn on a loopback port): principals, catalog, audit scope."""
+
+import httpx
+import pytest
+
+from veilbox.client import ApiError
+
+
+def codes(fn):
+    with pytest.raises(ApiError) as ei:
+        fn()
+    return ei.value.code, ei.value.status
+
+
+def test_health_and_openapi(service):
+    assert httpx.get(service.url + "/health").json() == {"status": "ok"}
+    spec = httpx.get(service.url + "/openapi.json").json()
+    for path in ("/v1/principals", "/v1/principals/me", "/v1/datasets", "/v1/datasets/{name}",
+                 "/v1/datasets/{name}/mock", "/v1/audit", "/v1/audit/verify", "/v1/audit/export"):
+        assert path in spec["paths"], path
+
+
+def test_principals(service):
+    me = service.admin.me()
+    assert me["role"] == "admin"
+    owner = service.principal("city-tax", "owner")
+    assert owner.me()["name"] == "city-tax"
+    assert codes(lambda: service.admin.create_principal("city-tax", "owner")) == ("ALREADY_EXISTS", 409)
+    assert codes(lambda: service.admin.create_principal("x y", "owner")) == ("INVALID_REQUEST", 422)
+    assert codes(lambda: service.admin.create_principal("ok-name", "wizard")) == ("INVALID_REQUEST", 422)
+    assert codes(lambda: owner.create_principal("evil", "admin")) == ("POLICY_DENIED", 403)
+    assert codes(lambda: service.client("vbx_not-a-token").me()) == ("UNAUTHENTICATED", 401)
+    r = httpx.get(service.url + "/v1/principals/me")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHENTICATED"
+
+
+def test_register_and_read_datasets(service, tax_spec):
+    owner = service.principal("city-tax", "owner")
+    analyst = service.principal("risk-lab", "operator")
+    ds = owner.register_dataset(tax_spec)
+    assert ds["rows"] == 5000 and ds["fingerprint"].startswith("sha256:")
+    seen = analyst.dataset("tax_income")
+    assert seen["rows"] is None and "ingest" not in seen  # exact counts only for the owner
+    assert seen["columns"]["district"]["domain"][0] == "Liangxi"
+    assert [d["name"] for d in analyst.datasets()] == ["tax_income"]
+    m = analyst.mock("tax_income", rows=5, seed=3)
+    assert len(m["rows"]) == 5 and all(str(r[0]).startswith("MOCK-") for r in m["rows"])
+    assert codes(lambda: analyst.register_dataset(tax_spec)) == ("POLICY_DENIED", 403)
+    assert codes(lambda: owner.register_dataset(tax_spec)) == ("ALREADY_EXISTS", 409)
+    assert codes(lambda: analyst.dataset("no_such")) == ("NOT_FOUND_OR_FORBIDDEN", 404)
+    assert codes(lambda: analyst.mock("tax_income", rows=10**6)) == ("INVALID_REQUEST", 422)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda s: {**s, "name": "t2", "source": "/etc/passwd"},
+    lambda s: {**s, "name": "t2", "source": s["source"] + "/../../../../etc/passwd"},
+    lambda s: {**s, "name": "t2", "columns": {**s["columns"], "age": {"role": "dimension", "bounds": [100, 16]}}},
+    lambda s: {**s, "name": "t2", "columns": {k: v for k, v in s["columns"].items() if k != "age"}},
+    lambda s: {**s, "name": "t2", "columns": {**s["columns"], "monthly_income": {"role": "measure"}}},
+    lambda s: {**s, "name": "t2", "grade": "top-secret"},
+    lambda s: {**s, "name": "t2", "max_rows_per_unit": "many"},
+    lambda s: {**s, "name": "T-2"},
+    lambda s: {k: v for k, v in s.items() if k != "columns"},
+])
+def test_bad_registrations_leave_nothing_and_are_audited(service, tax_spec, mutate):
+    owner = service.principal("city-tax", "owner")
+    assert codes(lambda: owner.register_dataset(mutate(tax_spec)))[0] == "INVALID_REQUEST"
+    last = service.ctx.audit.entries(0, 1000)[0][-1]
+    assert (last["action"], last["decision"], last["code"], last["actor"]) == (
+        "dataset.register", "deny", "INVALID_REQUEST", "city-tax")
+    assert owner.datasets() == []
+    assert list((service.settings.data_dir).iterdir()) == []
+
+
+def test_body_limit(service, tax_spec):
+    owner = service.principal("city-tax", "owner")
+    big = {**tax_spec, "description": "x" * (service.settings.max_body_bytes + 10)}
+    assert codes(lambda: owner.register_dataset(big)) == ("INVALID_REQUEST", 422)
+    r = httpx.post(service.url + "/v1/datasets", content=iter([b"{" + b" " * (service.settings.max_body_bytes + 5)]),
+                   headers={"Authorization": "Bearer x", "Content-Type": "application/json"})
+    assert r.status_code in (401, 422)
+
+
+def test_unknown_paths_and_methods(service):
+    r = httpx.get(service.url + "/v1/does-not-exist")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND_OR_FORBIDDEN"
+    r = httpx.delete(service.url + "/v1/principals/me")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_audit_scope_by_role(service, tax_spec):
+    owner = service.principal("city-tax", "owner")
+    other_owner = service.principal("water-co", "owner")
+    analyst = service.principal("risk-lab", "operator")
+    reg = service.principal("regulator", "regulator")
+    owner.register_dataset(tax_spec)
+    analyst.dataset("tax_income")
+    analyst.mock("tax_income")
+    codes(lambda: analyst.dataset("nope"))
+    everything = reg.audit(limit=1000)["entries"]
+    assert [e["seq"] for e in everything] == list(range(1, len(everything) + 1))
+    assert {e["actor"] for e in analyst.audit(limit=1000)["entries"]} == {"risk-lab"}
+    owner_view = owner.audit(limit=1000)["entries"]
+    assert any(e["actor"] == "risk-lab" and e["dataset"] == "tax_income" for e in owner_view)
+    assert not any(e["actor"] == "risk-lab" and e["dataset"] == "nope" for e in owner_view)
+    assert all(e["actor"] == "water-co" for e in other_owner.audit(limit=1000)["entries"])
+    denied = reg.audit(limit=1000, decision="deny")["entries"]
+    assert denied and all(e["decision"] == "deny" for e in denied)
+    page = reg.audit(since=2, limit=3)
+    assert [e["seq"] for e in page["entries"]] == [3, 4, 5] and page["next"] == 5
+    assert codes(lambda: analyst.audit_verify()) == ("POLICY_DENIED", 403)
+
+
+def test_verify_and_export_over_http(service, tax_spec):
+    import io
+
+    import pyarrow.parquet as pq
+
+    reg = service.principal("regulator", "regulator")
+    service.principal("city-tax", "owner").register_dataset(tax_spec)
+    v = reg.audit_verify()
+    assert v["ok"] and v["first_bad_seq"] is None
+    table = pq.read_table(io.BytesIO(reg.audit_export()))
+    assert table.num_rows >= v["entries"]
+    with service.ctx.engine.begin() as c:
+        c.exec_driver_sql("UPDATE audit_entries SET actor='mallory' WHERE seq=3")
+    v = reg.audit_verify()
+    assert not v["ok"] and v["first_bad_seq"] == 3
+    assert reg.audit_public_key()["algorithm"] == "ed25519"
+
+
+def test_entries_hold_no_raw_values(service, tax_spec, city_data):
+    import pyarrow.parquet as pq
+
+    owner = service.principal("city-tax", "owner")
+    owner.register_dataset(tax_spec)
+    service.principal("risk-lab", "operator").mock("tax_income", rows=50)
+    raw = pq.read_table(city_data.tax_income)
+    secrets_ = set(raw["person_id"].to_pylist()[:500]) | set(raw["id_number"].to_pylist()[:500])
+    dump = str(service.ctx.audit.entries(0, 10_000)[0])
+    assert not any(s in dump for s in secrets_)
