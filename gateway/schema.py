@@ -13,13 +13,6 @@ from gateway import _tables as gateway_tables
 
 target_metadata: list[MetaData] = [catalog_tables.metadata, gateway_tables.metadata]
 
-try:  # policies owns agreements, ledger, jobs and metering once present
-    from policies import _tables as policies_tables
-
-    target_metadata.append(policies_tables.metadata)
-except ImportError:  # pragma: no cover - during bootstrap only
-    pass
-
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
