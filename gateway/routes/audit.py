@@ -26,16 +26,7 @@ def _owned(ctx: Ctx, p: Principal) -> tuple[list[str], list[str]]:
         return [], []
     with ctx.engine.connect() as conn:
         ds = [r[0] for r in conn.execute(select(ct.datasets.c.name).where(ct.datasets.c.owner == p.name))]
-    return ds, owned_agreements(ctx, p.name)
-
-
-def owned_agreements(ctx: Ctx, owner: str) -> list[str]:
-    try:
-        from policies import agreement as agreements
-    except ImportError:
-        return []
-    fn = getattr(agreements, "ids_owned_by", None)
-    return list(fn(ctx.engine, owner)) if fn else []
+    return ds, []  # agreements the owner granted join this scope when agreements land
 
 
 @router.get("/audit", name="audit.list")
