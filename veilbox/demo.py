@@ -66,9 +66,11 @@ def chapter_catalog(story: Story, data: Any) -> None:
         story.facts.append(f"registered {ds['name']}: {ds['rows']} rows, {ds['fingerprint'][:23]}…")
     seen = story.clients["operator"].dataset("tax_income")
     mock = story.clients["operator"].mock("tax_income", rows=3)
-    t = Table(*mock["columns"], title="what the operator sees: a mock from the declaration")
+    shown = ["person_id", "district", "age", "industry", "monthly_income", "has_default"]
+    idx = [mock["columns"].index(c) for c in shown]
+    t = Table(*shown, title="what the operator sees: a mock generated from the declaration")
     for r in mock["rows"]:
-        t.add_row(*[str(v) for v in r])
+        t.add_row(*[str(r[i]) for i in idx])
     console.print(t)
     story.facts.append(f"the operator sees the schema and a mock, not the row count (rows={seen['rows']})")
     try:
