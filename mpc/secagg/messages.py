@@ -1,0 +1,158 @@
+"""The wire messages of a round: frozen pydantic models that serialise to JSON-able dicts.
+
+Bytes travel as standard base64 text. Each message carries a ``kind`` discriminator and the ``round_id``.
+Client → server: `AdvertiseKeys`, `ShareKeys`, `MaskedInput`, `UnmaskShares`. Server → client:
+`KeyRoster`, `ForwardedShares`, `UnmaskRequest`. `to_json()` gives the dict; `parse_client_message` /
+`parse_server_message` read one back and turn any validation failure into `ProtocolError` (the message
+names the offending fields, never their values).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+from mpc.secagg.errors import ProtocolError
+
+
+def _decode_b64(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not base64 text") from None
+    raise ValueError("expected base64 text")
+
+
+def _encode_b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+B64 = Annotated[bytes, PlainValidator(_decode_b64), PlainSerializer(_encode_b64, return_type=str, when_used="json")]
+Key = Annotated[B64, Field(min_length=32, max_length=32)]
+ShareValue = Annotated[B64, Field(min_length=33, max_length=33)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+RoundId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    round_id: RoundId
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-able dict form (bytes as base64)."""
+        return self.model_dump(mode="json")
+
+
+class PublicKeys(BaseModel):
+    """A client's two X25519 public keys: ``c`` for share encryption, ``s`` for pairwise masks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    c_public: Key
+    s_public: Key
+
+
+class AdvertiseKeys(_Message):
+    """Stage 0, client → server: the sender's fresh public keys."""
+
+    kind: Literal["advertise_keys"] = "advertise_keys"
+    sender: Name
+    c_public: Key
+    s_public: Key
+
+
+class KeyRoster(_Message):
+    """End of stage 0, server → clients: the public keys of every client heard from (U1)."""
+
+    kind: Literal["key_roster"] = "key_roster"
+    keys: dict[Name, PublicKeys]
+
+
+class ShareKeys(_Message):
+    """Stage 1, client → server: one AES-GCM envelope of Shamir shares per neighbour in U1, by recipient."""
+
+    kind: Literal["share_keys"] = "share_keys"
+    sender: Name
+    ciphertexts: dict[Name, B64]
+
+
+class ForwardedShares(_Message):
+    """End of stage 1, server → one client: the envelopes addressed to it, by sender (its view of U2)."""
+
+    kind: Literal["forwarded_shares"] = "forwarded_shares"
+    recipient: Name
+    ciphertexts: dict[Name, B64]
+
+
+class MaskedInput(_Message):
+    """Stage 2, client → server: ``y = x + PRG(b) + Σ ±PRG(s_uv) mod 2^m`` as little-endian uint32 words."""
+
+    kind: Literal["masked_input"] = "masked_input"
+    sender: Name
+    vector: B64
+
+    def array(self) -> NDArray[np.uint32]:
+        """The masked vector (read-only view of the message bytes)."""
+        return np.frombuffer(self.vector, dtype=np.dtype("<u4")).astype(np.uint32, copy=False)
+
+
+class UnmaskRequest(_Message):
+    """End of stage 2, server → clients: the survivors U3 whose masked inputs will be summed."""
+
+    kind: Literal["unmask_request"] = "unmask_request"
+    survivors: tuple[Name, ...]
+
+
+class UnmaskShares(_Message):
+    """Stage 3, client → server: shares of ``b`` for survivors, of the mask key ``s`` for the dropped."""
+
+    kind: Literal["unmask_shares"] = "unmask_shares"
+    sender: Name
+    b_shares: dict[Name, ShareValue]
+    s_shares: dict[Name, ShareValue]
+
+
+ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskShares
+ServerMessage = KeyRoster | ForwardedShares | UnmaskRequest
+
+_CLIENT: TypeAdapter[ClientMessage] = TypeAdapter(Annotated[ClientMessage, Field(discriminator="kind")])
+_SERVER: TypeAdapter[ServerMessage] = TypeAdapter(Annotated[ServerMessage, Field(discriminator="kind")])
+
+
+def parse_client_message(data: Mapping[str, Any]) -> ClientMessage:
+    """A client message from its JSON-able dict; `ProtocolError` if malformed."""
+    return _parse(_CLIENT, data)
+
+
+def parse_server_message(data: Mapping[str, Any]) -> ServerMessage:
+    """A server message from its JSON-able dict; `ProtocolError` if malformed."""
+    return _parse(_SERVER, data)
+
+
+def _parse(adapter: TypeAdapter[Any], data: Mapping[str, Any]) -> Any:
+    if not isinstance(data, Mapping):
+        raise ProtocolError("message must be a JSON object")
+    try:
+        return adapter.validate_python(dict(data))
+    except ValidationError as exc:
+        fields = sorted({".".join(str(part) for part in error["loc"]) or "message" for error in exc.errors()})
+        raise ProtocolError("malformed message: " + ", ".join(fields[:10])) from None
