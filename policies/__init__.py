@@ -1,6 +1,139 @@
-"""Policies: agreements (授权运营协议), negative list, decisions, the privacy-budget ledger, jobs and quotas.
+"""Policies: agreements, decisions, privacy budgets, jobs and quotas. Never touches raw data.
 
-Under construction; see the agreements issue. Imports catalog only.
+Module map (the gateway imports only the names re-exported here):
+
+- `actor`: `Actor(name, role)` — the authenticated principal, as plain values; `Role`.
+- `agreement`: the agreement document (`AgreementDocument`, pydantic, versioned by canonical hash), its
+  storage and lifecycle (`create_agreement`, `accept`, `suspend`, `resume`, `revoke`, `amend_agreement`),
+  `effective_state` (``expired`` is derived), `record_expiry` (once) and `outputs_sealed` (exit clause).
+- `negative_list`: admin-managed entries (dataset, ``dataset.column``, purpose) no agreement can override.
+- `decision`: `decide(ctx) -> Decision(allow, reasons)`, pure, reporting every reason; `Decision.error()` maps
+  a denial to one `DomainError` (not-found-or-forbidden > inactive > budget > quota > policy).
+- `access`: `authorize` — load, decide, meter or raise — for agreement-scoped requests; budget/usage reads.
+- `budget`: exact (ε, δ) `Budget` (basic composition) and zCDP `RhoBudget`, over `fractions.Fraction`.
+- `ledger`: per-(agreement, dataset) accounts; `charge` (check-then-debit, one transaction), idempotent
+  `refund`, `remaining`, `status`.
+- `jobs`: job records and their state machine; approval bound to spec hash and dataset fingerprints; the
+  durable queue (`claim_next`, `recover_interrupted`); released results.
+- `quotas`: metering with atomic increments, quota checks, `usage` and billing.
+
+Internals: `_tables` (this package's SQLAlchemy ``metadata``), `_exact`, `_canonical`, `_clock`.
+Dependency rule: `policies` imports `catalog` only.
 """
 
-__all__: list[str] = []
+from policies._tables import metadata
+from policies.access import authorize, check, read_budget, read_usage
+from policies.actor import Actor, Role
+from policies.agreement import (
+    Agreement,
+    AgreementDocument,
+    AgreementState,
+    accept,
+    amend_agreement,
+    create_agreement,
+    effective_state,
+    get_agreement,
+    list_agreements,
+    load_agreement,
+    outputs_sealed,
+    parse_document,
+    record_expiries,
+    record_expiry,
+    resume,
+    revoke,
+    suspend,
+)
+from policies.budget import Budget, BudgetError, RhoBudget
+from policies.decision import Action, Decision, DecisionContext, QuotaUsage, Reason, decide
+from policies.jobs import (
+    Job,
+    JobKind,
+    JobResult,
+    JobState,
+    approve,
+    cancel,
+    claim_next,
+    fail,
+    get_job,
+    get_result,
+    jobs_visible_to,
+    list_jobs,
+    recover_interrupted,
+    reject,
+    release,
+    spec_hash,
+    start,
+    submit,
+    succeed,
+)
+from policies.ledger import BudgetStatus, charge, refund, remaining
+from policies.negative_list import EntryKind, NegativeEntry, NegativeList, add_entry, list_entries, remove_entry
+from policies.quotas import Usage, params_digest, usage
+
+__all__ = [
+    "Action",
+    "Actor",
+    "Agreement",
+    "AgreementDocument",
+    "AgreementState",
+    "Budget",
+    "BudgetError",
+    "BudgetStatus",
+    "Decision",
+    "DecisionContext",
+    "EntryKind",
+    "Job",
+    "JobKind",
+    "JobResult",
+    "JobState",
+    "NegativeEntry",
+    "NegativeList",
+    "QuotaUsage",
+    "Reason",
+    "RhoBudget",
+    "Role",
+    "Usage",
+    "accept",
+    "add_entry",
+    "amend_agreement",
+    "approve",
+    "authorize",
+    "cancel",
+    "charge",
+    "check",
+    "claim_next",
+    "create_agreement",
+    "decide",
+    "effective_state",
+    "fail",
+    "get_agreement",
+    "get_job",
+    "get_result",
+    "jobs_visible_to",
+    "list_agreements",
+    "list_entries",
+    "list_jobs",
+    "load_agreement",
+    "metadata",
+    "outputs_sealed",
+    "params_digest",
+    "parse_document",
+    "read_budget",
+    "read_usage",
+    "record_expiries",
+    "record_expiry",
+    "recover_interrupted",
+    "refund",
+    "reject",
+    "release",
+    "remaining",
+    "remove_entry",
+    "resume",
+    "revoke",
+    "spec_hash",
+    "start",
+    "submit",
+    "succeed",
+    "suspend",
+    "usage",
+]

@@ -1,0 +1,212 @@
+"""Metadata tables owned by `policies`. Migrations live with the gateway, which composes every package's
+``metadata``; tests call ``metadata.create_all``.
+
+Exact numbers (budgets, costs) are stored as ``"num/den"`` text, never as floats. Instants are stored as UTC
+(`UTCDateTime` re-attaches the zone SQLite drops). No foreign keys point into other packages' metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+EXACT = 200  # length of a "num/den" column
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (naive storage) and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime stored")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+AGREEMENT_STATES = ("proposed", "active", "suspended", "revoked")
+JOB_STATES = (
+    "pending_approval",
+    "approved",
+    "running",
+    "succeeded",
+    "released",
+    "rejected",
+    "failed",
+    "cancelled",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("grantee", String(64), nullable=False, index=True),
+    Column("title", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document_hash", String(80), nullable=False),
+    Column("document_json", Text, nullable=False),
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("valid_until", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("accepted_at", UTCDateTime, nullable=True),
+    Column("suspended_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("expired_recorded", Boolean, nullable=False, default=False),
+    Column("expired_recorded_at", UTCDateTime, nullable=True),
+    CheckConstraint(_in("state", AGREEMENT_STATES), name="ck_agreements_state"),
+    CheckConstraint("version >= 1", name="ck_agreements_version"),
+)
+
+agreement_versions = Table(
+    "agreement_versions",
+    metadata,
+    Column("agreement_id", String(40), ForeignKey("agreements.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document_hash", String(80), nullable=False),
+    Column("document_json", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("agreement_id", "version"),
+)
+
+negative_list = Table(
+    "negative_list",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(160), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("kind", "value", name="uq_negative_list_kind_value"),
+    CheckConstraint(_in("kind", ("column", "purpose", "dataset")), name="ck_negative_list_kind"),
+)
+
+# One privacy-budget account per (agreement, dataset): the allowance and what has been spent of it.
+budget_accounts = Table(
+    "budget_accounts",
+    metadata,
+    Column("agreement_id", String(40), ForeignKey("agreements.id"), nullable=False),
+    Column("dataset", String(63), nullable=False),
+    Column("epsilon_total", String(EXACT), nullable=False),
+    Column("delta_total", String(EXACT), nullable=False),
+    Column("epsilon_spent", String(EXACT), nullable=False),
+    Column("delta_spent", String(EXACT), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("agreement_id", "dataset"),
+)
+
+# The append-only journal of the ledger: at most one debit and one refund per (job, dataset).
+budget_entries = Table(
+    "budget_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agreement_id", String(40), nullable=False),
+    Column("dataset", String(63), nullable=False),
+    Column("job_id", String(64), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),
+    Column("epsilon", String(EXACT), nullable=False),
+    Column("delta", String(EXACT), nullable=False),
+    Column("ts", UTCDateTime, nullable=False),
+    UniqueConstraint("job_id", "dataset", "kind", name="uq_budget_entries_job_dataset_kind"),
+    CheckConstraint(_in("kind", ("debit", "refund")), name="ck_budget_entries_kind"),
+    Index("ix_budget_entries_agreement_ts", "agreement_id", "ts"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agreement_id", String(40), ForeignKey("agreements.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("spec_json", Text, nullable=False),
+    Column("spec_hash", String(80), nullable=False),
+    Column("fingerprints_json", Text, nullable=False),
+    Column("columns_json", Text, nullable=False),
+    Column("purpose", String(64), nullable=True),
+    Column("inline", Boolean, nullable=False, default=False),
+    Column("state", String(24), nullable=False),
+    Column("created_by", String(64), nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("approved_by", String(64), nullable=True),
+    Column("approved_at", UTCDateTime, nullable=True),
+    Column("rejected_reason", Text, nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("cost_epsilon", String(EXACT), nullable=False),
+    Column("cost_delta", String(EXACT), nullable=False),
+    Column("worker_id", String(128), nullable=True),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("result_json", Text, nullable=True),
+    Column("result_ref", Text, nullable=True),
+    Column("output_digest", String(80), nullable=True),
+    Column("released_at", UTCDateTime, nullable=True),
+    CheckConstraint(_in("state", JOB_STATES), name="ck_jobs_state"),
+    CheckConstraint(_in("kind", ("query", "train", "code", "verify", "score")), name="ck_jobs_kind"),
+    Index("ix_jobs_state_approved", "state", "approved_at"),
+)
+
+# Usage counters. ``subject_hash`` is "" (not NULL) for counters without a subject, so the unique key
+# (which treats NULLs as distinct) really is unique and increments are single conditional UPDATEs.
+metering = Table(
+    "metering",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agreement_id", String(40), nullable=False),
+    Column("principal", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("subject_hash", String(128), nullable=False, default=""),
+    Column("count", Integer, nullable=False, default=0),
+    UniqueConstraint("agreement_id", "principal", "kind", "day", "subject_hash", name="uq_metering_key"),
+    Index("ix_metering_agreement_day", "agreement_id", "day"),
+)
+
+# Distinct verification parameter values per subject: the cap stops threshold binary search on one subject.
+metering_params = Table(
+    "metering_params",
+    metadata,
+    Column("agreement_id", String(40), nullable=False),
+    Column("subject_hash", String(128), nullable=False),
+    Column("param_hash", String(80), nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("agreement_id", "subject_hash", "param_hash"),
+)

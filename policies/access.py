@@ -1,0 +1,132 @@
+"""The one door for agreement-scoped requests: load → decide → meter, or raise.
+
+`authorize` is what a gateway route calls before doing anything on an agreement: it loads the agreement, the
+catalog records, the negative list, a quota snapshot and the remaining budgets, runs `decide`, raises the
+mapped `DomainError` on denial, and on allow consumes the action's meters atomically (``QUOTA_EXCEEDED`` if a
+concurrent call took the last unit). `check` returns the `Decision` without raising or metering (audit,
+console previews). `read_budget` and `read_usage` are the authorized reads for the budget and usage endpoints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+
+from sqlalchemy import Engine
+
+from policies import ledger, quotas
+from policies import negative_list as neg
+from policies._clock import aware
+from policies.actor import Actor
+from policies.agreement import Agreement, catalog_records, load_agreement
+from policies.budget import Budget
+from policies.decision import RULES, Action, Decision, DecisionContext, decide, meters_for
+
+
+def build_context(
+    engine: Engine,
+    actor: Actor,
+    action: Action,
+    agreement: str | Agreement | None,
+    now: dt.datetime,
+    *,
+    datasets: Iterable[str] = (),
+    columns: Mapping[str, Iterable[str]] | None = None,
+    purpose: str | None = None,
+    job_kind: str | None = None,
+    consent_ref: str | None = None,
+    cost: Budget | None = None,
+    subject_hash: str | None = None,
+    param_hash: str | None = None,
+    fingerprints: Mapping[str, str] | None = None,
+) -> DecisionContext:
+    """Load everything `decide` needs for ``action``. Call outside any write transaction."""
+    action = Action(action)
+    ag = load_agreement(engine, agreement) if isinstance(agreement, str) else agreement
+    requested = tuple(sorted(set(datasets)))
+    cols = {ds: frozenset(c) for ds, c in (columns or {}).items()}
+    rule = RULES[action]
+    records = catalog_records(engine, (ag.document.datasets if ag else ()) + requested + tuple(cols)) \
+        if ag is not None else {}
+    usage = quotas.snapshot(engine, ag, actor.name, now=now, subject_hash=subject_hash, param_hash=param_hash) \
+        if ag is not None and rule.meters else None
+    remaining = ledger.remaining(engine, ag.id) if ag is not None and rule.spends and cost is not None else {}
+    return DecisionContext(
+        actor=actor, action=action, now=now, agreement=ag, datasets=records, requested=requested, columns=cols,
+        purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, negative_list=neg.load(engine),
+        usage=usage, cost=cost, remaining=remaining, fingerprints=fingerprints,
+    )
+
+
+def check(
+    engine: Engine,
+    actor: Actor,
+    action: Action,
+    agreement_id: str,
+    *,
+    now: dt.datetime | None = None,
+    datasets: Iterable[str] = (),
+    columns: Mapping[str, Iterable[str]] | None = None,
+    purpose: str | None = None,
+    job_kind: str | None = None,
+    consent_ref: str | None = None,
+    cost: Budget | None = None,
+    subject_hash: str | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Decision:
+    """The decision for a request (every reason), without raising or metering."""
+    param_hash = quotas.params_digest(params) if params is not None else None
+    return decide(build_context(
+        engine, actor, action, agreement_id, aware(now), datasets=datasets, columns=columns, purpose=purpose,
+        job_kind=job_kind, consent_ref=consent_ref, cost=cost, subject_hash=subject_hash, param_hash=param_hash))
+
+
+def authorize(
+    engine: Engine,
+    actor: Actor,
+    action: Action,
+    agreement_id: str,
+    *,
+    now: dt.datetime | None = None,
+    datasets: Iterable[str] = (),
+    columns: Mapping[str, Iterable[str]] | None = None,
+    purpose: str | None = None,
+    job_kind: str | None = None,
+    consent_ref: str | None = None,
+    cost: Budget | None = None,
+    subject_hash: str | None = None,
+    params: Mapping[str, object] | None = None,
+) -> Agreement:
+    """Decide ``action`` and raise on denial; on allow consume the action's meters. Returns the agreement.
+
+    For ``verify.check`` pass the verification product's dataset and predicate columns, the hashed
+    ``subject_hash``, the call's ``params`` and its ``consent_ref``; for ``model.score`` the model's source
+    datasets. Jobs (``job.submit``, ``query.run``) go through `policies.jobs.submit` instead, which meters
+    and charges in the job's own transaction.
+    """
+    now = aware(now)
+    param_hash = quotas.params_digest(params) if params is not None else None
+    ctx = build_context(engine, actor, action, agreement_id, now, datasets=datasets, columns=columns,
+                        purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, cost=cost,
+                        subject_hash=subject_hash, param_hash=param_hash)
+    decide(ctx).raise_if_denied()
+    assert ctx.agreement is not None
+    meters = meters_for(ctx.action)
+    if meters:
+        quotas.consume(engine, ctx.agreement, actor.name, meters, now=now, subject_hash=subject_hash,
+                       param_hash=param_hash)
+    return ctx.agreement
+
+
+def read_budget(engine: Engine, actor: Actor, agreement_id: str, *,
+                now: dt.datetime | None = None) -> ledger.BudgetStatus:
+    """``GET /agreements/{id}/budget`` for the parties and regulators."""
+    authorize(engine, actor, Action.BUDGET_READ, agreement_id, now=now)
+    return ledger.status(engine, agreement_id)
+
+
+def read_usage(engine: Engine, actor: Actor, agreement_id: str, since: dt.date, until: dt.date, *,
+               now: dt.datetime | None = None) -> quotas.Usage:
+    """Usage and billing of an agreement for the parties and regulators."""
+    authorize(engine, actor, Action.USAGE_READ, agreement_id, now=now)
+    return quotas.usage(engine, agreement_id, since, until)

@@ -1,0 +1,447 @@
+"""Decisions: ``decide(ctx) -> Decision(allow, reasons)`` — pure, total, and it reports *every* reason.
+
+`decide` reads nothing from storage: the caller (`policies.access.authorize`, the lifecycle and job functions)
+loads the agreement, the catalog records, the negative list, a quota snapshot and the remaining budgets into a
+`DecisionContext`. The table `RULES` says, for each `Action`, which parties may take it (the agreement's
+owner, its grantee, any regulator), with which roles, in which effective agreement states, and whether the
+agreement's scope, the quotas and the budget are consulted.
+
+A denied decision maps to one `DomainError` (`Decision.error`), by precedence:
+
+1. ``NOT_FOUND_OR_FORBIDDEN`` when the agreement does not exist or the actor is no party to it (neither the
+   owner, the grantee nor a regulator) — such callers must not learn that it exists, so no details;
+2. ``AGREEMENT_INACTIVE`` for any state reason (expired, revoked, suspended, not yet active, sealed outputs);
+3. ``BUDGET_EXHAUSTED``; 4. ``QUOTA_EXCEEDED``; 5. ``POLICY_DENIED`` for everything else.
+
+Details carry every reason as ``{"reason", "message", "dataset"?, "column"?, "purpose"?}``: names from the
+declarations and the agreement, never data values.
+
+Quota and budget reasons here come from snapshots; the authoritative checks are the atomic ones in
+`policies.quotas` (conditional increments) and `policies.ledger` (check-then-debit in one transaction).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from catalog.columns import Grade
+from catalog.errors import (
+    AGREEMENT_INACTIVE,
+    BUDGET_EXHAUSTED,
+    NOT_FOUND_OR_FORBIDDEN,
+    POLICY_DENIED,
+    QUOTA_EXCEEDED,
+    DomainError,
+)
+from catalog.registry import Dataset
+from policies.actor import ANALYSTS, Actor, Role
+from policies.budget import Budget
+from policies.negative_list import PURPOSE_RE, NegativeList
+
+if TYPE_CHECKING:
+    from policies.agreement import Agreement, Quotas
+
+
+class Action(StrEnum):
+    AGREEMENT_READ = "agreement.read"
+    AGREEMENT_ACCEPT = "agreement.accept"
+    AGREEMENT_SUSPEND = "agreement.suspend"
+    AGREEMENT_RESUME = "agreement.resume"
+    AGREEMENT_REVOKE = "agreement.revoke"
+    QUERY_PREVIEW = "query.preview"
+    QUERY_RUN = "query.run"
+    JOB_SUBMIT = "job.submit"
+    JOB_READ = "job.read"
+    JOB_APPROVE = "job.approve"
+    JOB_REJECT = "job.reject"
+    JOB_CANCEL = "job.cancel"
+    JOB_RESULT = "job.result"
+    VERIFY_CHECK = "verify.check"
+    MODEL_SCORE = "model.score"
+    USAGE_READ = "usage.read"
+    BUDGET_READ = "budget.read"
+
+
+# Effective agreement states (stored states plus the derived "expired").
+PROPOSED, ACTIVE, SUSPENDED, REVOKED, EXPIRED = "proposed", "active", "suspended", "revoked", "expired"
+ALL_STATES = frozenset({PROPOSED, ACTIVE, SUSPENDED, REVOKED, EXPIRED})
+
+OWNER, GRANTEE, REGULATOR = "owner", "grantee", "regulator"
+_READERS = frozenset({OWNER, GRANTEE, REGULATOR})
+
+# Meters (see policies.quotas): "call" per data-plane request, "job" per job, "score" per HE scoring call,
+# "verify" per (subject, day), "param" distinct parameter values per subject per window.
+CALL, JOB, SCORE, VERIFY, PARAM = "call", "job", "score", "verify", "param"
+
+
+@dataclass(frozen=True)
+class Rule:
+    parties: frozenset[str]
+    states: frozenset[str]
+    grantee_roles: frozenset[Role] = ANALYSTS
+    scope: bool = False  # the agreement's scope and the request's datasets/columns/purpose are checked
+    job_kind: str | None = None  # the job kind the action needs ("*" = the context's job_kind)
+    meters: tuple[str, ...] = ()
+    spends: bool = False
+
+
+_ACTIVE = frozenset({ACTIVE})
+_GRANTEE = frozenset({GRANTEE})
+_OWNER = frozenset({OWNER})
+_BANK = frozenset({Role.BANK})
+
+RULES: Mapping[Action, Rule] = {
+    Action.AGREEMENT_READ: Rule(_READERS, ALL_STATES),
+    Action.AGREEMENT_ACCEPT: Rule(_GRANTEE, frozenset({PROPOSED}), scope=True),
+    Action.AGREEMENT_SUSPEND: Rule(_OWNER, _ACTIVE),
+    Action.AGREEMENT_RESUME: Rule(_OWNER, frozenset({SUSPENDED}), scope=True),
+    Action.AGREEMENT_REVOKE: Rule(_OWNER, frozenset({PROPOSED, ACTIVE, SUSPENDED})),
+    Action.QUERY_PREVIEW: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind="query", meters=(CALL,)),
+    Action.QUERY_RUN: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind="query", meters=(CALL, JOB), spends=True),
+    Action.JOB_SUBMIT: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind="*", meters=(CALL, JOB), spends=True),
+    Action.JOB_READ: Rule(_READERS, ALL_STATES),
+    Action.JOB_APPROVE: Rule(_OWNER, _ACTIVE, scope=True, job_kind="*", spends=True),
+    Action.JOB_REJECT: Rule(_OWNER, ALL_STATES),
+    Action.JOB_CANCEL: Rule(frozenset({OWNER, GRANTEE}), ALL_STATES),
+    # After revocation/expiry results stay downloadable only under exit.on_expiry = "keep_outputs".
+    Action.JOB_RESULT: Rule(_GRANTEE, frozenset({ACTIVE, EXPIRED, REVOKED})),
+    Action.VERIFY_CHECK: Rule(
+        _GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="verify", meters=(CALL, VERIFY, PARAM)
+    ),
+    Action.MODEL_SCORE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="score",
+                             meters=(CALL, SCORE)),
+    Action.USAGE_READ: Rule(_READERS, ALL_STATES),
+    Action.BUDGET_READ: Rule(_READERS, ALL_STATES),
+}
+
+MESSAGES: Mapping[str, str] = {
+    "agreement.not_found": "the agreement does not exist or is not visible to you",
+    "agreement.not_party": "the agreement does not exist or is not visible to you",
+    "agreement.wrong_grantee": "only the agreement's grantee may do this",
+    "agreement.not_owner": "only the agreement's owner may do this",
+    "role.not_allowed": "your role may not take this action",
+    "agreement.not_active": "the agreement has not been accepted (it is not active)",
+    "agreement.already_active": "the agreement is already active",
+    "agreement.suspended": "the agreement is suspended",
+    "agreement.revoked": "the agreement has been revoked",
+    "agreement.expired": "the agreement's validity period has ended",
+    "agreement.not_yet_valid": "the agreement's validity period has not started",
+    "agreement.outputs_sealed": "the agreement has ended and its exit clause seals all outputs",
+    "dataset.missing": "a dataset of the agreement is no longer registered",
+    "dataset.core_grade": "core-grade datasets can never be placed under an agreement",
+    "dataset.negative_list": "the dataset is on the negative list",
+    "dataset.outside_agreement": "the dataset is not covered by the agreement",
+    "dataset.changed": "the dataset changed since the job was submitted; a new approval is needed",
+    "column.outside_agreement": "the column is not covered by the agreement",
+    "column.negative_list": "the column is on the negative list",
+    "purpose.missing": "a personal dataset needs at least one declared purpose",
+    "purpose.outside_agreement": "the purpose is not covered by the agreement",
+    "purpose.negative_list": "the purpose is on the negative list",
+    "job_kind.not_allowed": "the agreement does not allow this kind of job",
+    "consent.missing": "verification on a personal dataset needs a consent reference",
+    "quota.calls_per_day": "the daily call quota of the agreement is used up",
+    "quota.jobs_per_day": "the daily job quota of the agreement is used up",
+    "quota.scores_per_day": "the daily scoring quota of the agreement is used up",
+    "quota.verify_per_subject_per_day": "the daily verification quota for this subject is used up",
+    "quota.distinct_params_per_subject": "too many distinct parameter values were tried for this subject",
+    "budget.insufficient": "the remaining privacy budget is smaller than the cost",
+    # Raised when an agreement is proposed or amended.
+    "dataset.not_found": "the dataset does not exist or is not yours",
+    "column.unknown": "the dataset has no such column",
+    "column.not_shareable": "columns with role 'id' or 'never_output' cannot be shared",
+    "grantee.is_owner": "an owner cannot grant an agreement to themselves",
+    "agreement.ends_in_past": "the validity period has already ended",
+    "agreement.version_mismatch": "the agreement changed since you read it",
+    # Job workflow.
+    "job.wrong_state": "the job is not in a state that allows this",
+    "job.spec_changed": "the approval does not name the job's current spec hash",
+    "job.not_released": "the job has no released result",
+}
+
+_HIDING = frozenset({"agreement.not_found", "agreement.not_party"})
+STATE_REASONS = frozenset(
+    {
+        "agreement.not_active",
+        "agreement.already_active",
+        "agreement.suspended",
+        "agreement.revoked",
+        "agreement.expired",
+        "agreement.not_yet_valid",
+        "agreement.outputs_sealed",
+    }
+)
+_STATE_REASON_OF = {
+    PROPOSED: "agreement.not_active",
+    ACTIVE: "agreement.already_active",
+    SUSPENDED: "agreement.suspended",
+    REVOKED: "agreement.revoked",
+    EXPIRED: "agreement.expired",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One reason for a denial. ``code`` is stable (``"column.outside_agreement"``); names are metadata."""
+
+    code: str
+    dataset: str | None = None
+    column: str | None = None
+    purpose: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code not in MESSAGES:
+            raise ValueError(f"unknown reason code {self.code!r}")
+
+    @property
+    def message(self) -> str:
+        return MESSAGES[self.code]
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"reason": self.code, "message": self.message}
+        for key in ("dataset", "column", "purpose"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    allow: bool
+    reasons: tuple[Reason, ...]
+    action: Action
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(r.code for r in self.reasons)
+
+    def error(self) -> DomainError | None:
+        """The one `DomainError` for this denial (``None`` when allowed)."""
+        if self.allow:
+            return None
+        codes = set(self.codes)
+        if codes & _HIDING:
+            return DomainError(NOT_FOUND_OR_FORBIDDEN, "agreement not found")
+        details: list[dict[str, Any]] = [r.as_dict() for r in self.reasons]
+        if codes & STATE_REASONS:
+            return DomainError(AGREEMENT_INACTIVE, "the agreement does not allow this in its current state",
+                               details)
+        if any(c.startswith("budget.") for c in codes):
+            return DomainError(BUDGET_EXHAUSTED, "the privacy budget does not cover this request", details)
+        if any(c.startswith("quota.") for c in codes):
+            return DomainError(QUOTA_EXCEEDED, "a quota of the agreement is exhausted", details)
+        return DomainError(POLICY_DENIED, "the request is outside what the agreement allows", details)
+
+    def raise_if_denied(self) -> None:
+        err = self.error()
+        if err is not None:
+            raise err
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    """What has been used so far in the current window (a snapshot from `policies.quotas.snapshot`)."""
+
+    calls_today: int = 0
+    jobs_today: int = 0
+    scores_today: int = 0
+    verifies_subject_today: int = 0
+    distinct_params: int = 0
+    param_is_new: bool = False
+
+
+@dataclass(frozen=True)
+class DecisionContext:
+    """Everything `decide` looks at. ``datasets`` holds catalog records for the agreement's datasets and any
+    requested one (``None`` = not registered); ``requested``/``columns``/``purpose`` describe the request."""
+
+    actor: Actor
+    action: Action
+    now: dt.datetime
+    agreement: Agreement | None
+    datasets: Mapping[str, Dataset | None] = field(default_factory=dict)
+    requested: tuple[str, ...] = ()
+    columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    purpose: str | None = None
+    job_kind: str | None = None
+    consent_ref: str | None = None
+    negative_list: NegativeList = field(default_factory=NegativeList)
+    usage: QuotaUsage | None = None
+    cost: Budget | None = None
+    remaining: Mapping[str, Budget] = field(default_factory=dict)
+    fingerprints: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        object.__setattr__(self, "action", Action(self.action))
+
+
+def scope_reasons(
+    datasets: tuple[str, ...] | list[str],
+    columns: Mapping[str, tuple[str, ...] | list[str]],
+    purposes: tuple[str, ...] | list[str],
+    records: Mapping[str, Dataset | None],
+    negative: NegativeList,
+) -> list[Reason]:
+    """Rules no agreement overrides, on an agreement's scope: core grade, negative list, purposes for
+    personal data. Used at creation and at every scoped decision."""
+    out: list[Reason] = []
+    personal = False
+    for ds in datasets:
+        rec = records.get(ds)
+        if rec is None:
+            out.append(Reason("dataset.missing", dataset=ds))
+            continue
+        if rec.grade is Grade.CORE:
+            out.append(Reason("dataset.core_grade", dataset=ds))
+        personal = personal or rec.personal
+        if negative.blocks_dataset(ds):
+            out.append(Reason("dataset.negative_list", dataset=ds))
+    for ds in datasets:
+        for col in columns.get(ds, ()):
+            if negative.blocks_column(ds, col):
+                out.append(Reason("column.negative_list", dataset=ds, column=col))
+    for p in purposes:
+        if negative.blocks_purpose(p):
+            out.append(Reason("purpose.negative_list", purpose=p))
+    if personal and not purposes:
+        out.append(Reason("purpose.missing"))
+    return out
+
+
+def _party_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reason]:
+    actor = ctx.actor
+    party = set()
+    if actor.name == ag.owner:
+        party.add(OWNER)
+    if actor.name == ag.grantee:
+        party.add(GRANTEE)
+    if actor.role is Role.REGULATOR:
+        party.add(REGULATOR)
+    if not party:
+        return [Reason("agreement.not_party")]
+    as_allowed = party & rule.parties
+    if not as_allowed:
+        if GRANTEE in rule.parties and OWNER in party:
+            return [Reason("agreement.wrong_grantee")]
+        if OWNER in rule.parties and GRANTEE in party:
+            return [Reason("agreement.not_owner")]
+        return [Reason("role.not_allowed")]
+
+    def role_ok(p: str) -> bool:
+        if p == OWNER:
+            return actor.role is Role.OWNER
+        if p == GRANTEE:
+            return actor.role in rule.grantee_roles
+        return actor.role is Role.REGULATOR
+
+    if not any(role_ok(p) for p in as_allowed):
+        return [Reason("role.not_allowed")]
+    return []
+
+
+def _state_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reason]:
+    state = str(ag.effective_state(ctx.now))
+    if state not in rule.states:
+        return [Reason(_STATE_REASON_OF[state])]
+    out = []
+    if ctx.action is Action.AGREEMENT_ACCEPT and ctx.now < ag.document.valid_from:
+        out.append(Reason("agreement.not_yet_valid"))
+    if ctx.action is Action.JOB_RESULT and ag.outputs_sealed(ctx.now):
+        out.append(Reason("agreement.outputs_sealed"))
+    return out
+
+
+def _request_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reason]:
+    doc = ag.document
+    out: list[Reason] = []
+    for ds in ctx.requested:
+        if ds not in doc.datasets:
+            out.append(Reason("dataset.outside_agreement", dataset=ds))
+    for ds, cols in sorted(ctx.columns.items()):
+        allowed = doc.columns.get(ds)
+        if allowed is None:
+            if ds not in ctx.requested:
+                out.append(Reason("dataset.outside_agreement", dataset=ds))
+            continue
+        for col in sorted(cols):
+            if col not in allowed:
+                out.append(Reason("column.outside_agreement", dataset=ds, column=col))
+            if ctx.negative_list.blocks_column(ds, col):
+                out.append(Reason("column.negative_list", dataset=ds, column=col))
+    if ctx.purpose is not None:
+        if ctx.purpose not in doc.purposes:
+            # echo the requested purpose only if it is a well-formed token (details may reach the audit log)
+            shown = ctx.purpose if PURPOSE_RE.match(ctx.purpose) else None
+            out.append(Reason("purpose.outside_agreement", purpose=shown))
+        if ctx.negative_list.blocks_purpose(ctx.purpose):
+            out.append(Reason("purpose.negative_list", purpose=ctx.purpose))
+    kind = ctx.job_kind if rule.job_kind == "*" else rule.job_kind
+    if rule.job_kind is not None and (kind is None or kind not in doc.job_kinds):
+        out.append(Reason("job_kind.not_allowed"))
+    targets = ctx.requested or doc.datasets
+    personal = any((rec := ctx.datasets.get(ds)) is not None and rec.personal for ds in targets)
+    if ctx.action is Action.VERIFY_CHECK and personal and not (ctx.consent_ref or "").strip():
+        out.append(Reason("consent.missing"))
+    if ctx.fingerprints is not None:
+        for ds, fp in sorted(ctx.fingerprints.items()):
+            rec = ctx.datasets.get(ds)
+            if rec is None or rec.fingerprint != fp:
+                out.append(Reason("dataset.changed", dataset=ds))
+    return out
+
+
+def _quota_reasons(usage: QuotaUsage, quotas: Quotas, meters: tuple[str, ...]) -> list[Reason]:
+    out = []
+    if CALL in meters and usage.calls_today >= quotas.calls_per_day:
+        out.append(Reason("quota.calls_per_day"))
+    if JOB in meters and usage.jobs_today >= quotas.jobs_per_day:
+        out.append(Reason("quota.jobs_per_day"))
+    if SCORE in meters and usage.scores_today >= quotas.scores_per_day:
+        out.append(Reason("quota.scores_per_day"))
+    if VERIFY in meters and usage.verifies_subject_today >= quotas.verify_per_subject_per_day:
+        out.append(Reason("quota.verify_per_subject_per_day"))
+    if PARAM in meters and usage.param_is_new and usage.distinct_params >= quotas.distinct_params_per_subject:
+        out.append(Reason("quota.distinct_params_per_subject"))
+    return out
+
+
+def _budget_reasons(ctx: DecisionContext, ag: Agreement) -> list[Reason]:
+    assert ctx.cost is not None
+    out = []
+    for ds in ctx.requested or ag.document.datasets:
+        if ds not in ag.document.datasets:
+            continue
+        rem = ctx.remaining.get(ds)
+        if rem is None or not ctx.cost.fits_in(rem):
+            out.append(Reason("budget.insufficient", dataset=ds))
+    return out
+
+
+def decide(ctx: DecisionContext) -> Decision:
+    """Allow or deny ``ctx.action``, collecting every reason that applies."""
+    ag = ctx.agreement
+    if ag is None:
+        return Decision(False, (Reason("agreement.not_found"),), ctx.action)
+    rule = RULES[ctx.action]
+    reasons = _party_reasons(ctx, ag, rule) + _state_reasons(ctx, ag, rule)
+    if rule.scope:
+        doc = ag.document
+        reasons += scope_reasons(doc.datasets, doc.columns, doc.purposes, ctx.datasets, ctx.negative_list)
+        reasons += _request_reasons(ctx, ag, rule)
+    if rule.meters and ctx.usage is not None:
+        reasons += _quota_reasons(ctx.usage, ag.document.quotas, rule.meters)
+    if rule.spends and ctx.cost is not None:
+        reasons += _budget_reasons(ctx, ag)
+    unique = tuple(dict.fromkeys(reasons))
+    return Decision(not unique, unique, ctx.action)
+
+
+def meters_for(action: Action) -> tuple[str, ...]:
+    """The usage meters an allowed ``action`` consumes (see `policies.quotas`)."""
+    return RULES[action].meters

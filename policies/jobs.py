@@ -1,0 +1,559 @@
+"""Jobs: submission, owner approval bound to the spec hash and dataset fingerprints, a durable queue, results.
+
+State machine (enforced in the database: every move is ``UPDATE … WHERE id = ? AND state IN (expected)``
+and a move that matches no row raises, so two actors can never both move a job)::
+
+    pending_approval --approve--> approved --claim/start--> running --succeed--> succeeded --release--> released
+    pending_approval --reject--> rejected        pending_approval | approved --cancel--> cancelled
+    approved | running | succeeded --fail--> failed
+
+Budget: a job is charged when it becomes ``approved`` (in the same transaction), refunded when it is
+cancelled or fails before release (same transaction), and never refunded once released. Agreements with
+``approval = "auto_within_budget"`` skip the owner: submission charges and approves at once.
+
+Approval is bound to what the owner saw: `approve` must name the job's ``spec_hash`` (sha256 of the canonical
+JSON spec), and the datasets' fingerprints recorded at submission must still be current — otherwise the job is
+rejected with ``dataset.changed``. The check is repeated when a worker claims the job (it then fails with
+``dataset.changed`` and is refunded), and a claimed job whose agreement is no longer active fails likewise.
+
+Queue: `claim_next` moves the oldest approved job to ``running`` atomically (``BEGIN IMMEDIATE`` on SQLite,
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL); `recover_interrupted` (at startup) fails every ``running`` job with
+``worker.interrupted`` and refunds it. Jobs run inline by the gateway (``POST /queries`` on an auto-approving
+agreement) are flagged ``inline`` and never offered to the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+
+from catalog.errors import (
+    AGREEMENT_INACTIVE,
+    APPROVAL_REQUIRED,
+    INVALID_REQUEST,
+    NOT_FOUND_OR_FORBIDDEN,
+    POLICY_DENIED,
+    DomainError,
+    invalid,
+)
+from policies import _tables as t
+from policies import ledger, quotas
+from policies._canonical import MAX_SPEC_BYTES, canonical_json, json_digest, sha256_digest
+from policies._clock import aware
+from policies._exact import from_db, to_db
+from policies.access import build_context
+from policies.actor import Actor, Role
+from policies.agreement import AgreementState, catalog_records, effective_state, load_agreement
+from policies.budget import Budget
+from policies.decision import Action, Decision, Reason, decide, meters_for
+
+
+class JobState(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobKind(StrEnum):
+    QUERY = "query"
+    TRAIN = "train"
+    CODE = "code"
+    VERIFY = "verify"
+    SCORE = "score"
+
+
+S = JobState
+TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.RUNNING, S.CANCELLED, S.FAILED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED}),
+    S.SUCCEEDED: frozenset({S.RELEASED, S.FAILED}),
+    S.RELEASED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+AUTO_APPROVER = "auto_within_budget"
+_NOT_THE_OWNER = frozenset({"agreement.not_owner", "role.not_allowed"})
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    agreement_id: str
+    kind: JobKind
+    spec: dict[str, Any]
+    spec_hash: str
+    fingerprints: dict[str, str]  # dataset -> fingerprint bound at submission
+    columns: dict[str, tuple[str, ...]]
+    purpose: str | None
+    inline: bool
+    state: JobState
+    cost: Budget
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    approved_by: str | None
+    approved_at: dt.datetime | None
+    rejected_reason: str | None
+    failure_reason: str | None
+    worker_id: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    output_digest: str | None
+    result_ref: str | None
+    has_result: bool
+    released_at: dt.datetime | None
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return tuple(sorted(self.fingerprints))
+
+    def public(self) -> dict[str, Any]:
+        """``GET /jobs/{id}`` and the owner's queue: the exact spec, its hash, fingerprints and the cost."""
+
+        def iso(x: dt.datetime | None) -> str | None:
+            return x.isoformat() if x else None
+
+        return {
+            "id": self.id,
+            "agreement_id": self.agreement_id,
+            "kind": self.kind.value,
+            "state": self.state.value,
+            "spec": self.spec,
+            "spec_hash": self.spec_hash,
+            "datasets": {ds: {"fingerprint": fp} for ds, fp in sorted(self.fingerprints.items())},
+            "columns": {ds: list(c) for ds, c in self.columns.items()},
+            "purpose": self.purpose,
+            "cost": self.cost.as_json(),
+            "created_by": self.created_by,
+            "created_at": iso(self.created_at),
+            "approved_by": self.approved_by,
+            "approved_at": iso(self.approved_at),
+            "rejected_reason": self.rejected_reason,
+            "failure_reason": self.failure_reason,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "released_at": iso(self.released_at),
+            "output_digest": self.output_digest,
+        }
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    output_digest: str
+    result: Any | None
+    result_ref: str | None
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """``"sha256:<hex>"`` of the canonical JSON of a spec (what an approval is bound to)."""
+    return json_digest(dict(spec))
+
+
+def _row_to_job(r: Any) -> Job:
+    return Job(
+        id=r.id, agreement_id=r.agreement_id, kind=JobKind(r.kind), spec=json.loads(r.spec_json),
+        spec_hash=r.spec_hash, fingerprints=json.loads(r.fingerprints_json),
+        columns={ds: tuple(c) for ds, c in json.loads(r.columns_json).items()}, purpose=r.purpose,
+        inline=bool(r.inline), state=JobState(r.state), cost=Budget(from_db(r.cost_epsilon), from_db(r.cost_delta)),
+        created_by=r.created_by, created_at=r.created_at, updated_at=r.updated_at, approved_by=r.approved_by,
+        approved_at=r.approved_at, rejected_reason=r.rejected_reason, failure_reason=r.failure_reason,
+        worker_id=r.worker_id, started_at=r.started_at, finished_at=r.finished_at, output_digest=r.output_digest,
+        result_ref=r.result_ref, has_result=r.result_json is not None or r.result_ref is not None,
+        released_at=r.released_at,
+    )
+
+
+def load_job(engine: Engine, job_id: str) -> Job | None:
+    """The stored job without authorization (workers, internal use)."""
+    with engine.connect() as conn:
+        r = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
+    return _row_to_job(r) if r else None
+
+
+def _job_not_found() -> DomainError:
+    return DomainError(NOT_FOUND_OR_FORBIDDEN, "job not found")
+
+
+def _move(conn: Connection, job_id: str, expected: Iterable[JobState], to: JobState, now: dt.datetime,
+          **values: Any) -> None:
+    """The only way a job changes state: a guarded UPDATE; raises if the job was not in ``expected``."""
+    expected = tuple(expected)
+    assert all(to in TRANSITIONS[s] for s in expected), f"illegal transition to {to}"
+    res = conn.execute(
+        update(t.jobs)
+        .where(t.jobs.c.id == job_id, t.jobs.c.state.in_([s.value for s in expected]))
+        .values(state=to.value, updated_at=now, **values)
+    )
+    if res.rowcount != 1:
+        current = conn.execute(select(t.jobs.c.state).where(t.jobs.c.id == job_id)).scalar_one_or_none()
+        if current is None:
+            raise _job_not_found()
+        raise DomainError(INVALID_REQUEST, "the job is not in a state that allows this",
+                          [{**Reason("job.wrong_state").as_dict(), "state": current}])
+
+
+def _decide_for_job(engine: Engine, actor: Actor, action: Action, job: Job, now: dt.datetime, *,
+                    with_cost: bool = False, bind_fingerprints: bool = False) -> Decision:
+    return decide(build_context(
+        engine, actor, action, job.agreement_id, now, datasets=job.datasets, columns=job.columns,
+        purpose=job.purpose, job_kind=job.kind.value, cost=job.cost if with_cost else None,
+        fingerprints=job.fingerprints if bind_fingerprints else None))
+
+
+def _visible_job(engine: Engine, actor: Actor, job_id: str, action: Action, now: dt.datetime, **kw: bool,
+                 ) -> tuple[Job, Decision]:
+    """The job and the decision on it; ``NOT_FOUND_OR_FORBIDDEN`` for non-parties (existence is hidden)."""
+    job = load_job(engine, job_id)
+    if job is None:
+        raise _job_not_found()
+    decision = _decide_for_job(engine, actor, action, job, now, **kw)
+    err = decision.error()
+    if err is not None and err.code == NOT_FOUND_OR_FORBIDDEN:
+        raise _job_not_found()
+    return job, decision
+
+
+# --- submission and the owner's decision ------------------------------------------------------------------
+
+
+def submit(
+    engine: Engine,
+    actor: Actor,
+    agreement_id: str,
+    kind: str,
+    spec: Mapping[str, Any],
+    *,
+    datasets: Iterable[str],
+    cost: Budget,
+    columns: Mapping[str, Iterable[str]] | None = None,
+    purpose: str | None = None,
+    inline: bool = False,
+    now: dt.datetime | None = None,
+) -> Job:
+    """``POST /jobs`` (and ``POST /queries`` with ``kind="query", inline=True``), by the grantee.
+
+    ``datasets``/``columns`` are what the vetted spec touches and ``cost`` its estimated (ε, δ), both from the
+    sandbox. The decision covers role, state, scope, quotas and budget; the call and job meters are consumed,
+    the job stored ``pending_approval`` — or, on an ``auto_within_budget`` agreement, charged and ``approved``
+    — all in one transaction (``BUDGET_EXHAUSTED``/``QUOTA_EXCEEDED`` leave nothing behind). ``inline`` keeps
+    an auto-approved job off the queue so the caller runs it with `start`.
+    """
+    now = aware(now)
+    try:
+        job_kind = JobKind(kind)
+    except ValueError:
+        raise invalid("kind must be one of query, train, code, verify, score") from None
+    if not isinstance(spec, Mapping):
+        raise invalid("spec must be an object")
+    try:
+        spec_text = canonical_json(dict(spec))
+    except (TypeError, ValueError):
+        raise invalid("spec must be plain JSON (no NaN or infinities)") from None
+    if len(spec_text.encode()) > MAX_SPEC_BYTES:
+        raise invalid(f"spec is larger than {MAX_SPEC_BYTES} bytes")
+    if not isinstance(cost, Budget):
+        raise TypeError("cost must be a Budget")
+    names = tuple(sorted(set(datasets)))
+    if not names:
+        raise invalid("a job touches at least one dataset")
+    cols = {ds: tuple(sorted(set(c))) for ds, c in (columns or {}).items()}
+    action = Action.QUERY_RUN if job_kind is JobKind.QUERY and inline else Action.JOB_SUBMIT
+    ctx = build_context(engine, actor, action, agreement_id, now, datasets=names, columns=cols, purpose=purpose,
+                        job_kind=job_kind.value, cost=cost)
+    decide(ctx).raise_if_denied()
+    ag = ctx.agreement
+    assert ag is not None
+    fingerprints = {}
+    for ds in names:
+        rec = ctx.datasets.get(ds)
+        assert rec is not None  # decide denied unregistered datasets
+        fingerprints[ds] = rec.fingerprint
+    auto = ag.document.approval == "auto_within_budget"
+    job_id = "job_" + secrets.token_hex(10)
+    with engine.begin() as conn:
+        quotas.consume_in(conn, ag, actor.name, meters_for(action), now)
+        conn.execute(t.jobs.insert().values(
+            id=job_id, agreement_id=ag.id, kind=job_kind.value, spec_json=spec_text,
+            spec_hash=sha256_digest(spec_text), fingerprints_json=json.dumps(fingerprints, sort_keys=True),
+            columns_json=json.dumps(cols, sort_keys=True), purpose=purpose, inline=inline and auto,
+            state=S.PENDING_APPROVAL.value, created_by=actor.name, created_at=now, updated_at=now,
+            cost_epsilon=to_db(cost.epsilon), cost_delta=to_db(cost.delta),
+        ))
+        if auto:
+            ledger.charge_in(conn, ag.id, names, cost, job_id, now)
+            _move(conn, job_id, [S.PENDING_APPROVAL], S.APPROVED, now, approved_by=AUTO_APPROVER, approved_at=now)
+    job = load_job(engine, job_id)
+    assert job is not None
+    return job
+
+
+def approve(engine: Engine, actor: Actor, job_id: str, *, spec_hash: str, now: dt.datetime | None = None) -> Job:
+    """``POST /jobs/{id}/approve`` (owner). ``spec_hash`` must be the hash the owner reviewed. If a dataset
+    changed since submission the job is rejected (``dataset.changed``) and ``POLICY_DENIED`` raised. Otherwise
+    the decision (state, scope, negative list, budget) must allow, and the charge and the move to ``approved``
+    commit together (``BUDGET_EXHAUSTED`` leaves the job pending)."""
+    now = aware(now)
+    job, decision = _visible_job(engine, actor, job_id, Action.JOB_APPROVE, now, with_cost=True,
+                                 bind_fingerprints=True)
+    if set(decision.codes) & _NOT_THE_OWNER:
+        decision.raise_if_denied()
+    if job.state is not S.PENDING_APPROVAL:
+        raise DomainError(INVALID_REQUEST, "the job is not pending approval",
+                          [{**Reason("job.wrong_state").as_dict(), "state": job.state.value}])
+    if spec_hash != job.spec_hash:
+        raise DomainError(INVALID_REQUEST, "the approval must name the job's spec hash",
+                          [Reason("job.spec_changed").as_dict()])
+    changed = [r for r in decision.reasons if r.code == "dataset.changed"]
+    if changed:  # this job can never be approved: the data it was reviewed against is gone
+        with engine.begin() as conn:
+            _move(conn, job_id, [S.PENDING_APPROVAL], S.REJECTED, now, rejected_reason="dataset.changed",
+                  approved_by=actor.name)
+        raise DomainError(POLICY_DENIED, "a dataset changed since submission; the job was rejected",
+                          [r.as_dict() for r in changed])
+    decision.raise_if_denied()
+    with engine.begin() as conn:
+        ledger.charge_in(conn, job.agreement_id, job.datasets, job.cost, job_id, now)
+        _move(conn, job_id, [S.PENDING_APPROVAL], S.APPROVED, now, approved_by=actor.name, approved_at=now)
+    out = load_job(engine, job_id)
+    assert out is not None
+    return out
+
+
+def reject(engine: Engine, actor: Actor, job_id: str, reason: str, *, now: dt.datetime | None = None) -> Job:
+    """``POST /jobs/{id}/reject`` (owner, any agreement state): pending_approval → rejected."""
+    now = aware(now)
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
+        raise invalid("a rejection needs a reason of 1..1000 characters")
+    _, decision = _visible_job(engine, actor, job_id, Action.JOB_REJECT, now)
+    decision.raise_if_denied()
+    with engine.begin() as conn:
+        _move(conn, job_id, [S.PENDING_APPROVAL], S.REJECTED, now, rejected_reason=reason.strip(),
+              approved_by=actor.name)
+    out = load_job(engine, job_id)
+    assert out is not None
+    return out
+
+
+def cancel(engine: Engine, actor: Actor, job_id: str, *, now: dt.datetime | None = None) -> Job:
+    """Cancel a pending or approved job (its grantee or owner); an approved job's charge is refunded."""
+    now = aware(now)
+    _, decision = _visible_job(engine, actor, job_id, Action.JOB_CANCEL, now)
+    decision.raise_if_denied()
+    with engine.begin() as conn:
+        _move(conn, job_id, [S.PENDING_APPROVAL, S.APPROVED], S.CANCELLED, now, finished_at=now)
+        ledger.refund_in(conn, job_id, now)
+    out = load_job(engine, job_id)
+    assert out is not None
+    return out
+
+
+# --- reads ------------------------------------------------------------------------------------------------
+
+
+def get_job(engine: Engine, actor: Actor, job_id: str, *, now: dt.datetime | None = None) -> Job:
+    """``GET /jobs/{id}``: the agreement's parties and regulators; ``NOT_FOUND_OR_FORBIDDEN`` otherwise."""
+    job, decision = _visible_job(engine, actor, job_id, Action.JOB_READ, aware(now))
+    decision.raise_if_denied()
+    return job
+
+
+def list_jobs(
+    engine: Engine, *, owner: str | None = None, created_by: str | None = None, agreement_id: str | None = None,
+    state: str | None = None, limit: int = 500,
+) -> list[Job]:
+    """Jobs filtered by the agreement's ``owner`` (the owner's approval queue), creator, agreement, state."""
+    j, a = t.jobs.c, t.agreements.c
+    q = select(t.jobs).order_by(j.created_at, j.id).limit(limit)
+    if owner is not None:
+        q = q.join(t.agreements, a.id == j.agreement_id).where(a.owner == owner)
+    if created_by is not None:
+        q = q.where(j.created_by == created_by)
+    if agreement_id is not None:
+        q = q.where(j.agreement_id == agreement_id)
+    if state is not None:
+        q = q.where(j.state == JobState(state).value)
+    with engine.connect() as conn:
+        return [_row_to_job(r) for r in conn.execute(q).all()]
+
+
+def jobs_visible_to(engine: Engine, actor: Actor, *, state: str | None = None,
+                    agreement_id: str | None = None) -> list[Job]:
+    """``GET /jobs?state=…``: regulators see all, owners the jobs on their agreements, others their own."""
+    if actor.role is Role.REGULATOR:
+        return list_jobs(engine, state=state, agreement_id=agreement_id)
+    if actor.role is Role.OWNER:
+        return list_jobs(engine, owner=actor.name, state=state, agreement_id=agreement_id)
+    return list_jobs(engine, created_by=actor.name, state=state, agreement_id=agreement_id)
+
+
+def get_result(engine: Engine, actor: Actor, job_id: str, *, now: dt.datetime | None = None) -> JobResult:
+    """``GET /jobs/{id}/result`` (the grantee, after release). Sealed outputs after revocation/expiry give
+    ``AGREEMENT_INACTIVE``; a job still awaiting the owner gives ``APPROVAL_REQUIRED``."""
+    job, decision = _visible_job(engine, actor, job_id, Action.JOB_RESULT, aware(now))
+    decision.raise_if_denied()
+    if job.state is S.PENDING_APPROVAL:
+        raise DomainError(APPROVAL_REQUIRED, "the job awaits the data owner's approval")
+    if job.state is not S.RELEASED:
+        raise DomainError(INVALID_REQUEST, "the job has no released result",
+                          [{**Reason("job.not_released").as_dict(), "state": job.state.value}])
+    with engine.connect() as conn:
+        r = conn.execute(select(t.jobs.c.result_json, t.jobs.c.result_ref, t.jobs.c.output_digest)
+                         .where(t.jobs.c.id == job_id)).one()
+    return JobResult(job_id, r.output_digest, json.loads(r.result_json) if r.result_json else None, r.result_ref)
+
+
+# --- the worker side --------------------------------------------------------------------------------------
+
+
+def _run_blockers(engine: Engine, job: Job, now: dt.datetime) -> str | None:
+    """Why an approved job must not run now: a changed dataset or an agreement no longer active."""
+    records = catalog_records(engine, job.fingerprints)
+    if any(rec is None or rec.fingerprint != job.fingerprints[ds] for ds, rec in records.items()):
+        return "dataset.changed"
+    ag = load_agreement(engine, job.agreement_id)
+    state = effective_state(ag, now) if ag else AgreementState.REVOKED
+    if state is not AgreementState.ACTIVE:
+        return f"agreement.{'not_active' if state is AgreementState.PROPOSED else state.value}"
+    return None
+
+
+def claim_next(engine: Engine, worker_id: str, *, now: dt.datetime | None = None) -> Job | None:
+    """Atomically move the oldest approved (queued) job to ``running`` for ``worker_id``; ``None`` if the queue
+    is empty. A job whose datasets changed or whose agreement is no longer active is failed and refunded
+    instead, and the next one is tried. No job is ever handed to two claimers."""
+    now = aware(now)
+    j = t.jobs.c
+    while True:
+        with engine.begin() as conn:
+            q = (select(j.id).where(j.state == S.APPROVED.value, j.inline.is_(False))
+                 .order_by(j.approved_at, j.created_at, j.id).limit(1))
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            job_id = conn.execute(q).scalar_one_or_none()
+            if job_id is None:
+                return None
+            _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now)
+        job = load_job(engine, job_id)
+        assert job is not None
+        blocker = _run_blockers(engine, job, now)
+        if blocker is None:
+            return job
+        fail(engine, job_id, blocker, now=now)
+
+
+def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | None = None) -> Job:
+    """Move one specific approved job to ``running`` (the gateway running an inline query). Raises
+    ``POLICY_DENIED``/``AGREEMENT_INACTIVE`` (after failing and refunding the job) if it must not run."""
+    now = aware(now)
+    job = load_job(engine, job_id)
+    if job is None:
+        raise _job_not_found()
+    blocker = _run_blockers(engine, job, now) if job.state is S.APPROVED else None
+    with engine.begin() as conn:
+        if blocker is not None:
+            _move(conn, job_id, [S.APPROVED], S.FAILED, now, failure_reason=blocker, finished_at=now)
+            ledger.refund_in(conn, job_id, now)
+        else:
+            _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now)
+    if blocker is not None:
+        code = POLICY_DENIED if blocker == "dataset.changed" else AGREEMENT_INACTIVE
+        raise DomainError(code, "the job can no longer run", [Reason(blocker).as_dict()])
+    out = load_job(engine, job_id)
+    assert out is not None
+    return out
+
+
+def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None) -> Job:
+    """running → succeeded (the output exists but has not passed the release gate)."""
+    now = aware(now)
+    with engine.begin() as conn:
+        _move(conn, job_id, [S.RUNNING], S.SUCCEEDED, now, finished_at=now)
+    out = load_job(engine, job_id)
+    assert out is not None
+    return out
+
+
+def fail(engine: Engine, job_id: str, reason: str, *, now: dt.datetime | None = None) -> Job:
+    """approved | running | succeeded → failed, refunding the charge in the same transaction. ``reason`` is a
+    short code (``"worker.error"``, ``"release.refused"``), never engine text or data."""
+    now = aware(now)
+    if not reason or len(reason) > 200:
+        raise invalid("a failure reason is a short code")
+    with engine.begin() as conn:
+        _move(conn, job_id, [S.APPROVED, S.RUNNING, S.SUCCEEDED], S.FAILED, now, failure_reason=reason,
+              finished_at=now)
+        ledger.refund_in(conn, job_id, now)
+    out = load_job(engine, job_id)
+    assert out is not None
+    return out
+
+
+def release(
+    engine: Engine, job_id: str, *, result: Any = None, result_ref: str | None = None,
+    output_digest: str | None = None, now: dt.datetime | None = None,
+) -> Job:
+    """succeeded → released, storing the released output (JSON ``result`` and/or a blob ``result_ref``) and its
+    ``output_digest`` (default: sha256 of the canonical JSON result). Refuses a job whose budget was refunded:
+    an output whose cost was given back must never leave."""
+    now = aware(now)
+    if result is None and result_ref is None:
+        raise invalid("a release stores a result or a result reference")
+    try:
+        result_json = canonical_json(result) if result is not None else None
+    except (TypeError, ValueError):
+        raise invalid("result must be plain JSON") from None
+    if output_digest is None:
+        if result_json is None:
+            raise invalid("a released blob needs its output digest")
+        output_digest = sha256_digest(result_json)
+    if len(output_digest) > 80 or ":" not in output_digest:
+        raise invalid("output digest must be '<alg>:<hex>'")
+    with engine.begin() as conn:
+        if ledger.is_refunded(conn, job_id):
+            raise DomainError(INVALID_REQUEST, "a refunded job cannot be released",
+                              [{**Reason("job.wrong_state").as_dict(), "state": "refunded"}])
+        _move(conn, job_id, [S.SUCCEEDED], S.RELEASED, now, result_json=result_json, result_ref=result_ref,
+              output_digest=output_digest, released_at=now)
+    out = load_job(engine, job_id)
+    assert out is not None
+    return out
+
+
+def recover_interrupted(engine: Engine, *, worker_id: str | None = None, now: dt.datetime | None = None) -> list[str]:
+    """At startup: every ``running`` job (of ``worker_id``, or of every worker when ``None`` — only safe when no
+    other worker process is alive) was interrupted; fail it (``worker.interrupted``) and refund it, each in one
+    transaction. Returns the ids recovered."""
+    now = aware(now)
+    j = t.jobs.c
+    q = select(j.id).where(j.state == S.RUNNING.value)
+    if worker_id is not None:
+        q = q.where(j.worker_id == worker_id)
+    with engine.connect() as conn:
+        ids = conn.execute(q).scalars().all()
+    recovered = []
+    for job_id in ids:
+        with engine.begin() as conn:
+            try:
+                _move(conn, job_id, [S.RUNNING], S.FAILED, now, failure_reason="worker.interrupted",
+                      finished_at=now)
+            except DomainError:
+                continue  # finished meanwhile
+            ledger.refund_in(conn, job_id, now)
+        recovered.append(job_id)
+    return recovered

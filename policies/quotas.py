@@ -1,0 +1,274 @@
+"""Metering and quotas: per-agreement, per-principal, per-UTC-day counters with atomic increments.
+
+Meters (names from `policies.decision`): ``call`` (every data-plane request), ``job`` (every submitted job or
+query run), ``score`` (HE scoring calls), ``verify`` (verification calls, per hashed subject) and ``param``
+(distinct verification parameter values per hashed subject within a rolling window of
+``quotas.distinct_params_window_days``; the cap ``distinct_params_per_subject`` defeats binary search on a
+threshold). Subject identifiers arrive already hashed; parameter values are reduced to `params_digest`.
+
+Each increment is one conditional ``UPDATE … SET count = count + 1 WHERE … AND count < limit`` after an
+``INSERT … ON CONFLICT DO NOTHING`` of the zero row, so it is atomic on SQLite and PostgreSQL alike and a quota
+can never be overrun by concurrent calls. `consume_in` runs inside the caller's transaction: if any meter is
+exhausted it raises ``QUOTA_EXCEEDED`` (every exhausted meter in the details) and the caller's rollback undoes
+the other increments. On PostgreSQL the per-subject ``verify`` row is updated before the ``param`` check, so
+its row lock serialises concurrent checks on one subject.
+
+`usage` reports calls, jobs, verifications, scores and ε (from the ledger journal, net of refunds, each job
+counted once) per day and, with a price schedule, the billable amount.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid, not_found
+from policies import _tables as t
+from policies._canonical import json_digest
+from policies._clock import aware
+from policies._exact import exact_str, from_db
+from policies.agreement import Agreement, load_agreement
+from policies.decision import CALL, JOB, PARAM, SCORE, VERIFY, QuotaUsage, Reason
+
+_KINDS = (CALL, JOB, SCORE, VERIFY)
+
+
+def params_digest(params: Mapping[str, Any]) -> str:
+    """A stable digest of verification parameter values (never stored or logged in clear)."""
+    return json_digest(dict(params))
+
+
+def _day(now: dt.datetime) -> str:
+    return aware(now).date().isoformat()
+
+
+def _limits(ag: Agreement) -> dict[str, int]:
+    q = ag.document.quotas
+    return {CALL: q.calls_per_day, JOB: q.jobs_per_day, SCORE: q.scores_per_day,
+            VERIFY: q.verify_per_subject_per_day}
+
+
+_REASON = {
+    CALL: "quota.calls_per_day",
+    JOB: "quota.jobs_per_day",
+    SCORE: "quota.scores_per_day",
+    VERIFY: "quota.verify_per_subject_per_day",
+    PARAM: "quota.distinct_params_per_subject",
+}
+
+
+def _bump(conn: Connection, key: dict[str, str], limit: int) -> bool:
+    m = t.metering.c
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(t.metering)
+        conn.execute(ins.values(**key, count=0).on_conflict_do_nothing(
+            index_elements=["agreement_id", "principal", "kind", "day", "subject_hash"]))
+    else:  # pragma: no cover - other dialects: plain check-then-insert inside the transaction
+        exists = conn.execute(select(m.id).where(*[m[k] == v for k, v in key.items()])).first()
+        if exists is None:
+            conn.execute(t.metering.insert().values(**key, count=0))
+    res = conn.execute(
+        update(t.metering)
+        .where(*[m[k] == v for k, v in key.items()], m["count"] < limit)
+        .values(count=m["count"] + 1)
+    )
+    return res.rowcount == 1
+
+
+def _bump_param(conn: Connection, ag: Agreement, subject_hash: str, param_hash: str, now: dt.datetime) -> bool:
+    q = ag.document.quotas
+    p = t.metering_params.c
+    start = now - dt.timedelta(days=q.distinct_params_window_days)
+    key = [p.agreement_id == ag.id, p.subject_hash == subject_hash]
+    row = conn.execute(select(p.first_seen).where(*key, p.param_hash == param_hash)).first()
+    if row is not None and row.first_seen >= start:
+        return True
+    used = conn.execute(select(func.count()).select_from(t.metering_params).where(*key, p.first_seen >= start))
+    if used.scalar_one() >= q.distinct_params_per_subject:
+        return False
+    if row is None:
+        conn.execute(t.metering_params.insert().values(
+            agreement_id=ag.id, subject_hash=subject_hash, param_hash=param_hash, first_seen=now))
+    else:
+        conn.execute(update(t.metering_params).where(*key, p.param_hash == param_hash).values(first_seen=now))
+    return True
+
+
+def consume_in(
+    conn: Connection, agreement: Agreement, principal: str, meters: tuple[str, ...], now: dt.datetime,
+    subject_hash: str | None = None, param_hash: str | None = None,
+) -> None:
+    """Increment ``meters`` atomically within the caller's transaction; ``QUOTA_EXCEEDED`` if any is used up."""
+    if (VERIFY in meters or PARAM in meters) and not subject_hash:
+        raise invalid("a verification call needs a (hashed) subject")
+    if PARAM in meters and not param_hash:
+        raise invalid("a verification call needs its parameters")
+    limits, day = _limits(agreement), _day(now)
+    failed: list[str] = []
+    for meter in meters:
+        if meter == PARAM:
+            assert subject_hash is not None and param_hash is not None
+            ok = _bump_param(conn, agreement, subject_hash, param_hash, now)
+        else:
+            subject = (subject_hash or "") if meter == VERIFY else ""
+            key = {"agreement_id": agreement.id, "principal": principal, "kind": meter, "day": day,
+                   "subject_hash": subject}
+            ok = _bump(conn, key, limits[meter])
+        if not ok:
+            failed.append(meter)
+    if failed:
+        raise DomainError(QUOTA_EXCEEDED, "a quota of the agreement is exhausted",
+                          [Reason(_REASON[m]).as_dict() for m in failed])
+
+
+def consume(
+    engine: Engine, agreement: Agreement, principal: str, meters: tuple[str, ...], *,
+    now: dt.datetime | None = None, subject_hash: str | None = None, param_hash: str | None = None,
+) -> None:
+    """`consume_in` in its own transaction (all meters or none)."""
+    now = aware(now)
+    with engine.begin() as conn:
+        consume_in(conn, agreement, principal, meters, now, subject_hash, param_hash)
+
+
+def snapshot(
+    engine: Engine, agreement: Agreement, principal: str, *, now: dt.datetime | None = None,
+    subject_hash: str | None = None, param_hash: str | None = None,
+) -> QuotaUsage:
+    """Usage so far today (and in the parameter window) for `policies.decision.decide`."""
+    now = aware(now)
+    m, p = t.metering.c, t.metering_params.c
+    day = _day(now)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(m.kind, m.subject_hash, m["count"].label("n"))
+            .where(m.agreement_id == agreement.id, m.principal == principal, m.day == day)
+        ).all()
+        distinct, is_new = 0, False
+        if subject_hash:
+            start = now - dt.timedelta(days=agreement.document.quotas.distinct_params_window_days)
+            seen = set(conn.execute(
+                select(p.param_hash).where(p.agreement_id == agreement.id, p.subject_hash == subject_hash,
+                                           p.first_seen >= start)
+            ).scalars())
+            distinct, is_new = len(seen), param_hash is not None and param_hash not in seen
+    counts = {k: sum(int(r.n) for r in rows if r.kind == k and (k != VERIFY or r.subject_hash == subject_hash))
+              for k in _KINDS}
+    return QuotaUsage(
+        calls_today=counts[CALL], jobs_today=counts[JOB], scores_today=counts[SCORE],
+        verifies_subject_today=counts[VERIFY] if subject_hash else 0,
+        distinct_params=distinct, param_is_new=is_new,
+    )
+
+
+@dataclass(frozen=True)
+class DayUsage:
+    day: dt.date
+    calls: int = 0
+    jobs: int = 0
+    verifications: int = 0
+    scores: int = 0
+    epsilon: Fraction = Fraction(0)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(), "calls": self.calls, "jobs": self.jobs,
+                "verifications": self.verifications, "scores": self.scores, "epsilon": exact_str(self.epsilon)}
+
+
+@dataclass(frozen=True)
+class Usage:
+    agreement_id: str
+    since: dt.date
+    until: dt.date
+    days: tuple[DayUsage, ...]
+    billable: Fraction | None
+    currency: str | None
+
+    def _total(self, field: str) -> Any:
+        return sum((getattr(d, field) for d in self.days), Fraction(0) if field == "epsilon" else 0)
+
+    @property
+    def calls(self) -> int:
+        return int(self._total("calls"))
+
+    @property
+    def jobs(self) -> int:
+        return int(self._total("jobs"))
+
+    @property
+    def epsilon(self) -> Fraction:
+        return Fraction(self._total("epsilon"))
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "agreement_id": self.agreement_id,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "days": [d.as_json() for d in self.days],
+            "totals": {"calls": self.calls, "jobs": self.jobs,
+                       "verifications": int(self._total("verifications")), "scores": int(self._total("scores")),
+                       "epsilon": exact_str(self.epsilon)},
+        }
+        if self.billable is not None:
+            cents = (Decimal(self.billable.numerator) / Decimal(self.billable.denominator)).quantize(
+                Decimal("0.01"), rounding=ROUND_HALF_UP)
+            out["billable"] = {"amount": str(cents), "exact": exact_str(self.billable), "currency": self.currency}
+        return out
+
+
+def usage(engine: Engine, agreement_id: str, since: dt.date, until: dt.date) -> Usage:
+    """Usage of an agreement per UTC day, ``since``..``until`` inclusive, and the billable amount if the
+    agreement has a price schedule (per_call × calls + per_job × jobs + per_epsilon × ε)."""
+    if until < since:
+        raise invalid("until must not be before since")
+    if (until - since).days > 3660:
+        raise invalid("the usage window is at most ten years")
+    ag = load_agreement(engine, agreement_id)
+    if ag is None:
+        raise not_found("agreement")
+    m, e = t.metering.c, t.budget_entries.c
+    start = dt.datetime.combine(since, dt.time(), dt.UTC)
+    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC)
+    with engine.connect() as conn:
+        counts = conn.execute(
+            select(m.day, m.kind, func.sum(m["count"]))
+            .where(m.agreement_id == agreement_id, m.day >= since.isoformat(), m.day <= until.isoformat())
+            .group_by(m.day, m.kind)
+        ).all()
+        journal = conn.execute(
+            select(e.job_id, e.kind, e.epsilon, e.ts)
+            .where(e.agreement_id == agreement_id, e.ts >= start, e.ts < end)
+            .order_by(e.id)
+        ).all()
+    per_day: dict[dt.date, dict[str, Any]] = defaultdict(lambda: {"epsilon": Fraction(0)})
+    for day, kind, n in counts:
+        per_day[dt.date.fromisoformat(day)][kind] = int(n)
+    seen: set[tuple[str, str]] = set()
+    for job_id, kind, eps, ts in journal:  # one row per dataset: count each (job, kind) once
+        if (job_id, kind) in seen:
+            continue
+        seen.add((job_id, kind))
+        sign = 1 if kind == "debit" else -1
+        per_day[ts.date()]["epsilon"] += sign * from_db(eps)
+    days = tuple(
+        DayUsage(day, calls=v.get(CALL, 0), jobs=v.get(JOB, 0), verifications=v.get(VERIFY, 0),
+                 scores=v.get(SCORE, 0), epsilon=v["epsilon"])
+        for day, v in sorted(per_day.items())
+    )
+    price = ag.document.price
+    billable = None
+    if price is not None:
+        calls = sum(d.calls for d in days)
+        jobs = sum(d.jobs for d in days)
+        eps = sum((d.epsilon for d in days), Fraction(0))
+        billable = price.per_call * calls + price.per_job * jobs + price.per_epsilon * eps
+    return Usage(agreement_id, since, until, days, billable, price.currency if price else None)
