@@ -1,0 +1,303 @@
+"""Encrypted linear scoring: the bank learns logits of its own applicants, the sandbox learns nothing.
+
+A logistic-regression model ``(w ∈ R^d, b)`` stays in plaintext on the server. The bank encrypts feature
+vectors under its own CKKS key and receives ``Enc(w·x + b)``, the logit (σ is monotone, so the bank
+thresholds or applies σ itself). Two layouts, as in API.md (``"row"`` | ``"columns"``):
+
+- **row** — one applicant per ciphertext, its d features in slots 0..d-1. We multiply by ``w`` zero-padded
+  (so whatever the bank put in the other slots is cancelled), then rotate-and-add over all N/2 slots, so
+  every slot holds the same logit and no partial sum is exposed. Needs the bank's Galois keys. One
+  result ciphertext per applicant; all N/2 slots carry the logit (average them for precision).
+- **columns** — ciphertext j holds feature j of up to N/2 applicants. Result ``Σ_j w_j·ct_j + b``: one
+  ciphertext, no rotations, no Galois keys. The throughput layout.
+
+Nothing is rescaled: the product by the weights (encoded at the context's scale Δ) stays at scale Δ² in
+the first-level modulus, which `load_scoring_context` checks has 20 bits of headroom. So there is no
+rescale rounding, and in the column layout the result decrypts to exactly ``Σ_j ŵ_j·x̃_j`` (ŵ: the weights
+rounded to multiples of 1/Δ, x̃: the bank's own decrypted inputs) plus our flood.
+
+Before returning, every result is flooded (`flooding`): re-randomised with a fresh encryption under the
+bank's public key and given Gaussian noise ``σ = 2^8·B_δ`` per coefficient, where ``B_δ`` bounds the
+weight-dependent error (weights × the bank's encryption errors, and the row layout's key switching);
+KL ≤ 2^-15 per result for honest inputs. The model's bias is added in the same plaintext. Precision at
+N = 8192, scale 2^40: columns, about ``6·10^-5·‖w‖₂`` per slot; row, ``1.7·10^-4·‖w‖₂`` per slot, and the
+client averages the N/2 equal slots to about ``3·10^-6·‖w‖₂``. See `score_precision`.
+
+What the sandbox learns: nothing about the applicants (IND-CPA of CKKS under the bank's key; the server
+never decrypts). What the bank learns: its applicants' logits, and — unavoidably — the model itself
+after enough queries: a linear model is determined by d+1 logits of chosen inputs
+(`extraction_query_bound`). A bank that encrypts complex slots gets the imaginary part scored too, so each
+slot yields two real scores (`scores_exposed`); the gateway meters and rate-limits on that count.
+Weights are never returned or logged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import tenseal as ts
+
+from mpc.errors import MpcError
+from mpc.he import flooding
+from mpc.he._payload import ciphertext_invalid, decode_b64, encode_b64, invalid_request
+from mpc.he._proto import VectorEnvelope, read_vector, write_vector
+from mpc.he.context import (
+    DEFAULT_CONTEXT_LIMITS,
+    ContextLimits,
+    PublicContext,
+    has_rotation_keys,
+    load_public_context,
+)
+from mpc.he.flooding import DEFAULT_FLOOD, FloodPolicy
+
+Layout = Literal["row", "columns"]
+LAYOUTS: tuple[Layout, ...] = ("row", "columns")
+MAX_WEIGHT = 2.0**20
+HEADROOM_BITS = 20
+
+
+@dataclass(frozen=True)
+class LinearModel:
+    """Plaintext logistic-regression parameters; the logit is ``w·x + b``."""
+
+    weights: tuple[float, ...]
+    bias: float = 0.0
+
+    def __post_init__(self) -> None:
+        values = (*self.weights, self.bias)
+        if not self.weights:
+            raise ValueError("a linear model needs at least one weight")
+        if not all(math.isfinite(v) and abs(v) <= MAX_WEIGHT for v in values):
+            raise ValueError(f"weights and bias must be finite with magnitude at most {MAX_WEIGHT:g}")
+
+    @property
+    def features(self) -> int:
+        return len(self.weights)
+
+
+@dataclass(frozen=True)
+class ScoringLimits:
+    """Payload limits for one scoring request (the context has its own, in ``context``)."""
+
+    max_ciphertext_bytes: int = 2 * 2**20
+    max_row_ciphertexts: int = 64
+    max_features: int = 512
+    context: ContextLimits = DEFAULT_CONTEXT_LIMITS
+
+
+DEFAULT_SCORING_LIMITS = ScoringLimits()
+
+
+@dataclass(frozen=True)
+class ScorePrecision:
+    """Standard deviation of the flood in one decoded slot, and in the logit as the client reads it."""
+
+    slot_std: float
+    logit_std: float
+
+
+def extraction_query_bound(features: int) -> int:
+    """Logits of chosen inputs that determine a d-feature linear model exactly: ``d + 1``.
+
+    ``x = 0`` gives b; ``x = e_j`` gives ``w_j + b``. With noise σ per logit each coefficient is recovered to
+    about σ·√2; more queries average the noise down. Rate limits are the only defence.
+    """
+    if features < 1:
+        raise ValueError("features must be positive")
+    return features + 1
+
+
+def scores_exposed(layout: Layout, ciphertexts: int, poly_modulus_degree: int) -> int:
+    """Real-valued scores one request can reveal, whatever the bank claims to have packed.
+
+    Row: real and imaginary part of one logit per ciphertext. Columns: every one of the N/2 slots, real and
+    imaginary, i.e. N scores, because the server cannot see how many slots the bank filled.
+    """
+    if layout == "row":
+        return 2 * ciphertexts
+    if layout == "columns":
+        return poly_modulus_degree
+    raise invalid_request("layout must be 'row' or 'columns'")
+
+
+def score_precision(layout: Layout, model: LinearModel, public: PublicContext,
+                    flood: FloodPolicy = DEFAULT_FLOOD) -> ScorePrecision:
+    """The flood's contribution to the bank's error (CKKS's own approximation error, ~1e-7, comes on top)."""
+    info = public.info
+    degree, scale = info.poly_modulus_degree, info.global_scale or 1.0
+    sigma = flooding.ckks_flood_std(layout, _weight_norm(model), degree, len(info.data_primes), scale, flood)
+    per_slot = flooding.slot_std(sigma, degree, scale * scale)
+    logit = per_slot / math.sqrt(degree / 2) if layout == "row" else per_slot
+    return ScorePrecision(slot_std=per_slot, logit_std=logit)
+
+
+def load_scoring_context(context_b64: str | bytes, layout: Layout,
+                         limits: ScoringLimits = DEFAULT_SCORING_LIMITS) -> PublicContext:
+    """Validate a bank's CKKS public context for ``layout`` (Galois keys required for ``row``).
+
+    Scoring multiplies once by plaintext weights at the context's scale Δ and does not rescale, so the
+    first-level modulus must hold Δ² with ``HEADROOM_BITS`` to spare (|logit| < 2^19).
+    """
+    if layout not in LAYOUTS:
+        raise invalid_request("layout must be 'row' or 'columns'")
+    public = load_public_context(context_b64, scheme="ckks", need_galois=layout == "row", limits=limits.context)
+    _prepare(public)
+    return public
+
+
+def _prepare(public: PublicContext) -> None:
+    """Refuse a context that cannot hold the unrescaled product; switch TenSEAL's auto-rescale off."""
+    info = public.info
+    if info.scheme != "ckks":
+        raise ciphertext_invalid("scoring needs a CKKS context")
+    data_bits = sum(p.bit_length() for p in info.data_primes)
+    scale_bits = math.log2(info.global_scale or 1.0)
+    if data_bits - 2 * scale_bits < HEADROOM_BITS:
+        raise ciphertext_invalid(f"modulus chain too short: {data_bits} bits at the first level cannot hold a "
+                                 f"product at scale 2^{2 * scale_bits:.0f} with {HEADROOM_BITS} bits of headroom")
+    public.tenseal.auto_rescale = False  # results stay at scale Δ²: no rescale rounding to hide
+
+
+def _weight_norm(model: LinearModel) -> float:
+    return math.sqrt(math.fsum(w * w for w in model.weights))
+
+
+def _load_vector(public: PublicContext, encoded: str | bytes, max_bytes: int, what: str) -> ts.CKKSVector:
+    """Decode one bank ciphertext and check it is a fresh, single-chunk vector under this context."""
+    info = public.info
+    raw = decode_b64(encoded, max_bytes=max_bytes, what=what)
+    try:
+        envelope = read_vector(raw)
+    except ValueError:
+        raise ciphertext_invalid(f"{what} is not a serialised CKKS vector") from None
+    if len(envelope.ciphertexts) != 1 or len(envelope.sizes) != 1:
+        raise ciphertext_invalid(f"{what} must hold exactly one ciphertext")
+    if envelope.scale != info.global_scale:
+        raise ciphertext_invalid(f"{what} scale differs from the context's scale")
+    try:
+        vector = ts.ckks_vector_from(public.tenseal, raw)
+        cipher: Any = vector.data.ciphertext()[0]
+        parms_id = tuple(int(x) for x in cipher.parms_id())
+        shape_ok = (cipher.size() == 2 and cipher.is_ntt_form()
+                    and int(cipher.coeff_modulus_size()) == len(info.data_primes))
+        scale_ok = float(cipher.scale) == info.global_scale
+    except Exception:  # SEAL rejects ciphertexts of other parameter sets or malformed data here
+        raise ciphertext_invalid(f"{what} does not deserialise under the given context") from None
+    if parms_id != info.first_parms_id:
+        raise ciphertext_invalid(f"{what} was not encrypted at this context's first level")
+    if not shape_ok or not scale_ok:
+        raise ciphertext_invalid(f"{what} is not a fresh two-component ciphertext at the context's scale")
+    if not 1 <= vector.size() <= info.slot_count:
+        raise ciphertext_invalid(f"{what} declares {vector.size()} values, outside 1..{info.slot_count}")
+    return vector
+
+
+@contextmanager
+def _evaluation() -> Iterator[None]:
+    """Turn any library failure during evaluation into ``CIPHERTEXT_INVALID`` (hostile but well-formed input)."""
+    try:
+        yield
+    except MpcError:
+        raise
+    except Exception:
+        raise ciphertext_invalid("evaluation failed on the given ciphertexts") from None
+
+
+def _relabel(vector: ts.CKKSVector, public: PublicContext, size: int) -> ts.CKKSVector:
+    """The same ciphertext with its logical size set to ``size`` (TenSEAL sums over the logical size)."""
+    envelope = read_vector(vector.serialize())
+    return ts.ckks_vector_from(public.tenseal, write_vector(VectorEnvelope((size,), envelope.ciphertexts,
+                                                                          envelope.scale)))
+
+
+def _finish(result: ts.CKKSVector, public: PublicContext, layout: Layout, model: LinearModel,
+            flood: FloodPolicy, size: int | None = None) -> str:
+    """Flood (adding the bias in the same plaintext), optionally re-label the size, serialise."""
+    info = public.info
+    sigma = flooding.ckks_flood_std(layout, _weight_norm(model), info.poly_modulus_degree, len(info.data_primes),
+                                    info.global_scale or 1.0, flood)
+    raw = flooding.add_ckks_flood(result, public, sigma, offset=model.bias).serialize()
+    if size is not None:
+        envelope = read_vector(raw)
+        raw = write_vector(VectorEnvelope((size,), envelope.ciphertexts, envelope.scale))
+    return encode_b64(raw)
+
+
+def score_rows(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], model: LinearModel, *,
+               limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
+               flood: FloodPolicy = DEFAULT_FLOOD) -> list[str]:
+    """Row layout: one result per applicant ciphertext, the logit in all N/2 slots (size N/2)."""
+    if not ciphertexts_b64:
+        raise invalid_request("no ciphertexts")
+    if len(ciphertexts_b64) > limits.max_row_ciphertexts:
+        raise invalid_request(f"at most {limits.max_row_ciphertexts} row ciphertexts per request")
+    if model.features > min(limits.max_features, public.info.slot_count):
+        raise invalid_request("model has more features than a row ciphertext can hold")
+    _prepare(public)
+    if not has_rotation_keys(public.tenseal, public.info.poly_modulus_degree):
+        raise ciphertext_invalid("row layout needs Galois keys for power-of-two rotations")
+    slots = public.info.slot_count
+    vectors = [_load_vector(public, ct, limits.max_ciphertext_bytes, f"ciphertext {i}")
+               for i, ct in enumerate(ciphertexts_b64)]
+    for i, vector in enumerate(vectors):
+        if vector.size() != model.features:
+            raise ciphertext_invalid(f"ciphertext {i} holds {vector.size()} values, the model has "
+                                     f"{model.features} features")
+    out = []
+    with _evaluation():
+        for vector in vectors:
+            product = vector.mul(list(model.weights))  # zero-padded: slots ≥ d are cancelled
+            total = _relabel(product, public, slots).sum()
+            out.append(_finish(total, public, "row", model, flood, size=slots))
+    return out
+
+
+def score_columns(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], model: LinearModel, *,
+                  limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
+                  flood: FloodPolicy = DEFAULT_FLOOD) -> str:
+    """Column layout: d ciphertexts in (feature j of ≤ N/2 applicants each), one result out."""
+    if model.features > limits.max_features:
+        raise invalid_request(f"at most {limits.max_features} features")
+    if len(ciphertexts_b64) != model.features:
+        raise invalid_request(f"column layout needs {model.features} ciphertexts (one per feature), "
+                              f"got {len(ciphertexts_b64)}")
+    _prepare(public)
+    vectors = [_load_vector(public, ct, limits.max_ciphertext_bytes, f"column {j}")
+               for j, ct in enumerate(ciphertexts_b64)]
+    batch = vectors[0].size()
+    if any(v.size() != batch for v in vectors):
+        raise ciphertext_invalid("column ciphertexts declare different batch sizes")
+    with _evaluation():
+        total: ts.CKKSVector | None = None
+        for vector, weight in zip(vectors, model.weights, strict=True):
+            if weight == 0.0:  # SEAL refuses a product that is transparently zero; the term is zero anyway
+                continue
+            term = vector * weight
+            total = term if total is None else total + term
+        if total is None:
+            scale = public.info.global_scale or 1.0
+            total = ts.ckks_vector(public.tenseal, [0.0] * batch, scale=scale * scale)
+        return _finish(total, public, "columns", model, flood)
+
+
+def score_encrypted(context_b64: str | bytes, ciphertexts_b64: Sequence[str | bytes], layout: str,
+                    model: LinearModel, *, limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
+                    flood: FloodPolicy = DEFAULT_FLOOD) -> list[str]:
+    """The whole ``POST /models/{id}/score`` computation: validate, evaluate, flood, serialise.
+
+    Returns the response's ``ciphertexts`` list (one per applicant for ``row``, one for ``columns``).
+    Raises `MpcError` (``CIPHERTEXT_INVALID`` / ``INVALID_REQUEST``) and nothing else for bad input.
+    """
+    if layout not in LAYOUTS:
+        raise invalid_request("layout must be 'row' or 'columns'")
+    if isinstance(ciphertexts_b64, str | bytes) or not isinstance(ciphertexts_b64, Sequence):
+        raise invalid_request("ciphertexts must be a list of base64 strings")
+    checked: Layout = "row" if layout == "row" else "columns"
+    public = load_scoring_context(context_b64, checked, limits)
+    if checked == "row":
+        return score_rows(public, ciphertexts_b64, model, limits=limits, flood=flood)
+    return [score_columns(public, ciphertexts_b64, model, limits=limits, flood=flood)]
