@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser
+.PHONY: demo test lint bench clean venv browser sandbox-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,13 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: browser tests will be skipped"; fi; }
 
-test: $(STAMP_DEV)
+# The custom-code runner isolates user code with bubblewrap (Debian package `bubblewrap`); install it when missing.
+sandbox-deps:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "bubblewrap missing: the custom-code runner will refuse to run"; fi; }
+
+test: $(STAMP_DEV) sandbox-deps
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 

@@ -1,0 +1,267 @@
+"""Benchmark of the private SQL engine on synthetic ``tax_income`` (default 10M rows; ``--quick`` 200k).
+
+For each query it reports:
+
+- ``service_ms``: median latency of ``sandbox.run`` (worker process, noise, release; padding off) and
+  ``prepare_ms`` (vetting, key enumeration, rewriting, calibration);
+- ``raw_duckdb_ms``: median latency of an in-process DuckDB running the *same* SQL the worker executes, over
+  the same in-memory table; ``overhead`` = service / raw (goal ≤ 1.15);
+- SmartNoise SQL (``smartnoise-sql``; one row per person, ``sample_max_ids`` false, ``censor_dims`` false) at
+  the same total ε — SmartNoise's own ``get_privacy_cost`` decides it and Veilbox is run at that ε:
+  ``speedup`` = SmartNoise median latency / ours (goal ≥ 20) and the median relative error of both over
+  ``--runs`` runs (goal: ours no worse).
+
+SmartNoise pins an older OpenDP than Veilbox, so it runs in its own interpreter: ``--smartnoise-python`` (or
+``VEILBOX_SMARTNOISE_PYTHON``; default ``/tmp/snsql/bin/python`` when present); without one that part is
+skipped. Generated data and the registered copy are cached under ``bench/.data/``. One JSON line goes to
+stdout; progress and a table go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from catalog import registry  # noqa: E402
+from catalog._tables import metadata  # noqa: E402
+from catalog.columns import DatasetSpec  # noqa: E402
+from catalog.datagen import generate  # noqa: E402
+from catalog.registry import Dataset  # noqa: E402
+from catalog.store import make_engine  # noqa: E402
+from sandbox import QueryWorker, TableView, prepare, run  # noqa: E402
+from sandbox.engine.hardening import quote_ident  # noqa: E402
+
+DATA = ROOT / "bench" / ".data"
+GRANTED = frozenset(["district", "age", "gender", "industry", "monthly_income", "tax_paid",
+                     "social_insurance_months"])
+QUERIES: dict[str, str] = {
+    "global_count": "SELECT COUNT(*) AS n FROM tax_income",
+    "count_by_district": "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district",
+    "avg_income_by_district_gender": "SELECT district, gender, AVG(monthly_income) AS avg_income FROM tax_income "
+                                     "GROUP BY district, gender",
+    "filtered_sum": "SELECT SUM(tax_paid) AS t FROM tax_income WHERE age BETWEEN 30 AND 39 "
+                    "AND industry IN ('manufacturing', 'finance')",
+    "histogram_1000": "SELECT FLOOR(monthly_income / 200) AS bucket, COUNT(*) AS n FROM tax_income GROUP BY bucket",
+}
+SMARTNOISE_GROUP_BY = {"histogram_1000": "GROUP BY FLOOR(monthly_income / 200)"}
+N_KEYS = {"global_count": 0, "count_by_district": 1, "avg_income_by_district_gender": 2, "filtered_sum": 0,
+          "histogram_1000": 1}
+
+SMARTNOISE_RUNNER = r"""
+import json, sys, time, warnings
+warnings.filterwarnings("ignore")
+import pandas as pd
+import snsql
+from snsql import Privacy
+cfg = json.load(sys.stdin)
+t0 = time.perf_counter()
+df = pd.read_parquet(cfg["parquet"], columns=cfg["columns"])
+meta = {"bench": {"public": {"tax_income": cfg["table"]}}}
+reader = snsql.from_df(df, privacy=Privacy(epsilon=cfg["epsilon"], delta=cfg["delta"]), metadata=meta)
+out = {"load_s": time.perf_counter() - t0, "queries": {}}
+for name, sql in cfg["queries"].items():
+    try:
+        eps, delta = reader.get_privacy_cost(sql)
+        lat, results = [], []
+        for _ in range(cfg["runs"]):
+            t = time.perf_counter()
+            rows = reader.execute(sql)
+            lat.append((time.perf_counter() - t) * 1000)
+            results.append([[None if v != v else (v.item() if hasattr(v, "item") else v) for v in r] for r in rows[1:]])
+        out["queries"][name] = {"epsilon": float(eps), "delta": float(delta), "latency_ms": lat, "results": results}
+    except Exception as e:
+        out["queries"][name] = {"error": type(e).__name__ + ": " + str(e)[:200]}
+json.dump(out, sys.stdout)
+"""
+
+
+def log(*a: Any) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    out = fn()
+    return (time.perf_counter() - t) * 1000, out
+
+
+def ensure_dataset(rows: int) -> Dataset:
+    gen_dir = DATA / f"gen-{rows}"
+    if not (gen_dir / "tax_income.spec.json").is_file():
+        log(f"generating {rows:,} rows into {gen_dir} ...")
+        generate(gen_dir, rows=rows)
+    home = DATA / f"home-{rows}"
+    home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(f"sqlite:///{home / 'meta.db'}")
+    metadata.create_all(engine)
+    ds = registry.get(engine, "tax_income")
+    if ds is not None and ds.path.is_file():
+        return ds
+    if ds is not None:  # stale metadata without its file
+        engine.dispose()
+        (home / "meta.db").unlink()
+        return ensure_dataset(rows)
+    log("registering (ingest: validate, clamp, copy) ...")
+    spec = DatasetSpec.model_validate(json.loads((gen_dir / "tax_income.spec.json").read_text()))
+    ms, reg = timed(lambda: registry.register(engine, spec, owner="bench", data_dir=home / "data",
+                                             import_roots=[gen_dir], max_source_bytes=1 << 40))
+    log(f"registered in {ms / 1000:.1f} s")
+    return reg.dataset
+
+
+def truth(con: duckdb.DuckDBPyConnection, sql: str, n_keys: int) -> dict[tuple[Any, ...], list[float]]:
+    rows = con.execute(sql).fetchall()
+    return {tuple(r[:n_keys]): [float(v) for v in r[n_keys:]] for r in rows}
+
+
+def rel_error(rows: list[list[Any]], true: dict[tuple[Any, ...], list[float]], n_keys: int) -> float | None:
+    """Median over the cells of groups present in the data of |noisy - true| / max(|true|, 1)."""
+    got = {tuple(float(k) if isinstance(k, int | float) else k for k in r[:n_keys]): r[n_keys:] for r in rows}
+    errs = []
+    for key, vals in true.items():
+        k = tuple(float(x) if isinstance(x, int | float) else x for x in key)
+        if k not in got:
+            continue
+        for v, t in zip(got[k], vals, strict=True):
+            if v is not None:
+                errs.append(abs(float(v) - t) / max(abs(t), 1.0))
+    return statistics.median(errs) if errs else None
+
+
+def smartnoise(python: str, ds: Dataset, epsilon: float, runs: int) -> dict[str, Any] | None:
+    table = {"max_ids": 1, "row_privacy": False, "sample_max_ids": False, "censor_dims": False,
+             "person_id": {"type": "string", "private_id": True}}
+    for c in ("district", "gender", "industry"):
+        table[c] = {"type": "string"}
+    for c in ("age", "monthly_income", "tax_paid"):
+        info = ds.columns[c]
+        assert info.bounds is not None
+        table[c] = {"type": "int" if c == "age" else "float", "lower": info.bounds[0], "upper": info.bounds[1]}
+    queries = {}
+    for name, sql in QUERIES.items():
+        q = sql.replace("FROM tax_income", "FROM public.tax_income")
+        if name in SMARTNOISE_GROUP_BY:
+            q = q[: q.index("GROUP BY")] + SMARTNOISE_GROUP_BY[name]
+        queries[name] = q
+    cfg = {"parquet": str(ds.path), "columns": ["person_id", "district", "age", "gender", "industry",
+                                                "monthly_income", "tax_paid"],
+           "table": table, "epsilon": epsilon, "delta": 1e-6, "runs": runs, "queries": queries}
+    log(f"SmartNoise SQL ({python}) x{runs} runs per query ...")
+    proc = subprocess.run([python, "-c", SMARTNOISE_RUNNER], input=json.dumps(cfg), capture_output=True,
+                          text=True, timeout=6 * 3600)
+    if proc.returncode != 0:
+        log("SmartNoise failed:", proc.stderr[-2000:])
+        return None
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--quick", action="store_true", help="200k rows")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--epsilon", type=float, default=1.0, help="SmartNoise's per-mechanism epsilon")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory-limit", default="8GB")
+    ap.add_argument("--smartnoise-python", default=os.environ.get("VEILBOX_SMARTNOISE_PYTHON") or (
+        "/tmp/snsql/bin/python" if Path("/tmp/snsql/bin/python").is_file() else ""))
+    args = ap.parse_args()
+    rows = 200_000 if args.quick else args.rows
+    ds = ensure_dataset(rows)
+    tables = {"tax_income": TableView(ds, GRANTED)}
+
+    sn = smartnoise(args.smartnoise_python, ds, args.epsilon, args.runs) if args.smartnoise_python else None
+    eps_for = {name: (sn["queries"][name].get("epsilon") if sn and "epsilon" in sn["queries"][name] else None)
+               for name in QUERIES}
+
+    worker = QueryWorker({"tax_income": ds.path}, threads=args.threads, memory_limit=args.memory_limit,
+                         timeout_s=600)
+    load_ms, _ = timed(worker.start)
+    raw = duckdb.connect(":memory:", config={"threads": args.threads, "memory_limit": args.memory_limit})
+    raw_load_ms, _ = timed(lambda: raw.execute(
+        f"CREATE TABLE tax_income AS SELECT * FROM read_parquet('{ds.path}')"))
+    (max_rows,) = raw.execute(f"SELECT COALESCE(MAX(c), 0) FROM (SELECT COUNT(*) AS c FROM tax_income GROUP BY "
+                              f"{quote_ident(ds.id_column)})").fetchone() or (0,)
+    bounded_elided = int(max_rows) <= ds.max_rows_per_unit
+    log(f"worker loaded in {load_ms / 1000:.1f} s (raw DuckDB {raw_load_ms / 1000:.1f} s); per-unit bound "
+        f"{'verified, bounding elided' if bounded_elided else 'enforced'}")
+
+    report: dict[str, Any] = {}
+    try:
+        for name, sql in QUERIES.items():
+            eps = eps_for[name] or args.epsilon
+            t0 = time.perf_counter()
+            plan = prepare(sql, tables, epsilon=eps, delta=0, min_group_units=0)
+            prep_ms = (time.perf_counter() - t0) * 1000
+            run(plan, worker)  # warm-up (and the worker's one-off bound check)
+            svc: list[float] = []
+            ours: list[list[list[Any]]] = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                res = run(plan, worker)
+                svc.append((time.perf_counter() - t0) * 1000)
+                ours.append(res.rows)
+            exec_sql = plan.canonical.unbounded_sql if bounded_elided else plan.canonical.sql
+            params = {} if bounded_elided else {"salt": "bench"}
+            raw.execute(exec_sql, params).fetchall()
+            raw_ms: list[float] = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                raw.execute(exec_sql, params).fetchall()
+                raw_ms.append((time.perf_counter() - t0) * 1000)
+            true = truth(raw, sql, N_KEYS[name])
+            ours_err = statistics.median(e for e in (rel_error(r, true, N_KEYS[name]) for r in ours)
+                                         if e is not None)
+            entry: dict[str, Any] = {
+                "epsilon": float(plan.cost[0]),
+                "prepare_ms": round(prep_ms, 2),
+                "service_ms": round(statistics.median(svc), 2),
+                "raw_duckdb_ms": round(statistics.median(raw_ms), 2),
+                "groups": len(plan.keys.rows),
+                "median_rel_error": ours_err,
+            }
+            entry["overhead"] = round(entry["service_ms"] / max(entry["raw_duckdb_ms"], 1e-6), 3)
+            snq = sn["queries"].get(name) if sn else None
+            if snq and "latency_ms" in snq:
+                sn_err = statistics.median(e for e in (rel_error(r, true, N_KEYS[name]) for r in snq["results"])
+                                           if e is not None)
+                entry["smartnoise"] = {"epsilon": snq["epsilon"], "delta": snq["delta"],
+                                       "ms": round(statistics.median(snq["latency_ms"]), 2),
+                                       "median_rel_error": sn_err}
+                entry["speedup"] = round(entry["smartnoise"]["ms"] / max(entry["service_ms"], 1e-6), 1)
+                entry["error_ratio"] = round(ours_err / sn_err, 3) if sn_err else None
+            elif snq:
+                entry["smartnoise"] = {"error": snq.get("error")}
+            report[name] = entry
+            log(f"{name:32s} svc {entry['service_ms']:9.2f} ms  raw {entry['raw_duckdb_ms']:9.2f} ms  "
+                f"x{entry['overhead']:.2f}  err {ours_err:.2e}"
+                + (f"  | SmartNoise {entry['smartnoise']['ms']:9.2f} ms  err "
+                   f"{entry['smartnoise']['median_rel_error']:.2e}  speedup {entry['speedup']}"
+                   if "speedup" in entry else ""))
+    finally:
+        worker.stop()
+        raw.close()
+    line = {"bench": "sql", "rows": rows, "runs": args.runs, "threads": args.threads,
+            "worker_load_s": round(load_ms / 1000, 2), "bounding_elided": bounded_elided,
+            "smartnoise_load_s": round(sn["load_s"], 2) if sn else None, "queries": report}
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

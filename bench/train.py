@@ -1,0 +1,254 @@
+"""Benchmark DP-SGD training: Veilbox's runner vs a plain Opacus ghost-clipping script vs non-private PyTorch.
+
+Same synthetic ``tax_income`` rows (catalog.datagen), same encoding, same logistic-regression model, same
+batch size, learning rate and number of steps; the two private runs use the same σ and steps (plain Opacus
+derives its own q = 1/⌈N/B⌉, within 0.2 % of the runner's B/N). Reports
+wall times (the training loop alone, and end to end), the ratio runner / plain Opacus (goal ≤ 1.1), held-out
+AUC of each model, and ε by the PRV and RDP accountants for the same (σ, q, steps).
+
+    python bench/train.py [--rows 200000] [--epochs 2] [--batch-size 512] [--threads 1] [--repeat 3] [--quick]
+
+Times are the minimum over ``--repeat`` runs (the machine may be shared).
+
+One JSON line on stdout; progress on stderr. Data is cached under bench/.data/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+from opacus.accountants.utils import get_noise_multiplier  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from catalog._tables import metadata  # noqa: E402
+from catalog.columns import DatasetSpec  # noqa: E402
+from catalog.datagen import generate  # noqa: E402
+from catalog.registry import Dataset, register  # noqa: E402
+from catalog.store import make_engine  # noqa: E402
+from sandbox.train import load_linear_weights, parse_spec, plan_training, train  # noqa: E402
+from sandbox.train import runner as runner_mod  # noqa: E402
+from sandbox.train._data import Split, read_splits  # noqa: E402
+from sandbox.train._models import build_model  # noqa: E402
+from sandbox.train.encoding import FeatureEncoding, encoding_for  # noqa: E402
+from sandbox.train.plan import TrainingPlan  # noqa: E402
+
+FEATURES = ["district", "age", "gender", "industry", "monthly_income", "tax_paid", "social_insurance_months"]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    pos = labels > 0.5
+    p, n = int(pos.sum()), int((~pos).sum())
+    return float((ranks[pos].sum() - p * (p + 1) / 2) / (p * n)) if p and n else float("nan")
+
+
+def dataset(rows: int, work: Path) -> Dataset:
+    cache = ROOT / "bench" / ".data" / f"train-{rows}"
+    parquet = cache / "tax_income.parquet"
+    if not parquet.exists():
+        log(f"generating {rows} rows into {cache}")
+        generate(cache, rows=rows, seed=20261122)
+    engine = make_engine(f"sqlite:///{work / 'meta.db'}")
+    metadata.create_all(engine)
+    spec = DatasetSpec.model_validate(json.loads((cache / "tax_income.spec.json").read_text()))
+    spec = spec.model_copy(update={"source": str(parquet.resolve())})
+    return register(engine, spec, "bench", work / "data", [cache.resolve()], 1 << 34).dataset
+
+
+def logits_of(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def plain_opacus(split: Split, plan: TrainingPlan, lr: float, width: int) -> tuple[nn.Module, float]:
+    """The textbook Opacus recipe: DataLoader over a TensorDataset, make_private(poisson_sampling=True)."""
+    from opacus import PrivacyEngine
+
+    model = build_model("logistic_regression", width, None, 0)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loader = DataLoader(TensorDataset(torch.from_numpy(split.x), torch.from_numpy(split.y)),
+                        batch_size=plan.batch_size)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine = PrivacyEngine(accountant="prv")
+        gsm, dp_opt, crit, dl = engine.make_private(
+            module=model, optimizer=opt, criterion=nn.BCEWithLogitsLoss(), data_loader=loader,
+            noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
+            poisson_sampling=True, grad_sample_mode="ghost")
+        gsm.train()
+        steps = 0
+        while steps < plan.steps:
+            for xb, yb in dl:
+                dp_opt.zero_grad()
+                if len(xb):
+                    crit(gsm(xb), yb).backward()
+                dp_opt.step()
+                steps += 1
+                if steps == plan.steps:
+                    break
+        engine.accountant.get_epsilon(delta=plan.delta)  # a plain script reports its ε too
+    elapsed = time.perf_counter() - t0
+    gsm.disable_hooks()
+    model.eval()
+    return model, elapsed
+
+
+def non_private(split: Split, plan: TrainingPlan, lr: float, width: int) -> tuple[nn.Module, float]:
+    """Plain minibatch SGD on the same model, batch size, learning rate and number of steps."""
+    model = build_model("logistic_regression", width, None, 0)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    loss_fn = nn.BCEWithLogitsLoss()
+    x, y = torch.from_numpy(split.x), torch.from_numpy(split.y)
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    steps = 0
+    while steps < plan.steps:
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(y), plan.batch_size):
+            idx = perm[i:i + plan.batch_size]
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+            steps += 1
+            if steps == plan.steps:
+                break
+    return model.eval(), time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--epsilon", type=float, default=3.0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads for every contender (1 is fastest and steadiest for this model)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per contender; the minimum time is reported")
+    ap.add_argument("--quick", action="store_true", help="20k rows, 1 epoch, 1 run")
+    args = ap.parse_args()
+    if args.quick:
+        args.rows, args.epochs, args.repeat = min(args.rows, 20_000), 1, 1
+    torch.set_num_threads(args.threads)
+
+    out: dict[str, Any] = {"bench": "train", "rows": args.rows, "model": "logistic_regression",
+                           "epochs": args.epochs, "batch_size": args.batch_size, "epsilon": args.epsilon,
+                           "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="veilbox-bench-train-") as tmp:
+        work = Path(tmp)
+        ds = dataset(args.rows, work)
+        raw = {"dataset": "tax_income", "features": FEATURES, "label": "has_default",
+               "model": "logistic_regression", "epochs": args.epochs, "batch_size": args.batch_size,
+               "epsilon": args.epsilon, "delta": 1e-6, "max_grad_norm": 1.0, "learning_rate": 1.0}
+        spec = parse_spec(raw)
+        t0 = time.perf_counter()
+        plan = plan_training(spec, ds.rows)
+        out["plan_s"] = round(time.perf_counter() - t0, 3)
+        log(f"plan: sigma={plan.noise_multiplier:.4f} q={plan.sample_rate:.6f} steps={plan.steps}")
+
+        # Warm-up (first-call costs of torch/Opacus): a few steps of each loop on a slice.
+        warm = plan.model_copy(update={"epochs": 1, "steps_per_epoch": 3, "steps": 3})
+        enc0 = encoding_for(spec, ds)
+        small = read_splits(ds, enc0)[0]
+        small = Split(small.x[:2000], small.y[:2000])
+        runner_mod._fit(spec, warm, small, enc0.width, None)
+        plain_opacus(small, warm, spec.learning_rate, enc0.width)
+        non_private(small, warm, spec.learning_rate, enc0.width)
+
+        # Veilbox runner, end to end (DuckDB read + encode + DP-SGD + metrics + safetensors + card), with the
+        # DP-SGD loop (`_fit`, including the accountant's final ε) timed on its own.
+        fit_times: list[float] = []
+        real_fit = runner_mod._fit
+
+        def timed_fit(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            r = real_fit(*a, **k)
+            fit_times.append(time.perf_counter() - t)
+            return r
+
+        runner_mod._fit = timed_fit
+        totals = []
+        try:
+            for i in range(args.repeat):
+                t0 = time.perf_counter()
+                result = train(spec, plan, ds, work / f"out{i}")
+                totals.append(time.perf_counter() - t0)
+                log(f"runner: total {totals[-1]:.2f}s, fit {fit_times[-1]:.2f}s")
+        finally:
+            runner_mod._fit = real_fit
+        encoding: FeatureEncoding = encoding_for(spec, ds)
+
+        # The baselines get the same encoded rows (read through the runner's reader, timed), or read the
+        # Parquet file directly with pyarrow (the "plain script" total).
+        t0 = time.perf_counter()
+        train_split, held = read_splits(ds, encoding)
+        read_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        table = pq.read_table(ds.path, columns=[*encoding.columns, encoding.label])
+        encoding.encode_batch(table)
+        pyarrow_read_s = time.perf_counter() - t0
+
+        plain_times, np_times = [], []
+        for _ in range(args.repeat):
+            plain_model, t = plain_opacus(train_split, plan, spec.learning_rate, encoding.width)
+            plain_times.append(t)
+            log(f"plain opacus: fit {t:.2f}s")
+            np_model, t = non_private(train_split, plan, spec.learning_rate, encoding.width)
+            np_times.append(t)
+            log(f"non-private: fit {t:.2f}s")
+        runner_fit, runner_total = min(fit_times), min(totals)
+        plain_fit, np_fit = min(plain_times), min(np_times)
+
+        w, b, _ = load_linear_weights(result.weights_path)
+        sigma_rdp = get_noise_multiplier(
+            target_epsilon=args.epsilon, target_delta=plan.delta, sample_rate=plan.sample_rate,
+            steps=plan.steps, accountant="rdp")
+        out.update({
+            "steps": plan.steps,
+            "sample_rate": plan.sample_rate,
+            "noise_multiplier": plan.noise_multiplier,
+            "delta": plan.delta,
+            "epsilon_prv": round(plan.epsilon_prv, 4),
+            "epsilon_rdp_same_sigma": round(plan.epsilon_rdp, 4),
+            "sigma_rdp_same_epsilon": round(float(sigma_rdp), 4),
+            "repeat": args.repeat,
+            "runner_fit_s": round(runner_fit, 3),
+            "runner_total_s": round(runner_total, 3),
+            "runner_read_encode_s": round(read_s, 3),
+            "opacus_plain_fit_s": round(plain_fit, 3),
+            "opacus_plain_total_s": round(plain_fit + pyarrow_read_s, 3),
+            "non_private_fit_s": round(np_fit, 3),
+            "ratio_runner_vs_opacus_fit": round(runner_fit / plain_fit, 3),
+            "ratio_runner_vs_opacus_total": round(runner_total / (plain_fit + pyarrow_read_s), 3),
+            "ratio_runner_vs_non_private_fit": round(runner_fit / np_fit, 3),
+            "auc_runner": round(auc(held.x @ w + b, held.y), 4),
+            "auc_runner_released": result.card.metrics.auc if result.card.metrics else None,
+            "auc_opacus_plain": round(auc(logits_of(plain_model, held.x), held.y), 4),
+            "auc_non_private": round(auc(logits_of(np_model, held.x), held.y), 4),
+            "goal_ratio_max": 1.1,
+        })
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

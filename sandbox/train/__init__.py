@@ -1,0 +1,52 @@
+"""DP-SGD training for ``train`` jobs: the only way a model leaves Veilbox.
+
+Guarantee: a released model (weights + card) is (ε + ε_metrics, δ)-differentially private with respect to
+adding or removing one privacy unit of the training dataset (one row; datasets with several rows per unit are
+refused), where ε is bounded by Opacus' PRV accountant for the planned Poisson-subsampled Gaussian steps and
+ε_metrics pays for the held-out AUC/accuracy release (discrete Laplace, OpenDP). Details and known limits:
+docs/mechanisms/dp_sgd.md.
+
+The flow (no HTTP, no ledger here; the gateway charges ``plan.cost`` before calling `train`):
+
+    spec = parse_spec(job["spec"])                       # INVALID_REQUEST on any malformed field
+    check_spec(spec, dataset, agreement_columns)         # POLICY_DENIED / INVALID_REQUEST, all violations
+    plan = plan_training(spec, dataset.rows)             # σ, q, steps, cost: no data read
+    ...charge plan.cost...
+    result = train(spec, plan, dataset, out_dir)         # weights (safetensors) + ModelCard + output_digest
+
+Modules: `spec` (TrainSpec and its checks), `encoding` (declaration-only feature encoding, shared with
+scoring clients), `plan` (σ calibration and accounting), `runner` (the DP-SGD loop), `metrics` (DP
+held-out metrics), `card` (the model card), `weights` (safetensors I/O). `_data` (locked DuckDB reads)
+and `_models` are internal. Metrics noise comes from `sandbox.dp.DiscreteLaplace`, the sandbox's one noise
+source besides Opacus' optimizer.
+"""
+
+from sandbox.train._data import ResourceLimits
+from sandbox.train.card import ModelCard
+from sandbox.train.encoding import FeatureEncoding, encode_features, encoding_for
+from sandbox.train.metrics import MetricsRelease
+from sandbox.train.plan import METRICS_EPSILON, Cost, TrainingPlan, epsilon_for, plan_training
+from sandbox.train.runner import ProgressFn, TrainingResult, train
+from sandbox.train.spec import TrainSpec, check_spec, parse_spec
+from sandbox.train.weights import load_linear_weights
+
+__all__ = [
+    "METRICS_EPSILON",
+    "Cost",
+    "FeatureEncoding",
+    "MetricsRelease",
+    "ModelCard",
+    "ProgressFn",
+    "ResourceLimits",
+    "TrainSpec",
+    "TrainingPlan",
+    "TrainingResult",
+    "check_spec",
+    "encode_features",
+    "encoding_for",
+    "epsilon_for",
+    "load_linear_weights",
+    "parse_spec",
+    "plan_training",
+    "train",
+]

@@ -1,0 +1,301 @@
+"""DP-SGD training of a planned ``train`` job: data in, safetensors weights and a model card out.
+
+Guarantee. For the plan's (σ, q, T, C): the released weights are (ε, δ)-DP with respect to adding or removing
+one privacy unit (one row: datasets with several rows per unit are refused, and the read keeps at most one
+row per id), where ε is the PRV accountant's bound for T Poisson-subsampled Gaussian steps, calibrated not to
+exceed the requested ε. The held-out metrics add ``ε_metrics`` (pure ε). Charged: ``(ε + ε_metrics, δ)``.
+
+Mechanism, step by step:
+
+1. The plan is checked against the spec (hash) and the dataset's declaration; the encoding comes from the
+   declaration only (`sandbox.train.encoding`).
+2. Rows are read through a locked DuckDB connection and encoded to float32 arrays (`sandbox.train._data`);
+   the id-hash split holds one unit in five out for metrics.
+3. Opacus ``PrivacyEngine`` (PRV accountant) wraps the model with ghost clipping (``grad_sample_mode="ghost"``):
+   each example's gradient is clipped to L2 norm C, the clipped sum gets Gaussian noise N(0, σ²C²) per
+   coordinate, and the result is divided by the constant expected batch size. Batches are Poisson samples:
+   every training row joins each of the T batches independently with probability q (vectorised
+   ``rand < q`` over all rows). An empty batch still takes a pure-noise step.
+4. Randomness: the spec's ``seed`` initialises parameters only. The Poisson coins and the Gaussian noise
+   come from two dedicated CPU ``torch.Generator`` objects reseeded from 63 bits of operating-system entropy
+   (``secrets``) before every step, because subsampling amplification assumes the analyst cannot predict
+   batch membership. ``torchcsprng`` is not installed, so ``PrivacyEngine(secure_mode=True)`` raises
+   ``ImportError``; we keep ``secure_mode`` off for the engine and turn on the optimizer's floating-point
+   mitigation (``secure_mode`` in ``_generate_noise``: the sum of four Gaussians halved), which is the part
+   of secure mode that does not need the CSPRNG. The Gaussian samples themselves are floating-point
+   (Box–Muller on a Mersenne Twister stream): see docs/mechanisms/dp_sgd.md for what that leaves open.
+5. The held-out metrics are released with OpenDP's discrete Laplace (`sandbox.train.metrics` through
+   `sandbox.dp.DiscreteLaplace`).
+6. Weights go to ``model.safetensors`` (never pickle), the card to ``model_card.json``; the output digest is
+   ``sha256(weights bytes ‖ canonical card JSON)``.
+
+Failures inside steps 2–6 surface as ``INTERNAL`` "training failed" with the stage name only: no tensor, value
+or library message reaches the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import logging
+import os
+import secrets
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
+from catalog.registry import Dataset
+from sandbox.train._data import ResourceLimits, Split, read_splits
+from sandbox.train._models import build_model, tensors_of
+from sandbox.train.card import DataSource, ModelCard, PrivacyReport, TrainingReport, WeightsRef, extraction_bound
+from sandbox.train.encoding import encoding_for
+from sandbox.train.metrics import release_metrics
+from sandbox.train.plan import TrainingPlan, epsilon_for
+from sandbox.train.spec import TrainSpec, structural_problems
+from sandbox.train.weights import save_weights
+
+__all__ = ["ProgressFn", "TrainingResult", "train"]
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+
+NOISE_SOURCE = ("torch.normal on CPU torch.Generator (Mersenne Twister) reseeded from 63 bits of OS entropy "
+                "before every step; Opacus floating-point mitigation on (sum of 4 Gaussians / 2); no torchcsprng, "
+                "so PrivacyEngine secure_mode is off")
+LIMITS = (
+    "Gaussian noise is sampled in floating point from a non-cryptographic generator (reseeded from OS "
+    "entropy every step); the guarantee is for idealised real-valued noise.",
+    "The sample rate and step count derive from the registered row count, which they reveal to within "
+    "about one batch.",
+    "Privacy unit = one row = one id; datasets declaring several rows per unit are refused.",
+    "The guarantee covers this model and card; scoring access adds model-extraction risk (see "
+    "model_extraction_bound).",
+)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    weights_path: Path
+    card: ModelCard
+    output_digest: str
+
+
+def _os_seed() -> int:
+    return secrets.randbits(63)
+
+
+class _PoissonBatches(DataLoader[tuple[torch.Tensor, ...]]):
+    """``steps`` Poisson batches per pass: each row joins each batch independently with probability ``q``.
+
+    Only ``len()`` and ``.dataset`` are read by Opacus; iteration is vectorised over the whole tensor.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, sample_rate: float, steps: int,
+                 generator: torch.Generator) -> None:
+        super().__init__(TensorDataset(x, y), batch_size=1)
+        self._x, self._y = x, y
+        self._q = sample_rate
+        self._steps = steps
+        self._gen = generator
+
+    def __len__(self) -> int:
+        return self._steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[override]
+        n = self._x.shape[0]
+        for _ in range(self._steps):
+            self._gen.manual_seed(_os_seed())
+            # float64 uniforms: P(u < q) equals q to within 2^-53 (float32 would be off by up to 2^-24).
+            idx = torch.nonzero(torch.rand(n, generator=self._gen, dtype=torch.float64) < self._q).squeeze(1)
+            yield self._x[idx], self._y[idx]
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    model: nn.Module
+    steps: int
+    epsilon_prv: float
+
+
+def _fit(spec: TrainSpec, plan: TrainingPlan, split: Split, width: int, progress: ProgressFn | None) -> _Fitted:
+    from opacus import PrivacyEngine
+
+    model = build_model(spec.model, width, spec.hidden_units, spec.seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.learning_rate)
+    noise_gen = torch.Generator().manual_seed(_os_seed())
+    loader = _PoissonBatches(torch.from_numpy(split.x), torch.from_numpy(split.y), plan.sample_rate,
+                             plan.steps_per_epoch, torch.Generator())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
+        engine = PrivacyEngine(accountant="prv", secure_mode=False)
+        gsm, dp_opt, criterion, _ = engine.make_private(
+            module=model, optimizer=optimizer, criterion=nn.BCEWithLogitsLoss(), data_loader=loader,
+            noise_multiplier=plan.noise_multiplier, max_grad_norm=plan.max_grad_norm,
+            poisson_sampling=False, grad_sample_mode="ghost", noise_generator=noise_gen)
+    # The mechanism's constants come from the plan, not from the private data's size.
+    dp_opt.expected_batch_size = plan.batch_size
+    dp_opt.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=plan.sample_rate))
+    dp_opt.secure_mode = True  # floating-point mitigation of _generate_noise (see module docstring)
+    gsm.train()
+    done, every = 0, max(1, plan.steps // 100)
+    with warnings.catch_warnings():
+        # Inputs never require gradients here; torch notes that the full backward hooks fire regardless.
+        warnings.filterwarnings("ignore", message=".*Full backward hook is firing.*")
+        for _ in range(plan.epochs):
+            for xb, yb in loader:
+                noise_gen.manual_seed(_os_seed())
+                dp_opt.zero_grad()
+                if xb.shape[0] == 0:  # an empty Poisson batch still takes a pure-noise step
+                    for p in model.parameters():
+                        p.grad = torch.zeros_like(p)
+                else:
+                    criterion(gsm(xb), yb).backward()
+                dp_opt.step()
+                done += 1
+                if progress is not None and (done % every == 0 or done == plan.steps):
+                    progress(done, plan.steps)
+    executed = sum(int(s) for _, _, s in engine.accountant.history)
+    if executed != plan.steps or any(
+            (sig, q) != (plan.noise_multiplier, plan.sample_rate) for sig, q, _ in engine.accountant.history):
+        raise RuntimeError("accountant history differs from the plan")
+    eps = float(engine.accountant.get_epsilon(delta=plan.delta))
+    gsm.cleanup()  # remove Opacus hooks and per-parameter attributes; the plain module remains
+    model.eval()
+    return _Fitted(model, executed, eps)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Set torch's intra-op thread count for the duration (process-wide; restored afterwards)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _logits(model: nn.Module, x: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    out = np.empty(x.shape[0], dtype=np.float32)
+    with torch.no_grad():
+        for i in range(0, x.shape[0], chunk):
+            out[i:i + chunk] = model(torch.from_numpy(x[i:i + chunk])).numpy()
+    return out
+
+
+def _software() -> dict[str, str]:
+    out = {}
+    for pkg in ("torch", "opacus", "opendp", "duckdb", "safetensors"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
+          progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None) -> TrainingResult:
+    """Train ``spec`` on ``dataset`` exactly as ``plan`` says; write weights and card into ``out_dir``.
+
+    ``plan`` must come from `plan_training` for this very spec (checked by hash); the gateway has charged
+    ``plan.cost`` already. ``progress(done_steps, total_steps)`` is called about every 1 % of the steps; a
+    `DomainError` raised from it aborts the run and propagates unchanged (any other exception becomes the
+    scrubbed ``INTERNAL``). ``out_dir`` should be private to this job: on failure its model files are removed.
+    """
+    if plan.spec_sha256 != spec.sha256():
+        raise DomainError(INVALID_REQUEST, "the training plan was made for a different spec")
+    problems = structural_problems(spec, dataset)
+    if problems:
+        raise DomainError(INVALID_REQUEST, "the training spec cannot be trained on this dataset", problems)
+    encoding = encoding_for(spec, dataset)
+    out_dir = Path(out_dir)
+    weights_path = out_dir / WEIGHTS_FILE
+    card_path = out_dir / CARD_FILE
+    tmp = out_dir / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
+    stage = "read"
+    try:
+        train_split, held_out = read_splits(dataset, encoding, limits)
+        stage = "train"
+        with _torch_threads(limits.torch_threads if limits else None):
+            fitted = _fit(spec, plan, train_split, encoding.width, progress)
+        stage = "metrics"
+        metrics = None
+        if plan.metrics_epsilon > 0:
+            metrics = release_metrics(_logits(fitted.model, held_out.x), held_out.y, plan.metrics_epsilon)
+        stage = "write"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(tensors_of(fitted.model), tmp, spec.model, encoding.feature_names)
+        tmp.replace(weights_path)
+        weights_bytes = weights_path.read_bytes()
+        card = ModelCard(
+            model=spec.model,
+            hidden=spec.hidden_units,
+            input_width=encoding.width,
+            feature_names=tuple(encoding.feature_names),
+            encoding=encoding,
+            label=spec.label,
+            label_domain=encoding.label_domain,
+            positive_class=encoding.positive_class,
+            privacy=PrivacyReport(
+                unit=f"one row per privacy unit ({dataset.id_column}); at most one row per id is read",
+                neighbouring="add or remove one privacy unit",
+                mechanism="DP-SGD: Poisson-subsampled Gaussian mechanism on per-example clipped gradients "
+                          "(Opacus ghost clipping)",
+                accountant="prv",
+                epsilon=plan.epsilon_requested,
+                delta=plan.delta,
+                epsilon_prv=fitted.epsilon_prv,
+                epsilon_rdp=epsilon_for(plan.noise_multiplier, plan.sample_rate, fitted.steps, plan.delta, "rdp"),
+                metrics_epsilon=plan.metrics_epsilon,
+                cost=plan.cost,
+                noise_multiplier=plan.noise_multiplier,
+                sample_rate=plan.sample_rate,
+                steps=fitted.steps,
+                steps_per_epoch=plan.steps_per_epoch,
+                max_grad_norm=plan.max_grad_norm,
+                gradient_denominator=plan.batch_size,
+                noise_source=NOISE_SOURCE,
+                secure_mode=False,
+                row_count="sample rate, steps and gradient denominator derive from the registered row count "
+                          "(known to the sandbox); they reveal it to within about one batch",
+            ),
+            training=TrainingReport(
+                epochs=spec.epochs, batch_size=spec.batch_size, learning_rate=spec.learning_rate,
+                optimizer="sgd", grad_sample_mode="ghost", poisson_sampling=True, seed=spec.seed,
+                seed_use="parameter initialisation only (sampling and noise use OS entropy)",
+            ),
+            data=(DataSource(dataset=dataset.name, fingerprint=dataset.fingerprint, id_column=dataset.id_column,
+                             split="train: ids whose salted md5 is not 0 mod 5; held out: the rest"),),
+            metrics=metrics,
+            weights=WeightsRef(file=WEIGHTS_FILE, format="safetensors",
+                               sha256="sha256:" + hashlib.sha256(weights_bytes).hexdigest()),
+            model_extraction_bound=extraction_bound(spec.model, encoding.width, spec.hidden_units),
+            limits=LIMITS,
+            warnings=plan.warnings,
+            software=_software(),
+        )
+        card_bytes = card.canonical_json()
+        card_path.write_bytes(card_bytes)
+        digest = "sha256:" + hashlib.sha256(weights_bytes + card_bytes).hexdigest()
+        return TrainingResult(weights_path=weights_path, card=card, output_digest=digest)
+    except BaseException as e:
+        for f in (tmp, weights_path, card_path):
+            f.unlink(missing_ok=True)
+        if isinstance(e, DomainError) or not isinstance(e, Exception):
+            raise
+        log.warning("training failed at stage %s (%s)", stage, type(e).__name__)
+        raise DomainError(INTERNAL, "training failed", [{"stage": stage}]) from None
