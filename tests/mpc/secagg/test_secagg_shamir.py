@@ -3,6 +3,7 @@
 from itertools import combinations
 
 import pytest
+from Crypto.Util.number import isPrime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,26 +20,9 @@ from mpc.secagg.shamir import (
 )
 
 
-def is_probable_prime(n: int) -> bool:
-    d, s = n - 1, 0
-    while d % 2 == 0:
-        d, s = d // 2, s + 1
-    for a in (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71):
-        x = pow(a, d, n)
-        if x in (1, n - 1):
-            continue
-        for _ in range(s - 1):
-            x = x * x % n
-            if x == n - 1:
-                break
-        else:
-            return False
-    return True
-
-
 def test_field_is_prime_and_holds_every_32_byte_secret():
-    assert is_probable_prime(PRIME)
-    assert all(not is_probable_prime(2**256 + k) for k in range(1, 297, 2))  # smallest prime above 2^256
+    assert isPrime(PRIME)
+    assert all(not isPrime(2**256 + k) for k in range(1, 297, 2))  # smallest prime above 2^256
     assert 2**256 - 1 < PRIME < 2 ** (8 * SHARE_BYTES)
 
 
