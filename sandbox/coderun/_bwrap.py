@@ -4,8 +4,10 @@ namespaces, identity and privileges the process gets.
 The sandbox's root is an empty, read-only tmpfs into which only these are mounted:
 
 - ``/usr`` (read-only; ``/bin``, ``/lib``, ``/lib64``… as on the host: symlinks into it, or read-only binds);
-- the interpreter's installation prefix and the exposed site-packages directories, read-only and at their
-  host paths (the prefix's own site-packages is masked by an empty read-only tmpfs unless exposed);
+- the interpreter's installation prefix, read-only at its host path (its own site-packages is masked by an
+  empty read-only tmpfs unless exposed);
+- the exposed site-packages directories outside the prefix, read-only at ``/site/<n>`` (never at their host
+  paths, which would reveal the host's directory layout, e.g. where the service is checked out);
 - ``/inputs/<name>.parquet``: read-only copies of the inputs, nothing else from the data store;
 - ``/veilbox``: the harness, the submitted source and the run's configuration, read-only;
 - ``/tmp``: a fresh size-capped tmpfs, the working directory and the only writable place;
@@ -33,6 +35,8 @@ __all__ = ["SANDBOX_TMP", "Runtime", "SandboxLayout", "bwrap_argv", "discover_ru
 
 # The sandbox's own fresh tmpfs (never the host's /tmp): the working directory and only writable place.
 SANDBOX_TMP = "/tmp"  # noqa: S108
+# Where site-packages directories outside the interpreter's prefix appear inside the sandbox.
+SITE_ROOT = "/site"
 
 _TOP_LEVEL_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -43,8 +47,9 @@ class Runtime:
 
     python: str  # real path of the interpreter binary
     prefix: str  # its installation prefix (bound read-only)
-    sys_path: tuple[str, ...]  # the harness's sys.path: stdlib, lib-dynload, site dirs
-    site_dirs: tuple[str, ...]  # site-packages exposed read-only
+    sys_path: tuple[str, ...]  # the harness's sys.path (sandbox paths): stdlib, lib-dynload, site dirs
+    site_dirs: tuple[str, ...]  # host site-packages exposed read-only
+    site_mounts: tuple[tuple[str, str], ...]  # (host dir, sandbox path) for site dirs outside prefix and /usr
     masked: tuple[str, ...]  # directories under the prefix hidden behind an empty tmpfs
 
 
@@ -86,8 +91,16 @@ def discover_runtime(site_dirs: tuple[str, ...] | None = None) -> Runtime:
     if os.path.isdir(own_site) and _under(own_site, prefix) and own_site not in sites \
             and not any(_under(s, own_site) for s in sites):
         masked.append(own_site)
-    return Runtime(python=python, prefix=prefix, sys_path=(*stdlib_paths, *sites), site_dirs=tuple(sites),
-                   masked=tuple(masked))
+    mounts: list[tuple[str, str]] = []
+    visible: list[str] = []
+    for d in sites:
+        if _under(d, prefix) or _under(d, "/usr"):
+            visible.append(d)
+        else:
+            mounts.append((d, f"{SITE_ROOT}/{len(mounts)}"))
+            visible.append(mounts[-1][1])
+    return Runtime(python=python, prefix=prefix, sys_path=(*stdlib_paths, *visible), site_dirs=tuple(sites),
+                   site_mounts=tuple(mounts), masked=tuple(masked))
 
 
 def _ancestors(path: str) -> list[str]:
@@ -135,9 +148,8 @@ def bwrap_argv(bwrap: str, setpriv: str, runtime: Runtime, layout: SandboxLayout
         argv += _ro_bind(runtime.prefix, runtime.prefix, made)
     for path in runtime.masked:
         argv += ["--perms", "0755", "--tmpfs", path, "--remount-ro", path]
-    for d in runtime.site_dirs:
-        if not (_under(d, runtime.prefix) or _under(d, "/usr")):
-            argv += _ro_bind(d, d, made)
+    for host, inside in runtime.site_mounts:
+        argv += _ro_bind(host, inside, made)
     argv += ["--perms", "0755", "--dir", "/inputs"]
     for name, src in sorted(layout.inputs.items()):
         argv += ["--ro-bind", src, f"/inputs/{name}.parquet"]

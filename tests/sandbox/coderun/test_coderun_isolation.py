@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.coderun import CodeOutcome, CodeResult, Limits, SandboxConfig, run_code
+from sandbox.coderun._bwrap import discover_runtime
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the code sandbox must start as root")
 
@@ -81,15 +82,17 @@ def test_no_reads_outside_the_inputs(home, tax_income, config, limits):
                  "var": "os.listdir('/var')",
                  "inputs": "sorted(os.listdir('/inputs'))",
                  "input": "open('/inputs/t.parquet', 'rb').read(4)",
-                 "root_fs": "sorted(os.listdir('/'))"},
+                 "root_fs": "sorted(os.listdir('/'))",
+                 "checkout": f"os.listdir({str(Path(__file__).resolve().parents[3])!r})",
+                 "venv": f"os.listdir({sys.prefix!r})" if sys.prefix != sys.base_prefix else "os.listdir('/nope')"},
                 {"t": tax_income}, config, limits)
-    for name in ("meta_db", "sibling_dataset", "data_dir", "input_host_path", "shadow", "passwd",
+    for name in ("checkout", "venv", "meta_db", "sibling_dataset", "data_dir", "input_host_path", "shadow", "passwd",
                  "host_pid1_environ", "proc", "sys", "home", "var"):
         assert got[name] == ["err", "FileNotFoundError"], name
     assert got["inputs"] == ["ok", "['t.parquet']"]
     assert got["input"] == ["ok", "b'PAR1'"]
     assert eval(got["root_fs"][1]) == sorted(set(eval(got["root_fs"][1])) & {
-        "bin", "dev", "inputs", "lib", "lib32", "lib64", "libx32", "root", "sbin", "tmp", "usr", "veilbox"})
+        "bin", "dev", "inputs", "lib", "lib32", "lib64", "libx32", "root", "sbin", "site", "tmp", "usr", "veilbox"})
 
 
 def test_root_holds_at_most_the_python_runtime(config, limits):
@@ -123,13 +126,14 @@ def test_environment_is_not_inherited(tax_income, config, limits, monkeypatch):
 
 def test_writes_only_inside_tmp(tax_income, config, limits):
     site_dir = next(p for p in sys.path if p.endswith("site-packages"))
+    inside = dict(discover_runtime().site_mounts).get(os.path.realpath(site_dir), site_dir)
     got = probe({"tmp": "open('/tmp/scratch', 'w').write('ok')",
                  "cwd": "os.getcwd()",
                  "rootfs": "open('/evil', 'w')",
                  "usr": "open('/usr/evil', 'w')",
                  "veilbox": "open('/veilbox/user_code.py', 'a')",
                  "inputs_dir": "open('/inputs/evil', 'w')",
-                 "site_packages": f"open({site_dir + '/evil.py'!r}, 'w')",
+                 "site_packages": f"open({inside + '/evil.py'!r}, 'w')",
                  "stdlib": f"open({os.path.dirname(os.__file__) + '/evil.py'!r}, 'w')",
                  "mkdir_root": "os.mkdir('/etc')"},
                 {"t": tax_income}, config, limits)
