@@ -8,10 +8,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, MetaData
 
+import policies
 from catalog import _tables as catalog_tables
 from gateway import _tables as gateway_tables
 
-target_metadata: list[MetaData] = [catalog_tables.metadata, gateway_tables.metadata]
+target_metadata: list[MetaData] = [catalog_tables.metadata, policies.metadata, gateway_tables.metadata]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -27,4 +28,4 @@ def upgrade(engine: Engine) -> None:
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")  # one branch per package change, no merge needed

@@ -29,6 +29,8 @@ class Story:
     admin: Client
     clients: dict[str, Client] = field(default_factory=dict)
     facts: list[str] = field(default_factory=list)
+    # what chapters hand to later chapters: "agreement:operator", "agreement:bank", "model_id", ...
+    state: dict[str, Any] = field(default_factory=dict)
 
     def say(self, title: str, body: str) -> None:
         console.print(Panel(body, title=title, title_align="left"))

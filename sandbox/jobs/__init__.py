@@ -1,0 +1,22 @@
+"""Job runners: one `Handler` per job kind (`base`), the release gate (`gate`).
+
+- `base`: the handler contract (`plan` → `review` → `execute`), `Plan`, `Output`, `JobEnv`, `JobFailed`.
+- `query`: DP SQL jobs (`sandbox.sql`).
+- `train`: DP-SGD model training (`sandbox.train`).
+- `code`: owner-approved custom code in the bubblewrap sandbox (`sandbox.coderun`).
+- `gate`: what may leave: the output kinds each job kind may release, digests re-checked.
+"""
+
+from __future__ import annotations
+
+from sandbox.jobs.base import Handler, JobEnv, JobFailed, Output, Plan, digest_file, digest_json
+
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler_for(kind: str) -> Handler | None:
+    return HANDLERS.get(kind)
+
+
+__all__ = ["HANDLERS", "Handler", "JobEnv", "JobFailed", "Output", "Plan", "digest_file", "digest_json",
+           "handler_for"]

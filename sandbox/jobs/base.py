@@ -1,0 +1,108 @@
+"""The contract between the job flow (gateway) and the sandbox's runners, one `Handler` per job kind.
+
+A handler never speaks HTTP and never touches the ledger. The gateway calls, in order:
+
+1. ``plan(spec, agreement, datasets)`` at submission — vet the spec against the agreement's scope, say which
+   datasets and columns it touches and what it will cost (no raw data read). Raises `DomainError`
+   (``INVALID_REQUEST``, ``QUERY_REJECTED``, ``POLICY_DENIED``) with every violation.
+2. ``review(spec, plan, datasets, env)`` for the data owner before approval — what the owner must see: the exact
+   canonical form, the estimated cost and a run on the *mock* (never raw data). Spends nothing.
+3. ``execute(job, datasets, env)`` on the worker after the budget is charged — runs on raw data and returns an
+   `Output`, or raises `JobFailed(reason)` with a short reason code (never engine text or data). The gateway then
+   refunds.
+
+The release gate (`sandbox.jobs.gate`) checks every `Output` before it leaves: the output kind must be one the
+job kind may release, and its digest must match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from catalog.registry import Dataset
+from policies import Agreement, Budget, Job
+
+__all__ = ["Handler", "JobEnv", "JobFailed", "Output", "OutputKind", "Plan", "digest_json", "digest_file"]
+
+OutputKind = Literal["aggregate", "model", "json"]
+
+
+class JobFailed(Exception):
+    """A job could not produce a releasable output. ``reason`` is a short public code (``"engine.timeout"``,
+    ``"code.raised"``, ``"release.too_large"``); ``detail`` is for the data owner only (may be None)."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a spec touches and costs, known before any raw data is read."""
+
+    datasets: tuple[str, ...]
+    columns: dict[str, tuple[str, ...]]
+    cost: Budget
+    summary: dict[str, Any] = field(default_factory=dict)  # JSON: canonical form, expected error, hashes
+
+
+@dataclass(frozen=True)
+class JobEnv:
+    """Where a job may read and write, and the shared execution resources the service holds."""
+
+    data_dir: Path
+    models_dir: Path
+    work_dir: Path  # scratch space private to the service; a runner makes its own subdirectory per job
+    threads: int = 2
+    memory_limit: str = "2GB"
+    timeout_s: float = 600.0
+    query_worker: Any = None  # sandbox.engine.QueryWorker over every registered dataset, or None
+    extra: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. coderun config/limits)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A candidate release. ``result`` is the JSON body the grantee receives; ``artifact`` a file under
+    ``JobEnv.models_dir`` (weights); ``release`` says whether the gate may release it directly (``auto``: the
+    output is DP by construction) or the data owner must look at it first (``owner``: custom code).
+    ``model`` carries the keyword arguments of `catalog.models.register_model` (without engine/job ids) for
+    outputs that become registered models."""
+
+    kind: OutputKind
+    result: Any
+    output_digest: str
+    release: Literal["auto", "owner"] = "auto"
+    artifact: Path | None = None
+    model: dict[str, Any] | None = None
+    owner_detail: dict[str, Any] | None = None  # shown to the data owner only (e.g. stdout tail of custom code)
+
+
+class Handler(Protocol):
+    kind: str
+
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan: ...
+
+    def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
+               env: JobEnv) -> dict[str, Any]: ...
+
+    def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output: ...
+
+
+def digest_json(value: Any) -> str:
+    """``sha256:<hex>`` of the canonical JSON of ``value`` (sorted keys, no whitespace)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def digest_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
