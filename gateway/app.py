@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -17,7 +18,8 @@ from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from gateway import errors
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
-from gateway.routes import audit, datasets, principals, system
+from gateway.routes import agreements, audit, datasets, jobs, principals, system
+from gateway.worker import JobWorker
 
 log = logging.getLogger("veilbox.gateway")
 
@@ -53,7 +55,19 @@ class BodyLimit:
 
 
 def create_app(ctx: AppContext) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = JobWorker(ctx) if ctx.settings.worker else None
+        if worker is not None:
+            await run_in_threadpool(worker.start)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await run_in_threadpool(worker.stop)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Veilbox",
         version="1.0",
         summary="Usable but invisible (可用不可见): aggregates, models and verdicts leave; raw data never does.",
@@ -93,7 +107,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return response
 
     app.include_router(system.router)
-    for r in (principals.router, datasets.router, audit.router):
+    for r in (principals.router, datasets.router, agreements.router, jobs.router, audit.router):
         app.include_router(r, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, select
 
@@ -28,8 +28,11 @@ class AppContext:
     engine: Engine
     keys: Keys
     audit: AuditLog
+    runtime: Any = None  # gateway.jobflow.Runtime, created on first use (query engines, job environment)
 
     def close(self) -> None:
+        if self.runtime is not None:
+            self.runtime.close()
         self.engine.dispose()
 
 
@@ -44,7 +47,7 @@ def init_home(settings: Settings) -> str:
     home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     os.chmod(home, 0o700)
-    for d in (settings.data_dir, settings.models_dir, home / "import"):
+    for d in (settings.data_dir, settings.models_dir, settings.work_dir, home / "import"):
         d.mkdir(parents=True, exist_ok=True)
     create_keys(settings.keys_dir)
     engine = make_engine(settings.db_url)

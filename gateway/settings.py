@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     tls_terminated: bool = Field(default=False, description="a TLS proxy fronts the service")
     token_ttl_days: int = Field(default=365, ge=1)
+    worker: bool = Field(default=True, description="run the embedded background job worker in `veilbox serve`")
+    engine_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads per query worker")
+    engine_memory: str = Field(default="2GB", pattern=r"^[0-9]+(MB|GB)$", description="DuckDB memory limit")
+    query_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
 
     @property
     def db_url(self) -> str:
@@ -42,6 +47,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def work_dir(self) -> Path:
+        """Job scratch space and outputs awaiting the owner's release (never served)."""
+        return self.home / "work"
 
     @property
     def keys_dir(self) -> Path:

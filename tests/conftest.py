@@ -59,3 +59,43 @@ def service(settings: Settings) -> Iterator[Service]:
 @pytest.fixture
 def tax_spec(city_data: Generated) -> dict:
     return json.loads(city_data.tax_income_spec.read_text())
+
+
+@dataclass
+class Parties:
+    """A service with the tax bureau's data registered and one principal per role."""
+
+    service: Service
+    owner: Client
+    operator: Client
+    bank: Client
+    regulator: Client
+    tax_spec: dict
+
+    def agreement(self, grantee: str = "risk-lab", accept: bool = True, **overrides: object) -> dict:
+        """Propose (and by default accept) an agreement over tax_income; ``overrides`` replace document fields."""
+        doc: dict = {
+            "title": "SME credit model", "grantee": grantee, "datasets": ["tax_income"],
+            "columns": {"tax_income": ["district", "age", "gender", "industry", "monthly_income", "tax_paid",
+                                       "social_insurance_months", "has_default"]},
+            "purposes": ["credit_risk"], "job_kinds": ["query", "train", "code", "verify", "score"],
+            "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z",
+            "budget": {"epsilon": 5, "delta": "1e-6"}, "min_group_units": 5,
+            "quotas": {"calls_per_day": 10000, "verify_per_subject_per_day": 3},
+            "approval": "auto_within_budget", "exit": {"on_expiry": "seal_outputs"},
+        }
+        doc.update(overrides)
+        ag = self.owner.propose_agreement(doc)
+        if accept:
+            holder = self.operator if grantee == "risk-lab" else self.bank
+            ag = holder.accept_agreement(ag["id"])
+        return ag
+
+
+@pytest.fixture
+def parties(service: Service, tax_spec: dict) -> Parties:
+    owner = service.principal("city-tax-bureau", "owner")
+    owner.register_dataset(tax_spec)
+    return Parties(service, owner, service.principal("risk-lab", "operator"),
+                   service.principal("icbc-wuxi", "bank"), service.principal("city-data-regulator", "regulator"),
+                   tax_spec)

@@ -10,10 +10,14 @@ Every non-2xx answer raises `ApiError` carrying the stable error ``code``, the p
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import httpx
+
+# Job states after which nothing more happens without a person acting (succeeded: awaiting the owner's release).
+FINAL_STATES = ("released", "rejected", "failed", "cancelled", "succeeded")
 
 
 class PrincipalInfo(TypedDict):
@@ -108,6 +112,101 @@ class Client:
 
     def mock(self, name: str, rows: int = 100, seed: int = 0) -> dict[str, Any]:
         return self._json("GET", f"/v1/datasets/{name}/mock", params={"rows": rows, "seed": seed})
+
+    # -- agreements, budget, usage, negative list ----------------------------------------------------------
+    def propose_agreement(self, document: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/v1/agreements", json=document)
+
+    def agreements(self, state: str | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/agreements", params={"state": state} if state else None)
+
+    def agreement(self, agreement_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/agreements/{agreement_id}")
+
+    def accept_agreement(self, agreement_id: str, document_hash: str | None = None) -> dict[str, Any]:
+        body = {"document_hash": document_hash} if document_hash else None
+        return self._json("POST", f"/v1/agreements/{agreement_id}/accept", json=body)
+
+    def suspend_agreement(self, agreement_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/agreements/{agreement_id}/suspend")
+
+    def resume_agreement(self, agreement_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/agreements/{agreement_id}/resume")
+
+    def revoke_agreement(self, agreement_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/agreements/{agreement_id}/revoke")
+
+    def amend_agreement(self, agreement_id: str, document: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"/v1/agreements/{agreement_id}/amend", json=document)
+
+    def budget(self, agreement_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/agreements/{agreement_id}/budget")
+
+    def usage(self, agreement_id: str, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        params = {k: v for k, v in (("agreement_id", agreement_id), ("since", since), ("until", until)) if v}
+        return self._json("GET", "/v1/usage", params=params)
+
+    def negative_list(self) -> list[dict[str, str]]:
+        return self._json("GET", "/v1/negative-list")
+
+    def add_negative(self, kind: str, value: str, note: str = "") -> dict[str, str]:
+        return self._json("POST", "/v1/negative-list", json={"kind": kind, "value": value, "note": note})
+
+    def remove_negative(self, entry_id: str) -> None:
+        self.request("DELETE", f"/v1/negative-list/{entry_id}")
+
+    # -- queries and jobs ----------------------------------------------------------------------------------
+    def preview_query(self, agreement_id: str, sql: str, epsilon: float | str) -> dict[str, Any]:
+        return self._json("POST", "/v1/queries/preview",
+                          json={"agreement_id": agreement_id, "sql": sql, "epsilon": epsilon})
+
+    def query(self, agreement_id: str, sql: str, epsilon: float | str) -> dict[str, Any]:
+        """The noisy answer (state ``released``), or ``{"job_id", "state": "pending_approval"}``."""
+        return self._json("POST", "/v1/queries", json={"agreement_id": agreement_id, "sql": sql, "epsilon": epsilon})
+
+    def submit_job(self, agreement_id: str, kind: str, spec: dict[str, Any],
+                   purpose: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"agreement_id": agreement_id, "kind": kind, "spec": spec}
+        if purpose:
+            body["purpose"] = purpose
+        return self._json("POST", "/v1/jobs", json=body)
+
+    def jobs(self, state: str | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/jobs", params={"state": state} if state else None)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def job_review(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}/review")
+
+    def approve_job(self, job_id: str, spec_hash: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/approve", json={"spec_hash": spec_hash})
+
+    def reject_job(self, job_id: str, reason: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/reject", json={"reason": reason})
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/cancel")
+
+    def release_job(self, job_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/jobs/{job_id}/release")
+
+    def job_result(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}/result")
+
+    def wait_job(self, job_id: str, timeout: float = 600.0, until: tuple[str, ...] = FINAL_STATES) -> dict[str, Any]:
+        """Poll until the job reaches one of ``until`` (default: a final state); TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            job = self.job(job_id)
+            if job["state"] in until:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout}s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
 
     # -- audit ---------------------------------------------------------------------------------------------
     def audit(self, since: int = 0, limit: int = 100, **filters: str) -> AuditPage:

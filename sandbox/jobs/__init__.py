@@ -9,14 +9,26 @@
 
 from __future__ import annotations
 
+from sandbox.jobs import gate
 from sandbox.jobs.base import Handler, JobEnv, JobFailed, Output, Plan, digest_file, digest_json
+from sandbox.jobs.query import QueryHandler
 
-HANDLERS: dict[str, Handler] = {}
+HANDLERS: dict[str, Handler] = {"query": QueryHandler()}
 
 
 def handler_for(kind: str) -> Handler | None:
     return HANDLERS.get(kind)
 
 
-__all__ = ["HANDLERS", "Handler", "JobEnv", "JobFailed", "Output", "Plan", "digest_file", "digest_json",
-           "handler_for"]
+__all__ = [
+    "HANDLERS",
+    "Handler",
+    "JobEnv",
+    "JobFailed",
+    "Output",
+    "Plan",
+    "digest_file",
+    "digest_json",
+    "gate",
+    "handler_for",
+]

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
 
-__all__ = ["Handler", "JobEnv", "JobFailed", "Output", "OutputKind", "Plan", "digest_json", "digest_file"]
+__all__ = ["Handler", "JobEnv", "JobFailed", "Output", "OutputKind", "Plan", "digest_file", "digest_json"]
 
 OutputKind = Literal["aggregate", "model", "json"]
 
@@ -62,7 +62,8 @@ class JobEnv:
     threads: int = 2
     memory_limit: str = "2GB"
     timeout_s: float = 600.0
-    query_worker: Any = None  # sandbox.engine.QueryWorker over every registered dataset, or None
+    query_engines: Any = None  # sandbox.jobs.query.QueryEngines (locked DuckDB workers), shared by jobs
+    agreement: Agreement | None = None  # the job's agreement as loaded when it started (set per job)
     extra: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. coderun config/limits)
 
 

@@ -142,7 +142,8 @@ def upgrade() -> None:
     sa.Column('output_digest', sa.String(length=80), nullable=True),
     sa.Column('released_at', sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("kind IN ('query', 'train', 'code', 'verify', 'score')", name='ck_jobs_kind'),
-    sa.CheckConstraint("state IN ('pending_approval', 'approved', 'running', 'succeeded', 'released', 'rejected', 'failed', 'cancelled')", name='ck_jobs_state'),
+    sa.CheckConstraint("state IN ('pending_approval', 'approved', 'running', 'succeeded', 'released', "
+                       "'rejected', 'failed', 'cancelled')", name='ck_jobs_state'),
     sa.ForeignKeyConstraint(['agreement_id'], ['agreements.id'], ),
     sa.PrimaryKeyConstraint('id')
     )

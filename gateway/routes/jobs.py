@@ -1,0 +1,218 @@
+"""Jobs (API.md "Jobs") and private SQL queries (API.md "Queries").
+
+A job binds a spec (its hash), the datasets' fingerprints and its cost. ``owner_each_job`` agreements wait for
+the data owner, who reviews the exact spec, the cost and the run on the mock; ``auto_within_budget`` agreements
+charge at submission. The embedded worker runs approved jobs; the release gate lets out only aggregates, models
+(with their card) and owner-released custom outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+import policies
+from gateway import jobflow
+from gateway.context import AppContext
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
+from gateway.jobflow import actor_of
+from gateway.routes.agreements import note_expiry
+from policies import Action, Job, JobState
+from sandbox.jobs.query import prepare_for
+from sandbox.sql import preview as sql_preview
+
+router = APIRouter(tags=["jobs"])
+
+
+class JobSubmit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agreement_id: str = Field(max_length=64)
+    kind: str = Field(description="query | train | code", examples=["train"])
+    spec: dict[str, Any] = Field(description="the kind's spec (API.md); its canonical hash binds the approval")
+    purpose: str | None = Field(None, description="one of the agreement's purposes (default: its only one)")
+
+
+class Approve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    spec_hash: str = Field(description="the hash of the spec you reviewed", examples=["sha256:…"])
+
+
+class Reject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500, description="shown to the grantee")
+
+
+def _note(ev: Any, job: Job) -> None:
+    ev.agreement_id = job.agreement_id
+    ev.dataset = ",".join(job.datasets) or None
+    ev.details.update(job_id=job.id, kind=job.kind.value, state=job.state.value)
+
+
+@router.post("/jobs", name="job.submit", status_code=status.HTTP_202_ACCEPTED)
+async def submit(body: JobSubmit, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Submit a query, training or custom-code job; it waits for the owner unless the agreement auto-approves."""
+    ev.agreement_id = body.agreement_id
+    await run_in_threadpool(note_expiry, ctx, body.agreement_id)
+    job = await run_in_threadpool(jobflow.submit_job, ctx, actor_of(p), body.agreement_id, body.kind, body.spec,
+                                  purpose=body.purpose)
+    _note(ev, job)
+    ev.details["spec_hash"] = job.spec_hash
+    if job.state is JobState.APPROVED:
+        ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
+        jobflow.runtime(ctx).wake.set()
+    return job.public()
+
+
+@router.get("/jobs", name="job.list")
+def list_jobs(p: CurrentPrincipal, ctx: Ctx,
+              state: str | None = Query(None, description="e.g. pending_approval (owners: jobs on their data)"),
+              ) -> list[dict[str, Any]]:
+    """Owners: jobs on their data; grantees: their own jobs; regulators: all."""
+    return [j.public() for j in policies.jobs_visible_to(ctx.engine, actor_of(p), state=state)]
+
+
+@router.get("/jobs/{job_id}", name="job.show")
+def show(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    job = policies.get_job(ctx.engine, actor_of(p), job_id)
+    _note(ev, job)
+    return job.public()
+
+
+@router.get("/jobs/{job_id}/review", name="job.review")
+async def review(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """The exact spec, its hash, the cost, the canonical form and the result on the mock (spends nothing);
+    the owner also sees a finished custom job's output awaiting release and what it printed."""
+    out: dict[str, Any] = await run_in_threadpool(jobflow.review_job, ctx, actor_of(p), job_id)
+    ev.details["job_id"] = job_id
+    ev.agreement_id = out["job"]["agreement_id"]
+    return out
+
+
+@router.post("/jobs/{job_id}/approve", name="job.approve")
+def approve(job_id: str, body: Approve, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Approve the reviewed spec (bound to its hash and the datasets' fingerprints); the budget is charged now."""
+    job = jobflow.approve_job(ctx, actor_of(owner), job_id, body.spec_hash)
+    _note(ev, job)
+    ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
+    return job.public()
+
+
+@router.post("/jobs/{job_id}/reject", name="job.reject")
+def reject(job_id: str, body: Reject, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Reject a pending job, or refuse to release a finished custom job's output; the grantee sees the reason."""
+    job = jobflow.reject_job(ctx, actor_of(owner), job_id, body.reason)
+    _note(ev, job)
+    ev.details["reason"] = body.reason
+    return job.public()
+
+
+@router.post("/jobs/{job_id}/cancel", name="job.cancel")
+def cancel(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """The grantee withdraws a job that has not started (a charged job is refunded)."""
+    job = jobflow.cancel_job(ctx, actor_of(p), job_id)
+    _note(ev, job)
+    return job.public()
+
+
+@router.post("/jobs/{job_id}/release", name="job.release")
+async def release(job_id: str, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """The owner releases a finished custom job's output after reviewing it (`GET /jobs/{id}/review`)."""
+    job, digest = await run_in_threadpool(jobflow.release_job, ctx, actor_of(owner), job_id)
+    _note(ev, job)
+    ev.output_digest = digest
+    return job.public()
+
+
+@router.get("/jobs/{job_id}/result", name="job.result")
+def result(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """The released output (grantee, after release); sealed after revocation or expiry."""
+    ev.details["job_id"] = job_id
+    out = jobflow.job_result(ctx, actor_of(p), job_id)
+    ev.output_digest = out["output_digest"]
+    return out
+
+
+# --- queries ------------------------------------------------------------------------------------------------
+
+
+class QueryBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agreement_id: str = Field(max_length=64)
+    sql: str = Field(max_length=20_000, examples=["SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"])
+    epsilon: float | str = Field(description="ε to spend (exact decimal strings accepted)", examples=[0.5])
+    delta: float | str = 0
+    purpose: str | None = None
+
+
+def _spec(body: QueryBody) -> dict[str, Any]:
+    spec: dict[str, Any] = {"sql": body.sql, "epsilon": body.epsilon}
+    if body.delta not in (0, "0"):
+        spec["delta"] = body.delta
+    return spec
+
+
+def _preview(ctx: AppContext, p: Any, body: QueryBody) -> dict[str, Any]:
+    actor = actor_of(p)
+    ag = policies.get_agreement(ctx.engine, actor, body.agreement_id)
+    datasets = jobflow.datasets_of(ctx, ag.document.datasets)
+    qp = prepare_for(_spec(body), ag, datasets)
+    name = qp.query.table.name
+    policies.authorize(ctx.engine, actor, Action.QUERY_PREVIEW, body.agreement_id, datasets=[name],
+                       columns={name: sorted(qp.query.columns - {qp.query.table.id_column})}, job_kind="query",
+                       purpose=body.purpose or (ag.document.purposes[0] if len(ag.document.purposes) == 1 else None))
+    return {"dataset": name, **sql_preview(qp)}
+
+
+@router.post("/queries/preview", name="query.preview")
+async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Canonical SQL, cost, expected error and the exact answer on the mock; spends nothing."""
+    ev.agreement_id = body.agreement_id
+    await run_in_threadpool(note_expiry, ctx, body.agreement_id)
+    out = await run_in_threadpool(_preview, ctx, p, body)
+    ev.dataset = out["dataset"]
+    return out
+
+
+async def _pad(started: float, bucket_ms: int) -> None:
+    if bucket_ms <= 0:
+        return
+    bucket = bucket_ms / 1000
+    elapsed = time.monotonic() - started
+    target = max(1, math.ceil(elapsed / bucket)) * bucket
+    if target > elapsed:
+        await asyncio.sleep(target - elapsed)
+
+
+@router.post("/queries", name="query.run", responses={202: {"description": "waiting for the owner's approval"}})
+async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, response: Response) -> dict[str, Any]:
+    """Run a DP query: 200 with the noisy answer when the agreement auto-approves (the budget is charged
+    first and refunded if the run fails), else 202 with the job waiting for the owner. Every answer, success or
+    error, is padded to the latency bucket (``VEILBOX_LATENCY_BUCKET_MS``)."""
+    started = time.monotonic()
+    ev.agreement_id = body.agreement_id
+    try:
+        await run_in_threadpool(note_expiry, ctx, body.agreement_id)
+        job = await run_in_threadpool(jobflow.submit_job, ctx, actor_of(p), body.agreement_id, "query", _spec(body),
+                                      purpose=body.purpose, inline=True)
+        _note(ev, job)
+        if job.state is JobState.PENDING_APPROVAL:
+            response.status_code = status.HTTP_202_ACCEPTED
+            return {"job_id": job.id, "state": job.state.value, "cost": job.cost.as_json()}
+        ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
+        done = await run_in_threadpool(jobflow.run_inline, ctx, job)
+        ev.details["state"] = done.state.value
+        if done.state is not JobState.RELEASED:
+            ev.decision, ev.code = "error", "JOB_FAILED"
+            return {"job_id": done.id, "state": done.state.value, "failure_reason": done.failure_reason,
+                    "refunded": True}
+        out = await run_in_threadpool(jobflow.job_result, ctx, actor_of(p), done.id)
+        ev.output_digest = out["output_digest"]
+        return {"job_id": done.id, "state": done.state.value, **out["result"]}
+    finally:
+        await _pad(started, ctx.settings.latency_bucket_ms)

@@ -1,0 +1,114 @@
+"""DP SQL jobs: ``{"sql", "epsilon"}`` vetted and calibrated by `sandbox.sql`, run on a locked DuckDB worker.
+
+A query job sees one dataset of its agreement narrowed to the columns the agreement grants; the agreement's
+``min_group_units`` drives suppression. Submission vets and prices the query (``plan``); the owner's review
+shows the canonical SQL, the cost, the expected error and the exact answer on the mock; ``execute`` re-vets the
+same SQL against the agreement as it stands when the job runs, then runs it with fresh noise.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from catalog.errors import INVALID_REQUEST, DomainError
+from catalog.registry import Dataset
+from policies import Agreement, Budget, Job
+from sandbox.engine import QueryWorker
+from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan
+from sandbox.sql import QueryPlan, TableView, prepare, preview, run
+
+__all__ = ["QueryEngines", "QueryHandler", "parse_query_spec", "prepare_for"]
+
+_SPEC_KEYS = frozenset({"sql", "epsilon", "delta"})
+MAX_SQL_CHARS = 20_000
+
+
+class QueryEngines:
+    """One locked DuckDB worker process per dataset, started on first use and restarted when the dataset's
+    fingerprint changes (a worker only ever holds the Parquet copy it was started over)."""
+
+    def __init__(self, threads: int = 2, memory_limit: str = "2GB", timeout_s: float = 30.0) -> None:
+        self.threads, self.memory_limit, self.timeout_s = threads, memory_limit, timeout_s
+        self._workers: dict[str, tuple[str, QueryWorker]] = {}
+        self._lock = threading.Lock()
+
+    def worker_for(self, ds: Dataset) -> QueryWorker:
+        with self._lock:
+            current = self._workers.get(ds.name)
+            if current is not None and current[0] == ds.fingerprint:
+                return current[1]
+            if current is not None:
+                current[1].stop()
+            w = QueryWorker({ds.name: ds.path}, threads=self.threads, memory_limit=self.memory_limit,
+                            timeout_s=self.timeout_s)
+            w.start()
+            self._workers[ds.name] = (ds.fingerprint, w)
+            return w
+
+    def close(self) -> None:
+        with self._lock:
+            for _, w in self._workers.values():
+                w.stop()
+            self._workers.clear()
+
+
+def parse_query_spec(spec: Mapping[str, Any]) -> tuple[str, Any, Any]:
+    """(sql, epsilon, delta) of a query spec; INVALID_REQUEST on unknown or malformed fields."""
+    unknown = sorted(set(spec) - _SPEC_KEYS)
+    problems = [{"field": k, "problem": "unknown field"} for k in unknown]
+    sql = spec.get("sql")
+    if not isinstance(sql, str) or not sql.strip():
+        problems.append({"field": "sql", "problem": "a non-empty SQL string is required"})
+    elif len(sql) > MAX_SQL_CHARS:
+        problems.append({"field": "sql", "problem": f"longer than {MAX_SQL_CHARS} characters"})
+    eps = spec.get("epsilon")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, str)):
+        problems.append({"field": "epsilon", "problem": "a positive number is required"})
+    delta = spec.get("delta", 0)
+    if isinstance(delta, bool) or not isinstance(delta, (int, float, str)):
+        problems.append({"field": "delta", "problem": "a number in [0, 1) is required"})
+    if problems:
+        raise DomainError(INVALID_REQUEST, "the query spec is not valid", problems)
+    assert isinstance(sql, str)
+    return sql, eps, delta
+
+
+def prepare_for(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> QueryPlan:
+    """Vet and calibrate the spec's SQL over the agreement's datasets, narrowed to its granted columns."""
+    sql, eps, delta = parse_query_spec(spec)
+    doc = agreement.document
+    views = {name: TableView(ds, frozenset(doc.columns.get(name, ()))) for name, ds in datasets.items()
+             if name in doc.datasets}
+    return prepare(sql, views, eps, delta, min_group_units=doc.min_group_units)
+
+
+class QueryHandler:
+    kind = "query"
+
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
+        qp = prepare_for(spec, agreement, datasets)
+        eps, delta = qp.cost
+        name = qp.query.table.name
+        cols = tuple(sorted(qp.query.columns - {qp.query.table.id_column}))
+        return Plan(datasets=(name,), columns={name: cols}, cost=Budget(eps, delta),
+                    summary={"canonical_sql": qp.canonical_sql, "expected_error": qp.expected_error()})
+
+    def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
+               env: JobEnv) -> dict[str, Any]:
+        assert env.agreement is not None
+        return preview(prepare_for(spec, env.agreement, datasets))
+
+    def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
+        assert env.agreement is not None and env.query_engines is not None
+        qp = prepare_for(job.spec, env.agreement, datasets)
+        if (Budget(*qp.cost)) != job.cost:
+            raise JobFailed("query.cost_changed")
+        try:
+            res = run(qp, env.query_engines.worker_for(qp.query.table.dataset))
+        except DomainError as e:
+            reason = str((e.details or [{}])[0].get("reason", "engine"))
+            raise JobFailed(f"engine.{reason}") from None
+        body = res.as_dict()
+        return Output(kind="aggregate", result=body, output_digest=res.output_digest)
