@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from veilbox.client import ApiError, Client
+from veilbox import cli_work
+from veilbox._cli_common import HomeOpt, JsonOpt, client, emit, err, out, state
+from veilbox.client import ApiError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 principal_app = typer.Typer(help="Principals and their roles (admin).", no_args_is_help=True)
@@ -24,41 +25,12 @@ app.add_typer(principal_app, name="principal")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(audit_app, name="audit")
 
-out = Console()
-err = Console(stderr=True)
-
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="service home (default $VEILBOX_HOME or ./.veilbox)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
-
-
-class _State:
-    url: str = "http://127.0.0.1:8000"
-    token: str | None = None
-
-
-state = _State()
-
-
 @app.callback()
 def _global(
     url: Annotated[str, typer.Option(envvar="VEILBOX_URL", help="gateway URL")] = "http://127.0.0.1:8000",
     token: Annotated[str | None, typer.Option(envvar="VEILBOX_TOKEN", help="bearer token")] = None,
 ) -> None:
     state.url, state.token = url, token
-
-
-def client() -> Client:
-    if not state.token:
-        err.print("[red]no token:[/] pass --token or set VEILBOX_TOKEN")
-        raise typer.Exit(2)
-    return Client(state.url, state.token)
-
-
-def emit(data: Any, as_json: bool, table: Table | None = None) -> None:
-    if as_json or table is None:
-        out.print_json(json.dumps(data, default=str))
-    else:
-        out.print(table)
 
 
 def _settings(home: Path | None, **kw: Any) -> Any:
@@ -237,6 +209,9 @@ def audit_export(out_file: Annotated[Path, typer.Option("--out")] = Path("veilbo
     with client() as c:
         out_file.write_bytes(c.audit_export())
     out.print(f"wrote {out_file}")
+
+
+cli_work.register(app)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import and_, select
 
 from catalog import _tables as ct
 from catalog.errors import invalid
+from policies import _tables as pt
 from gateway import _tables as t
 from gateway.audit import scope_for
 from gateway.deps import Ctx, CurrentPrincipal, Regulator
@@ -26,7 +27,8 @@ def _owned(ctx: Ctx, p: Principal) -> tuple[list[str], list[str]]:
         return [], []
     with ctx.engine.connect() as conn:
         ds = [r[0] for r in conn.execute(select(ct.datasets.c.name).where(ct.datasets.c.owner == p.name))]
-    return ds, []  # agreements the owner granted join this scope when agreements land
+        ags = [r[0] for r in conn.execute(select(pt.agreements.c.id).where(pt.agreements.c.owner == p.name))]
+    return ds, ags
 
 
 @router.get("/audit", name="audit.list")

@@ -147,3 +147,14 @@ def test_usage_counts_calls_jobs_and_epsilon(parties):
     u = parties.owner.usage(ag["id"])
     assert u["totals"]["jobs"] == 3 and Fraction(u["totals"]["epsilon"]) == Fraction(3, 4)
     assert _code(parties.owner.usage, ag["id"], since="yesterday") == "INVALID_REQUEST"
+
+
+def test_audit_scopes_follow_the_agreement(parties):
+    ag = parties.agreement()
+    parties.operator.query(ag["id"], COUNT_BY_DISTRICT, 0.1)
+    owner_view = parties.owner.audit(agreement_id=ag["id"], limit=1000)["entries"]
+    assert {"query.run", "agreement.accept"} <= {e["action"] for e in owner_view}
+    assert all(e["actor"] == "risk-lab" for e in owner_view if e["action"] == "query.run")
+    assert parties.bank.audit(agreement_id=ag["id"])["entries"] == []
+    mine = parties.operator.audit(limit=1000)["entries"]
+    assert mine and all(e["actor"] == "risk-lab" for e in mine)
