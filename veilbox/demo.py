@@ -81,6 +81,100 @@ def chapter_catalog(story: Story, data: Any) -> None:
         story.facts.append(f"an operator trying to register data is refused: {e.code}")
 
 
+def _window() -> tuple[str, str]:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    return ((now - dt.timedelta(days=1)).isoformat().replace("+00:00", "Z"),
+            (now + dt.timedelta(days=365)).isoformat().replace("+00:00", "Z"))
+
+
+def chapter_agreements(story: Story) -> None:
+    """The owner proposes three agreements (授权运营协议); the operator and the bank accept theirs."""
+    owner, operator, bank = story.clients["owner"], story.clients["operator"], story.clients["bank"]
+    start, end = _window()
+    common = {"datasets": ["tax_income"], "valid_from": start, "valid_until": end,
+              "exit": {"on_expiry": "seal_outputs"}}
+    docs = {
+        "agreement:operator": {
+            **common, "title": "SME credit-default model", "grantee": "risk-lab", "purposes": ["credit_risk"],
+            "columns": {"tax_income": ["age", "industry", "district", "monthly_income", "social_insurance_months",
+                                       "has_default"]},
+            "job_kinds": ["query", "train", "code"], "budget": {"epsilon": 8, "delta": "1e-5"},
+            "min_group_units": 20, "approval": "owner_each_job", "quotas": {"jobs_per_day": 50}},
+        "agreement:stats": {
+            **common, "title": "District income statistics", "grantee": "risk-lab", "purposes": ["statistics"],
+            "columns": {"tax_income": ["district", "gender", "age", "industry", "monthly_income"]},
+            "job_kinds": ["query"], "budget": {"epsilon": 3}, "min_group_units": 20,
+            "approval": "auto_within_budget"},
+        "agreement:bank": {
+            **common, "title": "Income verification and credit scoring", "grantee": "icbc-wuxi",
+            "purposes": ["credit_risk"], "columns": {"tax_income": ["monthly_income", "social_insurance_months",
+                                                                    "age", "industry", "district"]},
+            "job_kinds": ["verify", "score"], "budget": {"epsilon": 1}, "min_group_units": 20,
+            "approval": "owner_each_job",
+            "quotas": {"verify_per_subject_per_day": 3, "distinct_params_per_subject": 2, "scores_per_day": 5000}},
+    }
+    t = Table("agreement", "grantee", "jobs", "approval", "ε budget", "state")
+    for key, doc in docs.items():
+        ag = owner.propose_agreement(doc)
+        holder = bank if doc["grantee"] == "icbc-wuxi" else operator
+        ag = holder.accept_agreement(ag["id"], document_hash=ag["document_hash"])
+        story.state[key] = ag["id"]
+        t.add_row(ag["title"], ag["grantee"], ",".join(ag["job_kinds"]), ag["approval"],
+                  str(doc["budget"]["epsilon"]), ag["state"])
+    console.print(t)
+    story.facts.append("the tax bureau proposed 3 agreements (授权运营协议); the operator and the bank accepted "
+                       "theirs, each bound to the document hash they read")
+    try:
+        bank.query(story.state["agreement:stats"], "SELECT COUNT(*) AS n FROM tax_income", 0.1)
+    except ApiError as e:
+        story.facts.append(f"the bank querying the operator's agreement is refused: {e.code}")
+
+
+def _answer(title: str, r: dict[str, Any]) -> Table:
+    bars = r["error_bars"]
+    t = Table(*[f"{c}  (±{bars[c]:,.0f})" if c in bars and isinstance(bars[c], float) else c
+                for c in r["columns"]], title=title,
+              caption=f"ε {r['cost']['epsilon']} · {r['suppressed_groups']} small groups suppressed")
+    for row in r["rows"]:
+        t.add_row(*[f"{v:,.0f}" if isinstance(v, float) else str(v) for v in row])
+    return t
+
+
+def chapter_queries(story: Story) -> None:
+    """The operator previews (free) and runs three DP statistics; differencing drains the budget."""
+    op = story.clients["operator"]
+    ag = story.state["agreement:stats"]
+    by_district = "SELECT district, COUNT(*) AS people FROM tax_income GROUP BY district ORDER BY district"
+    pv = op.preview_query(ag, by_district, 0.5)
+    console.print(f"[dim]preview (spends nothing): canonical SQL {len(pv['canonical_sql'])} chars, "
+                  f"cost ε={pv['cost']['epsilon']}, 95% error ±{pv['expected_error']['people']:.1f}[/]")
+    queries = [
+        ("people per district", by_district, 0.5),
+        ("average monthly income by district × gender",
+         "SELECT district, gender, AVG(monthly_income) AS avg_income FROM tax_income "
+         "GROUP BY district, gender ORDER BY district, gender", 1.0),
+        ("total monthly income of 30–39 year-olds by industry",
+         "SELECT industry, SUM(monthly_income) AS total_income FROM tax_income WHERE age BETWEEN 30 AND 39 "
+         "GROUP BY industry ORDER BY industry", 0.5),
+    ]
+    for title, sql, eps in queries:
+        console.print(_answer(title, op.query(ag, sql, eps)))
+    b = op.budget(ag)
+    story.facts.append(f"the operator ran 3 DP queries (noise from OpenDP's discrete Laplace); "
+                       f"ε spent {b['exact']['epsilon_spent']} of {b['exact']['epsilon_total']}")
+    tries = 0
+    try:
+        while True:
+            op.query(ag, "SELECT COUNT(*) AS n FROM tax_income WHERE age <= 40", 0.25)
+            op.query(ag, "SELECT COUNT(*) AS n FROM tax_income WHERE age < 40", 0.25)
+            tries += 2
+    except ApiError as e:
+        story.facts.append(f"a differencing attack (age ≤ 40 minus age < 40) paid ε for each of its {tries} "
+                           f"answers and then got {e.code}")
+
+
 def chapter_regulator(story: Story) -> None:
     reg = story.clients["regulator"]
     v = reg.audit_verify()
@@ -113,6 +207,8 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
         story = Story(admin)
         chapter_setup(story)
         chapter_catalog(story, data)
+        chapter_agreements(story)
+        chapter_queries(story)
         chapter_regulator(story)
     ctx.close()
     body = "\n".join(f"• {f}" for f in story.facts)
