@@ -6,6 +6,10 @@ For each query it reports:
   ``prepare_ms`` (vetting, key enumeration, rewriting, calibration);
 - ``raw_duckdb_ms``: median latency of an in-process DuckDB running the *same* SQL the worker executes, over
   the same in-memory table; ``overhead`` = service / raw (goal ≤ 1.15);
+- ``gateway_ms``: median end-to-end latency of ``POST /v1/queries`` through a real gateway on loopback
+  (authentication, agreement decision, ledger debit, worker run, noise, release, audit entry; latency padding
+  off) and ``gateway_overhead`` = gateway / raw DuckDB (goal ≤ 1.15 on large data, where the fixed per-call
+  cost of the HTTP and ledger path is amortised);
 - SmartNoise SQL (``smartnoise-sql``; one row per person, ``sample_max_ids`` false, ``censor_dims`` false) at
   the same total ε — SmartNoise's own ``get_privacy_cost`` decides it and Veilbox is run at that ε:
   ``speedup`` = SmartNoise median latency / ours (goal ≥ 20) and the median relative error of both over
@@ -170,6 +174,58 @@ def smartnoise(python: str, ds: Dataset, epsilon: float, runs: int) -> dict[str,
     return out
 
 
+def gateway_latencies(rows: int, runs: int, threads: int, memory_limit: str) -> dict[str, float]:
+    """Median ``POST /v1/queries`` latency per query through a real gateway (padding off)."""
+    import policies
+    from gateway import identities
+    from gateway.context import init_home, open_context
+    from gateway.server import BackgroundServer
+    from gateway.settings import Settings
+    from veilbox.client import Client
+
+    gen_dir = DATA / f"gen-{rows}"
+    home = DATA / f"gw-{rows}"
+    settings = Settings(home=home, import_roots=[gen_dir], latency_bucket_ms=0, engine_threads=threads,
+                        engine_memory=memory_limit, query_timeout_s=600, max_source_bytes=1 << 40)
+    if not (home / "meta.db").exists():
+        init_home(settings)
+    ctx = open_context(settings)
+    try:
+        if registry.get(ctx.engine, "tax_income") is None:
+            log("registering into the gateway home ...")
+            spec = DatasetSpec.model_validate(json.loads((gen_dir / "tax_income.spec.json").read_text()))
+            registry.register(ctx.engine, spec, owner="bench-owner", data_dir=settings.data_dir,
+                              import_roots=[gen_dir], max_source_bytes=1 << 40)
+            identities.create_principal(ctx.engine, "bench-owner", "owner", created_by=None)
+        op = identities.by_name(ctx.engine, "bench-op")
+        if op is not None:
+            raise SystemExit(f"{home} holds a previous run; delete it")
+        _, token = identities.create_principal(ctx.engine, "bench-op", "operator", created_by=None)
+        doc = {"title": "bench", "grantee": "bench-op", "datasets": ["tax_income"],
+               "columns": {"tax_income": sorted(GRANTED)}, "purposes": ["statistics"], "job_kinds": ["query"],
+               "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2099-01-01T00:00:00Z",
+               "budget": {"epsilon": 10**6}, "min_group_units": 1, "approval": "auto_within_budget",
+               "quotas": {"calls_per_day": 10**9, "jobs_per_day": 10**6}}
+        ag = policies.create_agreement(ctx.engine, policies.Actor("bench-owner", "owner"), doc)
+        policies.accept(ctx.engine, policies.Actor("bench-op", "operator"), ag.id)
+        out: dict[str, float] = {}
+        with BackgroundServer(ctx) as srv, Client(srv.url, token) as c:
+            for name, sql in QUERIES.items():
+                c.query(ag.id, sql, 1)  # warm-up: starts the dataset's worker
+                lat = []
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    c.query(ag.id, sql, 1)
+                    lat.append((time.perf_counter() - t0) * 1000)
+                out[name] = round(statistics.median(lat), 2)
+        return out
+    finally:
+        ctx.close()
+        import shutil
+
+        shutil.rmtree(home, ignore_errors=True)  # principals and ledgers are per run
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
@@ -256,6 +312,12 @@ def main() -> int:
     finally:
         worker.stop()
         raw.close()
+    log("gateway end to end ...")
+    gw = gateway_latencies(rows, args.runs, args.threads, args.memory_limit)
+    for name, ms in gw.items():
+        report[name]["gateway_ms"] = ms
+        report[name]["gateway_overhead"] = round(ms / max(report[name]["raw_duckdb_ms"], 1e-6), 3)
+        log(f"{name:32s} gateway {ms:9.2f} ms  x{report[name]['gateway_overhead']:.2f} of raw DuckDB")
     line = {"bench": "sql", "rows": rows, "runs": args.runs, "threads": args.threads,
             "worker_load_s": round(load_ms / 1000, 2), "bounding_elided": bounded_elided,
             "smartnoise_load_s": round(sn["load_s"], 2) if sn else None, "queries": report}

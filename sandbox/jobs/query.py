@@ -9,6 +9,7 @@ same SQL against the agreement as it stands when the job runs, then runs it with
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,13 +76,33 @@ def parse_query_spec(spec: Mapping[str, Any]) -> tuple[str, Any, Any]:
     return sql, eps, delta
 
 
+_PLANS: OrderedDict[tuple[Any, ...], QueryPlan] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+_PLANS_MAX = 256
+
+
 def prepare_for(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> QueryPlan:
-    """Vet and calibrate the spec's SQL over the agreement's datasets, narrowed to its granted columns."""
+    """Vet and calibrate the spec's SQL over the agreement's datasets, narrowed to its granted columns.
+
+    Plans are pure functions of (SQL, ε, δ, agreement version, dataset fingerprints) and are memoised, so the
+    plan priced at submission is the plan that runs (and is not rebuilt on the inline path)."""
     sql, eps, delta = parse_query_spec(spec)
     doc = agreement.document
     views = {name: TableView(ds, frozenset(doc.columns.get(name, ()))) for name, ds in datasets.items()
              if name in doc.datasets}
-    return prepare(sql, views, eps, delta, min_group_units=doc.min_group_units)
+    key = (sql, str(eps), str(delta), agreement.id, agreement.document_hash,
+           tuple(sorted((n, v.dataset.fingerprint) for n, v in views.items())))
+    with _PLANS_LOCK:
+        plan = _PLANS.get(key)
+        if plan is not None:
+            _PLANS.move_to_end(key)
+            return plan
+    plan = prepare(sql, views, eps, delta, min_group_units=doc.min_group_units)
+    with _PLANS_LOCK:
+        _PLANS[key] = plan
+        while len(_PLANS) > _PLANS_MAX:
+            _PLANS.popitem(last=False)
+    return plan
 
 
 class QueryHandler:
