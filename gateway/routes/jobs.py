@@ -179,6 +179,9 @@ async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audi
     return out
 
 
+_sleep = asyncio.sleep
+
+
 async def _pad(started: float, bucket_ms: int) -> None:
     if bucket_ms <= 0:
         return
@@ -186,7 +189,7 @@ async def _pad(started: float, bucket_ms: int) -> None:
     elapsed = time.monotonic() - started
     target = max(1, math.ceil(elapsed / bucket)) * bucket
     if target > elapsed:
-        await asyncio.sleep(target - elapsed)
+        await _sleep(target - elapsed)
 
 
 @router.post("/queries", name="query.run", responses={202: {"description": "waiting for the owner's approval"}})
