@@ -232,18 +232,13 @@ def _fail(ctx: AppContext, job: Job, reason: str, detail: str | None = None) -> 
 
 
 def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = None) -> Job:
-    result = out.result
-    ref = None
     if out.model is not None:
-        from catalog import models as model_registry
-
-        rec = model_registry.register_model(ctx.engine, job_id=job.id, agreement_id=job.agreement_id, **out.model)
-        ref = rec.id
-        result = {**result, "model_id": rec.id, "certificate_id": rec.certificate_id}
-    released = policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest)
+        # Model outputs are registered in the catalog's model registry with a certificate id before they leave;
+        # until that registry exists no model output may be released.
+        return _fail(ctx, job, "release.no_model_registry")
+    released = policies.release(ctx.engine, job.id, result=out.result, output_digest=out.output_digest)
     extra = {"released_by": approved_by} if approved_by else {}
-    _audit(ctx, job, "job.release", output_digest=out.output_digest, output_kind=out.kind,
-           **({"model_id": ref} if ref else {}), **extra)
+    _audit(ctx, job, "job.release", output_digest=out.output_digest, output_kind=out.kind, **extra)
     return released
 
 

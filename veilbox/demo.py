@@ -95,7 +95,7 @@ def chapter_agreements(story: Story) -> None:
     start, end = _window()
     common = {"datasets": ["tax_income"], "valid_from": start, "valid_until": end,
               "exit": {"on_expiry": "seal_outputs"}}
-    docs = {
+    docs: dict[str, dict[str, Any]] = {
         "agreement:operator": {
             **common, "title": "SME credit-default model", "grantee": "risk-lab", "purposes": ["credit_risk"],
             "columns": {"tax_income": ["age", "industry", "district", "monthly_income", "social_insurance_months",

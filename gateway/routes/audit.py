@@ -10,11 +10,11 @@ from sqlalchemy import and_, select
 
 from catalog import _tables as ct
 from catalog.errors import invalid
-from policies import _tables as pt
 from gateway import _tables as t
 from gateway.audit import scope_for
 from gateway.deps import Ctx, CurrentPrincipal, Regulator
 from gateway.identities import Principal
+from policies import _tables as pt
 
 router = APIRouter(tags=["audit"])
 

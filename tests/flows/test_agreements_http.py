@@ -86,7 +86,6 @@ def test_another_owners_dataset_cannot_be_granted(parties, city_data):
 
 
 def test_core_grade_and_the_negative_list_cannot_be_overridden(parties, city_data, tmp_path):
-    import json
     import shutil
 
     src = parties.service.settings.import_roots[0] / "core_copy.parquet"

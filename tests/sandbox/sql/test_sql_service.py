@@ -6,7 +6,6 @@ import dataclasses
 import json
 import math
 import statistics
-import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
