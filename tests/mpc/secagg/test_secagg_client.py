@@ -10,7 +10,6 @@ from mpc.secagg import (
     PublicKeys,
     RoundAborted,
     SecAggClient,
-    SecAggServer,
     Stage,
     UnmaskRequest,
     new_round,
@@ -21,18 +20,8 @@ L = 4
 
 
 @pytest.fixture
-def round_to_masked():
-    config = new_round(NAMES, 3, L)
-    server = SecAggServer(config)
-    clients = {name: SecAggClient(config, name) for name in NAMES}
-    for client in clients.values():
-        server.receive(client.advertise_keys())
-    server.close_stage()
-    roster = server.key_roster()
-    for client in clients.values():
-        server.receive(client.share_keys(roster))
-    server.close_stage()
-    return config, server, clients
+def round_to_masked(round_at_masking):
+    return round_at_masking(NAMES, 3, L)
 
 
 def test_stages_run_once_and_in_order():

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from mpc.secagg import SecAggClient, SecAggServer, new_round
 from mpc.secagg.prg import expand, keystream, permutation, random_seed, random_unit
 
 SECAGG = Path(__file__).resolve().parents[3] / "mpc" / "secagg"
@@ -44,25 +43,18 @@ def test_random_unit_in_range():
     assert abs(u.mean() - 0.5) < 0.02
 
 
-def _masked_vectors(length=4096):
+@pytest.fixture
+def masked_vectors(round_at_masking):
     """Masked inputs of clients whose true inputs are all zero: whatever is left is the mask."""
     names = ["a", "b", "c", "d"]
-    config = new_round(names, 3, length)
-    server = SecAggServer(config)
-    clients = {name: SecAggClient(config, name) for name in names}
-    for client in clients.values():
-        server.receive(client.advertise_keys())
-    server.close_stage()
-    roster = server.key_roster()
-    for client in clients.values():
-        server.receive(client.share_keys(roster))
-    server.close_stage()
+    length = 4096
+    _, server, clients = round_at_masking(names, 3, length)
     zeros = np.zeros(length, dtype=np.uint32)
     return [clients[n].masked_input(server.forwarded_shares(n), zeros) for n in names]
 
 
-def test_masked_inputs_pass_byte_and_high_bit_chi_square():
-    for message in _masked_vectors():
+def test_masked_inputs_pass_byte_and_high_bit_chi_square(masked_vectors):
+    for message in masked_vectors:
         data = np.frombuffer(message.vector, dtype=np.uint8)
         assert chisquare(np.bincount(data, minlength=256)).pvalue > P_FLOOR
         high = message.array() >> np.uint32(28)
