@@ -261,7 +261,7 @@ def _execute(ctx: AppContext, job: Job) -> Job:
         log.exception("job %s failed in the worker", job.id)
         return _fail(ctx, job, "worker.error")
     try:
-        policies.succeed(ctx.engine, job.id)
+        succeeded = policies.succeed(ctx.engine, job.id)
     except DomainError:  # cancelled or recovered meanwhile: nothing may be released
         _audit(ctx, job, "job.discard", decision="error", code="JOB_FAILED", reason="job.wrong_state")
         return _reload(ctx, job.id)
@@ -273,7 +273,7 @@ def _execute(ctx: AppContext, job: Job) -> Job:
                                              "output_digest": out.output_digest, "artifact": artifact,
                                              "model": out.model})
         _audit(ctx, job, "job.succeed", output_digest=out.output_digest, awaiting="owner_release")
-        return _reload(ctx, job.id)
+        return succeeded
     try:
         return _release(ctx, job, out)
     except DomainError as e:
@@ -294,5 +294,4 @@ def run_claimed(ctx: AppContext, job: Job) -> Job:
 
 def run_inline(ctx: AppContext, job: Job) -> Job:
     """Run an auto-approved inline query in the request (``POST /queries``)."""
-    policies.start(ctx.engine, job.id, "gateway")
-    return _execute(ctx, _reload(ctx, job.id))
+    return _execute(ctx, policies.start(ctx.engine, job.id, "gateway"))
