@@ -175,7 +175,8 @@ def release_job(ctx: AppContext, actor: Actor, job_id: str) -> tuple[Job, str]:
     if job.state is not JobState.SUCCEEDED or pending is None:
         raise DomainError(INVALID_REQUEST, "the job has no output awaiting release",
                           [{"reason": "job.wrong_state", "state": job.state.value}])
-    policies.check(ctx.engine, actor, Action.JOB_APPROVE, job.agreement_id).raise_if_denied()
+    policies.check(ctx.engine, actor, Action.JOB_APPROVE, job.agreement_id, datasets=job.datasets,
+                   job_kind=job.kind.value).raise_if_denied()
     out = Output(kind=pending["kind"], result=pending["result"], output_digest=pending["output_digest"],
                  release="owner", artifact=None if pending["artifact"] is None else ctx.settings.models_dir
                  / pending["artifact"], model=pending["model"])

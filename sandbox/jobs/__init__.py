@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from sandbox.jobs import gate
 from sandbox.jobs.base import Handler, JobEnv, JobFailed, Output, Plan, digest_file, digest_json
+from sandbox.jobs.code import CodeHandler
 from sandbox.jobs.query import QueryHandler
+from sandbox.jobs.train import TrainHandler
 
-HANDLERS: dict[str, Handler] = {"query": QueryHandler()}
+HANDLERS: dict[str, Handler] = {"query": QueryHandler(), "train": TrainHandler(), "code": CodeHandler()}
 
 
 def handler_for(kind: str) -> Handler | None:

@@ -1,0 +1,321 @@
+"""Custom-code ``code`` jobs: owner-approved Python in the bubblewrap sandbox (`sandbox.coderun`), owner release.
+
+Spec (API.md): ``{"dataset", "source", "entrypoint" (default "main"), "outputs": {"kind": "json"|"model",
+"max_bytes"}, "epsilon"? (default 0), "purpose"?}``. The function is called as ``entrypoint(inputs)`` where
+``inputs[<dataset>]`` is a ``pyarrow.Table`` of the columns the agreement grants on that dataset — nothing else:
+the runner gets a column-projected copy written into the job's scratch directory (never the registered file),
+and columns with role ``never_output`` are dropped even if granted.
+
+Custom code is **not** differentially private. Its cost is what the spec declares (default 0, charged like any
+other job), and it leaves only through two owner decisions:
+
+1. approval of the exact submission: the job's spec hash covers the source, the entrypoint and the output spec,
+   and `execute` passes `sandbox.coderun.code_hash` of that spec as ``expected_code_hash``, so what runs is
+   what was approved (the review shows the source, the code hash, the columns and a dry run on the mock);
+2. release of the output: `execute` returns ``release="owner"``; the gateway keeps the output until the owner
+   has looked at it (with the run's stdout/stderr tails, `Output.owner_detail`) and releases or refuses it.
+
+``model`` outputs (safetensors bytes, validated by `sandbox.coderun.outputs`) are written to
+``models_dir/<job id>/model.safetensors`` with a card that states the absence of a DP guarantee.
+
+Where the sandbox cannot run (no bubblewrap, no root to drop from, no seccomp table: `check_sandbox`), the job
+fails with ``code.sandbox_unavailable`` and is refunded; nothing runs unisolated. Other failure reasons:
+``code.<reason>`` from the runner's scrubbed vocabulary (``code.timeout``, ``code.memory_limit``,
+``code.exception.ValueError``, …), ``code.spec_changed``, ``code.cost_changed``, ``code.<error code>`` when the
+agreement as it stands no longer allows the spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog.columns import Role
+from catalog.errors import APPROVAL_REQUIRED, INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError
+from catalog.mock import mock_table
+from catalog.registry import Dataset
+from policies import Agreement, Budget, BudgetError, Job, spec_hash
+from sandbox.coderun import (
+    CodeFailure,
+    CodeOutcome,
+    CodeResult,
+    Limits,
+    OutputSpec,
+    SandboxConfig,
+    check_sandbox,
+    check_source,
+    code_hash,
+    dry_run_on_mock,
+    run_code,
+)
+from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan, digest_json
+from sandbox.jobs.train import model_valid_days
+
+__all__ = ["CodeHandler", "CodeSpec", "parse_code_spec"]
+
+_SPEC_KEYS = frozenset({"dataset", "source", "entrypoint", "outputs", "epsilon", "purpose"})
+MOCK_ROWS = 100
+WEIGHTS_FILE = "model.safetensors"
+NOT_DP = ("none: custom code is not differentially private; the output was released by the data owner after "
+          "reviewing the code (bound to its hash), its run on the mock, and the output itself")
+
+
+class CodeSpec:
+    """A parsed custom-code spec."""
+
+    def __init__(self, dataset: str, source: str, entrypoint: str, outputs: OutputSpec, cost: Budget,
+                 purpose: str | None) -> None:
+        self.dataset, self.source, self.entrypoint = dataset, source, entrypoint
+        self.outputs, self.cost, self.purpose = outputs, cost, purpose
+
+    @property
+    def code_hash(self) -> str:
+        return code_hash(self.source, self.entrypoint, self.outputs)
+
+
+def parse_code_spec(spec: Mapping[str, Any]) -> CodeSpec:
+    """A `CodeSpec`, or ``INVALID_REQUEST`` listing every malformed field (never echoing the source)."""
+    if not isinstance(spec, Mapping):
+        raise DomainError(INVALID_REQUEST, "the code spec must be a JSON object")
+    problems: list[dict[str, Any]] = [{"field": k, "problem": "unknown field"} for k in sorted(set(spec) - _SPEC_KEYS)]
+    dataset, source = spec.get("dataset"), spec.get("source")
+    entrypoint = spec.get("entrypoint", "main")
+    if not isinstance(dataset, str) or not dataset:
+        problems.append({"field": "dataset", "problem": "a dataset name is required"})
+    if not isinstance(source, str) or not source.strip():
+        problems.append({"field": "source", "problem": "Python source text is required"})
+    if not isinstance(entrypoint, str):
+        problems.append({"field": "entrypoint", "problem": "a function name is required"})
+    outputs: OutputSpec | None = None
+    try:
+        outputs = OutputSpec.of(spec.get("outputs", {"kind": "json"}))
+    except DomainError as e:
+        problems += [{"field": "outputs", "problem": e.message}]
+    cost = Budget.zero()
+    eps = spec.get("epsilon", 0)
+    try:
+        if isinstance(eps, bool):
+            raise BudgetError("boolean")
+        cost = Budget.parse(eps, 0)
+    except (BudgetError, TypeError, ValueError):
+        problems.append({"field": "epsilon", "problem": "a non-negative number is required"})
+    purpose = spec.get("purpose")
+    if purpose is not None and not isinstance(purpose, str):
+        problems.append({"field": "purpose", "problem": "a purpose name is required"})
+    if problems:
+        raise DomainError(INVALID_REQUEST, "the code spec is not valid", problems)
+    assert isinstance(dataset, str) and isinstance(source, str) and isinstance(entrypoint, str)
+    assert outputs is not None
+    check_source(source, entrypoint)
+    return CodeSpec(dataset, source, entrypoint, outputs, cost, purpose)
+
+
+def _granted(spec: CodeSpec, agreement: Agreement, datasets: Mapping[str, Dataset]) -> tuple[Dataset, tuple[str, ...]]:
+    """The dataset and the columns the code may see: granted by the agreement, present, not ``never_output``."""
+    doc = agreement.document
+    if spec.purpose is not None and spec.purpose not in doc.purposes:
+        raise DomainError(POLICY_DENIED, "the purpose is not one the agreement allows",
+                          [{"field": "purpose", "problem": "not a purpose of the agreement"}])
+    if spec.dataset not in doc.datasets:
+        raise DomainError(POLICY_DENIED, "the dataset is not covered by the agreement",
+                          [{"field": "dataset", "problem": "not a dataset of the agreement"}])
+    ds = datasets.get(spec.dataset)
+    if ds is None:
+        raise DomainError(INVALID_REQUEST, "the dataset is not registered",
+                          [{"field": "dataset", "problem": "not registered"}])
+    cols = tuple(c for c in ds.columns if c in set(doc.columns.get(ds.name, ()))
+                 and ds.columns[c].role is not Role.NEVER_OUTPUT)
+    if not cols:
+        raise DomainError(POLICY_DENIED, "the agreement grants no column of this dataset that code may read",
+                          [{"field": "dataset", "problem": "no readable granted column"}])
+    return ds, cols
+
+
+def _outcome_json(o: CodeOutcome) -> dict[str, Any]:
+    base = {"stdout_tail": o.stdout_tail, "stderr_tail": o.stderr_tail, "duration_s": o.duration_s,
+            "on_mock": o.on_mock}
+    if isinstance(o, CodeFailure):
+        return {"ok": False, "reason": o.reason, "detail": o.detail, **base}
+    if o.output_kind == "json":
+        return {"ok": True, "kind": "json", "output": o.value(), "digest": o.digest, **base}
+    return {"ok": True, "kind": "model", "bytes": len(o.output_bytes), "digest": o.digest, **base}
+
+
+def _reason(failure: CodeFailure) -> str:
+    """``code.<reason>`` from the runner's scrubbed vocabulary (``exception: ValueError`` becomes
+    ``code.exception.ValueError``)."""
+    return "code." + "".join(ch if ch.isalnum() or ch in "._" else "." for ch in failure.reason.replace(": ", "."))
+
+
+def _owner_text(failure: CodeFailure) -> str:
+    return (f"{failure.detail}\n--- stdout (tail) ---\n{failure.stdout_tail}\n"
+            f"--- stderr (tail) ---\n{failure.stderr_tail}")
+
+
+def _tensors(data: bytes) -> dict[str, Any]:
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    return {k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in header.items() if k != "__metadata__"}
+
+
+def _project(ds: Dataset, cols: tuple[str, ...], dst: Path) -> None:
+    """Stream ``cols`` of the registered Parquet file into ``dst`` (the only file the sandbox is given)."""
+    f = pq.ParquetFile(ds.path)
+    schema = pa.schema([f.schema_arrow.field(c) for c in cols])
+    with pq.ParquetWriter(dst, schema) as w:
+        for batch in f.iter_batches(batch_size=1 << 16, columns=list(cols)):
+            w.write_batch(batch)
+
+
+class CodeHandler:
+    """``kind: "code"`` (see the module docstring). ``JobEnv.extra`` may hold ``code_limits`` (`Limits` or its
+    fields), ``code_config`` (`SandboxConfig`) and ``code_mock_rows``."""
+
+    kind = "code"
+
+    def __init__(self) -> None:
+        self._usable: set[SandboxConfig] = set()
+        self._lock = threading.Lock()
+
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
+        cs = parse_code_spec(spec)
+        ds, cols = _granted(cs, agreement, datasets)
+        return Plan(datasets=(ds.name,), columns={ds.name: tuple(sorted(cols))}, cost=cs.cost,
+                    summary={"code_hash": cs.code_hash, "entrypoint": cs.entrypoint,
+                             "outputs": {"kind": cs.outputs.kind, "max_bytes": cs.outputs.max_bytes},
+                             "input": {"name": ds.name, "columns": list(cols)},
+                             "differentially_private": False, "release": "owner"})
+
+    def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
+               env: JobEnv) -> dict[str, Any]:
+        assert env.agreement is not None
+        cs = parse_code_spec(spec)
+        ds, cols = _granted(cs, env.agreement, datasets)
+        mock = mock_table(ds.name, {c: ds.columns[c] for c in cols}, rows=int(env.extra.get("code_mock_rows",
+                                                                                           MOCK_ROWS)))
+        try:
+            dry = _outcome_json(dry_run_on_mock(cs.source, cs.entrypoint, {ds.name: mock}, cs.outputs.kind,
+                                                cs.outputs.max_bytes, _limits(env), config=_config(env)))
+        except DomainError as e:
+            dry = {"ok": False, "reason": "sandbox.unavailable" if e.code == INTERNAL else e.code.lower()}
+        return {
+            "kind": "code",
+            "source": cs.source,
+            "entrypoint": cs.entrypoint,
+            "outputs": {"kind": cs.outputs.kind, "max_bytes": cs.outputs.max_bytes},
+            "code_hash": cs.code_hash,
+            "input": {"name": ds.name, "fingerprint": ds.fingerprint, "columns": list(cols)},
+            "cost": cs.cost.as_json(),
+            "differentially_private": False,
+            "dry_run_on_mock": dry,
+            "release": "owner: the output waits for the data owner's release after the run",
+        }
+
+    def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
+        assert env.agreement is not None
+        if spec_hash(job.spec) != job.spec_hash:
+            raise JobFailed("code.spec_changed")
+        try:
+            cs = parse_code_spec(job.spec)
+            ds, cols = _granted(cs, env.agreement, datasets)
+        except DomainError as e:
+            raise JobFailed(f"code.{e.code.lower()}") from None
+        if cs.cost != job.cost:
+            raise JobFailed("code.cost_changed")
+        config, limits = _config(env), _limits(env)
+        self._require_sandbox(config)
+        scratch = Path(env.work_dir) / "code" / job.id
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True, mode=0o700)
+        try:
+            staged = scratch / f"{ds.name}.parquet"
+            _project(ds, cols, staged)
+            try:
+                outcome = run_code(cs.source, cs.entrypoint, {ds.name: staged}, cs.outputs.kind,
+                                   cs.outputs.max_bytes, limits, config=config, expected_code_hash=cs.code_hash)
+            except DomainError as e:
+                if e.code == APPROVAL_REQUIRED:
+                    raise JobFailed("code.hash_mismatch") from None
+                if e.code == INTERNAL:
+                    raise JobFailed("code.sandbox_unavailable", "the isolated runner could not start; see the "
+                                    "host log") from None
+                raise JobFailed(f"code.{e.code.lower()}") from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if isinstance(outcome, CodeFailure):
+            raise JobFailed(_reason(outcome), _owner_text(outcome))
+        detail = {"stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
+                  "duration_s": outcome.duration_s, "run_id": outcome.run_id, "code_hash": cs.code_hash}
+        if outcome.output_kind == "json":
+            value = outcome.value()
+            return Output(kind="json", result=value, output_digest=digest_json(value), release="owner",
+                          owner_detail=detail)
+        return self._model_output(job, cs, ds, cols, outcome, env, detail)
+
+    def _model_output(self, job: Job, cs: CodeSpec, ds: Dataset, cols: tuple[str, ...], outcome: CodeResult,
+                      env: JobEnv, detail: dict[str, Any]) -> Output:
+        out_dir = Path(env.models_dir) / job.id
+        out_dir.mkdir(parents=True, exist_ok=True)
+        weights = out_dir / WEIGHTS_FILE
+        tmp = out_dir / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
+        tmp.write_bytes(outcome.output_bytes)
+        tmp.replace(weights)
+        card = {
+            "card_version": 1,
+            "model": "custom_code",
+            "differentially_private": False,
+            "privacy": NOT_DP,
+            "code_hash": cs.code_hash,
+            "entrypoint": cs.entrypoint,
+            "cost": cs.cost.as_json(),
+            "data": [{"dataset": ds.name, "fingerprint": ds.fingerprint, "columns": list(cols)}],
+            "tensors": _tensors(outcome.output_bytes),
+            "weights": {"file": WEIGHTS_FILE, "format": "safetensors", "sha256": outcome.digest},
+        }
+        card_bytes = json.dumps(card, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        digest = "sha256:" + hashlib.sha256(outcome.output_bytes + card_bytes).hexdigest()
+        ag = env.agreement
+        purpose = cs.purpose or job.purpose or (
+            ag.document.purposes[0] if ag is not None and len(ag.document.purposes) == 1 else None)
+        model = {"owner": job.created_by, "algorithm": "custom_code", "purpose": purpose, "features": list(cols),
+                 "card": card, "weights_path": f"{job.id}/{WEIGHTS_FILE}", "output_digest": digest,
+                 "source_datasets": {ds.name: ds.fingerprint}, "valid_days": model_valid_days(env)}
+        return Output(kind="model", result={"model_id": None, "certificate_id": None, "card": card},
+                      output_digest=digest, release="owner", artifact=weights, model=model, owner_detail=detail)
+
+    def _require_sandbox(self, config: SandboxConfig) -> None:
+        """Run the sandbox's self-test once per configuration; refuse the job where it cannot run."""
+        with self._lock:
+            if config in self._usable:
+                return
+        try:
+            check_sandbox(config)
+        except DomainError:
+            raise JobFailed("code.sandbox_unavailable", "bubblewrap, setpriv, root or the seccomp table is "
+                            "missing on this host, so custom code cannot run isolated; see the host log") from None
+        with self._lock:
+            self._usable.add(config)
+
+
+def _config(env: JobEnv) -> SandboxConfig:
+    cfg = env.extra.get("code_config")
+    return cfg if isinstance(cfg, SandboxConfig) else SandboxConfig()
+
+
+def _limits(env: JobEnv) -> Limits:
+    """``extra["code_limits"]`` (a `Limits` or its fields), its wall clock capped by the job's."""
+    raw = env.extra.get("code_limits")
+    limits = raw if isinstance(raw, Limits) else Limits(**raw) if isinstance(raw, Mapping) else Limits()
+    if limits.wall_seconds > env.timeout_s:
+        limits = dataclasses.replace(limits, wall_seconds=max(0.5, env.timeout_s))
+    return limits

@@ -1,0 +1,98 @@
+"""Custom-code jobs over real HTTP: the owner reviews the code and its dry run, approves it bound to the spec
+hash, the worker runs it in the sandbox, and nothing leaves until the owner releases it; a failing run is
+refunded and its traceback is shown to the owner only."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from veilbox.client import ApiError
+
+SOURCE = '''
+import pyarrow.compute as pc
+
+def main(inputs):
+    t = inputs["tax_income"]
+    print("computed over", t.num_rows, "rows")
+    return {"columns": sorted(t.column_names), "mean_income": round(pc.mean(t["monthly_income"]).as_py(), -3)}
+'''
+
+
+def _spec(source: str = SOURCE, **kw):
+    return {"dataset": "tax_income", "source": source, "entrypoint": "main",
+            "outputs": {"kind": "json", "max_bytes": 65536}, **kw}
+
+
+def _spent(parties, ag_id: str) -> Fraction:
+    return Fraction(parties.operator.budget(ag_id)["exact"]["epsilon_spent"])
+
+
+def test_code_job_waits_for_the_owners_release(parties):
+    ag = parties.agreement(approval="owner_each_job")
+    job = parties.operator.submit_job(ag["id"], "code", _spec(epsilon="0.25"))
+    assert job["state"] == "pending_approval"
+
+    review = parties.owner.job_review(job["id"])
+    assert review["plan"]["code_hash"].startswith("sha256:") and review["plan"]["release"] == "owner"
+    mock = review["mock"]
+    assert mock["source"] == SOURCE and mock["code_hash"] == review["plan"]["code_hash"]
+    assert mock["dry_run_on_mock"]["ok"] is True and "computed over 100 rows" in mock["dry_run_on_mock"]["stdout_tail"]
+    assert "person_id" not in mock["input"]["columns"] and "id_number" not in mock["input"]["columns"]
+
+    with pytest.raises(ApiError):  # approval must name the hash of what was reviewed
+        parties.owner.approve_job(job["id"], "sha256:" + "0" * 64)
+    parties.owner.approve_job(job["id"], job["spec_hash"])
+    done = parties.operator.wait_job(job["id"], timeout=120)
+    assert done["state"] == "succeeded", done
+    assert _spent(parties, ag["id"]) == Fraction(1, 4)
+
+    with pytest.raises(ApiError) as e:  # nothing leaves before the owner's release
+        parties.operator.job_result(job["id"])
+    assert e.value.code == "INVALID_REQUEST"
+    with pytest.raises(ApiError):  # the grantee cannot release it
+        parties.operator.release_job(job["id"])
+
+    owner_view = parties.owner.job_review(job["id"])
+    pending = owner_view["pending_output"]
+    assert pending["kind"] == "json" and pending["result"]["columns"] == sorted(ag["columns"]["tax_income"])
+    assert "computed over 5000 rows" in owner_view["owner_detail"]["stdout_tail"]
+    assert "owner_detail" not in parties.operator.job_review(job["id"])
+
+
+def test_the_owners_release_hands_the_output_to_the_grantee(parties):
+    ag = parties.agreement(approval="owner_each_job")
+    job = parties.operator.submit_job(ag["id"], "code", _spec(epsilon="0.25"))
+    parties.owner.approve_job(job["id"], job["spec_hash"])
+    assert parties.operator.wait_job(job["id"], timeout=120)["state"] == "succeeded"
+    pending = parties.owner.job_review(job["id"])["pending_output"]
+    released = parties.owner.release_job(job["id"])
+    assert released["state"] == "released"
+    result = parties.operator.job_result(job["id"])
+    assert result["result"] == pending["result"] and result["output_digest"] == pending["output_digest"]
+    assert _spent(parties, ag["id"]) == Fraction(1, 4)
+
+
+def test_a_failing_code_job_is_refunded_and_only_the_owner_sees_the_traceback(parties):
+    ag = parties.agreement(approval="owner_each_job")
+    leak = 'def main(inputs):\n    raise ValueError("SECRET-" + str(inputs["tax_income"].num_rows))\n'
+    job = parties.operator.submit_job(ag["id"], "code", _spec(leak, epsilon="0.5"))
+    parties.owner.approve_job(job["id"], job["spec_hash"])
+    done = parties.operator.wait_job(job["id"], timeout=120)
+    assert done["state"] == "failed" and done["failure_reason"] == "code.exception.ValueError"
+    assert _spent(parties, ag["id"]) == 0  # refunded
+    assert "SECRET-5000" not in str(parties.operator.job_review(job["id"])) + str(done)
+    assert "SECRET-5000" in parties.owner.job_review(job["id"])["owner_detail"]["failure_detail"]
+
+
+def test_the_owner_may_refuse_to_release_and_the_charge_is_refunded(parties):
+    ag = parties.agreement(approval="owner_each_job")
+    job = parties.operator.submit_job(ag["id"], "code", _spec(epsilon="0.5"))
+    parties.owner.approve_job(job["id"], job["spec_hash"])
+    assert parties.operator.wait_job(job["id"], timeout=120)["state"] == "succeeded"
+    refused = parties.owner.reject_job(job["id"], "the output reveals too much")
+    assert refused["state"] == "failed" and refused["failure_reason"] == "release.refused_by_owner"
+    assert _spent(parties, ag["id"]) == 0
+    with pytest.raises(ApiError):
+        parties.operator.job_result(job["id"])
