@@ -18,7 +18,7 @@ from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from gateway import errors
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
-from gateway.routes import agreements, audit, datasets, jobs, principals, system
+from gateway.routes import agreements, audit, datasets, jobs, models, principals, system
 from gateway.worker import JobWorker
 
 log = logging.getLogger("veilbox.gateway")
@@ -107,7 +107,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return response
 
     app.include_router(system.router)
-    for r in (principals.router, datasets.router, agreements.router, jobs.router, audit.router):
+    for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, audit.router):
         app.include_router(r, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
     return app

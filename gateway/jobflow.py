@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import policies
+from catalog import models as model_registry
 from catalog import registry
 from catalog.errors import INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, POLICY_DENIED, DomainError, invalid
 from catalog.registry import Dataset
@@ -233,13 +234,16 @@ def _fail(ctx: AppContext, job: Job, reason: str, detail: str | None = None) -> 
 
 
 def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = None) -> Job:
+    """Release through the ledger's guard (a refunded job never releases), registering models first."""
+    result, ref = out.result, None
     if out.model is not None:
-        # Model outputs are registered in the catalog's model registry with a certificate id before they leave;
-        # until that registry exists no model output may be released.
-        return _fail(ctx, job, "release.no_model_registry")
-    released = policies.release(ctx.engine, job.id, result=out.result, output_digest=out.output_digest)
+        rec = model_registry.register_model(ctx.engine, job_id=job.id, agreement_id=job.agreement_id, **out.model)
+        ref = rec.id
+        result = {**result, "model_id": rec.id, "certificate_id": rec.certificate_id}
+    released = policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest)
     extra = {"released_by": approved_by} if approved_by else {}
-    _audit(ctx, job, "job.release", output_digest=out.output_digest, output_kind=out.kind, **extra)
+    _audit(ctx, job, "job.release", output_digest=out.output_digest, output_kind=out.kind,
+           **({"model_id": ref} if ref else {}), **extra)
     return released
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, MetaData
 
 import policies
 from catalog import _tables as catalog_tables
+from catalog import models as _models  # noqa: F401  (declares the model registry on the catalog's metadata)
 from gateway import _tables as gateway_tables
 
 target_metadata: list[MetaData] = [catalog_tables.metadata, policies.metadata, gateway_tables.metadata]

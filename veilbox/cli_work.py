@@ -1,4 +1,4 @@
-"""`veilbox agreement|query|job|negative-list`: agreements, private SQL and the job workflow from the shell.
+"""`veilbox agreement|query|job|model|negative-list`: agreements, private SQL and the job workflow from the shell.
 
 Registered on the main app by `veilbox.cli`; shares its connection and output helpers (`veilbox._cli_common`).
 """
@@ -20,6 +20,7 @@ query_app = typer.Typer(help="Differentially private SQL under an agreement (pre
                         no_args_is_help=True)
 job_app = typer.Typer(help="Jobs (query, train, code): submit, review, approve or reject, release, result.",
                       no_args_is_help=True)
+model_app = typer.Typer(help="Released models: cards and certificates (weights never leave).", no_args_is_help=True)
 negative_app = typer.Typer(help="The negative list (负面清单) no agreement can override (admin edits).",
                            no_args_is_help=True)
 
@@ -245,6 +246,25 @@ def job_result(job_id: JobArg, wait: Annotated[float, typer.Option(help="seconds
         base.emit(c.job_result(job_id), True)
 
 
+@model_app.command("list")
+def model_list(as_json: JsonOpt = False) -> None:
+    """Every released model with its certificate."""
+    with base.client() as c:
+        items = c.models()
+    t = Table("id", "certificate", "algorithm", "purpose", "features", "valid until", "trained by")
+    for m in items:
+        t.add_row(m["id"], m["certificate"]["id"], m["algorithm"], m["purpose"] or "", ",".join(m["features"]),
+                  m["certificate"]["valid_until"][:10], m["trained_by"])
+    base.emit(items, as_json, t)
+
+
+@model_app.command("show")
+def model_show(model_id: str) -> None:
+    """One model's card: encoding, DP guarantee, metrics, source datasets, certificate."""
+    with base.client() as c:
+        base.emit(c.model(model_id), True)
+
+
 @negative_app.command("list")
 def negative_list(as_json: JsonOpt = False) -> None:
     with base.client() as c:
@@ -274,4 +294,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(agreement_app, name="agreement")
     app.add_typer(query_app, name="query")
     app.add_typer(job_app, name="job")
+    app.add_typer(model_app, name="model")
     app.add_typer(negative_app, name="negative-list")

@@ -208,6 +208,13 @@ class Client:
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
 
+    # -- models ------------------------------------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/models")
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/models/{model_id}")
+
     # -- audit ---------------------------------------------------------------------------------------------
     def audit(self, since: int = 0, limit: int = 100, **filters: str) -> AuditPage:
         return self._json("GET", "/v1/audit", params={"since": since, "limit": limit, **filters})

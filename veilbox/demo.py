@@ -1,8 +1,9 @@
 """`veilbox demo`: the whole story on synthetic data, through a real gateway over real HTTP.
 
 Chapters: the city sets up the domain; owners register data (raw rows stay inside); analysts see only the
-declaration and a mock; the regulator verifies the audit chain. Later chapters (agreements, private SQL,
-model training, verification, encrypted scoring, secure aggregation) join as those capabilities land.
+declaration and a mock; the owner proposes agreements and the grantees accept; the operator runs DP
+statistics; the operator trains a DP credit model and a custom job, both reviewed and approved by the owner;
+the regulator verifies the audit chain.
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
     from gateway.context import init_home, open_context
     from gateway.server import BackgroundServer
     from gateway.settings import Settings
+    from veilbox.demo_models import chapter_models
 
     started = time.monotonic()
     home = _prepare_home(home)
@@ -209,6 +211,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
         chapter_catalog(story, data)
         chapter_agreements(story)
         chapter_queries(story)
+        chapter_models(story)
         chapter_regulator(story)
     ctx.close()
     body = "\n".join(f"• {f}" for f in story.facts)

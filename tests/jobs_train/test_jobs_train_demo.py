@@ -3,8 +3,6 @@ chapters, and hands the registered model's id to later chapters when the registr
 
 from __future__ import annotations
 
-import importlib.util
-
 from veilbox import demo
 from veilbox.demo_models import chapter_models
 
@@ -18,10 +16,7 @@ def test_models_chapter_runs_on_the_demo_agreements(service, city_data):
     chapter_models(story)
     new = story.facts[before:]
     assert len(new) == 2, new
-    if importlib.util.find_spec("catalog.models") is not None:
-        assert story.state["model_id"] and "DP credit-default model" in new[0]
-    else:
-        assert "model_id" not in story.state and "release.no_model_registry" in new[0]
+    assert story.state["model_id"] and "DP credit-default model" in new[0]
     assert "custom" in new[1]
     ag = story.state["agreement:operator"]
     jobs = story.clients["operator"].jobs()
