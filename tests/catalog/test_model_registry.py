@@ -36,7 +36,7 @@ def test_register_issue_certificate_and_read_back(engine):
     assert a.certificate_id != b.certificate_id and a.certificate_id.startswith("VBX-MC-2026-")
     assert a.valid_until - a.valid_from == dt.timedelta(days=30)
     assert models.get_model(engine, a.id) == a
-    assert [m.id for m in models.list_models(engine)] == [a.id, b.id]
+    assert {m.id for m in models.list_models(engine)} == {a.id, b.id}
     pub = a.public(now=dt.datetime(2026, 11, 15, tzinfo=dt.UTC))
     assert pub["certificate"]["valid"] is True and pub["certificate"]["id"] == a.certificate_id
     assert "safetensors" not in json.dumps(pub)
