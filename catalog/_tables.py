@@ -24,3 +24,30 @@ datasets = Table(
     Column("ingest_report_json", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# Verification products (核验): an owner's predicate template over one row of a dataset, keyed by a subject
+# column (catalog.products). The predicate is stored as written; it is vetted by the sandbox at definition and
+# again at every check.
+verification_products = Table(
+    "verification_products",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("dataset", String(63), nullable=False, index=True),
+    Column("subject_column", String(63), nullable=False),
+    Column("predicate", Text, nullable=False),
+    Column("params_json", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("dataset_fingerprint", String(80), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Scores exposed by encrypted scoring, per (agreement, model): the model-extraction meter (catalog.models).
+model_score_usage = Table(
+    "model_score_usage",
+    metadata,
+    Column("agreement_id", String(64), primary_key=True),
+    Column("model_id", String(40), primary_key=True),
+    Column("scores", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

@@ -5,6 +5,12 @@ and the grantee who trained it, the algorithm, the intended purpose, the feature
 metrics, encoding), the source datasets with the fingerprints it was trained on, and a certificate: a
 unique, human-readable id (``VBX-MC-<year>-<8 hex>``) with a validity period. The weights stay in the
 service's models directory (never served); `public` is the API view and never names the weights file.
+
+Encrypted scoring meters the model: a linear model with d features is determined by d + 1 logits of chosen
+inputs, so every (agreement, model) pair may see at most `ModelRecord.score_limit` real-valued scores in total
+(``card["scoring"]["max_scores_per_agreement"]`` when the trainer set one, else `DEFAULT_SCORE_LIMIT`). The
+limit is stated in the public card; `consume_scores` takes scores atomically before a request is evaluated
+and `refund_scores` returns them when the evaluation fails.
 """
 
 from __future__ import annotations
@@ -15,12 +21,19 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Engine, Integer, String, Table, Text, select
+from sqlalchemy import Column, Connection, DateTime, Engine, Integer, String, Table, Text, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from catalog._tables import metadata
-from catalog.errors import invalid
+from catalog._tables import metadata, model_score_usage
+from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid
 
-__all__ = ["ModelRecord", "get_model", "list_models", "model_registry", "register_model"]
+__all__ = ["DEFAULT_SCORE_LIMIT", "ModelRecord", "consume_scores", "get_model", "list_models", "model_registry",
+           "refund_scores", "register_model", "score_usage"]
+
+#: Real-valued scores one agreement may obtain from one model by encrypted scoring, unless the card says
+#: otherwise. 2^15 also keeps every (bank, model) pair within the CKKS flood's analysed number of results
+#: (docs/mechanisms/he.md: KL 2Q/κ² for Q ≤ 2^15 results; each result exposes at least 2 scores).
+DEFAULT_SCORE_LIMIT = 2**15
 
 model_registry = Table(
     "model_registry",
@@ -87,6 +100,33 @@ class ModelRecord:
             "trained_by": self.owner,
             "output_digest": self.output_digest,
             "created_at": self.created_at.isoformat(),
+            "scoring": self.scoring_terms(),
+        }
+
+    @property
+    def score_limit(self) -> int:
+        """Scores one agreement may obtain from this model (the extraction quota stated in the card)."""
+        scoring = self.card.get("scoring") if isinstance(self.card, dict) else None
+        value = scoring.get("max_scores_per_agreement") if isinstance(scoring, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        return DEFAULT_SCORE_LIMIT
+
+    def scoring_terms(self) -> dict[str, Any]:
+        """What encrypted scoring offers and how it is limited (part of the public card)."""
+        width = self.card.get("input_width") if isinstance(self.card, dict) else None
+        d = width if isinstance(width, int) and not isinstance(width, bool) and width > 0 else len(self.features)
+        return {
+            "encrypted": self.algorithm == "logistic_regression",
+            "returns": "the logit w·x + b under the bank's CKKS key, noise-flooded; never the weights",
+            "layouts": ["row", "columns"],
+            "max_scores_per_agreement": self.score_limit,
+            "scores_counted_per_request": {"row": "2 per ciphertext (real and imaginary slot)",
+                                           "columns": "N, the context's polynomial degree (every slot)"},
+            "input_width": d,
+            "extraction_query_bound": d + 1,
+            "extraction_note": f"d+1={d + 1} chosen logits determine this linear model up to the flood noise; "
+                               "the limit bounds how often and how precisely it can be re-derived",
         }
 
 
@@ -135,3 +175,58 @@ def list_models(engine: Engine) -> list[ModelRecord]:
     with engine.connect() as conn:
         rows = conn.execute(select(model_registry).order_by(model_registry.c.created_at, model_registry.c.id)).all()
     return [_row(r) for r in rows]
+
+
+def _ensure_usage_row(conn: Connection, agreement_id: str, model_id: str, now: dt.datetime) -> None:
+    t = model_score_usage
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(t)
+        conn.execute(ins.values(agreement_id=agreement_id, model_id=model_id, scores=0, updated_at=now)
+                     .on_conflict_do_nothing(index_elements=["agreement_id", "model_id"]))
+    else:  # pragma: no cover - other dialects: check-then-insert inside the transaction
+        key = (t.c.agreement_id == agreement_id, t.c.model_id == model_id)
+        if conn.execute(select(t.c.scores).where(*key)).first() is None:
+            conn.execute(t.insert().values(agreement_id=agreement_id, model_id=model_id, scores=0, updated_at=now))
+
+
+def score_usage(engine: Engine, agreement_id: str, model_id: str) -> int:
+    """Scores taken so far by ``agreement_id`` from ``model_id``."""
+    t = model_score_usage
+    with engine.connect() as conn:
+        used = conn.execute(select(t.c.scores).where(t.c.agreement_id == agreement_id,
+                                                     t.c.model_id == model_id)).scalar()
+    return int(used or 0)
+
+
+def consume_scores(engine: Engine, agreement_id: str, model_id: str, n: int, limit: int, *,
+                   now: dt.datetime | None = None) -> int:
+    """Take ``n`` scores of the (agreement, model) quota atomically; the total used afterwards.
+
+    One conditional ``UPDATE … SET scores = scores + n WHERE scores + n <= limit``: concurrent requests can
+    never take more than ``limit`` together. ``QUOTA_EXCEEDED`` (nothing taken) when ``n`` does not fit.
+    """
+    if n < 0:
+        raise invalid("a score count cannot be negative")
+    now = _utc(now or dt.datetime.now(dt.UTC))
+    t = model_score_usage
+    key = (t.c.agreement_id == agreement_id, t.c.model_id == model_id)
+    with engine.begin() as conn:
+        _ensure_usage_row(conn, agreement_id, model_id, now)
+        res = conn.execute(update(t).where(*key, t.c.scores + n <= limit)
+                           .values(scores=t.c.scores + n, updated_at=now))
+        used = int(conn.execute(select(t.c.scores).where(*key)).scalar_one())
+    if res.rowcount != 1:
+        raise DomainError(QUOTA_EXCEEDED, "the agreement's scoring quota for this model is used up",
+                          [{"reason": "quota.model_scores", "message": "model-extraction limit of the model card",
+                            "limit": limit, "used": used, "requested": n}])
+    return used
+
+
+def refund_scores(engine: Engine, agreement_id: str, model_id: str, n: int, *, now: dt.datetime | None = None) -> None:
+    """Give back ``n`` scores taken for a request whose evaluation failed (nothing was released)."""
+    now = _utc(now or dt.datetime.now(dt.UTC))
+    t = model_score_usage
+    with engine.begin() as conn:
+        conn.execute(update(t).where(t.c.agreement_id == agreement_id, t.c.model_id == model_id, t.c.scores >= n)
+                     .values(scores=t.c.scores - n, updated_at=now))

@@ -18,7 +18,7 @@ from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from gateway import errors
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
-from gateway.routes import agreements, audit, datasets, jobs, models, principals, system
+from gateway.routes import agreements, audit, datasets, jobs, models, principals, system, verifications
 from gateway.worker import JobWorker
 
 log = logging.getLogger("veilbox.gateway")
@@ -27,8 +27,8 @@ log = logging.getLogger("veilbox.gateway")
 class BodyLimit:
     """Refuse request bodies above ``limit`` bytes, counted as they arrive (chunked bodies included)."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, audit: Any = None) -> None:
+        self.app, self.limit, self.audit = app, limit, audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,6 +49,12 @@ class BodyLimit:
         cl = headers.get(b"content-length")
         if cl is not None and cl.isdigit() and int(cl) > self.limit:
             resp = errors.error_response(INVALID_REQUEST, f"request body larger than {self.limit} bytes")
+            path = str(scope.get("path", ""))
+            if self.audit is not None and path.startswith("/v1/"):  # refused before routing: audit it here
+                ev = AuditEvent(action="request.too_large", decision="deny", code=INVALID_REQUEST,
+                                details={"method": scope.get("method"), "path": path[:200], "bytes": int(cl),
+                                         "status": 422})
+                await run_in_threadpool(self.audit.append, ev)
             await resp(scope, receive, send)
             return
         await self.app(scope, limited, send)
@@ -107,7 +113,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         return response
 
     app.include_router(system.router)
-    for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, audit.router):
+    for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
+              audit.router):
         app.include_router(r, prefix="/v1")
-    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
     return app

@@ -24,6 +24,9 @@ audit_app = typer.Typer(help="The hash-chained audit log (regulators verify and 
 app.add_typer(principal_app, name="principal")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(audit_app, name="audit")
+verify_app = typer.Typer(help="Verification products (核验): owners define yes/no questions, banks ask them.",
+                         no_args_is_help=True)
+app.add_typer(verify_app, name="verify")
 
 @app.callback()
 def _global(
@@ -209,6 +212,53 @@ def audit_export(out_file: Annotated[Path, typer.Option("--out")] = Path("veilbo
     with client() as c:
         out_file.write_bytes(c.audit_export())
     out.print(f"wrote {out_file}")
+
+
+# -- verification ---------------------------------------------------------------------------------------
+def _param(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise typer.BadParameter(f"expected NAME=VALUE, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return name, value
+
+
+@verify_app.command("define")
+def verify_define(spec_file: Annotated[Path, typer.Argument(help="product JSON as in API.md (name, dataset, "
+                                                                  "subject_column, predicate, params)")]) -> None:
+    """Define a verification product over one of your datasets (owner); the predicate is vetted like SQL."""
+    with client() as c:
+        emit(c.define_verification(json.loads(spec_file.read_text())), True)
+
+
+@verify_app.command("list")
+def verify_list(as_json: JsonOpt = False) -> None:
+    with client() as c:
+        items = c.verifications()
+    t = Table("name", "dataset", "subject", "predicate", "params", "encrypted form")
+    for p in items:
+        form = p.get("encrypted_form")
+        t.add_row(p["name"], p["dataset"], p["subject_column"], p["predicate"],
+                  ", ".join(f"{k}: {v}" for k, v in p["params"].items()),
+                  f"{form['column']} {form['op']} :{form['param']}" if form else "-")
+    emit(items, as_json, t)
+
+
+@verify_app.command("check")
+def verify_check(
+    name: str,
+    agreement: Annotated[str, typer.Option(help="agreement id (agr_…)")],
+    subject: Annotated[str, typer.Option(help="the subject's identifier")],
+    consent: Annotated[str, typer.Option(help="reference to the subject's consent")],
+    param: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (JSON value), repeatable")] = None,
+) -> None:
+    """Ask a product's question about one subject (bank): prints the answer and the signed receipt."""
+    params = dict(_param(p) for p in (param or []))
+    with client() as c:
+        emit(c.check(name, agreement, subject, params, consent_ref=consent), True)
 
 
 cli_work.register(app)

@@ -227,3 +227,40 @@ class Client:
 
     def audit_public_key(self) -> dict[str, str]:
         return self._json("GET", "/v1/audit/public-key")
+
+    # --- verification and scoring ---
+    def define_verification(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Owner: define a verification product (API.md "Verification")."""
+        return self._json("POST", "/v1/verifications", json=spec)
+
+    def verifications(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/v1/verifications")
+
+    def verification(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/verifications/{name}")
+
+    def check(self, name: str, agreement_id: str, subject: str, params: dict[str, Any] | None = None, *,
+              consent_ref: str, purpose: str | None = None) -> dict[str, Any]:
+        """Bank: ``{"result": true|false, "receipt"}`` for one subject."""
+        body: dict[str, Any] = {"agreement_id": agreement_id, "subject": subject, "params": params or {},
+                                "consent_ref": consent_ref}
+        if purpose is not None:
+            body["purpose"] = purpose
+        return self._json("POST", f"/v1/verifications/{name}/check", json=body)
+
+    def check_encrypted(self, name: str, agreement_id: str, subjects: list[str], context: str, ciphertext: str, *,
+                        consent_ref: str, purpose: str | None = None) -> dict[str, Any]:
+        """Bank: masked-sign threshold checks under the bank's BFV key (see `veilbox.bank`)."""
+        body: dict[str, Any] = {"agreement_id": agreement_id, "subjects": subjects, "context": context,
+                                "ciphertext": ciphertext, "consent_ref": consent_ref}
+        if purpose is not None:
+            body["purpose"] = purpose
+        return self._json("POST", f"/v1/verifications/{name}/check-encrypted", json=body)
+
+    def score(self, model_id: str, context: str, ciphertexts: list[str], layout: str = "columns",
+              agreement_id: str | None = None) -> dict[str, Any]:
+        """Bank: encrypted logits of the bank's applicants (see `veilbox.bank.score_applicants`)."""
+        body: dict[str, Any] = {"context": context, "ciphertexts": ciphertexts, "layout": layout}
+        if agreement_id is not None:
+            body["agreement_id"] = agreement_id
+        return self._json("POST", f"/v1/models/{model_id}/score", json=body)

@@ -3,7 +3,8 @@
 Chapters: the city sets up the domain; owners register data (raw rows stay inside); analysts see only the
 declaration and a mock; the owner proposes agreements and the grantees accept; the operator runs DP
 statistics; the operator trains a DP credit model and a custom job, both reviewed and approved by the owner;
-the regulator verifies the audit chain.
+the bank verifies incomes (plain and encrypted) and scores applicants under encryption; the regulator verifies
+the audit chain.
 """
 
 from __future__ import annotations
@@ -192,6 +193,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
     from gateway.context import init_home, open_context
     from gateway.server import BackgroundServer
     from gateway.settings import Settings
+    from veilbox.demo_bank import chapter_bank
     from veilbox.demo_models import chapter_models
 
     started = time.monotonic()
@@ -212,6 +214,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
         chapter_agreements(story)
         chapter_queries(story)
         chapter_models(story)
+        chapter_bank(story)
         chapter_regulator(story)
     ctx.close()
     body = "\n".join(f"• {f}" for f in story.facts)

@@ -1,0 +1,342 @@
+"""Verification products (API.md "Verification", 核验): owners define yes/no questions, banks ask them.
+
+``POST /verifications`` (owner) vets the predicate (`sandbox.verify`) and records the product
+(`catalog.products`). ``POST /verifications/{name}/check`` (the bank under an active agreement with job kind
+``verify``) answers ``{"result": true|false, "receipt"}``: authorized and metered by `policies.authorize`
+(calls per day, checks per subject per day, distinct parameter values per subject per window), evaluated by one
+canonical statement on the dataset's locked worker, audited with the keyed subject hash (never the subject),
+the parameters' digest and the receipt's digest as the output. An unknown subject answers ``false`` through
+the same statement, the same metering and the same receipt shape; every answer and refusal is padded to the
+latency bucket (``VEILBOX_LATENCY_BUCKET_MS``).
+
+``POST /verifications/{name}/check-encrypted`` answers a batch of subjects against thresholds the service never
+sees: the bank sends a BFV public context and ``Enc(t)`` (one subject per slot) and gets
+``Enc(r·(x − t) + r')`` (`mpc.he.evaluate_masked_sign`). Only products of the form ``column >= :param`` /
+``column <= :param`` qualify. Every subject is metered (one check, and one *new* parameter value, since the
+threshold is hidden: the distinct-parameter cap bounds how many encrypted checks a subject can undergo per
+window) in one transaction, all or nothing.
+
+Receipts are ``vbr1.<payload>.<signature>`` (base64url): the payload names the product, agreement, hashed
+subject(s), digests of the parameters, consent reference and ciphertexts, the result (plain checks) and the
+time; the signature is Ed25519 by the service key (`GET /audit/public-key`) over ``veilbox-receipt|v1|`` +
+payload. `veilbox.bank.verify_receipt` checks one offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import json
+import math
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import APIRouter, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+import policies
+from catalog import products, registry
+from catalog.errors import INVALID_REQUEST, DomainError, invalid, not_found
+from catalog.products import Product, ProductSpec
+from catalog.registry import Dataset
+from gateway import jobflow
+from gateway.audit import AuditEvent
+from gateway.context import AppContext
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
+from gateway.identities import Principal
+from gateway.jobflow import actor_of
+from gateway.routes.agreements import note_expiry
+from mpc.he import SignBounds, evaluate_masked_sign_with, load_sign_context
+from policies import Action
+from policies import quotas as policy_quotas
+from policies.decision import CALL, meters_for
+from sandbox.verify import (
+    SUBJECT_RE,
+    VettedPredicate,
+    bind_params,
+    check_subject,
+    sign_box,
+    threshold_values,
+    vet_predicate,
+)
+
+router = APIRouter(tags=["verification"])
+
+#: Subjects per encrypted check (each is metered in the request's one transaction).
+MAX_ENCRYPTED_SUBJECTS = 1024
+RECEIPT_PREFIX = b"veilbox-receipt|v1|"
+SubjectField = Field(min_length=1, max_length=128, pattern=SUBJECT_RE.pattern,
+                     description="the subject's identifier in the product's subject column")
+ConsentField = Field(min_length=1, max_length=200, description="the bank's reference to the subject's consent "
+                                                               "(recorded as a digest)")
+
+
+class CheckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agreement_id: str = Field(max_length=64)
+    subject: str = SubjectField
+    params: dict[str, Any] = Field(default_factory=dict, examples=[{"threshold": 8000}])
+    consent_ref: str = ConsentField
+    purpose: str | None = Field(None, max_length=64, description="one of the agreement's purposes")
+
+
+class EncryptedCheckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agreement_id: str = Field(max_length=64)
+    subjects: list[str] = Field(min_length=1, max_length=MAX_ENCRYPTED_SUBJECTS,
+                                description="one subject per slot of the ciphertext, in slot order")
+    context: str = Field(description="base64 public BFV TenSEAL context (no secret key)")
+    ciphertext: str = Field(description="base64 Enc(t), one threshold per subject (Enc(-t) for `<=` products)")
+    consent_ref: str = ConsentField
+    purpose: str | None = Field(None, max_length=64)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class ContextCache:
+    """Validated public HE contexts per (principal, use, context digest), least recently used first out.
+
+    Validating a bank's context is the costliest step of an HE request (80–160 ms for 0.6–12 MB); a validated
+    context is safe to reuse for the same bank, never across banks (docs/mechanisms/he.md), so the principal is
+    part of the key. Each entry comes with its own lock: one evaluation at a time uses a TenSEAL object.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, ...], tuple[Any, threading.Lock]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...], load: Callable[[], T]) -> tuple[T, threading.Lock]:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+                return hit
+        value = load()  # raises on an invalid context: nothing is cached
+        entry = (value, threading.Lock())
+        with self._lock:
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return entry
+
+
+SIGN_CONTEXTS = ContextCache()
+
+
+_sleep = asyncio.sleep
+
+
+async def _pad(started: float, bucket_ms: int) -> None:
+    """Round the time spent on a request up to the next latency bucket (answers and refusals alike)."""
+    if bucket_ms <= 0:
+        return
+    bucket = bucket_ms / 1000
+    elapsed = time.monotonic() - started
+    target = max(1, math.ceil(elapsed / bucket)) * bucket
+    if target > elapsed:
+        await _sleep(target - elapsed)
+
+
+def _sha256(data: str | bytes) -> str:
+    return "sha256:" + hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def issue_receipt(ctx: AppContext, claims: dict[str, Any]) -> str:
+    """A signed, fixed-shape statement of what was answered (see the module docstring)."""
+    body = {"v": 1, "key_id": ctx.keys.key_id,
+            "issued_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "nonce": secrets.token_hex(16), **claims}
+    payload = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    signature = ctx.keys.signing.sign(RECEIPT_PREFIX + payload)
+    return f"vbr1.{_b64url(payload)}.{_b64url(signature)}"
+
+
+def _product(ctx: AppContext, name: str, ev: AuditEvent) -> tuple[Product, Dataset, VettedPredicate]:
+    """The product, its dataset and its predicate vetted against the declaration as it stands now."""
+    product = products.get_product(ctx.engine, name)
+    if product is None:
+        raise not_found("verification product")
+    ev.dataset = product.dataset
+    ev.details["product"] = product.name
+    ds = registry.get(ctx.engine, product.dataset)
+    if ds is None:
+        raise not_found("verification product")
+    vetted = vet_predicate(product.predicate, product.params, ds, product.subject_column)
+    return product, ds, vetted
+
+
+def _view(product: Product, vetted: VettedPredicate) -> dict[str, Any]:
+    return {**product.public(), **vetted.public()}
+
+
+def _authorize(ctx: AppContext, p: Principal, agreement_id: str, ds: Dataset, vetted: VettedPredicate,
+               consent_ref: str, purpose: str | None, subject_hash: str, params: dict[str, Any]) -> None:
+    note_expiry(ctx, agreement_id)
+    policies.authorize(ctx.engine, actor_of(p), Action.VERIFY_CHECK, agreement_id, datasets=[ds.name],
+                       columns={ds.name: sorted(vetted.columns)}, purpose=purpose, consent_ref=consent_ref,
+                       subject_hash=subject_hash, params=params)
+
+
+# --- products --------------------------------------------------------------------------------------------------
+
+
+def _define(ctx: AppContext, owner: Principal, spec: ProductSpec) -> dict[str, Any]:
+    ds = registry.get(ctx.engine, spec.dataset)
+    if ds is None or ds.owner != owner.name:
+        raise not_found("dataset")
+    if spec.subject_column not in ds.columns:
+        raise invalid("the subject column is not a column of the dataset",
+                      [{"field": "subject_column", "problem": "unknown column"}])
+    vetted = vet_predicate(spec.predicate, spec.params, ds, spec.subject_column)
+    return _view(products.define_product(ctx.engine, owner.name, spec), vetted)
+
+
+@router.post("/verifications", name="verify.define", status_code=status.HTTP_201_CREATED)
+def define(spec: ProductSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Define a verification product over one of your datasets (the predicate is vetted like SQL)."""
+    ev.dataset = spec.dataset
+    ev.details["product"] = spec.name
+    return _define(ctx, owner, spec)
+
+
+@router.get("/verifications", name="verify.list")
+def list_products(_: CurrentPrincipal, ctx: Ctx) -> list[dict[str, Any]]:
+    """Every product: its question (predicate template and parameter types), never any answer."""
+    out = []
+    for product in products.list_products(ctx.engine):
+        ds = registry.get(ctx.engine, product.dataset)
+        try:
+            vetted = vet_predicate(product.predicate, product.params, ds, product.subject_column) if ds else None
+        except DomainError:
+            vetted = None
+        out.append(_view(product, vetted) if vetted else {**product.public(), "available": False})
+    return out
+
+
+@router.get("/verifications/{name}", name="verify.show")
+def show(name: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    product, _ds, vetted = _product(ctx, name, ev)
+    return _view(product, vetted)
+
+
+# --- checks ----------------------------------------------------------------------------------------------------
+
+
+def _check(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: AuditEvent) -> dict[str, Any]:
+    subject_hash = ctx.keys.subject_hash(body.subject)
+    ev.subject_hash = subject_hash
+    consent = _sha256(body.consent_ref)
+    params_digest = policies.params_digest(body.params) if isinstance(body.params, dict) else None
+    ev.details.update(consent_digest=consent, params_digest=params_digest)
+    product, ds, vetted = _product(ctx, name, ev)
+    bound = bind_params(vetted, body.params)  # malformed parameters cost nothing
+    _authorize(ctx, p, body.agreement_id, ds, vetted, body.consent_ref, body.purpose, subject_hash, body.params)
+    worker = jobflow.runtime(ctx).engines.worker_for(ds)
+    result = check_subject(worker, vetted, body.subject, bound)
+    receipt = issue_receipt(ctx, {
+        "kind": "verification", "product": product.name, "agreement_id": body.agreement_id,
+        "subject_hash": subject_hash, "params_digest": params_digest, "consent_digest": consent,
+        "dataset_fingerprint": ds.fingerprint, "result": result})
+    ev.output_digest = _sha256(receipt)
+    return {"result": result, "receipt": receipt}
+
+
+@router.post("/verifications/{name}/check", name="verify.check")
+async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Ask the product's question about one subject: ``{"result": true|false, "receipt"}``. An unknown
+    subject answers ``false``, indistinguishably; answers and refusals are padded to the latency bucket."""
+    started = time.monotonic()
+    ev.agreement_id = body.agreement_id
+    try:
+        out: dict[str, Any] = await run_in_threadpool(_check, ctx, p, name, body, ev)
+        return out
+    finally:
+        await _pad(started, ctx.settings.latency_bucket_ms)
+
+
+def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str],
+                    params: dict[str, Any]) -> None:
+    """Meter every subject of an encrypted check in one transaction (all or nothing)."""
+    agreement = policies.load_agreement(ctx.engine, agreement_id)
+    if agreement is None:  # pragma: no cover - the decision just found it
+        raise not_found("agreement")
+    param_hash = policies.params_digest(params)
+    meters = meters_for(Action.VERIFY_CHECK)
+    now = dt.datetime.now(dt.UTC)
+    i = 0
+    try:
+        with ctx.engine.begin() as conn:
+            for i, h in enumerate(hashes):
+                subject_meters = meters if i == 0 else tuple(m for m in meters if m != CALL)
+                policy_quotas.consume_in(conn, agreement, p.name, subject_meters, now, h, param_hash)
+    except DomainError as e:
+        e.details = [*e.details, {"subject_index": i}]
+        raise
+
+
+def _check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedCheckBody,
+                     ev: AuditEvent) -> dict[str, Any]:
+    hashes = [ctx.keys.subject_hash(s) for s in body.subjects]
+    consent = _sha256(body.consent_ref)
+    request_digest = _sha256(body.context.encode() + b"|" + body.ciphertext.encode())
+    ev.details.update(subjects=len(hashes), subject_hashes=hashes, consent_digest=consent,
+                      request_digest=request_digest)
+    product, ds, vetted = _product(ctx, name, ev)
+    threshold = vetted.threshold
+    if threshold is None:
+        raise DomainError(INVALID_REQUEST, "this product has no encrypted form: only a single threshold "
+                                           "`column >= :param` or `column <= :param` qualifies")
+    # The threshold is hidden: each encrypted check counts as a new parameter value for every subject.
+    params = {"encrypted_threshold": _sha256(body.ciphertext)}
+    note_expiry(ctx, body.agreement_id)
+    policies.check(ctx.engine, actor_of(p), Action.VERIFY_CHECK, body.agreement_id, datasets=[ds.name],
+                   columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose, consent_ref=body.consent_ref,
+                   subject_hash=hashes[0], params=params).raise_if_denied()
+    bounds = SignBounds(*sign_box(threshold))
+    # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
+    # data read, result discarded) before any subject's allowance is used.
+    key = (p.name, "sign", repr(sign_box(threshold)), _sha256(body.context))
+    (public, plan), lock = SIGN_CONTEXTS.get(key, lambda: load_sign_context(body.context, bounds))
+    with lock:
+        evaluate_masked_sign_with(public, plan, body.ciphertext, [bounds.value_min] * len(hashes), bounds)
+    _meter_subjects(ctx, p, body.agreement_id, hashes, params)
+    worker = jobflow.runtime(ctx).engines.worker_for(ds)
+    values, _ = threshold_values(worker, vetted, body.subjects)
+    with lock:
+        out = evaluate_masked_sign_with(public, plan, body.ciphertext, values, bounds)
+    receipt = issue_receipt(ctx, {
+        "kind": "verification.encrypted", "product": product.name, "agreement_id": body.agreement_id,
+        "subjects": len(hashes), "subject_hashes_digest": _sha256("\n".join(hashes)), "consent_digest": consent,
+        "request_digest": request_digest, "output_digest": _sha256(out),
+        "dataset_fingerprint": ds.fingerprint})
+    ev.output_digest = _sha256(out)
+    return {"ciphertext": out, "receipt": receipt}
+
+
+@router.post("/verifications/{name}/check-encrypted", name="verify.check_encrypted")
+async def check_encrypted(name: str, body: EncryptedCheckBody, p: CurrentPrincipal, ctx: Ctx,
+                          ev: Audit) -> dict[str, Any]:
+    """Threshold checks for many subjects under the bank's BFV key: ``{"ciphertext"}`` decrypts, per slot, to
+    a value that is positive exactly when the subject passes (unknown subjects: negative)."""
+    started = time.monotonic()
+    ev.agreement_id = body.agreement_id
+    try:
+        out: dict[str, Any] = await run_in_threadpool(_check_encrypted, ctx, p, name, body, ev)
+        return out
+    finally:
+        await _pad(started, ctx.settings.latency_bucket_ms)
