@@ -1,5 +1,6 @@
-"""Handler-level fixtures for ``train`` jobs: a metadata store with the synthetic ``tax_income`` registered,
-agreements made with `policies`, jobs submitted, charged and started through `policies`, and a real `JobEnv`."""
+"""Handler-level fixtures shared by ``train`` and ``code`` jobs: a metadata store with the synthetic
+``tax_income`` registered, agreements made with `policies`, jobs submitted, charged and started through
+`policies`, and a real `JobEnv`."""
 
 from __future__ import annotations
 
@@ -78,10 +79,3 @@ def world(tmp_path: Path, city_data: Generated) -> World:
     env.models_dir.mkdir()
     env.work_dir.mkdir()
     return World(engine, ds, env, tmp_path)
-
-
-@pytest.fixture
-def train_spec() -> dict[str, Any]:
-    return {"dataset": "tax_income", "features": list(FEATURES), "label": "has_default",
-            "model": "logistic_regression", "epochs": 1, "batch_size": 256, "epsilon": 2.0, "delta": 1e-5,
-            "max_grad_norm": 1.0}
