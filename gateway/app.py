@@ -18,7 +18,7 @@ from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from gateway import errors
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
-from gateway.routes import agreements, audit, datasets, jobs, models, principals, system, verifications
+from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
 from gateway.worker import JobWorker
 
 log = logging.getLogger("veilbox.gateway")
@@ -114,7 +114,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     app.include_router(system.router)
     for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
-              audit.router):
+              secagg.router, audit.router):
         app.include_router(r, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
     return app

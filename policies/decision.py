@@ -62,6 +62,7 @@ class Action(StrEnum):
     JOB_RESULT = "job.result"
     VERIFY_CHECK = "verify.check"
     MODEL_SCORE = "model.score"
+    SECAGG_AGGREGATE = "secagg.aggregate"
     USAGE_READ = "usage.read"
     BUDGET_READ = "budget.read"
 
@@ -114,6 +115,9 @@ RULES: Mapping[Action, Rule] = {
     ),
     Action.MODEL_SCORE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="score",
                              meters=(CALL, SCORE)),
+    # Opening a secure-aggregation round and releasing its sum (federated training rounds: job kind "train").
+    Action.SECAGG_AGGREGATE: Rule(_GRANTEE, _ACTIVE, grantee_roles=frozenset({Role.OPERATOR}), scope=True,
+                                  job_kind="train", meters=(CALL,)),
     Action.USAGE_READ: Rule(_READERS, ALL_STATES),
     Action.BUDGET_READ: Rule(_READERS, ALL_STATES),
 }

@@ -261,6 +261,154 @@ def verify_check(
         emit(c.check(name, agreement, subject, params, consent_ref=consent), True)
 
 
+# -- secure aggregation and federated training ---------------------------------------------------------------------
+secagg_app = typer.Typer(help="Secure aggregation: an operator opens a round, holders join; only the sum leaves.",
+                         no_args_is_help=True)
+federated_app = typer.Typer(help="Federated DP training over secure aggregation (holders keep their rows).",
+                            no_args_is_help=True)
+app.add_typer(secagg_app, name="secagg")
+app.add_typer(federated_app, name="federated")
+RoundOpt = Annotated[str, typer.Option("--round", help="round id (sa-…)")]
+
+
+@secagg_app.command("open")
+def secagg_open(
+    agreement: Annotated[str, typer.Option(help="agreement id (agr_…) with job kind train")],
+    participant: Annotated[list[str], typer.Option(help="participant principal name, repeatable (order matters)")],
+    threshold: Annotated[int, typer.Option(help="t: a strict majority of the participants")],
+    length: Annotated[int, typer.Option(help="words per input vector")],
+    modulus_bits: int = 32,
+    stage_timeout: Annotated[float, typer.Option(help="seconds before a stage closes on its own")] = 300.0,
+) -> None:
+    """Open a round (operator); prints its id and public config."""
+    with client() as c:
+        emit(c.secagg_open(agreement, participant, threshold, length, modulus_bits=modulus_bits,
+                           stage_timeout_s=stage_timeout), True)
+
+
+@secagg_app.command("status")
+def secagg_status(round_id: RoundOpt) -> None:
+    with client() as c:
+        emit(c.secagg_round(round_id), True)
+
+
+@secagg_app.command("close")
+def secagg_close(round_id: RoundOpt) -> None:
+    """End the current stage now (the round's opener)."""
+    with client() as c:
+        emit(c.secagg_close(round_id), True)
+
+
+@secagg_app.command("join")
+def secagg_join(
+    round_id: RoundOpt,
+    vector_file: Annotated[Path | None, typer.Option(help=".npy vector: integer words, or floats with --clip")] = None,
+    parquet: Annotated[Path | None, typer.Option(help="Parquet file: contribute the sums of --column")] = None,
+    column: Annotated[list[str] | None, typer.Option(help="column to sum (with --parquet), repeatable")] = None,
+    clip: Annotated[float | None, typer.Option(help="fixed-point bound for float inputs")] = None,
+    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 3600.0,
+) -> None:
+    """Take part in a round as a holder: your vector leaves only masked."""
+    from veilbox.secagg_client import join_round, round_config, vector_from_npy, vector_from_parquet
+
+    if (vector_file is None) == (parquet is None):
+        raise typer.BadParameter("give exactly one of --vector-file or --parquet")
+    with client() as c:
+        config = round_config(c.secagg_round(round_id))
+        if vector_file is not None:
+            vector = vector_from_npy(vector_file, config, clip)
+        else:
+            if clip is None or not column:
+                raise typer.BadParameter("--parquet needs --column (repeatable) and --clip")
+            assert parquet is not None
+            vector = vector_from_parquet(parquet, column, config, clip)
+        outcome = join_round(c, round_id, vector, config=config, timeout_s=timeout)
+    emit({"round_id": outcome.round_id, "name": outcome.name, "sent": list(outcome.sent),
+          "survived": outcome.survived}, True)
+
+
+@secagg_app.command("result")
+def secagg_result(
+    round_id: RoundOpt,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the round to finish (≤ 30)")] = 25.0,
+    clip: Annotated[float | None, typer.Option(help="decode a fixed-point sum with this bound")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the sum to this .npy file")] = None,
+) -> None:
+    """The sum of the survivors' inputs (the round's opener)."""
+    import numpy as np
+
+    from mpc.secagg import FixedPoint
+    from veilbox.secagg_client import decode_sum
+
+    with client() as c:
+        result = c.secagg_result(round_id, wait=wait)
+        if not result["ready"]:
+            emit(result, True)
+            raise typer.Exit(3)
+        total = decode_sum(result)
+        values: Any = total
+        if clip is not None:
+            n = len(c.secagg_round(round_id)["config"]["participants"])
+            values = FixedPoint(clip, n, result["modulus_bits"]).decode_sum(total)
+    if out_file is not None:
+        np.save(out_file, values)
+    emit({k: v for k, v in result.items() if k != "sum"} | {"values": [float(v) for v in values[:20]],
+                                                             "values_shown": min(20, len(values))}, True)
+
+
+@federated_app.command("train")
+def federated_train(
+    agreement: Annotated[str, typer.Option(help="agreement id (agr_…) with job kind train")],
+    holder: Annotated[list[str], typer.Option(help="holder principal name, repeatable")],
+    declaration: Annotated[Path, typer.Option(help="the dataset declaration (.spec.json) the holders share")],
+    feature: Annotated[list[str], typer.Option(help="feature column, repeatable")],
+    label: Annotated[str, typer.Option(help="label column (two-value domain)")],
+    threshold: Annotated[int, typer.Option(help="t: rounds release only with at least t survivors")],
+    rounds: Annotated[int, typer.Option(help="Newton rounds (one secure-aggregation round each)")] = 4,
+    epsilon: Annotated[float, typer.Option(help="total ε over all rounds")] = 2.0,
+    delta: Annotated[float, typer.Option(help="total δ")] = 1e-5,
+    max_rows_per_holder: int = 100_000,
+    stage_timeout: Annotated[float, typer.Option(help="seconds before a stage closes without the silent")] = 120.0,
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the model card (JSON) here")] = None,
+) -> None:
+    """Coordinate a federated DP training (operator): the holders run `veilbox federated join`."""
+    from veilbox.federated import Coordinator, FederatedPlan, encoding_from_declaration
+
+    encoding = encoding_from_declaration(json.loads(declaration.read_text()), feature, label)
+    plan = FederatedPlan.calibrate(encoding, holder, threshold, rounds, epsilon, delta,
+                                   max_rows_per_holder=max_rows_per_holder)
+    err.print(f"plan {plan.plan_id}: σ_local={plan.sigma_local:,.1f} steps of γ={plan.gamma:.3g}; "
+              f"vector length {plan.vector_length}")
+    with client() as c:
+        model = Coordinator(c, agreement, plan, stage_timeout_s=stage_timeout).train(
+            lambda r, _: err.print(f"round {r.index}: survivors {list(r.survivors)}"
+                                   + (f" (aborted: {r.aborted})" if r.aborted else "")))
+    card = model.card()
+    if out_file is not None:
+        out_file.write_text(json.dumps(card, indent=2))
+    emit(card, True)
+
+
+@federated_app.command("join")
+def federated_join(
+    data: Annotated[Path, typer.Option(help="your Parquet file (it never leaves this machine)")],
+    max_epsilon: Annotated[float | None, typer.Option(help="refuse plans above this ε")] = None,
+    max_delta: Annotated[float | None, typer.Option(help="refuse plans above this δ")] = None,
+    plan: Annotated[str | None, typer.Option(help="only this plan id")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="your record of contributions (default: DATA.ledger.json)")
+                      ] = None,
+    timeout: Annotated[float, typer.Option(help="stop after this many seconds")] = 3600.0,
+) -> None:
+    """Answer federated training rounds as a holder: checks each plan, adds its noise, joins over secure aggregation."""
+    from veilbox.federated import Holder
+
+    ledger = ledger or data.with_name(data.name + ".ledger.json")
+    with client() as c:
+        report = Holder(c, data, max_epsilon=max_epsilon, max_delta=max_delta, plan_id=plan,
+                        ledger=ledger).run(timeout_s=timeout)
+    emit({"name": report.name, "joined": report.joined, "refused": report.refused}, True)
+
+
 cli_work.register(app)
 
 

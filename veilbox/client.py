@@ -264,3 +264,41 @@ class Client:
         if agreement_id is not None:
             body["agreement_id"] = agreement_id
         return self._json("POST", f"/v1/models/{model_id}/score", json=body)
+
+    # --- secure aggregation ---
+    def secagg_open(self, agreement_id: str, participants: list[str], threshold: int, vector_length: int, *,
+                    modulus_bits: int = 32, stage_timeout_s: float | None = None,
+                    task: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Operator: open a secure-aggregation round → its status (``id``, public ``config``, ``stage``…)."""
+        body: dict[str, Any] = {"agreement_id": agreement_id, "participants": participants, "threshold": threshold,
+                                "vector_length": vector_length, "modulus_bits": modulus_bits}
+        if stage_timeout_s is not None:
+            body["stage_timeout_s"] = stage_timeout_s
+        if task is not None:
+            body["task"] = task
+        return self._json("POST", "/v1/secagg/rounds", json=body)
+
+    def secagg_rounds(self, waiting_for_me: bool = False, wait: float = 0.0) -> list[dict[str, Any]]:
+        """The rounds you opened or take part in; ``waiting_for_me``: only those waiting for your message
+        (long-polls up to ``wait`` seconds for one)."""
+        params: dict[str, Any] = {"waiting_for_me": waiting_for_me, "wait": wait} if waiting_for_me else {}
+        return self._json("GET", "/v1/secagg/rounds", params=params)
+
+    def secagg_round(self, round_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/secagg/rounds/{round_id}")
+
+    def secagg_close(self, round_id: str) -> dict[str, Any]:
+        """Opener: end the current stage now."""
+        return self._json("POST", f"/v1/secagg/rounds/{round_id}/close")
+
+    def secagg_send(self, round_id: str, endpoint: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Participant: post one protocol message to ``keys``, ``shares``, ``masked`` or ``unmask``."""
+        return self._json("POST", f"/v1/secagg/rounds/{round_id}/{endpoint}", json=message)
+
+    def secagg_published(self, round_id: str, what: str, wait: float = 0.0) -> dict[str, Any]:
+        """``keys`` (roster), ``shares`` (your envelopes) or ``survivors``: ``{"stage", "ready", "message"…}``."""
+        return self._json("GET", f"/v1/secagg/rounds/{round_id}/{what}", params={"wait": wait})
+
+    def secagg_result(self, round_id: str, wait: float = 0.0) -> dict[str, Any]:
+        """Opener: ``{"ready": true, "sum": <base64 uint32 LE>, "survivors", "output_digest"…}`` once done."""
+        return self._json("GET", f"/v1/secagg/rounds/{round_id}/result", params={"wait": wait})

@@ -194,6 +194,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
     from gateway.server import BackgroundServer
     from gateway.settings import Settings
     from veilbox.demo_bank import chapter_bank
+    from veilbox.demo_federated import chapter_federated
     from veilbox.demo_models import chapter_models
 
     started = time.monotonic()
@@ -215,6 +216,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
         chapter_queries(story)
         chapter_models(story)
         chapter_bank(story)
+        chapter_federated(story)
         chapter_regulator(story)
     ctx.close()
     body = "\n".join(f"• {f}" for f in story.facts)

@@ -50,6 +50,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "job.result": ("operator bank", "active"),  # exit clause seal_outputs
     "verify.check": ("bank", "active"),
     "model.score": ("bank", "active"),
+    "secagg.aggregate": ("operator", "active"),
     "usage.read": (READERS, ALL),
     "budget.read": (READERS, ALL),
 }

@@ -1,0 +1,285 @@
+"""Secure aggregation over HTTP (API.md "Secure aggregation"): the server learns the sum of the survivors' vectors.
+
+``POST /secagg/rounds`` (an operator, grantee of an active agreement whose job kinds include ``train``:
+`policies.Action.SECAGG_AGGREGATE`) opens a round for named participants (principals of any role but admin and
+regulator) → ``201 {"id", "config", ...}``. Participants then drive the Bonawitz et al. protocol of `mpc.secagg`,
+one message kind per endpoint, each message's ``sender`` being the authenticated principal:
+
+    POST /secagg/rounds/{id}/keys      AdvertiseKeys   →  GET .../keys       the key roster (U1)
+    POST /secagg/rounds/{id}/shares    ShareKeys       →  GET .../shares     the caller's envelopes (U2)
+    POST /secagg/rounds/{id}/masked    MaskedInput     →  GET .../survivors  the survivor list (U3)
+    POST /secagg/rounds/{id}/unmask    UnmaskShares    →  GET .../result     (opener only) the sum
+
+The ``GET`` endpoints answer ``{"round_id", "stage", "ready", "message", "abort_reason"}`` and accept ``?wait=S``
+(≤ 30 s) to wait for the next stage instead of polling. ``GET /secagg/rounds/{id}`` is the round's public state,
+``POST .../close`` lets the opener end a stage before its deadline, ``GET /secagg/rounds`` lists the caller's
+rounds. The result is released only to the opener, re-authorized at release time (a revoked or suspended
+agreement releases nothing), audited with ``output_digest`` = sha256 of the sum. Every request carries the round's
+agreement in its audit entry, so the agreement's owner sees the round in their audit scope. Round state, limits
+and the restart behaviour: `gateway.secagg_rounds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+import policies
+from catalog.errors import INVALID_REQUEST, DomainError
+from gateway import identities
+from gateway.audit import AuditEvent
+from gateway.deps import Audit, Ctx, CurrentPrincipal
+from gateway.identities import Principal, RoleName
+from gateway.jobflow import actor_of
+from gateway.routes.agreements import note_expiry
+from gateway.secagg_rounds import (
+    DEFAULT_STAGE_TIMEOUT_S,
+    KINDS,
+    MAX_PARTICIPANTS,
+    Published,
+    Released,
+    Round,
+    RoundRegistry,
+    max_message_bytes,
+    rounds_for,
+)
+from policies import Action
+
+router = APIRouter(tags=["secure aggregation"])
+
+MAX_WAIT_S = 30.0
+POLL_S = 0.05
+PARTICIPANT_ROLES = frozenset({RoleName.OWNER, RoleName.OPERATOR, RoleName.BANK})
+
+
+class OpenRound(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agreement_id: str = Field(max_length=64, description="an active agreement you are the grantee of, with job "
+                                                         "kind `train`")
+    participants: list[str] = Field(min_length=2, max_length=MAX_PARTICIPANTS,
+                                    description="principal names; their order fixes Shamir points and mask signs")
+    threshold: int = Field(description="t: a strict majority (n/2 < t ≤ n); the round survives n − t dropouts")
+    vector_length: int = Field(ge=1, description="L: words per input vector")
+    modulus_bits: int = Field(32, ge=1, le=32, description="inputs and the sum live in Z_{2^m}")
+    stage_timeout_s: float = Field(DEFAULT_STAGE_TIMEOUT_S, description="each stage closes at the latest this "
+                                                                        "long after it began")
+    task: dict[str, Any] | None = Field(None, description="public JSON shown to the participants (what to "
+                                                          "contribute); never secrets or raw data")
+
+
+def _message_schema(kind: str) -> dict[str, Any]:
+    model = KINDS[kind]
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def _registry(ctx: Any) -> RoundRegistry:
+    return rounds_for(ctx)
+
+
+def _note(ev: AuditEvent, rnd: Round, closed: list[dict[str, Any]] | None = None) -> None:
+    ev.agreement_id = rnd.agreement_id
+    ev.details.update(round_id=rnd.id, stage=rnd.stage.value)
+    if closed:
+        ev.details["closed"] = closed
+
+
+def _check_participants(ctx: Any, names: list[str]) -> None:
+    bad = []
+    for name in dict.fromkeys(names):
+        p = identities.by_name(ctx.engine, name)
+        if p is None or p.role not in PARTICIPANT_ROLES:
+            bad.append({"participant": name[:200], "problem": "not a principal that may take part (admin and "
+                                                              "regulator never do)"})
+    if bad:
+        raise DomainError(INVALID_REQUEST, "every participant must be an owner, operator or bank principal", bad)
+
+
+async def _read_message(request: Request, rnd: Round, kind: str) -> Any:
+    limit = max_message_bytes(rnd.config, kind)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise DomainError(INVALID_REQUEST, f"message larger than this round allows ({limit} bytes)")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise DomainError(INVALID_REQUEST, "the body is not JSON") from None
+
+
+async def _settle(fetch: Any, wait: float) -> Any:
+    """Call ``fetch`` (in the thread pool) until its answer is settled or ``wait`` seconds have passed."""
+    deadline = time.monotonic() + wait
+    while True:
+        view = await run_in_threadpool(fetch)
+        if getattr(view, "settled", True) or time.monotonic() >= deadline:
+            return view
+        await asyncio.sleep(POLL_S)
+
+
+WaitQuery = Query(0.0, ge=0.0, le=MAX_WAIT_S, description="seconds to wait for the stage to be ready")
+
+
+# --- rounds ----------------------------------------------------------------------------------------------------
+
+@router.post("/secagg/rounds", name="secagg.open", status_code=status.HTTP_201_CREATED)
+async def open_round(body: OpenRound, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Open a round (an operator under an active agreement with job kind `train`)."""
+    ev.agreement_id = body.agreement_id
+
+    def run() -> dict[str, Any]:
+        note_expiry(ctx, body.agreement_id)
+        policies.authorize(ctx.engine, actor_of(p), Action.SECAGG_AGGREGATE, body.agreement_id)
+        _check_participants(ctx, body.participants)
+        rnd = _registry(ctx).open(
+            p.name, body.agreement_id, body.participants, body.threshold, body.vector_length, body.modulus_bits,
+            stage_timeout_s=body.stage_timeout_s, task=body.task, max_body_bytes=ctx.settings.max_body_bytes)
+        _note(ev, rnd)
+        ev.details.update(participants=list(rnd.config.participants[:100]), n=len(rnd.config.participants),
+                          threshold=rnd.config.threshold, vector_length=rnd.config.vector_length,
+                          modulus_bits=rnd.config.modulus_bits)
+        return _registry(ctx).status(rnd, p.name)
+
+    out: dict[str, Any] = await run_in_threadpool(run)
+    return out
+
+
+@dataclass(frozen=True)
+class _Listing:
+    rounds: list[dict[str, Any]]
+
+    @property
+    def settled(self) -> bool:
+        return bool(self.rounds)
+
+
+@router.get("/secagg/rounds", name="secagg.list")
+async def list_rounds(p: CurrentPrincipal, ctx: Ctx,
+                      waiting_for_me: bool = Query(False, description="only rounds whose current stage waits for "
+                                                                      "a message from you"),
+                      wait: float = WaitQuery) -> list[dict[str, Any]]:
+    """The rounds you opened or take part in (in memory: a restart forgets them); with ``waiting_for_me`` and
+    ``wait``, waits until one needs your message (how holders learn of new rounds)."""
+    reg = _registry(ctx)
+
+    def fetch() -> _Listing:
+        return _Listing([reg.status(r, p.name) for r in reg.visible(p.name, waiting_for=waiting_for_me)])
+
+    listing: _Listing = await _settle(fetch, wait if waiting_for_me else 0.0)
+    return listing.rounds
+
+
+@router.get("/secagg/rounds/{round_id}", name="secagg.show")
+def show_round(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """The round's public config, stage, deadline, survivors and task."""
+    reg = _registry(ctx)
+    rnd = reg.get(round_id, p.name)
+    out = reg.status(rnd, p.name)
+    _note(ev, rnd)
+    return out
+
+
+@router.post("/secagg/rounds/{round_id}/close", name="secagg.close")
+def close_stage(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """The opener ends the current stage now; fewer than the threshold aborts the round."""
+    reg = _registry(ctx)
+    rnd = reg.get(round_id, p.name)
+    closed = reg.close(rnd, p.name)
+    _note(ev, rnd, closed)
+    return reg.status(rnd, p.name)
+
+
+# --- participants' messages --------------------------------------------------------------------------------------
+
+async def _submit(kind: str, round_id: str, request: Request, p: Principal, ctx: Any, ev: AuditEvent) -> dict[str, Any]:
+    reg = _registry(ctx)
+    rnd = reg.get(round_id, p.name)
+    _note(ev, rnd)
+    data = await _read_message(request, rnd, kind)
+    closed = await run_in_threadpool(reg.submit, rnd, p.name, kind, data)
+    _note(ev, rnd, closed)
+    return {"round_id": rnd.id, "accepted": KINDS[kind].model_fields["kind"].default, "stage": rnd.stage.value}
+
+
+async def _published(what: str, round_id: str, p: Principal, ctx: Any, ev: AuditEvent, wait: float) -> dict[str, Any]:
+    reg = _registry(ctx)
+    rnd = reg.get(round_id, p.name)
+    view: Published = await _settle(lambda: reg.publish(rnd, p.name, what), wait)
+    _note(ev, rnd)
+    ev.details["ready"] = view.ready
+    return view.to_json()
+
+
+@router.post("/secagg/rounds/{round_id}/keys", name="secagg.keys.send", openapi_extra=_message_schema("keys"))
+async def send_keys(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Stage 0: your two fresh public keys (`AdvertiseKeys`)."""
+    return await _submit("keys", round_id, request, p, ctx, ev)
+
+
+@router.get("/secagg/rounds/{round_id}/keys", name="secagg.keys.roster")
+async def key_roster(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
+                     ) -> dict[str, Any]:
+    """The public keys of everyone who advertised (`KeyRoster`), once stage 0 has closed."""
+    return await _published("keys", round_id, p, ctx, ev, wait)
+
+
+@router.post("/secagg/rounds/{round_id}/shares", name="secagg.shares.send", openapi_extra=_message_schema("shares"))
+async def send_shares(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Stage 1: one encrypted envelope of Shamir shares per neighbour (`ShareKeys`)."""
+    return await _submit("shares", round_id, request, p, ctx, ev)
+
+
+@router.get("/secagg/rounds/{round_id}/shares", name="secagg.shares.forwarded")
+async def forwarded_shares(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
+                           ) -> dict[str, Any]:
+    """The envelopes addressed to you (`ForwardedShares`), once stage 1 has closed."""
+    return await _published("shares", round_id, p, ctx, ev, wait)
+
+
+@router.post("/secagg/rounds/{round_id}/masked", name="secagg.masked.send", openapi_extra=_message_schema("masked"))
+async def send_masked(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Stage 2: your masked input vector (`MaskedInput`)."""
+    return await _submit("masked", round_id, request, p, ctx, ev)
+
+
+@router.get("/secagg/rounds/{round_id}/survivors", name="secagg.survivors")
+async def survivors(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
+                    ) -> dict[str, Any]:
+    """The survivors whose inputs are summed (`UnmaskRequest`), once stage 2 has closed."""
+    return await _published("survivors", round_id, p, ctx, ev, wait)
+
+
+@router.post("/secagg/rounds/{round_id}/unmask", name="secagg.unmask.send", openapi_extra=_message_schema("unmask"))
+async def send_unmask(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Stage 3: shares of the survivors' self-mask seeds and of the dropped clients' mask keys (`UnmaskShares`)."""
+    return await _submit("unmask", round_id, request, p, ctx, ev)
+
+
+@router.get("/secagg/rounds/{round_id}/result", name="secagg.result")
+async def result(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
+                 ) -> dict[str, Any]:
+    """The opener: the sum of the survivors' inputs (mod 2^m) and the survivor list — nothing else."""
+    reg = _registry(ctx)
+    rnd = reg.get(round_id, p.name)
+    _note(ev, rnd)
+    view: Released | Published = await _settle(lambda: reg.result(rnd, p.name), wait)
+    if isinstance(view, Published):
+        ev.details["ready"] = False
+        return view.to_json()
+
+    def release() -> None:  # re-authorize at release: a revoked or suspended agreement releases nothing
+        note_expiry(ctx, rnd.agreement_id)
+        policies.authorize(ctx.engine, actor_of(p), Action.SECAGG_AGGREGATE, rnd.agreement_id)
+
+    await run_in_threadpool(release)
+    _note(ev, rnd)
+    ev.output_digest = view.digest
+    ev.details.update(ready=True, survivors=len(view.survivors))
+    return view.to_json()
