@@ -216,7 +216,7 @@ def gateway_rounds(quick: bool) -> dict[str, Any]:
                     break
                 if st["stage"] == "masked_input" and st["pending"] and set(st["pending"]) <= dropped:
                     operator.secagg_close(rnd["id"])
-                time.sleep(0.01)
+                time.sleep(0.05)
             result = operator.secagg_result(rnd["id"], wait=30)
             wall = time.perf_counter() - start
             for th in threads:

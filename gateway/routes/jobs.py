@@ -8,8 +8,6 @@ charge at submission. The embedded worker runs approved jobs; the release gate l
 
 from __future__ import annotations
 
-import asyncio
-import math
 import time
 from typing import Any
 
@@ -18,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 import policies
-from gateway import jobflow
+from gateway import jobflow, latency
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.jobflow import actor_of
@@ -179,19 +177,6 @@ async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audi
     return out
 
 
-_sleep = asyncio.sleep
-
-
-async def _pad(started: float, bucket_ms: int) -> None:
-    if bucket_ms <= 0:
-        return
-    bucket = bucket_ms / 1000
-    elapsed = time.monotonic() - started
-    target = max(1, math.ceil(elapsed / bucket)) * bucket
-    if target > elapsed:
-        await _sleep(target - elapsed)
-
-
 @router.post("/queries", name="query.run", responses={202: {"description": "waiting for the owner's approval"}})
 async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, response: Response) -> dict[str, Any]:
     """Run a DP query: 200 with the noisy answer when the agreement auto-approves (the budget is charged
@@ -218,4 +203,4 @@ async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, r
         ev.output_digest = out["output_digest"]
         return {"job_id": done.id, "state": done.state.value, **out["result"]}
     finally:
-        await _pad(started, ctx.settings.latency_bucket_ms)
+        await latency.pad(started, ctx.settings.latency_bucket_ms)

@@ -33,13 +33,14 @@ import policies
 from catalog import models as model_registry
 from catalog.errors import INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError, not_found
 from catalog.models import ModelRecord
+from gateway import latency
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal
 from gateway.jobflow import actor_of
 from gateway.routes.agreements import note_expiry
-from gateway.routes.verifications import ContextCache, _pad
+from gateway.routes.verifications import ContextCache
 from mpc.he import LinearModel, load_scoring_context, score_columns, score_rows, scores_exposed
 from policies import Action
 from sandbox.train import load_linear_weights
@@ -185,4 +186,4 @@ async def score(model_id: str, body: ScoreBody, p: CurrentPrincipal, ctx: Ctx, e
         out: dict[str, Any] = await run_in_threadpool(_score, ctx, p, model_id, body, ev)
         return out
     finally:
-        await _pad(started, ctx.settings.latency_bucket_ms)
+        await latency.pad(started, ctx.settings.latency_bucket_ms)

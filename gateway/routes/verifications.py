@@ -24,12 +24,10 @@ payload. `veilbox.bank.verify_receipt` checks one offline.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
-import math
 import secrets
 import threading
 import time
@@ -46,7 +44,7 @@ from catalog import products, registry
 from catalog.errors import INVALID_REQUEST, DomainError, invalid, not_found
 from catalog.products import Product, ProductSpec
 from catalog.registry import Dataset
-from gateway import jobflow
+from gateway import jobflow, latency
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
@@ -132,20 +130,6 @@ class ContextCache:
 
 
 SIGN_CONTEXTS = ContextCache()
-
-
-_sleep = asyncio.sleep
-
-
-async def _pad(started: float, bucket_ms: int) -> None:
-    """Round the time spent on a request up to the next latency bucket (answers and refusals alike)."""
-    if bucket_ms <= 0:
-        return
-    bucket = bucket_ms / 1000
-    elapsed = time.monotonic() - started
-    target = max(1, math.ceil(elapsed / bucket)) * bucket
-    if target > elapsed:
-        await _sleep(target - elapsed)
 
 
 def _sha256(data: str | bytes) -> str:
@@ -266,7 +250,7 @@ async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: A
         out: dict[str, Any] = await run_in_threadpool(_check, ctx, p, name, body, ev)
         return out
     finally:
-        await _pad(started, ctx.settings.latency_bucket_ms)
+        await latency.pad(started, ctx.settings.latency_bucket_ms)
 
 
 def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str],
@@ -339,4 +323,4 @@ async def check_encrypted(name: str, body: EncryptedCheckBody, p: CurrentPrincip
         out: dict[str, Any] = await run_in_threadpool(_check_encrypted, ctx, p, name, body, ev)
         return out
     finally:
-        await _pad(started, ctx.settings.latency_bucket_ms)
+        await latency.pad(started, ctx.settings.latency_bucket_ms)

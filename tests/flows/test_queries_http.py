@@ -152,33 +152,19 @@ def test_an_interrupted_job_is_failed_and_refunded_at_restart(parties):
 
 
 def test_query_answers_and_errors_are_padded_to_the_latency_bucket(parties, monkeypatch):
-    """Every /v1/queries answer, success or refusal, goes through the padding (fake clock; no timing asserted)."""
-    import asyncio
-    from types import SimpleNamespace
-
-    from gateway.routes import jobs as routes
+    """Every /v1/queries answer, success or refusal, goes through the padding (`gateway.latency`, unit-tested in
+    tests/gateway/test_latency.py; no timing asserted)."""
+    from gateway import latency
 
     calls: list[int] = []
-    real = routes._pad
 
     async def spy(started: float, bucket_ms: int) -> None:
         calls.append(bucket_ms)
 
-    monkeypatch.setattr(routes, "_pad", spy)
+    monkeypatch.setattr(latency, "pad", spy)
     monkeypatch.setitem(parties.service.settings.__dict__, "latency_bucket_ms", 50)
     ag = parties.agreement()
     parties.operator.query(ag["id"], COUNT_BY_DISTRICT, 0.1)
     _err(parties.operator.query, ag["id"], "SELECT * FROM tax_income", 0.1)
     _err(parties.bank.query, ag["id"], COUNT_BY_DISTRICT, 0.1)
     assert calls == [50, 50, 50]
-
-    ticks = iter([10.0, 10.07])
-    slept: list[float] = []
-
-    async def fake_sleep(s: float) -> None:
-        slept.append(s)
-
-    monkeypatch.setattr(routes, "time", SimpleNamespace(monotonic=lambda: next(ticks)))
-    monkeypatch.setattr(routes, "_sleep", fake_sleep)
-    asyncio.run(real(next(ticks), 50))  # 70 ms elapsed → padded to 100 ms
-    assert len(slept) == 1 and abs(slept[0] - 0.03) < 1e-9
