@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from typing import TypedDict, Unpack
 
 from sqlalchemy import Engine
 
@@ -58,45 +59,38 @@ def build_context(
     )
 
 
-def check(
-    engine: Engine,
-    actor: Actor,
-    action: Action,
-    agreement_id: str,
-    *,
-    now: dt.datetime | None = None,
-    datasets: Iterable[str] = (),
-    columns: Mapping[str, Iterable[str]] | None = None,
-    purpose: str | None = None,
-    job_kind: str | None = None,
-    consent_ref: str | None = None,
-    cost: Budget | None = None,
-    subject_hash: str | None = None,
-    params: Mapping[str, object] | None = None,
-) -> Decision:
-    """The decision for a request (every reason), without raising or metering."""
+class RequestFacts(TypedDict, total=False):
+    """What a request asks for, as `check` and `authorize` take it (every key optional)."""
+
+    datasets: Iterable[str]
+    columns: Mapping[str, Iterable[str]] | None
+    purpose: str | None
+    job_kind: str | None
+    consent_ref: str | None
+    cost: Budget | None
+    subject_hash: str | None
+    params: Mapping[str, object] | None
+
+
+def _context(engine: Engine, actor: Actor, action: Action, agreement_id: str, now: dt.datetime,
+             facts: RequestFacts) -> tuple[DecisionContext, str | None]:
+    params = facts.get("params")
     param_hash = quotas.params_digest(params) if params is not None else None
-    return decide(build_context(
-        engine, actor, action, agreement_id, aware(now), datasets=datasets, columns=columns, purpose=purpose,
-        job_kind=job_kind, consent_ref=consent_ref, cost=cost, subject_hash=subject_hash, param_hash=param_hash))
+    ctx = build_context(
+        engine, actor, action, agreement_id, now, datasets=facts.get("datasets", ()), columns=facts.get("columns"),
+        purpose=facts.get("purpose"), job_kind=facts.get("job_kind"), consent_ref=facts.get("consent_ref"),
+        cost=facts.get("cost"), subject_hash=facts.get("subject_hash"), param_hash=param_hash)
+    return ctx, param_hash
 
 
-def authorize(
-    engine: Engine,
-    actor: Actor,
-    action: Action,
-    agreement_id: str,
-    *,
-    now: dt.datetime | None = None,
-    datasets: Iterable[str] = (),
-    columns: Mapping[str, Iterable[str]] | None = None,
-    purpose: str | None = None,
-    job_kind: str | None = None,
-    consent_ref: str | None = None,
-    cost: Budget | None = None,
-    subject_hash: str | None = None,
-    params: Mapping[str, object] | None = None,
-) -> Agreement:
+def check(engine: Engine, actor: Actor, action: Action, agreement_id: str, *, now: dt.datetime | None = None,
+          **facts: Unpack[RequestFacts]) -> Decision:
+    """The decision for a request (every reason), without raising or metering."""
+    return decide(_context(engine, actor, action, agreement_id, aware(now), facts)[0])
+
+
+def authorize(engine: Engine, actor: Actor, action: Action, agreement_id: str, *, now: dt.datetime | None = None,
+              **facts: Unpack[RequestFacts]) -> Agreement:
     """Decide ``action`` and raise on denial; on allow consume the action's meters. Returns the agreement.
 
     For ``verify.check`` pass the verification product's dataset and predicate columns, the hashed
@@ -105,15 +99,12 @@ def authorize(
     and charges in the job's own transaction.
     """
     now = aware(now)
-    param_hash = quotas.params_digest(params) if params is not None else None
-    ctx = build_context(engine, actor, action, agreement_id, now, datasets=datasets, columns=columns,
-                        purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, cost=cost,
-                        subject_hash=subject_hash, param_hash=param_hash)
+    ctx, param_hash = _context(engine, actor, action, agreement_id, now, facts)
     decide(ctx).raise_if_denied()
     assert ctx.agreement is not None
     meters = meters_for(ctx.action)
     if meters:
-        quotas.consume(engine, ctx.agreement, actor.name, meters, now=now, subject_hash=subject_hash,
+        quotas.consume(engine, ctx.agreement, actor.name, meters, now=now, subject_hash=facts.get("subject_hash"),
                        param_hash=param_hash)
     return ctx.agreement
 
