@@ -286,8 +286,19 @@ def secagg_open(
                            stage_timeout_s=stage_timeout), True)
 
 
+@secagg_app.command("list")
+def secagg_list(
+    waiting: Annotated[bool, typer.Option("--waiting", help="only rounds whose current stage waits for you")] = False,
+    wait: Annotated[float, typer.Option(help="with --waiting: seconds to wait for one (≤ 30)")] = 0.0,
+) -> None:
+    """The rounds you opened or take part in (holders: `--waiting` shows the rounds to join)."""
+    with client() as c:
+        emit(c.secagg_rounds(waiting_for_me=waiting, wait=wait), True)
+
+
 @secagg_app.command("status")
 def secagg_status(round_id: RoundOpt) -> None:
+    """A round's public config, stage, deadline, survivors and task (the opener also sees who is pending)."""
     with client() as c:
         emit(c.secagg_round(round_id), True)
 

@@ -34,6 +34,10 @@ def test_holders_join_from_the_shell_and_the_operator_reads_the_sum(world, tmp_p
     assert opened.returncode == 0, opened.stderr
     round_id = json.loads(opened.stdout)["id"]
 
+    listed = json.loads(_cli(url, world.holders[joining[0]], "secagg", "list", "--waiting").stdout)
+    assert [r["id"] for r in listed] == [round_id]  # how a holder learns a round waits for it
+    assert json.loads(_cli(url, world.stranger, "secagg", "list").stdout) == []
+
     values = {name: np.array([1.5, -2.25, 0.0, 10.0]) * (i + 1) for i, name in enumerate(joining)}
     procs = []
     for name in joining:
