@@ -34,10 +34,6 @@ def test_holders_join_from_the_shell_and_the_operator_reads_the_sum(world, tmp_p
     assert opened.returncode == 0, opened.stderr
     round_id = json.loads(opened.stdout)["id"]
 
-    listed = json.loads(_cli(url, world.holders[joining[0]], "secagg", "list", "--waiting").stdout)
-    assert [r["id"] for r in listed] == [round_id]  # how a holder learns a round waits for it
-    assert json.loads(_cli(url, world.stranger, "secagg", "list").stdout) == []
-
     values = {name: np.array([1.5, -2.25, 0.0, 10.0]) * (i + 1) for i, name in enumerate(joining)}
     procs = []
     for name in joining:
@@ -74,6 +70,9 @@ def test_holders_join_from_the_shell_and_the_operator_reads_the_sum(world, tmp_p
 def test_join_refuses_bad_input_before_sending_anything(world, tmp_path: Path) -> None:
     url = world.parties.service.url
     rnd = world.open(threshold=3, length=4)
+    listed = json.loads(_cli(url, world.holders[world.names[0]], "secagg", "list", "--waiting").stdout)
+    assert [r["id"] for r in listed] == [rnd["id"]]  # how a holder learns that a round waits for it
+    assert json.loads(_cli(url, world.stranger, "secagg", "list").stdout) == []
     np.save(tmp_path / "long.npy", np.arange(5, dtype=np.uint32))
     np.save(tmp_path / "floats.npy", np.ones(4))
     for vector, extra in (("long.npy", []), ("floats.npy", [])):
