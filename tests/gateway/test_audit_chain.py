@@ -153,3 +153,38 @@ def _dict_rows(con):
     rows = con.execute("SELECT * FROM audit_entries ORDER BY seq").fetchall()
     con.row_factory = None
     return rows
+
+
+def test_an_unsigned_tail_is_caught(template, tmp_path):
+    """Rows appended after the signed head (copied, correctly chained, but never signed) are reported."""
+    log, con = fresh(template, tmp_path)
+    cols = ",".join(c.name for c in t.audit_entries.c)
+    con.execute(f"INSERT INTO audit_entries ({cols}) SELECT {cols.replace('seq', 'seq + 1', 1)} FROM audit_entries "
+                f"WHERE seq = {N}")
+    r = log.verify()
+    assert not r.ok and r.first_bad_seq == N + 1 and "without a signature" in (r.reason or "")
+
+
+def test_verification_during_appends_never_reports_a_break(template, tmp_path):
+    """A busy log is verified up to the signed head it read first; concurrent appends are not mistaken for a
+    tampered tail."""
+    import threading
+
+    log, _ = fresh(template, tmp_path)
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set() and i < 400:
+            log.append(AuditEvent(actor="busy", role="operator", action="query.run", details={"i": i}))
+            i += 1
+
+    th = threading.Thread(target=writer)
+    th.start()
+    try:
+        reports = [log.verify() for _ in range(25)]
+    finally:
+        stop.set()
+        th.join()
+    assert all(r.ok for r in reports), [r for r in reports if not r.ok][:1]
+    assert log.verify().ok
