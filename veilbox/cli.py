@@ -214,6 +214,45 @@ def audit_export(out_file: Annotated[Path, typer.Option("--out")] = Path("veilbo
     out.print(f"wrote {out_file}")
 
 
+@audit_app.command("lineage")
+def audit_lineage(key: Annotated[str, typer.Argument(help="an output digest (sha256:…) or a job id")],
+                  as_json: JsonOpt = False) -> None:
+    """Where a released output came from: job, agreement, dataset fingerprints, model, audit entries (regulator)."""
+    with client() as c:
+        tr = c.lineage(key)
+    t = Table("step", "what")
+    t.add_row("output", f"{tr['output_digest']} (by {tr['produced_by']})")
+    if tr["job"]:
+        j = tr["job"]
+        t.add_row("job", f"{j['id']} {j['kind']} {j['state']}, by {j['created_by']}, approved by {j['approved_by']}")
+    if tr["model"]:
+        t.add_row("model", f"{tr['model']['id']} certificate {tr['model']['certificate_id']}")
+    if tr["agreement"]:
+        a = tr["agreement"]
+        t.add_row("agreement", f"{a['id']} {a['owner']} → {a['grantee']} ({a['state']}, v{a['version']})")
+    for d in tr["datasets"]:
+        t.add_row("dataset", f"{d['name']} {d['fingerprint_bound']}" + ("" if d["unchanged"] else " (changed since)"))
+    t.add_row("entries", ", ".join(str(e["seq"]) for e in tr["entries"]))
+    emit(tr, as_json, t)
+
+
+@audit_app.command("report")
+def audit_report(
+    month: Annotated[str, typer.Option(help="YYYY-MM (UTC)")],
+    fmt: Annotated[str, typer.Option("--format", help="json | pdf | parquet (the month's entries)")] = "json",
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the PDF or Parquet here")] = None,
+) -> None:
+    """The monthly report: counts per agreement, dataset and product, ε debited, chain status (regulator)."""
+    with client() as c:
+        data = c.audit_report(month, fmt)
+    if fmt == "json":
+        emit(data, True)
+        return
+    target = out_file or Path(f"veilbox-{'report' if fmt == 'pdf' else 'audit'}-{month}.{fmt}")
+    target.write_bytes(data)
+    out.print(f"wrote {target}")
+
+
 # -- verification ---------------------------------------------------------------------------------------
 def _param(text: str) -> tuple[str, Any]:
     name, sep, raw = text.partition("=")

@@ -225,6 +225,15 @@ class Client:
     def audit_export(self) -> bytes:
         return self.request("GET", "/v1/audit/export", params={"format": "parquet"}).content
 
+    def lineage(self, key: str) -> dict[str, Any]:
+        """Regulator: output digest or job id → job → agreement → datasets (``GET /v1/lineage/{key}``)."""
+        return self._json("GET", f"/v1/lineage/{key}")
+
+    def audit_report(self, month: str, format: str = "json") -> Any:
+        """Regulator: the monthly report as JSON, or the bytes of its PDF / the month's entries as Parquet."""
+        r = self.request("GET", "/v1/audit/report", params={"month": month, "format": format})
+        return r.json() if format == "json" else r.content
+
     def audit_public_key(self) -> dict[str, str]:
         return self._json("GET", "/v1/audit/public-key")
 

@@ -9,6 +9,8 @@ the audit chain.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import shutil
 import tempfile
 import time
@@ -177,7 +179,7 @@ def chapter_queries(story: Story) -> None:
                            f"answers and then got {e.code}")
 
 
-def chapter_regulator(story: Story) -> None:
+def chapter_regulator(story: Story, home: Path | None = None) -> None:
     reg = story.clients["regulator"]
     v = reg.audit_verify()
     page = reg.audit(limit=1000)
@@ -186,6 +188,19 @@ def chapter_regulator(story: Story) -> None:
                        f"({denied} denied or failed calls recorded too), head {str(v['head'])[:16]}…")
     if not v["ok"]:
         raise SystemExit(f"audit chain verification failed at seq {v['first_bad_seq']}")
+    model_id = story.state.get("model_id")
+    if model_id:  # lineage: the released model → its job → the agreement → the fingerprints it was trained on
+        tr = reg.lineage(reg.model(model_id)["output_digest"])
+        ds = ", ".join(f"{d['name']} {d['fingerprint_bound'][:19]}…" for d in tr["datasets"])
+        story.facts.append(f"regulator: model {model_id} traced to job {tr['job']['id']} (approved by "
+                           f"{tr['job']['approved_by']}) under {tr['agreement']['id']}, trained on {ds}")
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    rep = reg.audit_report(month)
+    if home is not None:
+        (home / f"report-{month}.pdf").write_bytes(reg.audit_report(month, "pdf"))
+    story.facts.append(f"regulator: monthly report {month}: {rep['entries']} entries, {len(rep['agreements'])} "
+                       f"agreements, {len(rep['products'])} products"
+                       + (f"; PDF at {home / f'report-{month}.pdf'}" if home is not None else ""))
 
 
 def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
@@ -217,7 +232,13 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
         chapter_models(story)
         chapter_bank(story)
         chapter_federated(story)
-        chapter_regulator(story)
+        chapter_regulator(story, home)
     ctx.close()
+    tokens = home / "tokens.json"  # demo only: lets you sign in to the console as each party afterwards
+    tokens.write_text(json.dumps({role: c._http.headers["Authorization"].split()[1]
+                                  for role, c in story.clients.items()}, indent=1))
+    tokens.chmod(0o600)
     body = "\n".join(f"• {f}" for f in story.facts)
-    story.say("What happened", body + f"\n\ndone in {time.monotonic() - started:.1f}s; home: {home}")
+    story.say("What happened", body + f"\n\ndone in {time.monotonic() - started:.1f}s; home: {home}\n"
+              f"browse it: veilbox serve --home {settings.home}, open http://127.0.0.1:8000/console and sign in "
+              f"with a token from {tokens}")

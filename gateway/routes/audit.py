@@ -6,14 +6,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlalchemy import and_, select
 
 from catalog import _tables as ct
 from catalog.errors import invalid
 from gateway import _tables as t
 from gateway.audit import scope_for
-from gateway.deps import Ctx, CurrentPrincipal, Regulator
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Regulator
 from gateway.identities import Principal
+from gateway.lineage import trace
+from gateway.reports import entries_parquet, month_bounds, monthly, render_pdf
 from policies import _tables as pt
 
 router = APIRouter(tags=["audit"])
@@ -75,6 +78,36 @@ async def export(_: Regulator, ctx: Ctx, format: str = Query("parquet")) -> Resp
     data = await run_in_threadpool(ctx.audit.export_parquet)
     return Response(data, media_type="application/vnd.apache.parquet",
                     headers={"Content-Disposition": 'attachment; filename="veilbox-audit.parquet"'})
+
+
+@router.get("/audit/report", name="audit.report")
+async def monthly_report(_: Regulator, ctx: Ctx, month: str = Query(..., description="YYYY-MM (UTC)"),
+                         format: str = Query("json", description="json | pdf | parquet (the month's entries)"),
+                         ) -> Response:
+    """The regulator's monthly report: counts per agreement, dataset and product, ε debited, chain status."""
+    if format not in ("json", "pdf", "parquet"):
+        raise invalid("format must be json, pdf or parquet", [{"field": "format"}])
+    month_bounds(month)
+    if format == "parquet":
+        data = await run_in_threadpool(entries_parquet, ctx, month)
+        return Response(data, media_type="application/vnd.apache.parquet",
+                        headers={"Content-Disposition": f'attachment; filename="veilbox-audit-{month}.parquet"'})
+    rep = await run_in_threadpool(monthly, ctx, month)
+    if format == "pdf":
+        pdf = await run_in_threadpool(render_pdf, rep)
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="veilbox-report-{month}.pdf"'})
+    return JSONResponse(rep.as_json())
+
+
+@router.get("/lineage/{key:path}", name="audit.lineage")
+def output_lineage(key: str, _: Regulator, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """Where a released output came from: output digest (or job id) → job → agreement → dataset fingerprints,
+    the model record and every audit entry carrying it."""
+    out = trace(ctx, key)
+    ev.agreement_id = (out.get("agreement") or {}).get("id")
+    ev.details["key"] = key[:100]
+    return out
 
 
 @router.get("/audit/public-key", name="audit.public_key")

@@ -16,7 +16,7 @@ def test_models_chapter_runs_on_the_demo_agreements(service, city_data):
     chapter_models(story)
     new = story.facts[before:]
     assert len(new) == 2, new
-    assert story.state["model_id"] and "DP credit-default model" in new[0]
+    assert story.state.get("model_id") and "DP credit-default model" in new[0], new
     assert "custom" in new[1]
     ag = story.state["agreement:operator"]
     jobs = story.clients["operator"].jobs()
