@@ -34,7 +34,8 @@ lint: $(STAMP_DEV)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-# The console tests (web console issue) drive Debian chromium through Playwright; `make browser` installs it.
+# The console tests drive Debian chromium through Playwright (never Playwright's own download); `make test` runs
+# `make browser` first, which installs it when missing.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -46,7 +47,7 @@ sandbox-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "bubblewrap missing: the custom-code runner will refuse to run"; fi; }
 
-test: $(STAMP_DEV) sandbox-deps
+test: $(STAMP_DEV) sandbox-deps browser
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
@@ -54,4 +55,4 @@ bench: $(STAMP_DEV)
 	@for f in bench/*.py; do $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) .veilbox .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .veilbox .mypy_cache .ruff_cache .pytest_cache test-artifacts

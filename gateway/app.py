@@ -11,11 +11,12 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
-from gateway import errors
+from gateway import console, errors
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
@@ -85,8 +86,17 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     @app.middleware("http")
     async def audit_every_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if not request.url.path.startswith("/v1/"):
+        path = request.url.path
+        if path.startswith("/console"):  # the console's pages: audited like the API, framed by no one
+            response = await (call_next(request) if path.startswith("/console/static/") else
+                              audited(request, call_next))
+            response.headers.update(console.SECURITY_HEADERS)
+            return response
+        if not path.startswith("/v1/"):
             return await call_next(request)
+        return await audited(request, call_next)
+
+    async def audited(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         ev = AuditEvent(details={"method": request.method})
         request.state.audit = ev
         response: Response | None = None
@@ -99,7 +109,8 @@ def create_app(ctx: AppContext) -> FastAPI:
             response = errors.error_response(code, message, details)
         finally:
             route: Any = request.scope.get("route")
-            ev.action = getattr(route, "name", None) or "unmatched"
+            if ev.action == "unknown":  # a handler may name its action more precisely than its route
+                ev.action = getattr(route, "name", None) or "unmatched"
             ev.details["path"] = getattr(route, "path", None) or "unmatched"
             ev.details["status"] = response.status_code if response is not None else 500
             ev.details["ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -113,6 +124,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         return response
 
     app.include_router(system.router)
+    app.mount("/console/static", StaticFiles(directory=console.STATIC_DIR), name="console.static")
+    app.include_router(console.router)
     for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
               secagg.router, audit.router):
         app.include_router(r, prefix="/v1")

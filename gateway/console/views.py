@@ -1,0 +1,547 @@
+"""The console's pages. Every page and form calls the same library functions as the JSON API (`policies`,
+`gateway.jobflow`, `catalog.registry`, `gateway.audit`, `gateway.lineage`, `gateway.reports`), so the console
+can do nothing the API would refuse; the audit middleware records every console request like an API call
+(``console.*`` actions, the signed-in principal as actor). Refusals render a page that says why, with the
+error catalog's code and HTTP status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+import policies
+from catalog import registry
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError, not_found
+from catalog.mock import mock_table
+from gateway import errors, identities, jobflow, lineage, reports
+from gateway.audit import AuditEvent, scope_for
+from gateway.console import charts
+from gateway.console.sessions import (
+    COOKIE,
+    COOKIE_PATH,
+    LOGIN_CSRF_COOKIE,
+    Session,
+    SessionEnded,
+    SessionStore,
+    same_token,
+)
+from gateway.context import AppContext
+from gateway.routes.agreements import _check_grantee, note_expiry
+from gateway.routes.audit import PUBLIC_FIELDS
+from gateway.routes.datasets import public_view
+
+__all__ = ["STATIC_DIR", "router"]
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(prefix="/console", include_in_schema=False)
+PAGE = 100
+MOCK_ROWS = 10
+P = ParamSpec("P")
+
+
+class CsrfFailed(Exception):
+    pass
+
+
+# --- plumbing ------------------------------------------------------------------------------------------------
+
+def _ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def _ev(request: Request) -> AuditEvent:
+    ev = getattr(request.state, "audit", None)
+    if ev is None:
+        ev = request.state.audit = AuditEvent()
+    return ev
+
+
+def _store(ctx: AppContext) -> SessionStore:
+    s = ctx.settings
+    return SessionStore(ctx.engine, dt.timedelta(minutes=s.console_idle_minutes),
+                        dt.timedelta(hours=s.console_session_hours))
+
+
+def _session(request: Request) -> Session:
+    session = _store(_ctx(request)).load(request.cookies.get(COOKIE))
+    ev = _ev(request)
+    ev.actor, ev.role = session.principal.name, session.principal.role.value
+    return session
+
+
+def _actor(session: Session) -> policies.Actor:
+    return jobflow.actor_of(session.principal)
+
+
+def _require(session: Session, *roles: str) -> None:
+    if session.principal.role.value not in roles:
+        raise DomainError(POLICY_DENIED, f"This page is for {' or '.join(roles)} principals; you are signed in as "
+                          f"{session.principal.role.value}.", [{"reason": "role.not_allowed"}])
+
+
+async def _form(request: Request, session: Session) -> dict[str, str]:
+    """The posted form, after the CSRF checks (origin, then the session's token in constant time)."""
+    origin = request.headers.get("origin")
+    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+        raise CsrfFailed("the form was posted from another site")
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    if not same_token(form.get("csrf"), session.csrf):
+        raise CsrfFailed("the form's security token is missing or wrong")
+    return form
+
+
+def render(request: Request, template: str, session: Session | None, status: int = 200, **values: Any) -> Response:
+    return templates.TemplateResponse(request, template, {"session": session, "me": session.principal
+                                                          if session else None, **values}, status_code=status)
+
+
+def _refusal(request: Request, session: Session | None, code: str, message: str, details: Any = None) -> Response:
+    ev = _ev(request)
+    ev.decision, ev.code = ("error" if code == "INTERNAL" else "deny"), code
+    status = errors.CATALOG.get(code, (500, ""))[0]
+    return render(request, "refused.html", session, status=status, code=code, message=message,
+                  details=details or [])
+
+
+def guarded(fn: Callable[P, Any]) -> Callable[P, Any]:
+    """Turn refusals into pages: an ended session → the sign-in page with the reason (401); a CSRF failure → 403
+    with the reason; a `DomainError` → its code, message and status."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        request = kwargs["request"]
+        assert isinstance(request, Request)
+        try:
+            return await fn(*args, **kwargs)
+        except SessionEnded as e:
+            ev = _ev(request)
+            ev.decision, ev.code = "deny", UNAUTHENTICATED
+            ev.details["reason"] = "console.session"
+            return _login_page(request, e.reason, status=401)
+        except CsrfFailed as e:
+            ev = _ev(request)
+            ev.details["reason"] = "console.csrf"
+            session = getattr(request.state, "console_session", None)
+            return _refusal(request, session, POLICY_DENIED, f"Refused: {e}. Reload the page and try again.")
+        except DomainError as e:
+            return _refusal(request, getattr(request.state, "console_session", None), e.code, e.message, e.details)
+
+    return wrapper
+
+
+async def _signed_in(request: Request, *roles: str) -> Session:
+    session = await run_in_threadpool(_session, request)
+    request.state.console_session = session
+    if roles:
+        _require(session, *roles)
+    return session
+
+
+async def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def _redirect(url: str) -> Response:
+    return RedirectResponse(url, status_code=303)
+
+
+# --- sign in and out -----------------------------------------------------------------------------------------------
+
+def _login_page(request: Request, message: str | None = None, status: int = 200) -> Response:
+    token = secrets.token_urlsafe(32)
+    resp = render(request, "login.html", None, status=status, csrf=token, message=message)
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path=COOKIE_PATH,
+                    secure=_ctx(request).settings.tls_terminated, max_age=3600)
+    return resp
+
+
+@router.get("/login", name="console.login.page")
+async def login_page(request: Request) -> Response:
+    return _login_page(request)
+
+
+@router.post("/login", name="console.login")
+async def login(request: Request) -> Response:
+    ctx, ev = _ctx(request), _ev(request)
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    if not same_token(form.get("csrf"), request.cookies.get(LOGIN_CSRF_COOKIE) or "\0"):
+        ev.decision, ev.code, ev.details["reason"] = "deny", POLICY_DENIED, "console.csrf"
+        return _login_page(request, "The sign-in form expired or was posted from elsewhere; please try again.",
+                           status=403)
+    principal = await _run(identities.authenticate, ctx.engine, form.get("token", "").strip())
+    if principal is None:
+        ev.decision, ev.code = "deny", UNAUTHENTICATED
+        return _login_page(request, "That token is not valid (unknown, disabled or expired).", status=401)
+    value, session = await _run(_store(ctx).create, principal)
+    ev.actor, ev.role = principal.name, principal.role.value
+    resp = _redirect("/console/")
+    resp.set_cookie(COOKIE, value, httponly=True, samesite="strict", path=COOKIE_PATH,
+                    secure=ctx.settings.tls_terminated, expires=session.expires_at)
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
+    return resp
+
+
+@router.post("/logout", name="console.logout")
+@guarded
+async def logout(request: Request) -> Response:
+    session = await _signed_in(request)
+    await _form(request, session)
+    await _run(_store(_ctx(request)).revoke, request.cookies.get(COOKIE))
+    resp = _login_page(request, "You are signed out.")
+    resp.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return resp
+
+
+@router.get("/", name="console.home")
+@guarded
+async def home(request: Request) -> Response:
+    session = await _signed_in(request)
+    ctx, actor = _ctx(request), _actor(session)
+
+    def load() -> dict[str, Any]:
+        ags = policies.list_agreements(ctx.engine, actor)
+        jobs = policies.jobs_visible_to(ctx.engine, actor)
+        pending = [j for j in jobs if j.state.value == "pending_approval"]
+        awaiting = [j for j in jobs if j.state.value == "succeeded"]
+        return {"agreements": [a.public() for a in ags], "pending": pending, "awaiting": awaiting,
+                "jobs": len(jobs)}
+
+    return render(request, "home.html", session, **await _run(load))
+
+
+# --- datasets ---------------------------------------------------------------------------------------------------
+
+@router.get("/datasets", name="console.datasets")
+@guarded
+async def datasets(request: Request) -> Response:
+    session = await _signed_in(request)
+    rows = await _run(lambda: [public_view(d, session.principal) for d in registry.list_all(_ctx(request).engine)])
+    return render(request, "datasets.html", session, datasets=rows)
+
+
+@router.get("/datasets/{name}", name="console.dataset")
+@guarded
+async def dataset(request: Request, name: str) -> Response:
+    session = await _signed_in(request)
+    _ev(request).dataset = name[:63]
+    ds = await _run(registry.get, _ctx(request).engine, name)
+    if ds is None:
+        raise not_found("dataset")
+    mock = mock_table(ds.name, ds.columns, MOCK_ROWS, 0)
+    return render(request, "dataset.html", session, ds=public_view(ds, session.principal),
+                  mock_columns=mock.column_names, mock_rows=[list(r.values()) for r in mock.to_pylist()])
+
+
+# --- agreements ---------------------------------------------------------------------------------------------------
+
+@router.get("/agreements", name="console.agreements")
+@guarded
+async def agreements(request: Request) -> Response:
+    session = await _signed_in(request)
+    ags = await _run(policies.list_agreements, _ctx(request).engine, _actor(session))
+    return render(request, "agreements.html", session, agreements=[a.public() for a in ags])
+
+
+@router.get("/agreements/new", name="console.agreement.new")
+@guarded
+async def agreement_new(request: Request) -> Response:
+    session = await _signed_in(request, "owner")
+    ctx = _ctx(request)
+    mine = [d for d in await _run(registry.list_all, ctx.engine) if d.owner == session.principal.name]
+    grantees = [p for p in await _run(identities.list_principals, ctx.engine) if p.role.value in ("operator", "bank")]
+    today = dt.datetime.now(dt.UTC).date()
+    return render(request, "agreement_new.html", session, datasets=mine, grantees=grantees,
+                  valid_from=today.isoformat(), valid_until=today.replace(year=today.year + 1).isoformat(),
+                  kinds=("query", "train", "code", "verify", "score"))
+
+
+def _split(value: str) -> list[str]:
+    return [x.strip() for x in value.replace("\n", ",").split(",") if x.strip()]
+
+
+def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
+    """The agreement document from the form's fields (the library validates it, every problem reported)."""
+    if form.get("document", "").strip():
+        try:
+            pasted = json.loads(form["document"])
+        except ValueError:
+            raise DomainError(INVALID_REQUEST, "the JSON document is not valid JSON") from None
+        if not isinstance(pasted, dict):
+            raise DomainError(INVALID_REQUEST, "the JSON document must be an object")
+        return pasted
+    ds = form.get("dataset", "")
+
+    def num(name: str, default: str) -> Any:
+        raw = form.get(name, "").strip() or default
+        try:
+            return int(raw) if raw.isdigit() else float(raw)
+        except ValueError:
+            raise DomainError(INVALID_REQUEST, f"{name} must be a number", [{"field": name}]) from None
+
+    doc: dict[str, Any] = {
+        "title": form.get("title", ""), "grantee": form.get("grantee", ""), "datasets": [ds] if ds else [],
+        "columns": {ds: _split(form.get("columns", ""))} if ds else {}, "purposes": _split(form.get("purposes", "")),
+        "job_kinds": kinds, "valid_from": f"{form.get('valid_from', '')}T00:00:00Z",
+        "valid_until": f"{form.get('valid_until', '')}T00:00:00Z",
+        "budget": {"epsilon": num("epsilon", "1"), "delta": form.get("delta", "").strip() or "1e-6"},
+        "min_group_units": num("min_group_units", "10"), "approval": form.get("approval", "owner_each_job"),
+        "quotas": {"calls_per_day": num("calls_per_day", "1000")},
+    }
+    return doc
+
+
+@router.post("/agreements", name="console.agreement.create")
+@guarded
+async def agreement_create(request: Request) -> Response:
+    session = await _signed_in(request, "owner")
+    raw = await request.form()
+    form = await _form(request, session)
+    kinds = [str(k) for k in raw.getlist("job_kinds")]
+    ctx, ev = _ctx(request), _ev(request)
+    doc = _document(form, kinds)
+
+    def create() -> policies.Agreement:
+        _check_grantee(ctx, doc)
+        return policies.create_agreement(ctx.engine, _actor(session), doc)
+
+    ag = await _run(create)
+    ev.agreement_id, ev.dataset = ag.id, ",".join(ag.document.datasets)
+    ev.details.update(grantee=ag.grantee, document_hash=ag.document_hash)
+    return _redirect(f"/console/agreements/{ag.id}")
+
+
+@router.get("/agreements/{agreement_id}", name="console.agreement")
+@guarded
+async def agreement(request: Request, agreement_id: str) -> Response:
+    session = await _signed_in(request)
+    ctx, actor, ev = _ctx(request), _actor(session), _ev(request)
+    ev.agreement_id = agreement_id[:40]
+
+    def load() -> dict[str, Any]:
+        note_expiry(ctx, agreement_id)
+        ag = policies.get_agreement(ctx.engine, actor, agreement_id)
+        budget = policies.read_budget(ctx.engine, actor, agreement_id).as_json()
+        today = dt.datetime.now(dt.UTC).date()
+        usage = policies.read_usage(ctx.engine, actor, agreement_id, today - dt.timedelta(days=30), today).as_json()
+        jobs = policies.jobs_visible_to(ctx.engine, actor, agreement_id=agreement_id)
+        return {"ag": ag.public(), "budget": budget, "usage": usage, "jobs": jobs}
+
+    data = await _run(load)
+    b = data["budget"]
+    gauge = charts.gauge(b["epsilon_spent"], b["epsilon_total"], label="ε")
+    return render(request, "agreement.html", session, gauge=gauge, **data)
+
+
+@router.post("/agreements/{agreement_id}/{action}", name="console.agreement.transition")
+@guarded
+async def agreement_transition(request: Request, agreement_id: str, action: str) -> Response:
+    ev = _ev(request)
+    ev.action, ev.agreement_id = f"console.agreement.{action[:20]}", agreement_id[:40]
+    session = await _signed_in(request)
+    await _form(request, session)
+    fns: dict[str, Callable[..., Any]] = {"accept": policies.accept, "suspend": policies.suspend,
+                                          "resume": policies.resume, "revoke": policies.revoke}
+    if action not in fns:
+        raise not_found("action")
+    ctx = _ctx(request)
+
+    def run() -> None:
+        note_expiry(ctx, agreement_id)
+        fns[action](ctx.engine, _actor(session), agreement_id)
+
+    await _run(run)
+    return _redirect(f"/console/agreements/{agreement_id}")
+
+
+# --- jobs ---------------------------------------------------------------------------------------------------------
+
+@router.get("/jobs", name="console.jobs")
+@guarded
+async def jobs(request: Request, state: str | None = None) -> Response:
+    session = await _signed_in(request)
+    rows = await _run(policies.jobs_visible_to, _ctx(request).engine, _actor(session), state=state or None)
+    rows = sorted(rows, key=lambda j: j.created_at, reverse=True)
+    return render(request, "jobs.html", session, jobs=rows, state=state or "")
+
+
+@router.get("/jobs/{job_id}", name="console.job")
+@guarded
+async def job(request: Request, job_id: str) -> Response:
+    session = await _signed_in(request)
+    ctx, actor, ev = _ctx(request), _actor(session), _ev(request)
+    ev.details["job_id"] = job_id[:64]
+
+    def load() -> dict[str, Any]:
+        j = policies.get_job(ctx.engine, actor, job_id)
+        ev.agreement_id = j.agreement_id
+        out: dict[str, Any] = {"job": j, "review": None, "result": None}
+        if session.principal.role.value == "owner":
+            out["review"] = jobflow.review_job(ctx, actor, job_id)
+        if j.state.value == "released":
+            try:
+                out["result"] = jobflow.job_result(ctx, actor, job_id)
+            except DomainError as e:
+                out["result_refused"] = e.message
+        return out
+
+    data = await _run(load)
+    pretty = json.dumps(data["job"].spec, indent=2, sort_keys=True, ensure_ascii=False)
+    return render(request, "job.html", session, spec_text=pretty, json=json, **data)
+
+
+@router.post("/jobs/{job_id}/{action}", name="console.job.decide")
+@guarded
+async def job_decide(request: Request, job_id: str, action: str) -> Response:
+    ev = _ev(request)
+    ev.action = f"console.job.{action[:20]}"
+    ev.details["job_id"] = job_id[:64]
+    session = await _signed_in(request, "owner")
+    form = await _form(request, session)
+    ctx, actor = _ctx(request), _actor(session)
+
+    def run() -> None:
+        if action == "approve":
+            j = jobflow.approve_job(ctx, actor, job_id, form.get("spec_hash", ""))
+            ev.epsilon, ev.delta = str(j.cost.epsilon), str(j.cost.delta)
+        elif action == "reject":
+            reason = form.get("reason", "").strip()
+            if not reason:
+                raise DomainError(INVALID_REQUEST, "a rejection needs a reason the grantee will read",
+                                  [{"field": "reason"}])
+            j = jobflow.reject_job(ctx, actor, job_id, reason[:500])
+            ev.details["reason"] = reason[:500]
+        elif action == "release":
+            j, digest = jobflow.release_job(ctx, actor, job_id)
+            ev.output_digest = digest
+        else:
+            raise not_found("action")
+        ev.agreement_id = j.agreement_id
+        ev.dataset = ",".join(j.datasets) or None
+
+    await _run(run)
+    return _redirect(f"/console/jobs/{job_id}")
+
+
+# --- regulator ----------------------------------------------------------------------------------------------------
+
+AUDIT_FILTERS = ("agreement_id", "dataset", "actor", "action", "decision", "ts_from", "ts_to")
+
+
+@router.get("/audit", name="console.audit")
+@guarded
+async def audit(request: Request, since: int = 0) -> Response:
+    session = await _signed_in(request, "regulator", "owner")
+    ctx = _ctx(request)
+    filters = {k: request.query_params.get(k, "").strip()[:100] for k in AUDIT_FILTERS}
+
+    def load() -> tuple[list[dict[str, Any]], int]:
+        from sqlalchemy import and_
+
+        from gateway import _tables as t
+        from gateway.routes.audit import _owned
+
+        e = t.audit_entries.c
+        conds: list[Any] = []
+        scope = scope_for(session.principal.role.value, session.principal.name, *_owned(ctx, session.principal))
+        if scope is not None:
+            conds.append(scope)
+        for col, key in ((e.agreement_id, "agreement_id"), (e.dataset, "dataset"), (e.actor, "actor"),
+                         (e.action, "action"), (e.decision, "decision")):
+            if filters[key]:
+                conds.append(col == filters[key])
+        if filters["ts_from"]:
+            conds.append(e.ts >= filters["ts_from"])
+        if filters["ts_to"]:
+            conds.append(e.ts < filters["ts_to"])
+        rows, nxt = ctx.audit.entries(max(0, since), PAGE, and_(*conds) if conds else None)
+        return [{k: r[k] for k in PUBLIC_FIELDS} for r in rows], nxt
+
+    rows, nxt = await _run(load)
+    query = urlencode({k: v for k, v in filters.items() if v})
+    return render(request, "audit.html", session, entries=rows, filters=filters, since=since,
+                  next=nxt if len(rows) == PAGE else None, query=query)
+
+
+@router.get("/audit/verify", name="console.audit.verify")
+@guarded
+async def audit_verify(request: Request) -> Response:
+    session = await _signed_in(request, "regulator")
+    report = await _run(_ctx(request).audit.verify)
+    return render(request, "verify.html", session, report=report.as_dict())
+
+
+@router.get("/lineage", name="console.lineage")
+@guarded
+async def lineage_page(request: Request, key: str = "") -> Response:
+    session = await _signed_in(request, "regulator")
+    trace = await _run(lineage.trace, _ctx(request), key) if key.strip() else None
+    return render(request, "lineage.html", session, key=key, trace=trace)
+
+
+@router.get("/charts", name="console.charts")
+@guarded
+async def charts_page(request: Request, days: int = 30) -> Response:
+    session = await _signed_in(request, "regulator")
+    days = min(max(days, 2), 366)
+    data = await _run(reports.series, _ctx(request), days)
+    cumulative = {a: [sum(v[: i + 1]) for i in range(len(v))] for a, v in data["epsilon"].items()}
+    return render(request, "charts.html", session, days=days, data=data,
+                  eps_chart=charts.line_chart(f"ε spent per agreement, cumulative, last {days} days",
+                                              data["days"], cumulative),
+                  calls_chart=charts.line_chart(f"calls per agreement per day, last {days} days",
+                                                data["days"], data["calls"]))
+
+
+def _month(value: str | None) -> str:
+    return value or dt.datetime.now(dt.UTC).strftime("%Y-%m")
+
+
+@router.get("/reports", name="console.report")
+@guarded
+async def report(request: Request, month: str | None = None) -> Response:
+    session = await _signed_in(request, "regulator")
+    rep = await _run(reports.monthly, _ctx(request), _month(month))
+    return render(request, "report.html", session, report=rep)
+
+
+@router.get("/reports/{month}.pdf", name="console.report.pdf")
+@guarded
+async def report_pdf(request: Request, month: str) -> Response:
+    await _signed_in(request, "regulator")
+    rep = await _run(reports.monthly, _ctx(request), month)
+    data = await _run(reports.render_pdf, rep)
+    return Response(data, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="veilbox-report-{rep.month}.pdf"'})
+
+
+@router.get("/reports/{month}.parquet", name="console.report.parquet")
+@guarded
+async def report_parquet(request: Request, month: str) -> Response:
+    await _signed_in(request, "regulator")
+    reports.month_bounds(month)
+    data = await _run(reports.entries_parquet, _ctx(request), month)
+    return Response(data, media_type="application/vnd.apache.parquet",
+                    headers={"Content-Disposition": f'attachment; filename="veilbox-audit-{month}.parquet"'})
+
+
+@router.get("/{path:path}", name="console.unknown", response_class=HTMLResponse)
+@guarded
+async def unknown(request: Request, path: str) -> Response:
+    session = await _signed_in(request)
+    raise not_found("page")
+    return render(request, "refused.html", session)  # pragma: no cover
