@@ -26,7 +26,7 @@ from catalog import registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError, not_found
 from catalog.mock import mock_table
 from gateway import errors, identities, jobflow, lineage, reports
-from gateway.audit import AuditEvent, scope_for
+from gateway.audit import AuditEvent
 from gateway.console import charts
 from gateway.console.sessions import (
     COOKIE,
@@ -38,8 +38,8 @@ from gateway.console.sessions import (
     same_token,
 )
 from gateway.context import AppContext
-from gateway.routes.agreements import _check_grantee, note_expiry
-from gateway.routes.audit import PUBLIC_FIELDS
+from gateway.routes import audit as audit_routes
+from gateway.routes.agreements import check_grantee, note_expiry
 from gateway.routes.datasets import public_view
 
 __all__ = ["STATIC_DIR", "router"]
@@ -316,7 +316,7 @@ async def agreement_create(request: Request) -> Response:
     doc = _document(form, kinds)
 
     def create() -> policies.Agreement:
-        _check_grantee(ctx, doc)
+        check_grantee(ctx, doc)
         return policies.create_agreement(ctx.engine, _actor(session), doc)
 
     ag = await _run(create)
@@ -450,26 +450,8 @@ async def audit(request: Request, since: int = 0) -> Response:
     filters = {k: request.query_params.get(k, "").strip()[:100] for k in AUDIT_FILTERS}
 
     def load() -> tuple[list[dict[str, Any]], int]:
-        from sqlalchemy import and_
-
-        from gateway import _tables as t
-        from gateway.routes.audit import _owned
-
-        e = t.audit_entries.c
-        conds: list[Any] = []
-        scope = scope_for(session.principal.role.value, session.principal.name, *_owned(ctx, session.principal))
-        if scope is not None:
-            conds.append(scope)
-        for col, key in ((e.agreement_id, "agreement_id"), (e.dataset, "dataset"), (e.actor, "actor"),
-                         (e.action, "action"), (e.decision, "decision")):
-            if filters[key]:
-                conds.append(col == filters[key])
-        if filters["ts_from"]:
-            conds.append(e.ts >= filters["ts_from"])
-        if filters["ts_to"]:
-            conds.append(e.ts < filters["ts_to"])
-        rows, nxt = ctx.audit.entries(max(0, since), PAGE, and_(*conds) if conds else None)
-        return [{k: r[k] for k in PUBLIC_FIELDS} for r in rows], nxt
+        out = audit_routes.page(ctx, session.principal, max(0, since), PAGE, filters)
+        return out["entries"], out["next"]
 
     rows, nxt = await _run(load)
     query = urlencode({k: v for k, v in filters.items() if v})
@@ -519,24 +501,13 @@ async def report(request: Request, month: str | None = None) -> Response:
     return render(request, "report.html", session, report=rep)
 
 
-@router.get("/reports/{month}.pdf", name="console.report.pdf")
+@router.get("/reports/{month}.{fmt}", name="console.report.download")
 @guarded
-async def report_pdf(request: Request, month: str) -> Response:
+async def report_download(request: Request, month: str, fmt: str) -> Response:
     await _signed_in(request, "regulator")
-    rep = await _run(reports.monthly, _ctx(request), month)
-    data = await _run(reports.render_pdf, rep)
-    return Response(data, media_type="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="veilbox-report-{rep.month}.pdf"'})
-
-
-@router.get("/reports/{month}.parquet", name="console.report.parquet")
-@guarded
-async def report_parquet(request: Request, month: str) -> Response:
-    await _signed_in(request, "regulator")
-    reports.month_bounds(month)
-    data = await _run(reports.entries_parquet, _ctx(request), month)
-    return Response(data, media_type="application/vnd.apache.parquet",
-                    headers={"Content-Disposition": f'attachment; filename="veilbox-audit-{month}.parquet"'})
+    if fmt not in ("pdf", "parquet"):
+        raise not_found("report")
+    return await audit_routes.report_download(_ctx(request), month, fmt)
 
 
 @router.get("/{path:path}", name="console.unknown", response_class=HTMLResponse)

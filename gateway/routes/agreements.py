@@ -43,7 +43,7 @@ def note_expiry(ctx: AppContext, agreement_id: str) -> None:
                                     agreement_id=agreement_id, details={"exit": "seal_outputs"}))
 
 
-def _check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
+def check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
     name = doc.get("grantee")
     if not isinstance(name, str):
         return  # the document validator reports it
@@ -57,7 +57,7 @@ def _check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
 def create(owner: Owner, ctx: Ctx, ev: Audit,
            doc: dict[str, Any] = Body(..., examples=[AGREEMENT_EXAMPLE])) -> dict[str, Any]:
     """Propose an agreement over the owner's datasets (state ``proposed`` until the grantee accepts)."""
-    _check_grantee(ctx, doc)
+    check_grantee(ctx, doc)
     ag = policies.create_agreement(ctx.engine, actor_of(owner), doc)
     ev.agreement_id = ag.id
     ev.dataset = ",".join(ag.document.datasets)
@@ -117,7 +117,7 @@ def amend(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit,
           doc: dict[str, Any] = Body(..., examples=[AGREEMENT_EXAMPLE])) -> dict[str, Any]:
     """A new version of the document; it goes back to ``proposed`` until the grantee accepts it again."""
     ev.agreement_id = agreement_id
-    _check_grantee(ctx, doc)
+    check_grantee(ctx, doc)
     ag = policies.amend_agreement(ctx.engine, actor_of(owner), agreement_id, doc)
     ev.details.update(version=ag.version, document_hash=ag.document_hash)
     return ag.public()

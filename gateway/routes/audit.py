@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
@@ -13,6 +14,7 @@ from catalog import _tables as ct
 from catalog.errors import invalid
 from gateway import _tables as t
 from gateway.audit import scope_for
+from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Regulator
 from gateway.identities import Principal
 from gateway.lineage import trace
@@ -25,7 +27,7 @@ PUBLIC_FIELDS = ("seq", "ts", "actor", "role", "action", "agreement_id", "datase
                  "epsilon", "delta", "output_digest", "subject_hash", "details", "prev_hash", "hash")
 
 
-def _owned(ctx: Ctx, p: Principal) -> tuple[list[str], list[str]]:
+def _owned(ctx: AppContext, p: Principal) -> tuple[list[str], list[str]]:
     if p.role.value != "owner":
         return [], []
     with ctx.engine.connect() as conn:
@@ -48,19 +50,27 @@ def list_entries(
     ts_from: str | None = Query(None, description="ISO-8601 lower bound (inclusive)"),
     ts_to: str | None = Query(None, description="ISO-8601 upper bound (exclusive)"),
 ) -> dict[str, Any]:
+    filters = {"agreement_id": agreement_id, "dataset": dataset, "actor": actor, "action": action,
+               "decision": decision, "ts_from": ts_from, "ts_to": ts_to}
+    return page(ctx, p, since, limit, filters)
+
+
+def page(ctx: AppContext, p: Principal, since: int, limit: int, filters: Mapping[str, str | None]
+         ) -> dict[str, Any]:
+    """One page of the entries ``p`` may read (their scope), matching ``filters`` (equality on agreement_id,
+    dataset, actor, action, decision; ``ts_from`` inclusive, ``ts_to`` exclusive), after ``since``."""
     e = t.audit_entries.c
     conds: list[Any] = []
     scope = scope_for(p.role.value, p.name, *_owned(ctx, p))
     if scope is not None:
         conds.append(scope)
-    for col, val in ((e.agreement_id, agreement_id), (e.dataset, dataset), (e.actor, actor),
-                     (e.action, action), (e.decision, decision)):
-        if val is not None:
-            conds.append(col == val)
-    if ts_from:
-        conds.append(e.ts >= ts_from)
-    if ts_to:
-        conds.append(e.ts < ts_to)
+    for col in (e.agreement_id, e.dataset, e.actor, e.action, e.decision):
+        if filters.get(col.name):
+            conds.append(col == filters[col.name])
+    if filters.get("ts_from"):
+        conds.append(e.ts >= filters["ts_from"])
+    if filters.get("ts_to"):
+        conds.append(e.ts < filters["ts_to"])
     rows, nxt = ctx.audit.entries(since, limit, and_(*conds) if conds else None)
     return {"entries": [{k: r[k] for k in PUBLIC_FIELDS} for r in rows], "next": nxt}
 
@@ -87,17 +97,23 @@ async def monthly_report(_: Regulator, ctx: Ctx, month: str = Query(..., descrip
     """The regulator's monthly report: counts per agreement, dataset and product, ε debited, chain status."""
     if format not in ("json", "pdf", "parquet"):
         raise invalid("format must be json, pdf or parquet", [{"field": "format"}])
+    if format == "json":
+        rep = await run_in_threadpool(monthly, ctx, month)
+        return JSONResponse(rep.as_json())
+    return await report_download(ctx, month, format)
+
+
+async def report_download(ctx: AppContext, month: str, format: str) -> Response:
+    """The month's report as a PDF, or its entries as Parquet, as an attachment (API and console)."""
     month_bounds(month)
     if format == "parquet":
         data = await run_in_threadpool(entries_parquet, ctx, month)
         return Response(data, media_type="application/vnd.apache.parquet",
                         headers={"Content-Disposition": f'attachment; filename="veilbox-audit-{month}.parquet"'})
     rep = await run_in_threadpool(monthly, ctx, month)
-    if format == "pdf":
-        pdf = await run_in_threadpool(render_pdf, rep)
-        return Response(pdf, media_type="application/pdf",
-                        headers={"Content-Disposition": f'attachment; filename="veilbox-report-{month}.pdf"'})
-    return JSONResponse(rep.as_json())
+    pdf = await run_in_threadpool(render_pdf, rep)
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="veilbox-report-{month}.pdf"'})
 
 
 @router.get("/lineage/{key:path}", name="audit.lineage")
