@@ -256,3 +256,36 @@ def test_unknown_pages_and_the_sign_in_page_need_no_javascript(console: Any) -> 
         assert "<script" not in web.get(path).text
     css = web.get("/console/static/console.css")
     assert css.status_code == 200 and css.headers["x-frame-options"] == "DENY"
+
+
+CODE = '''
+import pyarrow.compute as pc
+
+def main(inputs):
+    t = inputs["tax_income"]
+    print("rows seen:", t.num_rows)
+    return {"mean_income": round(pc.mean(t["monthly_income"]).as_py(), -3)}
+'''
+
+
+def test_owner_reads_custom_code_and_releases_its_output(console: Any) -> None:
+    ag = console.parties.agreement(approval="owner_each_job")
+    spec = {"dataset": "tax_income", "source": CODE, "entrypoint": "main",
+            "outputs": {"kind": "json", "max_bytes": 4096}, "epsilon": "0.25"}
+    job = console.parties.operator.submit_job(ag["id"], "code", spec)
+    web = console.web("owner")
+    page = web.get(f"/console/jobs/{job['id']}")
+    assert 'def main(inputs):\n    t = inputs["tax_income"]' in page.text.replace("&#34;", '"')  # readable code
+    r = console.post(web, f"/console/jobs/{job['id']}/approve", f"/console/jobs/{job['id']}",
+                     {"spec_hash": job["spec_hash"]})
+    assert r.status_code == 303
+    assert console.parties.operator.wait_job(job["id"], timeout=120)["state"] == "succeeded"
+    review = web.get(f"/console/jobs/{job['id']}")
+    assert "Output awaiting your release" in review.text and "rows seen: 5000" in review.text
+    assert "rows seen: 5000" not in console.web("operator").get(f"/console/jobs/{job['id']}").text  # stdout: owner only
+    r = console.post(web, f"/console/jobs/{job['id']}/release", f"/console/jobs/{job['id']}")
+    assert r.status_code == 303
+    result = console.parties.operator.job_result(job["id"])
+    assert "mean_income" in result["result"]
+    released = _entries(console, action="console.job.release")
+    assert released and released[0]["output_digest"] == result["output_digest"]
