@@ -11,6 +11,7 @@ import datetime as dt
 import functools
 import json
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -20,12 +21,13 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 import policies
-from catalog import registry
+from catalog import products, registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError, not_found
 from catalog.mock import mock_table
-from gateway import errors, identities, jobflow, lineage, reports
+from gateway import errors, identities, jobflow, latency, lineage, reports
 from gateway.audit import AuditEvent
 from gateway.console import charts
 from gateway.console.sessions import (
@@ -39,8 +41,10 @@ from gateway.console.sessions import (
 )
 from gateway.context import AppContext
 from gateway.routes import audit as audit_routes
+from gateway.routes import verifications
 from gateway.routes.agreements import check_grantee, note_expiry
 from gateway.routes.datasets import public_view
+from gateway.routes.verifications import CheckBody
 
 __all__ = ["STATIC_DIR", "router"]
 
@@ -97,7 +101,8 @@ def _require(session: Session, *roles: str) -> None:
 async def _form(request: Request, session: Session) -> dict[str, str]:
     """The posted form, after the CSRF checks (origin, then the session's token in constant time)."""
     origin = request.headers.get("origin")
-    if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+    schemes = {request.url.scheme, "https"} if _ctx(request).settings.tls_terminated else {request.url.scheme}
+    if origin and origin not in {f"{scheme}://{request.url.netloc}" for scheme in schemes}:  # TLS ends at a proxy
         raise CsrfFailed("the form was posted from another site")
     form = {k: str(v) for k, v in (await request.form()).items()}
     if not same_token(form.get("csrf"), session.csrf):
@@ -335,11 +340,18 @@ async def agreement(request: Request, agreement_id: str) -> Response:
     def load() -> dict[str, Any]:
         note_expiry(ctx, agreement_id)
         ag = policies.get_agreement(ctx.engine, actor, agreement_id)
-        budget = policies.read_budget(ctx.engine, actor, agreement_id).as_json()
+        status = policies.read_budget(ctx.engine, actor, agreement_id)
         today = dt.datetime.now(dt.UTC).date()
         usage = policies.read_usage(ctx.engine, actor, agreement_id, today - dt.timedelta(days=30), today).as_json()
         jobs = policies.jobs_visible_to(ctx.engine, actor, agreement_id=agreement_id)
-        return {"ag": ag.public(), "budget": budget, "usage": usage, "jobs": jobs}
+        used = next((d for d in usage["days"] if d["day"] == today.isoformat()), {})
+        limits = ag.document.quotas
+        quotas = [(name, limit, int(used.get(key, 0)), max(0, limit - int(used.get(key, 0))))
+                  for name, key, limit in (("calls per day", "calls", limits.calls_per_day),
+                                           ("jobs per day", "jobs", limits.jobs_per_day))]
+        return {"ag": ag.public(), "budget": status.as_json(), "remaining": status.remaining.as_json(),
+                "usage": usage, "jobs": jobs, "quotas": quotas,
+                "verify_per_subject": limits.verify_per_subject_per_day}
 
     data = await _run(load)
     b = data["budget"]
@@ -435,6 +447,68 @@ async def job_decide(request: Request, job_id: str, action: str) -> Response:
 
     await _run(run)
     return _redirect(f"/console/jobs/{job_id}")
+
+
+# --- bank: verification (核验) ---------------------------------------------------------------------------------------
+
+def _param_value(raw: str) -> Any:
+    """A form value as the JSON scalar it spells (numbers stay numbers), else the text itself."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return raw
+    return value if isinstance(value, (int, float, str, bool)) else raw
+
+
+async def _verify_page(request: Request, session: Session, product: str, status: int = 200,
+                       **extra: Any) -> Response:
+    ctx = _ctx(request)
+
+    def load() -> dict[str, Any]:
+        prods = [p.public() for p in products.list_products(ctx.engine)]
+        ags = [a.public() for a in policies.list_agreements(ctx.engine, _actor(session), state="active")
+               if "verify" in a.document.job_kinds and a.grantee == session.principal.name]
+        return {"products": prods, "agreements": ags}
+
+    data = await _run(load)
+    chosen = next((p for p in data["products"] if p["name"] == product), data["products"][0] if data["products"]
+                  else None)
+    return render(request, "verify_check.html", session, status=status, chosen=chosen, **data, **extra)
+
+
+@router.get("/verify", name="console.verify")
+@guarded
+async def verify_page(request: Request, product: str = "") -> Response:
+    session = await _signed_in(request, "bank")
+    return await _verify_page(request, session, product)
+
+
+@router.post("/verify", name="console.verify.check")
+@guarded
+async def verify_check(request: Request) -> Response:
+    """A plain yes/no check, exactly as ``POST /v1/verifications/{name}/check`` (same metering, receipt and
+    latency padding; the audit entry holds the keyed subject hash only)."""
+    started = time.monotonic()
+    ev = _ev(request)
+    ev.action = "console.verify.check"
+    ctx = _ctx(request)
+    try:
+        session = await _signed_in(request, "bank")
+        form = await _form(request, session)
+        ev.agreement_id = form.get("agreement_id", "")[:40] or None
+        try:
+            body = CheckBody(agreement_id=form.get("agreement_id", ""), subject=form.get("subject", "").strip(),
+                             params={k[6:]: _param_value(v) for k, v in form.items() if k.startswith("param.")},
+                             consent_ref=form.get("consent_ref", "").strip(),
+                             purpose=form.get("purpose", "").strip() or None)
+        except ValidationError as e:
+            raise DomainError(INVALID_REQUEST, "the check is not complete",
+                              [{"field": ".".join(str(x) for x in err["loc"]), "problem": err["msg"]}
+                               for err in e.errors()]) from None
+        out = await _run(verifications.check_answer, ctx, session.principal, form.get("product", ""), body, ev)
+    finally:
+        await latency.pad(started, ctx.settings.latency_bucket_ms)
+    return await _verify_page(request, session, form.get("product", ""), answer=out, asked=body)
 
 
 # --- regulator ----------------------------------------------------------------------------------------------------

@@ -221,7 +221,8 @@ def show(name: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
 # --- checks ----------------------------------------------------------------------------------------------------
 
 
-def _check(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: AuditEvent) -> dict[str, Any]:
+def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: AuditEvent) -> dict[str, Any]:
+    """One plain check (API and console): vet, authorize and meter, run on the locked worker, sign a receipt."""
     subject_hash = ctx.keys.subject_hash(body.subject)
     ev.subject_hash = subject_hash
     consent = _sha256(body.consent_ref)
@@ -247,7 +248,7 @@ async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: A
     started = time.monotonic()
     ev.agreement_id = body.agreement_id
     try:
-        out: dict[str, Any] = await run_in_threadpool(_check, ctx, p, name, body, ev)
+        out: dict[str, Any] = await run_in_threadpool(check_answer, ctx, p, name, body, ev)
         return out
     finally:
         await latency.pad(started, ctx.settings.latency_bucket_ms)

@@ -4,6 +4,7 @@ keyboard navigation and form labels. Screenshots go to test-artifacts/console/."
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
     .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label')).map(e => e.name || e.id)"""
+
+NAMELESS = re.compile(r"^\s*- (textbox|combobox|listbox|spinbutton|searchbox|checkbox|radio|button|link)"
+                      r"(\s*\[[^\]]*\])*\s*(:.*)?$")
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (run `make browser`)")
 
@@ -33,6 +37,13 @@ def browser() -> Iterator[Any]:
 def _shot(page: Any, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _nameless(page: Any) -> list[str]:
+    """Form controls without an accessible name, read from the browser's accessibility tree (Playwright's ARIA
+    snapshot): a named control reads `- textbox "Access token"`, a nameless one `- textbox`."""
+    tree = page.locator("body").aria_snapshot()
+    return [line.strip() for line in tree.splitlines() if NAMELESS.match(line)]
 
 
 def _sign_in(browser: Any, console: Any, who: str) -> Any:
@@ -92,8 +103,11 @@ def test_a_tampered_store_shows_the_failure_and_its_seq(browser: Any, console: A
 
 def test_keyboard_navigation_and_labels(browser: Any, console: Any) -> None:
     page = browser.new_context(base_url=console.url).new_page()
+    page.set_content('<input name="x"><label for="y">Named</label><input id="y"><button></button>')
+    assert page.evaluate(UNLABELLED) == ["x"] and len(_nameless(page)) == 2  # the checks do catch nameless controls
     page.goto("/console/login")
-    assert page.evaluate(UNLABELLED) == []
+    assert page.evaluate(UNLABELLED) == [] and _nameless(page) == []
+    assert page.get_by_role("textbox", name="Access token").is_visible()
     assert page.evaluate("document.activeElement.id") == "token"  # the only field has the focus
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
@@ -113,11 +127,21 @@ def test_keyboard_navigation_and_labels(browser: Any, console: Any) -> None:
     for path in ("/console/jobs", "/console/agreements/new", f"/console/jobs/{console.job_id}"):
         page.goto(path)
         assert page.evaluate(UNLABELLED) == [], path
+        assert _nameless(page) == [], path
     reg = _sign_in(browser, console, "regulator")
     for path in ("/console/audit", "/console/lineage", "/console/charts", "/console/reports"):
         reg.goto(path)
         assert reg.evaluate(UNLABELLED) == [], path
+        assert _nameless(reg) == [], path
     _shot(reg, "regulator-report")
+    console.parties.owner.define_verification({
+        "name": "income_at_least", "dataset": "tax_income", "subject_column": "person_id",
+        "predicate": "monthly_income >= :threshold", "params": {"threshold": "integer"}})
+    bank = _sign_in(browser, console, "bank")
+    bank.get_by_role("link", name="Verify", exact=True).click()
+    assert bank.get_by_label("threshold (integer)").is_visible()
+    assert bank.evaluate(UNLABELLED) == []
+    _shot(bank, "bank-verify")
 
 
 def test_refusals_explain_themselves_in_the_browser(browser: Any, console: Any) -> None:

@@ -289,3 +289,33 @@ def test_owner_reads_custom_code_and_releases_its_output(console: Any) -> None:
     assert "mean_income" in result["result"]
     released = _entries(console, action="console.job.release")
     assert released and released[0]["output_digest"] == result["output_digest"]
+
+
+def test_bank_checks_a_subject_from_the_console(console: Any, city_data: Any) -> None:
+    import pyarrow.parquet as pq_
+
+    console.parties.owner.define_verification({
+        "name": "income_at_least", "dataset": "tax_income", "subject_column": "person_id",
+        "predicate": "monthly_income >= :threshold", "params": {"threshold": "integer"}})
+    ag = console.parties.agreement(grantee="icbc-wuxi")
+    row = pq_.read_table(city_data.tax_income, columns=["person_id", "monthly_income"]).slice(0, 1).to_pylist()[0]
+    web = console.web("bank")
+    page = web.get("/console/verify")
+    assert page.status_code == 200 and 'for="param-threshold"' in page.text and ag["id"] in page.text
+    answers = {}
+    for threshold in (row["monthly_income"] - 1, row["monthly_income"] + 1):
+        r = console.post(web, "/console/verify", "/console/verify", {
+            "product": "income_at_least", "agreement_id": ag["id"], "subject": row["person_id"],
+            "param.threshold": str(int(threshold)), "consent_ref": "consent-123"})
+        assert r.status_code == 200, r.text
+        answers[threshold] = 'id="answer">Yes' in r.text
+        assert "vbr1." in r.text  # the signed receipt
+    assert answers == {row["monthly_income"] - 1: True, row["monthly_income"] + 1: False}
+    missing = console.post(web, "/console/verify", "/console/verify", {
+        "product": "income_at_least", "agreement_id": ag["id"], "subject": row["person_id"],
+        "param.threshold": "10", "consent_ref": ""})
+    assert missing.status_code == 422 and "consent_ref" in missing.text
+    assert console.web("operator").get("/console/verify").status_code == 403
+    entries = _entries(console, action="console.verify.check")
+    assert len(entries) == 3 and all(row["person_id"] not in json.dumps(e) for e in entries)
+    assert [e["subject_hash"] is not None for e in entries[:2]] == [True, True]
