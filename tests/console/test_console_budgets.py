@@ -1,10 +1,12 @@
 """Operators and banks read their remaining budget and today's quotas in the console, from the same ledger and
-metering the API reads."""
+metering the API reads; forms keep working (and foreign origins keep failing) when TLS ends at a proxy."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+import httpx
 
 COUNT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
 
@@ -54,6 +56,14 @@ def test_behind_a_tls_proxy_the_https_origin_is_same_site(console: Any) -> None:
         assert foreign.status_code == 403 and "posted from another site" in foreign.text
         proxied = web.post(f"{page}/reject", headers={"Origin": f"https://{host}"}, data={"csrf": csrf, "reason": "no"})
         assert proxied.status_code == 303
+        fresh = httpx.Client(base_url=console.url, follow_redirects=False)
+        login = fresh.get("/console/login")
+        assert "secure" in login.headers["set-cookie"].lower()  # the sign-in form's double-submit cookie
+        r = fresh.post("/console/login", data={"token": console.token_of(console.parties.owner),
+                                                "csrf": console.csrf_in(login.text)},
+                       cookies={"veilbox_console_login": login.cookies["veilbox_console_login"]})
+        cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("veilbox_console="))
+        assert r.status_code == 303 and "; secure" in cookie.lower()
     finally:
         settings.tls_terminated = False
     assert console.parties.operator.job(console.job_id)["rejected_reason"] == "no"
