@@ -344,7 +344,7 @@ async def agreement(request: Request, agreement_id: str) -> Response:
         today = dt.datetime.now(dt.UTC).date()
         usage = policies.read_usage(ctx.engine, actor, agreement_id, today - dt.timedelta(days=30), today).as_json()
         jobs = policies.jobs_visible_to(ctx.engine, actor, agreement_id=agreement_id)
-        used = next((d for d in usage["days"] if d["day"] == today.isoformat()), {})
+        used: dict[str, Any] = next((d for d in usage["days"] if d["day"] == today.isoformat()), {})
         limits = ag.document.quotas
         quotas = [(name, limit, int(used.get(key, 0)), max(0, limit - int(used.get(key, 0))))
                   for name, key, limit in (("calls per day", "calls", limits.calls_per_day),
@@ -523,14 +523,15 @@ async def audit(request: Request, since: int = 0) -> Response:
     ctx = _ctx(request)
     filters = {k: request.query_params.get(k, "").strip()[:100] for k in AUDIT_FILTERS}
 
-    def load() -> tuple[list[dict[str, Any]], int]:
-        out = audit_routes.page(ctx, session.principal, max(0, since), PAGE, filters)
-        return out["entries"], out["next"]
+    def load() -> tuple[list[dict[str, Any]], int | None]:
+        rows = audit_routes.page(ctx, session.principal, max(0, since), PAGE + 1, filters)["entries"]
+        more = len(rows) > PAGE  # one entry past the page says whether a next page exists
+        return rows[:PAGE], (rows[PAGE - 1]["seq"] if more else None)
 
     rows, nxt = await _run(load)
     query = urlencode({k: v for k, v in filters.items() if v})
-    return render(request, "audit.html", session, entries=rows, filters=filters, since=since,
-                  next=nxt if len(rows) == PAGE else None, query=query)
+    return render(request, "audit.html", session, entries=rows, filters=filters, since=since, next=nxt,
+                  query=query)
 
 
 @router.get("/audit/verify", name="console.audit.verify")
