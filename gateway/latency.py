@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-__all__ = ["pad"]
+__all__ = ["pad", "padded"]
 
 _sleep = asyncio.sleep
 
@@ -22,3 +24,13 @@ async def pad(started: float, bucket_ms: int) -> None:
     target = max(1, math.ceil(elapsed / bucket - 1e-9)) * bucket  # an exact multiple is not rounded up
     if target - elapsed > 1e-6:
         await _sleep(target - elapsed)
+
+
+@asynccontextmanager
+async def padded(bucket_ms: int) -> AsyncIterator[None]:
+    """``async with padded(bucket_ms):`` — the block's answer or refusal leaves on a bucket boundary."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        await pad(started, bucket_ms)

@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import json
 import secrets
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec
@@ -488,11 +487,10 @@ async def verify_page(request: Request, product: str = "") -> Response:
 async def verify_check(request: Request) -> Response:
     """A plain yes/no check, exactly as ``POST /v1/verifications/{name}/check`` (same metering, receipt and
     latency padding; the audit entry holds the keyed subject hash only)."""
-    started = time.monotonic()
     ev = _ev(request)
     ev.action = "console.verify.check"
     ctx = _ctx(request)
-    try:
+    async with latency.padded(ctx.settings.latency_bucket_ms):
         session = await _signed_in(request, "bank")
         form = await _form(request, session)
         ev.agreement_id = form.get("agreement_id", "")[:40] or None
@@ -506,8 +504,6 @@ async def verify_check(request: Request) -> Response:
                               [{"field": ".".join(str(x) for x in err["loc"]), "problem": err["msg"]}
                                for err in e.errors()]) from None
         out = await _run(verifications.check_answer, ctx, session.principal, form.get("product", ""), body, ev)
-    finally:
-        await latency.pad(started, ctx.settings.latency_bucket_ms)
     return await _verify_page(request, session, form.get("product", ""), answer=out, asked=body)
 
 

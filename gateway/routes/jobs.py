@@ -8,7 +8,6 @@ charge at submission. The embedded worker runs approved jobs; the release gate l
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -182,9 +181,8 @@ async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, r
     """Run a DP query: 200 with the noisy answer when the agreement auto-approves (the budget is charged
     first and refunded if the run fails), else 202 with the job waiting for the owner. Every answer, success or
     error, is padded to the latency bucket (``VEILBOX_LATENCY_BUCKET_MS``)."""
-    started = time.monotonic()
     ev.agreement_id = body.agreement_id
-    try:
+    async with latency.padded(ctx.settings.latency_bucket_ms):
         await run_in_threadpool(note_expiry, ctx, body.agreement_id)
         job = await run_in_threadpool(jobflow.submit_job, ctx, actor_of(p), body.agreement_id, "query", _spec(body),
                                       purpose=body.purpose, inline=True)
@@ -202,5 +200,3 @@ async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, r
         out = await run_in_threadpool(jobflow.job_result, ctx, actor_of(p), done.id)
         ev.output_digest = out["output_digest"]
         return {"job_id": done.id, "state": done.state.value, **out["result"]}
-    finally:
-        await latency.pad(started, ctx.settings.latency_bucket_ms)

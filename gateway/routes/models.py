@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
-import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,10 +179,7 @@ def _score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Au
 @router.post("/models/{model_id}/score", name="model.score")
 async def score(model_id: str, body: ScoreBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Encrypted scoring: logits of the bank's applicants under the bank's key; the weights never leave."""
-    started = time.monotonic()
     ev.agreement_id = body.agreement_id
-    try:
+    async with latency.padded(ctx.settings.latency_bucket_ms):
         out: dict[str, Any] = await run_in_threadpool(_score, ctx, p, model_id, body, ev)
         return out
-    finally:
-        await latency.pad(started, ctx.settings.latency_bucket_ms)

@@ -30,7 +30,6 @@ import hashlib
 import json
 import secrets
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -245,13 +244,10 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
 async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Ask the product's question about one subject: ``{"result": true|false, "receipt"}``. An unknown
     subject answers ``false``, indistinguishably; answers and refusals are padded to the latency bucket."""
-    started = time.monotonic()
     ev.agreement_id = body.agreement_id
-    try:
+    async with latency.padded(ctx.settings.latency_bucket_ms):
         out: dict[str, Any] = await run_in_threadpool(check_answer, ctx, p, name, body, ev)
         return out
-    finally:
-        await latency.pad(started, ctx.settings.latency_bucket_ms)
 
 
 def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str],
@@ -318,10 +314,7 @@ async def check_encrypted(name: str, body: EncryptedCheckBody, p: CurrentPrincip
                           ev: Audit) -> dict[str, Any]:
     """Threshold checks for many subjects under the bank's BFV key: ``{"ciphertext"}`` decrypts, per slot, to
     a value that is positive exactly when the subject passes (unknown subjects: negative)."""
-    started = time.monotonic()
     ev.agreement_id = body.agreement_id
-    try:
+    async with latency.padded(ctx.settings.latency_bucket_ms):
         out: dict[str, Any] = await run_in_threadpool(_check_encrypted, ctx, p, name, body, ev)
         return out
-    finally:
-        await latency.pad(started, ctx.settings.latency_bucket_ms)

@@ -31,3 +31,25 @@ def test_pad_rounds_up_to_whole_buckets(monkeypatch: pytest.MonkeyPatch, elapsed
         assert slept == []
     else:
         assert len(slept) == 1 and slept[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_padded_pads_answers_and_refusals_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    async def spy(started: float, bucket_ms: int) -> None:
+        calls.append(bucket_ms)
+
+    monkeypatch.setattr(latency, "pad", spy)
+
+    async def answer() -> str:
+        async with latency.padded(50):
+            return "yes"
+
+    async def refusal() -> None:
+        async with latency.padded(50):
+            raise ValueError("refused")
+
+    assert asyncio.run(answer()) == "yes"
+    with pytest.raises(ValueError):
+        asyncio.run(refusal())
+    assert calls == [50, 50]
