@@ -24,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
 
-__all__ = ["Handler", "JobEnv", "JobFailed", "Output", "OutputKind", "Plan", "digest_file", "digest_json"]
+__all__ = ["Handler", "JobEnv", "JobFailed", "Output", "OutputKind", "Plan", "agreement_dataset", "digest_file",
+           "digest_json"]
 
 OutputKind = Literal["aggregate", "model", "json"]
 
@@ -107,3 +109,16 @@ def digest_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def agreement_dataset(agreement: Agreement, datasets: Mapping[str, Dataset], name: str) -> Dataset:
+    """The dataset a job names, if the agreement covers it (``POLICY_DENIED``) and it is registered
+    (``INVALID_REQUEST``)."""
+    if name not in agreement.document.datasets:
+        raise DomainError(POLICY_DENIED, "the dataset is not covered by the agreement",
+                          [{"field": "dataset", "problem": "not a dataset of the agreement"}])
+    ds = datasets.get(name)
+    if ds is None:
+        raise DomainError(INVALID_REQUEST, "the dataset is not registered",
+                          [{"field": "dataset", "problem": "not registered"}])
+    return ds

@@ -58,7 +58,7 @@ from sandbox.coderun import (
     dry_run_on_mock,
     run_code,
 )
-from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan, digest_json
+from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan, agreement_dataset, digest_json
 from sandbox.jobs.train import model_valid_days
 
 __all__ = ["CodeHandler", "CodeSpec", "parse_code_spec"]
@@ -126,13 +126,7 @@ def _granted(spec: CodeSpec, agreement: Agreement, datasets: Mapping[str, Datase
     if spec.purpose is not None and spec.purpose not in doc.purposes:
         raise DomainError(POLICY_DENIED, "the purpose is not one the agreement allows",
                           [{"field": "purpose", "problem": "not a purpose of the agreement"}])
-    if spec.dataset not in doc.datasets:
-        raise DomainError(POLICY_DENIED, "the dataset is not covered by the agreement",
-                          [{"field": "dataset", "problem": "not a dataset of the agreement"}])
-    ds = datasets.get(spec.dataset)
-    if ds is None:
-        raise DomainError(INVALID_REQUEST, "the dataset is not registered",
-                          [{"field": "dataset", "problem": "not registered"}])
+    ds = agreement_dataset(agreement, datasets, spec.dataset)
     cols = tuple(c for c in ds.columns if c in set(doc.columns.get(ds.name, ()))
                  and ds.columns[c].role is not Role.NEVER_OUTPUT)
     if not cols:

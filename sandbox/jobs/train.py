@@ -43,7 +43,7 @@ from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.mock import mock_table
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
-from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan
+from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan, agreement_dataset
 from sandbox.train import ResourceLimits, TrainingPlan, TrainSpec, check_spec, encoding_for, parse_spec, plan_training
 
 __all__ = ["MODEL_VALID_DAYS", "PreparedTraining", "TrainHandler", "model_valid_days", "prepare_training"]
@@ -88,13 +88,7 @@ def prepare_training(spec: Mapping[str, Any], agreement: Agreement,
         raise DomainError(POLICY_DENIED, "the purpose is not one the agreement allows",
                           [{"field": "purpose", "problem": "not a purpose of the agreement",
                             "allowed": list(doc.purposes)}])
-    if ts.dataset not in doc.datasets:
-        raise DomainError(POLICY_DENIED, "the dataset is not covered by the agreement",
-                          [{"field": "dataset", "problem": "not a dataset of the agreement"}])
-    ds = datasets.get(ts.dataset)
-    if ds is None:
-        raise DomainError(INVALID_REQUEST, "the dataset is not registered",
-                          [{"field": "dataset", "problem": "not registered"}])
+    ds = agreement_dataset(agreement, datasets, ts.dataset)
     check_spec(ts, ds, doc.columns.get(ts.dataset, ()))
     return PreparedTraining(ts, ds, plan_training(ts, ds.rows), purpose)
 
