@@ -8,8 +8,9 @@ Modules
 -------
 - `context` — validate a bank's public context: no secret key, expected scheme, allowed N, 128-bit
   parameters (HomomorphicEncryption.org table, and SEAL's own check), depth, Galois keys, byte limits.
-- `scoring` — logits ``w·x + b`` in the row layout (one applicant per ciphertext) or the column layout
-  (feature j of N/2 applicants per ciphertext); the model-extraction bound ``d + 1``.
+- `scoring` — decisions ``Enc(r·(w·x + b − t + η))`` against the bank's encrypted cut-off t (the default: only
+  the sign is meant to be read), or logits ``w·x + b``, in the row layout (one applicant per ciphertext) or the
+  column layout (feature j of N/2 applicants per ciphertext); the model-extraction bound ``d + 1``.
 - `masked_sign` — ``Enc(r·(x − t) + r')`` for yes/no thresholds, with its magnitude leak stated.
 - `flooding` — re-randomisation and noise flooding applied to every result, and its parameters.
 - `client` — the bank's side: key generation, public-context export, encryption, decryption.
@@ -38,11 +39,19 @@ from mpc.he.masked_sign import (
     plan_mask,
 )
 from mpc.he.scoring import (
+    DecisionPlan,
     LinearModel,
     ScorePrecision,
     ScoringLimits,
+    decide_columns,
+    decide_encrypted,
+    decide_rows,
+    decision_precision,
+    decisions_exposed,
+    declared_size,
     extraction_query_bound,
     load_scoring_context,
+    plan_decisions,
     score_columns,
     score_encrypted,
     score_precision,
@@ -54,6 +63,7 @@ __all__ = [
     "MAX_COEFF_MODULUS_BITS_128",
     "ContextInfo",
     "ContextLimits",
+    "DecisionPlan",
     "FloodPolicy",
     "LinearModel",
     "MaskPlan",
@@ -62,12 +72,19 @@ __all__ = [
     "ScoringLimits",
     "SignBounds",
     "SignLimits",
+    "decide_columns",
+    "decide_encrypted",
+    "decide_rows",
+    "decision_precision",
+    "decisions_exposed",
+    "declared_size",
     "evaluate_masked_sign",
     "evaluate_masked_sign_with",
     "extraction_query_bound",
     "load_public_context",
     "load_scoring_context",
     "load_sign_context",
+    "plan_decisions",
     "plan_mask",
     "score_columns",
     "score_encrypted",

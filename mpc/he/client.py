@@ -7,7 +7,9 @@ HomomorphicEncryption.org table:
 
 - CKKS scoring: N = 8192, primes of 60, 40, 40, 60 bits (200 ≤ 218), scale 2^40. The product by the
   weights stays unrescaled at scale 2^80 in the 140-bit first level (60 bits of headroom); the last
-  60-bit prime is SEAL's special prime for key switching (the row layout's rotations).
+  60-bit prime is SEAL's special prime for key switching (the row layout's rotations). Decisions
+  (`encrypt_cutoffs`, `decrypt_decisions`) use the same context: the masked value ``r·(score − t)`` fits
+  with a 2^20 mask (`mpc.he.scoring.plan_decisions`).
 - BFV masked sign: N = 8192 (the default 218-bit SEAL modulus), plain modulus a 45-bit batching prime
   (p ≡ 1 mod 2N): room for a 2^20 mask with |x − t| ≤ 2^24, and for a 2^-40 statistical flood.
 
@@ -118,6 +120,27 @@ def decrypt_scores(context: ts.Context, ciphertexts_b64: Sequence[str], layout: 
         if len(ciphertexts_b64) != 1:
             raise ValueError("a column-layout response holds exactly one ciphertext")
         return _decrypt_ckks(context, ciphertexts_b64[0])
+    raise ValueError("layout must be 'row' or 'columns'")
+
+
+def encrypt_cutoffs(context: ts.Context, cutoffs: ArrayLike) -> str:
+    """The bank's cut-offs as one CKKS ciphertext, for decisions: slot i holds the cut-off of applicant i (column
+    layout: the i-th applicant of the batch; row layout: the i-th row ciphertext). The service never sees them."""
+    values = np.asarray(cutoffs, dtype=np.float64).ravel()
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ValueError("one finite cut-off per applicant")
+    return encode_b64(ts.ckks_vector(context, values.tolist()).serialize())
+
+
+def decrypt_decisions(context: ts.Context, ciphertexts_b64: Sequence[str], layout: str) -> NDArray[np.bool_]:
+    """``score ≥ cut-off`` per applicant from a decision response: the sign of the masked value (row: the mean of
+    the ciphertext's N/2 equal slots; columns: one slot per applicant). Only the sign is meaningful."""
+    if layout == "row":
+        return np.array([float(_decrypt_ckks(context, ct).mean()) > 0 for ct in ciphertexts_b64], dtype=np.bool_)
+    if layout == "columns":
+        if len(ciphertexts_b64) != 1:
+            raise ValueError("a column-layout response holds exactly one ciphertext")
+        return _decrypt_ckks(context, ciphertexts_b64[0]) > 0
     raise ValueError("layout must be 'row' or 'columns'")
 
 

@@ -125,19 +125,28 @@ def add_ckks_flood(result: ts.CKKSVector, public: PublicContext, coefficient_std
 
     Encoded at the result's own level and scale; ``offset`` is added to the real part of every slot.
     """
-    info = public.info
-    degree = info.poly_modulus_degree
+    degree = public.info.poly_modulus_degree
     cipher: Any = result.data.ciphertext()[0]
-    scale = float(cipher.scale)
-    per_part = slot_std(coefficient_std, degree, scale)
+    per_part = slot_std(coefficient_std, degree, float(cipher.scale))
     noise = _rand.standard_normal(degree)
     slots = np.empty(degree // 2, dtype=np.complex128)
     slots.real = noise[: degree // 2] * per_part + offset
     slots.imag = noise[degree // 2:] * per_part
+    return add_ckks_slots(result, public, slots)
+
+
+def add_ckks_slots(result: ts.CKKSVector, public: PublicContext, slots: np.ndarray) -> ts.CKKSVector:
+    """``result + Enc_pk(slots)``: N/2 complex slot values encoded at the result's level and scale, encrypted
+    under the bank's public key (the re-randomisation), and added. The caller draws whatever noise ``slots``
+    carry (`add_ckks_flood` for the isotropic flood; the masked decisions of `scoring` scale it per slot)."""
+    info = public.info
+    if slots.shape != (info.poly_modulus_degree // 2,):
+        raise ValueError("one complex value per slot")
+    cipher: Any = result.data.ciphertext()[0]
     encoder = public._cache.get("ckks_encoder")
     if encoder is None:
         encoder = public._cache["ckks_encoder"] = _seal.CkksEncoder(public.tenseal)
-    flood_ct = encoder.encrypt_complex(slots, cipher.parms_id(), scale)
+    flood_ct = encoder.encrypt_complex(np.asarray(slots, dtype=np.complex128), cipher.parms_id(), float(cipher.scale))
     envelope = VectorEnvelope(sizes=(result.size(),), ciphertexts=(flood_ct,), scale=info.global_scale)
     flood = ts.ckks_vector_from(public.tenseal, write_vector(envelope))
     return result + flood

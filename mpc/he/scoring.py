@@ -39,10 +39,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import tenseal as ts
 
 from mpc.errors import MpcError
-from mpc.he import flooding
+from mpc.he import _rand, flooding
 from mpc.he._payload import ciphertext_invalid, decode_b64, encode_b64, invalid_request
 from mpc.he._proto import VectorEnvelope, read_vector, write_vector
 from mpc.he.context import (
@@ -56,8 +57,16 @@ from mpc.he.flooding import DEFAULT_FLOOD, FloodPolicy
 
 Layout = Literal["row", "columns"]
 LAYOUTS: tuple[Layout, ...] = ("row", "columns")
+Output = Literal["decision", "logit"]
+OUTPUTS: tuple[Output, ...] = ("decision", "logit")
 MAX_WEIGHT = 2.0**20
 HEADROOM_BITS = 20
+#: Decisions: the mask r is log-uniform on [1, 2^mask_bits] with mask_bits ≤ MAX_MASK_BITS, and a context must
+#: leave room for at least MIN_MASK_BITS of mask and MIN_RANGE_BITS of |score − cut-off| (`plan_decisions`).
+MAX_MASK_BITS = 20
+MIN_MASK_BITS = 8
+MIN_RANGE_BITS = 10
+_SIGN_MARGIN_BITS = 2
 
 
 @dataclass(frozen=True)
@@ -301,3 +310,207 @@ def score_encrypted(context_b64: str | bytes, ciphertexts_b64: Sequence[str | by
     if checked == "row":
         return score_rows(public, ciphertexts_b64, model, limits=limits, flood=flood)
     return [score_columns(public, ciphertexts_b64, model, limits=limits, flood=flood)]
+
+
+# --- decisions: the masked sign of (score − the bank's encrypted cut-off) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionPlan:
+    """How one context masks decisions: ``r`` log-uniform on ``[1, 2^mask_bits)``; a decision is exact (up to the
+    flood, `decision_precision`) while ``|score − cut-off| < 2^range_bits``."""
+
+    mask_bits: int
+    range_bits: int
+
+
+def plan_decisions(public: PublicContext) -> DecisionPlan:
+    """The mask range a context leaves room for, or ``CIPHERTEXT_INVALID``.
+
+    The masked value ``r·(score − t + η)`` sits unrescaled at scale Δ² in the first-level modulus q₁ and must stay
+    below q₁/(2Δ²) to decode with its sign; `_SIGN_MARGIN_BITS` spare bits cover the flood. Whatever is left is
+    split between the mask (up to `MAX_MASK_BITS`) and the range of ``|score − t|`` (at least `MIN_RANGE_BITS`).
+    """
+    _prepare(public)
+    info = public.info
+    q_bits = math.fsum(math.log2(p) for p in info.data_primes)
+    available = math.floor(q_bits - 2 * math.log2(info.global_scale or 1.0)) - _SIGN_MARGIN_BITS
+    mask_bits = min(MAX_MASK_BITS, available - MIN_RANGE_BITS)
+    if mask_bits < MIN_MASK_BITS:
+        raise ciphertext_invalid(f"modulus chain too short for masked decisions: {available} usable bits above the "
+                                 f"product's scale leave less than {MIN_MASK_BITS} bits of mask and "
+                                 f"{MIN_RANGE_BITS} of range (use a larger first-level modulus, e.g. 60/55/60)")
+    return DecisionPlan(mask_bits=mask_bits, range_bits=available - mask_bits)
+
+
+def decisions_exposed(layout: Layout, ciphertexts: int, batch: int) -> int:
+    """Decisions (signs) one request can reveal: the real and the imaginary part of every masked slot.
+
+    Row: 2 per applicant ciphertext. Columns: 2 per declared applicant slot, ``2·batch`` — the slots beyond the
+    batch are multiplied by zero (the mask plaintexts are zero-padded), unlike the logit layout's scalar product.
+    """
+    if layout == "row":
+        return 2 * ciphertexts
+    if layout == "columns":
+        return 2 * batch
+    raise invalid_request("layout must be 'row' or 'columns'")
+
+
+def declared_size(encoded: str | bytes, limits: ScoringLimits = DEFAULT_SCORING_LIMITS) -> int:
+    """The logical size a serialised vector declares (the column batch, read off the cut-off before metering)."""
+    raw = decode_b64(encoded, max_bytes=limits.max_ciphertext_bytes, what="cut-off")
+    try:
+        envelope = read_vector(raw)
+    except ValueError:
+        raise ciphertext_invalid("cut-off is not a serialised CKKS vector") from None
+    if len(envelope.sizes) != 1 or not 1 <= envelope.sizes[0] <= 2**16:
+        raise ciphertext_invalid("cut-off must be one vector of 1..N/2 values")
+    return int(envelope.sizes[0])
+
+
+def _decision_norm(model: LinearModel) -> float:
+    """‖(w, −1)‖₂: the cut-off is one more input, weighted −1 (its encryption error is multiplied like x's)."""
+    return math.sqrt(_weight_norm(model) ** 2 + 1.0)
+
+
+def _decision_slot_std(layout: Layout, model: LinearModel, public: PublicContext, flood: FloodPolicy) -> float:
+    info = public.info
+    scale = info.global_scale or 1.0
+    sigma = flooding.ckks_flood_std(layout, _decision_norm(model), info.poly_modulus_degree, len(info.data_primes),
+                                    scale, flood)
+    return flooding.slot_std(sigma, info.poly_modulus_degree, scale * scale)
+
+
+def decision_precision(layout: Layout, model: LinearModel, public: PublicContext,
+                       flood: FloodPolicy = DEFAULT_FLOOD) -> float:
+    """Std of ν in the decision ``score − t + ν ≥ 0`` (logit units): the logit flood, moved in front of the mask.
+
+    Columns: ν = η, the flood of one column slot. Row: ν = η₀ + Ē/r, the flood of a row logit (mean of N/2 slots)
+    plus the mean of the r-independent slot flood divided by r ≥ 1, so at most √2 times the row logit's.
+    A decision is exact whenever ``|score − t| > 6·decision_precision`` (error probability < 2·10^-9).
+    """
+    per_slot = _decision_slot_std(layout, model, public, flood)
+    if layout == "columns":
+        return per_slot
+    return math.sqrt(2.0) * per_slot / math.sqrt(public.info.poly_modulus_degree / 2)
+
+
+def _masks(count: int, bits: int) -> np.ndarray:
+    """``count`` masks log-uniform on ``[1, 2^bits)`` (OS CSPRNG via `_rand`)."""
+    return np.exp2(bits * (1.0 - _rand.unit_floats(count)))
+
+
+def _load_cutoff(public: PublicContext, cutoff_b64: str | bytes, limits: ScoringLimits) -> ts.CKKSVector:
+    return _load_vector(public, cutoff_b64, limits.max_ciphertext_bytes, "cut-off")
+
+
+def decide_columns(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], cutoff_b64: str | bytes,
+                   model: LinearModel, *, limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
+                   flood: FloodPolicy = DEFAULT_FLOOD) -> str:
+    """Column layout decisions: ``Enc(r_i·(w·x_i + b − t_i + η_i))`` for the ``n`` applicants of the batch.
+
+    ``cutoff_b64`` holds the cut-off of applicant i in slot i (size n, like every column). Each weight and the
+    cut-off's −1 are multiplied in as zero-padded plaintext vectors ``r ⊙ w_j`` and ``−r``, so slots ≥ n are
+    cancelled; the flood adds ``r_i·(b + η_i)`` (η_i complex Gaussian with the column logit flood's std) to slot i
+    and an unmasked flood of the same std to the cancelled slots. One result of size n.
+    """
+    if model.features > limits.max_features:
+        raise invalid_request(f"at most {limits.max_features} features")
+    if len(ciphertexts_b64) != model.features:
+        raise invalid_request(f"column layout needs {model.features} ciphertexts (one per feature), "
+                              f"got {len(ciphertexts_b64)}")
+    plan = plan_decisions(public)
+    vectors = [_load_vector(public, ct, limits.max_ciphertext_bytes, f"column {j}")
+               for j, ct in enumerate(ciphertexts_b64)]
+    cutoff = _load_cutoff(public, cutoff_b64, limits)
+    batch = cutoff.size()
+    if any(v.size() != batch for v in vectors):
+        raise ciphertext_invalid("column ciphertexts and the cut-off declare different batch sizes")
+    slots = public.info.slot_count
+    r = _masks(batch, plan.mask_bits)
+    per_slot = _decision_slot_std("columns", model, public, flood)
+    with _evaluation():
+        total = cutoff.mul((-r).tolist())
+        for vector, weight in zip(vectors, model.weights, strict=True):
+            if weight != 0.0:  # SEAL refuses a transparently zero product; the term is zero anyway
+                total = total + vector.mul((r * weight).tolist())
+        noise = _rand.standard_normal(2 * slots) * per_slot
+        spread = np.ones(slots)
+        spread[:batch] = r
+        values = np.empty(slots, dtype=np.complex128)
+        values.real = spread * noise[:slots]
+        values.imag = spread * noise[slots:]
+        values.real[:batch] += r * model.bias
+        return encode_b64(flooding.add_ckks_slots(total, public, values).serialize())
+
+
+def decide_rows(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], cutoff_b64: str | bytes,
+                model: LinearModel, *, limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
+                flood: FloodPolicy = DEFAULT_FLOOD) -> list[str]:
+    """Row layout decisions: one result per applicant ciphertext, ``r_k·(w·x_k + b − t_k + η₀) + E`` in all N/2
+    slots (size N/2), with ``t_k`` from slot k of ``cutoff_b64`` (size = number of ciphertexts).
+
+    Per applicant: the product with ``r_k·w`` zero-padded plus the cut-off times the one-hot ``−r_k·e_k``, then
+    rotate-and-add over all slots (no partial sums, other cut-offs cancelled). The flood is the row logit flood
+    E (iid per slot, *not* scaled by r: its spread over the slots must not reveal r) plus ``r_k·(b + η₀)``, one
+    complex Gaussian η₀ with the row logit's std in every slot.
+    """
+    if not ciphertexts_b64:
+        raise invalid_request("no ciphertexts")
+    if len(ciphertexts_b64) > limits.max_row_ciphertexts:
+        raise invalid_request(f"at most {limits.max_row_ciphertexts} row ciphertexts per request")
+    if model.features > min(limits.max_features, public.info.slot_count):
+        raise invalid_request("model has more features than a row ciphertext can hold")
+    plan = plan_decisions(public)
+    if not has_rotation_keys(public.tenseal, public.info.poly_modulus_degree):
+        raise ciphertext_invalid("row layout needs Galois keys for power-of-two rotations")
+    slots = public.info.slot_count
+    vectors = [_load_vector(public, ct, limits.max_ciphertext_bytes, f"ciphertext {i}")
+               for i, ct in enumerate(ciphertexts_b64)]
+    for i, vector in enumerate(vectors):
+        if vector.size() != model.features:
+            raise ciphertext_invalid(f"ciphertext {i} holds {vector.size()} values, the model has "
+                                     f"{model.features} features")
+    cutoff = _load_cutoff(public, cutoff_b64, limits)
+    if cutoff.size() != len(vectors):
+        raise ciphertext_invalid(f"the cut-off holds {cutoff.size()} values for {len(vectors)} applicants")
+    n = len(vectors)
+    r = _masks(n, plan.mask_bits)
+    per_slot = _decision_slot_std("row", model, public, flood)
+    per_logit = per_slot / math.sqrt(slots)
+    weights = np.asarray(model.weights, dtype=np.float64)
+    out = []
+    with _evaluation():
+        for k, vector in enumerate(vectors):
+            picked = np.zeros(n)
+            picked[k] = -r[k]
+            product = _relabel(vector.mul((r[k] * weights).tolist()), public, slots)
+            threshold = _relabel(cutoff.mul(picked.tolist()), public, slots)
+            total = (product + threshold).sum()
+            noise = _rand.standard_normal(2 * slots + 2)
+            values = np.empty(slots, dtype=np.complex128)
+            values.real = noise[:slots] * per_slot + r[k] * (model.bias + noise[-2] * per_logit)
+            values.imag = noise[slots:2 * slots] * per_slot + r[k] * noise[-1] * per_logit
+            raw = flooding.add_ckks_slots(total, public, values).serialize()
+            envelope = read_vector(raw)
+            out.append(encode_b64(write_vector(VectorEnvelope((slots,), envelope.ciphertexts, envelope.scale))))
+    return out
+
+
+def decide_encrypted(context_b64: str | bytes, ciphertexts_b64: Sequence[str | bytes], cutoff_b64: str | bytes,
+                     layout: str, model: LinearModel, *, limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
+                     flood: FloodPolicy = DEFAULT_FLOOD) -> list[str]:
+    """The whole decision computation of ``POST /models/{id}/score`` (``output: "decision"``).
+
+    Returns the response's ``ciphertexts`` (one per applicant for ``row``, one for ``columns``). Raises `MpcError`
+    (``CIPHERTEXT_INVALID`` / ``INVALID_REQUEST``) and nothing else for bad input.
+    """
+    if layout not in LAYOUTS:
+        raise invalid_request("layout must be 'row' or 'columns'")
+    if isinstance(ciphertexts_b64, str | bytes) or not isinstance(ciphertexts_b64, Sequence):
+        raise invalid_request("ciphertexts must be a list of base64 strings")
+    checked: Layout = "row" if layout == "row" else "columns"
+    public = load_scoring_context(context_b64, checked, limits)
+    if checked == "row":
+        return decide_rows(public, ciphertexts_b64, cutoff_b64, model, limits=limits, flood=flood)
+    return [decide_columns(public, ciphertexts_b64, cutoff_b64, model, limits=limits, flood=flood)]
