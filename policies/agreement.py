@@ -157,6 +157,10 @@ class AgreementDocument(_Model):
     approval: Literal["owner_each_job", "auto_within_budget"] = "owner_each_job"
     exit: ExitClause = ExitClause()
     price: PriceSchedule | None = None
+    # Encrypted scoring (job kind "score"): banks get decisions (the sign of score − their encrypted cut-off);
+    # logits only where granted, and only in the granted layout(s).
+    score_logits: bool = False
+    score_layout: Literal["row", "columns", "any"] = "any"
 
     @field_validator("title")
     @classmethod
