@@ -59,7 +59,7 @@ def main() -> int:
     from veilbox.client import Client
 
     root = Path(tempfile.mkdtemp(prefix="veilbox-bench-console-"))
-    data = generate(root / "incoming", rows=2000, seed=3)
+    data = generate(root / "incoming" / "tax", rows=2000, seed=3)
     settings = Settings(home=root / "home", import_roots=[root / "incoming"], latency_bucket_ms=0, env="test",
                         worker=False)
     admin_token = init_home(settings)

@@ -202,7 +202,7 @@ def bench_gateway(repeats: int) -> dict[str, Any]:
 
     log("gateway: a fresh home, data, agreement, model …")
     root = Path(tempfile.mkdtemp(prefix="veilbox-bench-he-"))
-    data = generate(root / "incoming", rows=5000, seed=11)
+    data = generate(root / "incoming" / "tax", rows=5000, seed=11)
     settings = Settings(home=root / "home", import_roots=[root / "incoming"], latency_bucket_ms=0, env="test")
     token = init_home(settings)
     ctx = open_context(settings)

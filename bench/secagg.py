@@ -181,7 +181,7 @@ def gateway_rounds(quick: bool) -> dict[str, Any]:
 
     n, length = (10, 10_000) if quick else (10, 100_000)
     root = Path(tempfile.mkdtemp(prefix="veilbox-bench-secagg-"))
-    data = generate(root / "incoming", rows=1000, seed=5)
+    data = generate(root / "incoming" / "tax", rows=1000, seed=5)
     settings = Settings(home=root / "home", import_roots=[root / "incoming"], latency_bucket_ms=0, env="test")
     token = init_home(settings)
     ctx = open_context(settings)

@@ -1,10 +1,18 @@
 """Ingest: validate a declared spec against a source file and copy it into sandbox storage as Parquet.
 
-The source must resolve (symlinks followed) to a regular file inside one of the configured import roots, and
-be no larger than the configured limit. Every column must be declared, types must fit the declaration, and
-every problem is reported at once. Bounded numeric columns are clamped to their bounds while copying (the
-owner is told how many values were clamped); rows without a privacy unit (null id) are dropped and counted.
-The copy is written to a temporary file first; the caller moves it into place only when the metadata commits.
+The source must resolve (symlinks followed) to a readable regular file inside one of the directories the caller
+may read — the gateway passes the registering owner's own import directories
+(`gateway.settings.Settings.owner_import_dirs`) — and be no larger than the configured limit. A source that is
+missing, unreadable, not a regular file, or outside those directories (another owner's file, a symlink into it,
+any other path) gets one answer, `source_not_found` (``NOT_FOUND_OR_FORBIDDEN``): the same code, message and
+details whatever the reason, so nobody learns from an error whether a path they may not read exists. A given
+directory that is itself a symlink is ignored (an owner's directory cannot be pointed at another's). Only about
+a file of its own does the owner hear more (its size, its suffix, its schema against the declaration).
+
+Every column must be declared, types must fit the declaration, and every problem is reported at once. Bounded
+numeric columns are clamped to their bounds while copying (the owner is told how many values were clamped);
+rows without a privacy unit (null id) are dropped and counted. The copy is written to a temporary file first;
+the caller moves it into place only when the metadata commits.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from catalog.columns import ColumnInfo, ColumnSpec, DatasetSpec, Kind, Role
-from catalog.errors import invalid
+from catalog.errors import NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
 from catalog.fingerprint import HashAlg, file_fingerprint
 
 BATCH_ROWS = 1 << 20
@@ -35,15 +43,19 @@ class IngestReport:
     clamped: dict[str, int] = field(default_factory=dict)
     out_of_domain: dict[str, int] = field(default_factory=dict)
     nulls: dict[str, int] = field(default_factory=dict)
+    source_fingerprint: str | None = None  # of the source file's bytes, as the owner placed it
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rows": self.rows,
             "dropped_null_ids": self.dropped_null_ids,
             "clamped": self.clamped,
             "out_of_domain": self.out_of_domain,
             "nulls": self.nulls,
         }
+        if self.source_fingerprint is not None:
+            out["source_fingerprint"] = self.source_fingerprint
+        return out
 
 
 @dataclass(frozen=True)
@@ -54,23 +66,30 @@ class Ingested:
     report: IngestReport
 
 
+def source_not_found() -> DomainError:
+    """The one refusal for a source the caller may not read or that does not exist (no existence oracle)."""
+    return DomainError(NOT_FOUND_OR_FORBIDDEN, "source file not found in your import directory",
+                       [{"field": "source", "reason": "source.not_found"}])
+
+
+def _inside(path: Path, dirs: list[Path]) -> bool:
+    return any(path.is_relative_to(d) for d in dirs)
+
+
 def resolve_source(source: str, import_roots: list[Path], max_bytes: int) -> Path:
-    """The real path of ``source`` if it is a readable regular file under an import root, else refuse."""
+    """The real path of ``source`` if it is a readable regular file under one of ``import_roots`` (the
+    directories the caller may read), else refuse; every "cannot read it" is the same `source_not_found`."""
     raw = Path(source)
     if not raw.is_absolute():
-        raise invalid("source must be an absolute path inside an import directory")
+        raise invalid("source must be an absolute path inside your import directory")
     try:
-        real = raw.resolve(strict=True)
+        dirs = [r.resolve() for r in import_roots if r.is_dir() and not r.is_symlink()]
+        real = raw.resolve()  # not strict: a missing path is refused below exactly like another owner's file
+        if not _inside(real, dirs) or not real.is_file() or not os.access(real, os.R_OK):
+            raise source_not_found()
+        size = real.stat().st_size
     except (OSError, RuntimeError):
-        raise invalid("source file not found or not readable") from None
-    roots = [r.resolve() for r in import_roots]
-    if not any(real.is_relative_to(r) for r in roots):
-        raise invalid("source is outside the import directories")
-    if not real.is_file():
-        raise invalid("source is not a regular file")
-    if not os.access(real, os.R_OK):
-        raise invalid("source file not found or not readable")
-    size = real.stat().st_size
+        raise source_not_found() from None
     if size > max_bytes:
         raise invalid(f"source is larger than the limit of {max_bytes} bytes")
     if real.suffix.lower() not in (".parquet", ".csv"):

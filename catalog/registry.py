@@ -3,6 +3,17 @@
 Registration is atomic: the Parquet copy is written to a temporary file, the metadata row is inserted in a
 transaction, and only after that commits is the file renamed to its final place; on any failure the temporary
 file is removed and no row remains.
+
+Owners register only their own files. ``import_roots`` are the directories *this owner* may read (the gateway
+passes ``<import root>/<owner>/`` for each configured root: `gateway.settings.Settings.owner_import_dirs`); any
+other path is refused exactly like a missing file (`catalog.ingest.resolve_source`). Content already registered
+by another owner is refused too, ``POLICY_DENIED`` with reason ``dataset.content_registered_by_another_owner``:
+the fingerprint of the source file's bytes and of the ingested copy are compared with both fingerprints of every
+other owner's datasets, in the inserting transaction (``BEGIN IMMEDIATE`` on SQLite: two owners racing with the
+same bytes cannot both win). The refusal names no dataset, owner or path. The same owner may register the same
+content under several names. Known limit: only copies whose source bytes or ingested Parquet copy are identical
+are recognised (an edited copy, or one declared with other bounds *and* re-encoded, has other fingerprints);
+keeping owners out of each other's directories is the file system's job.
 """
 
 from __future__ import annotations
@@ -13,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from catalog import _tables as t
 from catalog.columns import ColumnInfo, DatasetSpec, Grade, Role
-from catalog.errors import ALREADY_EXISTS, DomainError
-from catalog.fingerprint import HashAlg
+from catalog.errors import ALREADY_EXISTS, POLICY_DENIED, DomainError
+from catalog.fingerprint import HashAlg, file_fingerprint
 from catalog.ingest import IngestReport, ingest, resolve_source
 
 
@@ -88,6 +99,32 @@ class Registration:
     report: IngestReport
 
 
+CONTENT_TAKEN = "dataset.content_registered_by_another_owner"
+
+
+def content_taken() -> DomainError:
+    """The refusal for content another owner registered: it names no dataset, owner or path."""
+    return DomainError(POLICY_DENIED, "this content is already registered by another owner",
+                       [{"field": "source", "reason": CONTENT_TAKEN}])
+
+
+def _fingerprints_of_others(conn: Connection, owner: str) -> set[str]:
+    """Every fingerprint (ingested copy and source file) of the datasets of owners other than ``owner``."""
+    d = t.datasets.c
+    out: set[str] = set()
+    for fp, report in conn.execute(select(d.fingerprint, d.ingest_report_json).where(d.owner != owner)):
+        out.add(fp)
+        source = json.loads(report).get("source_fingerprint")
+        if isinstance(source, str):
+            out.add(source)
+    return out
+
+
+def _refuse_if_taken(conn: Connection, owner: str, *fingerprints: str) -> None:
+    if _fingerprints_of_others(conn, owner) & set(fingerprints):
+        raise content_taken()
+
+
 def register(
     engine: Engine,
     spec: DatasetSpec,
@@ -97,11 +134,16 @@ def register(
     max_source_bytes: int,
     hash_alg: HashAlg = "sha256",
 ) -> Registration:
-    """Validate, copy and record a dataset; all or nothing."""
+    """Validate, copy and record a dataset; all or nothing. ``import_roots``: the directories ``owner`` may read
+    (see the module docstring)."""
     if get(engine, spec.name) is not None:
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists")
     source = resolve_source(spec.source, import_roots, max_source_bytes)
+    source_fp = file_fingerprint(source, hash_alg)
+    with engine.connect() as conn:  # refuse early, before the copy; checked again where the row is inserted
+        _refuse_if_taken(conn, owner, source_fp)
     ing = ingest(spec, source, data_dir, hash_alg)
+    ing.report.source_fingerprint = source_fp
     final = data_dir / f"{spec.name}-{ing.fingerprint.split(':', 1)[1][:16]}.parquet"
     now = dt.datetime.now(dt.UTC)
     row = {
@@ -122,6 +164,7 @@ def register(
     }
     try:
         with engine.begin() as conn:
+            _refuse_if_taken(conn, owner, source_fp, ing.fingerprint)
             conn.execute(t.datasets.insert().values(**row))
             ing.tmp_path.replace(final)
     except IntegrityError:

@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
     hash_alg: Literal["sha256", "sm3"] = "sha256"
     checkpoint_every: int = Field(default=100, ge=1, le=100_000)
-    import_roots: list[Path] = Field(default_factory=list, description="where dataset sources may be read")
+    import_roots: list[Path] = Field(default_factory=list, description="where dataset sources may be read: each "
+                                     "owner only from <root>/<owner name>/")
     max_source_bytes: int = Field(default=20 << 30, ge=1)
     max_body_bytes: int = Field(default=16 << 20, ge=1024)
     latency_bucket_ms: int = Field(default=50, ge=0, le=10_000)
@@ -62,6 +63,12 @@ class Settings(BaseSettings):
     @property
     def effective_import_roots(self) -> list[Path]:
         return self.import_roots or [self.home / "import"]
+
+    def owner_import_dirs(self, owner: str) -> list[Path]:
+        """The only directories ``owner`` may register sources from: ``<root>/<owner>/`` under each import root
+        (principal names are single path components: `gateway.identities.NAME_RE`). Files elsewhere — in the
+        root itself, or in another owner's directory — are never read for this owner (`catalog.registry`)."""
+        return [root / owner for root in self.effective_import_roots]
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

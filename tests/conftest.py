@@ -18,15 +18,19 @@ from veilbox.client import Client
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+#: The owner whose import directory holds the synthetic city (owners register only from ``<root>/<owner>/``).
+DATA_OWNER = "city-tax-bureau"
+
+
 @pytest.fixture(scope="session")
 def city_data(tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    """A small synthetic city (5000 people), generated once per session."""
-    return generate(tmp_path_factory.mktemp("incoming"), rows=5000, seed=7)
+    """A small synthetic city (5000 people), generated once per session into ``<import root>/city-tax-bureau/``."""
+    return generate(tmp_path_factory.mktemp("incoming") / DATA_OWNER, rows=5000, seed=7)
 
 
 @pytest.fixture
 def settings(tmp_path: Path, city_data: Generated) -> Settings:
-    return Settings(home=tmp_path / "home", import_roots=[city_data.tax_income.parent, tmp_path / "import"],
+    return Settings(home=tmp_path / "home", import_roots=[city_data.tax_income.parent.parent, tmp_path / "import"],
                     latency_bucket_ms=0, checkpoint_every=5, env="test")
 
 
@@ -94,7 +98,7 @@ class Parties:
 
 @pytest.fixture
 def parties(service: Service, tax_spec: dict) -> Parties:
-    owner = service.principal("city-tax-bureau", "owner")
+    owner = service.principal(DATA_OWNER, "owner")
     owner.register_dataset(tax_spec)
     return Parties(service, owner, service.principal("risk-lab", "operator"),
                    service.principal("icbc-wuxi", "bank"), service.principal("city-data-regulator", "regulator"),

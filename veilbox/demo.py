@@ -26,6 +26,7 @@ from veilbox.client import ApiError, Client
 
 console = Console()
 MARKER = ".veilbox-demo"
+DATA_OWNER = "city-tax-bureau"  # registers only files in <import root>/city-tax-bureau/
 
 
 @dataclass
@@ -52,7 +53,7 @@ def _prepare_home(home: Path | None) -> Path:
 
 
 def chapter_setup(story: Story) -> None:
-    people = {"city-tax-bureau": "owner", "risk-lab": "operator", "icbc-wuxi": "bank",
+    people = {DATA_OWNER: "owner", "risk-lab": "operator", "icbc-wuxi": "bank",
               "city-data-regulator": "regulator"}
     t = Table("principal", "role")
     for name, role in people.items():
@@ -217,8 +218,8 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
     (home / MARKER).write_text("demo home; `veilbox demo --home` may wipe it\n")
     console.rule("[bold]Veilbox demo: usable but invisible (可用不可见)")
     settings = Settings(home=home / "service", import_roots=[home / "incoming"])
-    with console.status(f"generating {rows} synthetic people…"):
-        data = generate(home / "incoming", rows=rows)
+    with console.status(f"generating {rows} synthetic people…"):  # into the tax bureau's own import directory
+        data = generate(settings.owner_import_dirs(DATA_OWNER)[0], rows=rows)
     admin_token = init_home(settings)
     ctx = open_context(settings)
     with BackgroundServer(ctx) as server:

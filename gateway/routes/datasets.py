@@ -1,4 +1,12 @@
-"""Catalog: register, list, show, mock (API.md "Catalog")."""
+"""Catalog: register, list, show, mock (API.md "Catalog").
+
+``POST /datasets`` reads the source only from the registering owner's own import directories
+(``<import root>/<owner>/``, `gateway.settings.Settings.owner_import_dirs`). A source outside them — another
+owner's file, a symlink into it, a path that does not exist — is refused with one answer
+(``NOT_FOUND_OR_FORBIDDEN``, reason ``source.not_found``: same code, message and details either way); content
+another owner already registered is ``POLICY_DENIED`` (reason ``dataset.content_registered_by_another_owner``,
+naming no dataset or owner). Every refusal is audited with its reason (`catalog.registry`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from catalog import registry
 from catalog.columns import DatasetSpec
-from catalog.errors import not_found
+from catalog.errors import DomainError, not_found
 from catalog.mock import MAX_MOCK_ROWS, mock_table
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.identities import Principal
@@ -42,8 +50,14 @@ def public_view(ds: registry.Dataset, viewer: Principal) -> dict[str, Any]:
 async def register(spec: DatasetSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     ev.dataset = spec.name
     s = ctx.settings
-    reg = await run_in_threadpool(registry.register, ctx.engine, spec, owner.name, s.data_dir,
-                                  s.effective_import_roots, s.max_source_bytes, s.hash_alg)
+    try:
+        reg = await run_in_threadpool(registry.register, ctx.engine, spec, owner.name, s.data_dir,
+                                      s.owner_import_dirs(owner.name), s.max_source_bytes, s.hash_alg)
+    except DomainError as e:
+        reasons = [d["reason"] for d in e.details if isinstance(d.get("reason"), str)]
+        if reasons:
+            ev.details["reasons"] = reasons[:5]
+        raise
     ev.details["fingerprint"] = reg.dataset.fingerprint
     ev.output_digest = reg.dataset.fingerprint
     return public_view(reg.dataset, owner)

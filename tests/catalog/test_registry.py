@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -134,24 +135,107 @@ def test_duplicate_name_leaves_first_intact(engine, tmp_path, roots):
 
 @pytest.mark.parametrize("make_source", [
     lambda roots, tmp: str(roots / ".." / ".." / "etc" / "passwd"),
-    lambda roots, tmp: "relative/path.parquet",
     lambda roots, tmp: "/etc/passwd",
     lambda roots, tmp: str(roots / "missing.parquet"),
     lambda roots, tmp: str(roots),
 ])
-def test_hostile_or_missing_sources(engine, tmp_path, roots, make_source):
+def test_hostile_or_missing_sources_get_one_answer(engine, tmp_path, roots, make_source):
     with pytest.raises(DomainError) as ei:
         reg(engine, tmp_path, roots, decl(make_source(roots, tmp_path)))
-    assert ei.value.code == "INVALID_REQUEST"
-    assert "etc" not in ei.value.message and count(engine) == 0
+    assert (ei.value.code, ei.value.message, ei.value.details) == (
+        "NOT_FOUND_OR_FORBIDDEN", "source file not found in your import directory",
+        [{"field": "source", "reason": "source.not_found"}])
+    assert count(engine) == 0
+
+
+def test_a_relative_source_is_malformed(engine, tmp_path, roots):
+    with pytest.raises(DomainError) as ei:
+        reg(engine, tmp_path, roots, decl("relative/path.parquet"))
+    assert ei.value.code == "INVALID_REQUEST" and count(engine) == 0
+
+
+def _refusal(engine, tmp_path, dirs, owner, source):
+    with pytest.raises(DomainError) as ei:
+        registry.register(engine, decl(source, name="stolen"), owner, tmp_path / "data", dirs, 10**9)
+    return ei.value.code, ei.value.message, ei.value.details
 
 
 def test_symlink_escaping_the_import_root(engine, tmp_path, roots):
     outside = tmp_path / "outside.parquet"
     write(outside, small())
     (roots / "link.parquet").symlink_to(outside)
-    with pytest.raises(DomainError, match="outside the import"):
-        reg(engine, tmp_path, roots, decl(str(roots / "link.parquet")))
+    missing = _refusal(engine, tmp_path, [roots], "owner1", str(roots / "nothing.parquet"))
+    assert _refusal(engine, tmp_path, [roots], "owner1", str(roots / "link.parquet")) == missing
+
+
+@pytest.fixture
+def two_owners(tmp_path):
+    """``<root>/alice/`` holds alice's file; ``<root>/bob/`` is bob's (empty) directory."""
+    root = tmp_path / "import"
+    (root / "alice").mkdir(parents=True)
+    (root / "bob").mkdir()
+    src = write(root / "alice" / "a.parquet", small())
+    return root, src
+
+
+def test_an_owner_cannot_register_another_owners_file_nor_learn_it_exists(engine, tmp_path, two_owners):
+    root, src = two_owners
+    bob = [root / "bob"]
+    missing = _refusal(engine, tmp_path, bob, "bob", str(root / "alice" / "nothing.parquet"))
+    assert missing[0] == "NOT_FOUND_OR_FORBIDDEN"
+    before = _refusal(engine, tmp_path, bob, "bob", src)  # alice has not registered it yet
+    registry.register(engine, decl(src), "alice", tmp_path / "data", [root / "alice"], 10**9)
+    after = _refusal(engine, tmp_path, bob, "bob", src)
+    (root / "bob" / "link.parquet").symlink_to(src)
+    linked = _refusal(engine, tmp_path, bob, "bob", str(root / "bob" / "link.parquet"))
+    dotdot = _refusal(engine, tmp_path, bob, "bob", str(root / "bob" / ".." / "alice" / "a.parquet"))
+    in_root = _refusal(engine, tmp_path, bob, "bob", str(root / "a.parquet"))
+    assert before == after == linked == dotdot == in_root == missing
+    assert [d.owner for d in registry.list_all(engine)] == ["alice"]
+
+
+def test_an_owner_directory_that_is_a_symlink_is_not_read(engine, tmp_path, two_owners):
+    root, _ = two_owners
+    (root / "bob").rmdir()
+    (root / "bob").symlink_to(root / "alice")
+    missing = _refusal(engine, tmp_path, [root / "bob"], "bob", str(root / "bob" / "nothing.parquet"))
+    assert _refusal(engine, tmp_path, [root / "bob"], "bob", str(root / "bob" / "a.parquet")) == missing
+
+
+def test_a_copy_of_another_owners_registered_content_is_refused(engine, tmp_path, two_owners):
+    root, src = two_owners
+    first = registry.register(engine, decl(src), "alice", tmp_path / "data", [root / "alice"], 10**9)
+    assert first.report.source_fingerprint is not None
+    assert first.dataset.ingest_report["source_fingerprint"] == first.report.source_fingerprint
+    copy = root / "bob" / "mine.parquet"
+    copy.write_bytes(Path(src).read_bytes())
+    refused = _refusal(engine, tmp_path, [root / "bob"], "bob", str(copy))
+    assert refused == ("POLICY_DENIED", "this content is already registered by another owner",
+                       [{"field": "source", "reason": "dataset.content_registered_by_another_owner"}])
+    assert "alice" not in str(refused) and "a.parquet" not in str(refused)
+    # other declared bounds change the ingested copy, not the source bytes: still refused
+    cols = {**{k: v.model_dump() for k, v in decl(src).columns.items()}, "income": {"role": "measure",
+                                                                                 "bounds": [0, 10_000]}}
+    with pytest.raises(DomainError) as ei:
+        registry.register(engine, decl(str(copy), name="again", columns=cols), "bob", tmp_path / "data",
+                          [root / "bob"], 10**9)
+    assert ei.value.code == "POLICY_DENIED"
+    assert count(engine) == 1 and leftovers(tmp_path) == [first.dataset.path.name]
+    # the same owner may register its own content under another name
+    registry.register(engine, decl(src, name="t_again"), "alice", tmp_path / "data", [root / "alice"], 10**9)
+    assert count(engine) == 2
+
+
+def test_the_ingested_copy_of_another_owners_data_is_refused(engine, tmp_path, two_owners):
+    """A CSV of the same rows ingests to the same Parquet copy as alice's file: refused at the insert."""
+    root, _ = two_owners
+    alice_csv = root / "alice" / "a.csv"
+    alice_csv.write_text("uid,district,age,income\nu1,A,30,10.5\nu2,B,40,20.0\n")
+    registry.register(engine, decl(str(alice_csv)), "alice", tmp_path / "data", [root / "alice"], 10**9)
+    bob_csv = root / "bob" / "b.csv"
+    bob_csv.write_text("uid,district,age,income\r\nu1,A,30,10.5\r\nu2,B,40,20.0\r\n")  # other bytes
+    assert _refusal(engine, tmp_path, [root / "bob"], "bob", str(bob_csv))[0] == "POLICY_DENIED"
+    assert count(engine) == 1 and len(leftovers(tmp_path)) == 1
 
 
 def test_unreadable_and_huge_files(engine, tmp_path, roots):

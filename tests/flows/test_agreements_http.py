@@ -77,9 +77,13 @@ def test_bad_documents_are_refused_with_their_code_and_audited(parties, override
 
 def test_another_owners_dataset_cannot_be_granted(parties, city_data):
     import json
+    import shutil
 
     other = parties.service.principal("utility-board", "owner")
     spec = json.loads(city_data.enterprise_registry_spec.read_text())
+    mine = parties.service.settings.owner_import_dirs("utility-board")[1]  # owners register from their own dir
+    mine.mkdir(parents=True)
+    spec["source"] = str(shutil.copy(city_data.enterprise_registry, mine / "enterprise_registry.parquet"))
     other.register_dataset(spec)
     doc_cols = {"enterprise_registry": [c for c, d in spec["columns"].items() if d["role"] == "dimension"][:1]}
     assert _code(parties.agreement, datasets=["enterprise_registry"], columns=doc_cols) == "NOT_FOUND_OR_FORBIDDEN"
@@ -88,7 +92,7 @@ def test_another_owners_dataset_cannot_be_granted(parties, city_data):
 def test_core_grade_and_the_negative_list_cannot_be_overridden(parties, city_data, tmp_path):
     import shutil
 
-    src = parties.service.settings.import_roots[0] / "core_copy.parquet"
+    src = parties.service.settings.owner_import_dirs("city-tax-bureau")[0] / "core_copy.parquet"
     shutil.copy(city_data.tax_income, src)
     spec = {**parties.tax_spec, "name": "tax_core", "source": str(src), "grade": "core"}
     parties.owner.register_dataset(spec)

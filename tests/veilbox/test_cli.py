@@ -25,11 +25,11 @@ def test_init_serve_and_every_role_command(tmp_path, city_data):
     out = json.loads(veilbox("init", "--home", str(home), "--json").stdout)
     assert out["home"] == str(home.resolve()) and out["admin_token"].startswith("vbx_")
     assert veilbox("init", "--home", str(home), check=False).returncode == 1  # never re-initialised
-    settings = Settings(home=home, import_roots=[city_data.tax_income.parent], latency_bucket_ms=0)
+    settings = Settings(home=home, import_roots=[city_data.tax_income.parent.parent], latency_bucket_ms=0)
     ctx = open_context(settings)
     with BackgroundServer(ctx) as srv:
         admin = {"VEILBOX_URL": srv.url, "VEILBOX_TOKEN": out["admin_token"]}
-        owner_tok = json.loads(veilbox("principal", "add", "city-tax", "--role", "owner", "--json",
+        owner_tok = json.loads(veilbox("principal", "add", "city-tax-bureau", "--role", "owner", "--json",
                                        env=admin).stdout)["token"]
         reg_tok = json.loads(veilbox("principal", "add", "reg", "--role", "regulator", "--json",
                                      env=admin).stdout)["token"]
