@@ -6,20 +6,30 @@ metrics, encoding), the source datasets with the fingerprints it was trained on,
 unique, human-readable id (``VBX-MC-<year>-<8 hex>``) with a validity period. The weights stay in the
 service's models directory (never served); `public` is the API view and never names the weights file.
 
-Encrypted scoring meters the model: a linear model with d features is determined by d + 1 logits of chosen
-inputs, so every (agreement, model) pair may see at most `ModelRecord.score_limit` real-valued scores in total
-(``card["scoring"]["max_scores_per_agreement"]`` when the trainer set one, else `DEFAULT_SCORE_LIMIT`). The
-limit is stated in the public card; `consume_scores` takes scores atomically before a request is evaluated
-and `refund_scores` returns them when the evaluation fails.
+Encrypted scoring meters the model per (agreement, model) and per output, with limits stated in the public card
+(`ModelRecord.scoring_terms`):
+
+- **decisions** (the default output: the sign of score − the bank's encrypted cut-off, one bit per applicant and
+  slot part): at most `ModelRecord.decision_limit` in total (``card["scoring"]["max_decisions_per_agreement"]``,
+  else `DEFAULT_DECISION_LIMIT`);
+- **logits** (only under an agreement with ``score_logits``): at most `ModelRecord.logit_limit`
+  (``card["scoring"]["max_logits_per_agreement"]``, or the legacy ``max_scores_per_agreement``, else the model's
+  input width d). A linear model with d weights and a bias is determined by d + 1 logits of chosen inputs, so the
+  default leaves it underdetermined.
+
+`consume_scores` takes answers atomically before a request is evaluated and `refund_scores` returns them when the
+evaluation fails. Both meters live in ``model_score_usage``: logits under the model id (as before decisions
+existed), decisions under ``<model id>:decision``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Column, Connection, DateTime, Engine, Integer, String, Table, Text, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,13 +37,19 @@ from sqlalchemy.dialects import postgresql, sqlite
 from catalog._tables import metadata, model_score_usage
 from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid
 
-__all__ = ["DEFAULT_SCORE_LIMIT", "ModelRecord", "consume_scores", "get_model", "list_models", "model_registry",
-           "refund_scores", "register_model", "score_usage"]
+__all__ = ["DECISION_SCORE_RANGE", "DEFAULT_DECISION_LIMIT", "OUTPUTS", "ModelRecord", "Output", "consume_scores",
+           "decisions_to_recover", "get_model", "list_models", "model_registry", "refund_scores", "register_model",
+           "score_usage"]
 
-#: Real-valued scores one agreement may obtain from one model by encrypted scoring, unless the card says
-#: otherwise. 2^15 also keeps every (bank, model) pair within the CKKS flood's analysed number of results
-#: (docs/mechanisms/he.md: KL 2Q/κ² for Q ≤ 2^15 results; each result exposes at least 2 scores).
-DEFAULT_SCORE_LIMIT = 2**15
+Output = Literal["decision", "logit"]
+OUTPUTS: tuple[Output, ...] = ("decision", "logit")
+
+#: Decisions one agreement may obtain from one model, unless the card says otherwise. 2^15 also keeps every
+#: (bank, model) pair within the CKKS flood's analysed number of results (docs/mechanisms/he.md: KL 2Q/κ² for
+#: Q ≤ 2^15 results; each result exposes at least 2 answers).
+DEFAULT_DECISION_LIMIT = 2**15
+#: The score range (±16 logits) the card's decision-extraction figures assume.
+DECISION_SCORE_RANGE = 32.0
 
 model_registry = Table(
     "model_registry",
@@ -104,30 +120,91 @@ class ModelRecord:
         }
 
     @property
-    def score_limit(self) -> int:
-        """Scores one agreement may obtain from this model (the extraction quota stated in the card)."""
+    def input_width(self) -> int:
+        """d, the number of weights (the card's ``input_width``, else the number of features)."""
+        width = self.card.get("input_width") if isinstance(self.card, dict) else None
+        return width if isinstance(width, int) and not isinstance(width, bool) and width > 0 else len(self.features)
+
+    def _card_limit(self, *keys: str) -> int | None:
         scoring = self.card.get("scoring") if isinstance(self.card, dict) else None
-        value = scoring.get("max_scores_per_agreement") if isinstance(scoring, dict) else None
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        return DEFAULT_SCORE_LIMIT
+        for key in keys:
+            value = scoring.get(key) if isinstance(scoring, dict) else None
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+        return None
+
+    @property
+    def decision_limit(self) -> int:
+        """Decisions one agreement may obtain from this model (stated in the card)."""
+        value = self._card_limit("max_decisions_per_agreement")
+        return DEFAULT_DECISION_LIMIT if value is None else value
+
+    @property
+    def logit_limit(self) -> int:
+        """Logits one agreement may obtain from this model: by default d, one fewer than solve for the model."""
+        value = self._card_limit("max_logits_per_agreement", "max_scores_per_agreement")
+        return self.input_width if value is None else value
+
+    def limit_for(self, output: Output) -> int:
+        return self.logit_limit if output == "logit" else self.decision_limit
 
     def scoring_terms(self) -> dict[str, Any]:
         """What encrypted scoring offers and how it is limited (part of the public card)."""
-        width = self.card.get("input_width") if isinstance(self.card, dict) else None
-        d = width if isinstance(width, int) and not isinstance(width, bool) and width > 0 else len(self.features)
+        d = self.input_width
+        logits, decisions = self.logit_limit, self.decision_limit
+        coarse, fine = decisions_to_recover(d, 0.1), decisions_to_recover(d, 1e-3)
         return {
             "encrypted": self.algorithm == "logistic_regression",
-            "returns": "the logit w·x + b under the bank's CKKS key, noise-flooded; never the weights",
+            "outputs": list(OUTPUTS),
+            "default_output": "decision",
+            "returns": {
+                "decision": "Enc(r·(w·x + b − t + η)) under the bank's CKKS key, t the bank's encrypted cut-off, "
+                            "r > 0 a fresh secret mask, η the logit flood: read its sign (score ≥ cut-off)",
+                "logit": "Enc(w·x + b), noise-flooded, only under agreements that grant score_logits",
+            },
             "layouts": ["row", "columns"],
-            "max_scores_per_agreement": self.score_limit,
-            "scores_counted_per_request": {"row": "2 per ciphertext (real and imaginary slot)",
-                                           "columns": "N, the context's polynomial degree (every slot)"},
+            "max_decisions_per_agreement": decisions,
+            "max_logits_per_agreement": logits,
+            "counted_per_request": {
+                "decision": {"row": "2 per ciphertext (real and imaginary part)",
+                             "columns": "2 per applicant of the declared batch"},
+                "logit": {"row": "2 per ciphertext (real and imaginary part)",
+                          "columns": "N, the context's polynomial degree (every slot)"},
+            },
             "input_width": d,
             "extraction_query_bound": d + 1,
-            "extraction_note": f"d+1={d + 1} chosen logits determine this linear model up to the flood noise; "
-                               "the limit bounds how often and how precisely it can be re-derived",
+            "extraction": {
+                "logits": {
+                    "queries": d + 1,
+                    "precision": "each weight to about 1.4·σ, σ the flood per logit: ≈ 6·10^-5·‖w‖₂ (columns), "
+                                 "3·10^-6·‖w‖₂ (row) at N = 8192, scale 2^40; precision ε costs about "
+                                 f"(σ/ε)²·{d + 1} logits",
+                    "limit": logits,
+                    "recoverable_within_limit": logits >= d + 1,
+                },
+                "decisions": {
+                    "queries": {"0.1": coarse, "0.001": fine},
+                    "precision": f"{d + 1} probe scores binary-searched with chosen cut-offs, one bit per decision, "
+                                 f"scores within ±{DECISION_SCORE_RANGE / 2:g}: "
+                                 f"(d + 1)·⌈log2({DECISION_SCORE_RANGE:g}/ε)⌉ decisions recover every weight to "
+                                 "about ε (≥ the flood's σ); a decision also "
+                                 "shows |score − t| within a factor 2^20 (the mask)",
+                    "limit": decisions,
+                    "recoverable_within_limit": decisions >= coarse,
+                },
+            },
+            "extraction_note": f"d+1={d + 1} chosen logits determine this linear model up to the flood noise, and "
+                               f"about {fine} chosen decisions to 10^-3; the limits bound how often and how "
+                               "precisely it can be re-derived, and logits are granted per agreement",
         }
+
+
+def decisions_to_recover(features: int, precision: float) -> int:
+    """Decisions that recover a ``features``-weight linear model (and its bias) to ``precision`` by binary search:
+    ``(d + 1)·⌈log2(DECISION_SCORE_RANGE / precision)⌉`` (one bit of each of d + 1 probe scores per decision)."""
+    if features < 1 or not precision > 0:
+        raise ValueError("features and precision must be positive")
+    return (features + 1) * math.ceil(math.log2(DECISION_SCORE_RANGE / precision))
 
 
 def _row(r: Any) -> ModelRecord:
@@ -190,43 +267,53 @@ def _ensure_usage_row(conn: Connection, agreement_id: str, model_id: str, now: d
             conn.execute(t.insert().values(agreement_id=agreement_id, model_id=model_id, scores=0, updated_at=now))
 
 
-def score_usage(engine: Engine, agreement_id: str, model_id: str) -> int:
-    """Scores taken so far by ``agreement_id`` from ``model_id``."""
+def _meter(model_id: str, output: Output) -> str:
+    """The usage row's key: the model id for logits (the meter's original meaning), ``<id>:decision`` for decisions."""
+    if output not in OUTPUTS:
+        raise invalid("output must be 'decision' or 'logit'")
+    return model_id if output == "logit" else f"{model_id}:decision"
+
+
+def score_usage(engine: Engine, agreement_id: str, model_id: str, output: Output = "logit") -> int:
+    """Answers of kind ``output`` taken so far by ``agreement_id`` from ``model_id``."""
     t = model_score_usage
     with engine.connect() as conn:
         used = conn.execute(select(t.c.scores).where(t.c.agreement_id == agreement_id,
-                                                     t.c.model_id == model_id)).scalar()
+                                                     t.c.model_id == _meter(model_id, output))).scalar()
     return int(used or 0)
 
 
 def consume_scores(engine: Engine, agreement_id: str, model_id: str, n: int, limit: int, *,
-                   now: dt.datetime | None = None) -> int:
-    """Take ``n`` scores of the (agreement, model) quota atomically; the total used afterwards.
+                   output: Output = "logit", now: dt.datetime | None = None) -> int:
+    """Take ``n`` answers of kind ``output`` of the (agreement, model) quota atomically; the total used afterwards.
 
     One conditional ``UPDATE … SET scores = scores + n WHERE scores + n <= limit``: concurrent requests can
     never take more than ``limit`` together. ``QUOTA_EXCEEDED`` (nothing taken) when ``n`` does not fit.
     """
     if n < 0:
         raise invalid("a score count cannot be negative")
+    meter = _meter(model_id, output)
     now = _utc(now or dt.datetime.now(dt.UTC))
     t = model_score_usage
-    key = (t.c.agreement_id == agreement_id, t.c.model_id == model_id)
+    key = (t.c.agreement_id == agreement_id, t.c.model_id == meter)
     with engine.begin() as conn:
-        _ensure_usage_row(conn, agreement_id, model_id, now)
+        _ensure_usage_row(conn, agreement_id, meter, now)
         res = conn.execute(update(t).where(*key, t.c.scores + n <= limit)
                            .values(scores=t.c.scores + n, updated_at=now))
         used = int(conn.execute(select(t.c.scores).where(*key)).scalar_one())
     if res.rowcount != 1:
-        raise DomainError(QUOTA_EXCEEDED, "the agreement's scoring quota for this model is used up",
-                          [{"reason": "quota.model_scores", "message": "model-extraction limit of the model card",
+        raise DomainError(QUOTA_EXCEEDED, f"the agreement's {output} quota for this model is used up",
+                          [{"reason": f"quota.model_{output}s", "message": "model-extraction limit of the model card",
                             "limit": limit, "used": used, "requested": n}])
     return used
 
 
-def refund_scores(engine: Engine, agreement_id: str, model_id: str, n: int, *, now: dt.datetime | None = None) -> None:
-    """Give back ``n`` scores taken for a request whose evaluation failed (nothing was released)."""
+def refund_scores(engine: Engine, agreement_id: str, model_id: str, n: int, *, output: Output = "logit",
+                  now: dt.datetime | None = None) -> None:
+    """Give back ``n`` answers taken for a request whose evaluation failed (nothing was released)."""
+    meter = _meter(model_id, output)
     now = _utc(now or dt.datetime.now(dt.UTC))
     t = model_score_usage
     with engine.begin() as conn:
-        conn.execute(update(t).where(t.c.agreement_id == agreement_id, t.c.model_id == model_id, t.c.scores >= n)
+        conn.execute(update(t).where(t.c.agreement_id == agreement_id, t.c.model_id == meter, t.c.scores >= n)
                      .values(scores=t.c.scores - n, updated_at=now))

@@ -3,21 +3,26 @@
 Keys never leave the bank. The helpers wrap `mpc.he.client` (TenSEAL) and the SDK (`veilbox.client.Client`):
 
     from veilbox import bank
-    out = bank.score_applicants(client, model_id, [{"age": 41, "industry": "it", ...}, ...])
-    out.probabilities                     # decrypted locally; the service saw only ciphertexts
+    out = bank.decide_applicants(client, model_id, [{"age": 41, "industry": "it", ...}, ...], cutoffs=[0.4, ...])
+    out.decisions                         # score ≥ cut-off, decrypted locally; the service saw only ciphertexts
+    out = bank.score_applicants(client, model_id, applicants)   # logits, where the agreement grants them
     ok = bank.check_thresholds(client, "income_at_least", agreement_id, ["P0000001", ...], [8000, ...],
                                consent_ref="consent-2026-001")
     claims = bank.verify_receipt(receipt, client.audit_public_key()["pem"])
 
 - **Scoring** (CKKS): features are encoded exactly as in training, from the model card's public ``encoding``
-  (`sandbox.train.encoding`), then encrypted. ``columns`` packs up to N/2 = 4096 applicants per request (one
-  ciphertext per encoded feature; no rotation keys); ``row`` sends one ciphertext per applicant (at most 64 per
-  request) and needs rotation keys, so its context is large: with the library's default 60/40/40/60-bit
-  modulus it is about 22 MB of base64, beyond the service's default 16 MiB body limit, so the row layout here
-  uses a 60/40/60-bit modulus (≈ 12 MB; still 20 bits of headroom over the unrescaled product, 128-bit
-  secure), and packs about 14 applicants (0.3 MB each) per request under the limit. The service counts the
-  scores a request *can* expose (2 per row ciphertext, N per column request) against the model card's
-  per-agreement limit, so a single applicant costs 2 scores in the row layout and 8192 in the column layout.
+  (`sandbox.train.encoding`), then encrypted. `decide_applicants` (the service's default output) also encrypts the
+  bank's cut-offs and reads one decision per applicant, ``score ≥ cut-off``, from the sign of the masked value
+  ``r·(score − cut-off + η)``: the service never sees the cut-offs and the bank never gets the score.
+  `score_applicants` asks for the logits themselves, which only an agreement granting ``score_logits`` allows.
+  ``columns`` packs up to N/2 = 4096 applicants per request (one ciphertext per encoded feature; no rotation
+  keys); ``row`` sends one ciphertext per applicant (at most 64 per request) and needs rotation keys, so its
+  context is large: with the library's default 60/40/40/60-bit modulus it is about 22 MB of base64, beyond the
+  service's default 16 MiB body limit, so the row layout here uses a 60/55/60-bit modulus (≈ 12.3 MB; 35 bits of
+  headroom over the unrescaled product — room for the decisions' 2^20 mask — and 128-bit secure), and packs about
+  11 applicants (0.3 MB each) per request under the limit. The service counts what a request *can* expose against
+  the model card's per-agreement limits: decisions, 2 per row ciphertext or per column applicant; logits, 2 per
+  row ciphertext and 8192 per column request.
 - **Threshold checks** (BFV masked sign): the bank encrypts its thresholds t (``Enc(−t)`` for ``<=`` products,
   as the product's ``encrypted_form`` says) and reads ``x ≥ t`` (or ``x ≤ t``) from the sign of each slot.
   Thresholds must lie within the product's declared ``threshold_bounds``; unknown subjects read ``false``.
@@ -44,12 +49,14 @@ from mpc.he import client as he
 from sandbox.train.encoding import FeatureEncoding
 from veilbox.client import Client
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "ROW_COEFF_BITS", "BfvKeys", "ScoreResult", "ScoringKeys", "check_thresholds",
-           "encode_applicants", "score_applicants", "scoring_keys", "verification_keys", "verify_receipt"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ROW_COEFF_BITS", "BfvKeys", "DecisionResult", "ScoreResult", "ScoringKeys",
+           "check_thresholds", "decide_applicants", "encode_applicants", "score_applicants", "scoring_keys",
+           "verification_keys", "verify_receipt"]
 
 Layout = Literal["row", "columns"]
-#: CKKS modulus for the row layout: keeps the context with rotation keys under the default body limit.
-ROW_COEFF_BITS = (60, 40, 60)
+#: CKKS modulus for the row layout: keeps the context with rotation keys under the default body limit and leaves
+#: 35 bits above the product's scale 2^80 for the decisions' mask (`mpc.he.scoring.plan_decisions`).
+ROW_COEFF_BITS = (60, 55, 60)
 MAX_ROW_APPLICANTS = 64
 #: The service's default request size limit (``VEILBOX_MAX_BODY_BYTES``).
 DEFAULT_MAX_BODY_BYTES = 16 << 20
@@ -113,28 +120,36 @@ class ScoreResult:
         return he.sigmoid(self.logits)
 
 
-def score_applicants(client: Client, model_id: str, applicants: Sequence[Mapping[str, Any]] | NDArray[Any], *,
-                     layout: Layout = "columns", agreement_id: str | None = None,
-                     keys: ScoringKeys | None = None, card: Mapping[str, Any] | None = None,
-                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ScoreResult:
-    """Score ``applicants`` (feature dicts, or an already encoded ``(n, d)`` matrix) under encryption.
-
-    Applicants go in batches (at most `ScoringKeys.batch` per request, and within ``max_body_bytes``, the
-    service's ``VEILBOX_MAX_BODY_BYTES``); logits are decrypted locally.
-    """
-    keys = keys or scoring_keys(layout)
-    if keys.layout != layout:
-        raise ValueError("the keys were made for the other layout")
+def _encoded(client: Client, model_id: str, applicants: Sequence[Mapping[str, Any]] | NDArray[Any],
+             card: Mapping[str, Any] | None) -> NDArray[np.float64]:
     if isinstance(applicants, np.ndarray):
         x = np.asarray(applicants, dtype=np.float64)
     else:
         x = encode_applicants(card or client.model(model_id)["card"], applicants)
     if x.ndim != 2 or len(x) == 0:
         raise ValueError("no applicants")
+    return x
+
+
+def score_applicants(client: Client, model_id: str, applicants: Sequence[Mapping[str, Any]] | NDArray[Any], *,
+                     layout: Layout = "columns", agreement_id: str | None = None,
+                     keys: ScoringKeys | None = None, card: Mapping[str, Any] | None = None,
+                     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ScoreResult:
+    """Logits of ``applicants`` (feature dicts, or an already encoded ``(n, d)`` matrix) under encryption.
+
+    Only under an agreement that grants ``score_logits`` (else ``POLICY_DENIED``); the card's
+    ``max_logits_per_agreement`` (by default d, fewer than determine the model) bounds them. Applicants go in
+    batches (at most `ScoringKeys.batch` per request, and within ``max_body_bytes``, the service's
+    ``VEILBOX_MAX_BODY_BYTES``); logits are decrypted locally.
+    """
+    keys = keys or scoring_keys(layout)
+    if keys.layout != layout:
+        raise ValueError("the keys were made for the other layout")
+    x = _encoded(client, model_id, applicants, card)
     logits: list[NDArray[np.float64]] = []
     counted = used = limit = 0
     for chunk, cts in _requests(keys, x, max_body_bytes):
-        resp = client.score(model_id, keys.public, cts, layout, agreement_id)
+        resp = client.score(model_id, keys.public, cts, layout, agreement_id, output="logit")
         got = he.decrypt_scores(keys.context, resp["ciphertexts"], layout)
         logits.append(got[:len(chunk)])
         counted += int(resp.get("scores_counted", 0))
@@ -142,10 +157,52 @@ def score_applicants(client: Client, model_id: str, applicants: Sequence[Mapping
     return ScoreResult(np.concatenate(logits), counted, used, limit)
 
 
-def _requests(keys: ScoringKeys, x: NDArray[np.float64], max_body_bytes: int
+@dataclass(frozen=True)
+class DecisionResult:
+    """One decision per applicant (``score ≥ cut-off``) and the card's decision meter after the last request."""
+
+    decisions: NDArray[np.bool_]
+    decisions_counted: int
+    decisions_used: int
+    decisions_limit: int
+
+
+def decide_applicants(client: Client, model_id: str, applicants: Sequence[Mapping[str, Any]] | NDArray[Any],
+                      cutoffs: float | Sequence[float] | NDArray[Any], *, layout: Layout = "columns",
+                      agreement_id: str | None = None, keys: ScoringKeys | None = None,
+                      card: Mapping[str, Any] | None = None,
+                      max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> DecisionResult:
+    """Decisions ``w·x + b ≥ cut-off`` for ``applicants`` (the service's default output), the cut-offs (one for
+    all, or one per applicant, in logit units: σ(cut-off) is the probability threshold) encrypted like the
+    features, so the service sees neither. Each decision is exact unless the score lies within a few times the
+    flood's σ of the cut-off (docs/mechanisms/he.md). Batching as in `score_applicants`.
+    """
+    keys = keys or scoring_keys(layout)
+    if keys.layout != layout:
+        raise ValueError("the keys were made for the other layout")
+    x = _encoded(client, model_id, applicants, card)
+    t = np.broadcast_to(np.asarray(cutoffs, dtype=np.float64), (len(x),)).copy()
+    if not np.isfinite(t).all():
+        raise ValueError("cut-offs must be finite")
+    decisions: list[NDArray[np.bool_]] = []
+    counted = used = limit = 0
+    start = 0
+    for chunk, cts in _requests(keys, x, max_body_bytes, reserve_ciphertext=True):
+        cutoff = he.encrypt_cutoffs(keys.context, t[start:start + len(chunk)])
+        start += len(chunk)
+        resp = client.score(model_id, keys.public, cts, layout, agreement_id, cutoff=cutoff, output="decision")
+        got = he.decrypt_decisions(keys.context, resp["ciphertexts"], layout)
+        decisions.append(got[:len(chunk)])
+        counted += int(resp.get("scores_counted", 0))
+        used, limit = int(resp.get("scores_used", 0)), int(resp.get("scores_limit", 0))
+    return DecisionResult(np.concatenate(decisions), counted, used, limit)
+
+
+def _requests(keys: ScoringKeys, x: NDArray[np.float64], max_body_bytes: int, *, reserve_ciphertext: bool = False
               ) -> Iterator[tuple[NDArray[np.float64], list[str]]]:
     """Batches of encrypted applicants, each request within ``max_body_bytes`` (row ciphertexts are packed
-    greedily after the context; a column batch is one ciphertext per feature)."""
+    greedily after the context, leaving room for one more ciphertext — the cut-off — when asked; a column batch is
+    one ciphertext per feature)."""
     if keys.layout == "columns":
         for start in range(0, len(x), keys.batch):
             chunk = x[start:start + keys.batch]
@@ -156,6 +213,8 @@ def _requests(keys: ScoringKeys, x: NDArray[np.float64], max_body_bytes: int
     cts: list[str] = []
     for i, row in enumerate(x):
         ct = he.encrypt_row(keys.context, row)
+        if reserve_ciphertext and i == 0:
+            budget -= len(ct) + 8
         if cts and (size + len(ct) + 8 > budget or len(cts) == keys.batch):
             yield x[start:i], cts
             start, cts, size = i, [], 0

@@ -267,11 +267,18 @@ class Client:
         return self._json("POST", f"/v1/verifications/{name}/check-encrypted", json=body)
 
     def score(self, model_id: str, context: str, ciphertexts: list[str], layout: str = "columns",
-              agreement_id: str | None = None) -> dict[str, Any]:
-        """Bank: encrypted logits of the bank's applicants (see `veilbox.bank.score_applicants`)."""
+              agreement_id: str | None = None, *, cutoff: str | None = None,
+              output: str | None = None) -> dict[str, Any]:
+        """Bank: encrypted decisions against the encrypted ``cutoff`` (the service's default output), or logits with
+        ``output="logit"`` where the agreement grants them (see `veilbox.bank.decide_applicants`,
+        `veilbox.bank.score_applicants`)."""
         body: dict[str, Any] = {"context": context, "ciphertexts": ciphertexts, "layout": layout}
         if agreement_id is not None:
             body["agreement_id"] = agreement_id
+        if cutoff is not None:
+            body["cutoff"] = cutoff
+        if output is not None:
+            body["output"] = output
         return self._json("POST", f"/v1/models/{model_id}/score", json=body)
 
     # --- secure aggregation ---

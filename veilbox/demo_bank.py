@@ -4,12 +4,15 @@ The tax bureau defines three verification products over ``tax_income``. The bank
 (``agreement:bank``: job kinds verify + score), asks yes/no questions about applicants who consented, in
 clear and under BFV encryption (the service never sees the bank's thresholds), tries to binary-search one
 person's income and is stopped by the distinct-parameter cap, then scores a batch of its own applicants with
-the operator's DP credit model (``model_id``) under CKKS: the features and the logits stay encrypted under the
-bank's key, and the weights never leave the service.
+the operator's DP credit model (``model_id``) under CKKS: it gets one decision per applicant against its own
+encrypted cut-off (the features, the cut-off and the masked score stay encrypted under the bank's key, and the
+weights never leave the service), and its request for the logits themselves is refused (its agreement grants
+decisions only).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.console import Console
@@ -124,6 +127,10 @@ def _binary_search(story: Any, agreement: str) -> None:
     story.facts.append(f"binary search was not stopped ({answers} answers): check the agreement's quotas")
 
 
+#: The bank's own lending rule: decline when P(default) ≥ 20 %, i.e. when the logit is at least log(0.2/0.8).
+DECLINE_AT = 0.20
+
+
 def _scoring(story: Any, agreement: str) -> None:
     bank = story.clients["bank"]
     model_id = story.state.get("model_id")
@@ -131,19 +138,32 @@ def _scoring(story: Any, agreement: str) -> None:
         story.facts.append("no released model to score with (the training chapter did not release one)")
         return
     card = bank.model(model_id)
-    with console.status("scoring applicants under CKKS encryption…"):
-        out = bank_sdk.score_applicants(bank, model_id, APPLICANTS, layout="columns", agreement_id=agreement,
-                                        card=card["card"])
-    t = Table("applicant", "age", "industry", "income", "P(default)", title=f"encrypted scoring with {model_id} "
-              f"(certificate {card['certificate']['id']})")
-    for a, p in zip(APPLICANTS, out.probabilities, strict=True):
-        t.add_row(a["name"], str(a["age"]), a["industry"], f"{a['monthly_income']:,}", f"{p:.3f}")
+    cutoff = math.log(DECLINE_AT / (1 - DECLINE_AT))
+    with console.status("deciding applicants under CKKS encryption…"):
+        out = bank_sdk.decide_applicants(bank, model_id, APPLICANTS, cutoff, layout="columns",
+                                         agreement_id=agreement, card=card["card"])
+    t = Table("applicant", "age", "industry", "income", f"P(default) ≥ {DECLINE_AT:.0%}?",
+              title=f"encrypted decisions with {model_id} (certificate {card['certificate']['id']})")
+    for a, declined in zip(APPLICANTS, out.decisions, strict=True):
+        t.add_row(a["name"], str(a["age"]), a["industry"], f"{a['monthly_income']:,}",
+                  "yes: decline" if declined else "no: approve")
     console.print(t)
     terms = card["scoring"]
-    story.facts.append(f"the bank scored {len(APPLICANTS)} applicants with the DP model under CKKS (column layout): "
-                       f"features and logits encrypted under its key, weights never sent; {out.scores_used:,} of "
-                       f"{terms['max_scores_per_agreement']:,} scores of the extraction quota used "
-                       f"(a linear model falls to {terms['extraction_query_bound']} chosen queries)")
+    story.facts.append(f"the bank decided {len(APPLICANTS)} applicants with the DP model under CKKS (column layout) "
+                       f"against its own encrypted cut-off (P(default) ≥ {DECLINE_AT:.0%}, never sent in clear): "
+                       "features, cut-off and the masked r·(score − cut-off) stay under its key, it reads one bit "
+                       f"per applicant, the weights never leave; {out.decisions_used:,} of "
+                       f"{terms['max_decisions_per_agreement']:,} decisions of the card's quota used")
+    try:
+        bank_sdk.score_applicants(bank, model_id, APPLICANTS[:1], layout="columns", agreement_id=agreement,
+                                  card=card["card"])
+        story.facts.append("the logits themselves were returned: check the agreement's score_logits grant")
+    except ApiError as e:
+        reasons = ", ".join(sorted({str(d.get("reason")) for d in e.details}))
+        story.facts.append(f"asking for the logits themselves was refused with {e.code} ({reasons}): the agreement "
+                           f"grants decisions only, and a linear model falls to {terms['extraction_query_bound']} "
+                           f"chosen logits (the card allows at most {terms['max_logits_per_agreement']} even where "
+                           "logits are granted)")
 
 
 def chapter_bank(story: Any) -> None:
@@ -156,8 +176,9 @@ def chapter_bank(story: Any) -> None:
     _scoring(story, agreement)
     console.print(Panel(
         "learned: one yes/no per question (plus, for encrypted checks, a rough magnitude of income − threshold "
-        "hidden in the masked value), a signed receipt per answer, its own applicants' scores\n"
+        "hidden in the masked value), a signed receipt per answer, one decision per applicant (plus a rough "
+        "magnitude of score − cut-off)\n"
         "did not learn: any exact income or insurance record, the row count, whether an unknown subject exists, "
-        "the model's weights (a linear model is re-derivable from d+1 chosen queries: the card's quota meters "
-        "that)",
+        "its applicants' scores, the model's weights (a linear model is re-derivable from d+1 chosen logits, "
+        "which the agreement does not grant, or from many chosen decisions: the card's quotas meter both)",
         title="the bank, after this chapter", title_align="left"))

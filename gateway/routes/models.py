@@ -6,14 +6,24 @@ released models (never the weights or where they are stored).
 ``POST /models/{id}/score`` (a bank, under an active agreement with job kind ``score`` whose datasets cover the
 model's source datasets and whose purposes include the model's): the bank sends a *public* CKKS context and its
 applicants' encoded features encrypted under its own key (``layout`` ``row``: one ciphertext per applicant;
-``columns``: one ciphertext per feature for up to N/2 applicants) and receives the logits ``w·x + b`` under its
-key, re-randomised and noise-flooded (`mpc.he.score_encrypted`'s pieces); the weights never leave. Order:
-authorize and meter the call (`policies.authorize`, ``model.score``) → validate the context (cached per bank
-and context digest: `ContextCache`) → take the request's exposed scores (`mpc.he.scores_exposed`: 2 per row
-ciphertext, N per column request) from the (agreement, model) extraction quota stated in the card
-(`catalog.models.consume_scores`, ``QUOTA_EXCEEDED`` beyond it) → evaluate → on a failed evaluation give the
-scores back. Every answer and refusal is audited (model,
-layout, counts, request digest; the output digest on success) and padded to the latency bucket.
+``columns``: one ciphertext per feature for up to N/2 applicants). The weights never leave. Two outputs:
+
+- ``output: "decision"`` (the default): the bank also sends ``cutoff``, its cut-offs encrypted under the same key
+  (applicant i in slot i), and receives ``Enc(r·(w·x + b − t + η))`` (`mpc.he.decide_rows` / `decide_columns`):
+  only the sign is meant to be read (score ≥ cut-off); the service never sees the cut-offs.
+- ``output: "logit"``: ``Enc(w·x + b)``, flooded (`mpc.he.score_rows` / `score_columns`), only under an agreement
+  whose document grants ``score_logits``.
+
+An agreement's ``score_layout`` (``row`` | ``columns`` | ``any``) restricts the layout. Order: the agreement's
+decision without metering (`policies.check`) → the grant (logits, layout: ``POLICY_DENIED`` with reason
+``score.logits_not_granted`` / ``score.layout_not_granted``, nothing metered) → authorize and meter the call
+(`policies.authorize`, ``model.score``) → validate the context (cached per bank and context digest:
+`ContextCache`) → take the request's exposed answers from the (agreement, model, output) extraction quota stated
+in the card (`catalog.models.consume_scores`; decisions: `mpc.he.decisions_exposed`, 2 per row ciphertext or per
+declared column applicant; logits: `mpc.he.scores_exposed`, 2 per row ciphertext, N per column request;
+``QUOTA_EXCEEDED`` beyond it) → evaluate → on a failed evaluation give the answers back. Every answer and refusal
+is audited (model, layout, output, counts, request digest; the output digest on success) and padded to the
+latency bucket.
 """
 
 from __future__ import annotations
@@ -40,7 +50,17 @@ from gateway.identities import Principal
 from gateway.jobflow import actor_of
 from gateway.routes.agreements import note_expiry
 from gateway.routes.verifications import ContextCache
-from mpc.he import LinearModel, load_scoring_context, score_columns, score_rows, scores_exposed
+from mpc.he import (
+    LinearModel,
+    decide_columns,
+    decide_rows,
+    decisions_exposed,
+    declared_size,
+    load_scoring_context,
+    score_columns,
+    score_rows,
+    scores_exposed,
+)
 from policies import Action
 from sandbox.train import load_linear_weights
 
@@ -56,6 +76,11 @@ class ScoreBody(BaseModel):
     ciphertexts: list[str] = Field(min_length=1, max_length=MAX_CIPHERTEXTS,
                                    description="row: one per applicant; columns: one per encoded feature")
     layout: Literal["row", "columns"]
+    output: Literal["decision", "logit"] = Field("decision", description="decision: the masked sign of score − your "
+                                                 "encrypted cut-off; logit: w·x + b (only where the agreement grants "
+                                                 "score_logits)")
+    cutoff: str | None = Field(None, description="decision only: base64 CKKS Enc(t) under the same key, the cut-off "
+                                                 "of applicant i in slot i (row: of the i-th ciphertext)")
     agreement_id: str | None = Field(None, max_length=64, description="default: your one active agreement that "
                                                                       "allows scoring this model")
 
@@ -131,13 +156,33 @@ def _columns(m: ModelRecord) -> dict[str, list[str]] | None:
     return {name: sorted(m.features)}
 
 
+def _granted(ctx: AppContext, agreement_id: str, body: ScoreBody) -> None:
+    """The agreement's scoring grant: logits only with ``score_logits``, the layout ``score_layout`` allows."""
+    ag = policies.load_agreement(ctx.engine, agreement_id)
+    assert ag is not None  # policies.check allowed the request, so the agreement exists
+    doc = ag.document
+    if body.output == "logit" and not doc.score_logits:
+        raise DomainError(POLICY_DENIED, "the agreement grants decisions only, not logits",
+                          [{"reason": "score.logits_not_granted", "output": "logit"}])
+    if doc.score_layout not in ("any", body.layout):
+        raise DomainError(POLICY_DENIED, f"the agreement allows the {doc.score_layout} layout only",
+                          [{"reason": "score.layout_not_granted", "layout": body.layout, "allowed": doc.score_layout}])
+
+
 def _score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: AuditEvent) -> dict[str, Any]:
     context_digest = "sha256:" + hashlib.sha256(body.context.encode()).hexdigest()
     h = hashlib.sha256(context_digest.encode())
     for ct in body.ciphertexts:
         h.update(b"|" + ct.encode())
-    ev.details.update(model_id=model_id, layout=body.layout, ciphertexts=len(body.ciphertexts),
+    if body.cutoff is not None:
+        h.update(b"|cutoff|" + body.cutoff.encode())
+    ev.details.update(model_id=model_id, layout=body.layout, output=body.output, ciphertexts=len(body.ciphertexts),
                       request_digest="sha256:" + h.hexdigest())
+    decision = body.output == "decision"
+    if decision != (body.cutoff is not None):
+        raise DomainError(INVALID_REQUEST, "a decision needs the encrypted cut-off; a logit takes none",
+                          [{"field": "cutoff", "problem": "required for output 'decision'" if decision
+                            else "only for output 'decision'"}])
     m = model_registry.get_model(ctx.engine, model_id)
     if m is None:
         raise not_found("model")
@@ -151,34 +196,43 @@ def _score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Au
     agreement_id = body.agreement_id or _pick_agreement(ctx, p, m)
     ev.agreement_id = agreement_id
     note_expiry(ctx, agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id,
-                       datasets=sorted(m.source_datasets), columns=_columns(m), purpose=m.purpose)
+    scope = {"datasets": sorted(m.source_datasets), "columns": _columns(m), "purpose": m.purpose}
+    policies.check(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope).raise_if_denied()
+    _granted(ctx, agreement_id, body)  # before anything is metered
+    policies.authorize(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope)
     model = linear_model(ctx, m)
     public, lock = SCORING_CONTEXTS.get((p.name, "score", body.layout, context_digest),
                                         lambda: load_scoring_context(body.context, body.layout))
-    exposed = scores_exposed(body.layout, len(body.ciphertexts), public.info.poly_modulus_degree)
+    if body.cutoff is not None:
+        exposed = decisions_exposed(body.layout, len(body.ciphertexts), declared_size(body.cutoff))
+    else:
+        exposed = scores_exposed(body.layout, len(body.ciphertexts), public.info.poly_modulus_degree)
     ev.details["scores_exposed"] = exposed
-    used = model_registry.consume_scores(ctx.engine, agreement_id, m.id, exposed, m.score_limit)
+    limit = m.limit_for(body.output)
+    used = model_registry.consume_scores(ctx.engine, agreement_id, m.id, exposed, limit, output=body.output)
     try:
         with lock:
-            if body.layout == "row":
+            if body.cutoff is not None:
+                out = (decide_rows(public, body.ciphertexts, body.cutoff, model) if body.layout == "row"
+                       else [decide_columns(public, body.ciphertexts, body.cutoff, model)])
+            elif body.layout == "row":
                 out = score_rows(public, body.ciphertexts, model)
             else:
                 out = [score_columns(public, body.ciphertexts, model)]
     except BaseException:
-        model_registry.refund_scores(ctx.engine, agreement_id, m.id, exposed)
+        model_registry.refund_scores(ctx.engine, agreement_id, m.id, exposed, output=body.output)
         raise
     digest = hashlib.sha256()
     for ct in out:
         digest.update(ct.encode() + b"|")
     ev.output_digest = "sha256:" + digest.hexdigest()
-    return {"ciphertexts": out, "layout": body.layout, "scores_counted": exposed, "scores_used": used,
-            "scores_limit": m.score_limit}
+    return {"ciphertexts": out, "layout": body.layout, "output": body.output, "scores_counted": exposed,
+            "scores_used": used, "scores_limit": limit}
 
 
 @router.post("/models/{model_id}/score", name="model.score")
 async def score(model_id: str, body: ScoreBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
-    """Encrypted scoring: logits of the bank's applicants under the bank's key; the weights never leave."""
+    """Encrypted scoring: decisions (default) or granted logits under the bank's key; the weights never leave."""
     ev.agreement_id = body.agreement_id
     async with latency.padded(ctx.settings.latency_bucket_ms):
         out: dict[str, Any] = await run_in_threadpool(_score, ctx, p, model_id, body, ev)

@@ -1,5 +1,6 @@
 """Fixtures for encrypted scoring: a registered linear model (weights written in the training format, card with
-the public encoding) on the tax bureau's data, a bank agreement, and a CKKS key pair per layout."""
+the public encoding) on the tax bureau's data, a bank agreement (decisions only, any layout), and a CKKS key pair
+per layout."""
 
 from __future__ import annotations
 
@@ -67,6 +68,16 @@ class ScoreWorld:
 
     def logits(self, x: np.ndarray, model: models.ModelRecord | None = None) -> np.ndarray:
         return plain_logits(model or self.model, self.parties.service.settings.models_dir, x)
+
+    def precision(self, keys: bank_sdk.ScoringKeys, model: models.ModelRecord | None = None) -> float:
+        """The documented decision precision (`mpc.he.decision_precision`) for this model and the bank's keys."""
+        from mpc.he import LinearModel, decision_precision, load_scoring_context
+        from sandbox.train import load_linear_weights
+
+        m = model or self.model
+        w, b, _ = load_linear_weights(self.parties.service.settings.models_dir / m.weights_path)
+        public = load_scoring_context(keys.public, keys.layout)
+        return decision_precision(keys.layout, LinearModel(tuple(float(v) for v in w), float(b)), public)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ def test_bank_chapter_tells_what_the_bank_learned(parties, make_model):
     assert "signed receipts" in text and "P9999999 answered a plain 'no'" in text
     assert "under the bank's BFV key" in text
     assert "stopped after 2 answers with QUOTA_EXCEEDED" in text
-    assert f"scored {len(APPLICANTS)} applicants" in text and "8,192 of 32,768" in text
+    assert f"decided {len(APPLICANTS)} applicants" in text and "10 of 32,768 decisions" in text
+    assert "refused with POLICY_DENIED (score.logits_not_granted)" in text
     # what left is in the audit log as hashed subjects and digests only
     dump = str(parties.regulator.audit(limit=1000))
     assert "P0000001" not in dump and "P0000010" not in dump
