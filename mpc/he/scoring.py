@@ -1,8 +1,17 @@
-"""Encrypted linear scoring: the bank learns logits of its own applicants, the sandbox learns nothing.
+"""Encrypted linear scoring: the bank learns a decision (or, where granted, the logit) of its own applicants, the
+sandbox learns nothing.
 
 A logistic-regression model ``(w ∈ R^d, b)`` stays in plaintext on the server. The bank encrypts feature
-vectors under its own CKKS key and receives ``Enc(w·x + b)``, the logit (σ is monotone, so the bank
-thresholds or applies σ itself). Two layouts, as in API.md (``"row"`` | ``"columns"``):
+vectors under its own CKKS key. Two outputs:
+
+- **decision** (`decide_rows`, `decide_columns`, `decide_encrypted`; the service's default): the bank also
+  encrypts its cut-offs t and receives ``Enc(r·(w·x + b − t + η))`` per applicant, r log-uniform on
+  ``[1, 2^mask_bits)`` fresh per applicant and η the logit's flood; it reads the sign (score ≥ t). See the
+  section "decisions" below and `decision_precision`, `plan_decisions`, `decisions_exposed`.
+- **logit** (`score_rows`, `score_columns`, `score_encrypted`): ``Enc(w·x + b)`` (σ is monotone, so the bank
+  thresholds or applies σ itself).
+
+Two layouts, as in API.md (``"row"`` | ``"columns"``):
 
 - **row** — one applicant per ciphertext, its d features in slots 0..d-1. We multiply by ``w`` zero-padded
   (so whatever the bank put in the other slots is cancelled), then rotate-and-add over all N/2 slots, so
@@ -23,12 +32,14 @@ KL ≤ 2^-15 per result for honest inputs. The model's bias is added in the same
 N = 8192, scale 2^40: columns, about ``6·10^-5·‖w‖₂`` per slot; row, ``1.7·10^-4·‖w‖₂`` per slot, and the
 client averages the N/2 equal slots to about ``3·10^-6·‖w‖₂``. See `score_precision`.
 
-What the sandbox learns: nothing about the applicants (IND-CPA of CKKS under the bank's key; the server
-never decrypts). What the bank learns: its applicants' logits, and — unavoidably — the model itself
-after enough queries: a linear model is determined by d+1 logits of chosen inputs
-(`extraction_query_bound`). A bank that encrypts complex slots gets the imaginary part scored too, so each
-slot yields two real scores (`scores_exposed`); the gateway meters and rate-limits on that count.
-Weights are never returned or logged.
+What the sandbox learns: nothing about the applicants or the cut-offs (IND-CPA of CKKS under the bank's key;
+the server never decrypts). What the bank learns from a logit: its applicants' logits, and — unavoidably — the
+model itself after enough queries: a linear model is determined by d+1 logits of chosen inputs
+(`extraction_query_bound`). From a decision: the sign, a magnitude of ``score − t`` masked by r (within a factor
+2^mask_bits), and — after a few hundred chosen decisions — the model too (binary search on the cut-off). A
+bank that encrypts complex slots gets the imaginary part scored too, so each slot yields two real answers
+(`scores_exposed`, `decisions_exposed`); the gateway grants logits per agreement and meters both. Weights are
+never returned or logged.
 """
 
 from __future__ import annotations
@@ -313,6 +324,13 @@ def score_encrypted(context_b64: str | bytes, ciphertexts_b64: Sequence[str | by
 
 
 # --- decisions: the masked sign of (score − the bank's encrypted cut-off) -----------------------------------------
+#
+# The mask r > 0 is folded into the plaintexts (no extra depth): the value r·(ŵ·x̃ + b − t̃) stays at scale Δ²
+# and must fit below q₁/(2Δ²) with its sign (`plan_decisions`). The flood puts the logit's noise η *in front of*
+# the mask (r·η), so every weight-dependent error term meets at least the flood a logit would get (r ≥ 1), and a
+# decision is as hidden as the flooded logit it is computed from; except in the row layout's per-slot flood,
+# which stays unscaled so that the spread over the N/2 equal slots does not reveal r. What a decision shows
+# beyond the sign is |score − t| within a factor 2^mask_bits (log-uniform r), as for the BFV masked sign.
 
 
 @dataclass(frozen=True)
