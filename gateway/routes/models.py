@@ -62,6 +62,7 @@ from mpc.he import (
     scores_exposed,
 )
 from policies import Action
+from policies.access import RequestFacts
 from sandbox.train import load_linear_weights
 
 router = APIRouter(tags=["models"])
@@ -196,7 +197,7 @@ def _score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Au
     agreement_id = body.agreement_id or _pick_agreement(ctx, p, m)
     ev.agreement_id = agreement_id
     note_expiry(ctx, agreement_id)
-    scope = {"datasets": sorted(m.source_datasets), "columns": _columns(m), "purpose": m.purpose}
+    scope = RequestFacts(datasets=sorted(m.source_datasets), columns=_columns(m), purpose=m.purpose)
     policies.check(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope).raise_if_denied()
     _granted(ctx, agreement_id, body)  # before anything is metered
     policies.authorize(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope)
