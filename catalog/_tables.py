@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, false
 
 metadata = MetaData()
 
@@ -40,6 +40,8 @@ verification_products = Table(
     Column("description", Text, nullable=False),
     Column("dataset_fingerprint", String(80), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # refuse predicates whose verdict is the membership bit (sandbox.verify_membership); migration 0007
+    Column("hide_membership", Boolean, nullable=False, server_default=false()),
 )
 
 # Scores exposed by encrypted scoring, per (agreement, model): the model-extraction meter (catalog.models).

@@ -6,6 +6,12 @@ never output), a predicate template over that row (``monthly_income >= :threshol
 types of its parameters (``number``, ``integer``, ``string``). A grantee's check answers only ``true`` or
 ``false``.
 
+Membership: an unknown subject answers ``false``, so a "yes" always shows that the subject is present, and a
+predicate true for every row the dataset could hold (``exists``, ``age >= 16`` with age in [16, 100],
+``monthly_income >= :t`` at t ≤ 0) answers "is this subject present?" outright. ``hide_membership: true``
+asks the sandbox to refuse such predicates at definition and at every check
+(`sandbox.verify_membership.prove_membership_hidden`).
+
 The catalog stores the product as declared and checks what it can without reading data or parsing the
 predicate: the dataset is the owner's, the subject column exists with an identifying role and a string or
 integer kind, the names are well formed. The predicate itself is vetted by the sandbox
@@ -55,6 +61,9 @@ class ProductSpec(BaseModel):
                            description="a boolean expression over one row with :named parameters, or `exists`")
     params: dict[str, ParamType] = Field(default_factory=dict, examples=[{"threshold": "number"}])
     description: str = Field(default="", max_length=500)
+    hide_membership: bool = Field(default=False, description="refuse the predicate unless, for every admissible "
+                                  "parameter value, some declared row answers no (so the verdict is never just "
+                                  "whether the subject is present)")
 
     @field_validator("params")
     @classmethod
@@ -78,11 +87,13 @@ class Product:
     description: str
     dataset_fingerprint: str  # at definition time
     created_at: dt.datetime
+    hide_membership: bool = False
 
     def public(self) -> dict[str, Any]:
         return {"name": self.name, "owner": self.owner, "dataset": self.dataset,
                 "subject_column": self.subject_column, "predicate": self.predicate, "params": dict(self.params),
-                "description": self.description, "created_at": self.created_at.isoformat()}
+                "description": self.description, "hide_membership": self.hide_membership,
+                "created_at": self.created_at.isoformat()}
 
 
 def _utc(v: dt.datetime) -> dt.datetime:
@@ -92,7 +103,8 @@ def _utc(v: dt.datetime) -> dt.datetime:
 def _row(r: Any) -> Product:
     return Product(name=r.name, owner=r.owner, dataset=r.dataset, subject_column=r.subject_column,
                    predicate=r.predicate, params=json.loads(r.params_json), description=r.description,
-                   dataset_fingerprint=r.dataset_fingerprint, created_at=_utc(r.created_at))
+                   dataset_fingerprint=r.dataset_fingerprint, created_at=_utc(r.created_at),
+                   hide_membership=bool(r.hide_membership))
 
 
 def define_product(engine: Engine, owner: str, spec: ProductSpec, *, now: dt.datetime | None = None) -> Product:
@@ -117,7 +129,8 @@ def define_product(engine: Engine, owner: str, spec: ProductSpec, *, now: dt.dat
             conn.execute(verification_products.insert().values(
                 name=spec.name, owner=owner, dataset=spec.dataset, subject_column=spec.subject_column,
                 predicate=spec.predicate, params_json=json.dumps(dict(spec.params), sort_keys=True),
-                description=spec.description, dataset_fingerprint=ds.fingerprint, created_at=now))
+                description=spec.description, dataset_fingerprint=ds.fingerprint, created_at=now,
+                hide_membership=spec.hide_membership))
     except IntegrityError:
         raise DomainError(ALREADY_EXISTS, "a verification product with this name exists") from None
     product = get_product(engine, spec.name)
