@@ -4,7 +4,9 @@ Meters (names from `policies.decision`): ``call`` (every data-plane request), ``
 query run), ``score`` (HE scoring calls), ``verify`` (verification calls, per hashed subject) and ``param``
 (distinct verification parameter values per hashed subject within a rolling window of
 ``quotas.distinct_params_window_days``; the cap ``distinct_params_per_subject`` defeats binary search on a
-threshold). Subject identifiers arrive already hashed; parameter values are reduced to `params_digest`.
+threshold). Subject identifiers arrive already hashed (the hash of their one canonical spelling,
+`sandbox.verify.canonical_subject`); parameter values are reduced to `params_digest` of their canonical form
+(``8000`` and ``8000.0`` are one value).
 
 Each increment is one conditional ``UPDATE … SET count = count + 1 WHERE … AND count < limit`` after an
 ``INSERT … ON CONFLICT DO NOTHING`` of the zero row, so it is atomic on SQLite and PostgreSQL alike and a quota
@@ -20,6 +22,7 @@ counted once) per day and, with a price schedule, the billable amount.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,9 +44,38 @@ from policies.decision import CALL, JOB, PARAM, SCORE, VERIFY, QuotaUsage, Reaso
 _KINDS = (CALL, JOB, SCORE, VERIFY)
 
 
+#: Numbers above this magnitude are not verification parameters (`sandbox.verify.MAX_NUMBER`).
+_MAX_PARAM_NUMBER = 2.0**53
+
+
+def _canonical_param(value: Any) -> Any:
+    """One spelling per value: every number as its finite double (``8000`` and ``8000.0`` are one value, ``-0.0``
+    is ``0.0``), strings exact, mappings and lists element-wise; bools, NaN, infinities and magnitudes above
+    2^53 are ``INVALID_REQUEST`` (they are never parameter values)."""
+    if isinstance(value, bool) or value is None:
+        raise invalid("a verification parameter is a number or a string")
+    if isinstance(value, int):
+        if abs(value) > _MAX_PARAM_NUMBER:
+            raise invalid("a verification parameter has magnitude at most 2^53")
+        return float(value) + 0.0
+    if isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > _MAX_PARAM_NUMBER:
+            raise invalid("a verification parameter is finite with magnitude at most 2^53")
+        return value + 0.0
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _canonical_param(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_param(v) for v in value]
+    raise invalid("a verification parameter is a number or a string")
+
+
 def params_digest(params: Mapping[str, Any]) -> str:
-    """A stable digest of verification parameter values (never stored or logged in clear)."""
-    return json_digest(dict(params))
+    """A stable digest of verification parameter values (never stored or logged in clear), over their canonical
+    form (`_canonical_param`), so the distinct-value cap counts values, not spellings. The gateway passes the
+    product and its canonically typed values (`sandbox.verify.canonical_params`)."""
+    return json_digest(_canonical_param(dict(params)))
 
 
 def _day(now: dt.datetime) -> str:

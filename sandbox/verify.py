@@ -17,6 +17,16 @@ raises ``QUERY_REJECTED`` listing *every* violation as ``{"rule", "at", "hint"}`
 run: `VettedPredicate.condition_sql` is re-emitted node by node, numeric columns and parameters as
 ``CAST(… AS DOUBLE)`` (no overflow or cast errors that could depend on data), parameters bound by name.
 
+Canonical keys: a check's subject and parameters have one spelling each, and that spelling is what the statement
+compares, the quotas meter, the audit entry hashes and the receipt signs. `canonical_subject` accepts for an
+integer subject column a JSON integer or its decimal text without ``+``, leading zeros, spaces, fraction or
+exponent (``7``/``"7"``, never ``"007"``, ``"7.0"``, ``"-0"``, ``"７"``), and for a string column a string
+matching `SUBJECT_RE` exactly (ASCII, compared byte for byte, never trimmed or case-folded); anything else is
+``INVALID_REQUEST`` before anything is metered. `canonical_subjects` also refuses a batch that names a subject
+twice. `canonical_params` maps ``8000``, ``8000.0``, ``"8000"`` and ``"8e3"`` to one value (``-0.0`` to 0) and
+refuses bools, NaN, infinities, magnitudes above 2^53 and non-JSON-number text; `bind_canonical` binds exactly
+those values.
+
 Evaluation (`check_subject`) runs one canonical statement on the dataset's locked worker process
 (`sandbox.engine.QueryWorker`)::
 
@@ -49,16 +59,24 @@ from catalog.registry import Dataset
 from sandbox.engine.hardening import quote_ident
 from sandbox.engine.worker import ExecRequest
 
-__all__ = ["EXISTS", "SUBJECT_RE", "Executor", "Threshold", "VettedPredicate", "bind_params", "check_subject",
-           "masked_input", "sign_box", "threshold_values", "vet_predicate"]
+__all__ = ["EXISTS", "INT_SUBJECT_RE", "SUBJECT_RE", "Executor", "Threshold", "VettedPredicate", "bind_params",
+           "canonical_params", "canonical_subject", "canonical_subjects", "check_subject", "masked_input", "sign_box",
+           "threshold_values", "vet_predicate"]
 
 EXISTS = "exists"
 MAX_NODES = 64
 MAX_DEPTH = 16
 MAX_NUMBER = 2.0**53
 MAX_STRING = 200
-#: What a subject identifier may look like (national ID numbers, person ids, enterprise codes).
-SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$")
+#: What a string subject identifier may look like (national ID numbers, person ids, enterprise codes): ASCII
+#: only, so there is no Unicode normalisation question; matched with ``fullmatch`` (no trailing newline).
+SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$", re.ASCII)
+#: The one decimal spelling of an integer subject: ASCII digits, no ``+``, no leading zeros, no ``-0``.
+INT_SUBJECT_RE = re.compile(r"-?[1-9][0-9]{0,18}|0", re.ASCII)
+INT64 = (-(2**63), 2**63 - 1)
+#: A number written as text in a check's parameters: the JSON number grammar, ASCII only.
+NUMBER_TEXT_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
+MAX_NUMBER_TEXT = 64
 PREDICATE_ROLES = frozenset({Role.DIMENSION, Role.MEASURE})
 
 Type = Literal["num", "str", "bool"]
@@ -340,14 +358,90 @@ def vet_predicate(predicate: str, params: Mapping[str, str], dataset: Dataset, s
                            canonical, _threshold(tree, dataset, params))
 
 
-def bind_params(vetted: VettedPredicate, values: Mapping[str, Any]) -> dict[str, str]:
-    """The statement's named parameters (``p_<name>``) from a check's ``params``; ``INVALID_REQUEST`` listing
-    every missing, unknown or ill-typed value (values are never echoed)."""
+def canonical_subject(kind: Kind, value: object, field: str = "subject") -> str:
+    """The one spelling of a subject: what the check matches, meters, hashes, audits and signs.
+
+    Integer subject columns take a JSON integer (not a bool) or its canonical decimal text within 64-bit range
+    (``7`` or ``"7"``; never ``"007"``, ``"+7"``, ``"7.0"``, ``"7e0"``, ``" 7"``, ``"-0"``, ``"0x7"``, ``"７"``,
+    ``7.0`` or ``true``): it is returned as that decimal text. String subject columns take a string matching
+    `SUBJECT_RE` exactly — bytes as sent, no trimming, no case folding, ASCII (so no Unicode normalisation
+    question arises) — matched by ``=`` in DuckDB, which compares the same bytes. Anything else is
+    ``INVALID_REQUEST`` (the value is never echoed)."""
+    if kind is Kind.INTEGER:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if INT64[0] <= value <= INT64[1]:
+                return str(value)
+        elif isinstance(value, str) and INT_SUBJECT_RE.fullmatch(value) and INT64[0] <= int(value) <= INT64[1]:
+            return value
+        raise invalid("the subject is not an integer in canonical decimal form", [
+            {"field": field, "problem": "an integer subject is a JSON integer or its decimal text without sign "
+                                        "(except -), leading zeros, spaces, fraction or exponent, within 64 bits"}])
+    if isinstance(value, str) and SUBJECT_RE.fullmatch(value):
+        return value
+    raise invalid("the subject identifier is malformed", [
+        {"field": field, "problem": "a string subject matches " + SUBJECT_RE.pattern + " exactly (no spaces, "
+                                    "ASCII only)"}])
+
+
+def canonical_subjects(kind: Kind, values: Sequence[object]) -> list[str]:
+    """`canonical_subject` of each of a batch's subjects; ``INVALID_REQUEST`` listing every malformed one (by
+    index) and, since a batch may name a subject once, every repeat of an earlier subject."""
+    if not values:
+        raise invalid("no subjects")
+    out: list[str] = []
+    problems: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, v in enumerate(values):
+        try:
+            c = canonical_subject(kind, v, f"subjects[{i}]")
+        except DomainError as e:
+            problems.extend(e.details)
+            continue
+        if c in seen:
+            problems.append({"field": f"subjects[{i}]", "problem": f"repeats subjects[{seen[c]}]: a batch names "
+                                                                   "each subject once"})
+        else:
+            seen[c] = i
+        out.append(c)
+    if problems:
+        raise invalid("the subjects are malformed or repeated", problems[:20])
+    return out
+
+
+def _canonical_number(kind: str, value: object) -> float | int | None:
+    """The number a parameter denotes (``None`` if it is not an admissible ``kind``)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if len(value) > MAX_NUMBER_TEXT or not NUMBER_TEXT_RE.fullmatch(value):
+            return None
+        number: float | int = float(value)
+    elif isinstance(value, int):
+        if abs(value) > MAX_NUMBER:
+            return None
+        number = value
+    elif isinstance(value, float):
+        number = value
+    else:
+        return None
+    if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+        return None
+    if kind == "integer":
+        return int(number) if float(number).is_integer() else None
+    return float(number) + 0.0  # -0.0 + 0.0 == 0.0: one zero
+
+
+def canonical_params(vetted: VettedPredicate, values: Mapping[str, Any]) -> dict[str, float | int | str]:
+    """A check's parameters as the values the statement compares: ``number`` → float, ``integer`` → int,
+    ``string`` → the exact string. ``8000``, ``8000.0``, ``"8000"`` and ``"8e3"`` are one value and ``-0.0``
+    is ``0``; bools, NaN, infinities, magnitudes above 2^53 and non-JSON-number text are refused. What is
+    metered (the distinct-value cap), audited and signed is the digest of these values, so re-spelling a value
+    never makes it new. ``INVALID_REQUEST`` listing every missing, unknown or ill-typed value (never echoed)."""
     if not isinstance(values, Mapping):
         raise invalid("params must be an object")
     problems: list[dict[str, str]] = []
-    out: dict[str, str] = {}
-    for name in sorted(set(values) - set(vetted.params)):
+    out: dict[str, float | int | str] = {}
+    for name in sorted(set(values) - set(vetted.params), key=str):
         problems.append({"field": f"params.{name}"[:80], "problem": "not a parameter of this product"})
     for name, kind in sorted(vetted.params.items()):
         if name not in values:
@@ -355,22 +449,33 @@ def bind_params(vetted: VettedPredicate, values: Mapping[str, Any]) -> dict[str,
             continue
         value = values[name]
         if kind in ("number", "integer"):
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) \
-                and abs(value) <= MAX_NUMBER and (kind == "number" or float(value).is_integer())
-            if not ok:
+            number = _canonical_number(kind, value)
+            if number is None:
                 problems.append({"field": f"params.{name}", "problem": f"must be a finite {kind} of magnitude at "
-                                                                       f"most 2^53"})
+                                                                       "most 2^53 (a JSON number or its text)"})
                 continue
-            out[f"p_{name}"] = repr(float(value))
+            out[name] = number
         else:
             if not isinstance(value, str) or len(value) > MAX_STRING:
                 problems.append({"field": f"params.{name}", "problem": f"must be a string of at most {MAX_STRING} "
                                                                        "characters"})
                 continue
-            out[f"p_{name}"] = value
+            out[name] = value
     if problems:
         raise invalid("the parameters do not match the product", problems)
     return out
+
+
+def bind_params(vetted: VettedPredicate, values: Mapping[str, Any]) -> dict[str, str]:
+    """The statement's named parameters (``p_<name>``) from a check's ``params`` (via `canonical_params`, so
+    the statement compares exactly the values that are metered and signed)."""
+    return bind_canonical(vetted, canonical_params(vetted, values))
+
+
+def bind_canonical(vetted: VettedPredicate, canonical: Mapping[str, float | int | str]) -> dict[str, str]:
+    """``p_<name>`` → the text DuckDB casts (numbers as the shortest ``repr`` of their double)."""
+    return {f"p_{name}": (repr(float(canonical[name])) if kind in ("number", "integer") else str(canonical[name]))
+            for name, kind in vetted.params.items()}
 
 
 def _subject_match(vetted: VettedPredicate) -> str:
@@ -393,10 +498,11 @@ class Executor(Protocol):
 
 
 def check_subject(worker: Executor, vetted: VettedPredicate, subject: str, bound: Mapping[str, str]) -> bool:
-    """Evaluate the predicate for ``subject`` on the dataset's locked worker: ``True`` iff a row of the subject
-    satisfies it (unknown subjects: ``False``, by the same statement)."""
-    if not SUBJECT_RE.match(subject):
-        raise invalid("the subject identifier is malformed")
+    """Evaluate the predicate for ``subject`` (its `canonical_subject` spelling) on the dataset's locked
+    worker: ``True`` iff a row of the subject satisfies it (unknown subjects: ``False``, by the same
+    statement)."""
+    if canonical_subject(vetted.subject_kind, subject) != subject:
+        raise invalid("the subject is not in canonical form")
     rows = worker.execute(ExecRequest(sql=check_sql(vetted), params={**bound, "subject": subject}, max_rows=1,
                                       ncols=1))
     return bool(rows) and int(rows[0][0] or 0) > 0
@@ -414,8 +520,8 @@ def lookup_sql(vetted: VettedPredicate, threshold: Threshold) -> str:
 def threshold_values(worker: Executor, vetted: VettedPredicate, subjects: Sequence[str]) -> tuple[list[int],
                                                                                              tuple[int, int, int,
                                                                                                    int]]:
-    """The masked sign's inputs for ``subjects``: one integer per subject and ``(value_min, value_max,
-    threshold_min, threshold_max)``.
+    """The masked sign's inputs for ``subjects`` (canonical, each named once: `canonical_subjects`): one
+    integer per subject and ``(value_min, value_max, threshold_min, threshold_max)``.
 
     For ``column >= t`` with integer t in ``[lo, hi]``: ``x ≥ t ⇔ floor(x) ≥ t``; values are clamped to
     ``[lo − 1, hi]`` (which keeps every answer) and unknown subjects or NULLs get ``lo − 1``, which is below
@@ -425,12 +531,9 @@ def threshold_values(worker: Executor, vetted: VettedPredicate, subjects: Sequen
     th = vetted.threshold
     if th is None:
         raise invalid("this product has no encrypted form")
-    if not subjects:
-        raise invalid("no subjects")
-    bad = [i for i, s in enumerate(subjects) if not isinstance(s, str) or not SUBJECT_RE.match(s)]
-    if bad:
-        raise invalid("a subject identifier is malformed", [{"field": f"subjects[{i}]"} for i in bad[:20]])
-    distinct = sorted(set(subjects))
+    if canonical_subjects(vetted.subject_kind, subjects) != list(subjects):
+        raise invalid("the subjects are not in canonical form")
+    distinct = sorted(subjects)
     rows = worker.execute(ExecRequest(sql=lookup_sql(vetted, th), params={"subjects": ",".join(distinct)},
                                       max_rows=len(distinct), ncols=2))
     found: dict[str, float] = {}

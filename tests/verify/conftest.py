@@ -49,3 +49,43 @@ def world(parties, city_data) -> VerifyWorld:
                                                 "distinct_params_per_subject": 3})
     rows = {r["person_id"]: r for r in pq.read_table(city_data.tax_income).to_pylist()}
     return VerifyWorld(parties, ag, rows)
+
+
+#: An integer-keyed register (the test's own rows): ``people_with`` holds person 7, ``people_without`` is the
+#: same register without that one row — neighbouring datasets.
+PEOPLE = [(pid, 1000.0 * pid, "A" if pid % 2 else "B") for pid in range(1, 21)]
+PEOPLE_COLUMNS = {"pid": {"role": "id"}, "income": {"role": "measure", "bounds": [0, 200000]},
+                  "district": {"role": "dimension", "domain": ["A", "B"]}}
+
+
+def people_spec(name: str, source: str) -> dict[str, Any]:
+    return {"name": name, "source": source, "grade": "general", "personal": True, "columns": PEOPLE_COLUMNS}
+
+
+@dataclass
+class People:
+    """The integer-keyed registers, registered by the tax bureau, and one bank agreement per register."""
+
+    world: VerifyWorld
+    agreements: dict[str, dict[str, Any]]  # dataset -> agreement
+
+
+@pytest.fixture
+def people(world: VerifyWorld) -> People:
+    import pyarrow as pa
+
+    directory = world.parties.service.settings.import_roots[-1] / "city-tax-bureau"
+    directory.mkdir(parents=True, exist_ok=True)
+    agreements = {}
+    for name, rows in (("people_with", PEOPLE), ("people_without", [r for r in PEOPLE if r[0] != 7])):
+        path = directory / f"{name}.parquet"
+        pq.write_table(pa.table({"pid": pa.array([r[0] for r in rows], pa.int64()),
+                                 "income": [r[1] for r in rows], "district": [r[2] for r in rows]}), path)
+        world.owner.register_dataset(people_spec(name, str(path)))
+        world.owner.define_verification({"name": f"{name}_income_at_least", "dataset": name,
+                                         "subject_column": "pid", "predicate": "income >= :t",
+                                         "params": {"t": "number"}})
+        agreements[name] = world.parties.agreement(
+            "icbc-wuxi", datasets=[name], columns={name: ["income", "district"]},
+            quotas={"calls_per_day": 10000, "verify_per_subject_per_day": 3, "distinct_params_per_subject": 3})
+    return People(world, agreements)

@@ -53,8 +53,7 @@ def test_at_most_products_are_answered_with_negated_thresholds(world, bfv):
 
 def test_the_bank_learns_signs_but_the_slots_are_masked(world, bfv):
     """Two subjects with the same answer give unrelated masked values; the server never decrypts anything."""
-    row = next(iter(world.rows.values()))
-    subjects = [row["person_id"]] * 2
+    subjects = [r["person_id"] for r in list(world.rows.values())[:2]]
     ct = he.encrypt_thresholds(bfv.context, np.array([0, 0]))
     out = world.bank.check_encrypted("income_at_least", world.agreement["id"], subjects, bfv.public, ct,
                                      consent_ref="c")

@@ -180,8 +180,8 @@ def test_who_may_check(world):
 def test_bad_parameters_and_subjects_are_refused_without_cost(world):
     ag = world.agreement["id"]
     pid = _some(world, 1)[0]["person_id"]
-    for params in ({}, {"threshold": "8000"}, {"threshold": True}, {"threshold": 1, "x": 2},
-                   {"threshold": 1e300}):
+    for params in ({}, {"threshold": "8000 "}, {"threshold": True}, {"threshold": 1, "x": 2},
+                   {"threshold": 1e300}, {"threshold": "0x10"}, {"threshold": "NaN"}, {"threshold": None}):
         assert codes(world.bank.check, "income_at_least", ag, pid, params, consent_ref="c")[0] == "INVALID_REQUEST"
     assert codes(world.bank.check, "insured_months_at_most", ag, pid, {"n": 1.5}, consent_ref="c")[0] \
         == "INVALID_REQUEST"
