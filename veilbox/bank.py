@@ -226,15 +226,20 @@ def _requests(keys: ScoringKeys, x: NDArray[np.float64], max_body_bytes: int, *,
         yield x[start:], cts
 
 
-def check_thresholds(client: Client, product: str, agreement_id: str, subjects: Sequence[str],
+def check_thresholds(client: Client, product: str, agreement_id: str, subjects: Sequence[str | int],
                      thresholds: Sequence[int], *, consent_ref: str, keys: BfvKeys | None = None,
                      info: Mapping[str, Any] | None = None) -> tuple[list[bool], str]:
     """Encrypted threshold checks: (one answer per subject, the receipt). The service never sees a threshold.
 
-    ``info`` is the product (``client.verification(product)``), fetched when not given.
+    Subjects are spelt as for a plain check (integer subject columns: ``7`` or ``"7"``, never ``"007"``) and
+    each is named once per batch: the service refuses a repeat (``INVALID_REQUEST``, nothing metered), since it
+    would be a second threshold for one subject. Every subject of every batch uses one of that subject's
+    distinct parameter values. ``info`` is the product (``client.verification(product)``), fetched when not given.
     """
     if len(subjects) != len(thresholds) or not subjects:
         raise ValueError("one integer threshold per subject")
+    if len({str(s) for s in subjects}) != len(subjects):
+        raise ValueError("a batch names each subject once")
     info = info or client.verification(product)
     form = info.get("encrypted_form")
     if not form:

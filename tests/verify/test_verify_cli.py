@@ -40,3 +40,7 @@ def test_define_list_check(world, tmp_path):
     assert bad.returncode == 1 and "INVALID_REQUEST" in bad.stderr
     again = veilbox("verify", "define", str(tmp_path / "p.json"), token=_token(world.bank), url=url, check=False)
     assert again.returncode == 1 and "POLICY_DENIED" in again.stderr
+    # a product that must hide membership cannot ask "is this subject present?"
+    (tmp_path / "m.json").write_text(json.dumps({**spec, "name": "insured_ever", "hide_membership": True}))
+    refused = veilbox("verify", "define", str(tmp_path / "m.json"), token=_token(world.owner), url=url, check=False)
+    assert refused.returncode == 1 and "QUERY_REJECTED" in refused.stderr
