@@ -140,6 +140,10 @@ def _sorted_unique(values: Iterable[str], what: str) -> tuple[str, ...]:
     return tuple(sorted(items))
 
 
+#: The scoring grant's defaults: decisions only, any layout (left out of the canonical JSON when unchanged).
+SCORING_GRANT_DEFAULTS: dict[str, object] = {"score_logits": False, "score_layout": "any"}
+
+
 class AgreementDocument(_Model):
     """An agreement as proposed by the data owner (API.md ``POST /agreements``)."""
 
@@ -228,8 +232,14 @@ class AgreementDocument(_Model):
         return self.budget.as_budget()
 
     def as_json(self) -> dict[str, Any]:
-        """JSON-able, exact (numbers as canonical text), normalised."""
-        return self.model_dump(mode="json")
+        """JSON-able, exact (numbers as canonical text), normalised; the scoring grant (``score_logits``,
+        ``score_layout``) only when it differs from the default (so documents written before these fields existed
+        keep their hash)."""
+        out = self.model_dump(mode="json")
+        for key, default in SCORING_GRANT_DEFAULTS.items():
+            if out.get(key) == default:
+                del out[key]
+        return out
 
     def canonical_json(self) -> str:
         return canonical_json(self.as_json())
