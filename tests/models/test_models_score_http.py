@@ -331,3 +331,18 @@ def test_validated_contexts_are_cached_per_bank_only(sworld, applicants, columns
         with pytest.raises(ValueError):
             cache.get(("bank", "x"), bad)
     assert calls == [1, 1] and not cache._entries
+
+
+def test_the_scoring_grant_is_in_the_document_only_when_it_grants_something(sworld):
+    """Defaults (decisions only, any layout) stay out of the canonical JSON, so documents written before the
+    grant existed keep their hash; a grant is part of what the bank accepts, and of the hash."""
+    from policies.agreement import AgreementDocument
+
+    plain = sworld.parties.agreement("icbc-wuxi")
+    granted = sworld.parties.agreement("icbc-wuxi", score_logits=True, score_layout="row")
+    assert "score_logits" not in plain and "score_layout" not in plain
+    assert granted["score_logits"] is True and granted["score_layout"] == "row"
+    doc = AgreementDocument.model_validate({k: v for k, v in granted.items() if k in AgreementDocument.model_fields})
+    assert doc.score_logits and doc.digest() == granted["document_hash"]
+    default = doc.model_copy(update={"score_logits": False, "score_layout": "any"})
+    assert "score_" not in default.canonical_json()
