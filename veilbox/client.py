@@ -248,17 +248,18 @@ class Client:
     def verification(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/verifications/{name}")
 
-    def check(self, name: str, agreement_id: str, subject: str, params: dict[str, Any] | None = None, *,
+    def check(self, name: str, agreement_id: str, subject: str | int, params: dict[str, Any] | None = None, *,
               consent_ref: str, purpose: str | None = None) -> dict[str, Any]:
-        """Bank: ``{"result": true|false, "receipt"}`` for one subject."""
+        """Bank: ``{"result": true|false, "receipt"}`` for one subject (integer subject columns take ``7`` or
+        ``"7"``, one subject; other spellings such as ``"007"`` are refused)."""
         body: dict[str, Any] = {"agreement_id": agreement_id, "subject": subject, "params": params or {},
                                 "consent_ref": consent_ref}
         if purpose is not None:
             body["purpose"] = purpose
         return self._json("POST", f"/v1/verifications/{name}/check", json=body)
 
-    def check_encrypted(self, name: str, agreement_id: str, subjects: list[str], context: str, ciphertext: str, *,
-                        consent_ref: str, purpose: str | None = None) -> dict[str, Any]:
+    def check_encrypted(self, name: str, agreement_id: str, subjects: list[str | int], context: str,
+                        ciphertext: str, *, consent_ref: str, purpose: str | None = None) -> dict[str, Any]:
         """Bank: masked-sign threshold checks under the bank's BFV key (see `veilbox.bank`)."""
         body: dict[str, Any] = {"agreement_id": agreement_id, "subjects": subjects, "context": context,
                                 "ciphertext": ciphertext, "consent_ref": consent_ref}
