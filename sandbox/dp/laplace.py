@@ -7,6 +7,10 @@ to every coordinate of an integer vector, so neighbouring inputs (L1 distance �
 outputs. No floating-point Laplace is ever sampled and nothing here uses ``random`` or ``numpy.random``:
 OpenDP draws from the operating system's CSPRNG and samples exactly (CKS20).
 
+A scale above ``MAX_SCALE`` (2**52: beyond it draws approach the 64-bit range OpenDP saturates at, and the
+scale stops being an exact float) is refused with ``ValueError`` before any float is formed, so an ε such as
+``5e-324`` is an invalid request, never an ``OverflowError``.
+
 Accuracy statements are analytic: ``accuracy(alpha)`` is OpenDP's tolerance ``a`` with ``P(|noise| ≥ a) ≤ alpha``
 and ``std`` is the closed-form standard deviation of the discrete Laplace distribution.
 """
@@ -22,7 +26,9 @@ from typing import Any
 
 import opendp.prelude as dp
 
-__all__ = ["DiscreteLaplace"]
+__all__ = ["MAX_SCALE", "DiscreteLaplace"]
+
+MAX_SCALE = Fraction(2**52)
 
 dp.enable_features("contrib")
 
@@ -56,7 +62,10 @@ class DiscreteLaplace:
             raise ValueError("sensitivity must be a positive integer")
         if epsilon <= 0:
             raise ValueError("epsilon must be positive")
-        scale = float(Fraction(sensitivity) / epsilon)
+        exact = Fraction(sensitivity) / Fraction(epsilon)
+        if exact > MAX_SCALE:
+            raise ValueError("epsilon is too small for this sensitivity (the noise scale would exceed 2**52)")
+        scale = float(exact)
         for _ in range(64):
             if Fraction(_measurement(scale).map(sensitivity)) <= epsilon:
                 return cls(sensitivity, epsilon, scale)

@@ -62,3 +62,22 @@ def test_budget_arithmetic_is_exact() -> None:
     for bad in (-1, "abc", float("inf"), True):
         with pytest.raises(ValueError):
             as_fraction(bad)
+
+
+@pytest.mark.parametrize("bad", [True, False, None, [1], "true", "NaN", "inf", "-1", "0x10", "1/0", "1e999999999",
+                                 float("nan"), float("-inf")])
+def test_budget_parsing_is_strict(bad: object) -> None:
+    """``true`` is not 1, text is a plain decimal or a ratio, and a huge exponent is refused before ``Fraction``
+    would allocate it."""
+    with pytest.raises(ValueError):
+        as_fraction(bad)  # type: ignore[arg-type]
+    assert as_fraction("1/3") == Fraction(1, 3) and as_fraction("1e-40") == Fraction(1, 10**40)
+
+
+@pytest.mark.parametrize("eps", [Fraction("5e-324"), Fraction(1, 10**400), Fraction(1, 2**53)])
+def test_a_noise_scale_beyond_the_exact_range_is_refused_not_overflowed(eps: Fraction) -> None:
+    from sandbox.dp.laplace import MAX_SCALE
+
+    with pytest.raises(ValueError, match="too small"):
+        DiscreteLaplace.calibrate(1, eps)
+    assert DiscreteLaplace.calibrate(1, 1 / MAX_SCALE).scale == pytest.approx(float(MAX_SCALE))
