@@ -8,8 +8,10 @@ and a move that matches no row raises, so two actors can never both move a job):
     approved | running | succeeded --fail--> failed
 
 Budget: a job is charged when it becomes ``approved`` (in the same transaction), refunded when it is
-cancelled or fails before release (same transaction), and never refunded once released. Agreements with
-``approval = "auto_within_budget"`` skip the owner: submission charges and approves at once.
+cancelled or fails before any of its data was read (same transaction), and never refunded once released.
+A failure after the run read data is charged like a release (`fail` with ``refund=False``): whether a run
+fails may depend on the data, so the refund must not. Agreements with ``approval = "auto_within_budget"``
+skip the owner: submission charges and approves at once.
 
 Approval is bound to what the owner saw: `approve` must name the job's ``spec_hash`` (sha256 of the canonical
 JSON spec), and the datasets' fingerprints recorded at submission must still be current — otherwise the job is
@@ -387,9 +389,18 @@ def list_jobs(
     if agreement_id is not None:
         q = q.where(j.agreement_id == agreement_id)
     if state is not None:
-        q = q.where(j.state == JobState(state).value)
+        q = q.where(j.state == _job_state(state).value)
     with engine.connect() as conn:
         return [_row_to_job(r) for r in conn.execute(q).all()]
+
+
+def _job_state(state: str) -> JobState:
+    try:
+        return JobState(state)
+    except ValueError:
+        raise DomainError(INVALID_REQUEST, "unknown job state",
+                          [{"field": "state", "problem": "not a job state",
+                            "allowed": [s.value for s in JobState]}]) from None
 
 
 def jobs_visible_to(engine: Engine, actor: Actor, *, state: str | None = None,
@@ -489,16 +500,18 @@ def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None) -> J
     return out
 
 
-def fail(engine: Engine, job_id: str, reason: str, *, now: dt.datetime | None = None) -> Job:
-    """approved | running | succeeded → failed, refunding the charge in the same transaction. ``reason`` is a
-    short code (``"worker.error"``, ``"release.refused"``), never engine text or data."""
+def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: dt.datetime | None = None) -> Job:
+    """approved | running | succeeded → failed, refunding the charge in the same transaction unless ``refund`` is
+    false (a run that read data keeps its charge). ``reason`` is a short public code (``"code.failed"``,
+    ``"worker.unavailable_before_read"``), never engine text or data."""
     now = aware(now)
     if not reason or len(reason) > 200:
         raise invalid("a failure reason is a short code")
     with engine.begin() as conn:
         _move(conn, job_id, [S.APPROVED, S.RUNNING, S.SUCCEEDED], S.FAILED, now, failure_reason=reason,
               finished_at=now)
-        ledger.refund_in(conn, job_id, now)
+        if refund:
+            ledger.refund_in(conn, job_id, now)
     out = load_job(engine, job_id)
     assert out is not None
     return out
