@@ -77,3 +77,12 @@ console_sessions = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked", Boolean, nullable=False, default=False),
 )
+
+job_reviews = Table(  # the owner's review of a job spec, computed once (`gateway.jobflow.review_job`)
+    "job_reviews",
+    metadata,
+    Column("key", String(80), primary_key=True),  # sha256 over kind, spec hash, agreement document, fingerprints
+    Column("spec_hash", String(80), nullable=False, index=True),
+    Column("review_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -227,18 +227,26 @@ class AuditLog:
         return VerifyReport(True, count, last_hash, None)
 
 
+INCIDENT_ACTIONS = ("job.incident",)  # failures behind a charged job: for the owner and the admin, not the grantee
+
+
 def scope_for(role: str, name: str, owned_datasets: list[str], owned_agreements: list[str]) -> Any:
-    """Which entries a principal may read: regulators all; owners those touching their data; others their own."""
+    """Which entries a principal may read: regulators all; owners those touching their data; admins their own and
+    every incident (``job.incident``); others their own. "Their own" is the entries of their requests: the
+    service's entries (role ``system``: the job worker, expiry) never count, whatever a principal is named."""
     e = t.audit_entries.c
     if role == "regulator":
         return None
+    own = and_(e.actor == name, e.role != "system")
     if role == "owner":
-        conds = [e.actor == name]
+        conds = [own]
         if owned_datasets:
             conds.append(e.dataset.in_(owned_datasets))
         if owned_agreements:
             conds.append(e.agreement_id.in_(owned_agreements))
         return or_(*conds)
-    if role in ("operator", "bank", "admin"):
-        return e.actor == name
+    if role == "admin":
+        return or_(own, e.action.in_(INCIDENT_ACTIONS))
+    if role in ("operator", "bank"):
+        return own
     return and_(false())

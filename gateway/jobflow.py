@@ -3,40 +3,67 @@
 submit (vet + price in the sandbox, then `policies.submit`: meters, and on ``auto_within_budget`` the charge)
 → owner review (exact spec, hash, cost, the run on the mock) → approve (charge) / reject → the worker claims,
 executes, passes the release gate → release (auto) or wait for the owner's release (custom code) → result.
-Failures at any point after the charge fail the job and refund it. Every transition the worker makes is
-audited here (requests are audited by the middleware).
+Every transition the worker makes is audited here (requests are audited by the middleware).
+
+Nothing the grantee observes may depend on whether a run failed because of the data:
+
+- A failure decided before any data was read (`JobFailed` with ``before_read``: the agreement or a dataset
+  changed, a worker or sandbox that could not start) fails the job with its public reason and refunds it.
+- Any other failure — a handler's, the release gate's refusal, an unexpected error, the owner refusing a custom
+  output — is charged like a release, and the job's public reason is the kind's uniform ``<kind>.failed``.
+- Query jobs do not fail once their data query is sent: a residual engine failure releases the answer over an
+  empty input (`sandbox.sql.run`), and a gate refusal releases `Output.fallback`; state, response keys, reason,
+  charge and the grantee's own audit entries are those of any release.
+
+The cause goes to the data owner only: the job's ``owner_detail`` in `review_job` and an audit entry with action
+``job.incident`` (the worker's entries carry role ``system``: owners read those on their agreements, admins the
+incidents, regulators everything; grantees none — `gateway.audit.scope_for`).
+
+`review_job` computes a spec's plan and mock run once and serves it from ``job_reviews`` afterwards (keyed by
+the kind, the spec hash, the agreement's document and the datasets' fingerprints), so reviewing is cheap.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 import policies
 from catalog import models as model_registry
 from catalog import registry
 from catalog.errors import INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, POLICY_DENIED, DomainError, invalid
 from catalog.registry import Dataset
-from gateway.audit import AuditEvent
+from gateway import _tables as gt
+from gateway.audit import INCIDENT_ACTIONS, AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
-from policies import Action, Actor, Job, JobState
+from policies import Action, Actor, Job, JobState, ledger
 from policies.jobs import load_job
-from sandbox.jobs import JobEnv, JobFailed, Output, gate, handler_for
-from sandbox.jobs.query import QueryEngines
+from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate, handler_for
+from sandbox.jobs.query import QueryEngines, require_min_epsilon
 
 log = logging.getLogger("veilbox.jobs")
 
-__all__ = ["Runtime", "actor_of", "approve_job", "cancel_job", "datasets_of", "job_result", "reject_job",
-           "release_job", "review_job", "run_claimed", "run_inline", "runtime", "submit_job"]
+__all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "datasets_of", "job_result",
+           "min_query_epsilon", "refunded", "reject_job", "release_job", "review_job", "run_claimed", "run_inline",
+           "runtime", "submit_job"]
 
 WORKER = "worker"  # audit actor of the background worker
+INCIDENT = INCIDENT_ACTIONS[0]  # audit action of a failure behind a charged job: owner, admin, regulator only
+REVIEW_VERSION = 1  # part of the stored review's key: a new review format is computed afresh
 _runtime_lock = threading.Lock()
+_review_locks: dict[str, threading.Lock] = {}
+_review_locks_guard = threading.Lock()
 
 
 @dataclass
@@ -60,7 +87,7 @@ def runtime(ctx: AppContext) -> Runtime:
             s.work_dir.mkdir(parents=True, exist_ok=True)
             env = JobEnv(data_dir=s.data_dir, models_dir=s.models_dir, work_dir=s.work_dir,
                          threads=s.engine_threads, memory_limit=s.engine_memory, timeout_s=s.job_timeout_s,
-                         query_engines=engines)
+                         query_engines=engines, extra={"latency_bucket_ms": s.latency_bucket_ms})
             ctx.runtime = Runtime(engines, env)
         rt: Runtime = ctx.runtime
         return rt
@@ -93,13 +120,21 @@ def _purpose(ag: policies.Agreement, purpose: str | None) -> str | None:
     return ag.document.purposes[0] if len(ag.document.purposes) == 1 else None
 
 
+def min_query_epsilon(ctx: AppContext) -> Fraction:
+    """The smallest ε a query may spend (``VEILBOX_MIN_QUERY_EPSILON``), exact."""
+    return Fraction(repr(float(ctx.settings.min_query_epsilon)))
+
+
 def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Mapping[str, Any], *,
                purpose: str | None = None, inline: bool = False) -> Job:
-    """Vet and price ``spec`` in the sandbox, then record the job (``POST /jobs``, ``POST /queries``)."""
+    """Vet and price ``spec`` in the sandbox, then record the job (``POST /jobs``, ``POST /queries``). A query
+    asking for less than `min_query_epsilon` is refused (``INVALID_REQUEST``) before anything is metered."""
     if not isinstance(spec, Mapping):
         raise invalid("spec must be an object")
     ag = policies.get_agreement(ctx.engine, actor, agreement_id)  # parties only; others get not-found
     handler = _handler(kind)
+    if kind == "query":
+        require_min_epsilon(spec, min_query_epsilon(ctx))
     plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets))
     return policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
                            columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline)
@@ -122,10 +157,7 @@ def review_job(ctx: AppContext, actor: Actor, job_id: str) -> dict[str, Any]:
     datasets = datasets_of(ctx, ag.document.datasets)
     out: dict[str, Any] = {"job": job.public()}
     try:
-        plan = handler.plan(job.spec, ag, datasets)
-        out["plan"] = {"cost": plan.cost.as_json(), "datasets": list(plan.datasets),
-                       "columns": {k: list(v) for k, v in plan.columns.items()}, **plan.summary}
-        out["mock"] = handler.review(job.spec, plan, datasets, replace(runtime(ctx).env, agreement=ag))
+        out.update(_stored_review(ctx, job, ag, datasets, handler))
     except DomainError as e:  # the agreement changed since submission: say why the job could not run now
         out["plan"] = None
         out["mock"] = None
@@ -141,6 +173,58 @@ def review_job(ctx: AppContext, actor: Actor, job_id: str) -> dict[str, Any]:
     return out
 
 
+def _review_key(job: Job, ag: policies.Agreement, datasets: Mapping[str, Dataset]) -> str:
+    return digest_json({"v": REVIEW_VERSION, "kind": job.kind.value, "spec_hash": job.spec_hash,
+                        "agreement": ag.id, "document_hash": ag.document_hash,
+                        "fingerprints": {n: d.fingerprint for n, d in sorted(datasets.items())}})
+
+
+def _load_review(ctx: AppContext, key: str) -> dict[str, Any] | None:
+    with ctx.engine.connect() as conn:
+        text = conn.execute(select(gt.job_reviews.c.review_json).where(gt.job_reviews.c.key == key)).scalar()
+    return None if text is None else dict(json.loads(text))
+
+
+def _cacheable(body: Mapping[str, Any]) -> bool:
+    """A review that depends on the host rather than the spec (a custom-code dry run the sandbox could not
+    start) is recomputed next time instead of being stored."""
+    dry = (body.get("mock") or {}).get("dry_run_on_mock")
+    return not (isinstance(dry, Mapping) and dry.get("reason") == "sandbox.unavailable")
+
+
+def _stored_review(ctx: AppContext, job: Job, ag: policies.Agreement, datasets: Mapping[str, Dataset],
+                   handler: Any) -> dict[str, Any]:
+    """``{"plan", "mock"}`` of the job's spec: computed once (one process lock per key, one INSERT in its own
+    transaction; a concurrent writer's row wins) and read from ``job_reviews`` afterwards. A `DomainError` (the
+    spec no longer fits the agreement) is raised and never stored."""
+    key = _review_key(job, ag, datasets)
+    stored = _load_review(ctx, key)
+    if stored is not None:
+        return stored
+    with _review_locks_guard:
+        lock = _review_locks.setdefault(key, threading.Lock())
+    with lock:
+        stored = _load_review(ctx, key)
+        if stored is not None:
+            return stored
+        plan = handler.plan(job.spec, ag, datasets)
+        body = {"plan": {"cost": plan.cost.as_json(), "datasets": list(plan.datasets),
+                         "columns": {k: list(v) for k, v in plan.columns.items()}, **plan.summary},
+                "mock": handler.review(job.spec, plan, datasets, replace(runtime(ctx).env, agreement=ag))}
+        text = json.dumps(body, sort_keys=True, default=str)
+        if not _cacheable(body):
+            return dict(json.loads(text))
+        try:
+            with ctx.engine.begin() as conn:
+                conn.execute(gt.job_reviews.insert().values(key=key, spec_hash=job.spec_hash, review_json=text,
+                                                            created_at=dt.datetime.now(dt.UTC)))
+        except IntegrityError:  # another process stored it first: serve theirs
+            pass
+    with _review_locks_guard:
+        _review_locks.pop(key, None)
+    return _load_review(ctx, key) or dict(json.loads(text))
+
+
 def approve_job(ctx: AppContext, actor: Actor, job_id: str, spec_hash: str) -> Job:
     job = policies.approve(ctx.engine, actor, job_id, spec_hash=spec_hash)
     runtime(ctx).wake.set()
@@ -152,8 +236,10 @@ def reject_job(ctx: AppContext, actor: Actor, job_id: str, reason: str) -> Job:
     job, ag = _owner_job(ctx, actor, job_id)
     if job.state is JobState.SUCCEEDED and _read_side(ctx, "pending", job.id) is not None:
         _require_owner(actor, ag)
-        failed = policies.fail(ctx.engine, job.id, "release.refused_by_owner")
+        failed = policies.fail(ctx.engine, job.id, "release.refused_by_owner", refund=False)  # the code ran
         _drop_side(ctx, "pending", job.id)
+        _audit(ctx, job, "job.fail", decision="error", code="JOB_FAILED", reason="release.refused_by_owner",
+               refunded=False)
         return failed
     return policies.reject(ctx.engine, actor, job_id, reason)
 
@@ -191,6 +277,11 @@ def job_result(ctx: AppContext, actor: Actor, job_id: str) -> dict[str, Any]:
     return {"job_id": r.job_id, "output_digest": r.output_digest, "result": r.result}
 
 
+def refunded(ctx: AppContext, job_id: str) -> bool:
+    """Whether the job's charge was given back (only failures before any data was read are refunded)."""
+    return any(e.kind == ledger.REFUND for e in ledger.entries(ctx.engine, job_id=job_id))
+
+
 # --- execution ----------------------------------------------------------------------------------------------
 
 
@@ -225,11 +316,18 @@ def _audit(ctx: AppContext, job: Job, action: str, decision: str = "allow", code
         details={"job_id": job.id, "kind": job.kind.value, **details}))
 
 
-def _fail(ctx: AppContext, job: Job, reason: str, detail: str | None = None) -> Job:
-    failed = policies.fail(ctx.engine, job.id, reason)
-    if detail:
-        _write_side(ctx, "detail", job.id, {"failure_detail": detail[-16384:]})
-    _audit(ctx, job, "job.fail", decision="error", code="JOB_FAILED", reason=reason, refunded=True)
+def _fail(ctx: AppContext, job: Job, e: JobFailed) -> Job:
+    """Fail the job: refunded with its own public reason if nothing was read (``e.before_read``), else charged
+    with the kind's uniform reason; the cause and its detail go to the owner (side file, ``job.incident``)."""
+    public = e.reason if e.before_read else f"{job.kind.value}.failed"
+    failed = policies.fail(ctx.engine, job.id, public, refund=e.before_read)
+    detail: dict[str, Any] = {"failure": e.cause}
+    if e.detail:
+        detail["failure_detail"] = e.detail[-16384:]
+    _write_side(ctx, "detail", job.id, detail)
+    _audit(ctx, job, "job.fail", decision="error", code="JOB_FAILED", reason=public, refunded=e.before_read)
+    if not e.before_read:
+        _audit(ctx, job, INCIDENT, decision="error", cause=e.cause, charged=True, released=False)
     return failed
 
 
@@ -252,26 +350,39 @@ def _execute(ctx: AppContext, job: Job) -> Job:
     ag = policies.load_agreement(ctx.engine, job.agreement_id)
     datasets = datasets_of(ctx, job.datasets)
     env = replace(runtime(ctx).env, agreement=ag)
+    kind = job.kind.value
     try:
-        handler = _handler(job.kind.value)
+        handler = _handler(kind)
         if len(datasets) != len(job.datasets):
-            raise JobFailed("dataset.missing")
-        out = handler.execute(job, datasets, env)
-        gate.check(job.kind.value, out, ctx.settings.models_dir)
+            raise JobFailed("dataset.missing", before_read=True)
     except JobFailed as e:
-        return _fail(ctx, job, e.reason, e.detail)
+        return _fail(ctx, job, e)
     except DomainError as e:
-        return _fail(ctx, job, f"job.{e.code.lower()}")
-    except Exception:
+        return _fail(ctx, job, JobFailed(f"job.{e.code.lower()}", before_read=True))
+    try:
+        out = handler.execute(job, datasets, env)
+    except JobFailed as e:
+        return _fail(ctx, job, e)
+    except Exception as e:  # not a handler's own verdict: it cannot vouch that nothing was read
         log.exception("job %s failed in the worker", job.id)
-        return _fail(ctx, job, "worker.error")
+        cause = f"job.{e.code.lower()}" if isinstance(e, DomainError) else "worker.error"
+        return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=cause))
+    try:
+        out = _gated(kind, out, ctx.settings.models_dir)
+    except JobFailed as e:
+        return _fail(ctx, job, e)
     try:
         succeeded = policies.succeed(ctx.engine, job.id)
     except DomainError:  # cancelled or recovered meanwhile: nothing may be released
         _audit(ctx, job, "job.discard", decision="error", code="JOB_FAILED", reason="job.wrong_state")
         return _reload(ctx, job.id)
-    if out.owner_detail:
-        _write_side(ctx, "detail", job.id, out.owner_detail)
+    detail = dict(out.owner_detail or {})
+    if out.incident:
+        detail["incident"] = {"cause": out.incident, "released": "the answer over an empty input (fresh noise)",
+                              "charged": True}
+        _audit(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
+    if detail:
+        _write_side(ctx, "detail", job.id, detail)
     if out.release == "owner":
         artifact = None if out.artifact is None else os.path.relpath(out.artifact, ctx.settings.models_dir)
         _write_side(ctx, "pending", job.id, {"kind": out.kind, "result": out.result,
@@ -282,7 +393,26 @@ def _execute(ctx: AppContext, job: Job) -> Job:
     try:
         return _release(ctx, job, out)
     except DomainError as e:
-        return _fail(ctx, job, f"release.{e.code.lower()}")
+        return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=f"release.{e.code.lower()}"))
+
+
+def _gated(kind: str, out: Output, models_dir: Any) -> Output:
+    """``out`` if the release gate lets it leave; else its fallback (drawn once, gated too) carrying the refusal
+    as its incident; else `JobFailed` (charged: the output was computed on data)."""
+    try:
+        gate.check(kind, out, models_dir)
+        return out
+    except JobFailed as refused:
+        if out.fallback is None:
+            raise JobFailed(f"{kind}.failed", refused.detail, cause=refused.cause) from None
+        cause = refused.cause
+    try:
+        fb = out.fallback()
+        gate.check(kind, fb, models_dir)
+    except Exception:
+        log.exception("the fallback output was refused too")
+        raise JobFailed(f"{kind}.failed", cause=cause) from None
+    return replace(fb, incident=cause, fallback=None)
 
 
 def _reload(ctx: AppContext, job_id: str) -> Job:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     engine_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads per query worker")
     engine_memory: str = Field(default="2GB", pattern=r"^[0-9]+(MB|GB)$", description="DuckDB memory limit")
     query_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    min_query_epsilon: float = Field(default=0.01, gt=0, le=100, allow_inf_nan=False,
+                                     description="smallest ε a query may spend; below it INVALID_REQUEST")
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
     console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, description="console sessions end when idle")
     console_session_hours: int = Field(default=8, ge=1, le=7 * 24, description="and at the latest after this")

@@ -8,11 +8,11 @@ charge at submission. The embedded worker runs approved jobs; the release gate l
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 import policies
 from gateway import jobflow, latency
@@ -21,7 +21,7 @@ from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.jobflow import actor_of
 from gateway.routes.agreements import note_expiry
 from policies import Action, Job, JobState
-from sandbox.jobs.query import prepare_for
+from sandbox.jobs.query import prepare_for, require_min_epsilon
 from sandbox.sql import preview as sql_preview
 
 router = APIRouter(tags=["jobs"])
@@ -138,12 +138,20 @@ def result(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
 # --- queries ------------------------------------------------------------------------------------------------
 
 
+# Money-like numbers are strict: a JSON number (never a boolean: ``true`` does not mean 1; never NaN or ±inf) or
+# an exact decimal/ratio string (``"0.1"``, ``"1/3"``), parsed exactly by the sandbox (`sandbox.dp.as_fraction`).
+StrictNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+StrictText = Annotated[str, Field(strict=True, max_length=100)]
+Exact = StrictInt | StrictNumber | StrictText
+
+
 class QueryBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agreement_id: str = Field(max_length=64)
     sql: str = Field(max_length=20_000, examples=["SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"])
-    epsilon: float | str = Field(description="ε to spend (exact decimal strings accepted)", examples=[0.5])
-    delta: float | str = 0
+    epsilon: Exact = Field(description="ε to spend, at least VEILBOX_MIN_QUERY_EPSILON (exact decimal strings "
+                                       "accepted; booleans, NaN and infinities are not numbers)", examples=[0.5])
+    delta: Exact = 0
     purpose: str | None = None
 
 
@@ -158,6 +166,7 @@ def _preview(ctx: AppContext, p: Any, body: QueryBody) -> dict[str, Any]:
     actor = actor_of(p)
     ag = policies.get_agreement(ctx.engine, actor, body.agreement_id)
     datasets = jobflow.datasets_of(ctx, ag.document.datasets)
+    require_min_epsilon(_spec(body), jobflow.min_query_epsilon(ctx))  # what would run, previewed as it would
     qp = prepare_for(_spec(body), ag, datasets)
     name = qp.query.table.name
     policies.authorize(ctx.engine, actor, Action.QUERY_PREVIEW, body.agreement_id, datasets=[name],
@@ -179,8 +188,10 @@ async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audi
 @router.post("/queries", name="query.run", responses={202: {"description": "waiting for the owner's approval"}})
 async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, response: Response) -> dict[str, Any]:
     """Run a DP query: 200 with the noisy answer when the agreement auto-approves (the budget is charged
-    first and refunded if the run fails), else 202 with the job waiting for the owner. Every answer, success or
-    error, is padded to the latency bucket (``VEILBOX_LATENCY_BUCKET_MS``)."""
+    first), else 202 with the job waiting for the owner. A residual engine failure is answered like any release
+    (the answer over an empty input, charged; the owner sees the incident); only a worker that could not start
+    before reading data fails the job and refunds it (``worker.unavailable_before_read``). Every answer, success
+    or error, is padded to the latency bucket (``VEILBOX_LATENCY_BUCKET_MS``)."""
     ev.agreement_id = body.agreement_id
     async with latency.padded(ctx.settings.latency_bucket_ms):
         await run_in_threadpool(note_expiry, ctx, body.agreement_id)
@@ -195,8 +206,9 @@ async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, r
         ev.details["state"] = done.state.value
         if done.state is not JobState.RELEASED:
             ev.decision, ev.code = "error", "JOB_FAILED"
+            back = await run_in_threadpool(jobflow.refunded, ctx, done.id)
             return {"job_id": done.id, "state": done.state.value, "failure_reason": done.failure_reason,
-                    "refunded": True}
+                    "refunded": back}
         out = await run_in_threadpool(jobflow.job_result, ctx, actor_of(p), done.id)
         ev.output_digest = out["output_digest"]
         return {"job_id": done.id, "state": done.state.value, **out["result"]}

@@ -8,8 +8,17 @@ A handler never speaks HTTP and never touches the ledger. The gateway calls, in 
 2. ``review(spec, plan, datasets, env)`` for the data owner before approval — what the owner must see: the exact
    canonical form, the estimated cost and a run on the *mock* (never raw data). Spends nothing.
 3. ``execute(job, datasets, env)`` on the worker after the budget is charged — runs on raw data and returns an
-   `Output`, or raises `JobFailed(reason)` with a short reason code (never engine text or data). The gateway then
-   refunds.
+   `Output`, or raises `JobFailed`.
+
+Failures and refunds (issue "oracle-free private answers"). A failure is refunded only when it is decided
+before any raw data is read — a spec the current agreement no longer allows, a changed cost, a worker or sandbox
+that could not start — and the handler says so with ``JobFailed(reason, before_read=True)``; its public reason
+is data-independent (``worker.unavailable_before_read``, ``code.spec_changed``, …). Every other failure is
+charged like a release, and the grantee sees only the kind's uniform reason (``query.failed``, ``train.failed``,
+``code.failed``; the gateway enforces it whatever the handler says); the specific cause (``code.timeout``,
+``train.crashed``, ``release.too_large``) and its detail go to the data owner's review and to an audit incident
+the grantee cannot read. Query jobs do not fail at all once the data query is sent: `sandbox.sql.run` releases
+the answer over an empty input and sets `Output.incident`.
 
 The release gate (`sandbox.jobs.gate`) checks every `Output` before it leaves: the output kind must be one the
 job kind may release, and its digest must match.
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -27,21 +36,29 @@ from typing import Any, Literal, Protocol
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
+from sandbox.sql.service import BEFORE_READ
 
-__all__ = ["Handler", "JobEnv", "JobFailed", "Output", "OutputKind", "Plan", "agreement_dataset", "digest_file",
-           "digest_json"]
+__all__ = ["BEFORE_READ", "Handler", "JobEnv", "JobFailed", "Output", "OutputKind", "Plan", "agreement_dataset",
+           "digest_file", "digest_json"]
 
 OutputKind = Literal["aggregate", "model", "json"]
 
 
 class JobFailed(Exception):
-    """A job could not produce a releasable output. ``reason`` is a short public code (``"engine.timeout"``,
-    ``"code.raised"``, ``"release.too_large"``); ``detail`` is for the data owner only (may be None)."""
+    """A job could not produce a releasable output.
 
-    def __init__(self, reason: str, detail: str | None = None) -> None:
+    ``reason`` is the short public code the grantee sees (``"code.failed"``, ``"worker.unavailable_before_read"``);
+    ``cause`` the specific code for the data owner (``"code.timeout"``; default: ``reason``); ``detail`` free text
+    for the data owner only (may be None). ``before_read`` says no raw data was read: only then is the job
+    refunded (see the module docstring)."""
+
+    def __init__(self, reason: str, detail: str | None = None, *, before_read: bool = False,
+                 cause: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
+        self.before_read = before_read
+        self.cause = cause or reason
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,10 @@ class Output:
     artifact: Path | None = None
     model: dict[str, Any] | None = None
     owner_detail: dict[str, Any] | None = None  # shown to the data owner only (e.g. stdout tail of custom code)
+    incident: str | None = None  # a residual failure behind a release (query jobs): the owner's, never the grantee's
+    # What leaves instead when the gate refuses this output after data was read (query jobs: the answer over an
+    # empty input, with fresh noise); called at most once.
+    fallback: Callable[[], Output] | None = None
 
 
 class Handler(Protocol):

@@ -4,7 +4,9 @@ Spec (API.md): ``{"dataset", "source", "entrypoint" (default "main"), "outputs":
 "max_bytes"}, "epsilon"? (default 0), "purpose"?}``. The function is called as ``entrypoint(inputs)`` where
 ``inputs[<dataset>]`` is a ``pyarrow.Table`` of the columns the agreement grants on that dataset — nothing else:
 the runner gets a column-projected copy written into the job's scratch directory (never the registered file),
-and columns with role ``never_output`` are dropped even if granted.
+and columns with role ``never_output`` are dropped even if granted. A job on a dataset of which the agreement
+grants a ``join_key`` column is refused (``POLICY_DENIED``, reason ``column.join_key_for_code``): a key shared
+across datasets would let non-DP output link people to other data.
 
 Custom code is **not** differentially private. Its cost is what the spec declares (default 0, charged like any
 other job), and it leaves only through two owner decisions:
@@ -18,11 +20,15 @@ other job), and it leaves only through two owner decisions:
 ``model`` outputs (safetensors bytes, validated by `sandbox.coderun.outputs`) are written to
 ``models_dir/<job id>/model.safetensors`` with a card that states the absence of a DP guarantee.
 
-Where the sandbox cannot run (no bubblewrap, no root to drop from, no seccomp table: `check_sandbox`), the job
-fails with ``code.sandbox_unavailable`` and is refunded; nothing runs unisolated. Other failure reasons:
-``code.<reason>`` from the runner's scrubbed vocabulary (``code.timeout``, ``code.memory_limit``,
-``code.exception.ValueError``, …), ``code.spec_changed``, ``code.cost_changed``, ``code.<error code>`` when the
-agreement as it stands no longer allows the spec.
+Failures. Refunded, because decided before any raw data is read and independent of it: where the sandbox
+cannot run (no bubblewrap, no root to drop from, no seccomp table: `check_sandbox`) the job fails with
+``worker.unavailable_before_read`` and nothing runs unisolated; ``code.spec_changed``, ``code.cost_changed``,
+``code.hash_mismatch``, ``code.<error code>`` when the agreement as it stands no longer allows the spec. Once the
+columns are staged every failure is charged like a release and the grantee sees only ``code.failed`` (same state,
+same reason, whatever happened); the cause — the runner's scrubbed vocabulary (``code.timeout``,
+``code.memory_limit``, ``code.exception.ValueError``, ``code.output_too_large``, …), with the stdout/stderr tails —
+goes to the data owner's review only (`JobFailed.cause`, `JobFailed.detail`). A sandbox error reported after the
+run was launched (``code.sandbox_error``) is charged too: the runner cannot prove the code had not started.
 """
 
 from __future__ import annotations
@@ -58,10 +64,12 @@ from sandbox.coderun import (
     dry_run_on_mock,
     run_code,
 )
-from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan, agreement_dataset, digest_json
+from sandbox.jobs.base import BEFORE_READ, JobEnv, JobFailed, Output, Plan, agreement_dataset, digest_json
 from sandbox.jobs.train import model_valid_days
 
-__all__ = ["CodeHandler", "CodeSpec", "parse_code_spec"]
+__all__ = ["FAILED", "CodeHandler", "CodeSpec", "parse_code_spec"]
+
+FAILED = "code.failed"  # the one public reason of a run that started
 
 _SPEC_KEYS = frozenset({"dataset", "source", "entrypoint", "outputs", "epsilon", "purpose"})
 MOCK_ROWS = 100
@@ -121,12 +129,17 @@ def parse_code_spec(spec: Mapping[str, Any]) -> CodeSpec:
 
 
 def _granted(spec: CodeSpec, agreement: Agreement, datasets: Mapping[str, Dataset]) -> tuple[Dataset, tuple[str, ...]]:
-    """The dataset and the columns the code may see: granted by the agreement, present, not ``never_output``."""
+    """The dataset and the columns the code may see: granted by the agreement, present, not ``never_output``;
+    ``POLICY_DENIED`` (reason ``column.join_key_for_code``) if the agreement grants a ``join_key`` column of it."""
     doc = agreement.document
     if spec.purpose is not None and spec.purpose not in doc.purposes:
         raise DomainError(POLICY_DENIED, "the purpose is not one the agreement allows",
                           [{"field": "purpose", "problem": "not a purpose of the agreement"}])
     ds = agreement_dataset(agreement, datasets, spec.dataset)
+    keys = [c for c in doc.columns.get(ds.name, ()) if c in ds.columns and ds.columns[c].role is Role.JOIN_KEY]
+    if keys:  # agreements refuse this since it was introduced; one stored before must not reach the runner
+        raise DomainError(POLICY_DENIED, "the agreement grants a join_key column, which custom code may never read",
+                          [{"reason": "column.join_key_for_code", "dataset": ds.name, "column": c} for c in keys])
     cols = tuple(c for c in ds.columns if c in set(doc.columns.get(ds.name, ()))
                  and ds.columns[c].role is not Role.NEVER_OUTPUT)
     if not cols:
@@ -218,14 +231,14 @@ class CodeHandler:
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
         assert env.agreement is not None
         if spec_hash(job.spec) != job.spec_hash:
-            raise JobFailed("code.spec_changed")
+            raise JobFailed("code.spec_changed", before_read=True)
         try:
             cs = parse_code_spec(job.spec)
             ds, cols = _granted(cs, env.agreement, datasets)
         except DomainError as e:
-            raise JobFailed(f"code.{e.code.lower()}") from None
+            raise JobFailed(f"code.{e.code.lower()}", before_read=True) from None
         if cs.cost != job.cost:
-            raise JobFailed("code.cost_changed")
+            raise JobFailed("code.cost_changed", before_read=True)
         config, limits = _config(env), _limits(env)
         self._require_sandbox(config)
         scratch = Path(env.work_dir) / "code" / job.id
@@ -233,21 +246,25 @@ class CodeHandler:
         scratch.mkdir(parents=True, mode=0o700)
         try:
             staged = scratch / f"{ds.name}.parquet"
-            _project(ds, cols, staged)
+            try:
+                _project(ds, cols, staged)
+            except Exception:  # reading the registered file: data was read, so the run is charged
+                raise JobFailed(FAILED, "the granted columns could not be staged for the run",
+                                cause="code.staging_failed") from None
             try:
                 outcome = run_code(cs.source, cs.entrypoint, {ds.name: staged}, cs.outputs.kind,
                                    cs.outputs.max_bytes, limits, config=config, expected_code_hash=cs.code_hash)
             except DomainError as e:
-                if e.code == APPROVAL_REQUIRED:
-                    raise JobFailed("code.hash_mismatch") from None
-                if e.code == INTERNAL:
-                    raise JobFailed("code.sandbox_unavailable", "the isolated runner could not start; see the "
-                                    "host log") from None
-                raise JobFailed(f"code.{e.code.lower()}") from None
+                if e.code == APPROVAL_REQUIRED:  # checked before anything runs
+                    raise JobFailed("code.hash_mismatch", before_read=True) from None
+                if e.code == INTERNAL:  # may come after the launch: not provably before the code read data
+                    raise JobFailed(FAILED, "the isolated runner reported an error; see the host log",
+                                    cause="code.sandbox_error") from None
+                raise JobFailed(f"code.{e.code.lower()}", before_read=True) from None  # refused before running
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if isinstance(outcome, CodeFailure):
-            raise JobFailed(_reason(outcome), _owner_text(outcome))
+            raise JobFailed(FAILED, _owner_text(outcome), cause=_reason(outcome))
         detail = {"stdout_tail": outcome.stdout_tail, "stderr_tail": outcome.stderr_tail,
                   "duration_s": outcome.duration_s, "run_id": outcome.run_id, "code_hash": cs.code_hash}
         if outcome.output_kind == "json":
@@ -295,8 +312,9 @@ class CodeHandler:
         try:
             check_sandbox(config)
         except DomainError:
-            raise JobFailed("code.sandbox_unavailable", "bubblewrap, setpriv, root or the seccomp table is "
-                            "missing on this host, so custom code cannot run isolated; see the host log") from None
+            raise JobFailed(BEFORE_READ, "bubblewrap, setpriv, root or the seccomp table is missing on this host, "
+                            "so custom code cannot run isolated; see the host log", before_read=True,
+                            cause="code.sandbox_unavailable") from None
         with self._lock:
             self._usable.add(config)
 

@@ -4,6 +4,13 @@ A query job sees one dataset of its agreement narrowed to the columns the agreem
 ``min_group_units`` drives suppression. Submission vets and prices the query (``plan``); the owner's review
 shows the canonical SQL, the cost, the expected error and the exact answer on the mock; ``execute`` re-vets the
 same SQL against the agreement as it stands when the job runs, then runs it with fresh noise.
+
+Failures: a spec the current agreement no longer allows (``query.<code>``), a changed cost
+(``query.cost_changed``) or a worker that cannot start (``worker.unavailable_before_read``) fail before any data
+is read and are refunded. Once the data query is sent nothing fails: a residual engine failure releases the
+answer over an empty input (`sandbox.sql.run`) and `Output.incident` tells the data owner; if the release gate
+refuses an answer, `Output.fallback` draws the empty-input answer with fresh noise instead. ``epsilon`` below the
+service's minimum per query is refused at submission (`require_min_epsilon`, ``INVALID_REQUEST``).
 """
 
 from __future__ import annotations
@@ -11,16 +18,19 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from catalog.errors import INVALID_REQUEST, DomainError
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
-from sandbox.engine import QueryWorker
-from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan
-from sandbox.sql import QueryPlan, TableView, prepare, preview, run
+from sandbox.dp import as_fraction
+from sandbox.engine import EngineFailure, QueryWorker
+from sandbox.jobs.base import BEFORE_READ, JobEnv, JobFailed, Output, Plan
+from sandbox.sql import QueryPlan, QueryResult, TableView, prepare, preview, run
+from sandbox.sql.service import release_empty
 
-__all__ = ["QueryEngines", "QueryHandler", "parse_query_spec", "prepare_for"]
+__all__ = ["QueryEngines", "QueryHandler", "parse_query_spec", "prepare_for", "require_min_epsilon"]
 
 _SPEC_KEYS = frozenset({"sql", "epsilon", "delta"})
 MAX_SQL_CHARS = 20_000
@@ -76,6 +86,21 @@ def parse_query_spec(spec: Mapping[str, Any]) -> tuple[str, Any, Any]:
     return sql, eps, delta
 
 
+def require_min_epsilon(spec: Mapping[str, Any], minimum: Fraction) -> None:
+    """``INVALID_REQUEST`` (reason ``epsilon.below_minimum``) when the spec asks for less ε than ``minimum``:
+    every query answer costs at least that much, so no observation of a run is nearly free."""
+    _, eps, _ = parse_query_spec(spec)
+    try:
+        value = as_fraction(eps, "epsilon")
+    except ValueError as e:
+        raise DomainError(INVALID_REQUEST, "the query spec is not valid",
+                          [{"field": "epsilon", "problem": str(e)}]) from None
+    if value < minimum:
+        raise DomainError(INVALID_REQUEST, "epsilon is below the minimum per query",
+                          [{"field": "epsilon", "reason": "epsilon.below_minimum",
+                            "problem": "below the minimum per query", "minimum": repr(float(minimum))}])
+
+
 _PLANS: OrderedDict[tuple[Any, ...], QueryPlan] = OrderedDict()
 _PLANS_LOCK = threading.Lock()
 _PLANS_MAX = 256
@@ -123,13 +148,26 @@ class QueryHandler:
 
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
         assert env.agreement is not None and env.query_engines is not None
-        qp = prepare_for(job.spec, env.agreement, datasets)
-        if (Budget(*qp.cost)) != job.cost:
-            raise JobFailed("query.cost_changed")
         try:
-            res = run(qp, env.query_engines.worker_for(qp.query.table.dataset))
-        except DomainError as e:
-            reason = str((e.details or [{}])[0].get("reason", "engine"))
-            raise JobFailed(f"engine.{reason}") from None
-        body = res.as_dict()
-        return Output(kind="aggregate", result=body, output_digest=res.output_digest)
+            qp = prepare_for(job.spec, env.agreement, datasets)
+        except DomainError as e:  # the agreement or the data changed since submission; nothing read
+            raise JobFailed(f"query.{e.code.lower()}", before_read=True) from None
+        if (Budget(*qp.cost)) != job.cost:
+            raise JobFailed("query.cost_changed", before_read=True)
+        try:
+            worker = env.query_engines.worker_for(qp.query.table.dataset)
+        except EngineFailure:
+            raise JobFailed(BEFORE_READ, "the query worker could not start", before_read=True) from None
+        try:
+            res = run(qp, worker, latency_bucket_ms=int(env.extra.get("latency_bucket_ms", 0)))
+        except DomainError as e:  # raised only before the data query is sent
+            reason = str((e.details or [{}])[0].get("reason", ""))
+            if reason == BEFORE_READ:
+                raise JobFailed(BEFORE_READ, "the query worker could not start", before_read=True) from None
+            raise JobFailed("query.failed", cause=f"query.{e.code.lower()}") from None
+        return _output(res, lambda: _output(release_empty(qp, "release.refused")))
+
+
+def _output(res: QueryResult, fallback: Any = None) -> Output:
+    return Output(kind="aggregate", result=res.as_dict(), output_digest=res.output_digest, incident=res.incident,
+                  fallback=fallback)

@@ -16,9 +16,12 @@ Spec (API.md ``POST /jobs``, ``kind: "train"``): the `sandbox.train.TrainSpec` f
   removed (``train.timeout``). Weights go to ``models_dir/<job id>/model.safetensors`` next to the card. The
   `Output` carries the card as the result and the keyword arguments of `catalog.models.register_model`.
 
-Failure reasons (public, short): ``train.timeout``, ``train.crashed`` (the child died), ``train.failed``
-(training raised; the owner's detail names the stage only), ``train.cost_changed``, ``train.<code>`` for a
-spec the current agreement no longer allows (``train.policy_denied``, ``train.invalid_request``).
+Failures. Refunded, because decided before the child reads any data: ``train.<code>`` for a spec the current
+agreement no longer allows (``train.policy_denied``, ``train.invalid_request``), ``train.cost_changed``, and
+``worker.unavailable_before_read`` when the training process cannot be started. Once the child is started it
+reads the data, so every later failure is charged like a release and the grantee sees only ``train.failed``;
+the cause (``train.timeout``, ``train.crashed`` — the child died —, ``train.error`` — training raised —,
+``train.invalid_data``) goes to the data owner with a detail naming the stage only (`JobFailed.cause`).
 
 The child comes from a ``forkserver`` that preloads this module (with it the sandbox's job handlers and the
 training stack: torch, DuckDB, OpenDP) and Opacus once per service, so a job pays a fork rather than an
@@ -43,12 +46,13 @@ from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.mock import mock_table
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
-from sandbox.jobs.base import JobEnv, JobFailed, Output, Plan, agreement_dataset
+from sandbox.jobs.base import BEFORE_READ, JobEnv, JobFailed, Output, Plan, agreement_dataset
 from sandbox.train import ResourceLimits, TrainingPlan, TrainSpec, check_spec, encoding_for, parse_spec, plan_training
 
-__all__ = ["MODEL_VALID_DAYS", "PreparedTraining", "TrainHandler", "model_valid_days", "prepare_training"]
+__all__ = ["FAILED", "MODEL_VALID_DAYS", "PreparedTraining", "TrainHandler", "model_valid_days", "prepare_training"]
 
 MODEL_VALID_DAYS = 365
+FAILED = "train.failed"  # the one public reason of a run whose child was started
 _EXTRA_KEYS = frozenset({"purpose"})
 _PRELOAD = ["sandbox.jobs.train", "opacus", "opacus.accountants", "opacus.accountants.utils"]
 _KILL_WAIT_S = 30.0
@@ -183,9 +187,9 @@ class TrainHandler:
         try:
             p = prepare_training(job.spec, env.agreement, datasets)
         except DomainError as e:
-            raise JobFailed(f"train.{e.code.lower()}") from None
+            raise JobFailed(f"train.{e.code.lower()}", before_read=True) from None
         if p.cost != job.cost:
-            raise JobFailed("train.cost_changed")
+            raise JobFailed("train.cost_changed", before_read=True)
         purpose = p.purpose or job.purpose or (
             env.agreement.document.purposes[0] if len(env.agreement.document.purposes) == 1 else None)
         out_dir = Path(env.models_dir) / job.id
@@ -221,7 +225,11 @@ class TrainHandler:
         proc = None
         ok = answered = False
         try:
-            proc = self._start(_train_in_child, (send, p.spec, p.plan, p.dataset, out_dir, limits))
+            try:
+                proc = self._start(_train_in_child, (send, p.spec, p.plan, p.dataset, out_dir, limits))
+            except Exception:  # no child, so nothing read: the one refunded failure of a run
+                raise JobFailed(BEFORE_READ, "the training process could not be started", before_read=True,
+                                cause="train.unavailable") from None
             send.close()
             msg: Any = None
             if recv.poll(max(0.0, deadline - time.monotonic())):
@@ -229,14 +237,15 @@ class TrainHandler:
                     msg = recv.recv()
                     answered = True
                 except EOFError:  # the child died without a word (killed by the kernel, a crash)
-                    raise JobFailed("train.crashed", "the training process exited without a result") from None
+                    raise JobFailed(FAILED, "the training process exited without a result",
+                                    cause="train.crashed") from None
             else:
-                raise JobFailed("train.timeout", f"training exceeded the job time limit of {env.timeout_s:g}s "
-                                                 "and was killed")
+                raise JobFailed(FAILED, f"training exceeded the job time limit of {env.timeout_s:g}s and was killed",
+                                cause="train.timeout")
             if msg[0] != "ok":
                 _, code, stage = msg
-                raise JobFailed("train.failed" if code != INVALID_REQUEST else "train.invalid_request",
-                                f"training failed ({code}) at stage {stage or 'unknown'}")
+                raise JobFailed(FAILED, f"training failed ({code}) at stage {stage or 'unknown'}",
+                                cause="train.error" if code != INVALID_REQUEST else "train.invalid_data")
             _, weights, card_json, digest = msg
             ok = True
             return _Trained(Path(weights), json.loads(card_json), digest)

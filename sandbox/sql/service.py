@@ -19,21 +19,30 @@ vectors the query needs plus, when ``min_group_units > 0``, the unit count used 
 composition; δ is not consumed. Groups whose noisy unit count is below ``min_group_units`` are withheld and counted in
 ``suppressed_groups`` (``min_group_units=0`` disables suppression); HAVING, ORDER BY and LIMIT then run on
 released values only. Error bars are 95 % half-widths from the noise scale (for AVG a per-row bound from the
-released count). Engine failures surface as ``INTERNAL`` with a generic message; with ``latency_bucket_ms`` > 0
-a run's duration is rounded up to the next multiple of the bucket.
+released count). With ``latency_bucket_ms`` > 0 a run's duration is rounded up to the next multiple of the bucket.
+
+Residual failures (docs/mechanisms/dp_sql.md, "Residual failures"). `run` asks the worker to start before it
+sends anything: a worker that cannot start raises ``INTERNAL`` with reason ``worker.unavailable_before_read``
+(nothing was read; the caller refunds). Once the request carrying the data query is sent, a failure (engine
+error, timeout, memory, result check, a worker that died) is never raised: the answer is released over an empty
+input — every true vector all zeros, the same key set, suppression and error bars, fresh noise — and
+`QueryResult.incident` names the failure for the data owner only. The caller sees a release of the same shape
+and pays the same ε. `release_empty` draws such an answer on its own (the job flow's fallback when the release
+gate refuses an answer computed on data).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -51,7 +60,10 @@ from sandbox.sql.rewrite import Canonical, rewrite
 from sandbox.sql.tables import TableView
 from sandbox.sql.vet import Cond, VettedQuery, reject, vet
 
-__all__ = ["QueryPlan", "QueryResult", "prepare", "preview", "run"]
+__all__ = ["QueryPlan", "QueryResult", "prepare", "preview", "release_empty", "run"]
+
+log = logging.getLogger("veilbox.sandbox.sql")
+BEFORE_READ = "worker.unavailable_before_read"
 
 CONFIDENCE = 0.95
 MOCK_ROWS = 1_000
@@ -112,7 +124,9 @@ class QueryPlan:
 
 @dataclass(frozen=True)
 class QueryResult:
-    """A released answer: what the gateway returns (plus its job id)."""
+    """A released answer: what the gateway returns (plus its job id). ``incident`` is set when the answer was
+    released over an empty input after a residual failure (``"engine.timeout"``, …): for the data owner only,
+    never part of `as_dict`."""
 
     columns: list[str]
     rows: list[list[Any]]
@@ -120,6 +134,7 @@ class QueryResult:
     cost: dict[str, float]
     error_bars: dict[str, Any]
     output_digest: str
+    incident: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -153,8 +168,12 @@ def prepare(sql: str, tables: Mapping[str, TableView], epsilon: Fraction | int |
         raise reject([{"rule": e.rule, "at": "group", "hint": e.hint}]) from None
     canonical = rewrite(q, keys, suppress=min_group_units > 0)
     shares = split_epsilon(eps, len(canonical.vectors))
-    mechs = tuple(DiscreteLaplace.calibrate(v.sensitivity, s)
-                  for v, s in zip(canonical.vectors, shares, strict=True))
+    try:
+        mechs = tuple(DiscreteLaplace.calibrate(v.sensitivity, s)
+                      for v, s in zip(canonical.vectors, shares, strict=True))
+    except ValueError:  # ε so small the noise scale leaves the exact range (MAX_SCALE): never an OverflowError
+        raise DomainError(INVALID_REQUEST, "epsilon is too small for this query",
+                          [{"field": "epsilon", "problem": "too small for the query's sensitivity"}]) from None
     return QueryPlan(sql, q, keys, canonical, mechs, eps, dlt, min_group_units)
 
 
@@ -197,23 +216,46 @@ def _pool() -> ThreadPoolExecutor:
 def run(plan: QueryPlan, worker: QueryWorker, *, latency_bucket_ms: int = 0) -> QueryResult:
     """Execute ``plan`` on ``worker``, noise, suppress and release. The caller has charged ``plan.cost``.
 
-    The noise vectors are drawn (OpenDP, data-independent) while the worker computes the true ones.
+    The noise vectors are drawn (OpenDP, data-independent) while the worker computes the true ones. Raises only
+    before the data query is sent (``INTERNAL``, reason ``worker.unavailable_before_read``); afterwards every
+    failure gives the release over an empty input with ``incident`` set (see the module docstring).
     """
     start = time.monotonic()
     try:
         n = len(plan.keys.rows)
         pending = _pool().submit(lambda: [m.noise(n) for m in plan.mechanisms])
         try:
+            worker.start()  # idempotent; decides "could not start" before any request carrying SQL is sent
+        except EngineFailure:
+            raise DomainError(INTERNAL, "the query could not be started", [{"reason": BEFORE_READ}]) from None
+        incident: str | None = None
+        try:
             rows = worker.execute(_request(plan))
             true = _vectors(plan, rows)
         except EngineFailure as e:
-            reason = e.reason if e.reason in ("timeout", "engine", "result_check") else "unavailable"
-            raise DomainError(INTERNAL, "the query could not be completed", [{"reason": reason}]) from None
+            incident = "engine." + (e.reason if e.reason in ("timeout", "engine", "result_check") else "unavailable")
+            true = _zeros(plan)
+        except Exception:  # a defect past the send: still a release, never a different answer
+            log.exception("query run failed after the request was sent")
+            incident, true = "engine.error", _zeros(plan)
         noise = pending.result()
         noisy = [[t + e for t, e in zip(tv, nv, strict=True)] for tv, nv in zip(true, noise, strict=True)]
-        return _release(plan, noisy)
+        out = _release(plan, noisy)
+        return out if incident is None else replace(out, incident=incident)
     finally:
         _pad(start, latency_bucket_ms)
+
+
+def release_empty(plan: QueryPlan, incident: str) -> QueryResult:
+    """The answer over an empty input with fresh noise: what leaves instead of an answer computed on data that
+    cannot be released (the noise is drawn anew, so nothing of the refused answer's noise is revealed)."""
+    n = len(plan.keys.rows)
+    return replace(_release(plan, [m.noise(n) for m in plan.mechanisms]), incident=incident)
+
+
+def _zeros(plan: QueryPlan) -> list[list[int]]:
+    n = len(plan.keys.rows)
+    return [[0] * n for _ in plan.canonical.vectors]
 
 
 def _pad(start: float, bucket_ms: int) -> None:

@@ -168,3 +168,207 @@ def test_query_answers_and_errors_are_padded_to_the_latency_bucket(parties, monk
     _err(parties.operator.query, ag["id"], "SELECT * FROM tax_income", 0.1)
     _err(parties.bank.query, ag["id"], COUNT_BY_DISTRICT, 0.1)
     assert calls == [50, 50, 50]
+
+
+# --- residual failures look like success (issue 12, items 2, 3 and 10) ---------------------------------------
+
+RELEASE_KEYS = {"job_id", "state", "columns", "rows", "suppressed_groups", "cost", "error_bars", "output_digest"}
+
+
+def _details(entry) -> dict:
+    d = entry["details"]
+    return d if isinstance(d, dict) else json.loads(d)
+
+
+def _own_view(client, since: int) -> list[tuple]:
+    """The caller's own audit entries after ``since``, without what differs between any two requests (time,
+    sequence, hashes, ids, digests of noisy answers)."""
+    out = []
+    for e in client.audit(since=since, limit=1000)["entries"]:
+        d = {k: v for k, v in _details(e).items() if k not in ("ms", "job_id")}
+        out.append((e["actor"], e["role"], e["action"], e["agreement_id"], e["dataset"], e["decision"], e["code"],
+                    e["epsilon"], e["delta"], e["output_digest"] is not None, e["subject_hash"],
+                    json.dumps(d, sort_keys=True)))
+    return out
+
+
+def _last_seq(parties) -> int:
+    """The newest audit sequence number (read from the store: listing the log over HTTP appends to it)."""
+    from sqlalchemy import func, select
+
+    from gateway import _tables as gt
+
+    with parties.service.ctx.engine.connect() as conn:
+        return int(conn.execute(select(func.max(gt.audit_entries.c.seq))).scalar() or 0)
+
+
+def _public_job(job: dict) -> dict:
+    drop = {"id", "created_at", "approved_at", "started_at", "finished_at", "released_at", "output_digest"}
+    return {k: v for k, v in job.items() if k not in drop}
+
+
+def _grantee_observes(parties, ag_id: str, run) -> dict:
+    """Everything the grantee can see of one query run: the response, the job, the result, the spent ε, its own
+    audit entries (made by this run and by the reads below), and its own view of the job's review."""
+    before = Fraction(parties.operator.budget(ag_id)["exact"]["epsilon_spent"])
+    since = _last_seq(parties)
+    r = run()
+    job = parties.operator.job(r["job_id"])
+    res = parties.operator.job_result(r["job_id"])
+    review = parties.operator.job_review(r["job_id"])
+    spent = Fraction(parties.operator.budget(ag_id)["exact"]["epsilon_spent"]) - before
+    return {"status_keys": sorted(r), "state": r["state"], "error_bars": r["error_bars"], "cost": r["cost"],
+            "columns": r["columns"], "n_rows_plus_suppressed": len(r["rows"]) + r["suppressed_groups"],
+            "job": _public_job(job), "result_keys": sorted(res), "result_body_keys": sorted(res["result"]),
+            "review_keys": sorted(review), "spent": spent, "audit": _own_view(parties.operator, since)}
+
+
+def _fail_next_execute(monkeypatch, reason: str) -> list[str]:
+    """Test-only seam (the gateway runs in this process): the next `QueryWorker.execute` — the call that carries
+    the data query — fails with ``EngineFailure(reason)`` as a residual engine failure would."""
+    from sandbox.engine import worker as engine_worker
+
+    real = engine_worker.QueryWorker.execute
+    fired: list[str] = []
+
+    def execute(self, request):
+        if not fired:
+            fired.append(reason)
+            raise engine_worker.EngineFailure(reason)
+        return real(self, request)
+
+    monkeypatch.setattr(engine_worker.QueryWorker, "execute", execute)
+    return fired
+
+
+@pytest.mark.parametrize("reason", ["engine", "timeout", "result_check"])
+def test_a_residual_engine_failure_is_answered_like_a_release_and_charged(parties, monkeypatch, reason):
+    ag = parties.agreement(budget={"epsilon": 5})
+    normal = _grantee_observes(parties, ag["id"], lambda: parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.5"))
+    fired = _fail_next_execute(monkeypatch, reason)
+    failed = _grantee_observes(parties, ag["id"], lambda: parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.5"))
+    assert fired == [reason]
+    assert normal == failed  # status keys, state, reason, refund, ε charged, error bars, job, result, audit
+    assert failed["state"] == "released" and failed["job"]["failure_reason"] is None
+    assert set(failed["status_keys"]) == RELEASE_KEYS and failed["spent"] == Fraction(1, 2)
+    assert "owner_detail" not in failed["review_keys"]
+
+
+def test_the_owner_and_the_admin_see_the_incident_the_grantee_does_not(parties, monkeypatch):
+    ag = parties.agreement()
+    _fail_next_execute(monkeypatch, "timeout")
+    r = parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.5")
+    assert r["state"] == "released"
+    incident = parties.owner.audit(action="job.incident")["entries"]
+    assert [(_details(e)["job_id"], _details(e)["cause"]) for e in incident] == [(r["job_id"], "engine.timeout")]
+    assert [e["seq"] for e in parties.service.admin.audit(action="job.incident")["entries"]] == \
+        [e["seq"] for e in incident]
+    assert parties.operator.audit(action="job.incident")["entries"] == []
+    assert all(e["role"] != "system" for e in parties.operator.audit(limit=1000)["entries"])
+    owner_review = parties.owner.job_review(r["job_id"])
+    assert owner_review["owner_detail"]["incident"]["cause"] == "engine.timeout"
+    seen = json.dumps([parties.operator.job(r["job_id"]), parties.operator.job_result(r["job_id"]),
+                       parties.operator.job_review(r["job_id"]), parties.operator.audit(limit=1000)])
+    assert "incident" not in seen and "timeout" not in seen
+
+
+def test_a_grantee_named_like_the_worker_reads_none_of_its_entries(parties, monkeypatch):
+    worker_named = parties.service.principal("worker", "operator")
+    ag = parties.agreement()
+    _fail_next_execute(monkeypatch, "engine")
+    parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.5")
+    assert worker_named.audit(limit=1000)["entries"] == []
+
+
+def test_a_worker_that_cannot_start_fails_before_reading_and_is_refunded(parties, monkeypatch):
+    from sandbox.engine import worker as engine_worker
+
+    sent: list[object] = []
+    monkeypatch.setattr(engine_worker.QueryWorker, "start",
+                        lambda self: (_ for _ in ()).throw(engine_worker.EngineFailure("unavailable")))
+    monkeypatch.setattr(engine_worker.QueryWorker, "execute", lambda self, request: sent.append(request))
+    ag = parties.agreement()
+    r = parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.5")
+    assert r == {"job_id": r["job_id"], "state": "failed", "failure_reason": "worker.unavailable_before_read",
+                 "refunded": True}
+    assert sent == []  # decided before any request carrying the data query was sent
+    assert parties.operator.budget(ag["id"])["exact"]["epsilon_spent"] == "0"
+    fails = [_details(e) for e in parties.owner.audit(action="job.fail")["entries"]]
+    assert [(d["reason"], d["refunded"]) for d in fails] == [("worker.unavailable_before_read", True)]
+    assert parties.owner.audit(action="job.incident")["entries"] == []
+
+
+def test_queries_below_the_minimum_epsilon_are_refused_and_audited(parties, monkeypatch):
+    ag = parties.agreement()
+    for run in (parties.operator.query, parties.operator.preview_query):
+        e = _err(run, ag["id"], COUNT_BY_DISTRICT, "0.001")
+        assert e.code == INVALID_REQUEST and e.details[0]["reason"] == "epsilon.below_minimum"
+        assert e.details[0]["minimum"] == "0.01"
+    e = _err(parties.operator.submit_job, ag["id"], "query", {"sql": COUNT_BY_DISTRICT, "epsilon": 0.009})
+    assert e.code == INVALID_REQUEST and e.details[0]["reason"] == "epsilon.below_minimum"
+    assert parties.operator.budget(ag["id"])["exact"]["epsilon_spent"] == "0"
+    assert parties.operator.jobs() == []
+    refused = parties.operator.audit(action="query.run")["entries"]
+    assert [(x["decision"], x["code"]) for x in refused] == [("deny", INVALID_REQUEST)]
+    assert parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.01")["state"] == "released"  # the floor itself
+    monkeypatch.setitem(parties.service.settings.__dict__, "min_query_epsilon", 0.5)
+    assert _err(parties.operator.query, ag["id"], COUNT_BY_DISTRICT, "0.25").details[0]["minimum"] == "0.5"
+
+
+def test_the_daily_job_cap_holds_for_queries(parties):
+    ag = parties.agreement(quotas={"calls_per_day": 1000, "jobs_per_day": 2})
+    for _ in range(2):
+        assert parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.25")["state"] == "released"
+    e = _err(parties.operator.query, ag["id"], COUNT_BY_DISTRICT, "0.25")
+    assert e.code == "QUOTA_EXCEEDED" and e.details[0]["reason"] == "quota.jobs_per_day"
+    assert Fraction(parties.operator.budget(ag["id"])["exact"]["epsilon_spent"]) == Fraction(1, 2)
+    pv = parties.operator.preview_query(ag["id"], COUNT_BY_DISTRICT, "0.25")  # previews stay free, on the mock
+    assert pv["mock_result"]["rows"] and Fraction(parties.operator.budget(ag["id"])["exact"]["epsilon_spent"]) == \
+        Fraction(1, 2)
+
+
+def _post(client, path: str, raw: str):
+    return client.request("POST", path, content=raw.encode(), headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("eps", ["5e-324", '"1e-400"', "true", '"true"', "NaN", "Infinity", '"NaN"', '"inf"',
+                                 '"1e999999999"', "1e308", '"-1"', "null", "[1]", '"0x10"', "0", '"1/0"'])
+def test_malformed_or_extreme_epsilon_is_an_invalid_request_never_a_500(parties, monkeypatch, eps):
+    ag = parties.agreement()
+    monkeypatch.setitem(parties.service.settings.__dict__, "min_query_epsilon", 5e-324)  # reach the calibration
+    body = f'{{"agreement_id": "{ag["id"]}", "sql": "{COUNT_BY_DISTRICT}", "epsilon": {eps}}}'
+    for path in ("/v1/queries", "/v1/queries/preview"):
+        e = _err(_post, parties.operator, path, body)
+        assert (e.status, e.code) == (422, INVALID_REQUEST), (path, eps)
+    spec = f'{{"sql": "{COUNT_BY_DISTRICT}", "epsilon": {eps}}}'
+    e = _err(_post, parties.operator, "/v1/jobs", f'{{"agreement_id": "{ag["id"]}", "kind": "query", "spec": {spec}}}')
+    assert (e.status, e.code) == (422, INVALID_REQUEST), eps
+    assert parties.operator.budget(ag["id"])["exact"]["epsilon_spent"] == "0"
+    assert parties.operator.jobs() == []
+
+
+def test_delta_and_other_numbers_of_specs_are_strict(parties):
+    ag = parties.agreement()
+    for delta in (True, "NaN", -1, 1):
+        e = _err(parties.operator.submit_job, ag["id"], "query", {"sql": COUNT_BY_DISTRICT, "epsilon": 1,
+                                                                  "delta": delta})
+        assert e.code == INVALID_REQUEST, delta
+    train = {"dataset": "tax_income", "features": ["age"], "label": "has_default", "model": "logistic_regression",
+             "epochs": 1, "batch_size": 256, "epsilon": 1.0, "delta": 1e-5, "max_grad_norm": 1.0}
+    for field, bad in (("epsilon", True), ("epsilon", "1"), ("epsilon", 5e-324), ("delta", True),
+                       ("epochs", True), ("batch_size", 256.0), ("max_grad_norm", "1")):
+        e = _err(parties.operator.submit_job, ag["id"], "train", {**train, field: bad})
+        assert e.code == INVALID_REQUEST, (field, bad)
+    code = {"dataset": "tax_income", "source": "def main(inputs):\n    return 1\n", "entrypoint": "main",
+            "outputs": {"kind": "json", "max_bytes": 1024}}
+    for spec in ({**code, "epsilon": True}, {**code, "epsilon": "NaN"}, {**code, "epsilon": -1},
+                 {**code, "outputs": {"kind": "json", "max_bytes": True}}):
+        assert _err(parties.operator.submit_job, ag["id"], "code", spec).code == INVALID_REQUEST, spec
+    assert parties.operator.jobs() == [] and parties.operator.budget(ag["id"])["exact"]["epsilon_spent"] == "0"
+
+
+def test_listing_jobs_by_an_unknown_state_is_an_invalid_request(parties):
+    for client in (parties.operator, parties.owner, parties.regulator):
+        e = _err(client.jobs, state="bogus")
+        assert (e.status, e.code) == (422, INVALID_REQUEST) and "pending_approval" in e.details[0]["allowed"]
+    assert parties.owner.jobs(state="pending_approval") == []

@@ -132,10 +132,10 @@ def test_the_run_is_bound_to_the_approved_spec(world, code_limits):
     tampered = replace(job, spec={**job.spec, "source": PROBE})  # spec changed behind the approval's back
     with pytest.raises(JobFailed) as e:
         h.execute(tampered, world.datasets, _env(world, ag, code_limits))
-    assert e.value.reason == "code.spec_changed"
+    assert e.value.reason == "code.spec_changed" and e.value.before_read  # refunded: nothing was read
     with pytest.raises(JobFailed) as e:
         h.execute(replace(job, cost=Budget(1)), world.datasets, _env(world, ag, code_limits))
-    assert e.value.reason == "code.cost_changed"
+    assert e.value.reason == "code.cost_changed" and e.value.before_read
 
 
 def test_a_raising_run_gives_the_submitter_a_scrubbed_reason_and_the_owner_the_traceback(world, code_limits):
@@ -144,8 +144,8 @@ def test_a_raising_run_gives_the_submitter_a_scrubbed_reason_and_the_owner_the_t
     job = world.start(h, ag, _spec(leak))
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, _env(world, ag, code_limits))
-    assert e.value.reason == "code.exception.ValueError"
-    assert "SECRET" in (e.value.detail or "") and "SECRET" not in e.value.reason
+    assert (e.value.reason, e.value.cause, e.value.before_read) == ("code.failed", "code.exception.ValueError", False)
+    assert "SECRET" in (e.value.detail or "") and "SECRET" not in e.value.reason + e.value.cause
 
 
 def test_the_job_wall_clock_caps_the_code(world, code_limits):
@@ -153,7 +153,7 @@ def test_the_job_wall_clock_caps_the_code(world, code_limits):
     job = world.start(h, ag, _spec("def main(inputs):\n    while True:\n        pass\n"))
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, replace(_env(world, ag, code_limits), timeout_s=2.0))
-    assert e.value.reason == "code.timeout"
+    assert (e.value.reason, e.value.cause, e.value.before_read) == ("code.failed", "code.timeout", False)
 
 
 def test_output_over_the_declared_size_fails(world, code_limits):
@@ -162,7 +162,7 @@ def test_output_over_the_declared_size_fails(world, code_limits):
     job = world.start(h, ag, spec)
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, _env(world, ag, code_limits))
-    assert e.value.reason == "code.output_too_large"
+    assert (e.value.reason, e.value.cause, e.value.before_read) == ("code.failed", "code.output_too_large", False)
 
 
 def test_refuses_to_run_where_the_sandbox_is_unusable(world, code_limits):
@@ -171,7 +171,8 @@ def test_refuses_to_run_where_the_sandbox_is_unusable(world, code_limits):
     env = _env(world, ag, code_limits, code_config=SandboxConfig(bwrap="/nonexistent/bwrap"))
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, env)
-    assert e.value.reason == "code.sandbox_unavailable" and "bubblewrap" in (e.value.detail or "")
+    assert (e.value.reason, e.value.cause) == ("worker.unavailable_before_read", "code.sandbox_unavailable")
+    assert e.value.before_read and "bubblewrap" in (e.value.detail or "")
     assert not (world.env.work_dir / "code" / job.id).exists()  # nothing was staged
     review = h.review(_spec(), h.plan(_spec(), ag, world.datasets), world.datasets, env)
     assert review["dry_run_on_mock"] == {"ok": False, "reason": "sandbox.unavailable"}

@@ -1,13 +1,17 @@
 """Custom-code jobs over real HTTP: the owner reviews the code and its dry run, approves it bound to the spec
-hash, the worker runs it in the sandbox, and nothing leaves until the owner releases it; a failing run is
-refunded and its traceback is shown to the owner only."""
+hash, the worker runs it in the sandbox, and nothing leaves until the owner releases it; a run that started is
+charged whatever happens, the grantee sees only ``code.failed``, and the cause and traceback go to the owner only."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
 
+from gateway import jobflow
+from sandbox.coderun import SandboxConfig
 from veilbox.client import ApiError
 
 SOURCE = '''
@@ -74,25 +78,62 @@ def test_the_owners_release_hands_the_output_to_the_grantee(parties):
     assert _spent(parties, ag["id"]) == Fraction(1, 4)
 
 
-def test_a_failing_code_job_is_refunded_and_only_the_owner_sees_the_traceback(parties):
+FAILURES = {
+    "raises": 'def main(inputs):\n    raise ValueError("SECRET-" + str(inputs["tax_income"].num_rows))\n',
+    "times out": 'def main(inputs):\n    while inputs["tax_income"].num_rows:\n        pass\n',
+    "too large": 'def main(inputs):\n    return "x" * (70000 + inputs["tax_income"].num_rows)\n',
+    "exits": 'import os\n\ndef main(inputs):\n    os._exit(inputs["tax_income"].num_rows % 7 + 3)\n',
+}
+CAUSES = {"raises": "code.exception.ValueError", "times out": "code.timeout", "too large": "code.output_too_large",
+          "exits": "code.exited"}
+
+
+def test_every_failing_run_says_only_failed_is_charged_and_the_owner_sees_the_cause(parties):
+    rt = jobflow.runtime(parties.service.ctx)
+    base = rt.env
     ag = parties.agreement(approval="owner_each_job")
-    leak = 'def main(inputs):\n    raise ValueError("SECRET-" + str(inputs["tax_income"].num_rows))\n'
-    job = parties.operator.submit_job(ag["id"], "code", _spec(leak, epsilon="0.5"))
+    seen = []
+    for name, source in FAILURES.items():
+        wall = 2 if name == "times out" else 60  # only the endless loop meets its wall clock
+        rt.env = replace(base, extra={**base.extra, "code_limits": {"wall_seconds": wall, "cpu_seconds": 20,
+                                                                    "memory_bytes": 1 << 30}})
+        job = parties.operator.submit_job(ag["id"], "code", _spec(source, epsilon="0.25"))
+        parties.owner.approve_job(job["id"], job["spec_hash"])
+        done = parties.operator.wait_job(job["id"], timeout=120)
+        seen.append({k: done[k] for k in ("state", "failure_reason", "output_digest", "cost")})
+        assert "SECRET-5000" not in str(parties.operator.job_review(job["id"])) + str(done)
+        assert "owner_detail" not in parties.operator.job_review(job["id"])
+        detail = parties.owner.job_review(job["id"])["owner_detail"]
+        assert detail["failure"] == CAUSES[name], name
+        if name == "raises":
+            assert "SECRET-5000" in detail["failure_detail"]
+    assert seen == [{"state": "failed", "failure_reason": "code.failed", "output_digest": None,
+                     "cost": {"epsilon": "0.25", "delta": "0"}}] * len(FAILURES)
+    assert _spent(parties, ag["id"]) == Fraction(len(FAILURES), 4)  # charged like releases: no refund
+    assert parties.operator.audit(action="job.incident")["entries"] == []
+    causes = [e["details"] if isinstance(e["details"], dict) else json.loads(e["details"])
+              for e in parties.owner.audit(action="job.incident")["entries"]]
+    assert [c["cause"] for c in causes] == list(CAUSES.values())
+
+
+def test_a_host_without_the_sandbox_refunds_and_says_it_never_read(parties):
+    rt = jobflow.runtime(parties.service.ctx)
+    rt.env = replace(rt.env, extra={**rt.env.extra, "code_config": SandboxConfig(bwrap="/nonexistent/bwrap")})
+    ag = parties.agreement(approval="owner_each_job")
+    job = parties.operator.submit_job(ag["id"], "code", _spec(epsilon="0.5"))
     parties.owner.approve_job(job["id"], job["spec_hash"])
     done = parties.operator.wait_job(job["id"], timeout=120)
-    assert done["state"] == "failed" and done["failure_reason"] == "code.exception.ValueError"
-    assert _spent(parties, ag["id"]) == 0  # refunded
-    assert "SECRET-5000" not in str(parties.operator.job_review(job["id"])) + str(done)
-    assert "SECRET-5000" in parties.owner.job_review(job["id"])["owner_detail"]["failure_detail"]
+    assert (done["state"], done["failure_reason"]) == ("failed", "worker.unavailable_before_read")
+    assert _spent(parties, ag["id"]) == 0  # refunded: nothing was read
 
 
-def test_the_owner_may_refuse_to_release_and_the_charge_is_refunded(parties):
+def test_the_owner_may_refuse_to_release_and_the_charge_stays(parties):
     ag = parties.agreement(approval="owner_each_job")
     job = parties.operator.submit_job(ag["id"], "code", _spec(epsilon="0.5"))
     parties.owner.approve_job(job["id"], job["spec_hash"])
     assert parties.operator.wait_job(job["id"], timeout=120)["state"] == "succeeded"
     refused = parties.owner.reject_job(job["id"], "the output reveals too much")
     assert refused["state"] == "failed" and refused["failure_reason"] == "release.refused_by_owner"
-    assert _spent(parties, ag["id"]) == 0
+    assert _spent(parties, ag["id"]) == Fraction(1, 2)  # the code ran on the data
     with pytest.raises(ApiError):
         parties.operator.job_result(job["id"])

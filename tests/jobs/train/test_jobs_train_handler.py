@@ -140,7 +140,8 @@ def test_training_past_the_job_time_limit_is_killed_and_cleaned_up(world, train_
     monkeypatch.setattr(h, "_start", spy)
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, world.env_for(ag, timeout_s=1.0))
-    assert e.value.reason == "train.timeout" and "time limit" in (e.value.detail or "")
+    assert (e.value.reason, e.value.cause, e.value.before_read) == ("train.failed", "train.timeout", False)
+    assert "time limit" in (e.value.detail or "")
     (proc,) = started
     assert proc.exitcode is not None and not proc.is_alive()
     with pytest.raises(ProcessLookupError):
@@ -154,11 +155,11 @@ def test_a_spec_the_current_agreement_no_longer_allows_fails_the_job(world, trai
     narrower = world.agreement(columns={"tax_income": ["district", "age", "has_default"]})
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, world.env_for(narrower))
-    assert e.value.reason == "train.policy_denied"
+    assert e.value.reason == "train.policy_denied" and e.value.before_read  # refunded: nothing was read
     cheaper = world.agreement()
     with pytest.raises(JobFailed) as e:
         h.execute(job.__class__(**{**job.__dict__, "cost": Budget(1)}), world.datasets, world.env_for(cheaper))
-    assert e.value.reason == "train.cost_changed"
+    assert e.value.reason == "train.cost_changed" and e.value.before_read
 
 
 def test_a_failing_run_reports_only_a_short_reason_and_leaves_no_files(world, train_spec):
@@ -168,7 +169,7 @@ def test_a_failing_run_reports_only_a_short_reason_and_leaves_no_files(world, tr
     world.dataset.path.write_bytes(b"PAR1 this is not a parquet file SECRET-ROW-VALUE PAR1")
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, world.env_for(ag))
-    assert e.value.reason == "train.failed"
+    assert (e.value.reason, e.value.cause, e.value.before_read) == ("train.failed", "train.error", False)
     assert e.value.detail == "training failed (INTERNAL) at stage read"
     assert not (world.env.models_dir / job.id).exists()
 
@@ -180,5 +181,19 @@ def test_a_training_process_that_dies_without_a_word_fails_the_job(world, train_
     monkeypatch.setattr(h, "_start", lambda target, args: real(os._exit, (3,)))  # the child dies at once
     with pytest.raises(JobFailed) as e:
         h.execute(job, world.datasets, world.env_for(ag))
-    assert e.value.reason == "train.crashed"
+    assert (e.value.reason, e.value.cause, e.value.before_read) == ("train.failed", "train.crashed", False)
+    assert not (world.env.models_dir / job.id).exists()
+
+
+def test_a_training_process_that_cannot_start_is_refunded_as_never_read(world, train_spec, monkeypatch):
+    h, ag = TrainHandler(), world.agreement()
+    job = world.start(h, ag, train_spec)
+
+    def no_process(target, args):
+        raise OSError("no forkserver")
+
+    monkeypatch.setattr(h, "_start", no_process)
+    with pytest.raises(JobFailed) as e:
+        h.execute(job, world.datasets, world.env_for(ag))
+    assert (e.value.reason, e.value.before_read) == ("worker.unavailable_before_read", True)
     assert not (world.env.models_dir / job.id).exists()

@@ -1,6 +1,7 @@
 """Training jobs over real HTTP: the operator submits on an ``owner_each_job`` agreement, the owner reviews
 (encoding, σ, steps, cost) and approves bound to the spec hash, the worker trains, the card is released and the
-model registered with a certificate id; bad specs are refused at submission; failed runs are refunded."""
+model registered with a certificate id; bad specs are refused at submission; a run whose child started stays
+charged and says only ``train.failed``."""
 
 from __future__ import annotations
 
@@ -81,11 +82,13 @@ def test_epsilon_above_the_budget_is_refused(parties):
     assert _spent(parties, ag["id"]) == 0
 
 
-def test_training_past_the_job_time_limit_fails_and_is_refunded(parties):
+def test_training_past_the_job_time_limit_fails_uniformly_and_stays_charged(parties):
     rt = jobflow.runtime(parties.service.ctx)
     rt.env = replace(rt.env, timeout_s=1.0)
     ag, job = _submit_and_approve(parties, _spec(epochs=50, batch_size=16))
     done = parties.operator.wait_job(job["id"], timeout=300)
-    assert done["state"] == "failed" and done["failure_reason"] == "train.timeout"
-    assert _spent(parties, ag["id"]) == 0
+    assert done["state"] == "failed" and done["failure_reason"] == "train.failed"  # never "timeout" to the grantee
+    assert _spent(parties, ag["id"]) == Fraction(job["cost"]["epsilon"])  # the child read the data: charged
+    assert parties.owner.job_review(job["id"])["owner_detail"]["failure"] == "train.timeout"
+    assert "owner_detail" not in parties.operator.job_review(job["id"])
     assert not (parties.service.settings.models_dir / job["id"]).exists()

@@ -170,18 +170,50 @@ def test_latency_is_padded_to_buckets(tables: dict, worker: QueryWorker, monkeyp
     assert len(slept) == 1 and math.isclose(slept[0], 0.18, abs_tol=1e-9)
 
 
-def test_engine_failures_are_generic(tables: dict, worker: QueryWorker) -> None:
-    plan = prepare("SELECT COUNT(*) FROM tax_income", tables, epsilon=1)
+def test_engine_failures_are_released_over_an_empty_input(tables: dict, worker: QueryWorker) -> None:
+    """A residual engine failure is never raised: the answer is the release over an empty input (same columns,
+    keys, suppression and error bars as any answer), and only ``incident`` — never part of the body — says so."""
+    plan = prepare("SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district", tables, epsilon=1,
+                   min_group_units=0)
     broken = dataclasses.replace(plan, canonical=dataclasses.replace(
         plan.canonical, sql="SELECT error('secret engine text 42')",
         unbounded_sql="SELECT error('secret engine text 42')"))
+    res = run(broken, worker)
+    normal = run(plan, worker)  # the worker survives
+    assert res.incident == "engine.engine" and normal.incident is None
+    body = res.as_dict()
+    assert set(body) == set(normal.as_dict()) and "secret" not in json.dumps(body)
+    assert body["columns"] == normal.columns and body["error_bars"] == normal.error_bars
+    assert [r[0] for r in res.rows] == [r[0] for r in normal.rows]  # every public key, no suppression here
+    assert max(abs(r[1]) for r in res.rows) < 100 < min(r[1] for r in normal.rows)  # noise around zero
+
+
+def test_a_worker_that_cannot_start_raises_before_sending(tables: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.engine.worker import EngineFailure
+
+    plan = prepare("SELECT COUNT(*) FROM tax_income", tables, epsilon=1)
+    sent: list[Any] = []
+
+    class Dead:
+        def start(self) -> None:
+            raise EngineFailure("unavailable")
+
+        def execute(self, request: Any) -> None:
+            sent.append(request)
+
     with pytest.raises(DomainError) as info:
-        run(broken, worker)
-    err = info.value
-    assert err.code == INTERNAL
-    assert "secret" not in err.message + json.dumps(err.details)
-    assert err.details == [{"reason": "engine"}]
-    assert run(plan, worker).rows  # the worker survives
+        run(plan, Dead())  # type: ignore[arg-type]
+    assert info.value.code == INTERNAL and info.value.details == [{"reason": "worker.unavailable_before_read"}]
+    assert sent == []
+
+
+@pytest.mark.parametrize("eps", [5e-324, "1e-400", Fraction(1, 10**300), "1e-40", 1e-20])
+def test_an_epsilon_too_small_to_calibrate_is_an_invalid_request(tables: dict, eps: Any) -> None:
+    """Refused when parsed (more digits than an exact amount may have) or when calibrated (a noise scale beyond
+    `MAX_SCALE`): never an ``OverflowError``."""
+    with pytest.raises(DomainError) as info:
+        prepare("SELECT SUM(tax_paid) AS t FROM tax_income", tables, epsilon=eps)
+    assert info.value.code == INVALID_REQUEST and "epsilon" in info.value.message + json.dumps(info.value.details)
 
 
 def test_per_unit_bounding(register_units: Any) -> None:
