@@ -12,7 +12,7 @@ import pytest
 from catalog.errors import INVALID_REQUEST
 from veilbox.client import ApiError
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
+ATTACKS = Path(__file__).resolve().parents[1] / "data" / "attacks"
 COUNT_BY_DISTRICT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
 
 
@@ -22,8 +22,8 @@ def _err(fn, *a, **kw) -> ApiError:
     return e.value
 
 
-def _corpus(shared, name):
-    return [json.loads(line) for line in (shared / "attacks" / name).read_text().splitlines() if line.strip()]
+def _corpus(name):
+    return [json.loads(line) for line in (ATTACKS / name).read_text().splitlines() if line.strip()]
 
 
 def test_differencing_costs_budget_each_time_and_ends_exhausted(parties):
@@ -44,7 +44,7 @@ def test_differencing_costs_budget_each_time_and_ends_exhausted(parties):
 def test_attack_corpus_is_refused_through_the_api_without_engine_text(parties):
     ag = parties.agreement()
     before = parties.operator.budget(ag["id"])["exact"]["epsilon_spent"]
-    for case in _corpus(SHARED, "sql.jsonl"):
+    for case in _corpus("sql.jsonl"):
         e = _err(parties.operator.query, ag["id"], case["sql"], 0.1)
         assert e.code in ("QUERY_REJECTED", "INVALID_REQUEST"), case
         # "at" quotes the caller's own SQL back; everything else is ours and must carry no engine text
@@ -58,7 +58,7 @@ def test_attack_corpus_is_refused_through_the_api_without_engine_text(parties):
 
 def test_allowed_corpus_is_answered_with_noise(parties):
     ag = parties.agreement(budget={"epsilon": 100})
-    for case in _corpus(SHARED, "sql_allowed.jsonl")[:12]:
+    for case in _corpus("sql_allowed.jsonl")[:12]:
         r = parties.operator.query(ag["id"], case["sql"], 0.5)
         assert r["state"] == "released" and r["cost"]["epsilon"] == 0.5 and r["output_digest"].startswith("sha256:")
 
