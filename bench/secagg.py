@@ -191,13 +191,14 @@ def gateway_rounds(quick: bool) -> dict[str, Any]:
         owner = admin.with_token(admin.create_principal("tax", "owner")["token"])
         operator = admin.with_token(admin.create_principal("lab", "operator")["token"])
         owner.register_dataset(json.loads(data.tax_income_spec.read_text()))
-        ag = owner.propose_agreement({
-            "title": "bench", "grantee": "lab", "datasets": ["tax_income"], "columns": {"tax_income": ["age"]},
+        inputs = make_inputs(n, length)
+        ag = owner.propose_agreement({  # the holders must be parties to the agreement
+            "title": "bench", "grantee": "lab", "holders": list(inputs), "datasets": ["tax_income"],
+            "columns": {"tax_income": ["age"]},
             "purposes": ["credit_risk"], "job_kinds": ["train"], "valid_from": "2026-01-01T00:00:00Z",
             "valid_until": "2036-01-01T00:00:00Z", "budget": {"epsilon": 1}, "approval": "owner_each_job",
             "quotas": {"calls_per_day": 10**8}})
         agreement = operator.accept_agreement(ag["id"])["id"]
-        inputs = make_inputs(n, length)
         holders = {name: admin.with_token(admin.create_principal(name, "bank")["token"]) for name in inputs}
         for rate in (0.0, 0.1):
             dropped = set(list(inputs)[1 : 1 + round(rate * n)])

@@ -88,6 +88,19 @@ def by_name(engine: Engine, name: str) -> Principal | None:
     return Principal(r.id, r.name, RoleName(r.role)) if r else None
 
 
+def usable_by_name(engine: Engine, name: str) -> Principal | None:
+    """The principal called ``name`` if it can act now (not disabled, token not expired), else ``None``: callers
+    that check names someone else supplied answer "unknown" and "disabled" alike."""
+    with engine.connect() as conn:
+        r = conn.execute(select(t.principals).where(t.principals.c.name == name)).first()
+    if r is None or r.disabled:
+        return None
+    expires = r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=dt.UTC)
+    if expires <= dt.datetime.now(dt.UTC):
+        return None
+    return Principal(r.id, r.name, RoleName(r.role))
+
+
 def list_principals(engine: Engine) -> list[Principal]:
     with engine.connect() as conn:
         rows = conn.execute(select(t.principals).order_by(t.principals.c.name)).all()

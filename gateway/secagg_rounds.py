@@ -1,12 +1,19 @@
 """Secure-aggregation rounds over HTTP: the gateway's registry of `mpc.secagg` servers (API.md "Secure aggregation").
 
 A round is opened by an operator under an active agreement (`policies.Action.SECAGG_AGGREGATE`, checked by the
-route) for a fixed list of participants — principals of any role but admin and regulator. The registry holds, per
-round, the public `RoundConfig`, one `SecAggServer`, the opener, the agreement, an optional public ``task`` (what
-the participants are asked to contribute: e.g. the current model of a federated training) and the stage deadline.
+route) for a fixed list of participants: parties to that agreement who may contribute (its owner and the
+``holders`` it names, `policies.agreement.secagg_parties`), principals that exist, are enabled and are not admin
+or regulator — checked by the route, with one answer for every name that fails, whatever the reason. The
+registry holds, per round, the public `RoundConfig`, one `SecAggServer`, the opener, the agreement, an optional
+public ``task`` (what the participants are asked to contribute: e.g. the current model of a federated training)
+and the stage deadline.
 
 Who may do what
 ---------------
+- A round cannot be aimed at one holder (`round_policy`, ``POLICY_DENIED``): it has at least `MIN_PARTICIPANTS`
+  distinct participants and a threshold of at least `MIN_THRESHOLD`, so every released sum holds at least three
+  inputs (closing a stage early below the threshold aborts the round); the opener is never a participant (it
+  would otherwise subtract its own input from a sum of two).
 - A round is visible (status, roster, survivor list) only to its opener and its participants; anyone else gets
   ``NOT_FOUND_OR_FORBIDDEN``, exactly as for a round that does not exist (round ids are 96-bit random).
 - Only participants send messages, and a message's ``sender`` must be the authenticated principal
@@ -84,12 +91,15 @@ __all__ = [
     "MAX_PARTICIPANTS",
     "MAX_ROUND_WORDS",
     "MAX_TASK_BYTES",
+    "MIN_PARTICIPANTS",
+    "MIN_THRESHOLD",
     "RETAIN_S",
     "Published",
     "Released",
     "Round",
     "RoundRegistry",
     "max_message_bytes",
+    "round_policy",
     "rounds_for",
     "sum_digest",
 ]
@@ -97,6 +107,8 @@ __all__ = [
 MAX_OPEN_ROUNDS = 16
 MAX_OPEN_PER_OPENER = 4
 MAX_PARTICIPANTS = 1000
+MIN_PARTICIPANTS = 3  # a sum of fewer inputs would single out a holder
+MIN_THRESHOLD = 3  # ... and so would a round that may release the sum of fewer survivors
 MAX_ROUND_WORDS = 1 << 25  # participants × vector length: 128 MiB of masked inputs held at most
 MAX_TASK_BYTES = 256 << 10
 DEFAULT_STAGE_TIMEOUT_S = 300.0
@@ -112,6 +124,21 @@ KINDS: Mapping[str, type[ClientMessage]] = {
     "unmask": UnmaskShares,
 }
 _FINAL = (Stage.DONE, Stage.ABORTED)
+
+
+def round_policy(opener: str, participants: list[str] | tuple[str, ...], threshold: int) -> None:
+    """``POLICY_DENIED`` unless the round has at least `MIN_PARTICIPANTS` distinct participants, a threshold of at
+    least `MIN_THRESHOLD` and the opener is not among the participants (none of this depends on who exists)."""
+    reasons = []
+    if len(set(participants)) < MIN_PARTICIPANTS:
+        reasons.append({"reason": "secagg.too_few_participants", "minimum": MIN_PARTICIPANTS})
+    if threshold < MIN_THRESHOLD:
+        reasons.append({"reason": "secagg.threshold_too_low", "minimum": MIN_THRESHOLD})
+    if opener in participants:
+        reasons.append({"reason": "secagg.opener_is_participant"})
+    if reasons:
+        raise DomainError(POLICY_DENIED, "a round needs at least three participants other than its opener and a "
+                                         "threshold of at least three", reasons)
 
 
 def _refusal(exc: MpcError) -> DomainError:
@@ -246,8 +273,9 @@ class RoundRegistry:
     def open(self, opener: str, agreement_id: str, participants: list[str], threshold: int, vector_length: int,
              modulus_bits: int = 32, *, stage_timeout_s: float = DEFAULT_STAGE_TIMEOUT_S,
              task: dict[str, Any] | None = None, max_body_bytes: int | None = None) -> Round:
-        """A new round in stage ``advertise_keys``; ``INVALID_REQUEST`` for a bad shape, ``QUOTA_EXCEEDED`` if
-        too many rounds are open."""
+        """A new round in stage ``advertise_keys``; ``POLICY_DENIED`` against `round_policy`, ``INVALID_REQUEST``
+        for a bad shape, ``QUOTA_EXCEEDED`` if too many rounds are open."""
+        round_policy(opener, participants, threshold)
         problems = self._shape_problems(participants, vector_length, stage_timeout_s, task)
         if problems:
             raise DomainError(INVALID_REQUEST, "the round cannot be opened as asked", problems)

@@ -2,9 +2,15 @@
 
 The document (`AgreementDocument`, pydantic, ``extra="forbid"``) is what the owner proposes: grantee, datasets
 and columns, purposes, job kinds, validity window, (ε, δ) budget, minimum group size, quotas, approval mode,
-exit clause and an optional price schedule. It is normalised (lists sorted, datetimes in UTC, numbers exact)
-so equal documents have equal canonical JSON and the same ``document_hash``. Each amendment of a proposed
-agreement bumps ``version`` and is kept in ``agreement_versions``.
+exit clause, an optional price schedule and optional ``holders``: the principals, besides the owner, who may
+contribute to the secure-aggregation rounds the grantee opens under it (`secagg_parties`; a round's participants
+must be parties, never the grantee). ``holders`` is additive: a document without it (or with an empty list)
+has the same canonical JSON and hash as before the field existed. Holder names are checked for form only — no
+principal lookup — so naming them reveals nothing about which principals exist; the round opening refuses, with
+one answer, a name that is not a usable participant. An agreement that allows ``code`` cannot grant a
+``join_key`` column (``POLICY_DENIED``, `join_keys_for_code`). The document is normalised (lists sorted,
+datetimes in UTC, numbers exact) so equal documents have equal canonical JSON and the same ``document_hash``.
+Each amendment of a proposed agreement bumps ``version`` and is kept in ``agreement_versions``.
 
 Lifecycle (stored states)::
 
@@ -67,6 +73,7 @@ from policies.budget import Budget
 from policies.decision import Action, Decision, DecisionContext, Reason, decide, scope_reasons
 
 GRANTEE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MAX_HOLDERS = 1000
 JOB_KINDS = ("code", "query", "score", "secagg", "train", "verify")
 JobKindName = Literal["query", "train", "code", "verify", "score", "secagg"]
 
@@ -149,6 +156,9 @@ class AgreementDocument(_Model):
 
     title: str = Field(min_length=1, max_length=200)
     grantee: str = Field(min_length=1, max_length=64)
+    holders: tuple[str, ...] = Field(default=(), max_length=MAX_HOLDERS,
+                                     description="principals besides the owner who may contribute to the grantee's "
+                                                 "secure-aggregation rounds under this agreement")
     datasets: tuple[str, ...] = Field(min_length=1, max_length=32)
     columns: dict[str, tuple[str, ...]]
     purposes: tuple[str, ...] = Field(default=(), max_length=32)
@@ -180,6 +190,13 @@ class AgreementDocument(_Model):
         if not GRANTEE_RE.match(v):
             raise ValueError("grantee must be a principal name")
         return v
+
+    @field_validator("holders")
+    @classmethod
+    def _holders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(GRANTEE_RE.match(h) for h in v):
+            raise ValueError("holders must be principal names")
+        return _sorted_unique(v, "holders")
 
     @field_validator("datasets")
     @classmethod
@@ -225,6 +242,8 @@ class AgreementDocument(_Model):
             raise ValueError("columns must list the shared columns of exactly the agreement's datasets")
         if self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be after valid_from")
+        if self.grantee in self.holders:
+            raise ValueError("holders must not include the grantee (who opens rounds and never contributes)")
         return self
 
     @property
@@ -232,10 +251,12 @@ class AgreementDocument(_Model):
         return self.budget.as_budget()
 
     def as_json(self) -> dict[str, Any]:
-        """JSON-able, exact (numbers as canonical text), normalised; the scoring grant (``score_logits``,
-        ``score_layout``) only when it differs from the default (so documents written before these fields existed
-        keep their hash)."""
+        """JSON-able, exact (numbers as canonical text), normalised; ``holders`` only when there are any, and the
+        scoring grant (``score_logits``, ``score_layout``) only when it differs from the default (so documents
+        written before these fields existed keep their hash)."""
         out = self.model_dump(mode="json")
+        if not out["holders"]:
+            del out["holders"]
         for key, default in SCORING_GRANT_DEFAULTS.items():
             if out.get(key) == default:
                 del out[key]
@@ -319,6 +340,12 @@ def effective_state(agreement: Agreement, now: dt.datetime) -> AgreementState:
     return agreement.state
 
 
+def secagg_parties(agreement: Agreement) -> frozenset[str]:
+    """Who may be a participant of a secure-aggregation round under ``agreement``: its owner and its ``holders``
+    (never the grantee, who opens the rounds and receives the sums)."""
+    return frozenset({agreement.owner, *agreement.document.holders}) - {agreement.grantee}
+
+
 def outputs_sealed(agreement: Agreement, now: dt.datetime) -> bool:
     """True when the agreement has ended (revoked or expired) and its exit clause seals outputs: the gateway
     must refuse every result download."""
@@ -388,10 +415,30 @@ def _check_document(
         bad.append(Reason("agreement.ends_in_past"))
     if bad:
         raise invalid("the agreement document is invalid", [r.as_dict() for r in bad])
-    policy = scope_reasons(doc.datasets, doc.columns, doc.purposes, records, neg.load(engine))
+    policy = [r.as_dict() for r in scope_reasons(doc.datasets, doc.columns, doc.purposes, records, neg.load(engine))]
+    policy += join_keys_for_code(doc, records)
     if policy:
-        raise DomainError(POLICY_DENIED, "the agreement conflicts with rules no agreement can override",
-                          [r.as_dict() for r in policy])
+        raise DomainError(POLICY_DENIED, "the agreement conflicts with rules no agreement can override", policy)
+
+
+JOIN_KEY_FOR_CODE = "column.join_key_for_code"
+
+
+def join_keys_for_code(doc: AgreementDocument, records: Mapping[str, Dataset | None]) -> list[dict[str, str]]:
+    """A ``join_key`` column granted in an agreement that allows custom ``code``: refused (``POLICY_DENIED``).
+    Custom code is not differentially private and reads every granted column row by row, so a join key — an
+    identifier shared across datasets — would let its output link people to other data."""
+    if "code" not in doc.job_kinds:
+        return []
+    out = []
+    for ds, cols in doc.columns.items():
+        rec = records.get(ds)
+        for col in cols:
+            info = rec.columns.get(col) if rec is not None else None
+            if info is not None and info.role is ColumnRole.JOIN_KEY:
+                out.append({"reason": JOIN_KEY_FOR_CODE, "dataset": ds, "column": col,
+                            "message": "a join_key column cannot be granted to custom code"})
+    return out
 
 
 def _as_document(document: AgreementDocument | Mapping[str, Any]) -> AgreementDocument:

@@ -313,8 +313,9 @@ RoundOpt = Annotated[str, typer.Option("--round", help="round id (sa-…)")]
 @secagg_app.command("open")
 def secagg_open(
     agreement: Annotated[str, typer.Option(help="agreement id (agr_…) with job kind train")],
-    participant: Annotated[list[str], typer.Option(help="participant principal name, repeatable (order matters)")],
-    threshold: Annotated[int, typer.Option(help="t: a strict majority of the participants")],
+    participant: Annotated[list[str], typer.Option(help="participant principal name, repeatable (order matters; at "
+                                                        "least 3 parties to the agreement, never yourself)")],
+    threshold: Annotated[int, typer.Option(help="t: a strict majority of the participants, at least 3")],
     length: Annotated[int, typer.Option(help="words per input vector")],
     modulus_bits: int = 32,
     stage_timeout: Annotated[float, typer.Option(help="seconds before a stage closes on its own")] = 300.0,
@@ -409,11 +410,12 @@ def secagg_result(
 @federated_app.command("train")
 def federated_train(
     agreement: Annotated[str, typer.Option(help="agreement id (agr_…) with job kind train")],
-    holder: Annotated[list[str], typer.Option(help="holder principal name, repeatable")],
+    holder: Annotated[list[str], typer.Option(help="holder principal name, repeatable (at least 3; each named in "
+                                                   "the agreement's holders)")],
     declaration: Annotated[Path, typer.Option(help="the dataset declaration (.spec.json) the holders share")],
     feature: Annotated[list[str], typer.Option(help="feature column, repeatable")],
     label: Annotated[str, typer.Option(help="label column (two-value domain)")],
-    threshold: Annotated[int, typer.Option(help="t: rounds release only with at least t survivors")],
+    threshold: Annotated[int, typer.Option(help="t: rounds release only with at least t (≥ 3) survivors")],
     rounds: Annotated[int, typer.Option(help="Newton rounds (one secure-aggregation round each)")] = 4,
     epsilon: Annotated[float, typer.Option(help="total ε over all rounds")] = 2.0,
     delta: Annotated[float, typer.Option(help="total δ")] = 1e-5,
@@ -427,7 +429,7 @@ def federated_train(
     encoding = encoding_from_declaration(json.loads(declaration.read_text()), feature, label)
     plan = FederatedPlan.calibrate(encoding, holder, threshold, rounds, epsilon, delta,
                                    max_rows_per_holder=max_rows_per_holder)
-    err.print(f"plan {plan.plan_id}: σ_local={plan.sigma_local:,.1f} steps of γ={plan.gamma:.3g}; "
+    err.print(f"plan {plan.plan_id} ({plan.digest()}): σ_local={plan.sigma_local:,.1f} steps of γ={plan.gamma:.3g}; "
               f"vector length {plan.vector_length}")
     with client() as c:
         model = Coordinator(c, agreement, plan, stage_timeout_s=stage_timeout).train(
@@ -442,21 +444,43 @@ def federated_train(
 @federated_app.command("join")
 def federated_join(
     data: Annotated[Path, typer.Option(help="your Parquet file (it never leaves this machine)")],
-    max_epsilon: Annotated[float | None, typer.Option(help="refuse plans above this ε")] = None,
+    max_epsilon: Annotated[float | None, typer.Option(help="your lifetime ε cap: refuse plans that, with what you "
+                                                           "contributed before, would exceed it")] = None,
     max_delta: Annotated[float | None, typer.Option(help="refuse plans above this δ")] = None,
     plan: Annotated[str | None, typer.Option(help="only this plan id")] = None,
+    plan_digest: Annotated[str | None, typer.Option(help="only the plan with this digest (sha256:…, printed by "
+                                                         "`federated train`)")] = None,
     ledger: Annotated[Path | None, typer.Option(help="your record of contributions (default: DATA.ledger.json)")
                       ] = None,
     timeout: Annotated[float, typer.Option(help="stop after this many seconds")] = 3600.0,
 ) -> None:
-    """Answer federated training rounds as a holder: checks each plan, adds its noise, joins over secure aggregation."""
-    from veilbox.federated import Holder
+    """Answer federated training rounds as a holder: checks each plan, adds its noise, joins over secure aggregation.
+
+    Refuses to run without a lifetime ε cap (--max-epsilon) or a plan pinned by its digest (--plan-digest); prints
+    each plan it accepts before contributing to it."""
+    from veilbox.federated import FederatedPlan, Holder
+
+    if max_epsilon is None and plan_digest is None:
+        err.print("[red]refusing to join[/]: give your lifetime ε cap (--max-epsilon) or pin the plan by its digest "
+                  "(--plan-digest); a plan id alone does not fix the plan's ε")
+        raise typer.Exit(2)
+    if max_epsilon is not None and not max_epsilon > 0:
+        raise typer.BadParameter("--max-epsilon must be positive")
+    err.print(f"accepting: plan {plan_digest or plan or 'any'}; lifetime ε cap "
+              f"{'none' if max_epsilon is None else max_epsilon}; δ cap {'none' if max_delta is None else max_delta}")
+
+    def show(accepted: FederatedPlan) -> None:
+        sm = accepted.summary()
+        err.print(f"accepted plan {sm['plan_id']} ({sm['digest']}): holders {', '.join(sm['holders'])}; "
+                  f"t={sm['threshold']}; {sm['rounds']} rounds; ε={sm['epsilon']:.4g}, δ={sm['delta']:g}; "
+                  f"features {', '.join(sm['features'])} → {sm['label']}")
 
     ledger = ledger or data.with_name(data.name + ".ledger.json")
     with client() as c:
-        report = Holder(c, data, max_epsilon=max_epsilon, max_delta=max_delta, plan_id=plan,
-                        ledger=ledger).run(timeout_s=timeout)
-    emit({"name": report.name, "joined": report.joined, "refused": report.refused}, True)
+        report = Holder(c, data, max_epsilon=max_epsilon, max_delta=max_delta, plan_id=plan, plan_digest=plan_digest,
+                        ledger=ledger, on_accept=show).run(timeout_s=timeout)
+    emit({"name": report.name, "accepted": report.accepted, "joined": report.joined, "refused": report.refused},
+         True)
 
 
 cli_work.register(app)

@@ -1,11 +1,14 @@
 """`veilbox demo`, the federated chapter: five banks train one credit model together; their rows never move.
 
 Each bank holds its own customers' rows (a fifth of a synthetic city, written to its own Parquet file) outside the
-domain. The operator's coordinator publishes a `veilbox.federated.FederatedPlan` (ε, δ, rounds, threshold, noise)
-and opens one secure-aggregation round per Newton step; each bank checks the plan, adds its share of the discrete
-Gaussian noise to its gradient and Hessian sums and joins the round over HTTP; the gateway releases only the noisy
-sum to the operator. One bank drops out in one round: the round goes on with the survivors. At the end the
-federated model is compared with a centrally trained, non-private baseline on held-out rows.
+domain. The tax bureau proposes a training agreement to the operator that names the five banks as its holders
+(a secure-aggregation round takes only parties to its agreement, at least three, never the operator itself); the
+operator accepts it. The operator's coordinator publishes a `veilbox.federated.FederatedPlan` (ε, δ, rounds,
+threshold, noise) and opens one secure-aggregation round per Newton step; each bank checks the plan, adds its
+share of the discrete Gaussian noise to its gradient and Hessian sums and joins the round over HTTP; the gateway
+releases only the noisy sum to the operator. One bank drops out in one round: the round goes on with the
+survivors. At the end the federated model is compared with a centrally trained, non-private baseline on held-out
+rows.
 """
 
 from __future__ import annotations
@@ -57,11 +60,27 @@ def _split(source: Path, out: Path, parts: int) -> list[Path]:
     return paths
 
 
+def _agreement(story: Any) -> str:
+    """The tax bureau's agreement with the operator that names the five banks as holders; the operator accepts."""
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    doc = {"title": "Federated credit-default model", "grantee": "risk-lab", "holders": list(HOLDERS),
+           "datasets": ["tax_income"], "columns": {"tax_income": [*FEATURES, LABEL]}, "purposes": ["credit_risk"],
+           "job_kinds": ["train"], "valid_from": (now - dt.timedelta(days=1)).isoformat(),
+           "valid_until": (now + dt.timedelta(days=365)).isoformat(), "budget": {"epsilon": 1},
+           "approval": "owner_each_job"}
+    ag = story.clients["owner"].propose_agreement(doc)
+    ag = story.clients["operator"].accept_agreement(ag["id"], document_hash=ag["document_hash"])
+    story.state["agreement:federated"] = ag["id"]
+    return str(ag["id"])
+
+
 def chapter_federated(story: Any, rows: int = 10_000, rounds: int = 4, epsilon: float = 2.0, delta: float = 1e-5,
                       threshold: int = 3, stage_timeout_s: float = 4.0) -> None:
     """Five holders, ``rounds`` federated DP Newton rounds over secure aggregation, one dropout."""
     operator: Client = story.clients["operator"]
-    agreement = story.state["agreement:operator"]
+    agreement = _agreement(story)
     work = Path(tempfile.mkdtemp(prefix="veilbox-federated-"))
     holders: dict[str, Client] = {}
     try:

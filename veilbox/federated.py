@@ -41,8 +41,13 @@ weights (post-processing of earlier releases).
 
 Holders do not trust the coordinator with their privacy: before joining a round a holder recomputes the plan's
 guarantee from its parameters and refuses a plan that, with everything it contributed to earlier plans (its
-ledger; zCDP adds up), would exceed its own lifetime ε cap, a δ above its cap, a round whose participants or
-threshold differ from the plan, a changed plan, a repeated round index and any round beyond the plan's count.
+ledger; zCDP adds up), would exceed its own lifetime ε cap, a δ above its cap, a plan other than the one it
+pinned by digest, a round whose participants or threshold differ from the plan, a changed plan, a repeated
+round index and any round beyond the plan's count. A `Holder` needs a lifetime ε cap or a pinned plan digest
+(else it refuses to start: a plan id alone fixes nothing about ε), and reports each plan it accepts
+(`HolderReport.accepted`, ``on_accept``). A plan names at least three holders and a threshold of at least three,
+as the gateway requires of every round (`gateway.secagg_rounds.round_policy`): no released sum is of fewer than
+three holders' contributions.
 
 Known limits: the secure-aggregation server is honest-but-curious (`mpc.secagg`); holders colluding with the
 operator can subtract their own noise, so the guarantee assumes the noise of at least t non-colluding holders in
@@ -102,6 +107,7 @@ TASK_KIND = "veilbox.federated-newton/v1"
 MODULUS_BITS = 32
 _DATA_RANGE = 1 << 30  # the decoded sum must lie in (−2^31, 2^31): half of it for data, the rest for noise
 LONG_POLL_S = 25.0
+MIN_HOLDERS = 3  # and the least threshold: the gateway opens no round for fewer (gateway.secagg_rounds)
 
 
 # --- accounting ----------------------------------------------------------------------------------------------------
@@ -190,7 +196,7 @@ class FederatedPlan(BaseModel):
     version: Literal[1] = 1
     plan_id: str = Field(min_length=1, max_length=64)
     encoding: FeatureEncoding
-    holders: tuple[str, ...] = Field(min_length=2, max_length=1000)
+    holders: tuple[str, ...] = Field(min_length=MIN_HOLDERS, max_length=1000)
     threshold: int
     rounds: int = Field(ge=1, le=100)
     epsilon: float = Field(gt=0, le=100, description="the target (ε, δ) for all planned rounds")
@@ -206,8 +212,9 @@ class FederatedPlan(BaseModel):
         n = len(self.holders)
         if len(set(self.holders)) != n:
             raise ValueError("holders must be distinct")
-        if not (n // 2 < self.threshold <= n and self.threshold >= 2):
-            raise ValueError("threshold must be a strict majority of the holders (n/2 < t <= n)")
+        if not (n // 2 < self.threshold <= n and self.threshold >= MIN_HOLDERS):
+            raise ValueError(f"threshold must be a strict majority of the holders (n/2 < t <= n) and at least "
+                             f"{MIN_HOLDERS}")
         data = n * self.max_rows_per_holder / self.gamma
         if data > _DATA_RANGE or 10 * math.sqrt(n) * self.sigma_local > _DATA_RANGE:
             raise ValueError("the 32-bit modulus cannot hold this many rows at this precision and noise")
@@ -254,6 +261,14 @@ class FederatedPlan(BaseModel):
 
     def digest(self) -> str:
         return "sha256:" + hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """What a holder is asked to accept, in one line each: shown before it contributes."""
+        g = self.guarantee()
+        return {"plan_id": self.plan_id, "digest": self.digest(), "holders": list(self.holders),
+                "threshold": self.threshold, "rounds": self.rounds, "epsilon": g.epsilon, "delta": g.delta,
+                "features": list(self.encoding.feature_names), "label": self.encoding.label,
+                "sigma_local": self.sigma_local, "max_rows_per_holder": self.max_rows_per_holder}
 
     @classmethod
     def calibrate(cls, encoding: FeatureEncoding, holders: Sequence[str], threshold: int, rounds: int,
@@ -390,6 +405,7 @@ class HolderReport:
     name: str
     joined: list[dict[str, Any]] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
+    accepted: list[dict[str, Any]] = field(default_factory=list)  # `FederatedPlan.summary` of each plan accepted
 
 
 class Holder:
@@ -397,11 +413,20 @@ class Holder:
 
     def __init__(self, client: Client, data: Path | pa.Table, *, name: str | None = None,
                  max_epsilon: float | None = None, max_delta: float | None = None, plan_id: str | None = None,
-                 ledger: Path | None = None, dropouts: Mapping[int, Stage] | None = None) -> None:
+                 plan_digest: str | None = None, ledger: Path | None = None,
+                 dropouts: Mapping[int, Stage] | None = None,
+                 on_accept: Callable[[FederatedPlan], None] | None = None) -> None:
+        if max_epsilon is None and plan_digest is None:
+            raise ValueError("a holder needs a lifetime ε cap (max_epsilon) or a plan pinned by its digest "
+                             "(plan_digest): a plan id alone does not fix the plan's ε")
+        if max_epsilon is not None and not (math.isfinite(max_epsilon) and max_epsilon > 0):
+            raise ValueError("max_epsilon must be a positive number")
         self.client = client
         self.data = data
         self.name = name or client.me()["name"]
         self.max_epsilon, self.max_delta, self.plan_id = max_epsilon, max_delta, plan_id
+        self.plan_digest, self.on_accept = plan_digest, on_accept
+        self._accepted: dict[str, dict[str, Any]] = {}  # plan id → summary, in this run
         self.dropouts = dict(dropouts or {})  # round index → go silent before this stage (demos and tests)
         self.ledger_path = ledger  # the holder's own record of its contributions (kept across restarts if set)
         self._ledger: dict[str, dict[str, Any]] = self._load_ledger()  # plan id → digest, rounds, contributed
@@ -441,6 +466,8 @@ class Holder:
         """Refuse (`PlanRefused`) unless contributing to this round keeps the plan's promise to this holder."""
         if self.plan_id is not None and plan.plan_id != self.plan_id:
             raise PlanRefused("not the plan this holder agreed to")
+        if self.plan_digest is not None and plan.digest() != self.plan_digest:
+            raise PlanRefused("not the plan this holder pinned (its digest differs)")
         if self.name not in plan.holders:
             raise PlanRefused("the plan does not name this holder")
         if set(config.participants) != set(plan.holders) or len(config.participants) != len(plan.holders):
@@ -486,6 +513,10 @@ class Holder:
         index = int(task.get("round", -1))
         self.check_plan(plan, config, index)
         vector = self.contribution(plan, task.get("weights", ()))
+        if plan.plan_id not in self._accepted:
+            self._accepted[plan.plan_id] = plan.summary()
+            if self.on_accept is not None:
+                self.on_accept(plan)
         self._record(plan, index)  # counted before anything is sent: conservative
         record: dict[str, Any] = {"plan_id": plan.plan_id, "round": index, "round_id": config.round_id}
         try:
@@ -521,6 +552,7 @@ class Holder:
                     report.joined.append({"round_id": st["id"], "error": exc.code, "message": exc.message})
             if self._finished(rounds):
                 break
+        report.accepted = list(self._accepted.values())
         return report
 
     def _finished(self, rounds: int | None) -> bool:

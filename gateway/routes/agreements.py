@@ -44,10 +44,12 @@ def note_expiry(ctx: AppContext, agreement_id: str) -> None:
 
 
 def check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
+    """One answer for a grantee that does not exist, is disabled or expired, or has another role (no existence
+    oracle). ``holders`` are not looked up at all (`policies.agreement`)."""
     name = doc.get("grantee")
     if not isinstance(name, str):
         return  # the document validator reports it
-    p = identities.by_name(ctx.engine, name)
+    p = identities.usable_by_name(ctx.engine, name)
     if p is None or p.role.value not in GRANTEE_ROLES:
         raise DomainError(INVALID_REQUEST, "the grantee must be an existing operator or bank",
                           [{"field": "grantee", "reason": "grantee.unknown_or_wrong_role"}])

@@ -1,9 +1,17 @@
 """Secure aggregation over HTTP (API.md "Secure aggregation"): the server learns the sum of the survivors' vectors.
 
 ``POST /secagg/rounds`` (an operator, grantee of an active agreement whose job kinds include ``train``:
-`policies.Action.SECAGG_AGGREGATE`) opens a round for named participants (principals of any role but admin and
-regulator) → ``201 {"id", "config", ...}``. Participants then drive the Bonawitz et al. protocol of `mpc.secagg`,
-one message kind per endpoint, each message's ``sender`` being the authenticated principal:
+`policies.Action.SECAGG_AGGREGATE`) opens a round for named participants → ``201 {"id", "config", ...}``. A round
+cannot be aimed at one holder: at least three distinct participants, a threshold of at least three, the opener
+never among them (``POLICY_DENIED``, `gateway.secagg_rounds.round_policy`); and every participant must be a party
+to the agreement who may contribute (its owner or one of its ``holders``) and a principal that exists, is enabled
+and is neither admin nor regulator. A name that fails any of these gets one answer — ``POLICY_DENIED``, reason
+``secagg.participant_not_allowed`` — the same for a name that does not exist, is disabled, has the wrong role or
+is not a party, so naming principals reveals nothing about which exist beyond the agreement's own parties.
+
+Participants then drive the Bonawitz et al. protocol of `mpc.secagg`, one message kind per endpoint, each
+message's ``sender`` being the authenticated principal (a disabled principal cannot authenticate, so it cannot
+join or go on):
 
     POST /secagg/rounds/{id}/keys      AdvertiseKeys   →  GET .../keys       the key roster (U1)
     POST /secagg/rounds/{id}/shares    ShareKeys       →  GET .../shares     the caller's envelopes (U2)
@@ -32,7 +40,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 import policies
-from catalog.errors import INVALID_REQUEST, DomainError
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from gateway import identities
 from gateway.audit import AuditEvent
 from gateway.deps import Audit, Ctx, CurrentPrincipal
@@ -48,24 +56,29 @@ from gateway.secagg_rounds import (
     Round,
     RoundRegistry,
     max_message_bytes,
+    round_policy,
     rounds_for,
 )
 from policies import Action
+from policies.agreement import secagg_parties
 
 router = APIRouter(tags=["secure aggregation"])
 
 MAX_WAIT_S = 30.0
 POLL_S = 0.05
 PARTICIPANT_ROLES = frozenset({RoleName.OWNER, RoleName.OPERATOR, RoleName.BANK})
+NOT_ALLOWED = "secagg.participant_not_allowed"
 
 
 class OpenRound(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agreement_id: str = Field(max_length=64, description="an active agreement you are the grantee of, with job "
                                                          "kind `train`")
-    participants: list[str] = Field(min_length=2, max_length=MAX_PARTICIPANTS,
-                                    description="principal names; their order fixes Shamir points and mask signs")
-    threshold: int = Field(description="t: a strict majority (n/2 < t ≤ n); the round survives n − t dropouts")
+    participants: list[str] = Field(min_length=1, max_length=MAX_PARTICIPANTS,
+                                    description="at least three parties to the agreement (its owner or its holders, "
+                                                "never you); their order fixes Shamir points and mask signs")
+    threshold: int = Field(description="t: a strict majority (n/2 < t ≤ n) and at least 3; the round survives "
+                                       "n − t dropouts")
     vector_length: int = Field(ge=1, description="L: words per input vector")
     modulus_bits: int = Field(32, ge=1, le=32, description="inputs and the sum live in Z_{2^m}")
     stage_timeout_s: float = Field(DEFAULT_STAGE_TIMEOUT_S, description="each stage closes at the latest this "
@@ -90,15 +103,19 @@ def _note(ev: AuditEvent, rnd: Round, closed: list[dict[str, Any]] | None = None
         ev.details["closed"] = closed
 
 
-def _check_participants(ctx: Any, names: list[str]) -> None:
+def _check_participants(ctx: Any, agreement_id: str, names: list[str]) -> None:
+    """``POLICY_DENIED`` naming every participant that is not a party of the agreement who may contribute, or not
+    a usable principal of a participating role — one answer per name, whatever the reason."""
+    agreement = policies.load_agreement(ctx.engine, agreement_id)
+    parties = secagg_parties(agreement) if agreement is not None else frozenset()
     bad = []
     for name in dict.fromkeys(names):
-        p = identities.by_name(ctx.engine, name)
-        if p is None or p.role not in PARTICIPANT_ROLES:
-            bad.append({"participant": name[:200], "problem": "not a principal that may take part (admin and "
-                                                              "regulator never do)"})
+        p = identities.usable_by_name(ctx.engine, name)  # looked up for every name: the same work either way
+        if name not in parties or p is None or p.role not in PARTICIPANT_ROLES:
+            bad.append({"participant": name[:64], "reason": NOT_ALLOWED})
     if bad:
-        raise DomainError(INVALID_REQUEST, "every participant must be an owner, operator or bank principal", bad)
+        raise DomainError(POLICY_DENIED, "every participant must be a party to the agreement who may contribute "
+                                         "(its owner or one of its holders)", bad)
 
 
 async def _read_message(request: Request, rnd: Round, kind: str) -> Any:
@@ -137,7 +154,13 @@ async def open_round(body: OpenRound, p: CurrentPrincipal, ctx: Ctx, ev: Audit) 
     def run() -> dict[str, Any]:
         note_expiry(ctx, body.agreement_id)
         policies.authorize(ctx.engine, actor_of(p), Action.SECAGG_AGGREGATE, body.agreement_id)
-        _check_participants(ctx, body.participants)
+        try:
+            round_policy(p.name, body.participants, body.threshold)
+            _check_participants(ctx, body.agreement_id, body.participants)
+        except DomainError as e:  # the audit entry says why (the names are the opener's own request)
+            ev.details["reasons"] = sorted({str(d.get("reason")) for d in e.details})
+            ev.details["refused"] = [d["participant"] for d in e.details if "participant" in d][:100]
+            raise
         rnd = _registry(ctx).open(
             p.name, body.agreement_id, body.participants, body.threshold, body.vector_length, body.modulus_bits,
             stage_timeout_s=body.stage_timeout_s, task=body.task, max_body_bytes=ctx.settings.max_body_bytes)

@@ -90,6 +90,31 @@ def test_plans_refuse_what_the_modulus_cannot_hold(encoding: FeatureEncoding) ->
         FederatedPlan.model_validate({**plan.model_dump(), "threshold": 2})  # not a strict majority of 5
 
 
+def test_a_plan_is_never_aimed_at_one_or_two_holders(encoding: FeatureEncoding) -> None:
+    plan = FederatedPlan.calibrate(encoding, HOLDERS, 3, 4, 2.0, 1e-5)
+    for holders, threshold in ((["a", "b"], 2), (["a", "b", "c"], 2), (["a", "b", "c", "d"], 2)):
+        with pytest.raises(ValidationError, match="at least 3"):
+            FederatedPlan.model_validate({**plan.model_dump(), "holders": holders, "threshold": threshold})
+    FederatedPlan.model_validate({**plan.model_dump(), "holders": ["a", "b", "c"], "threshold": 3})
+
+
+def test_a_holder_needs_a_cap_or_a_pinned_plan(encoding: FeatureEncoding, holder_tables: Any) -> None:
+    table = holder_tables[HOLDERS[0]]
+    for kw in ({}, {"plan_id": "fp-anything"}, {"max_delta": 1e-6}):
+        with pytest.raises(ValueError, match="lifetime ε cap"):
+            Holder(cast(Client, None), table, name=HOLDERS[0], **kw)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive"):
+        Holder(cast(Client, None), table, name=HOLDERS[0], max_epsilon=float("nan"))
+    plan, pinned = plan_and_holder(encoding, table, plan_digest="sha256:" + "0" * 64)
+    with pytest.raises(PlanRefused, match="pinned"):
+        pinned.check_plan(plan, config_for(plan), 0)
+    _, pinned = plan_and_holder(encoding, table, plan_digest=plan.digest())
+    pinned.check_plan(plan, config_for(plan), 0)  # the very plan it pinned, whatever its ε
+    summary = plan.summary()
+    assert summary["digest"] == plan.digest() and summary["holders"] == list(HOLDERS)
+    assert summary["epsilon"] == pytest.approx(plan.guarantee().epsilon) and summary["threshold"] == 3
+
+
 def test_distributed_noise_shares_sum_to_the_expected_variance() -> None:
     sigma, holders, n = 12.5, 3, 30_000
     total = sum(discrete_gaussian(sigma, n) for _ in range(holders))
@@ -132,6 +157,8 @@ def test_the_released_noise_matches_the_accountant(encoding: FeatureEncoding, ho
 
 def plan_and_holder(encoding: FeatureEncoding, table: pa.Table, **kw: Any) -> tuple[FederatedPlan, Holder]:
     plan = FederatedPlan.calibrate(encoding, HOLDERS, 3, 2, 2.0, 1e-5, max_rows_per_holder=2000)
+    if "plan_digest" not in kw:
+        kw.setdefault("max_epsilon", 100.0)  # a holder always has a lifetime cap or a pinned plan
     return plan, Holder(cast(Client, None), table, name=HOLDERS[0], **kw)
 
 
@@ -154,8 +181,8 @@ def test_a_holder_refuses_rounds_that_break_the_plan(encoding: FeatureEncoding, 
         (plan, config_for(plan, vector_length=plan.vector_length + 1), 0, "layout"),
         (plan, ok, 2, "beyond the plan"),
         (plan, ok, -1, "beyond the plan"),
-        (FederatedPlan.model_validate({**plan.model_dump(), "holders": ["a", "b", "c"], "threshold": 2}),
-         new_round(["a", "b", "c"], 2, plan.vector_length), 0, "does not name this holder"),
+        (FederatedPlan.model_validate({**plan.model_dump(), "holders": ["a", "b", "c"], "threshold": 3}),
+         new_round(["a", "b", "c"], 3, plan.vector_length), 0, "does not name this holder"),
         (FederatedPlan.model_validate({**plan.model_dump(), "sigma_local": plan.sigma_local / 2}), ok, 0,
          "does not give the ε it states"),
     ]
@@ -184,7 +211,7 @@ def test_a_holder_keeps_count_and_caps(encoding: FeatureEncoding, holder_tables:
     with pytest.raises(PlanRefused, match="plan changed"):
         holder.check_plan(changed, config_for(changed), 5)
     # the ledger survives a restart of the holder
-    again = Holder(cast(Client, None), table, name=HOLDERS[0], ledger=tmp_path / "ledger.json")
+    again = Holder(cast(Client, None), table, name=HOLDERS[0], max_epsilon=100.0, ledger=tmp_path / "ledger.json")
     assert again.contributed(plan.plan_id) == [0, 1]
     with pytest.raises(PlanRefused):
         again.check_plan(plan, config_for(plan), 1)

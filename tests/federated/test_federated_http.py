@@ -21,7 +21,7 @@ EPSILON, DELTA, ROUNDS = 4.0, 1e-5, 3
 
 def test_federated_training_over_secure_aggregation(parties: Any, encoding: FeatureEncoding,
                                                     holder_tables: dict[str, pa.Table], holdout: Path) -> None:
-    ag = parties.agreement()
+    ag = parties.agreement(holders=list(HOLDERS))
     clients = {name: parties.service.principal(name, "bank") for name in HOLDERS}
     plan = FederatedPlan.calibrate(encoding, HOLDERS, 3, ROUNDS, EPSILON, DELTA, max_rows_per_holder=2000)
     dropper, cautious = HOLDERS[1], HOLDERS[4]
@@ -93,15 +93,15 @@ def test_federated_training_over_secure_aggregation(parties: Any, encoding: Feat
 def test_holders_never_join_a_round_that_is_not_federated_training(parties: Any, encoding: FeatureEncoding,
                                                                   holder_tables: dict[str, pa.Table]) -> None:
     """A plain round (no federated task) or a task whose plan names other holders is never answered with data."""
-    ag = parties.agreement()
+    ag = parties.agreement(holders=list(HOLDERS))
     clients: dict[str, Client] = {name: parties.service.principal(name, "bank") for name in HOLDERS}
-    other = FederatedPlan.calibrate(encoding, ("x-1", "x-2", "x-3"), 2, 2, 2.0, 1e-5, max_rows_per_holder=2000)
+    other = FederatedPlan.calibrate(encoding, ("x-1", "x-2", "x-3"), 3, 2, 2.0, 1e-5, max_rows_per_holder=2000)
     plain = parties.operator.secagg_open(ag["id"], list(HOLDERS), 3, 8, stage_timeout_s=5.0)
     forged = parties.operator.secagg_open(
         ag["id"], list(HOLDERS), 3, other.vector_length, stage_timeout_s=5.0,
         task={"kind": "veilbox.federated-newton/v1", "plan": other.model_dump(mode="json"), "round": 0,
               "weights": [0.0] * other.dim})
-    holder = Holder(clients[HOLDERS[0]], holder_tables[HOLDERS[0]], name=HOLDERS[0])
+    holder = Holder(clients[HOLDERS[0]], holder_tables[HOLDERS[0]], name=HOLDERS[0], max_epsilon=100.0)
     report = holder.run(timeout_s=3, wait_s=0.5, rounds=1)
     assert report.joined == []
     assert [r["round_id"] for r in report.refused] == [forged["id"]]

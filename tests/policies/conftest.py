@@ -120,7 +120,7 @@ BASE_DOCUMENT: dict[str, Any] = {
     "title": "SME credit model",
     "grantee": BANK.name,
     "datasets": ["tax_income", "enterprise_registry"],
-    "columns": {"tax_income": ["district", "age", "monthly_income", "employer_id", "has_default"],
+    "columns": {"tax_income": ["district", "age", "monthly_income", "has_default"],
                 "enterprise_registry": ["district", "employees"]},
     "purposes": ["credit_risk"],
     "job_kinds": ["query", "train", "code", "verify", "score"],

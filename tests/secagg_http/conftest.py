@@ -1,5 +1,5 @@
-"""A service with an operator under an active `train` agreement and five holder principals, and helpers that run
-holders as threads through `veilbox.secagg_client.join_round` over real HTTP."""
+"""A service with an operator under an active `train` agreement that names five holder principals, and helpers that
+run holders as threads through `veilbox.secagg_client.join_round` over real HTTP."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class World:
 
 @pytest.fixture
 def world(parties: Any) -> Iterator[World]:
-    ag = parties.agreement()
+    ag = parties.agreement(holders=list(HOLDERS))  # participants must be parties to the agreement
     roles = ("bank", "bank", "owner", "bank", "operator")
     holders = {name: parties.service.principal(name, role) for name, role in zip(HOLDERS, roles, strict=True)}
     stranger = parties.service.principal("outsider-bank", "bank")

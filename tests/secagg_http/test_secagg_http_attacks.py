@@ -137,12 +137,11 @@ def test_who_may_open_a_round(world) -> None:
     p.owner.suspend_agreement(ag)
     refused("AGREEMENT_INACTIVE", world.operator.secagg_open, ag, list(HOLDERS), 3, 8)
     p.owner.resume_agreement(ag)
-    for participants in (["holder-a", "admin"], ["holder-a", "city-data-regulator"], ["holder-a", "nobody"]):
-        e = refused("INVALID_REQUEST", world.operator.secagg_open, ag, participants, 2, 8)
-        assert e.details[0]["participant"] == participants[1]
-    e = refused("INVALID_REQUEST", world.operator.secagg_open, ag, list(HOLDERS), 2, 8)  # not a majority
-    assert "strict majority" in str(e.details)
-    refused("INVALID_REQUEST", world.operator.secagg_open, ag, ["holder-a", "holder-a", "holder-b"], 2, 8)
+    for other in ("admin", "city-data-regulator", "nobody", "outsider-bank"):
+        e = refused("POLICY_DENIED", world.operator.secagg_open, ag, ["holder-a", "holder-b", other], 3, 8)
+        assert e.details == [{"participant": other, "reason": "secagg.participant_not_allowed"}]
+    refused("INVALID_REQUEST", world.operator.secagg_open, ag, list(HOLDERS), 3, 8, modulus_bits=40)
+    refused("INVALID_REQUEST", world.operator.secagg_open, ag, ["holder-a", "holder-a", "holder-b", "holder-c"], 3, 8)
     refused("INVALID_REQUEST", world.operator.secagg_open, ag, list(HOLDERS), 3, 5_000_000)  # > body limit
     refused("INVALID_REQUEST", world.operator.secagg_open, ag, list(HOLDERS), 3, 8, stage_timeout_s=0.01)
     refused("INVALID_REQUEST", world.operator.secagg_open, ag, list(HOLDERS), 3, 8,
