@@ -1,4 +1,11 @@
-"""The FastAPI application: routes under /v1, the error catalog, the audit middleware and body limits."""
+"""The FastAPI application: routes under /v1, the error catalog, the audit middleware and body limits.
+
+Fail closed, never 500 for a caller's input: bodies are size-limited (`BodyLimit`); bodies and integer parameters
+are strict (`gateway.deps.strict_input`, the first dependency of every route); every error — a `DomainError`, a
+validation failure, an exception raised in a dependency, in body parsing or in a handler — becomes the
+documented error body through `gateway.errors` and is audited by the one middleware; anything unexpected is
+``INTERNAL`` with a generic message (the cause goes to the server log only).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
@@ -16,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
-from gateway import console, errors
+from gateway import console, deps, errors
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
@@ -79,6 +86,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         version="1.0",
         summary="Usable but invisible (可用不可见): aggregates, models and verdicts leave; raw data never does.",
         description="HTTP contract v1. Every error body is `{\"error\": {\"code\", \"message\", \"details\"}}`.",
+        dependencies=[Depends(deps.strict_input)],  # before every route's own dependencies and validation
     )
     app.state.ctx = ctx
     for exc_type in (DomainError, RequestValidationError, StarletteHTTPException, Exception):

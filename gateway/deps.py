@@ -1,19 +1,71 @@
-"""Request dependencies: authorization lives in route signatures, so a route cannot forget a check."""
+"""Request dependencies: authorization lives in route signatures, so a route cannot forget a check; `strict_input`
+runs first for every route (`gateway.app`)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Request, Security, params
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter, ValidationError
 
-from catalog.errors import POLICY_DENIED, UNAUTHENTICATED, DomainError
-from gateway import identities
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError
+from gateway import identities, strict_json
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal, RoleName
 
 _bearer = HTTPBearer(auto_error=False, description="Bearer token from `veilbox init` or POST /v1/principals")
+
+
+async def strict_input(request: Request) -> None:
+    """The first dependency of every route (`gateway.app`), before its authentication and validation: a JSON body
+    must be strict JSON (`gateway.strict_json`), and an integer query or path parameter must fit in a signed
+    64-bit integer (the store's and every counter's range: pydantic alone would pass ``since=10**30`` on to
+    SQLite). Both refusals are ``INVALID_REQUEST`` naming the rule, never the value."""
+    if strict_json.is_json_body(request.headers.get("content-type")):
+        body = await request.body()  # cached: the route reads the same bytes
+        if body:
+            try:
+                strict_json.loads(body)
+            except strict_json.NotStrictJSON as exc:
+                raise DomainError(INVALID_REQUEST, "the request body is not strict JSON",
+                                  [{"loc": ["body"], "problem": str(exc)}]) from None
+    route = request.scope.get("route")
+    for where, name in _integer_params(route):
+        values = request.query_params.getlist(name) if where == "query" else [request.path_params.get(name, "")]
+        if not all(_fits_int64(v) for v in values):
+            raise DomainError(INVALID_REQUEST, "the request body or parameters are not valid",
+                              [{"loc": [where, name], "problem": "outside the signed 64-bit integer range"}])
+
+
+_INT = TypeAdapter(int)
+
+
+def _fits_int64(text: str) -> bool:
+    """Whether ``text``, read as the route reads it (pydantic's lax int: ``1_000``, ``5.0``), fits."""
+    try:
+        value = _INT.validate_python(text)
+    except ValidationError:
+        return True  # not an integer at all: the route's own validation refuses it
+    return strict_json.INT64_MIN <= value <= strict_json.INT64_MAX
+
+
+def _integer_params(route: Any) -> list[tuple[str, str]]:
+    """The (in, name) of the route's integer query and path parameters, its dependencies' included."""
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return []
+    return [(p.field_info.in_.value, p.alias) for p in get_flat_params(dependant)
+            if isinstance(p.field_info, params.Query | params.Path) and _is_integer(p.field_info.annotation)]
+
+
+def _is_integer(annotation: Any) -> bool:
+    if annotation is int:
+        return True
+    return get_origin(annotation) in (Union, UnionType) and any(_is_integer(a) for a in get_args(annotation))
 
 
 def get_ctx(request: Request) -> AppContext:
