@@ -19,11 +19,12 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_DOMAIN = 10_000
 Scalar = str | int | float | bool
+Number = StrictInt | StrictFloat
 
 
 class Role(StrEnum):
@@ -64,7 +65,7 @@ class ColumnSpec(BaseModel):
 
     role: Role
     domain: tuple[Scalar, ...] | None = None
-    bounds: tuple[int | float, int | float] | None = None
+    bounds: tuple[Number, Number] | None = None  # strict: true or "5" is not a bound
     description: str = Field(default="", max_length=500)
 
     @field_validator("domain")
@@ -121,13 +122,20 @@ class DatasetSpec(BaseModel):
     personal: bool = False
     sensitive: bool = False
     columns: dict[str, ColumnSpec]
-    max_rows_per_unit: int = Field(default=1, ge=1, le=1000)
+    max_rows_per_unit: int = Field(default=1, ge=1, le=1000, strict=True)  # a sensitivity: true is not 1
 
     @field_validator("name")
     @classmethod
     def _name_ok(cls, v: str) -> str:
         if not NAME_RE.match(v):
             raise ValueError("name must match ^[a-z][a-z0-9_]{0,62}$")
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _source_ok(cls, v: str) -> str:
+        if "\x00" in v:  # no path holds one; the OS layer would raise ValueError, not "not found"
+            raise ValueError("source must not contain a NUL byte")
         return v
 
     @field_validator("columns")
