@@ -2,7 +2,9 @@
 
 Floats are read from their shortest decimal repr, so ``0.1`` means exactly 1/10 (``Fraction(str(0.1))``),
 never the binary approximation 3602879701896397/36028797018963968. NaN, infinities, negatives, booleans and
-strings with huge exponents (which would make ``Fraction`` allocate 10**N) are refused.
+strings with huge exponents (which would make ``Fraction`` allocate 10**N) are refused. Amounts stored in
+documents as text go through `parse_storable`, which also refuses any value whose canonical text could not be
+parsed back.
 """
 
 from __future__ import annotations
@@ -42,6 +44,17 @@ def parse_exact(value: object, what: str = "value") -> Fraction:
         raise ValueError(f"{what} must be a number")
     if f < 0:
         raise ValueError(f"{what} must not be negative")
+    return f
+
+
+def parse_storable(value: object, what: str = "value") -> Fraction:
+    """`parse_exact`, for amounts written into stored documents (agreement budgets and prices) as their
+    canonical text (`exact_str`) and parsed back on every load: a value whose text could not be read back
+    (``5e-324``, ``"1e400"``, ``10**41``) is refused here, or the stored document would become unreadable."""
+    f = parse_exact(value, what)
+    text = exact_str(f)
+    if not (_TEXT_RE.match(text) or _RATIO_RE.match(text)):
+        raise ValueError(f"{what} has more digits than an exact amount may have (40 before and after the point)")
     return f
 
 
