@@ -74,8 +74,9 @@ from policies.decision import Action, Decision, DecisionContext, Reason, decide,
 
 GRANTEE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MAX_HOLDERS = 1000
-JOB_KINDS = ("code", "query", "score", "secagg", "train", "verify")
-JobKindName = Literal["query", "train", "code", "verify", "score", "secagg"]
+JOB_KINDS = ("code", "psi_members", "psi_size", "query", "score", "secagg", "train", "verify", "verify_anonymous")
+JobKindName = Literal["query", "train", "code", "verify", "score", "secagg", "psi_size", "psi_members",
+                      "verify_anonymous"]
 
 
 class AgreementState(StrEnum):

@@ -61,6 +61,9 @@ class Action(StrEnum):
     JOB_CANCEL = "job.cancel"
     JOB_RESULT = "job.result"
     VERIFY_CHECK = "verify.check"
+    VERIFY_ANONYMOUS = "verify.anonymous"
+    PSI_SIZE = "psi.size"
+    PSI_MEMBERS = "psi.members"
     MODEL_SCORE = "model.score"
     SECAGG_AGGREGATE = "secagg.aggregate"
     USAGE_READ = "usage.read"
@@ -113,6 +116,13 @@ RULES: Mapping[Action, Rule] = {
     Action.VERIFY_CHECK: Rule(
         _GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="verify", meters=(CALL, VERIFY, PARAM)
     ),
+    # Anonymous checks meter per bucket: the subject hash is the bucket's (gateway.routes.psi).
+    Action.VERIFY_ANONYMOUS: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="verify_anonymous",
+                                  meters=(CALL, VERIFY, PARAM)),
+    Action.PSI_SIZE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="psi_size",
+                          meters=(CALL, JOB), spends=True),
+    Action.PSI_MEMBERS: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="psi_members",
+                             meters=(CALL, JOB)),
     Action.MODEL_SCORE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="score",
                              meters=(CALL, SCORE)),
     # Opening a secure-aggregation round and releasing its sum (federated training rounds: job kind "train").
@@ -390,7 +400,8 @@ def _request_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Re
         out.append(Reason("job_kind.not_allowed"))
     targets = ctx.requested or doc.datasets
     personal = any((rec := ctx.datasets.get(ds)) is not None and rec.personal for ds in targets)
-    if ctx.action is Action.VERIFY_CHECK and personal and not (ctx.consent_ref or "").strip():
+    consent_actions = (Action.VERIFY_CHECK, Action.VERIFY_ANONYMOUS, Action.PSI_MEMBERS)
+    if ctx.action in consent_actions and personal and not (ctx.consent_ref or "").strip():
         out.append(Reason("consent.missing"))
     if ctx.fingerprints is not None:
         for ds, fp in sorted(ctx.fingerprints.items()):

@@ -49,6 +49,9 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "job.cancel": ("owner operator bank", ALL),
     "job.result": ("operator bank", "active"),  # exit clause seal_outputs
     "verify.check": ("bank", "active"),
+    "verify.anonymous": ("bank", "active"),
+    "psi.size": ("bank", "active"),
+    "psi.members": ("bank", "active"),
     "model.score": ("bank", "active"),
     "secagg.aggregate": ("operator", "active"),
     "usage.read": (READERS, ALL),
@@ -78,7 +81,8 @@ def make_agreement(grantee: str, state: str, **doc: Any) -> Agreement:
     document = policies.AgreementDocument.model_validate({
         "title": "t", "grantee": grantee, "datasets": ["tax_income", "enterprise_registry"],
         "columns": {"tax_income": ["age", "monthly_income", "district"], "enterprise_registry": ["employees"]},
-        "purposes": ["credit_risk"], "job_kinds": ["query", "train", "code", "verify", "score", "secagg"],
+        "purposes": ["credit_risk"], "job_kinds": ["query", "train", "code", "verify", "score", "secagg", "psi_size",
+                                                   "psi_members", "verify_anonymous"],
         "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z",
         "budget": {"epsilon": 1, "delta": "1e-6"}, **doc,
     })
