@@ -67,7 +67,7 @@ from policies import ledger
 from policies import negative_list as neg
 from policies._canonical import canonical_json, sha256_digest
 from policies._clock import aware
-from policies._exact import exact_str, parse_exact
+from policies._exact import exact_str, parse_storable
 from policies.actor import Actor, Role
 from policies.budget import Budget
 from policies.decision import Action, Decision, DecisionContext, Reason, decide, scope_reasons
@@ -88,7 +88,7 @@ class AgreementState(StrEnum):
 
 
 def _exact(v: Any) -> Fraction:
-    return parse_exact(v)
+    return parse_storable(v)  # stored as canonical text and read back on every load
 
 
 Exact = Annotated[
@@ -121,6 +121,8 @@ class BudgetSpec(_Model):
 
 
 class Quotas(_Model):
+    model_config = ConfigDict(strict=True)  # counts are JSON integers: true, "5" and 5.0 are refused
+
     calls_per_day: int = Field(10_000, ge=0, le=10**9)
     verify_per_subject_per_day: int = Field(3, ge=0, le=10**6)
     jobs_per_day: int = Field(100, ge=0, le=10**6)
@@ -167,7 +169,7 @@ class AgreementDocument(_Model):
     valid_from: AwareDatetime
     valid_until: AwareDatetime
     budget: BudgetSpec
-    min_group_units: int = Field(20, ge=1, le=1_000_000)
+    min_group_units: int = Field(20, ge=1, le=1_000_000, strict=True)
     quotas: Quotas = Quotas()
     approval: Literal["owner_each_job", "auto_within_budget"] = "owner_each_job"
     exit: ExitClause = ExitClause()
