@@ -27,6 +27,7 @@ from gateway import console, deps, errors
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
+from gateway.routes import psi as psi_routes
 from gateway.worker import JobWorker
 
 log = logging.getLogger("veilbox.gateway")
@@ -135,7 +136,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.mount("/console/static", StaticFiles(directory=console.STATIC_DIR), name="console.static")
     app.include_router(console.router)
     for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
-              secagg.router, audit.router):
+              secagg.router, psi_routes.router, audit.router):
         app.include_router(r, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
     return app

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     max_source_bytes: int = Field(default=20 << 30, ge=1)
     max_body_bytes: int = Field(default=16 << 20, ge=1024)
     latency_bucket_ms: int = Field(default=50, ge=0, le=10_000)
+    anon_min_bucket: int = Field(default=1024, ge=2, le=1 << 20,
+                                 description="anonymous checks: the fewest subjects a bucket may hold (k)")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     tls_terminated: bool = Field(default=False, description="a TLS proxy fronts the service")

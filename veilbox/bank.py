@@ -277,3 +277,18 @@ def verify_receipt(receipt: str, public_key_pem: str) -> dict[str, Any]:
         raise ValueError("the receipt's signature does not verify") from None
     claims: dict[str, Any] = json.loads(payload)
     return claims
+
+
+# PSI and anonymous verification (veilbox/bank_psi.py): the service never sees the bank's ids or its subject.
+from veilbox.bank_psi import (  # noqa: E402
+    AnonymousResult,
+    PsiSizeResult,
+    PsiSizeSession,
+    check_anonymous,
+    psi_members,
+    psi_size,
+    psi_size_session,
+)
+
+__all__ += ["AnonymousResult", "PsiSizeResult", "PsiSizeSession", "check_anonymous", "psi_members", "psi_size",
+            "psi_size_session"]

@@ -1,0 +1,211 @@
+"""The service side of PSI and anonymous verification: keys, per-dataset-version setups, bucket verdicts.
+
+Keys: one 32-byte master secret in ``<keys dir>/psi_master.key`` (0600, created once, never served). Each setup
+uses its own scalar ``b = HKDF(master, purpose | fingerprint | column)``: ``size`` (psi_size), ``members``
+(psi_members) and ``anon`` (anonymous checks) never share a key, so what a bank learns under one protocol
+(members' evaluations, one anonymous evaluation per call) is useless against another's set.
+
+Setups (`SetupStore`): per (purpose, dataset fingerprint, column, key id) the service evaluates
+``x(b·H(id))`` once for every distinct non-null id of the column (read through the dataset's locked worker) and
+caches the result under ``<work dir>/psi/<digest>/`` — a new dataset version has a new fingerprint, hence a new
+setup; the key id is a digest of the master, so a rotated master never reuses a stale cache. The PSI set is
+padded with dummies to its size class (`mpc.psi.padded_size`). The anonymous setup keeps, per subject, its
+canonical spelling, evaluation and bucket hash, and the number of bucket bits for the configured minimum
+bucket size ``k`` (`mpc.psi.choose_bits`).
+
+psi_size tables: the bank's double-blinded set for a setup is stored per (bank, setup) under
+``<work dir>/psi/<digest>/size-<bank digest>-<set digest>.npy`` (64-bit tags only).
+
+Bucket verdicts (`bucket_verdicts`) run one canonical statement on the locked worker::
+
+    SELECT CAST(<subject> AS VARCHAR), COUNT(*) FILTER (WHERE <condition>) FROM <dataset>
+    WHERE CAST(<subject> AS VARCHAR) IN (<the bucket's subjects>) GROUP BY 1
+
+so every subject of the bucket is evaluated by the same work whatever the bank asked about.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catalog.errors import DomainError, invalid
+from catalog.registry import Dataset
+from mpc import psi
+from mpc.psi import group
+from sandbox.engine.hardening import quote_ident
+from sandbox.engine.worker import ExecRequest
+from sandbox.verify import Executor, VettedPredicate
+
+MASTER_KEY = "psi_master.key"
+PURPOSES = {"size": psi.SIZE, "members": psi.MEMBERS, "anon": psi.ANON}
+
+
+def master_key(keys_dir: Path) -> bytes:
+    """The PSI master secret (created with mode 0600 on first use)."""
+    path = keys_dir / MASTER_KEY
+    if not path.exists():
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+            f.flush()
+            os.fsync(f.fileno())
+    return path.read_bytes()
+
+
+def read_ids(worker: Executor, ds: Dataset, column: str) -> list[str]:
+    """Every distinct non-null value of ``column`` as text (integers in their canonical decimal spelling)."""
+    col = quote_ident(column)
+    rows = worker.execute(ExecRequest(
+        sql=f"SELECT DISTINCT CAST({col} AS VARCHAR) FROM {quote_ident(ds.name)} WHERE {col} IS NOT NULL",
+        params={}, max_rows=max(ds.rows, 1), ncols=1))
+    return sorted(str(r[0]) for r in rows)
+
+
+@dataclass
+class PsiSetup:
+    """``T`` for psi_size / psi_members."""
+
+    digest: str
+    directory: Path
+    key: int
+    elements: list[bytes]
+    ids: int  # distinct ids before padding (the service's own knowledge)
+
+
+@dataclass
+class AnonSetup:
+    digest: str
+    key: int
+    subjects: list[str]
+    evaluated: list[bytes]
+    hashes: np.ndarray
+    bits: int | None  # None: fewer than k subjects
+    k: int
+
+    def bucket(self, index: int) -> list[int]:
+        """Indices of the subjects in bucket ``index``."""
+        if self.bits is None:
+            return []
+        if self.bits == 0:
+            return list(range(len(self.subjects)))
+        return np.nonzero((self.hashes >> np.uint64(64 - self.bits)) == np.uint64(index))[0].tolist()
+
+
+class SetupStore:
+    """Computes each setup once per dataset version and key, caches it on disk and in memory."""
+
+    def __init__(self, work_dir: Path, keys_dir: Path) -> None:
+        self.root = work_dir / "psi"
+        self.keys_dir = keys_dir
+        self._lock = threading.Lock()
+        self._psi: dict[str, PsiSetup] = {}
+        self._anon: dict[str, AnonSetup] = {}
+
+    def _key(self, purpose: str, ds: Dataset, column: str) -> tuple[int, str]:
+        master = master_key(self.keys_dir)
+        key_id = hashlib.sha256(b"veilbox-psi-key-id|" + master).hexdigest()[:16]
+        label = f"{purpose}|{ds.fingerprint}|{column}".encode()
+        digest = hashlib.sha256(label + b"|" + key_id.encode()).hexdigest()[:32]
+        return group.derive_key(master, label), digest
+
+    def psi(self, worker: Executor, ds: Dataset, purpose: str) -> PsiSetup:
+        column = ds.id_column
+        key, digest = self._key(purpose, ds, column)
+        with self._lock:
+            hit = self._psi.get(digest)
+            if hit is not None:
+                return hit
+            directory = self.root / digest
+            path = directory / "set.bin"
+            meta = directory / "meta.json"
+            if path.exists() and meta.exists():
+                elements = group.split(path.read_bytes())
+                ids = int(json.loads(meta.read_text())["ids"])
+            else:
+                domain = PURPOSES[purpose]
+                ids_list = read_ids(worker, ds, column)
+                elements = psi.server_set(key, psi.evaluate_ids(key, ids_list, domain), domain)
+                ids = len(ids_list)
+                directory.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(group.join(elements))
+                meta.write_text(json.dumps({"ids": ids, "purpose": purpose, "fingerprint": ds.fingerprint}))
+            setup = PsiSetup(digest, directory, key, elements, ids)
+            self._psi[digest] = setup
+            return setup
+
+    def anon(self, worker: Executor, ds: Dataset, column: str, k: int) -> AnonSetup:
+        key, digest = self._key("anon", ds, column)
+        with self._lock:
+            hit = self._anon.get(digest)
+            if hit is not None and hit.k == k:
+                return hit
+            directory = self.root / digest
+            if (directory / "subjects.json").exists():
+                subjects = json.loads((directory / "subjects.json").read_text())
+                evaluated = group.split((directory / "evaluated.bin").read_bytes())
+            else:
+                subjects = read_ids(worker, ds, column)
+                evaluated = psi.evaluate_ids(key, subjects, psi.ANON)
+                directory.mkdir(parents=True, exist_ok=True)
+                (directory / "evaluated.bin").write_bytes(group.join(evaluated))
+                (directory / "subjects.json").write_text(json.dumps(subjects))
+            hashes = psi.bucket_hashes(subjects)
+            setup = AnonSetup(digest, key, subjects, evaluated, hashes, psi.choose_bits(hashes, k), k)
+            self._anon[digest] = setup
+            return setup
+
+    # --- psi_size tables ---------------------------------------------------------------------------------------
+
+    def _table_path(self, setup: PsiSetup, bank: str, table_id: str) -> Path:
+        bank_digest = hashlib.sha256(b"veilbox-psi-bank|" + bank.encode()).hexdigest()[:16]
+        return setup.directory / f"size-{bank_digest}-{table_id}.npy"
+
+    def store_table(self, setup: PsiSetup, bank: str, returned: Sequence[bytes]) -> str:
+        table = psi.size_table(setup.elements, returned)
+        table_id = hashlib.sha256(table.tobytes()).hexdigest()[:32]
+        path = self._table_path(setup, bank, table_id)
+        if not path.exists():
+            tmp = path.with_suffix(".tmp.npy")
+            np.save(tmp, table)
+            tmp.replace(path)
+        return table_id
+
+    def table(self, setup: PsiSetup, bank: str, table_id: str) -> np.ndarray:
+        if len(table_id) != 32 or any(c not in "0123456789abcdef" for c in table_id):
+            raise invalid("setup_id is not a setup of this dataset version",
+                          [{"field": "setup_id", "problem": "unknown"}])
+        path = self._table_path(setup, bank, table_id)
+        if not path.exists():
+            raise invalid("setup_id is not a setup of this dataset version for you (a new dataset version needs a "
+                          "new setup)", [{"field": "setup_id", "problem": "unknown"}])
+        return np.load(path)
+
+
+def bucket_sql(vetted: VettedPredicate) -> str:
+    col = quote_ident(vetted.subject_column)
+    return (f"SELECT CAST({col} AS VARCHAR), COUNT(*) FILTER (WHERE {vetted.condition_sql}) "
+            f"FROM {quote_ident(vetted.dataset)} "
+            f"WHERE CAST({col} AS VARCHAR) IN (SELECT UNNEST(string_split($subjects, ','))) GROUP BY 1")
+
+
+def bucket_verdicts(worker: Executor, vetted: VettedPredicate, subjects: Sequence[str],
+                    bound: dict[str, str]) -> list[bool]:
+    """The product's verdict for every subject of a bucket (one statement, the same work for any subject)."""
+    if any("," in s for s in subjects):
+        raise DomainError("INVALID_REQUEST", "a subject of this dataset cannot be bucketed")
+    rows = worker.execute(ExecRequest(sql=bucket_sql(vetted), params={**bound, "subjects": ",".join(subjects)},
+                                      max_rows=max(len(subjects), 1), ncols=2))
+    passed = {str(key) for key, count in rows if int(count or 0) > 0}
+    return [s in passed for s in subjects]
