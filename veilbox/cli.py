@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from veilbox import cli_work
+from veilbox import cli_psi, cli_work
 from veilbox._cli_common import HomeOpt, JsonOpt, client, emit, err, out, state
 from veilbox.client import ApiError
 
@@ -484,6 +484,7 @@ def federated_join(
 
 
 cli_work.register(app)
+cli_psi.register(app, verify_app)
 
 
 def main() -> None:
