@@ -212,6 +212,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
     from veilbox.demo_bank import chapter_bank
     from veilbox.demo_federated import chapter_federated
     from veilbox.demo_models import chapter_models
+    from veilbox.demo_psi import chapter_psi
 
     started = time.monotonic()
     home = _prepare_home(home)
@@ -232,6 +233,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
         chapter_queries(story)
         chapter_models(story)
         chapter_bank(story)
+        chapter_psi(story, data)
         chapter_federated(story)
         chapter_regulator(story, home)
     ctx.close()
