@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.errors import DomainError, invalid
+from catalog.columns import Kind, Role
+from catalog.errors import POLICY_DENIED, DomainError, invalid
 from catalog.registry import Dataset
 from mpc import psi
 from mpc.psi import group
@@ -121,7 +122,10 @@ class SetupStore:
         return group.derive_key(master, label), digest
 
     def psi(self, worker: Executor, ds: Dataset, purpose: str) -> PsiSetup:
-        column = ds.id_column
+        ids = ds.columns_with(Role.ID)
+        if not ids:
+            raise DomainError(POLICY_DENIED, "the dataset has no id column: it has no PSI form")
+        column = ids[0]
         key, digest = self._key(purpose, ds, column)
         with self._lock:
             hit = self._psi.get(digest)
@@ -194,10 +198,14 @@ class SetupStore:
 
 
 def bucket_sql(vetted: VettedPredicate) -> str:
+    """The bucket's statement; the subject column is compared in its own type (integer columns: the bucket's
+    decimal spellings cast to BIGINT), so the scan does not cast every row."""
     col = quote_ident(vetted.subject_column)
+    wanted = "SELECT UNNEST(string_split($subjects, ','))"
+    if vetted.subject_kind is Kind.INTEGER:
+        wanted = f"SELECT TRY_CAST(s AS BIGINT) FROM ({wanted}) AS t(s)"
     return (f"SELECT CAST({col} AS VARCHAR), COUNT(*) FILTER (WHERE {vetted.condition_sql}) "
-            f"FROM {quote_ident(vetted.dataset)} "
-            f"WHERE CAST({col} AS VARCHAR) IN (SELECT UNNEST(string_split($subjects, ','))) GROUP BY 1")
+            f"FROM {quote_ident(vetted.dataset)} WHERE {col} IN ({wanted}) GROUP BY 1")
 
 
 def bucket_verdicts(worker: Executor, vetted: VettedPredicate, subjects: Sequence[str],
