@@ -88,7 +88,7 @@ def resolve_source(source: str, import_roots: list[Path], max_bytes: int) -> Pat
         if not _inside(real, dirs) or not real.is_file() or not os.access(real, os.R_OK):
             raise source_not_found()
         size = real.stat().st_size
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, ValueError):  # ValueError: an embedded NUL byte
         raise source_not_found() from None
     if size > max_bytes:
         raise invalid(f"source is larger than the limit of {max_bytes} bytes")

@@ -26,7 +26,7 @@ import policies
 from catalog import products, registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError, not_found
 from catalog.mock import mock_table
-from gateway import errors, identities, jobflow, latency, lineage, reports
+from gateway import errors, identities, jobflow, latency, lineage, reports, strict_json
 from gateway.audit import AuditEvent
 from gateway.console import charts
 from gateway.console.sessions import (
@@ -282,7 +282,7 @@ def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
     """The agreement document from the form's fields (the library validates it, every problem reported)."""
     if form.get("document", "").strip():
         try:
-            pasted = json.loads(form["document"])
+            pasted = strict_json.loads(form["document"].encode())
         except ValueError:
             raise DomainError(INVALID_REQUEST, "the JSON document is not valid JSON") from None
         if not isinstance(pasted, dict):

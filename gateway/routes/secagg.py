@@ -37,7 +37,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 import policies
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
@@ -77,12 +77,12 @@ class OpenRound(BaseModel):
     participants: list[str] = Field(min_length=1, max_length=MAX_PARTICIPANTS,
                                     description="at least three parties to the agreement (its owner or its holders, "
                                                 "never you); their order fixes Shamir points and mask signs")
-    threshold: int = Field(description="t: a strict majority (n/2 < t ≤ n) and at least 3; the round survives "
-                                       "n − t dropouts")
-    vector_length: int = Field(ge=1, description="L: words per input vector")
-    modulus_bits: int = Field(32, ge=1, le=32, description="inputs and the sum live in Z_{2^m}")
-    stage_timeout_s: float = Field(DEFAULT_STAGE_TIMEOUT_S, description="each stage closes at the latest this "
-                                                                        "long after it began")
+    threshold: int = Field(strict=True, description="t: a strict majority (n/2 < t ≤ n) and at least 3; the "
+                                                    "round survives n − t dropouts")
+    vector_length: int = Field(ge=1, strict=True, description="L: words per input vector")
+    modulus_bits: int = Field(32, ge=1, le=32, strict=True, description="inputs and the sum live in Z_{2^m}")
+    stage_timeout_s: StrictInt | StrictFloat = Field(DEFAULT_STAGE_TIMEOUT_S, description=(
+        "each stage closes at the latest this long after it began"))
     task: dict[str, Any] | None = Field(None, description="public JSON shown to the participants (what to "
                                                           "contribute); never secrets or raw data")
 

@@ -138,3 +138,16 @@ def test_disabled_principals_cannot_join(world) -> None:
         "POLICY_DENIED", unknown.message)
     assert disabled.details == [{"participant": "holder-e", "reason": "secagg.participant_not_allowed"}]
     assert unknown.details == [{"participant": "nobody", "reason": "secagg.participant_not_allowed"}]
+
+
+@pytest.mark.parametrize("override", [
+    {"modulus_bits": True}, {"vector_length": True}, {"threshold": "3"}, {"threshold": 3.0},
+    {"stage_timeout_s": True}, {"stage_timeout_s": "60"},
+])
+def test_round_numbers_are_numbers(world, override) -> None:
+    """A boolean or a string is never read as a round's threshold, length, modulus or deadline."""
+    body = {"agreement_id": world.agreement_id, "participants": list(HOLDERS[:3]), "threshold": 3,
+            "vector_length": 4, **override}
+    e = refusal(world.operator.request, "POST", "/v1/secagg/rounds", json=body)
+    assert (e.status, e.code) == (422, "INVALID_REQUEST")
+    assert world.operator.secagg_rounds() == []
