@@ -122,10 +122,10 @@ class SetupStore:
         return group.derive_key(master, label), digest
 
     def psi(self, worker: Executor, ds: Dataset, purpose: str) -> PsiSetup:
-        ids = ds.columns_with(Role.ID)
-        if not ids:
+        id_columns = ds.columns_with(Role.ID)
+        if not id_columns:
             raise DomainError(POLICY_DENIED, "the dataset has no id column: it has no PSI form")
-        column = ids[0]
+        column = id_columns[0]
         key, digest = self._key(purpose, ds, column)
         with self._lock:
             hit = self._psi.get(digest)

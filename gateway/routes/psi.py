@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -273,7 +274,7 @@ def _size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> Size
     st = store(ctx)
     setup = st.psi(worker, ds, "size")
     table = st.table(setup, p.name, body.setup_id)  # unknown setups cost nothing
-    cost = Budget(epsilon, 0)
+    cost = Budget(epsilon, Fraction(0))
     ev.details.update(bank_ids=len(query), setup_id=body.setup_id)
     note_expiry(ctx, body.agreement_id)
     policies.authorize(ctx.engine, actor_of(p), Action.PSI_SIZE, body.agreement_id, datasets=[ds.name],
