@@ -178,6 +178,9 @@ class AgreementDocument(_Model):
     # logits only where granted, and only in the granted layout(s).
     score_logits: bool = False
     score_layout: Literal["row", "columns", "any"] = "any"
+    # Anonymous checks (job kind "verify_anonymous"): the fewest subjects a bucket may hold, when the agreement asks
+    # for more than the service's setting (VEILBOX_ANON_MIN_BUCKET). Left out of the canonical JSON when unset.
+    anon_min_bucket: int | None = Field(None, ge=2, le=1 << 20, strict=True)
 
     @field_validator("title")
     @classmethod
@@ -263,6 +266,8 @@ class AgreementDocument(_Model):
         for key, default in SCORING_GRANT_DEFAULTS.items():
             if out.get(key) == default:
                 del out[key]
+        if out.get("anon_min_bucket") is None:
+            out.pop("anon_min_bucket", None)
         return out
 
     def canonical_json(self) -> str:

@@ -152,8 +152,8 @@ class SetupStore:
     def anon(self, worker: Executor, ds: Dataset, column: str, k: int) -> AnonSetup:
         key, digest = self._key("anon", ds, column)
         with self._lock:
-            hit = self._anon.get(digest)
-            if hit is not None and hit.k == k:
+            hit = self._anon.get(f"{digest}|{k}")
+            if hit is not None:
                 return hit
             directory = self.root / digest
             if (directory / "subjects.json").exists():
@@ -167,7 +167,7 @@ class SetupStore:
                 (directory / "subjects.json").write_text(json.dumps(subjects))
             hashes = psi.bucket_hashes(subjects)
             setup = AnonSetup(digest, key, subjects, evaluated, hashes, psi.choose_bits(hashes, k), k)
-            self._anon[digest] = setup
+            self._anon[f"{digest}|{k}"] = setup
             return setup
 
     # --- psi_size tables ---------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ def check_anonymous(client: Client, product: str, agreement_id: str, subject: st
                     purpose: str | None = None) -> AnonymousResult:
     """Ask ``product`` about ``subject`` without naming it: the service learns only the subject's bucket."""
     (spelt,) = _spell([subject])
-    info = client._json("GET", f"/v1/verifications/{product}/anonymous")
+    info = client._json("GET", f"/v1/verifications/{product}/anonymous", params={"agreement_id": agreement_id})
     bank = psi.AnonClient()
     body: dict[str, Any] = {"agreement_id": agreement_id, "bucket_bits": info["bucket_bits"],
                             "bucket": psi.bucket_of(spelt, info["bucket_bits"]),

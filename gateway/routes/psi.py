@@ -14,7 +14,8 @@ Every endpoint is for a bank (the agreement's grantee) under an active agreement
   service; the bank finds its present ids against the filter. Metered (a call and a job), receipt, audit.
 - ``GET /verifications/{name}/anonymous``: the product's bucket layout (bits, minimum bucket size ``k``).
 - ``POST /verifications/{name}/check-anonymous``: one blinded subject and its bucket → labels the bank alone
-  can open for its subject (`mpc.psi.anon_answer`). Metered per bucket (calls per day, checks per bucket per
+  can open for its subject (`mpc.psi.anon_answer`); k is ``VEILBOX_ANON_MIN_BUCKET`` or the agreement's
+  ``anon_min_bucket`` when larger. Metered per bucket (calls per day, checks per bucket per
   day, distinct parameter values per bucket), padded to the latency bucket like plain checks, a receipt without
   a result (the service does not know it), an audit entry with the product, the bucket's keyed hash and size and
   the parameters' digest — never a subject.
@@ -30,9 +31,9 @@ import binascii
 import secrets
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
@@ -336,36 +337,47 @@ async def members(body: MembersBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -
 # --- anonymous verification ------------------------------------------------------------------------------------
 
 
-def _anon_setup(ctx: AppContext, name: str, ev: AuditEvent) -> tuple[Any, Dataset, Any, Any]:
+def min_bucket(ctx: AppContext, p: Principal, agreement_id: str | None) -> int:
+    """k: the service's setting, or more where the caller's agreement asks for more (``anon_min_bucket``)."""
+    k = ctx.settings.anon_min_bucket
+    ag = policies.load_agreement(ctx.engine, agreement_id) if agreement_id else None
+    if ag is not None and ag.document.grantee == p.name and ag.document.anon_min_bucket is not None:
+        k = max(k, ag.document.anon_min_bucket)
+    return k
+
+
+def _anon_setup(ctx: AppContext, name: str, ev: AuditEvent, k: int) -> tuple[Any, Dataset, Any, Any]:
     product, ds, vetted = _product(ctx, name, ev)
     if product.hide_membership:
         raise DomainError(POLICY_DENIED, "an anonymous check shows whether its subject is in the dataset: products "
                                          "declared with hide_membership have no anonymous form")
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
-    setup = store(ctx).anon(worker, ds, product.subject_column, ctx.settings.anon_min_bucket)
+    setup = store(ctx).anon(worker, ds, product.subject_column, k)
     if setup.bits is None:
-        raise DomainError(POLICY_DENIED, f"the dataset has fewer subjects than the minimum bucket "
-                                         f"({ctx.settings.anon_min_bucket}): no anonymous form")
+        raise DomainError(POLICY_DENIED, f"the dataset has fewer subjects than the minimum bucket ({k}): no "
+                                         f"anonymous form")
     return product, ds, vetted, setup
 
 
-def _info(ctx: AppContext, name: str, ev: AuditEvent) -> AnonInfo:
-    product, ds, _vetted, setup = _anon_setup(ctx, name, ev)
+def _info(ctx: AppContext, p: Principal, name: str, agreement_id: str | None, ev: AuditEvent) -> AnonInfo:
+    product, ds, _vetted, setup = _anon_setup(ctx, name, ev, min_bucket(ctx, p, agreement_id))
     return AnonInfo(product=product.name, dataset_fingerprint=ds.fingerprint, bucket_bits=setup.bits,
                     buckets=1 << setup.bits, min_bucket=setup.k)
 
 
 @router.get("/verifications/{name}/anonymous", name="verify.anonymous_info", response_model=AnonInfo)
-async def anonymous_info(name: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> AnonInfo:
-    """The product's bucket layout for anonymous checks (the same for every bank)."""
-    out: AnonInfo = await run_in_threadpool(_info, ctx, name, ev)
+async def anonymous_info(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
+                         agreement_id: Annotated[str | None, Query(max_length=64)] = None) -> AnonInfo:
+    """The product's bucket layout for anonymous checks: the same for every bank whose agreement asks for no
+    more than the service's minimum bucket; pass your agreement if it sets ``anon_min_bucket``."""
+    out: AnonInfo = await run_in_threadpool(_info, ctx, p, name, agreement_id, ev)
     return out
 
 
 def _check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBody, ev: AuditEvent) -> AnonCheckOut:
     consent = _sha256(body.consent_ref)
     ev.details.update(consent_digest=consent)
-    product, ds, vetted, setup = _anon_setup(ctx, name, ev)
+    product, ds, vetted, setup = _anon_setup(ctx, name, ev, min_bucket(ctx, p, body.agreement_id))
     if body.bucket_bits != setup.bits or body.bucket >= (1 << setup.bits):
         raise DomainError(INVALID_REQUEST, "the bucket layout has changed: ask GET /verifications/{name}/anonymous",
                           [{"field": "bucket_bits", "current": setup.bits}])

@@ -153,3 +153,26 @@ def test_too_few_subjects_have_no_anonymous_form(psi_world, tmp_path):
                                          "predicate": "income >= :t", "params": {"t": "number"}})
     r = w.bank._http.get("/v1/verifications/few_income/anonymous")
     assert r.status_code == 403 and r.json()["error"]["code"] == "POLICY_DENIED"
+
+
+def test_an_agreement_may_ask_for_larger_buckets(psi_world):
+    """k is the service's setting or the agreement's anon_min_bucket when larger; the term is left out of the
+    canonical document when unset (older documents keep their hash)."""
+    w = psi_world
+    ag = w.agreement_with(["verify_anonymous"], anon_min_bucket=4 * K)
+    plain = w.bank._http.get("/v1/verifications/income_at_least/anonymous").json()
+    larger = w.bank._http.get("/v1/verifications/income_at_least/anonymous",
+                              params={"agreement_id": ag["id"]}).json()
+    assert plain["min_bucket"] == K and larger["min_bucket"] == 4 * K
+    assert larger["bucket_bits"] < plain["bucket_bits"]
+    ans = bank_sdk.check_anonymous(w.bank, "income_at_least", ag["id"], sorted(w.rows)[5], {"threshold": 1},
+                                   consent_ref="c")
+    assert ans.present and ans.bucket_size >= 4 * K
+    from policies.agreement import AgreementDocument
+
+    doc = AgreementDocument.model_validate({
+        "title": "t", "grantee": "icbc-wuxi", "datasets": ["tax_income"], "columns": {"tax_income": ["age"]},
+        "job_kinds": ["verify"], "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z",
+        "budget": {"epsilon": 1}})
+    assert "anon_min_bucket" not in doc.as_json()
+    assert doc.model_copy(update={"anon_min_bucket": 2048}).as_json()["anon_min_bucket"] == 2048
