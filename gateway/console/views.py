@@ -271,7 +271,7 @@ async def agreement_new(request: Request) -> Response:
     today = dt.datetime.now(dt.UTC).date()
     return render(request, "agreement_new.html", session, datasets=mine, grantees=grantees,
                   valid_from=today.isoformat(), valid_until=today.replace(year=today.year + 1).isoformat(),
-                  kinds=("query", "train", "code", "verify", "score"))
+                  kinds=("query", "train", "code", "verify", "score", "psi_size", "psi_members", "verify_anonymous"))
 
 
 def _split(value: str) -> list[str]:
