@@ -85,6 +85,7 @@ def anon_case(k: int, con, rows: int, reps: int) -> dict[str, float | int]:
     key = group.new_key()
     subjects = [str(i) for i in range(k)]
     xs = psi.evaluate_ids(key, subjects, psi.ANON)
+    points = [group.decode(x) for x in xs]  # the service keeps a bucket's decoded points (sandbox.psi)
     sql = ("SELECT CAST(id AS VARCHAR), COUNT(*) FILTER (WHERE CAST(income AS DOUBLE) >= CAST($t AS DOUBLE)) "
            "FROM people WHERE id IN (SELECT TRY_CAST(s AS BIGINT) FROM (SELECT UNNEST(string_split($subjects, ','))) "
            "AS t(s)) GROUP BY 1")
@@ -102,7 +103,7 @@ def anon_case(k: int, con, rows: int, reps: int) -> dict[str, float | int]:
         verdicts = {r[0]: r[1] for r in con.execute(sql, {"t": 8000, "subjects": joined}).fetchall()}
         t2 = time.perf_counter()
         answer = psi.anon_answer(key, element, [(x, bool(verdicts.get(s, 0))) for x, s in
-                                                zip(xs, bucket_ids, strict=True)], b"aad")
+                                                zip(xs, bucket_ids, strict=True)], b"aad", points)
         t3 = time.perf_counter()
         assert c.open(answer, b"aad") is not None
         t4 = time.perf_counter()

@@ -400,7 +400,8 @@ def _check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBo
     call = secrets.token_hex(16)
     aad = f"veilbox-anon|{product.name}|{params_digest}|{call}"
     answer = psi.anon_answer(setup.key, element[0],
-                             [(setup.evaluated[i], v) for i, v in zip(members, verdicts, strict=True)], aad.encode())
+                             [(setup.evaluated[i], v) for i, v in zip(members, verdicts, strict=True)], aad.encode(),
+                             setup.points(body.bucket, members))
     receipt = issue_receipt(ctx, {
         "kind": "verification.anonymous", "product": product.name, "agreement_id": body.agreement_id,
         "bucket_hash": bucket_hash, "bucket_size": len(members), "params_digest": params_digest,

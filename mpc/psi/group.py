@@ -67,6 +67,11 @@ def _point(x: bytes) -> ec.EllipticCurvePublicKey:
         raise InvalidElement() from None
 
 
+def decode(x: bytes) -> ec.EllipticCurvePublicKey:
+    """The validated point named by ``x`` (decoding costs a square root: callers may keep decoded points)."""
+    return _point(x)
+
+
 def validate(x: bytes) -> bytes:
     _point(x)
     return x
@@ -95,6 +100,9 @@ class Scalar:
 
     def mul(self, x: bytes) -> bytes:
         return self._key.exchange(ec.ECDH(), _point(x))
+
+    def mul_point(self, point: ec.EllipticCurvePublicKey) -> bytes:
+        return self._key.exchange(ec.ECDH(), point)
 
     def mul_many(self, xs: Iterable[bytes]) -> list[bytes]:
         key, ecdh = self._key, ec.ECDH()

@@ -41,6 +41,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -164,15 +165,19 @@ class AnonAnswer:
     labels: bytes  # sorted 33-byte labels
 
 
-def anon_answer(key: int, element: bytes, bucket: Sequence[tuple[bytes, bool]], aad: bytes) -> AnonAnswer:
-    """Answer one anonymous lookup: ``bucket`` is ``(X_y, verdict_y)`` for every subject of the asked bucket."""
+def anon_answer(key: int, element: bytes, bucket: Sequence[tuple[bytes, bool]], aad: bytes,
+                points: Sequence[Any] | None = None) -> AnonAnswer:
+    """Answer one anonymous lookup: ``bucket`` is ``(X_y, verdict_y)`` for every subject of the asked bucket;
+    ``points``, if given, are the same ``X_y`` already decoded (`group.decode`), in the same order."""
     group.validate(element)
+    if points is not None and len(points) != len(bucket):
+        raise ValueError("one decoded point per bucket subject")
     r = group.new_key()
     z = group.mul(r * key % group.ORDER, element)
     s = Scalar(r)
     labels = []
-    for x, verdict in bucket:
-        k = s.mul(x)
+    for i, (x, verdict) in enumerate(bucket):
+        k = s.mul_point(points[i]) if points is not None else s.mul(x)
         tag = hashlib.sha256(b"veilbox-anon-tag|" + k).digest()[:16]
         aead = AESGCM(hashlib.sha256(b"veilbox-anon-key|" + k).digest())
         labels.append(tag + aead.encrypt(_NONCE, bytes([1 if verdict else 0]), aad))

@@ -162,3 +162,15 @@ def test_anonymous_lookup_refuses_a_hostile_element():
     b, bucket = _anon(["s1"], [True])
     with pytest.raises(group.InvalidElement):
         p.anon_answer(b, b"\xff" * 32, bucket, b"")
+
+
+def test_anonymous_lookup_with_decoded_points_answers_the_same():
+    subjects = [f"s{i}" for i in range(8)]
+    verdicts = [i % 2 == 0 for i in range(8)]
+    b, bucket = _anon(subjects, verdicts)
+    points = [group.decode(x) for x, _ in bucket]
+    for i in (2, 3):
+        c = p.AnonClient()
+        assert c.open(p.anon_answer(b, c.request(subjects[i]), bucket, b"q", points), b"q") is verdicts[i]
+    with pytest.raises(ValueError):
+        p.anon_answer(b, p.AnonClient().request("s1"), bucket, b"q", points[:-1])
