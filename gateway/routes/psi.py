@@ -271,6 +271,7 @@ def _size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> Size
     query = _decode(body.elements, "elements", MAX_BANK_IDS)
     if len(set(query)) != len(query):
         raise invalid("the blinded ids must be distinct", [{"field": "elements"}])
+    _check(ctx, p, Action.PSI_SIZE, body.agreement_id, ds, body.purpose)  # no setup work for a refused caller
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     st = store(ctx)
     setup = st.psi(worker, ds, "size")
@@ -312,6 +313,7 @@ def _members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) -
                       [{"field": "consent_refs", "problem": f"{len(elements)} non-empty references expected"}])
     consent = _sha256("\n".join(body.consent_refs))
     ev.details.update(bank_ids=len(elements), consent_digest=consent)
+    _check(ctx, p, Action.PSI_MEMBERS, body.agreement_id, ds, body.purpose, consent_ref=consent)
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     setup = store(ctx).psi(worker, ds, "members")
     note_expiry(ctx, body.agreement_id)
