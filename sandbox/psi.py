@@ -7,11 +7,11 @@ uses its own scalar ``b = HKDF(master, purpose | fingerprint | column)``: ``size
 
 Setups (`SetupStore`): per (purpose, dataset fingerprint, column, key id) the service evaluates
 ``x(b·H(id))`` once for every distinct non-null id of the column (read through the dataset's locked worker) and
-caches the result under ``<work dir>/psi/<digest>/`` — a new dataset version has a new fingerprint, hence a new
-setup; the key id is a digest of the master, so a rotated master never reuses a stale cache. The PSI set is
-padded with dummies to its size class (`mpc.psi.padded_size`). The anonymous setup keeps, per subject, its
-canonical spelling, evaluation and bucket hash, and the number of bucket bits for the configured minimum
-bucket size ``k`` (`mpc.psi.choose_bits`).
+caches the result under ``<work dir>/psi/<digest>/`` (large sets: one worker process per core) — a new dataset
+version has a new fingerprint, hence a new setup; the key id is a digest of the master, so a rotated master
+never reuses a stale cache. The PSI set is padded with dummies to its size class (`mpc.psi.padded_size`). The
+anonymous setup keeps, per subject, its canonical spelling, evaluation and bucket hash, and the number of bucket
+bits for the minimum bucket size ``k`` (`mpc.psi.choose_bits`).
 
 psi_size tables: the bank's double-blinded set for a setup is stored per (bank, setup) under
 ``<work dir>/psi/<digest>/size-<bank digest>-<set digest>.npy`` (64-bit tags only).
@@ -51,6 +51,10 @@ MASTER_KEY = "psi_master.key"
 PURPOSES = {"size": psi.SIZE, "members": psi.MEMBERS, "anon": psi.ANON}
 #: Buckets whose decoded points an anonymous setup keeps (decoding is about a third of an answer's work).
 POINT_CACHE_BUCKETS = 256
+
+
+def _processes() -> int:
+    return max(1, os.cpu_count() or 1)
 
 
 def master_key(keys_dir: Path) -> bytes:
@@ -160,7 +164,7 @@ class SetupStore:
             else:
                 domain = PURPOSES[purpose]
                 ids_list = read_ids(worker, ds, column)
-                elements = psi.server_set(key, psi.evaluate_ids(key, ids_list, domain), domain)
+                elements = psi.server_set(key, psi.evaluate_ids(key, ids_list, domain, _processes()), domain)
                 ids = len(ids_list)
                 directory.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(group.join(elements))
@@ -181,7 +185,7 @@ class SetupStore:
                 evaluated = group.split((directory / "evaluated.bin").read_bytes())
             else:
                 subjects = read_ids(worker, ds, column)
-                evaluated = psi.evaluate_ids(key, subjects, psi.ANON)
+                evaluated = psi.evaluate_ids(key, subjects, psi.ANON, _processes())
                 directory.mkdir(parents=True, exist_ok=True)
                 (directory / "evaluated.bin").write_bytes(group.join(evaluated))
                 (directory / "subjects.json").write_text(json.dumps(subjects))

@@ -83,9 +83,33 @@ def _items(ids: Sequence[str]) -> list[bytes]:
 # --- service side ---------------------------------------------------------------------------------------------
 
 
-def evaluate_ids(key: int, ids: Sequence[str], domain: bytes) -> list[bytes]:
-    """``x(key·H(domain, id))`` for each id, in order (the service's setup work: one scalar product per id)."""
+#: Below this many ids a setup runs in the calling process (starting workers costs about a second).
+PARALLEL_MIN = 200_000
+
+
+def _evaluate_chunk(args: tuple[int, list[str], bytes]) -> list[bytes]:
+    key, ids, domain = args
     return group.hash_and_mul(key, [i.encode() for i in ids], domain)
+
+
+def evaluate_ids(key: int, ids: Sequence[str], domain: bytes, processes: int = 1) -> list[bytes]:
+    """``x(key·H(domain, id))`` for each id, in order (the service's setup work: one scalar product per id).
+
+    With ``processes > 1`` and at least `PARALLEL_MIN` ids the work is split over that many worker processes
+    (started with ``spawn``: the caller may be a threaded server); OpenSSL's scalar multiplication holds the GIL,
+    so threads would not help."""
+    if processes <= 1 or len(ids) < PARALLEL_MIN:
+        return _evaluate_chunk((key, list(ids), domain))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    step = -(-len(ids) // (processes * 8))
+    chunks = [(key, list(ids[i:i + step]), domain) for i in range(0, len(ids), step)]
+    out: list[bytes] = []
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for part in pool.map(_evaluate_chunk, chunks):
+            out.extend(part)
+    return out
 
 
 def server_set(key: int, evaluated: Sequence[bytes], domain: bytes) -> list[bytes]:

@@ -174,3 +174,10 @@ def test_anonymous_lookup_with_decoded_points_answers_the_same():
         assert c.open(p.anon_answer(b, c.request(subjects[i]), bucket, b"q", points), b"q") is verdicts[i]
     with pytest.raises(ValueError):
         p.anon_answer(b, p.AnonClient().request("s1"), bucket, b"q", points[:-1])
+
+
+def test_parallel_setup_equals_the_serial_one(monkeypatch):
+    monkeypatch.setattr(p, "PARALLEL_MIN", 10)
+    ids = [str(i) for i in range(40)]
+    key = group.new_key()
+    assert p.evaluate_ids(key, ids, p.SIZE, processes=2) == p.evaluate_ids(key, ids, p.SIZE)
