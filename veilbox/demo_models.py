@@ -79,7 +79,7 @@ def _train(story: Any) -> None:
         done = operator.wait_job(job["id"], timeout=900)
     if done["state"] != "released":
         story.facts.append(f"the DP credit-default model did not leave: job {done['state']} "
-                           f"({done.get('failure_reason')}), its ε refunded")
+                           f"({done.get('failure_reason')})")
         return
     result = operator.job_result(job["id"])["result"]
     card, model_id = result["card"], result.get("model_id")
@@ -107,7 +107,7 @@ def _custom_code(story: Any) -> None:
     owner.approve_job(job["id"], job["spec_hash"])
     done = operator.wait_job(job["id"], timeout=300)
     if done["state"] != "succeeded":
-        story.facts.append(f"the custom-code job ended {done['state']} ({done.get('failure_reason')}), refunded")
+        story.facts.append(f"the custom-code job ended {done['state']} ({done.get('failure_reason')})")
         return
     pending = owner.job_review(job["id"]).get("pending_output", {})
     console.print(f"[dim]output awaiting the owner's release: {pending.get('result')}[/]")
