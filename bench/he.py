@@ -214,7 +214,8 @@ def bench_gateway(repeats: int) -> dict[str, Any]:
         owner.register_dataset(json.loads(data.tax_income_spec.read_text()))
         ag = owner.propose_agreement({
             "title": "bench", "grantee": "bank", "datasets": ["tax_income"], "columns": {"tax_income": features},
-            "purposes": ["credit_risk"], "job_kinds": ["verify", "score"], "valid_from": "2026-01-01T00:00:00Z",
+            "purposes": ["credit_risk"], "job_kinds": ["verify", "score"], "score_logits": True,
+            "valid_from": "2026-01-01T00:00:00Z",
             "valid_until": "2036-01-01T00:00:00Z", "budget": {"epsilon": 1}, "approval": "owner_each_job",
             "quotas": {"calls_per_day": 10**8, "scores_per_day": 10**8, "verify_per_subject_per_day": 10**5,
                        "distinct_params_per_subject": 10**4}})
