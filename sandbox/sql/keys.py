@@ -13,14 +13,21 @@ table-less DuckDB over the Cartesian product of their *leaves*:
 - a CASE whose results are all literals, over columns that cannot be enumerated → those literals (+ NULL).
 
 Anything else (a float dimension used bare, dates without declared values) is *not enumerable* and the query
-is refused: Veilbox does not run DP partition selection. Evaluating over the declared domain also proves the
-expressions raise no error on declared values. The number of keys is capped at ``MAX_GROUPS``.
+is refused: Veilbox does not run DP partition selection. A key (or a WHERE-side key expression) that raises on
+some declared value is refused too (``key_expression``): the analyst learns it from declarations alone. The
+number of keys is capped at ``MAX_GROUPS``. Whatever the expression, enumeration raises nothing but
+`NotEnumerable` (a refusal), never an engine or conversion error.
+
+Enumeration is a refusal rule, not the failure-freedom guarantee: values outside the declared domain (kept at
+ingest), NULLs and expressions that cannot be enumerated are covered by the rewriter evaluating every
+row-level expression under ``TRY`` (`sandbox.sql.rewrite`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,15 +94,18 @@ def _column_values(info: ColumnInfo) -> list[Any] | None:
     return None
 
 
+def _constant(node: exp.Expr | None) -> bool:
+    """True for a literal, possibly negated or cast (the vetter emits non-integers as DOUBLE casts)."""
+    return node is not None and not any(isinstance(n, exp.Column) for n in node.walk())
+
+
 def _linear_column(node: exp.Expr) -> exp.Column | None:
     """The single column of a linear form (+ - * / with literals, casts to DOUBLE), else None."""
     cols = [n for n in node.walk() if isinstance(n, exp.Column)]
     if len(cols) != 1:
         return None
     for n in node.walk():
-        if isinstance(n, exp.Mul) and not (
-            isinstance(n.this, exp.Literal | exp.Neg) or isinstance(n.expression, exp.Literal | exp.Neg)
-        ):
+        if isinstance(n, exp.Mul) and not (_constant(n.this) or _constant(n.expression)):
             return None
         if isinstance(n, exp.Cast) and not (isinstance(n.to, exp.DataType)
                                             and n.to.this is exp.DataType.Type.DOUBLE):
@@ -153,9 +163,13 @@ class _Leaves:
                 lambda n, b=b: exp.Cast(this=exp.Literal.number(repr(b)), to=exp.DataType.build(t))
                 if isinstance(n, exp.Column) else n
             )
-            ends.append(self.con.execute(f"SELECT {probe.sql(dialect='duckdb')}").fetchone())
-        lo_hi = [e[0] for e in ends if e is not None and e[0] is not None]
-        if len(lo_hi) != 2:
+            try:
+                ends.append(self.con.execute(f"SELECT {probe.sql(dialect='duckdb')}").fetchone())
+            except (duckdb.Error, ValueError, OverflowError, TypeError):
+                raise NotEnumerable("key_expression", "the expression fails on declared values") from None
+        lo_hi = [float(e[0]) for e in ends
+                 if e is not None and isinstance(e[0], int | float | decimal.Decimal) and not isinstance(e[0], bool)]
+        if len(lo_hi) != 2 or not all(math.isfinite(v) and abs(v) <= 2**62 for v in lo_hi):
             raise NotEnumerable("group_keys_not_enumerable", "the bucket expression has no finite range")
         lo, hi = int(min(lo_hi)), int(max(lo_hi))
         if hi - lo + 1 > MAX_LEAF_VALUES:
@@ -195,7 +209,7 @@ class _Leaves:
             if isinstance(n, exp.Case) and not enumerable(n):
                 ifs = n.args.get("ifs") or []
                 outs = [i.args.get("true") for i in ifs] + [n.args.get("default")]
-                if all(o is None or isinstance(o, exp.Literal | exp.Boolean | exp.Null | exp.Neg) for o in outs):
+                if all(o is None or _constant(o) for o in outs):
                     return self.literal_leaf(n)
             return n
 
@@ -248,7 +262,18 @@ def _run(con: duckdb.DuckDBPyConnection, exprs: list[exp.Expr], leaves: _Leaves,
         cur = con.execute(sql)
         rows = cur.fetchall()
         types = tuple(str(d[1]) for d in cur.description or [])
-    except duckdb.Error:
+    except (duckdb.Error, ValueError, OverflowError, TypeError):  # engine error, or a value Python cannot hold
         raise NotEnumerable("key_expression", "the expression fails on declared values") from None
-    return [tuple(r) for r in rows], types
+    # Released keys must be JSON values: a DECIMAL key is released (and joined) as DOUBLE; a non-NULL date or
+    # time key cannot arise from the allow-list (no date columns are groupable, text casts are refused), so one
+    # is refused rather than released in a form the release cannot encode.
+    out_types = list(types)
+    for j, t in enumerate(types):
+        column = [r[j] for r in rows]
+        if t.startswith("DECIMAL"):
+            out_types[j] = "DOUBLE"
+            rows = [(*r[:j], float(r[j]) if r[j] is not None else None, *r[j + 1:]) for r in rows]
+        elif any(isinstance(v, dt.date | dt.time | dt.timedelta) for v in column):
+            raise NotEnumerable("key_expression", "date and time group keys are not supported")
+    return [tuple(r) for r in rows], tuple(out_types)
 

@@ -2,17 +2,34 @@
 
 The canonical query has three parts:
 
-1. ``__rows``: the dataset filtered by the vetted WHERE, then *per-unit bounded*: each unit keeps at most
+1. ``__rows``: the dataset filtered by ``TRY(<vetted WHERE>)``, then *per-unit bounded*: each unit keeps at most
    ``max_rows_per_unit`` rows, a uniformly random subset chosen by the keyed order
    ``ROW_NUMBER() OVER (PARTITION BY <id> ORDER BY hash(<id>, rowid, $salt))``. ``$salt`` is a per-query
    secret from the CSPRNG bound as a parameter, so it never appears in the SQL (DuckDB refuses volatile
    window orderings; a keyed hash is deterministic per query and unpredictable to the analyst).
-2. ``__groups``: one row per group present in the data with one *integer* column per noise vector:
-   ``COUNT(*)``, ``COUNT(col)``, ``COUNT(DISTINCT id)`` or ``SUM(CAST(ROUND(clamped / g) AS BIGINT))`` — sums
-   are taken on an integer grid of granularity ``g`` so that integer (discrete Laplace) noise applies.
-   Measures are clamped again with ``LEAST/GREATEST`` (they were clamped at ingest; this is defence in depth).
+2. ``__groups``: one row per group present in the data, grouped by ``TRY(CAST(<key> AS <public key type>))``,
+   with one *integer* column per noise vector: ``COUNT(*)``, ``COUNT(col)``, ``COUNT(DISTINCT id)``,
+   ``COUNT(TRY(e))`` or ``SUM(TRY(CAST(ROUND(e / g) AS BIGINT)))`` — sums are taken on an integer grid of
+   granularity ``g`` so that integer (discrete Laplace) noise applies. Measures are clamped again with
+   ``LEAST/GREATEST`` (they were clamped at ingest; this is defence in depth).
 3. the public key table ``__keys`` (``VALUES`` with a key index) LEFT JOINed to ``__groups``: the result has
    exactly one row per public key, absent groups as zeros; groups outside the declared domain are dropped.
+
+Failure-freedom: no part of this SQL can raise on any row, so whether a run fails never depends on the data.
+
+- Every row-level expression (the WHERE predicate, each group key, each aggregate argument, and so every CASE
+  branch inside them) runs under DuckDB's ``TRY(...)``: a row whose expression would raise gets NULL (a NULL
+  predicate drops the row). `sandbox.sql.vet` already types arithmetic in DOUBLE and checks literals, so this
+  is the by-construction backstop, not the only line.
+- Group keys are cast to the public key table's types (under the same ``TRY``), so the join compares equal
+  types: it cannot raise a conversion error, and grouping after the cast leaves at most one ``__groups`` row
+  per key, so the result never has more rows than public keys (the worker's row check cannot trip on data).
+- Fixed-point sums cannot overflow: a SUM argument is clamped to ``|e| <= B`` with ``B <= 1e15`` (the
+  vetter's interval arithmetic), ``g = 10^(floor(log10 B) - 6)``, so each row contributes an integer of at
+  most ``B / g < 10^7`` (BIGINT holds 9.2e18), and DuckDB sums BIGINT into HUGEINT (±1.7e38): overflowing it
+  would need more than 10^31 rows.
+- Counts are ``COUNT`` of rows, columns or ``TRY`` results: they never raise. ``hash(id, rowid, $salt)`` and
+  ``ROW_NUMBER`` never raise. ``COALESCE(v, 0)`` of a HUGEINT never raises.
 
 Global aggregates (no GROUP BY) return exactly one row. The *unbounded* twin is identical minus the QUALIFY;
 the worker may run it only after verifying that no unit exceeds the bound (then both give the same rows).
@@ -101,10 +118,10 @@ def rewrite(q: VettedQuery, keys: KeySet, suppress: bool = True) -> Canonical:
         bound = max(abs(a.bounds[0]), abs(a.bounds[1]))
         g = granularity(bound)
         sens = max(1, math.ceil(Fraction(repr(bound)) / g)) * m
-        s = add(NoiseVector(f"SUM(CAST(ROUND(({arg}) / {_grid_sql(g)}) AS BIGINT))", "sum", sens, g))
+        s = add(NoiseVector(f"SUM(TRY(CAST(ROUND(({arg}) / {_grid_sql(g)}) AS BIGINT)))", "sum", sens, g))
         if a.func == "sum":
             return (s,)
-        c = add(NoiseVector(f"COUNT({arg})", "count", m, Fraction(1)))
+        c = add(NoiseVector(f"COUNT(TRY({arg}))", "count", m, Fraction(1)))
         return (s, c)
 
     per_agg = tuple(agg_vectors(a) for a in q.aggregates)
@@ -112,7 +129,7 @@ def rewrite(q: VettedQuery, keys: KeySet, suppress: bool = True) -> Canonical:
 
     cols = sorted(q.columns | {view.id_column})
     proj = ", ".join(quote_ident(c) for c in cols)
-    where = f" WHERE {_sql(q.where)}" if q.where is not None else ""
+    where = f" WHERE TRY({_sql(q.where)})" if q.where is not None else ""
     base = f"SELECT {proj} FROM {quote_ident(view.name)}{where}"
     qualify = (f" QUALIFY ROW_NUMBER() OVER (PARTITION BY {unit} ORDER BY hash({unit}, rowid, $salt))"
                f" <= {m}")
@@ -122,7 +139,8 @@ def rewrite(q: VettedQuery, keys: KeySet, suppress: bool = True) -> Canonical:
         max_rows = 1
     else:
         knames = [f'"__k{i}"' for i in range(len(q.keys))]
-        gsel = ", ".join(f"{_sql(k)} AS {n}" for k, n in zip(q.keys, knames, strict=True))
+        gsel = ", ".join(f"TRY(CAST({_sql(k)} AS {t})) AS {n}"
+                         for k, t, n in zip(q.keys, keys.types, knames, strict=True))
         vsel = ", ".join(f'{v.sql} AS "__v{i}"' for i, v in enumerate(vectors))
         groups = (f'"__groups" AS (SELECT {gsel}, {vsel} FROM "__rows" GROUP BY '
                   f'{", ".join(str(i + 1) for i in range(len(q.keys)))})')

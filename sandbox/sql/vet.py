@@ -20,13 +20,27 @@ Accepted shape (one dataset of the agreement, no joins, no CTEs or subqueries)::
 - HAVING, ORDER BY and LIMIT are applied after noise, on released values only.
 - The id column is allowed only in ``COUNT(DISTINCT id)``; ``never_output`` and ``join_key`` columns nowhere.
 
-Numeric columns inside arithmetic are re-emitted as ``CAST(col AS DOUBLE)`` (no integer overflow errors),
-divisors must be non-zero literals, and every cast is a TRY_CAST: the canonical SQL cannot raise a
-data-dependent error on declared values.
+Failure-freedom (the canonical SQL cannot raise on any row, so a failed run reveals nothing about a row):
+
+- every operand of ``+ - * / // %``, unary minus, ABS and the rounding functions is re-emitted in DOUBLE
+  (``CAST(x AS DOUBLE)``: columns, literals, CASE/COALESCE/TRY_CAST results alike), so integer and decimal
+  overflow cannot happen (DOUBLE overflows to ±inf, never raises); divisors are non-zero literals;
+- numeric literals are 0 or within [``MIN_ABS_LITERAL``, ``MAX_ABS_BOUND``] in magnitude; integral ones are
+  emitted as integer digits, others as DOUBLE, so no literal or literal arithmetic fails when DuckDB binds or
+  constant-folds it; integer-only arguments (SUBSTRING positions, ROUND digits, GROUP BY/ORDER BY positions,
+  LIMIT) must be integral and are range-checked before any conversion;
+- every cast is a TRY_CAST (text to numbers, dates or booleans stays refused);
+- the rewriter (`sandbox.sql.rewrite`) evaluates every row-level expression — the WHERE predicate, each group
+  key, each aggregate argument, with every CASE branch inside them — under DuckDB's ``TRY(...)``, so an error
+  left on some row (a function's domain error, an out-of-range SUBSTRING position, a value outside the
+  declared domain) becomes NULL for that row only. The rules above make that guard a backstop, not the rule.
+
+The vetter itself raises nothing but ``QUERY_REJECTED`` on any text (`tests/sandbox/sql/test_sql_fuzz.py`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,6 +73,7 @@ MAX_LIMIT = 10_000
 MAX_NESTING = 64
 MAX_AMPLIFICATION = 1_000
 MAX_ABS_BOUND = 1e15
+MIN_ABS_LITERAL = 1e-15
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 ValueKind = Literal["num", "str", "bool", "date", "null"]
@@ -174,9 +189,50 @@ def _number(node: exp.Literal) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+_DOUBLE = exp.DataType.Type.DOUBLE
+
+
 def _num_literal(value: Decimal) -> exp.Expr:
-    lit = exp.Literal.number(str(abs(value)))
+    """``value`` as SQL: integer digits when integral and at most ``MAX_ABS_BOUND``, else a DOUBLE literal.
+
+    (A long decimal literal would be a DECIMAL whose arithmetic can overflow, or not bind at all.)
+    """
+    mag = value.copy_abs()
+    if mag <= Decimal(MAX_ABS_BOUND) and mag == mag.to_integral_value():
+        lit: exp.Expr = exp.Literal.number(str(int(mag)))
+    else:
+        lit = exp.Cast(this=exp.Literal.number(repr(float(mag))), to=exp.DataType.build("DOUBLE"))
     return exp.Neg(this=lit) if value < 0 else lit
+
+
+def _literal_in_range(d: Decimal) -> bool:
+    """0, or ``MIN_ABS_LITERAL <= |d| <= MAX_ABS_BOUND`` (``copy_abs`` uses no context: cannot overflow)."""
+    mag = d.copy_abs()
+    return mag == 0 or Decimal(repr(MIN_ABS_LITERAL)) <= mag <= Decimal(MAX_ABS_BOUND)
+
+
+def _small_int(d: Decimal | None, limit: int) -> int | None:
+    """``d`` as an int if it is integral and ``|d| <= limit`` (checked before converting: 1E+999999999)."""
+    if d is None or d.copy_abs() > limit or d != d.to_integral_value():
+        return None
+    return int(d)
+
+
+def _is_double(node: exp.Expr) -> bool:
+    """True when ``node`` is DOUBLE by construction (a cast to DOUBLE, or arithmetic built on DOUBLEs)."""
+    if isinstance(node, exp.Cast):  # Cast and TryCast
+        to = node.args.get("to")
+        return isinstance(to, exp.DataType) and to.this is _DOUBLE
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.IntDiv | exp.Mod):
+        return _is_double(node.this) and _is_double(node.expression)
+    if isinstance(node, exp.Paren | exp.Neg | exp.Abs | exp.Floor | exp.Ceil | exp.Round | exp.Trunc):
+        return _is_double(node.this)
+    return False
+
+
+def _double(node: exp.Expr) -> exp.Expr:
+    """``node`` typed DOUBLE (casting a number to DOUBLE never fails; DOUBLE arithmetic never raises)."""
+    return node if _is_double(node) else exp.Cast(this=node, to=exp.DataType.build("DOUBLE"))
 
 
 @dataclass
@@ -362,8 +418,8 @@ class _Vetter:
                     return None
                 return exp.Literal.string(node.this), "str", node.this
             d = _number(node)
-            if d is None or abs(d) > Decimal(MAX_ABS_BOUND):
-                self.bad("literal", at, node, "numeric literals must be finite and below 1e15")
+            if d is None or not _literal_in_range(d):
+                self.bad("literal", at, node, "numeric literals must be 0 or between 1e-15 and 1e15 in magnitude")
                 return None
             return _num_literal(d), "num", d
         if isinstance(node, exp.Boolean):
@@ -408,7 +464,7 @@ class _Vetter:
             if inner[1] != "num":
                 self.bad("type", at, node, "arithmetic needs numeric operands")
                 return None
-            return exp.Neg(this=inner[0]), "num"
+            return exp.Neg(this=_double(inner[0])), "num"
         if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.IntDiv | exp.Mod):
             return self.arith(node, at, measure_ok)
         if isinstance(node, _ROUNDING):
@@ -420,7 +476,7 @@ class _Vetter:
             if inner[1] != "num":
                 self.bad("type", at, node, "ABS needs a numeric operand")
                 return None
-            return exp.Abs(this=inner[0]), "num"
+            return exp.Abs(this=_double(inner[0])), "num"
         if isinstance(node, exp.Cast | exp.TryCast):
             return self.cast(node, at, measure_ok)
         if isinstance(node, exp.Case | exp.If):
@@ -450,7 +506,9 @@ class _Vetter:
             length = node.args.get("length")
             s = self.literal(start, at) if start is not None else None
             n = self.literal(length, at) if length is not None else None
-            if inner is None or s is None or s[1] != "num" or (length is not None and (n is None or n[1] != "num")):
+            if (inner is None or s is None or s[1] != "num" or _small_int(s[2], int(MAX_ABS_BOUND)) is None
+                    or (length is not None and (n is None or n[1] != "num"
+                                                or _small_int(n[2], int(MAX_ABS_BOUND)) is None))):
                 if inner is not None:
                     self.bad("function", at, node, "SUBSTRING(col, <int literal>[, <int literal>])")
                 return None
@@ -500,9 +558,10 @@ class _Vetter:
         if left[1] != "num" or right[1] != "num":
             self.bad("type", at, node, "arithmetic needs numeric operands")
             return None
+        lhs, rhs = _double(left[0]), _double(right[0])
         if isinstance(node, exp.Div):
-            return exp.Div(this=left[0], expression=right[0], typed=False, safe=False), "num"
-        return type(node)(this=left[0], expression=right[0]), "num"
+            return exp.Div(this=lhs, expression=rhs, typed=False, safe=False), "num"
+        return type(node)(this=lhs, expression=rhs), "num"
 
     def rounding(self, node: exp.Func, at: str) -> tuple[exp.Expr, ValueKind] | None:
         decimals = node.args.get("decimals")
@@ -513,7 +572,7 @@ class _Vetter:
         dec = None
         if decimals is not None:
             lit = self.literal(decimals, at)
-            if lit is None or lit[1] != "num" or lit[2] != int(lit[2]) or abs(lit[2]) > 12:
+            if lit is None or lit[1] != "num" or _small_int(lit[2], 12) is None:
                 self.bad("function", at, node, "the digits of ROUND/TRUNC must be a small integer literal")
                 return None
             dec = lit[0]
@@ -523,7 +582,7 @@ class _Vetter:
         if inner[1] != "num":
             self.bad("type", at, node, "rounding needs a numeric operand")
             return None
-        out = type(node)(this=inner[0])
+        out = type(node)(this=_double(inner[0]))
         if dec is not None:
             out.set("decimals", dec)
         return out, "num"
@@ -775,7 +834,8 @@ class _Vetter:
             return None
         expr, lo, hi, scale = res
         big = max(abs(lo), abs(hi))
-        if big > MAX_ABS_BOUND or big > MAX_AMPLIFICATION * max(scale, 1.0):
+        if (not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(scale)) or big > MAX_ABS_BOUND
+                or big > MAX_AMPLIFICATION * max(scale, 1.0)):
             self.bad("unbounded_expression", at, node,
                      f"the expression's bounds exceed {MAX_AMPLIFICATION}x the declared bounds; aggregate the "
                      "column itself and scale the result client-side")
@@ -821,7 +881,7 @@ class _Vetter:
             inner = self._interval(node.this, at)
             if inner is None:
                 return None
-            return exp.Neg(this=inner[0]), -inner[2], -inner[1], inner[3]
+            return exp.Neg(this=_double(inner[0])), -inner[2], -inner[1], inner[3]
         if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div):
             left = self._interval(node.this, at)
             if isinstance(node, exp.Div):
@@ -836,6 +896,7 @@ class _Vetter:
             if left is None or right is None:
                 return None
             (le, llo, lhi, ls), (re_, rlo, rhi, rs) = left, right
+            le, re_ = _double(le), _double(re_)
             scale = max(ls, rs)
             if isinstance(node, exp.Add):
                 return exp.Add(this=le, expression=re_), llo + rlo, lhi + rhi, scale
@@ -881,8 +942,8 @@ class _Vetter:
             sources = []
             for e in grp.expressions:
                 if isinstance(e, exp.Literal) and not e.is_string:
-                    d = _number(e)
-                    idx = int(d) - 1 if d is not None and d == int(d) else -1
+                    pos = _small_int(_number(e), MAX_AST_NODES)
+                    idx = pos - 1 if pos is not None else -1
                     if not 0 <= idx < len(items):
                         self.bad("group_by", "group", e, "GROUP BY position is out of range")
                         continue
@@ -1043,11 +1104,11 @@ class _Vetter:
             if outputs is None:
                 continue
             if isinstance(target, exp.Literal) and not target.is_string:
-                d = _number(target)
-                if d is None or d != int(d) or not 1 <= int(d) <= len(outputs):
+                pos = _small_int(_number(target), MAX_AST_NODES)
+                if pos is None or not 1 <= pos <= len(outputs):
                     self.bad("order_by", at, target, "ORDER BY position is out of range")
                 else:
-                    out.append((int(d) - 1, desc))
+                    out.append((pos - 1, desc))
                 continue
             if isinstance(target, exp.Column) and not target.args.get("table"):
                 j = next((k for k, oo in enumerate(outputs) if oo.name.lower() == target.name.lower()), None)
@@ -1072,11 +1133,11 @@ class _Vetter:
             return None
         e = lim.args.get("expression")
         extra = [k for k, v in lim.args.items() if v and k != "expression"]
-        d = _number(e) if isinstance(e, exp.Literal) and not e.is_string else None
-        if extra or d is None or d != int(d) or not 0 <= int(d) <= MAX_LIMIT:
+        n = _small_int(_number(e), MAX_LIMIT) if isinstance(e, exp.Literal) and not e.is_string else None
+        if extra or n is None or n < 0:
             self.bad("limit", "limit", lim, f"LIMIT takes an integer literal in 0..{MAX_LIMIT}")
             return None
-        return int(d)
+        return n
 
 
 def _nesting(sql: str) -> int:
