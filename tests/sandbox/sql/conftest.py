@@ -52,7 +52,7 @@ def datasets(home: Home) -> dict[str, Dataset]:
 
 @pytest.fixture(scope="session")
 def tables(datasets: dict[str, Dataset]) -> dict[str, TableView]:
-    """The agreement of ../shared/attacks/README.md: tax_income with seven granted columns."""
+    """The agreement of tests/data/attacks/README.md: tax_income with seven granted columns."""
     return {"tax_income": TableView(datasets["tax_income"], GRANTED)}
 
 
