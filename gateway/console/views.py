@@ -12,6 +12,7 @@ import functools
 import json
 import secrets
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, ParamSpec
 from urllib.parse import urlencode
@@ -329,6 +330,16 @@ async def agreement_create(request: Request) -> Response:
     return _redirect(f"/console/agreements/{ag.id}")
 
 
+def _quotas_today(ag: policies.Agreement, usage: dict[str, Any], today: dt.date) -> list[tuple[str, int, int, int]]:
+    """(quota, limit, used today, remaining today) for the daily call and job quotas, from the metering the API
+    reads (`policies.read_usage`)."""
+    used: dict[str, Any] = next((d for d in usage["days"] if d["day"] == today.isoformat()), {})
+    limits = ag.document.quotas
+    return [(name, limit, int(used.get(key, 0)), max(0, limit - int(used.get(key, 0))))
+            for name, key, limit in (("calls per day", "calls", limits.calls_per_day),
+                                     ("jobs per day", "jobs", limits.jobs_per_day))]
+
+
 @router.get("/agreements/{agreement_id}", name="console.agreement")
 @guarded
 async def agreement(request: Request, agreement_id: str) -> Response:
@@ -343,14 +354,9 @@ async def agreement(request: Request, agreement_id: str) -> Response:
         today = dt.datetime.now(dt.UTC).date()
         usage = policies.read_usage(ctx.engine, actor, agreement_id, today - dt.timedelta(days=30), today).as_json()
         jobs = policies.jobs_visible_to(ctx.engine, actor, agreement_id=agreement_id)
-        used: dict[str, Any] = next((d for d in usage["days"] if d["day"] == today.isoformat()), {})
-        limits = ag.document.quotas
-        quotas = [(name, limit, int(used.get(key, 0)), max(0, limit - int(used.get(key, 0))))
-                  for name, key, limit in (("calls per day", "calls", limits.calls_per_day),
-                                           ("jobs per day", "jobs", limits.jobs_per_day))]
         return {"ag": ag.public(), "budget": status.as_json(), "remaining": status.remaining.as_json(),
-                "usage": usage, "jobs": jobs, "quotas": quotas,
-                "verify_per_subject": limits.verify_per_subject_per_day}
+                "usage": usage, "jobs": jobs, "quotas": _quotas_today(ag, usage, today),
+                "verify_per_subject": ag.document.quotas.verify_per_subject_per_day}
 
     data = await _run(load)
     b = data["budget"]
@@ -505,6 +511,94 @@ async def verify_check(request: Request) -> Response:
                                for err in e.errors()]) from None
         out = await _run(verifications.check_answer, ctx, session.principal, form.get("product", ""), body, ev)
     return await _verify_page(request, session, form.get("product", ""), answer=out, asked=body)
+
+
+# --- bank: PSI and anonymous checks (匿踪查询) ----------------------------------------------------------------------
+
+PSI_KINDS = ("psi_size", "psi_members", "verify_anonymous")
+#: The audit actions of the PSI routes (`gateway.routes.psi`): the route names the audit middleware records.
+PSI_HISTORY = (("size", "psi.size"), ("members", "psi.members"), ("anon", "verify.check_anonymous"))
+HISTORY_DAYS = 30
+
+
+def _details(entry: dict[str, Any]) -> dict[str, Any]:
+    d = entry.get("details") or {}
+    return dict(json.loads(d)) if isinstance(d, str) else dict(d)
+
+
+def _epsilon_text(value: str | None) -> str:
+    """The audit entry's exact ε ("3/4") as a decimal, with the exact fraction where the decimal rounds."""
+    if not value:
+        return ""
+    try:
+        exact = Fraction(value)
+    except (ValueError, ZeroDivisionError):
+        return value
+    shown = f"{float(exact):.6g}"
+    return shown if Fraction(shown) == exact else f"{shown} ({value})"
+
+
+def _psi_agreements(ctx: AppContext, session: Session) -> list[dict[str, Any]]:
+    """The signed-in bank's agreements granting a PSI kind, with remaining ε/δ and today's quotas (the same
+    reads as the agreement page: `policies.read_budget`, `policies.read_usage`)."""
+    actor, me = _actor(session), session.principal.name
+    today = dt.datetime.now(dt.UTC).date()
+    prods = [p.public() for p in products.list_products(ctx.engine)]
+    out = []
+    for ag in policies.list_agreements(ctx.engine, actor):
+        kinds = [k for k in ag.document.job_kinds if k in PSI_KINDS]
+        if not kinds or ag.grantee != me:
+            continue
+        row: dict[str, Any] = {"ag": ag.public(), "kinds": kinds, "remaining": None, "quotas": [],
+                               "products": [p for p in prods if p["dataset"] in ag.document.datasets],
+                               "quota_limits": ag.document.quotas, "anon_min_bucket": ag.document.anon_min_bucket}
+        try:
+            row["remaining"] = policies.read_budget(ctx.engine, actor, ag.id).remaining.as_json()
+            usage = policies.read_usage(ctx.engine, actor, ag.id, today, today).as_json()
+            row["quotas"] = _quotas_today(ag, usage, today)
+        except DomainError as e:  # an agreement that ended: its budget and usage are no longer served
+            row["unavailable"] = e.message
+        out.append(row)
+    return out
+
+
+def _psi_history(ctx: AppContext, session: Session, ts_from: str, cursors: dict[str, int]
+                 ) -> dict[str, tuple[list[dict[str, Any]], int | None]]:
+    """The bank's own allowed PSI and anonymous-check entries since ``ts_from``, read like the audit page
+    (`gateway.routes.audit.page`, scoped to the principal), one keyset page of `PAGE` per kind."""
+    out = {}
+    for key, action in PSI_HISTORY:
+        rows = audit_routes.page(ctx, session.principal, cursors.get(key, 0), PAGE + 1,
+                                 {"action": action, "decision": "allow", "actor": session.principal.name,
+                                  "ts_from": ts_from})["entries"]
+        more = len(rows) > PAGE
+        out[key] = ([{**r, "details": _details(r), "epsilon": _epsilon_text(r["epsilon"])} for r in rows[:PAGE]],
+                    rows[PAGE - 1]["seq"] if more else None)
+    return out
+
+
+@router.get("/psi", name="console.psi")
+@guarded
+async def psi_page(request: Request, since: str = "", size_after: int = 0, members_after: int = 0,
+                   anon_after: int = 0) -> Response:
+    """Private set intersection and anonymous checks: the bank's agreements granting them, its history read
+    from its own audit entries, and the CLI commands to run — ids are blinded on the bank's machine, never typed
+    here."""
+    session = await _signed_in(request, "bank")
+    ctx = _ctx(request)
+    try:
+        start = dt.date.fromisoformat(since.strip()) if since.strip() else None
+    except ValueError:
+        raise DomainError(INVALID_REQUEST, "since must be a date (YYYY-MM-DD)", [{"field": "since"}]) from None
+    start = start or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORY_DAYS)
+    cursors = {"size": max(0, size_after), "members": max(0, members_after), "anon": max(0, anon_after)}
+
+    def load() -> dict[str, Any]:
+        return {"agreements": _psi_agreements(ctx, session),
+                "history": _psi_history(ctx, session, f"{start.isoformat()}T00:00:00", cursors)}
+
+    data = await _run(load)
+    return render(request, "psi.html", session, since=start.isoformat(), cursors=cursors, **data)
 
 
 # --- regulator ----------------------------------------------------------------------------------------------------

@@ -152,3 +152,20 @@ def test_refusals_explain_themselves_in_the_browser(browser: Any, console: Any) 
     op.goto("/console/agreements")
     assert "Please sign in" in op.locator("main").inner_text()
     _shot(op, "refused-signed-out")
+
+
+def test_bank_reads_its_psi_history(browser: Any, console: Any) -> None:
+    from veilbox import bank as bank_sdk
+
+    ag = console.parties.agreement("icbc-wuxi", job_kinds=["psi_size"], title="Applicant overlap")
+    out = bank_sdk.psi_size(console.parties.bank, ag["id"], "tax_income", [f"APPLICANT-{i}" for i in range(8)],
+                            epsilon="0.5")
+    bank = _sign_in(browser, console, "bank")
+    bank.get_by_role("link", name="PSI & anonymous checks", exact=True).click()
+    bank.wait_for_url("**/console/psi")
+    row = bank.locator("#psi-size-history tbody tr")
+    assert row.count() == 1 and ag["id"] in row.inner_text() and "0.5" in row.inner_text()
+    assert out.receipt not in bank.content() and "APPLICANT-" not in bank.content()
+    assert bank.locator(f"#psi-{ag['id']} pre").inner_text().startswith(f"veilbox psi size --agreement {ag['id']}")
+    assert bank.evaluate(UNLABELLED) == [] and _nameless(bank) == []
+    _shot(bank, "bank-psi")

@@ -1,0 +1,52 @@
+"""The bank's PSI page over plain HTTP: a psi_size run through the SDK appears with its ε and receipt digest, read
+from the bank's own audit entries; no id of the bank's list ever appears in the page; other banks see nothing of
+it; other roles get the refusal page."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from veilbox import bank as bank_sdk
+
+
+def test_bank_sees_its_psi_release_and_no_id(console: Any, city_data: Any) -> None:
+    parties = console.parties
+    ag = parties.agreement("icbc-wuxi", job_kinds=["psi_size", "verify_anonymous"], title="Applicant overlap")
+    people = sorted(str(r["person_id"]) for r in pq.read_table(city_data.tax_income, columns=["person_id"])
+                    .to_pylist())
+    ids = people[:30] + [f"APPLICANT-{i:05d}" for i in range(12)]
+    out = bank_sdk.psi_size(parties.bank, ag["id"], "tax_income", ids, epsilon="0.75")
+    digest = "sha256:" + hashlib.sha256(out.receipt.encode()).hexdigest()
+
+    page = console.web("bank").get("/console/psi")
+    assert page.status_code == 200
+    html = page.text
+    assert '<a href="/console/psi">' in html  # linked from the bank's navigation
+    assert f'<article id="psi-{ag["id"]}"' in html and "Applicant overlap" in html
+    assert "Remaining for psi_size: ε 4.25, δ 0.000001." in html  # 5 − 0.75, from the ledger
+    quotas = html.split('class="psi-quotas"', 1)[1].split("</table>", 1)[0]
+    usage = parties.bank.usage(ag["id"])["totals"]
+    assert f"<tr><td>calls per day</td><td>10000</td><td>{usage['calls']}</td>" in quotas and usage["calls"] >= 1
+    assert "anonymous checks per bucket per day" in quotas
+    assert f"veilbox psi size --agreement {ag['id']} --dataset tax_income --ids ids.txt" in html
+    history = html.split('id="psi-size-history"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>[^<]*</td><td>" + ag["id"] + r"</td>(.*?)</tr>", history)
+    assert len(rows) == 1
+    assert "<td>tax_income</td><td>42</td><td>0.75</td>" in rows[0] and digest in rows[0]
+    for i in ids:
+        assert i not in html
+    bad = console.web("bank").get("/console/psi", params={"since": "yesterday"})
+    assert bad.status_code == 422 and "since must be a date" in bad.text
+
+    other = console.sign_in(console.url, parties.service.admin.create_principal("abc-suzhou", "bank")["token"])
+    theirs = other.get("/console/psi")
+    assert theirs.status_code == 200 and 'id="no-psi-agreements"' in theirs.text
+    assert ag["id"] not in theirs.text and digest not in theirs.text
+
+    refused = console.web("operator").get("/console/psi")
+    assert refused.status_code == 403 and "This page is for bank principals" in refused.text
+    assert digest not in refused.text
