@@ -7,6 +7,7 @@ error catalog's code and HTTP status.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import functools
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, ParamSpec
 from urllib.parse import urlencode
 
+from cryptography.exceptions import InvalidSignature
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -44,7 +46,7 @@ from gateway.routes import audit as audit_routes
 from gateway.routes import verifications
 from gateway.routes.agreements import check_grantee, note_expiry
 from gateway.routes.datasets import public_view
-from gateway.routes.verifications import CheckBody
+from gateway.routes.verifications import CheckBody, _sha256
 
 __all__ = ["STATIC_DIR", "router"]
 
@@ -577,6 +579,24 @@ def _psi_history(ctx: AppContext, session: Session, ts_from: str, cursors: dict[
     return out
 
 
+async def _psi_render(request: Request, session: Session, since: str = "", cursors: dict[str, int] | None = None,
+                      **extra: Any) -> Response:
+    ctx = _ctx(request)
+    try:
+        start = dt.date.fromisoformat(since.strip()) if since.strip() else None
+    except ValueError:
+        raise DomainError(INVALID_REQUEST, "since must be a date (YYYY-MM-DD)", [{"field": "since"}]) from None
+    start = start or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORY_DAYS)
+    cursors = cursors or {"size": 0, "members": 0, "anon": 0}
+
+    def load() -> dict[str, Any]:
+        return {"agreements": _psi_agreements(ctx, session),
+                "history": _psi_history(ctx, session, f"{start.isoformat()}T00:00:00", cursors)}
+
+    data = await _run(load)
+    return render(request, "psi.html", session, since=start.isoformat(), cursors=cursors, **data, **extra)
+
+
 @router.get("/psi", name="console.psi")
 @guarded
 async def psi_page(request: Request, since: str = "", size_after: int = 0, members_after: int = 0,
@@ -585,20 +605,48 @@ async def psi_page(request: Request, since: str = "", size_after: int = 0, membe
     from its own audit entries, and the CLI commands to run — ids are blinded on the bank's machine, never typed
     here."""
     session = await _signed_in(request, "bank")
-    ctx = _ctx(request)
-    try:
-        start = dt.date.fromisoformat(since.strip()) if since.strip() else None
-    except ValueError:
-        raise DomainError(INVALID_REQUEST, "since must be a date (YYYY-MM-DD)", [{"field": "since"}]) from None
-    start = start or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORY_DAYS)
     cursors = {"size": max(0, size_after), "members": max(0, members_after), "anon": max(0, anon_after)}
+    return await _psi_render(request, session, since, cursors)
 
-    def load() -> dict[str, Any]:
-        return {"agreements": _psi_agreements(ctx, session),
-                "history": _psi_history(ctx, session, f"{start.isoformat()}T00:00:00", cursors)}
 
-    data = await _run(load)
-    return render(request, "psi.html", session, since=start.isoformat(), cursors=cursors, **data)
+RECEIPT_KINDS = ("psi.size", "psi.members", "verification.anonymous")
+RECEIPT_SHOWN = ("kind", "issued_at", "agreement_id", "dataset", "product", "bank_ids", "epsilon", "size",
+                 "bucket_size")
+
+
+def _read_receipt(ctx: AppContext, session: Session, receipt: str) -> dict[str, Any]:
+    """A PSI or anonymous-check receipt's claims, after checking the service's Ed25519 signature (as
+    `veilbox.bank.verify_receipt` does offline) and that it was issued under an agreement the bank holds."""
+    refused = DomainError(INVALID_REQUEST, "that is not a receipt signed by this service", [{"field": "receipt"}])
+    try:
+        tag, payload_b64, sig_b64 = receipt.split(".")
+        payload, signature = (base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)) for x in (payload_b64, sig_b64))
+        ctx.keys.public.verify(signature, verifications.RECEIPT_PREFIX + payload)
+        claims = json.loads(payload)
+    except (ValueError, InvalidSignature):
+        raise refused from None
+    if tag != "vbr1" or not isinstance(claims, dict) or claims.get("kind") not in RECEIPT_KINDS:
+        raise refused
+    ag = policies.load_agreement(ctx.engine, str(claims.get("agreement_id", "")))
+    if ag is None or ag.grantee != session.principal.name:
+        raise DomainError(POLICY_DENIED, "that receipt was not issued under an agreement you hold",
+                          [{"field": "receipt", "reason": "receipt.not_yours"}])
+    shown = [(k, claims[k]) for k in RECEIPT_SHOWN if k in claims]
+    return {"claims": shown, "digest": _sha256(receipt)}
+
+
+@router.post("/psi/receipt", name="console.psi.receipt")
+@guarded
+async def psi_receipt(request: Request) -> Response:
+    """Read one of the bank's PSI or anonymous-check receipts (pasted; it holds the noisy size the service does
+    not keep) and show its claims next to the history, after checking the signature."""
+    ev = _ev(request)
+    ev.action = "console.psi.receipt"
+    session = await _signed_in(request, "bank")
+    form = await _form(request, session)
+    read = _read_receipt(_ctx(request), session, form.get("receipt", "").strip()[:20_000])
+    ev.output_digest = read["digest"]
+    return await _psi_render(request, session, form.get("since", ""), receipt=read)
 
 
 # --- regulator ----------------------------------------------------------------------------------------------------

@@ -169,3 +169,8 @@ def test_bank_reads_its_psi_history(browser: Any, console: Any) -> None:
     assert bank.locator(f"#psi-{ag['id']} pre").inner_text().startswith(f"veilbox psi size --agreement {ag['id']}")
     assert bank.evaluate(UNLABELLED) == [] and _nameless(bank) == []
     _shot(bank, "bank-psi")
+    bank.get_by_label("Read a receipt", exact=False).fill(out.receipt)
+    bank.get_by_role("button", name="Read receipt").click()
+    bank.wait_for_url("**/console/psi/receipt")
+    assert bank.locator("#receipt-size").inner_text() == str(out.size)
+    _shot(bank, "bank-psi-receipt")

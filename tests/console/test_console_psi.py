@@ -42,10 +42,25 @@ def test_bank_sees_its_psi_release_and_no_id(console: Any, city_data: Any) -> No
     bad = console.web("bank").get("/console/psi", params={"since": "yesterday"})
     assert bad.status_code == 422 and "since must be a date" in bad.text
 
+    # the noisy size is the bank's: not in the audit entry, read from its own signed receipt (CSRF-protected form)
+    web = console.web("bank")
+    read = console.post(web, "/console/psi/receipt", "/console/psi", {"receipt": out.receipt})
+    assert read.status_code == 200 and 'id="receipt-read"' in read.text
+    assert f'id="receipt-size">{out.size}<' in read.text and f'id="receipt-epsilon">{out.epsilon}<' in read.text
+    assert digest in read.text
+    payload = out.receipt.split(".")[1]
+    forged = out.receipt.replace(payload, payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB"))
+    bad_sig = console.post(web, "/console/psi/receipt", "/console/psi", {"receipt": forged})
+    assert bad_sig.status_code == 422 and "not a receipt signed by this service" in bad_sig.text
+    assert web.post("/console/psi/receipt", data={"receipt": out.receipt}).status_code == 403  # no CSRF token
+
     other = console.sign_in(console.url, parties.service.admin.create_principal("abc-suzhou", "bank")["token"])
     theirs = other.get("/console/psi")
     assert theirs.status_code == 200 and 'id="no-psi-agreements"' in theirs.text
     assert ag["id"] not in theirs.text and digest not in theirs.text
+    stolen = console.post(other, "/console/psi/receipt", "/console/psi", {"receipt": out.receipt})
+    assert stolen.status_code == 403 and "not issued under an agreement you hold" in stolen.text
+    assert 'id="receipt-size"' not in stolen.text
 
     refused = console.web("operator").get("/console/psi")
     assert refused.status_code == 403 and "This page is for bank principals" in refused.text
