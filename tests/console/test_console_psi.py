@@ -65,3 +65,37 @@ def test_bank_sees_its_psi_release_and_no_id(console: Any, city_data: Any) -> No
     refused = console.web("operator").get("/console/psi")
     assert refused.status_code == 403 and "This page is for bank principals" in refused.text
     assert digest not in refused.text
+
+
+def test_membership_and_anonymous_checks_show_counts_and_digests_never_a_subject(console: Any, city_data: Any
+                                                                                  ) -> None:
+    parties = console.parties
+    parties.service.ctx.settings.anon_min_bucket = 64  # small buckets keep the anonymous check fast
+    parties.owner.define_verification({"name": "income_at_least", "dataset": "tax_income",
+                                       "subject_column": "person_id", "predicate": "monthly_income >= :threshold",
+                                       "params": {"threshold": "number"}})
+    ag = parties.agreement("icbc-wuxi", job_kinds=["psi_members", "verify_anonymous"])
+    people = sorted(str(r["person_id"]) for r in pq.read_table(city_data.tax_income, columns=["person_id"])
+                    .to_pylist())
+    asked = [*people[100:110], "APPLICANT-77"]
+    found = bank_sdk.psi_members(parties.bank, ag["id"], "tax_income", asked, consent_refs="consent-batch-9")
+    assert sorted(found) == people[100:110]
+    subject = people[200]
+    ans = bank_sdk.check_anonymous(parties.bank, "income_at_least", ag["id"], subject, {"threshold": 5000},
+                                   consent_ref="consent-anon-3")
+    anon_digest = "sha256:" + hashlib.sha256(ans.receipt.encode()).hexdigest()
+
+    html = console.web("bank").get("/console/psi").text
+    assert "Remaining for psi_size" not in html  # no ε is spent by these kinds
+    assert f"veilbox verify check-anonymous income_at_least --agreement {ag['id']} --subject SUBJECT" in html
+    assert "--param threshold=VALUE" in html
+    members = html.split('id="psi-members-history"', 1)[1].split("</table>", 1)[0]
+    assert f"<td>{ag['id']}</td><td>tax_income</td><td>11</td>" in members
+    anon = html.split('id="anon-history"', 1)[1].split("</table>", 1)[0]
+    assert re.search(rf"<td>{ag['id']}</td><td>income_at_least</td><td>{ans.bucket_size}</td><td><code>"
+                     rf"{anon_digest}</code>", anon)
+    for i in [*asked, subject]:
+        assert i not in html
+    read = console.post(console.web("bank"), "/console/psi/receipt", "/console/psi", {"receipt": ans.receipt})
+    assert read.status_code == 200 and f'id="receipt-bucket_size">{ans.bucket_size}<' in read.text
+    assert subject not in read.text
