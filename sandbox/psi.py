@@ -9,7 +9,8 @@ Setups (`SetupStore`): per (purpose, dataset fingerprint, column, key id) the se
 ``x(b·H(id))`` once for every distinct non-null id of the column (read through the dataset's locked worker) and
 caches the result under ``<work dir>/psi/<digest>/`` (large sets: one worker process per core) — a new dataset
 version has a new fingerprint, hence a new setup; the key id is a digest of the master, so a rotated master
-never reuses a stale cache. The PSI set is padded with dummies to its size class (`mpc.psi.padded_size`). The
+never reuses a stale cache (`SetupStore.cached` tells, without computing, whether a version's PSI setups
+exist). The PSI set is padded with dummies to its size class (`mpc.psi.padded_size`). The
 anonymous setup keeps, per subject, its canonical spelling, evaluation and bucket hash, and the number of bucket
 bits for the minimum bucket size ``k`` (`mpc.psi.choose_bits`).
 
@@ -193,6 +194,18 @@ class SetupStore:
             setup = AnonSetup(digest, key, subjects, evaluated, hashes, psi.choose_bits(hashes, k), k)
             self._anon[f"{digest}|{k}"] = setup
             return setup
+
+    def cached(self, ds: Dataset) -> dict[str, bool]:
+        """Whether the PSI setups (``size``, ``members``) of the dataset's current version are computed (on disk
+        or in memory). Reads only: creates no key and computes nothing (the owner's dataset page)."""
+        id_columns = ds.columns_with(Role.ID)
+        if not id_columns or not (self.keys_dir / MASTER_KEY).exists():
+            return {"size": False, "members": False}
+        out = {}
+        for purpose in ("size", "members"):
+            _key, digest = self._key(purpose, ds, id_columns[0])
+            out[purpose] = digest in self._psi or (self.root / digest / "set.bin").exists()
+        return out
 
     # --- psi_size tables ---------------------------------------------------------------------------------------
 

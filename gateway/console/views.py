@@ -43,6 +43,7 @@ from gateway.console.sessions import (
 )
 from gateway.context import AppContext
 from gateway.routes import audit as audit_routes
+from gateway.routes import psi as psi_routes
 from gateway.routes import verifications
 from gateway.routes.agreements import check_grantee, note_expiry
 from gateway.routes.datasets import public_view
@@ -250,8 +251,12 @@ async def dataset(request: Request, name: str) -> Response:
     if ds is None:
         raise not_found("dataset")
     mock = mock_table(ds.name, ds.columns, MOCK_ROWS, 0)
+    psi_setups = None
+    if ds.owner == session.principal.name:  # whether banks' PSI setups exist for this version (reads only)
+        psi_setups = await _run(psi_routes.store(_ctx(request)).cached, ds)
     return render(request, "dataset.html", session, ds=public_view(ds, session.principal),
-                  mock_columns=mock.column_names, mock_rows=[list(r.values()) for r in mock.to_pylist()])
+                  mock_columns=mock.column_names, mock_rows=[list(r.values()) for r in mock.to_pylist()],
+                  psi_setups=psi_setups)
 
 
 # --- agreements ---------------------------------------------------------------------------------------------------

@@ -62,6 +62,11 @@ def test_bank_sees_its_psi_release_and_no_id(console: Any, city_data: Any) -> No
     assert stolen.status_code == 403 and "not issued under an agreement you hold" in stolen.text
     assert 'id="receipt-size"' not in stolen.text
 
+    # the owner sees on its dataset page that this version's psi_size setup exists; others do not see it
+    owner_page = console.web("owner").get("/console/datasets/tax_income").text
+    assert 'id="psi-setups">psi_size: computed; psi_members: not computed yet' in owner_page
+    assert 'id="psi-setups"' not in console.web("bank").get("/console/datasets/tax_income").text
+
     refused = console.web("operator").get("/console/psi")
     assert refused.status_code == 403 and "This page is for bank principals" in refused.text
     assert digest not in refused.text
