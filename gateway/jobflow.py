@@ -19,6 +19,10 @@ The cause goes to the data owner only: the job's ``owner_detail`` in `review_job
 ``job.incident`` (the worker's entries carry role ``system``: owners read those on their agreements, admins the
 incidents, regulators everything; grantees none — `gateway.audit.scope_for`).
 
+A query job's ``finished_at`` (and ``released_at``, the same instant) lies a whole, non-zero number of
+``VEILBOX_LATENCY_BUCKET_MS`` buckets after its ``started_at``: the worker waits for that boundary before the job
+changes state (`_bucket_end`), so the timestamps a grantee reads say which bucket the run fell into, nothing finer.
+
 `review_job` computes a spec's plan and mock run once and serves it from ``job_reviews`` afterwards (keyed by
 the kind, the spec hash, the agreement's document and the datasets' fingerprints), so reviewing is cheap.
 """
@@ -28,8 +32,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -64,6 +70,7 @@ REVIEW_VERSION = 1  # part of the stored review's key: a new review format is co
 _runtime_lock = threading.Lock()
 _review_locks: dict[str, threading.Lock] = {}
 _review_locks_guard = threading.Lock()
+_sleep = time.sleep  # the waits of `_bucket_end` (a test replaces it to observe them without waiting)
 
 
 @dataclass
@@ -331,14 +338,31 @@ def _fail(ctx: AppContext, job: Job, e: JobFailed) -> Job:
     return failed
 
 
-def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = None) -> Job:
+def _bucket_end(ctx: AppContext, job: Job) -> dt.datetime | None:
+    """For a query job with a latency bucket: wait until a whole, non-zero number of buckets has passed since its
+    ``started_at`` and return that instant (its ``finished_at``); ``None`` (record the actual time) otherwise."""
+    bucket_ms = ctx.settings.latency_bucket_ms
+    if job.kind.value != "query" or bucket_ms <= 0 or job.started_at is None:
+        return None
+    bucket = dt.timedelta(milliseconds=bucket_ms)
+    elapsed = dt.datetime.now(dt.UTC) - job.started_at
+    end = job.started_at + max(1, math.ceil(elapsed / bucket)) * bucket
+    wait = (end - dt.datetime.now(dt.UTC)).total_seconds()
+    if wait > 0:
+        _sleep(wait)
+    return end
+
+
+def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = None,
+             now: dt.datetime | None = None) -> Job:
     """Release through the ledger's guard (a refunded job never releases), registering models first."""
     result, ref = out.result, None
     if out.model is not None:
         rec = model_registry.register_model(ctx.engine, job_id=job.id, agreement_id=job.agreement_id, **out.model)
         ref = rec.id
         result = {**result, "model_id": rec.id, "certificate_id": rec.certificate_id}
-    released = policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest)
+    released = policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest,
+                                now=now)
     extra = {"released_by": approved_by} if approved_by else {}
     _audit(ctx, job, "job.release", output_digest=out.output_digest, output_kind=out.kind,
            **({"model_id": ref} if ref else {}), **extra)
@@ -371,8 +395,9 @@ def _execute(ctx: AppContext, job: Job) -> Job:
         out = _gated(kind, out, ctx.settings.models_dir)
     except JobFailed as e:
         return _fail(ctx, job, e)
+    finished = _bucket_end(ctx, job)
     try:
-        succeeded = policies.succeed(ctx.engine, job.id)
+        succeeded = policies.succeed(ctx.engine, job.id, now=finished)
     except DomainError:  # cancelled or recovered meanwhile: nothing may be released
         _audit(ctx, job, "job.discard", decision="error", code="JOB_FAILED", reason="job.wrong_state")
         return _reload(ctx, job.id)
@@ -391,7 +416,7 @@ def _execute(ctx: AppContext, job: Job) -> Job:
         _audit(ctx, job, "job.succeed", output_digest=out.output_digest, awaiting="owner_release")
         return succeeded
     try:
-        return _release(ctx, job, out)
+        return _release(ctx, job, out, now=finished)
     except DomainError as e:
         return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=f"release.{e.code.lower()}"))
 
