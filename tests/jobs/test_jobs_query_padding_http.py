@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tests.jobs.test_jobs_query_http import _approved_run, _fail_next_execute
+from tests.jobs.test_jobs_query_http import COUNT_BY_DISTRICT, _fail_next_execute
 
 BUCKET_MS = 10_000  # longer than any run here: every job ends exactly one bucket after it started
+
+
+def _approved_run(parties, ag_id: str) -> dict:
+    """Submit, approve and wait for the released job (``succeeded`` is passed on the way: not a final state here)."""
+    job = parties.operator.submit_job(ag_id, "query", {"sql": COUNT_BY_DISTRICT, "epsilon": "0.5"})
+    parties.owner.approve_job(job["id"], job["spec_hash"])
+    return parties.operator.wait_job(job["id"], timeout=120, until=("released", "failed", "rejected", "cancelled"))
 
 
 def _ts(job: dict, key: str) -> dt.datetime:
@@ -29,9 +36,9 @@ def test_a_queued_query_finishes_on_a_latency_bucket_boundary(parties, monkeypat
     monkeypatch.setattr(sql_service, "_pad", lambda start, bucket_ms: None)  # the run's own padding, likewise
     monkeypatch.setitem(parties.service.settings.__dict__, "latency_bucket_ms", BUCKET_MS)
     ag = parties.agreement(approval="owner_each_job")
-    normal, _ = _approved_run(parties, ag["id"])
+    normal = _approved_run(parties, ag["id"])
     fired = _fail_next_execute(monkeypatch, "timeout")
-    failed, _ = _approved_run(parties, ag["id"])
+    failed = _approved_run(parties, ag["id"])
     assert fired == ["timeout"]
     bucket = dt.timedelta(milliseconds=BUCKET_MS)
     for job in (normal, failed):
@@ -47,6 +54,6 @@ def test_without_a_bucket_the_worker_does_not_wait(parties, monkeypatch):
     waits: list[float] = []
     monkeypatch.setattr(jobflow, "_sleep", waits.append)
     ag = parties.agreement(approval="owner_each_job")
-    done, _ = _approved_run(parties, ag["id"])
+    done = _approved_run(parties, ag["id"])
     assert done["state"] == "released" and waits == []
     assert _ts(done, "started_at") <= _ts(done, "finished_at") <= _ts(done, "released_at")
