@@ -201,7 +201,10 @@ class Client:
         delay = 0.05
         while True:
             job = self.job(job_id)
-            if job["state"] in until:
+            # ``succeeded`` is final only for custom code, whose output waits for the owner's release; a query or
+            # training job passes through it on its way to ``released``.
+            transient = job["state"] == "succeeded" and job.get("kind") != "code" and until is FINAL_STATES
+            if job["state"] in until and not transient:
                 return job
             if time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job['state']} after {timeout}s")
