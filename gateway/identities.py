@@ -12,6 +12,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -74,6 +75,11 @@ def authenticate(engine: Engine, token: str) -> Principal | None:
         return None
     with engine.connect() as conn:
         r = conn.execute(select(t.principals).where(t.principals.c.token_hash == hash_token(token))).first()
+    return _usable(r)
+
+
+def _usable(r: Any) -> Principal | None:
+    """The principal of store row ``r`` if it can act now (present, not disabled, token not expired)."""
     if r is None or r.disabled:
         return None
     expires = r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=dt.UTC)
@@ -93,12 +99,7 @@ def usable_by_name(engine: Engine, name: str) -> Principal | None:
     that check names someone else supplied answer "unknown" and "disabled" alike."""
     with engine.connect() as conn:
         r = conn.execute(select(t.principals).where(t.principals.c.name == name)).first()
-    if r is None or r.disabled:
-        return None
-    expires = r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=dt.UTC)
-    if expires <= dt.datetime.now(dt.UTC):
-        return None
-    return Principal(r.id, r.name, RoleName(r.role))
+    return _usable(r)
 
 
 def list_principals(engine: Engine) -> list[Principal]:

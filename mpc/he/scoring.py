@@ -247,26 +247,39 @@ def _finish(result: ts.CKKSVector, public: PublicContext, layout: Layout, model:
     return encode_b64(raw)
 
 
-def score_rows(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], model: LinearModel, *,
-               limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
-               flood: FloodPolicy = DEFAULT_FLOOD) -> list[str]:
-    """Row layout: one result per applicant ciphertext, the logit in all N/2 slots (size N/2)."""
+def _check_row_request(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], model: LinearModel,
+                       limits: ScoringLimits) -> None:
+    """The row layout's request limits, checked before any ciphertext is parsed."""
     if not ciphertexts_b64:
         raise invalid_request("no ciphertexts")
     if len(ciphertexts_b64) > limits.max_row_ciphertexts:
         raise invalid_request(f"at most {limits.max_row_ciphertexts} row ciphertexts per request")
     if model.features > min(limits.max_features, public.info.slot_count):
         raise invalid_request("model has more features than a row ciphertext can hold")
-    _prepare(public)
+
+
+def _row_vectors(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], model: LinearModel,
+                 limits: ScoringLimits) -> list[ts.CKKSVector]:
+    """The row layout's applicant ciphertexts, parsed and checked (Galois keys, one vector of d values each)."""
     if not has_rotation_keys(public.tenseal, public.info.poly_modulus_degree):
         raise ciphertext_invalid("row layout needs Galois keys for power-of-two rotations")
-    slots = public.info.slot_count
     vectors = [_load_vector(public, ct, limits.max_ciphertext_bytes, f"ciphertext {i}")
                for i, ct in enumerate(ciphertexts_b64)]
     for i, vector in enumerate(vectors):
         if vector.size() != model.features:
             raise ciphertext_invalid(f"ciphertext {i} holds {vector.size()} values, the model has "
                                      f"{model.features} features")
+    return vectors
+
+
+def score_rows(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], model: LinearModel, *,
+               limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
+               flood: FloodPolicy = DEFAULT_FLOOD) -> list[str]:
+    """Row layout: one result per applicant ciphertext, the logit in all N/2 slots (size N/2)."""
+    _check_row_request(public, ciphertexts_b64, model, limits)
+    _prepare(public)
+    slots = public.info.slot_count
+    vectors = _row_vectors(public, ciphertexts_b64, model, limits)
     out = []
     with _evaluation():
         for vector in vectors:
@@ -473,22 +486,10 @@ def decide_rows(public: PublicContext, ciphertexts_b64: Sequence[str | bytes], c
     E (iid per slot, *not* scaled by r: its spread over the slots must not reveal r) plus ``r_k·(b + η₀)``, one
     complex Gaussian η₀ with the row logit's std in every slot.
     """
-    if not ciphertexts_b64:
-        raise invalid_request("no ciphertexts")
-    if len(ciphertexts_b64) > limits.max_row_ciphertexts:
-        raise invalid_request(f"at most {limits.max_row_ciphertexts} row ciphertexts per request")
-    if model.features > min(limits.max_features, public.info.slot_count):
-        raise invalid_request("model has more features than a row ciphertext can hold")
+    _check_row_request(public, ciphertexts_b64, model, limits)
     plan = plan_decisions(public)
-    if not has_rotation_keys(public.tenseal, public.info.poly_modulus_degree):
-        raise ciphertext_invalid("row layout needs Galois keys for power-of-two rotations")
     slots = public.info.slot_count
-    vectors = [_load_vector(public, ct, limits.max_ciphertext_bytes, f"ciphertext {i}")
-               for i, ct in enumerate(ciphertexts_b64)]
-    for i, vector in enumerate(vectors):
-        if vector.size() != model.features:
-            raise ciphertext_invalid(f"ciphertext {i} holds {vector.size()} values, the model has "
-                                     f"{model.features} features")
+    vectors = _row_vectors(public, ciphertexts_b64, model, limits)
     cutoff = _load_cutoff(public, cutoff_b64, limits)
     if cutoff.size() != len(vectors):
         raise ciphertext_invalid(f"the cut-off holds {cutoff.size()} values for {len(vectors)} applicants")

@@ -8,6 +8,7 @@ import json
 from fractions import Fraction
 
 from sandbox.jobs import HANDLERS, gate
+from tests.flows.test_queries_http import _fail_next_execute
 
 COUNT_BY_DISTRICT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
 RESULT_KEYS = {"columns", "rows", "suppressed_groups", "cost", "error_bars", "output_digest"}
@@ -29,24 +30,6 @@ def _approved_run(parties, ag_id: str, sql: str = COUNT_BY_DISTRICT) -> tuple[di
     parties.owner.approve_job(job["id"], job["spec_hash"])
     done = parties.operator.wait_job(job["id"], timeout=120)
     return done, parties.operator.job_result(job["id"])
-
-
-def _fail_next_execute(monkeypatch, reason: str) -> list[str]:
-    """Test-only seam (the gateway and its worker run in this process): the next data query fails with
-    ``EngineFailure(reason)``, as a residual engine failure after vetting would."""
-    from sandbox.engine import worker as engine_worker
-
-    real = engine_worker.QueryWorker.execute
-    fired: list[str] = []
-
-    def execute(self, request):
-        if not fired:
-            fired.append(reason)
-            raise engine_worker.EngineFailure(reason)
-        return real(self, request)
-
-    monkeypatch.setattr(engine_worker.QueryWorker, "execute", execute)
-    return fired
 
 
 def test_a_queued_job_with_a_residual_failure_is_released_and_charged(parties, monkeypatch):

@@ -20,6 +20,7 @@ import tenseal.sealapi as sealapi
 from mpc.errors import MpcError
 from mpc.he import _seal, client
 from mpc.he._proto import VectorEnvelope, read_vector, write_vector
+from mpc.he.scoring import load_scoring_context
 
 
 @cache
@@ -104,3 +105,20 @@ def he() -> SimpleNamespace:
     return SimpleNamespace(ckks_bank=ckks_bank, ckks_public=ckks_public, bfv_bank=bfv_bank, bfv_public=bfv_public,
                            refused=refused, relabel=relabel, complex_slots=complex_slots, encoded_slots=encoded_slots,
                            coefficient_norm=coefficient_norm)
+
+
+# The bank's secret context and the service's view of its public part in each layout, shared by the scoring and
+# decision tests.
+@pytest.fixture(scope="module")
+def bank():
+    return ckks_bank()
+
+
+@pytest.fixture(scope="module")
+def row_public():
+    return load_scoring_context(ckks_public(), "row")
+
+
+@pytest.fixture(scope="module")
+def col_public():
+    return load_scoring_context(ckks_public(galois=False), "columns")

@@ -35,21 +35,6 @@ def scores(x: np.ndarray) -> np.ndarray:
     return x @ WEIGHTS + BIAS
 
 
-@pytest.fixture(scope="module")
-def bank(he):
-    return he.ckks_bank()
-
-
-@pytest.fixture(scope="module")
-def row_public(he):
-    return load_scoring_context(he.ckks_public(), "row")
-
-
-@pytest.fixture(scope="module")
-def col_public(he):
-    return load_scoring_context(he.ckks_public(galois=False), "columns")
-
-
 def cutoffs_around(s: np.ndarray, nearest: float) -> np.ndarray:
     """Cut-offs on either side of each score, at log-uniform distances from ``nearest`` up to 50."""
     side = GEN.choice([-1.0, 1.0], size=s.shape)

@@ -13,7 +13,6 @@ from mpc.he import client, flooding
 from mpc.he.scoring import (
     LinearModel,
     extraction_query_bound,
-    load_scoring_context,
     score_columns,
     score_encrypted,
     score_precision,
@@ -30,21 +29,6 @@ MODEL = LinearModel(tuple(WEIGHTS.tolist()), BIAS)
 
 def logits(x: np.ndarray) -> np.ndarray:
     return x @ WEIGHTS + BIAS
-
-
-@pytest.fixture(scope="module")
-def bank(he):
-    return he.ckks_bank()
-
-
-@pytest.fixture(scope="module")
-def row_public(he):
-    return load_scoring_context(he.ckks_public(), "row")
-
-
-@pytest.fixture(scope="module")
-def col_public(he):
-    return load_scoring_context(he.ckks_public(galois=False), "columns")
 
 
 def tolerance(public, layout: str) -> float:
