@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser sandbox-deps
+.PHONY: demo test lint bench clean venv browser sandbox-deps openapi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ sandbox-deps:
 test: $(STAMP_DEV) sandbox-deps browser
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+# The committed HTTP contract; tests/test_openapi_drift.py fails when it is stale.
+openapi: $(STAMP_RUN)
+	$(PY) -m gateway.openapi > docs/openapi.json
 
 bench: $(STAMP_DEV)
 	@for f in bench/*.py; do $(PY) $$f || exit 1; done
