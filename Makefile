@@ -53,7 +53,7 @@ test: $(STAMP_DEV) sandbox-deps browser
 
 # The committed HTTP contract; tests/test_openapi_drift.py fails when it is stale.
 openapi: $(STAMP_RUN)
-	$(PY) -m gateway.openapi > docs/openapi.json
+	$(PY) -m gateway.openapi > docs/openapi.json.tmp && mv docs/openapi.json.tmp docs/openapi.json
 
 bench: $(STAMP_DEV)
 	@for f in bench/*.py; do $(PY) $$f || exit 1; done

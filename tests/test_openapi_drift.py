@@ -8,6 +8,7 @@ the HTTP contract that was not written down. The failure names the command that 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from gateway import openapi
@@ -42,3 +43,19 @@ def test_rendering_is_canonical():
     """Sorted keys, 2-space indent and a trailing newline: key order in the app cannot move lines in the file."""
     assert openapi.render({"b": 1, "a": {"d": 2, "c": 3}}) == openapi.render({"a": {"c": 3, "d": 2}, "b": 1})
     assert openapi.render({}).endswith("\n")
+
+
+def test_citations_of_the_guide_name_its_sections():
+    """Docstrings and docs cite the guide by ``docs/api.md,`` and a quoted heading: every cited heading exists."""
+    root = COMMITTED.parents[1]
+    headings = {line.lstrip("#").strip() for line in (root / "docs" / "api.md").read_text(encoding="utf-8").splitlines()
+                if line.startswith("#")}
+    cite = re.compile(r'docs/api\.md, "([^"]+)"')
+    missing = []
+    for path in root.rglob("*"):
+        if path.suffix not in {".py", ".md"} or {".venv", ".git", "node_modules"} & set(path.parts):
+            continue
+        for section in cite.findall(path.read_text(encoding="utf-8", errors="replace")):
+            if section not in headings:
+                missing.append(f"{path.relative_to(root)}: {section!r}")
+    assert not missing, f"citations of sections docs/api.md does not have: {missing}"
