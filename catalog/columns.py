@@ -111,7 +111,7 @@ class ColumnSpec(BaseModel):
 
 
 class DatasetSpec(BaseModel):
-    """A registration request (API.md POST /datasets)."""
+    """A registration request (docs/api.md, "Datasets (catalog)", ``POST /datasets``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

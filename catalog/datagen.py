@@ -42,7 +42,7 @@ _DISTRICT_CODES = (320202, 320214, 320211, 320206, 320205, 320281, 320282)
 
 
 def tax_income_spec(source: str) -> dict[str, Any]:
-    """The owner's declaration for ``tax_income`` (schema of ../shared/attacks/README.md)."""
+    """The owner's declaration for ``tax_income`` (schema of tests/data/attacks/README.md)."""
     return {
         "name": "tax_income",
         "source": source,

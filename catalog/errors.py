@@ -1,7 +1,7 @@
 """The error tree of the domain packages.
 
-Every failure a caller can see carries a stable ``code`` from the public catalog (API.md); the gateway maps
-code → HTTP status and public message once, at the boundary. ``message`` is written for the caller and must
+Every failure a caller can see carries a stable ``code`` from the public catalog (docs/api.md, "Errors"); the
+gateway maps code → HTTP status and public message once, at the boundary. ``message`` is written for the caller and must
 never contain raw values or engine internals; ``details`` is a list of JSON-able dicts (for example every
 violation of a rejected query).
 """

@@ -49,7 +49,7 @@ SUBJECT_ROLES = frozenset({Role.ID, Role.JOIN_KEY, Role.NEVER_OUTPUT})
 
 
 class ProductSpec(BaseModel):
-    """``POST /verifications`` (API.md "Verification")."""
+    """``POST /verifications`` (docs/api.md, "Verifications")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,7 +1,7 @@
 """Gateway: the FastAPI service and everything at the trust boundary.
 
 - `app`: application factory, audit middleware, body limits.
-- `routes/`: one module per API.md resource.
+- `routes/`: one module per resource of the HTTP API (docs/api.md; contract docs/openapi.json).
 - `deps`: authentication and role checks as typed dependencies (`CurrentPrincipal`, `Owner`, `Regulator`…).
 - `errors`: the one error catalog (code → status, public message).
 - `audit`: the hash-chained, signed audit log.

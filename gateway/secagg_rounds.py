@@ -1,4 +1,5 @@
-"""Secure-aggregation rounds over HTTP: the gateway's registry of `mpc.secagg` servers (API.md "Secure aggregation").
+"""Secure-aggregation rounds over HTTP: the gateway's registry of `mpc.secagg` servers (docs/api.md,
+"Secure aggregation").
 
 A round is opened by an operator under an active agreement (`policies.Action.SECAGG_AGGREGATE`, checked by the
 route) for a fixed list of participants: parties to that agreement who may contribute (its owner and the

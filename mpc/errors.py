@@ -1,8 +1,9 @@
 """The error root of the crypto library.
 
-Every refusal carries a stable public ``code`` from the catalog in API.md (for example ``INVALID_REQUEST`` or
-``CIPHERTEXT_INVALID``); the gateway maps code → HTTP status and public message once, at the boundary.
-``message`` is written for the caller and never contains key material, shares or plaintext values.
+Every refusal carries a stable public ``code`` from the catalog in docs/api.md, "Errors" (for example
+``INVALID_REQUEST`` or ``CIPHERTEXT_INVALID``); the gateway maps code → HTTP status and public message
+once, at the boundary. ``message`` is written for the caller and never contains key material, shares or
+plaintext values.
 """
 
 from __future__ import annotations

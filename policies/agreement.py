@@ -155,7 +155,7 @@ SCORING_GRANT_DEFAULTS: dict[str, object] = {"score_logits": False, "score_layou
 
 
 class AgreementDocument(_Model):
-    """An agreement as proposed by the data owner (API.md ``POST /agreements``)."""
+    """An agreement as proposed by the data owner (docs/api.md, "Agreements": ``POST /agreements``)."""
 
     title: str = Field(min_length=1, max_length=200)
     grantee: str = Field(min_length=1, max_length=64)

@@ -266,7 +266,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 @verify_app.command("define")
-def verify_define(spec_file: Annotated[Path, typer.Argument(help="product JSON as in API.md (name, dataset, "
+def verify_define(spec_file: Annotated[Path, typer.Argument(help="product JSON as in docs/api.md (name, dataset, "
                                                                   "subject_column, predicate, params)")]) -> None:
     """Define a verification product over one of your datasets (owner); the predicate is vetted like SQL."""
     with client() as c:

@@ -50,7 +50,7 @@ def _agreements_table(items: list[dict[str, Any]]) -> Table:
 
 
 @agreement_app.command("propose")
-def agreement_propose(document: Annotated[Path, typer.Argument(help="JSON document as in API.md")],
+def agreement_propose(document: Annotated[Path, typer.Argument(help="JSON document as in docs/api.md, Agreements")],
                       as_json: JsonOpt = False) -> None:
     """Owner: propose an agreement over your datasets (state `proposed`)."""
     with base.client() as c:
@@ -169,7 +169,7 @@ def _jobs_table(items: list[dict[str, Any]]) -> Table:
 @job_app.command("submit")
 def job_submit(agreement_id: AgreementArg,
                kind: Annotated[str, typer.Option(help="query | train | code")],
-               spec: Annotated[Path, typer.Option(help="JSON spec file (API.md Jobs)")],
+               spec: Annotated[Path, typer.Option(help="JSON spec file (docs/api.md, Jobs)")],
                source: Annotated[Path | None, typer.Option(help="code jobs: Python file put into spec.source")] = None,
                as_json: JsonOpt = False) -> None:
     """Grantee: submit a job; it waits for the owner unless the agreement auto-approves."""

@@ -242,7 +242,7 @@ class Client:
 
     # --- verification and scoring ---
     def define_verification(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Owner: define a verification product (API.md "Verification")."""
+        """Owner: define a verification product (docs/api.md, "Verifications")."""
         return self._json("POST", "/v1/verifications", json=spec)
 
     def verifications(self) -> list[dict[str, Any]]:

@@ -1,1 +1,1 @@
-"""HTTP routes, one module per resource of API.md."""
+"""HTTP routes, one module per resource of docs/api.md (schemas: docs/openapi.json)."""

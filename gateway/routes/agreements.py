@@ -1,4 +1,4 @@
-"""Agreements (授权运营协议), budgets, usage and the negative list (API.md "Agreements").
+"""Agreements (授权运营协议), budgets, usage and the negative list (docs/api.md, "Agreements" and "Usage and budget").
 
 Every route that names an agreement first records its expiry once (`note_expiry`) so the audit log shows when
 an agreement lapsed even though no scheduler runs.

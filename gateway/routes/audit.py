@@ -1,4 +1,4 @@
-"""Audit log: scoped listing, chain verification and export (API.md "Audit")."""
+"""Audit log: scoped listing, chain verification and export (docs/api.md, "Audit")."""
 
 from __future__ import annotations
 

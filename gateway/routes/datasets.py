@@ -1,4 +1,4 @@
-"""Catalog: register, list, show, mock (API.md "Catalog").
+"""Catalog: register, list, show, mock (docs/api.md, "Datasets (catalog)").
 
 ``POST /datasets`` reads the source only from the registering owner's own import directories
 (``<import root>/<owner>/``, `gateway.settings.Settings.owner_import_dirs`). A source outside them — another

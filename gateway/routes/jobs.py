@@ -1,4 +1,4 @@
-"""Jobs (API.md "Jobs") and private SQL queries (API.md "Queries").
+"""Jobs (docs/api.md, "Jobs") and private SQL queries (docs/api.md, "Queries").
 
 A job binds a spec (its hash), the datasets' fingerprints and its cost. ``owner_each_job`` agreements wait for
 the data owner, who reviews the exact spec, the cost and the run on the mock; ``auto_within_budget`` agreements
@@ -31,7 +31,8 @@ class JobSubmit(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agreement_id: str = Field(max_length=64)
     kind: str = Field(description="query | train | code", examples=["train"])
-    spec: dict[str, Any] = Field(description="the kind's spec (API.md); its canonical hash binds the approval")
+    spec: dict[str, Any] = Field(description="the kind's spec (docs/api.md, \"Jobs\"); its canonical hash binds the "
+                                           "approval")
     purpose: str | None = Field(None, description="one of the agreement's purposes (default: its only one)")
 
 

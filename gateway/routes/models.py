@@ -1,4 +1,4 @@
-"""The model registry and encrypted scoring (API.md "Models and scoring (HE)").
+"""The model registry and encrypted scoring (docs/api.md, "Models and scoring (HE)").
 
 ``GET /models`` and ``GET /models/{id}``: every authenticated principal reads the cards and certificates of
 released models (never the weights or where they are stored).

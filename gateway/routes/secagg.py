@@ -1,4 +1,5 @@
-"""Secure aggregation over HTTP (API.md "Secure aggregation"): the server learns the sum of the survivors' vectors.
+"""Secure aggregation over HTTP (docs/api.md, "Secure aggregation"): the server learns the sum of the survivors'
+vectors.
 
 ``POST /secagg/rounds`` (an operator, grantee of an active agreement whose job kinds include ``train``:
 `policies.Action.SECAGG_AGGREGATE`) opens a round for named participants → ``201 {"id", "config", ...}``. A round

@@ -1,4 +1,4 @@
-"""Verification products (API.md "Verification", 核验): owners define yes/no questions, banks ask them.
+"""Verification products (docs/api.md, "Verifications", 核验): owners define yes/no questions, banks ask them.
 
 ``POST /verifications`` (owner) vets the predicate (`sandbox.verify`) and records the product
 (`catalog.products`). ``POST /verifications/{name}/check`` (the bank under an active agreement with job kind

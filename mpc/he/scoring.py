@@ -11,7 +11,7 @@ vectors under its own CKKS key. Two outputs:
 - **logit** (`score_rows`, `score_columns`, `score_encrypted`): ``Enc(w·x + b)`` (σ is monotone, so the bank
   thresholds or applies σ itself).
 
-Two layouts, as in API.md (``"row"`` | ``"columns"``):
+Two layouts, as in docs/api.md, "Models and scoring (HE)" (``"row"`` | ``"columns"``):
 
 - **row** — one applicant per ciphertext, its d features in slots 0..d-1. We multiply by ``w`` zero-padded
   (so whatever the bank put in the other slots is cancelled), then rotate-and-add over all N/2 slots, so

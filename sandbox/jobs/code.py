@@ -1,6 +1,6 @@
 """Custom-code ``code`` jobs: owner-approved Python in the bubblewrap sandbox (`sandbox.coderun`), owner release.
 
-Spec (API.md): ``{"dataset", "source", "entrypoint" (default "main"), "outputs": {"kind": "json"|"model",
+Spec (docs/api.md, "Jobs"): ``{"dataset", "source", "entrypoint" (default "main"), "outputs": {"kind": "json"|"model",
 "max_bytes"}, "epsilon"? (default 0), "purpose"?}``. The function is called as ``entrypoint(inputs)`` where
 ``inputs[<dataset>]`` is a ``pyarrow.Table`` of the columns the agreement grants on that dataset — nothing else:
 the runner gets a column-projected copy written into the job's scratch directory (never the registered file),

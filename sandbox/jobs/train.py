@@ -1,6 +1,6 @@
 """DP-SGD ``train`` jobs: a `sandbox.train` run behind the job flow, in a child process the worker can kill.
 
-Spec (API.md ``POST /jobs``, ``kind: "train"``): the `sandbox.train.TrainSpec` fields plus an optional
+Spec (docs/api.md, "Jobs": ``POST /jobs``, ``kind: "train"``): the `sandbox.train.TrainSpec` fields plus an optional
 ``purpose`` (one of the agreement's purposes; default: the job's purpose, else the agreement's only one).
 
 - ``plan``: parse the spec (``INVALID_REQUEST``, every problem), check it against the columns the agreement

@@ -80,7 +80,7 @@ class WeightsRef(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """Model card of one training run (API.md ``GET /models/{id}``)."""
+    """Model card of one training run (docs/api.md, "Models and scoring (HE)": ``GET /models/{id}``)."""
 
     model_config = _FROZEN
 

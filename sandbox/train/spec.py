@@ -52,7 +52,7 @@ _READABLE_ROLES = (Role.DIMENSION, Role.MEASURE)
 
 
 class TrainSpec(BaseModel):
-    """A DP-SGD training request (API.md, ``POST /jobs`` with ``kind: "train"``).
+    """A DP-SGD training request (docs/api.md, "Jobs": ``POST /jobs`` with ``kind: "train"``).
 
     ``batch_size`` is the *expected* batch size under Poisson sampling. ``seed`` fixes the parameter
     initialisation only: the Poisson sampling coins and the Gaussian noise are drawn from generators seeded

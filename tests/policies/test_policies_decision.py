@@ -31,7 +31,7 @@ STATES = ("proposed", "active", "suspended", "revoked", "expired")
 ALL = " ".join(STATES)
 READERS = "owner operator bank regulator"
 
-# The expected matrix, written from the specification (API.md + the issue), not from the code: for each action,
+# The expected matrix, written from the specification (docs/api.md + the issue), not from the code: for each action,
 # the roles that may take it when they are the natural party (owner = the agreement's owner, operator/bank = its
 # grantee, regulator = any regulator; admin is never a party), and the agreement states in which it is allowed.
 EXPECTED: dict[str, tuple[str, str]] = {
