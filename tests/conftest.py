@@ -15,9 +15,6 @@ from gateway.server import BackgroundServer
 from gateway.settings import Settings
 from veilbox.client import Client
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
-
 #: The owner whose import directory holds the synthetic city (owners register only from ``<root>/<owner>/``).
 DATA_OWNER = "city-tax-bureau"
 
