@@ -317,6 +317,15 @@ def score_columns(public: PublicContext, ciphertexts_b64: Sequence[str | bytes],
         return _finish(total, public, "columns", model, flood)
 
 
+def _request_layout(layout: str, ciphertexts_b64: Sequence[str | bytes]) -> Layout:
+    """The request's layout, once it names one and its ciphertexts are a list (INVALID_REQUEST otherwise)."""
+    if layout not in LAYOUTS:
+        raise invalid_request("layout must be 'row' or 'columns'")
+    if isinstance(ciphertexts_b64, str | bytes) or not isinstance(ciphertexts_b64, Sequence):
+        raise invalid_request("ciphertexts must be a list of base64 strings")
+    return "row" if layout == "row" else "columns"
+
+
 def score_encrypted(context_b64: str | bytes, ciphertexts_b64: Sequence[str | bytes], layout: str,
                     model: LinearModel, *, limits: ScoringLimits = DEFAULT_SCORING_LIMITS,
                     flood: FloodPolicy = DEFAULT_FLOOD) -> list[str]:
@@ -325,11 +334,7 @@ def score_encrypted(context_b64: str | bytes, ciphertexts_b64: Sequence[str | by
     Returns the response's ``ciphertexts`` list (one per applicant for ``row``, one for ``columns``).
     Raises `MpcError` (``CIPHERTEXT_INVALID`` / ``INVALID_REQUEST``) and nothing else for bad input.
     """
-    if layout not in LAYOUTS:
-        raise invalid_request("layout must be 'row' or 'columns'")
-    if isinstance(ciphertexts_b64, str | bytes) or not isinstance(ciphertexts_b64, Sequence):
-        raise invalid_request("ciphertexts must be a list of base64 strings")
-    checked: Layout = "row" if layout == "row" else "columns"
+    checked = _request_layout(layout, ciphertexts_b64)
     public = load_scoring_context(context_b64, checked, limits)
     if checked == "row":
         return score_rows(public, ciphertexts_b64, model, limits=limits, flood=flood)
@@ -524,11 +529,7 @@ def decide_encrypted(context_b64: str | bytes, ciphertexts_b64: Sequence[str | b
     Returns the response's ``ciphertexts`` (one per applicant for ``row``, one for ``columns``). Raises `MpcError`
     (``CIPHERTEXT_INVALID`` / ``INVALID_REQUEST``) and nothing else for bad input.
     """
-    if layout not in LAYOUTS:
-        raise invalid_request("layout must be 'row' or 'columns'")
-    if isinstance(ciphertexts_b64, str | bytes) or not isinstance(ciphertexts_b64, Sequence):
-        raise invalid_request("ciphertexts must be a list of base64 strings")
-    checked: Layout = "row" if layout == "row" else "columns"
+    checked = _request_layout(layout, ciphertexts_b64)
     public = load_scoring_context(context_b64, checked, limits)
     if checked == "row":
         return decide_rows(public, ciphertexts_b64, cutoff_b64, model, limits=limits, flood=flood)
