@@ -1,6 +1,8 @@
 """Execution of canonical SQL on locked DuckDB connections.
 
-- `hardening`: `connect_locked`, the DESIGN.md lockdown recipe in order.
+- `lockdown`: `locked_connection`/`lock_down`, the one DuckDB lockdown every engine uses (the only
+  ``duckdb.connect`` of the product).
+- `hardening`: `connect_locked`, the query engines' connection (tables materialised, empty allow-lists).
 - `worker`: `QueryWorker`, a separate spawned process holding the locked connection; timeouts through
   ``con.interrupt()``; only aggregate rows (at most the expected number of groups) leave it; engine errors
   become generic codes.

@@ -1,4 +1,7 @@
-"""The DuckDB lockdown recipe (DESIGN.md), in its required order, verified on DuckDB 2.0.
+"""The query engines' locked connection: materialised tables, empty allow-lists (DESIGN.md), on DuckDB 2.0.
+
+The connection and the lockdown sequence come from `sandbox.engine.lockdown` (the one place every engine
+gets its DuckDB connection); this module adds what the query worker and the previews load before the lock:
 
 1. connect in memory with ``autoload_known_extensions``/``autoinstall_known_extensions``/
    ``allow_community_extensions``/``allow_unsigned_extensions`` off, ``threads`` and ``memory_limit`` set and
@@ -29,15 +32,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from sandbox.engine.lockdown import locked_connection, quote_str
+
 __all__ = ["connect_locked", "quote_ident"]
 
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def connect_locked(
@@ -52,33 +53,13 @@ def connect_locked(
     ``temp_dir`` enables spilling to that directory, at the price of making it writable from SQL; the worker
     leaves it unset, so queries must fit in ``memory_limit``.
     """
-    config: dict[str, str | bool | int | float | list[str]] = {
-        "autoload_known_extensions": False,
-        "autoinstall_known_extensions": False,
-        "allow_community_extensions": False,
-        "allow_unsigned_extensions": False,
-        "threads": max(1, int(threads)),
-        "memory_limit": memory_limit,
-    }
-    config["temp_directory"] = str(temp_dir) if temp_dir is not None else ""
-    con = duckdb.connect(":memory:", config=config)
-    try:
-        con.execute("SET enable_progress_bar = false")  # DuckDB would print it on the process's stdout
+    def load(con: duckdb.DuckDBPyConnection) -> None:
         for name, src in (tables or {}).items():
             if isinstance(src, pa.Table):
                 con.register("__veilbox_src", src)
                 con.execute(f"CREATE TABLE {quote_ident(name)} AS SELECT * FROM __veilbox_src")
                 con.unregister("__veilbox_src")
             else:
-                con.execute(
-                    f"CREATE TABLE {quote_ident(name)} AS SELECT * FROM read_parquet({_quote_str(str(src))})"
-                )
-        con.execute("SET allowed_directories = []")
-        con.execute("SET allowed_paths = []")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET python_enable_replacements = false")
-        con.execute("SET lock_configuration = true")
-    except BaseException:
-        con.close()
-        raise
-    return con
+                con.execute(f"CREATE TABLE {quote_ident(name)} AS SELECT * FROM read_parquet({quote_str(str(src))})")
+
+    return locked_connection(load, threads=threads, memory_limit=memory_limit, temp_dir=temp_dir)

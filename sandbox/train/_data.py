@@ -1,10 +1,11 @@
 """Training data: DuckDB → Arrow record batches → encoded float32 arrays, without per-row Python.
 
-The registered Parquet file is opened through a locked DuckDB connection: extensions off, thread and memory
-limits, no spill directory, one view over the file, ``allowed_paths`` = that file, external access off,
-replacement scans off, configuration locked. The view streams the file instead of materialising it. The
-connection only ever runs the one SELECT built here, never user text (an exact ``allowed_paths`` entry would
-otherwise let ``COPY … TO`` reach the data file; see `sandbox.engine.hardening`).
+The registered Parquet file is opened through a locked DuckDB connection (`sandbox.engine.lockdown`, the
+one lockdown every engine uses): extensions off, thread and memory limits, no spill directory, one view over
+the file, ``allowed_paths`` = that file, external access off, replacement scans off, configuration locked.
+The view streams the file instead of materialising it. The connection only ever runs the one SELECT built
+here, never user text (an exact ``allowed_paths`` entry would otherwise let ``COPY … TO`` reach the data
+file; see `sandbox.engine.hardening`).
 
 The query selects the feature and label columns (names validated by the spec), keeps one row per privacy
 unit (``QUALIFY row_number() OVER (PARTITION BY id) = 1``, so an inaccurate ``max_rows_per_unit`` declaration
@@ -21,6 +22,7 @@ import duckdb
 import numpy as np
 
 from catalog.registry import Dataset
+from sandbox.engine.lockdown import locked_connection
 from sandbox.train.encoding import FeatureEncoding
 from sandbox.train.plan import HOLDOUT_DENOMINATOR
 
@@ -62,26 +64,13 @@ def _literal(s: str) -> str:
 
 def open_locked(dataset: Dataset, limits: ResourceLimits) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection that can read ``dataset``'s file through the view ``data`` only."""
-    con = duckdb.connect(":memory:", config={
-        "autoload_known_extensions": False,
-        "autoinstall_known_extensions": False,
-        "allow_community_extensions": False,
-        "allow_unsigned_extensions": False,
-        "threads": limits.threads,
-        "memory_limit": limits.memory_limit,
-        "temp_directory": "",  # no spilling: DuckDB would add its temp directory to the allowed paths
-    })
-    try:
-        path = str(dataset.path)
+    path = str(dataset.path)
+
+    def load(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({_literal(path)})")
-        con.execute(f"SET allowed_paths=[{_literal(path)}]")
-        con.execute("SET enable_external_access=false")
-        con.execute("SET python_enable_replacements=false")
-        con.execute("SET lock_configuration=true")
-    except BaseException:
-        con.close()
-        raise
-    return con
+
+    return locked_connection(load, threads=limits.threads, memory_limit=limits.memory_limit,
+                             allowed_paths=[path])
 
 
 def training_sql(dataset: Dataset, encoding: FeatureEncoding) -> str:
