@@ -30,7 +30,7 @@ demo: $(STAMP_RUN)
 	$(VENV)/bin/veilbox demo
 
 lint: $(STAMP_DEV)
-	$(VENV)/bin/ruff check catalog policies sandbox mpc gateway veilbox tests bench
+	$(VENV)/bin/ruff check vocab catalog policies sandbox mpc gateway veilbox tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

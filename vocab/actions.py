@@ -1,0 +1,60 @@
+"""The audit actions the service names itself.
+
+Every ``/v1`` request and console page is audited under its route's name (``name=`` on the route, for example
+``query.run`` or ``agreement.propose``; `gateway.app` fills it in). The entries below are the ones written
+*without* a route — at start-up, by the worker, by sweeps — or named more precisely than their route; each is
+defined here once, with what it records. `gateway.audit.scope_for` decides who reads which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
+
+__all__ = ["DESCRIPTIONS", "INCIDENT_ACTIONS", "AuditAction"]
+
+
+class AuditAction(StrEnum):
+    SERVICE_INIT = "service.init"
+    PRINCIPAL_CREATE = "principal.create"
+    AGREEMENT_EXPIRE = "agreement.expire"
+    REQUEST_TOO_LARGE = "request.too_large"
+    REQUEST_UNKNOWN = "unknown"
+    REQUEST_UNMATCHED = "unmatched"
+    JOB_START = "job.start"
+    JOB_SUCCEED = "job.succeed"
+    JOB_RELEASE = "job.release"
+    JOB_FAIL = "job.fail"
+    JOB_DISCARD = "job.discard"
+    JOB_INCIDENT = "job.incident"
+    JOB_RECOVER = "job.recover"
+    CONSOLE_VERIFY_CHECK = "console.verify.check"
+    CONSOLE_PSI_RECEIPT = "console.psi.receipt"
+
+
+A = AuditAction
+#: One line per action: what the entry records.
+DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
+    {
+        A.SERVICE_INIT: "the service initialised its store and created the first admin",
+        A.PRINCIPAL_CREATE: "a principal was created (by an admin, or the first admin at initialisation)",
+        A.AGREEMENT_EXPIRE: "an agreement's validity period ended (recorded once, the first time anyone touches it)",
+        A.REQUEST_TOO_LARGE: "a /v1 body over the size limit was refused before routing",
+        A.REQUEST_UNKNOWN: "a request whose action is not yet known (replaced by its route's name)",
+        A.REQUEST_UNMATCHED: "a request that matched no route",
+        A.JOB_START: "the worker started a job",
+        A.JOB_SUCCEED: "a job's output waits for its owner's release (custom code)",
+        A.JOB_RELEASE: "a job's output passed the release gate and left, with its digest",
+        A.JOB_FAIL: "a job failed, with its public reason and whether it was refunded",
+        A.JOB_DISCARD: "a finished job's output was discarded: the job was cancelled or recovered meanwhile",
+        A.JOB_INCIDENT: "the cause behind a charged failure or fallback release (owner, admin and regulator only)",
+        A.JOB_RECOVER: "at start-up, a job a previous process left running was failed and refunded",
+        A.CONSOLE_VERIFY_CHECK: "a plain verification check from the console (keyed subject hash only)",
+        A.CONSOLE_PSI_RECEIPT: "a bank read one of its PSI or anonymous-check receipts in the console",
+    }
+)
+del A
+
+#: Failures behind a charged job: for the owner, the admin and the regulator, never the grantee.
+INCIDENT_ACTIONS: tuple[AuditAction, ...] = (AuditAction.JOB_INCIDENT,)

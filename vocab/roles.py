@@ -1,0 +1,38 @@
+"""Who may act: the principal roles, the parties of an agreement, and the role of the service itself.
+
+A principal has exactly one `Role` (`gateway.identities` stores it, `policies.actor.Actor` carries it). A
+`Party` is a principal's relation to one agreement (its owner, its grantee, or any regulator); the decision
+table (`policies.decision.RULES`) says which parties may take each action. Not to be confused with a
+*column* role (`catalog.columns.Role`: id, feature, never_output...), which describes data, not people.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ANALYSTS", "SYSTEM", "Party", "Role"]
+
+
+class Role(StrEnum):
+    """The role of a principal (one per principal, fixed at creation)."""
+
+    ADMIN = "admin"  # creates principals, manages the negative list, reads incidents
+    OWNER = "owner"  # a data owner: registers datasets, proposes agreements, approves jobs and releases
+    OPERATOR = "operator"  # an analyst: runs queries, training and custom code under an agreement
+    BANK = "bank"  # an analyst that verifies, scores and intersects sets under an agreement
+    REGULATOR = "regulator"  # reads every agreement, audit entry and report; changes nothing
+
+
+#: The roles that may be the grantee of an agreement (the analysts).
+ANALYSTS: frozenset[Role] = frozenset({Role.OPERATOR, Role.BANK})
+
+#: The role recorded on audit entries the service writes itself (start-up, the worker, expiry sweeps).
+SYSTEM = "system"
+
+
+class Party(StrEnum):
+    """A principal's relation to one agreement."""
+
+    OWNER = "owner"  # the agreement's data owner
+    GRANTEE = "grantee"  # the analyst the agreement grants access to
+    REGULATOR = "regulator"  # any regulator (a party to every agreement, read-only)
