@@ -21,7 +21,7 @@ $(STAMP_RUN): pyproject.toml | $(PY)
 	touch $@
 
 $(STAMP_DEV): pyproject.toml $(STAMP_RUN)
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install --quiet -e '.[dev,syft]'
 	touch $@
 
 venv: $(STAMP_RUN)
