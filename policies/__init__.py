@@ -10,11 +10,12 @@ Module map (the gateway imports only the names re-exported here):
 - `decision`: `decide(ctx) -> Decision(allow, reasons)`, pure, reporting every reason; `Decision.error()` maps
   a denial to one `DomainError` (not-found-or-forbidden > inactive > budget > quota > policy).
 - `access`: `authorize` — load, decide, meter or raise — for agreement-scoped requests; budget/usage reads.
-- `budget`: exact (ε, δ) `Budget` (basic composition) and zCDP `RhoBudget`, over `fractions.Fraction`.
+- `budget`: exact (ε, δ) `Budget` (basic composition) over `fractions.Fraction`.
 - `ledger`: per-(agreement, dataset) accounts; `charge` (check-then-debit, one transaction), idempotent
   `refund`, `remaining`, `status`.
 - `jobs`: job records and their state machine; approval bound to spec hash and dataset fingerprints; the
-  durable queue (`claim_next`, `recover_interrupted`); released results.
+  durable queue (`claim_next`, `recover_interrupted`); released results; outputs awaiting the owner's release
+  and owner-only failure detail (`job_output`, ``job_outputs``), written with the state change.
 - `quotas`: metering with atomic increments, quota checks, `usage` and billing.
 
 Internals: `_tables` (this package's SQLAlchemy ``metadata``), `_exact`, `_canonical`, `_clock`.
@@ -43,11 +44,12 @@ from policies.agreement import (
     revoke,
     suspend,
 )
-from policies.budget import Budget, BudgetError, RhoBudget
+from policies.budget import Budget, BudgetError
 from policies.decision import Action, Decision, DecisionContext, QuotaUsage, Reason, decide
 from policies.jobs import (
     Job,
     JobKind,
+    JobOutput,
     JobResult,
     JobState,
     approve,
@@ -56,6 +58,7 @@ from policies.jobs import (
     fail,
     get_job,
     get_result,
+    job_output,
     jobs_visible_to,
     list_jobs,
     recover_interrupted,
@@ -84,13 +87,13 @@ __all__ = [
     "EntryKind",
     "Job",
     "JobKind",
+    "JobOutput",
     "JobResult",
     "JobState",
     "NegativeEntry",
     "NegativeList",
     "QuotaUsage",
     "Reason",
-    "RhoBudget",
     "Role",
     "Usage",
     "accept",
@@ -109,6 +112,7 @@ __all__ = [
     "get_agreement",
     "get_job",
     "get_result",
+    "job_output",
     "jobs_visible_to",
     "list_agreements",
     "list_entries",

@@ -184,6 +184,21 @@ jobs = Table(
     Index("ix_jobs_state_approved", "state", "approved_at"),
 )
 
+# What a job produced that is not (yet) its released result, written in the transaction of the job's state
+# change (`policies.jobs.succeed`/`fail`/`release`): the output awaiting the owner's release (``kind`` and
+# ``payload``, both NULL once released or refused) and the cause of a failure or incident, for the data owner
+# only (``owner_detail``). JSON text, like ``jobs.result_json``.
+job_outputs = Table(
+    "job_outputs",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id"), primary_key=True),
+    Column("kind", String(16), nullable=True),
+    Column("payload", Text, nullable=True),
+    Column("owner_detail", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # Usage counters. ``subject_hash`` is "" (not NULL) for counters without a subject, so the unique key
 # (which treats NULLs as distinct) really is unique and increments are single conditional UPDATEs.
 metering = Table(

@@ -18,6 +18,11 @@ JSON spec), and the datasets' fingerprints recorded at submission must still be 
 rejected with ``dataset.changed``. The check is repeated when a worker claims the job (it then fails with
 ``dataset.changed`` and is refunded), and a claimed job whose agreement is no longer active fails likewise.
 
+Outputs that are not (yet) the released result live in ``job_outputs``, written in the transaction of the
+state change that produces or ends them: `succeed` stores the output awaiting the owner's release
+(``pending``) and the owner-only cause of an incident (``owner_detail``); `fail` stores the owner-only cause
+and drops any output awaiting release; `release` drops it as the result is stored. `job_output` reads them.
+
 Queue: `claim_next` moves the oldest approved job to ``running`` atomically (``BEGIN IMMEDIATE`` on SQLite,
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL); `recover_interrupted` (at startup) fails every ``running`` job with
 ``worker.interrupted`` and refunds it. Jobs run inline by the gateway (``POST /queries`` on an auto-approving
@@ -155,6 +160,16 @@ class Job:
 
 
 @dataclass(frozen=True)
+class JobOutput:
+    """A job's ``job_outputs`` row: ``pending`` is the output awaiting the data owner's release (``None`` once
+    released or refused), ``owner_detail`` what the owner alone may read about a failure or incident."""
+
+    job_id: str
+    pending: dict[str, Any] | None
+    owner_detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class JobResult:
     job_id: str
     output_digest: str
@@ -186,6 +201,38 @@ def load_job(engine: Engine, job_id: str) -> Job | None:
     with engine.connect() as conn:
         r = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).first()
     return _row_to_job(r) if r else None
+
+
+def job_output(engine: Engine, job_id: str) -> JobOutput | None:
+    """The job's stored output awaiting release and owner-only detail, without authorization (the caller
+    checks that the reader is the data owner)."""
+    with engine.connect() as conn:
+        r = conn.execute(select(t.job_outputs).where(t.job_outputs.c.job_id == job_id)).first()
+    if r is None:
+        return None
+    return JobOutput(job_id, json.loads(r.payload) if r.payload is not None else None,
+                     json.loads(r.owner_detail) if r.owner_detail is not None else None)
+
+
+_KEEP: Any = object()
+
+
+def _put_output(conn: Connection, job_id: str, now: dt.datetime, *, pending: Any = _KEEP,
+                owner_detail: Any = _KEEP) -> None:
+    """Set the job's pending output and/or owner detail (``None`` clears, `_KEEP` leaves it) in ``conn``'s
+    transaction, creating the row when there is something to store."""
+    values: dict[str, Any] = {}
+    if pending is not _KEEP:
+        values["kind"] = None if pending is None else str(pending.get("kind"))[:16]
+        values["payload"] = None if pending is None else json.dumps(pending, sort_keys=True)
+    if owner_detail is not _KEEP:
+        values["owner_detail"] = None if owner_detail is None else json.dumps(owner_detail, sort_keys=True)
+    if not values:
+        return
+    o = t.job_outputs.c
+    res = conn.execute(update(t.job_outputs).where(o.job_id == job_id).values(updated_at=now, **values))
+    if res.rowcount == 0 and any(v is not None for v in values.values()):
+        conn.execute(t.job_outputs.insert().values(job_id=job_id, created_at=now, updated_at=now, **values))
 
 
 def _job_not_found() -> DomainError:
@@ -490,20 +537,26 @@ def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | Non
     return out
 
 
-def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None) -> Job:
-    """running → succeeded (the output exists but has not passed the release gate)."""
+def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None, pending: Mapping[str, Any] | None = None,
+            owner_detail: Mapping[str, Any] | None = None) -> Job:
+    """running → succeeded (the output exists but has not been released). ``pending`` (an output that waits
+    for the data owner's release) and ``owner_detail`` are stored in ``job_outputs`` in the same transaction."""
     now = aware(now)
     with engine.begin() as conn:
         _move(conn, job_id, [S.RUNNING], S.SUCCEEDED, now, finished_at=now)
+        _put_output(conn, job_id, now, pending=dict(pending) if pending is not None else _KEEP,
+                    owner_detail=dict(owner_detail) if owner_detail else _KEEP)
     out = load_job(engine, job_id)
     assert out is not None
     return out
 
 
-def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: dt.datetime | None = None) -> Job:
+def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: dt.datetime | None = None,
+         owner_detail: Mapping[str, Any] | None = None) -> Job:
     """approved | running | succeeded → failed, refunding the charge in the same transaction unless ``refund`` is
     false (a run that read data keeps its charge). ``reason`` is a short public code (``"code.failed"``,
-    ``"worker.unavailable_before_read"``), never engine text or data."""
+    ``"worker.unavailable_before_read"``), never engine text or data. In the same transaction any output
+    awaiting the owner's release is dropped and ``owner_detail`` (the cause, for the owner only) stored."""
     now = aware(now)
     if not reason or len(reason) > 200:
         raise invalid("a failure reason is a short code")
@@ -512,6 +565,8 @@ def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: 
               finished_at=now)
         if refund:
             ledger.refund_in(conn, job_id, now)
+        _put_output(conn, job_id, now, pending=None,
+                    owner_detail=dict(owner_detail) if owner_detail is not None else _KEEP)
     out = load_job(engine, job_id)
     assert out is not None
     return out
@@ -543,6 +598,7 @@ def release(
                               [{**Reason("job.wrong_state").as_dict(), "state": "refunded"}])
         _move(conn, job_id, [S.SUCCEEDED], S.RELEASED, now, result_json=result_json, result_ref=result_ref,
               output_digest=output_digest, released_at=now)
+        _put_output(conn, job_id, now, pending=None)  # released: nothing awaits the owner any more
     out = load_job(engine, job_id)
     assert out is not None
     return out

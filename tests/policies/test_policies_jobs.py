@@ -414,3 +414,38 @@ def test_recover_only_one_workers_jobs(world: World) -> None:
     assert mine is not None and theirs is not None
     assert policies.recover_interrupted(world.engine, worker_id="w1", now=world.now) == [mine.id]
     assert jobs.load_job(world.engine, theirs.id).state is JobState.RUNNING  # type: ignore[union-attr]
+
+
+def test_outputs_awaiting_release_and_owner_detail_are_stored_with_the_state_change(world: World) -> None:
+    """``job_outputs``: `succeed` stores the pending output and owner detail in its transaction, `release` drops
+    the pending output as the result is stored, `fail` drops it and stores the owner-only cause; a state change
+    that does not happen stores nothing."""
+    ag = world.active(approval="auto_within_budget")
+    pending = {"kind": "json", "result": {"n": 3}, "output_digest": "sha256:" + "b" * 64, "artifact": None,
+               "model": None}
+    released_job = submit(world, ag.id)
+    policies.claim_next(world.engine, "w", now=world.now)
+    assert policies.job_output(world.engine, released_job.id) is None
+    policies.succeed(world.engine, released_job.id, now=world.now, pending=pending, owner_detail={"stdout": "hi"})
+    out = policies.job_output(world.engine, released_job.id)
+    assert out is not None and out.pending == pending and out.owner_detail == {"stdout": "hi"}
+    policies.release(world.engine, released_job.id, result={"n": 3}, now=world.now)
+    out = policies.job_output(world.engine, released_job.id)
+    assert out is not None and out.pending is None and out.owner_detail == {"stdout": "hi"}
+
+    refused = submit(world, ag.id)
+    policies.claim_next(world.engine, "w", now=world.now)
+    policies.succeed(world.engine, refused.id, now=world.now, pending=pending)
+    policies.fail(world.engine, refused.id, "release.refused_by_owner", refund=False, now=world.now)
+    out = policies.job_output(world.engine, refused.id)
+    assert out is not None and out.pending is None and out.owner_detail is None
+
+    failed = submit(world, ag.id)
+    policies.claim_next(world.engine, "w", now=world.now)
+    policies.fail(world.engine, failed.id, "code.failed", refund=False, now=world.now,
+                  owner_detail={"failure": "code.exited"})
+    out = policies.job_output(world.engine, failed.id)
+    assert out is not None and out.pending is None and out.owner_detail == {"failure": "code.exited"}
+    with pytest.raises(DomainError):  # already failed: the detail of a move that did not happen is not stored
+        policies.fail(world.engine, failed.id, "code.failed", now=world.now, owner_detail={"failure": "other"})
+    assert policies.job_output(world.engine, failed.id).owner_detail == {"failure": "code.exited"}  # type: ignore[union-attr]
