@@ -78,7 +78,7 @@ console_sessions = Table(
     Column("revoked", Boolean, nullable=False, default=False),
 )
 
-job_reviews = Table(  # the owner's review of a job spec, computed once (`gateway.jobflow.review_job`)
+job_reviews = Table(  # the owner's review of a job spec, computed once (`gateway.services.jobs.review_job`)
     "job_reviews",
     metadata,
     Column("key", String(80), primary_key=True),  # sha256 over kind, spec hash, agreement document, fingerprints

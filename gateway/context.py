@@ -1,4 +1,5 @@
-"""The service context: settings, metadata engine, keys and audit log, opened once per process."""
+"""The service context: settings, metadata engine, keys, audit log and the in-memory caches, opened once per
+process (`open_context`, the factory of every app, CLI command and test service)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from catalog.fingerprint import HashAlg
 from catalog.store import make_engine
 from gateway import _tables as t
 from gateway import identities, schema
+from gateway.caches import Caches
 from gateway.audit import AuditEvent, AuditLog
 from gateway.keys import Keys, create_keys, load_keys
+from gateway.legacy_outputs import import_side_files
 from gateway.settings import Settings, UnsafeSettings
 
 
@@ -28,7 +31,8 @@ class AppContext:
     engine: Engine
     keys: Keys
     audit: AuditLog
-    runtime: Any = None  # gateway.jobflow.Runtime, created on first use (query engines, job environment)
+    caches: Caches  # in-memory state of this context (gateway.caches), created by open_context
+    runtime: Any = None  # gateway.services.jobs.Runtime, created on first use (query engines, job environment)
 
     def close(self) -> None:
         if self.runtime is not None:
@@ -81,4 +85,6 @@ def open_context(settings: Settings, engine: Engine | None = None) -> AppContext
         raise UnsafeSettings(f"the audit chain of this home uses {alg}; VEILBOX_HASH_ALG={settings.hash_alg} "
                              "would break verification")
     keys = load_keys(settings.keys_dir)
-    return AppContext(settings, engine, keys, AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every))
+    import_side_files(engine, settings.work_dir)  # outputs of an older home kept as files: now job_outputs rows
+    return AppContext(settings, engine, keys, AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every),
+                      Caches.create(settings))

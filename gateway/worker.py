@@ -14,9 +14,9 @@ import socket
 import threading
 
 import policies
-from gateway import jobflow
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
+from gateway.services import jobs as jobflow
 
 log = logging.getLogger("veilbox.worker")
 

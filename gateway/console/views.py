@@ -1,5 +1,5 @@
 """The console's pages. Every page and form calls the same library functions as the JSON API (`policies`,
-`gateway.jobflow`, `catalog.registry`, `gateway.audit`, `gateway.lineage`, `gateway.reports`), so the console
+`gateway.services.jobs`, `catalog.registry`, `gateway.audit`, `gateway.lineage`, `gateway.reports`), so the console
 can do nothing the API would refuse; the audit middleware records every console request like an API call
 (``console.*`` actions, the signed-in principal as actor). Refusals render a page that says why, with the
 error catalog's code and HTTP status.
@@ -29,7 +29,7 @@ import policies
 from catalog import products, registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError, not_found
 from catalog.mock import mock_table
-from gateway import errors, identities, jobflow, latency, lineage, reports, strict_json
+from gateway import errors, identities, latency, lineage, reports, strict_json
 from gateway.audit import AuditEvent
 from gateway.console import charts
 from gateway.console.sessions import (
@@ -48,6 +48,7 @@ from gateway.routes import verifications
 from gateway.routes.agreements import check_grantee, note_expiry
 from gateway.routes.datasets import public_view
 from gateway.routes.verifications import CheckBody, _sha256
+from gateway.services import jobs as jobflow
 
 __all__ = ["STATIC_DIR", "router"]
 

@@ -19,7 +19,7 @@ from gateway import identities
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner
-from gateway.jobflow import actor_of
+from gateway.services.jobs import actor_of
 
 router = APIRouter(tags=["agreements"])
 

@@ -15,14 +15,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 import policies
-from gateway import jobflow, latency
-from gateway.context import AppContext
+from gateway import latency
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
-from gateway.jobflow import actor_of
 from gateway.routes.agreements import note_expiry
-from policies import Action, Job, JobState
-from sandbox.jobs.query import prepare_for, require_min_epsilon
-from sandbox.sql import preview as sql_preview
+from gateway.services import jobs as jobflow
+from gateway.services.jobs import actor_of
+from policies import Job, JobState
 
 router = APIRouter(tags=["jobs"])
 
@@ -163,25 +161,13 @@ def _spec(body: QueryBody) -> dict[str, Any]:
     return spec
 
 
-def _preview(ctx: AppContext, p: Any, body: QueryBody) -> dict[str, Any]:
-    actor = actor_of(p)
-    ag = policies.get_agreement(ctx.engine, actor, body.agreement_id)
-    datasets = jobflow.datasets_of(ctx, ag.document.datasets)
-    require_min_epsilon(_spec(body), jobflow.min_query_epsilon(ctx))  # what would run, previewed as it would
-    qp = prepare_for(_spec(body), ag, datasets)
-    name = qp.query.table.name
-    policies.authorize(ctx.engine, actor, Action.QUERY_PREVIEW, body.agreement_id, datasets=[name],
-                       columns={name: sorted(qp.query.columns - {qp.query.table.id_column})}, job_kind="query",
-                       purpose=body.purpose or (ag.document.purposes[0] if len(ag.document.purposes) == 1 else None))
-    return {"dataset": name, **sql_preview(qp)}
-
-
 @router.post("/queries/preview", name="query.preview")
 async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Canonical SQL, cost, expected error and the exact answer on the mock; spends nothing."""
     ev.agreement_id = body.agreement_id
     await run_in_threadpool(note_expiry, ctx, body.agreement_id)
-    out = await run_in_threadpool(_preview, ctx, p, body)
+    out = await run_in_threadpool(jobflow.preview_query, ctx, actor_of(p), body.agreement_id, _spec(body),
+                                  body.purpose)
     ev.dataset = out["dataset"]
     return out
 

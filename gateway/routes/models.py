@@ -18,7 +18,7 @@ An agreement's ``score_layout`` (``row`` | ``columns`` | ``any``) restricts the 
 decision without metering (`policies.check`) → the grant (logits, layout: ``POLICY_DENIED`` with reason
 ``score.logits_not_granted`` / ``score.layout_not_granted``, nothing metered) → authorize and meter the call
 (`policies.authorize`, ``model.score``) → validate the context (cached per bank and context digest:
-`ContextCache`) → take the request's exposed answers from the (agreement, model, output) extraction quota stated
+`scoring_contexts`) → take the request's exposed answers from the (agreement, model, output) extraction quota stated
 in the card (`catalog.models.consume_scores`; decisions: `mpc.he.decisions_exposed`, 2 per row ciphertext or per
 declared column applicant; logits: `mpc.he.scores_exposed`, 2 per row ciphertext, N per column request;
 ``QUOTA_EXCEEDED`` beyond it) → evaluate → on a failed evaluation give the answers back. Every answer and refusal
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,9 +46,8 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal
-from gateway.jobflow import actor_of
 from gateway.routes.agreements import note_expiry
-from gateway.routes.verifications import ContextCache
+from gateway.services.jobs import actor_of
 from mpc.he import (
     LinearModel,
     decide_columns,
@@ -68,7 +66,6 @@ from sandbox.train import load_linear_weights
 router = APIRouter(tags=["models"])
 
 MAX_CIPHERTEXTS = 512
-SCORING_CONTEXTS = ContextCache()
 
 
 class ScoreBody(BaseModel):
@@ -105,17 +102,14 @@ def show(model_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
 
 # --- encrypted scoring -----------------------------------------------------------------------------------------
 
-_weights: dict[tuple[str, str], LinearModel] = {}
-_weights_lock = threading.Lock()
-
 
 def linear_model(ctx: AppContext, m: ModelRecord) -> LinearModel:
-    """The model's plaintext (w, b), read once from its safetensors file and checked against the card."""
-    key = (m.id, m.output_digest)
-    with _weights_lock:
-        cached = _weights.get(key)
-    if cached is not None:
-        return cached
+    """The model's plaintext (w, b), read once from its safetensors file and checked against the card (kept in
+    the context's `gateway.caches.Caches.model_weights`)."""
+    return ctx.caches.model_weights.get((m.id, m.output_digest), lambda: _load_linear_model(ctx, m))
+
+
+def _load_linear_model(ctx: AppContext, m: ModelRecord) -> LinearModel:
     root = ctx.settings.models_dir.resolve()
     path = (root / m.weights_path).resolve()
     if not path.is_relative_to(root) or not path.is_file():
@@ -132,10 +126,7 @@ def linear_model(ctx: AppContext, m: ModelRecord) -> LinearModel:
     width = m.card.get("input_width") if isinstance(m.card, dict) else None
     if isinstance(width, int) and width != len(names):
         raise DomainError(INTERNAL, "model weights do not match the card")
-    model = LinearModel(tuple(float(v) for v in w), float(b))
-    with _weights_lock:
-        _weights[key] = model
-    return model
+    return LinearModel(tuple(float(v) for v in w), float(b))
 
 
 def _pick_agreement(ctx: AppContext, p: Principal, m: ModelRecord) -> str:
@@ -202,8 +193,8 @@ def _score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Au
     _granted(ctx, agreement_id, body)  # before anything is metered
     policies.authorize(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope)
     model = linear_model(ctx, m)
-    public, lock = SCORING_CONTEXTS.get((p.name, "score", body.layout, context_digest),
-                                        lambda: load_scoring_context(body.context, body.layout))
+    public, lock = ctx.caches.scoring_contexts.get((p.name, "score", body.layout, context_digest),
+                                                   lambda: load_scoring_context(body.context, body.layout))
     if body.cutoff is not None:
         exposed = decisions_exposed(body.layout, len(body.ciphertexts), declared_size(body.cutoff))
     else:

@@ -30,7 +30,6 @@ import base64
 import binascii
 import secrets
 from fractions import Fraction
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
@@ -41,14 +40,14 @@ import policies
 from catalog import registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError, invalid, not_found
 from catalog.registry import Dataset
-from gateway import jobflow
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal
-from gateway.jobflow import actor_of
 from gateway.routes.agreements import note_expiry
 from gateway.routes.verifications import PaddedRoute, _product, _sha256, issue_receipt, question_digest
+from gateway.services import jobs as jobflow
+from gateway.services.jobs import actor_of
 from mpc import psi
 from mpc.errors import MpcError
 from mpc.psi import group
@@ -63,14 +62,11 @@ anonymous = APIRouter(tags=["verification"], route_class=PaddedRoute)
 
 #: Ids per psi_size / psi_members request (the HTTP body limit also applies).
 MAX_BANK_IDS = 100_000
-_STORES: dict[Path, SetupStore] = {}
 
 
 def store(ctx: AppContext) -> SetupStore:
-    key = ctx.settings.home.resolve()
-    if key not in _STORES:
-        _STORES[key] = SetupStore(ctx.settings.work_dir, ctx.settings.keys_dir)
-    return _STORES[key]
+    """The context's PSI and anonymous-check setups (`gateway.caches.Caches.psi_setups`)."""
+    return ctx.caches.psi_setups
 
 
 def _decode(text: str, field: str, limit: int | None) -> list[bytes]:

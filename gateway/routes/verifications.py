@@ -38,10 +38,8 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-import threading
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -53,13 +51,14 @@ from catalog import products, registry
 from catalog.errors import INVALID_REQUEST, DomainError, invalid, not_found
 from catalog.products import Product, ProductSpec
 from catalog.registry import Dataset
-from gateway import jobflow, latency
+from gateway import latency
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.identities import Principal
-from gateway.jobflow import actor_of
 from gateway.routes.agreements import note_expiry
+from gateway.services import jobs as jobflow
+from gateway.services.jobs import actor_of
 from mpc.he import SignBounds, evaluate_masked_sign_with, load_sign_context
 from policies import Action
 from policies import quotas as policy_quotas
@@ -134,39 +133,6 @@ class EncryptedCheckBody(BaseModel):
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
-
-T = TypeVar("T")
-
-
-class ContextCache:
-    """Validated public HE contexts per (principal, use, context digest), least recently used first out.
-
-    Validating a bank's context is the costliest step of an HE request (80–160 ms for 0.6–12 MB); a validated
-    context is safe to reuse for the same bank, never across banks (docs/mechanisms/he.md), so the principal is
-    part of the key. Each entry comes with its own lock: one evaluation at a time uses a TenSEAL object.
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[str, ...], tuple[Any, threading.Lock]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, ...], load: Callable[[], T]) -> tuple[T, threading.Lock]:
-        with self._lock:
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-                return hit
-        value = load()  # raises on an invalid context: nothing is cached
-        entry = (value, threading.Lock())
-        with self._lock:
-            self._entries[key] = entry
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return entry
-
-
-SIGN_CONTEXTS = ContextCache()
 
 
 def _sha256(data: str | bytes) -> str:
@@ -348,7 +314,7 @@ def _check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedCh
     # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
     # data read, result discarded) before any subject's allowance is used.
     key = (p.name, "sign", repr(sign_box(threshold)), _sha256(body.context))
-    (public, plan), lock = SIGN_CONTEXTS.get(key, lambda: load_sign_context(body.context, bounds))
+    (public, plan), lock = ctx.caches.sign_contexts.get(key, lambda: load_sign_context(body.context, bounds))
     with lock:
         evaluate_masked_sign_with(public, plan, body.ciphertext, [bounds.value_min] * len(hashes), bounds)
     _meter_subjects(ctx, p, body.agreement_id, hashes, policies.params_digest(params))

@@ -11,7 +11,7 @@ Only these leave, and only from the job kinds that produce them:
 The gate refuses an output of another kind, a body over the size limit, a JSON output whose digest does not
 match its content, and an artifact outside the models directory. A refusal comes after the data was read, so it
 is charged like a release: the grantee sees the kind's uniform ``<kind>.failed`` and the data owner the
-``release.*`` cause (`gateway.jobflow`); a query job releases its `Output.fallback` (the answer over an empty
+``release.*`` cause (`gateway.services.jobs`); a query job releases its `Output.fallback` (the answer over an empty
 input) instead.
 """
 

@@ -1,6 +1,6 @@
 """A queued query job's timestamps over real HTTP (issue 12): ``finished_at`` (and ``released_at``, the same
 instant) lies a whole, non-zero number of latency buckets after ``started_at`` — for an answer and for a residual
-failure alike. The worker's wait is observed through `gateway.jobflow._sleep` (not slept: no timing asserted)."""
+failure alike. The worker's wait is observed through `gateway.services.jobs._sleep` (not slept: no timing asserted)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def _ts(job: dict, key: str) -> dt.datetime:
 
 
 def test_a_queued_query_finishes_on_a_latency_bucket_boundary(parties, monkeypatch):
-    from gateway import jobflow, latency
+    from gateway import latency
+    from gateway.services import jobs as jobflow
     from sandbox.sql import service as sql_service
 
     waits: list[float] = []
@@ -49,7 +50,7 @@ def test_a_queued_query_finishes_on_a_latency_bucket_boundary(parties, monkeypat
 
 
 def test_without_a_bucket_the_worker_does_not_wait(parties, monkeypatch):
-    from gateway import jobflow
+    from gateway.services import jobs as jobflow
 
     waits: list[float] = []
     monkeypatch.setattr(jobflow, "_sleep", waits.append)

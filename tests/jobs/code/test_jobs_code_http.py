@@ -10,7 +10,7 @@ from fractions import Fraction
 
 import pytest
 
-from gateway import jobflow
+from gateway.services import jobs as jobflow
 from sandbox.coderun import SandboxConfig
 from veilbox.client import ApiError
 

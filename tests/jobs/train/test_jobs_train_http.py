@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway import jobflow
+from gateway.services import jobs as jobflow
 from veilbox.client import ApiError
 
 FEATURES = ["district", "age", "gender", "industry", "monthly_income", "tax_paid", "social_insurance_months"]

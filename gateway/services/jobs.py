@@ -1,4 +1,4 @@
-"""The job flow shared by the HTTP routes, the console and the background worker.
+"""The job flow shared by the HTTP routes, the console, the CLI's endpoints and the background worker.
 
 submit (vet + price in the sandbox, then `policies.submit`: meters, and on ``auto_within_budget`` the charge)
 → owner review (exact spec, hash, cost, the run on the mock) → approve (charge) / reject → the worker claims,
@@ -18,6 +18,13 @@ Nothing the grantee observes may depend on whether a run failed because of the d
 The cause goes to the data owner only: the job's ``owner_detail`` in `review_job` and an audit entry with action
 ``job.incident`` (the worker's entries carry role ``system``: owners read those on their agreements, admins the
 incidents, regulators everything; grantees none — `gateway.audit.scope_for`).
+
+A custom job's output awaiting the owner's release and the owner-only detail are rows of ``job_outputs``,
+written by `policies.succeed`/`fail`/`release` in the transaction of the job's state change (files of an older
+home are imported once when it is opened: `gateway.legacy_outputs`).
+
+`preview_query` answers ``POST /queries/preview``: the canonical SQL, the cost and the exact answer on the mock,
+authorized and metered as a preview (no ε spent, no data read).
 
 A query job's ``finished_at`` (and ``released_at``, the same instant) lies a whole, non-zero number of
 ``VEILBOX_LATENCY_BUCKET_MS`` buckets after its ``started_at``: the worker waits for that boundary before the job
@@ -56,20 +63,19 @@ from gateway.identities import Principal
 from policies import Action, Actor, Job, JobState, ledger
 from policies.jobs import load_job
 from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate, handler_for
-from sandbox.jobs.query import QueryEngines, require_min_epsilon
+from sandbox.jobs.query import QueryEngines, prepare_for, require_min_epsilon
+from sandbox.sql import preview as sql_preview
 
 log = logging.getLogger("veilbox.jobs")
 
 __all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "datasets_of", "job_result",
-           "min_query_epsilon", "refunded", "reject_job", "release_job", "review_job", "run_claimed", "run_inline",
-           "runtime", "submit_job"]
+           "min_query_epsilon", "preview_query", "refunded", "reject_job", "release_job", "review_job", "run_claimed",
+           "run_inline", "runtime", "submit_job"]
 
 WORKER = "worker"  # audit actor of the background worker
 INCIDENT = INCIDENT_ACTIONS[0]  # audit action of a failure behind a charged job: owner, admin, regulator only
 REVIEW_VERSION = 1  # part of the stored review's key: a new review format is computed afresh
 _runtime_lock = threading.Lock()
-_review_locks: dict[str, threading.Lock] = {}
-_review_locks_guard = threading.Lock()
 _sleep = time.sleep  # the waits of `_bucket_end` (a test replaces it to observe them without waiting)
 
 
@@ -147,6 +153,21 @@ def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec
                            columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline)
 
 
+def preview_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[str, Any],
+                  purpose: str | None = None) -> dict[str, Any]:
+    """What a query would run, previewed as it would run: the minimum ε checked, vetted and rewritten against the
+    agreement, authorized and metered as ``query.preview`` (spends no ε), answered on the mock."""
+    ag = policies.get_agreement(ctx.engine, actor, agreement_id)
+    datasets = datasets_of(ctx, ag.document.datasets)
+    require_min_epsilon(spec, min_query_epsilon(ctx))
+    qp = prepare_for(spec, ag, datasets)
+    name = qp.query.table.name
+    policies.authorize(ctx.engine, actor, Action.QUERY_PREVIEW, agreement_id, datasets=[name],
+                       columns={name: sorted(qp.query.columns - {qp.query.table.id_column})}, job_kind="query",
+                       purpose=purpose or (ag.document.purposes[0] if len(ag.document.purposes) == 1 else None))
+    return {"dataset": name, **sql_preview(qp)}
+
+
 def _owner_job(ctx: AppContext, actor: Actor, job_id: str) -> tuple[Job, policies.Agreement]:
     job = policies.get_job(ctx.engine, actor, job_id)
     ag = policies.load_agreement(ctx.engine, job.agreement_id)
@@ -170,13 +191,13 @@ def review_job(ctx: AppContext, actor: Actor, job_id: str) -> dict[str, Any]:
         out["mock"] = None
         out["problem"] = {"code": e.code, "message": e.message, "details": e.details}
     if actor.name == ag.owner:
-        pending = _read_side(ctx, "pending", job.id)
+        stored = policies.job_output(ctx.engine, job.id)
+        pending = stored.pending if stored is not None else None
         if pending is not None:
             out["pending_output"] = {"kind": pending["kind"], "result": pending["result"],
                                      "output_digest": pending["output_digest"]}
-        detail = _read_side(ctx, "detail", job.id)
-        if detail is not None:
-            out["owner_detail"] = detail
+        if stored is not None and stored.owner_detail is not None:
+            out["owner_detail"] = stored.owner_detail
     return out
 
 
@@ -201,16 +222,14 @@ def _cacheable(body: Mapping[str, Any]) -> bool:
 
 def _stored_review(ctx: AppContext, job: Job, ag: policies.Agreement, datasets: Mapping[str, Dataset],
                    handler: Any) -> dict[str, Any]:
-    """``{"plan", "mock"}`` of the job's spec: computed once (one process lock per key, one INSERT in its own
+    """``{"plan", "mock"}`` of the job's spec: computed once (one lock per key in the context's `review_locks`, one INSERT in its own
     transaction; a concurrent writer's row wins) and read from ``job_reviews`` afterwards. A `DomainError` (the
     spec no longer fits the agreement) is raised and never stored."""
     key = _review_key(job, ag, datasets)
     stored = _load_review(ctx, key)
     if stored is not None:
         return stored
-    with _review_locks_guard:
-        lock = _review_locks.setdefault(key, threading.Lock())
-    with lock:
+    with ctx.caches.review_locks.hold(key):  # one computation per key in this context
         stored = _load_review(ctx, key)
         if stored is not None:
             return stored
@@ -227,8 +246,6 @@ def _stored_review(ctx: AppContext, job: Job, ag: policies.Agreement, datasets: 
                                                             created_at=dt.datetime.now(dt.UTC)))
         except IntegrityError:  # another process stored it first: serve theirs
             pass
-    with _review_locks_guard:
-        _review_locks.pop(key, None)
     return _load_review(ctx, key) or dict(json.loads(text))
 
 
@@ -241,10 +258,10 @@ def approve_job(ctx: AppContext, actor: Actor, job_id: str, spec_hash: str) -> J
 def reject_job(ctx: AppContext, actor: Actor, job_id: str, reason: str) -> Job:
     """Reject a pending job, or refuse to release a finished custom job's output (it fails and is refunded)."""
     job, ag = _owner_job(ctx, actor, job_id)
-    if job.state is JobState.SUCCEEDED and _read_side(ctx, "pending", job.id) is not None:
+    if job.state is JobState.SUCCEEDED and _pending(ctx, job.id) is not None:
         _require_owner(actor, ag)
-        failed = policies.fail(ctx.engine, job.id, "release.refused_by_owner", refund=False)  # the code ran
-        _drop_side(ctx, "pending", job.id)
+        # the code ran: charged; the output awaiting release is dropped in the same transaction
+        failed = policies.fail(ctx.engine, job.id, "release.refused_by_owner", refund=False)
         _audit(ctx, job, "job.fail", decision="error", code="JOB_FAILED", reason="release.refused_by_owner",
                refunded=False)
         return failed
@@ -265,7 +282,7 @@ def release_job(ctx: AppContext, actor: Actor, job_id: str) -> tuple[Job, str]:
     """The owner releases a finished custom job's output after looking at it. Returns the job and its digest."""
     job, ag = _owner_job(ctx, actor, job_id)
     _require_owner(actor, ag)
-    pending = _read_side(ctx, "pending", job.id)
+    pending = _pending(ctx, job.id)
     if job.state is not JobState.SUCCEEDED or pending is None:
         raise DomainError(INVALID_REQUEST, "the job has no output awaiting release",
                           [{"reason": "job.wrong_state", "state": job.state.value}])
@@ -274,8 +291,7 @@ def release_job(ctx: AppContext, actor: Actor, job_id: str) -> tuple[Job, str]:
     out = Output(kind=pending["kind"], result=pending["result"], output_digest=pending["output_digest"],
                  release="owner", artifact=None if pending["artifact"] is None else ctx.settings.models_dir
                  / pending["artifact"], model=pending["model"])
-    released = _release(ctx, job, out, approved_by=actor.name)
-    _drop_side(ctx, "pending", job.id)
+    released = _release(ctx, job, out, approved_by=actor.name)  # drops the pending output with the release
     return released, out.output_digest
 
 
@@ -292,26 +308,10 @@ def refunded(ctx: AppContext, job_id: str) -> bool:
 # --- execution ----------------------------------------------------------------------------------------------
 
 
-def _side_path(ctx: AppContext, what: str, job_id: str) -> Any:
-    d = ctx.settings.work_dir / what
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{job_id}.json"
-
-
-def _write_side(ctx: AppContext, what: str, job_id: str, value: Any) -> None:
-    path = _side_path(ctx, what, job_id)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _read_side(ctx: AppContext, what: str, job_id: str) -> Any:
-    path = _side_path(ctx, what, job_id)
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _drop_side(ctx: AppContext, what: str, job_id: str) -> None:
-    _side_path(ctx, what, job_id).unlink(missing_ok=True)
+def _pending(ctx: AppContext, job_id: str) -> dict[str, Any] | None:
+    """The job's output awaiting the owner's release (``job_outputs``), if any."""
+    stored = policies.job_output(ctx.engine, job_id)
+    return stored.pending if stored is not None else None
 
 
 def _audit(ctx: AppContext, job: Job, action: str, decision: str = "allow", code: str | None = None,
@@ -325,13 +325,13 @@ def _audit(ctx: AppContext, job: Job, action: str, decision: str = "allow", code
 
 def _fail(ctx: AppContext, job: Job, e: JobFailed) -> Job:
     """Fail the job: refunded with its own public reason if nothing was read (``e.before_read``), else charged
-    with the kind's uniform reason; the cause and its detail go to the owner (side file, ``job.incident``)."""
+    with the kind's uniform reason; the cause and its detail go to the owner (``job_outputs.owner_detail``, stored
+    with the failure, and ``job.incident``)."""
     public = e.reason if e.before_read else f"{job.kind.value}.failed"
-    failed = policies.fail(ctx.engine, job.id, public, refund=e.before_read)
     detail: dict[str, Any] = {"failure": e.cause}
     if e.detail:
         detail["failure_detail"] = e.detail[-16384:]
-    _write_side(ctx, "detail", job.id, detail)
+    failed = policies.fail(ctx.engine, job.id, public, refund=e.before_read, owner_detail=detail)
     _audit(ctx, job, "job.fail", decision="error", code="JOB_FAILED", reason=public, refunded=e.before_read)
     if not e.before_read:
         _audit(ctx, job, INCIDENT, decision="error", cause=e.cause, charged=True, released=False)
@@ -395,24 +395,24 @@ def _execute(ctx: AppContext, job: Job) -> Job:
         out = _gated(kind, out, ctx.settings.models_dir)
     except JobFailed as e:
         return _fail(ctx, job, e)
-    finished = _bucket_end(ctx, job)
-    try:
-        succeeded = policies.succeed(ctx.engine, job.id, now=finished)
-    except DomainError:  # cancelled or recovered meanwhile: nothing may be released
-        _audit(ctx, job, "job.discard", decision="error", code="JOB_FAILED", reason="job.wrong_state")
-        return _reload(ctx, job.id)
     detail = dict(out.owner_detail or {})
     if out.incident:
         detail["incident"] = {"cause": out.incident, "released": "the answer over an empty input (fresh noise)",
                               "charged": True}
-        _audit(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
-    if detail:
-        _write_side(ctx, "detail", job.id, detail)
+    pending: dict[str, Any] | None = None
     if out.release == "owner":
         artifact = None if out.artifact is None else os.path.relpath(out.artifact, ctx.settings.models_dir)
-        _write_side(ctx, "pending", job.id, {"kind": out.kind, "result": out.result,
-                                             "output_digest": out.output_digest, "artifact": artifact,
-                                             "model": out.model})
+        pending = {"kind": out.kind, "result": out.result, "output_digest": out.output_digest, "artifact": artifact,
+                   "model": out.model}
+    finished = _bucket_end(ctx, job)
+    try:  # the output awaiting release and the owner's detail are stored in the transaction of the state change
+        succeeded = policies.succeed(ctx.engine, job.id, now=finished, pending=pending, owner_detail=detail or None)
+    except DomainError:  # cancelled or recovered meanwhile: nothing may be released
+        _audit(ctx, job, "job.discard", decision="error", code="JOB_FAILED", reason="job.wrong_state")
+        return _reload(ctx, job.id)
+    if out.incident:
+        _audit(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
+    if pending is not None:
         _audit(ctx, job, "job.succeed", output_digest=out.output_digest, awaiting="owner_release")
         return succeeded
     try:

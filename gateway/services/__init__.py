@@ -1,0 +1,20 @@
+"""The gateway's services: the orchestration the HTTP routes, the web console, the worker and the CLI share.
+
+A route parses and validates the request, calls one function here and shapes the response; a console page does
+the same with a form. So the API and the console cannot diverge, and nothing here knows about HTTP (no FastAPI
+objects: an `gateway.audit.AuditEvent` is filled in, a `catalog.errors.DomainError` is raised).
+
+- `jobs`: the job flow (submit, review, approve, reject, cancel, release, run, results) and query previews.
+- `agreements`: the expiry entry (`note_expiry`) and the grantee check every agreement path shares.
+- `datasets`: the dataset as a given principal may see it (`public_view`).
+- `receipts`: signed receipts (``vbr1``) and the digests they carry; reading one back.
+- `contexts`: validated public HE contexts, cached per principal (`ContextCache`).
+- `verification`: verification products and their plain and encrypted checks (核验).
+- `scoring`: encrypted scoring of released linear models (HE).
+- `psi`: private set intersection and anonymous checks (匿踪查询).
+- `rounds`: the registry of secure-aggregation rounds and who may take part.
+- `audit`: reading the audit log in the caller's scope, and the monthly report files.
+
+Direction: routes → services → sandbox / policies / catalog / mpc; the console → services. A service never imports
+`gateway.routes` or `gateway.console` (import-linter, `make lint`).
+"""
