@@ -1,6 +1,6 @@
 """The error tree of the domain packages.
 
-Every failure a caller can see carries a stable ``code`` from the public catalog (docs/api.md, "Errors"); the
+Every failure a caller can see carries a stable ``code``, a `vocab.errors.ErrorCode` (docs/api.md, "Errors"); the
 gateway maps code → HTTP status and public message once, at the boundary. ``message`` is written for the caller and must
 never contain raw values or engine internals; ``details`` is a list of JSON-able dicts (for example every
 violation of a rejected query).
@@ -10,36 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-# Stable public codes (extend, never rename). The gateway's catalog must cover every one of them.
-UNAUTHENTICATED = "UNAUTHENTICATED"
-NOT_FOUND_OR_FORBIDDEN = "NOT_FOUND_OR_FORBIDDEN"
-INVALID_REQUEST = "INVALID_REQUEST"
-ALREADY_EXISTS = "ALREADY_EXISTS"
-METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
-AGREEMENT_INACTIVE = "AGREEMENT_INACTIVE"
-POLICY_DENIED = "POLICY_DENIED"
-QUERY_REJECTED = "QUERY_REJECTED"
-BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
-QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
-APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
-CIPHERTEXT_INVALID = "CIPHERTEXT_INVALID"
-INTERNAL = "INTERNAL"
+from vocab.errors import ErrorCode
 
-ALL_CODES = (
-    UNAUTHENTICATED,
-    NOT_FOUND_OR_FORBIDDEN,
-    INVALID_REQUEST,
-    ALREADY_EXISTS,
-    METHOD_NOT_ALLOWED,
-    AGREEMENT_INACTIVE,
-    POLICY_DENIED,
-    QUERY_REJECTED,
-    BUDGET_EXHAUSTED,
-    QUOTA_EXCEEDED,
-    APPROVAL_REQUIRED,
-    CIPHERTEXT_INVALID,
-    INTERNAL,
-)
+# Stable public codes (extend, never rename): defined once in `vocab.errors.ErrorCode`; the module-level names
+# stay as aliases (``E.INVALID_REQUEST``).
+UNAUTHENTICATED = ErrorCode.UNAUTHENTICATED
+NOT_FOUND_OR_FORBIDDEN = ErrorCode.NOT_FOUND_OR_FORBIDDEN
+INVALID_REQUEST = ErrorCode.INVALID_REQUEST
+ALREADY_EXISTS = ErrorCode.ALREADY_EXISTS
+METHOD_NOT_ALLOWED = ErrorCode.METHOD_NOT_ALLOWED
+AGREEMENT_INACTIVE = ErrorCode.AGREEMENT_INACTIVE
+POLICY_DENIED = ErrorCode.POLICY_DENIED
+QUERY_REJECTED = ErrorCode.QUERY_REJECTED
+BUDGET_EXHAUSTED = ErrorCode.BUDGET_EXHAUSTED
+QUOTA_EXCEEDED = ErrorCode.QUOTA_EXCEEDED
+APPROVAL_REQUIRED = ErrorCode.APPROVAL_REQUIRED
+CIPHERTEXT_INVALID = ErrorCode.CIPHERTEXT_INVALID
+INTERNAL = ErrorCode.INTERNAL
+
+ALL_CODES: tuple[ErrorCode, ...] = tuple(ErrorCode)
 
 
 class DomainError(Exception):
@@ -49,7 +38,7 @@ class DomainError(Exception):
         if code not in ALL_CODES:
             raise ValueError(f"unknown error code {code!r}")
         super().__init__(message)
-        self.code = code
+        self.code = ErrorCode(code)
         self.message = message
         self.details = details or []
 

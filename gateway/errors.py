@@ -1,7 +1,7 @@
-"""The one error catalog: code → (HTTP status, public message), applied once at the boundary.
+"""The error boundary: code → (HTTP status, public message), applied once, from the one catalog in `vocab.errors`.
 
-Routes raise `catalog.errors.DomainError` (or `mpc.errors.MpcError`); nothing builds an HTTPException by
-hand. The translator logs the internal cause and returns only the documented body
+Routes raise `catalog.errors.DomainError` (or an `mpc.errors.MpcError`, mapped by its type: `MPC_ERRORS`);
+nothing builds an HTTPException by hand. The translator logs the internal cause and returns only the documented body
 ``{"error": {"code", "message", "details"}}``. Unknown exceptions become ``INTERNAL`` with a generic message.
 """
 
@@ -17,29 +17,38 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog import errors as E
 from catalog.errors import DomainError
+from mpc.errors import InvalidCiphertext, InvalidInput, MpcError
+from vocab.errors import CATALOG, ErrorCode
 
 log = logging.getLogger("veilbox.gateway")
 
-# code -> (status, default public message). JOB_FAILED is not an error: a failed job is 200 with state failed.
-CATALOG: dict[str, tuple[int, str]] = {
-    E.UNAUTHENTICATED: (401, "missing, invalid or expired token"),
-    E.NOT_FOUND_OR_FORBIDDEN: (404, "not found"),
-    E.INVALID_REQUEST: (422, "the request is not valid"),
-    E.ALREADY_EXISTS: (409, "already exists"),
-    E.METHOD_NOT_ALLOWED: (405, "method not allowed on this path"),
-    E.AGREEMENT_INACTIVE: (403, "the agreement is not active"),
-    E.POLICY_DENIED: (403, "denied by policy"),
-    E.QUERY_REJECTED: (422, "the query was rejected"),
-    E.BUDGET_EXHAUSTED: (409, "the privacy budget is exhausted"),
-    E.QUOTA_EXCEEDED: (429, "quota exceeded"),
-    E.APPROVAL_REQUIRED: (409, "owner approval is required"),
-    E.CIPHERTEXT_INVALID: (422, "the ciphertext or context is not valid"),
-    E.INTERNAL: (500, "internal error"),
-}
+__all__ = ["CATALOG", "MPC_ERRORS", "error_body", "error_response", "from_exception", "handle", "mpc_code",
+           "mpc_refusal"]
+
+# The crypto library's refusals, by type (it imports nothing of ours, so it cannot name our codes). The first
+# matching row wins; an `MpcError` of no listed type fails closed as INTERNAL (a test pins that every type the
+# library defines is listed).
+MPC_ERRORS: tuple[tuple[type[MpcError], ErrorCode], ...] = (
+    (InvalidCiphertext, ErrorCode.CIPHERTEXT_INVALID),
+    (InvalidInput, ErrorCode.INVALID_REQUEST),
+)
+
+
+def mpc_code(exc: MpcError) -> ErrorCode:
+    """The public code of a crypto-library refusal, from its type (`MPC_ERRORS`)."""
+    for kind, code in MPC_ERRORS:
+        if isinstance(exc, kind):
+            return code
+    return ErrorCode.INTERNAL
+
+
+def mpc_refusal(exc: MpcError, details: list[dict[str, Any]] | None = None) -> DomainError:
+    """A crypto-library refusal as the gateway's `DomainError` (its code by type, its caller-safe message)."""
+    return DomainError(mpc_code(exc), exc.message, details)
 
 
 def error_body(code: str, message: str | None = None, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    _, default = CATALOG[code]
+    _, default = CATALOG[ErrorCode(code)]
     if code == E.INTERNAL:  # never pass internal text through
         message, details = default, []
     return {"error": {"code": code, "message": message or default, "details": details or []}}
@@ -47,16 +56,15 @@ def error_body(code: str, message: str | None = None, details: list[dict[str, An
 
 def error_response(code: str, message: str | None = None, details: list[dict[str, Any]] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(code, message, details), status_code=CATALOG[code][0], headers=headers)
+    return JSONResponse(error_body(code, message, details), status_code=CATALOG[ErrorCode(code)][0], headers=headers)
 
 
 def from_exception(exc: BaseException) -> tuple[str, str | None, list[dict[str, Any]]]:
     """Map any exception to (code, public message, details)."""
     if isinstance(exc, DomainError):
         return exc.code, exc.message, exc.details
-    code = getattr(exc, "code", None)
-    if type(exc).__name__ == "MpcError" and code in CATALOG:
-        return code, getattr(exc, "message", None), []
+    if isinstance(exc, MpcError) and mpc_code(exc) != ErrorCode.INTERNAL:
+        return mpc_code(exc), exc.message, []
     if isinstance(exc, RequestValidationError):
         details = [{"loc": [str(p) for p in err.get("loc", ())], "problem": err.get("msg", "invalid")}
                    for err in exc.errors()]

@@ -51,7 +51,6 @@ import hashlib
 import json
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,13 +60,13 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from catalog.errors import (
-    ALL_CODES,
     INVALID_REQUEST,
     NOT_FOUND_OR_FORBIDDEN,
     POLICY_DENIED,
     QUOTA_EXCEEDED,
     DomainError,
 )
+from gateway.errors import mpc_refusal
 from mpc.errors import MpcError
 from mpc.secagg import (
     AdvertiseKeys,
@@ -143,8 +142,8 @@ def round_policy(opener: str, participants: list[str] | tuple[str, ...], thresho
 
 
 def _refusal(exc: MpcError) -> DomainError:
-    """An `MpcError` as the gateway's `DomainError` (its public code, its caller-safe message)."""
-    return DomainError(exc.code if exc.code in ALL_CODES else INVALID_REQUEST, exc.message)
+    """An `MpcError` as the gateway's `DomainError` (its public code by type, its caller-safe message)."""
+    return mpc_refusal(exc)
 
 
 def _b64_len(n: int) -> int:
@@ -476,16 +475,8 @@ class RoundRegistry:
                 del self._rounds[rnd.id]
 
 
-_REGISTRIES: dict[int, RoundRegistry] = {}
-_REGISTRIES_LOCK = threading.Lock()
-
-
-def rounds_for(ctx: object) -> RoundRegistry:
-    """The registry of the service context ``ctx`` (one per gateway process; forgotten with the context)."""
-    key = id(ctx)
-    with _REGISTRIES_LOCK:
-        reg = _REGISTRIES.get(key)
-        if reg is None:
-            reg = _REGISTRIES[key] = RoundRegistry()
-            weakref.finalize(ctx, _REGISTRIES.pop, key, None)
+def rounds_for(ctx: Any) -> RoundRegistry:
+    """The registry of the service context ``ctx`` (`gateway.caches.Caches.secagg_rounds`: one per context,
+    forgotten with it)."""
+    reg: RoundRegistry = ctx.caches.secagg_rounds
     return reg

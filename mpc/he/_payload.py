@@ -1,9 +1,9 @@
 """Untrusted bytes in and out: size limits before decoding, strict base64, and the two refusal codes.
 
-Every refusal is an `MpcError`: ``CIPHERTEXT_INVALID`` when a context or ciphertext is undecodable,
-malformed, insecure or does not match, ``INVALID_REQUEST`` when the request around it is wrong (layout,
-counts, dimensions, bounds). Messages name the check that failed, never key or plaintext material, and
-never the text of a library exception.
+Every refusal is an `MpcError`: `InvalidCiphertext` (``CIPHERTEXT_INVALID``) when a context or ciphertext is
+undecodable, malformed, insecure or does not match, `InvalidInput` (``INVALID_REQUEST``) when the request around
+it is wrong (layout, counts, dimensions, bounds). Messages name the check that failed, never key or plaintext
+material, and never the text of a library exception.
 """
 
 from __future__ import annotations
@@ -11,18 +11,15 @@ from __future__ import annotations
 import base64
 import binascii
 
-from mpc.errors import MpcError
-
-CIPHERTEXT_INVALID = "CIPHERTEXT_INVALID"
-INVALID_REQUEST = "INVALID_REQUEST"
+from mpc.errors import InvalidCiphertext, InvalidInput
 
 
-def ciphertext_invalid(message: str) -> MpcError:
-    return MpcError(CIPHERTEXT_INVALID, message)
+def ciphertext_invalid(message: str) -> InvalidCiphertext:
+    return InvalidCiphertext(message)
 
 
-def invalid_request(message: str) -> MpcError:
-    return MpcError(INVALID_REQUEST, message)
+def invalid_request(message: str) -> InvalidInput:
+    return InvalidInput(message)
 
 
 def decode_b64(encoded: str | bytes, *, max_bytes: int, what: str) -> bytes:

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mpc.errors import MpcError
+from mpc.errors import InvalidCiphertext
 
 CURVE = ec.SECP256R1()
 #: The order of P-256's group.
@@ -36,11 +36,11 @@ ELEMENT_BYTES = 32
 _H2C = b"veilbox-psi-h2c|v1|"
 
 
-class InvalidElement(MpcError):
+class InvalidElement(InvalidCiphertext):
     """A message element that is not the x-coordinate of a P-256 point (or a malformed encoding)."""
 
     def __init__(self, message: str = "an element is not a valid P-256 x-coordinate") -> None:
-        super().__init__("CIPHERTEXT_INVALID", message)
+        super().__init__(message)
 
 
 def new_key() -> int:

@@ -47,7 +47,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mpc.errors import MpcError
+from mpc.errors import InvalidInput
 from mpc.psi import group
 from mpc.psi.group import ELEMENT_BYTES, InvalidElement, Scalar
 
@@ -76,7 +76,7 @@ def tags(domain: bytes, xs: Sequence[bytes]) -> np.ndarray:
 def _items(ids: Sequence[str]) -> list[bytes]:
     out = [i.encode() for i in ids]
     if len(set(out)) != len(out):
-        raise MpcError("INVALID_REQUEST", "the ids must be distinct")
+        raise InvalidInput("the ids must be distinct")
     return out
 
 
@@ -139,7 +139,7 @@ def size_table(server: Sequence[bytes], returned: Sequence[bytes]) -> np.ndarray
 def size_count(key: int, query: Sequence[bytes], table: np.ndarray) -> int:
     """The exact number of the bank's (distinct) blinded ids whose double-blinding is in ``table``."""
     if len(set(query)) != len(query):
-        raise MpcError("INVALID_REQUEST", "the blinded ids must be distinct")
+        raise InvalidInput("the blinded ids must be distinct")
     return int(contains(table, tags(SIZE, evaluate(key, query))).sum())
 
 
@@ -148,7 +148,8 @@ def contains(table: np.ndarray, values: np.ndarray) -> np.ndarray:
     if len(table) == 0:
         return np.zeros(len(values), dtype=bool)
     at = np.searchsorted(table, values)
-    return table[np.minimum(at, len(table) - 1)] == values
+    found: np.ndarray = table[np.minimum(at, len(table) - 1)] == values
+    return found
 
 
 def members_filter(server: Sequence[bytes]) -> bytes:

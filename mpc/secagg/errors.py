@@ -1,4 +1,4 @@
-"""Secure-aggregation refusals, each an `MpcError` with a stable public code.
+"""Secure-aggregation refusals, each an `mpc.errors.InvalidInput` or `mpc.errors.InvalidCiphertext`.
 
 - `ProtocolError` (``INVALID_REQUEST``): a malformed, replayed, out-of-stage, wrong-round or
   unknown-participant message, or a peer view that breaks the protocol's preconditions.
@@ -9,28 +9,19 @@
 
 from __future__ import annotations
 
-from mpc.errors import MpcError
-
-INVALID_REQUEST = "INVALID_REQUEST"
-CIPHERTEXT_INVALID = "CIPHERTEXT_INVALID"
+from mpc.errors import InvalidCiphertext, InvalidInput
 
 
-class ProtocolError(MpcError):
+class ProtocolError(InvalidInput):
     """A message or peer view that violates the protocol."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(INVALID_REQUEST, message)
 
-
-class CiphertextInvalid(MpcError):
+class CiphertextInvalid(InvalidCiphertext):
     """An encrypted share failed authentication (tampered, misdirected or replayed from another context)."""
 
     def __init__(self, message: str = "encrypted share does not authenticate") -> None:
-        super().__init__(CIPHERTEXT_INVALID, message)
+        super().__init__(message)
 
 
-class RoundAborted(MpcError):
+class RoundAborted(InvalidInput):
     """The round ended without a result because fewer than the threshold survived."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(INVALID_REQUEST, message)
