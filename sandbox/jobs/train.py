@@ -54,7 +54,8 @@ __all__ = ["FAILED", "MODEL_VALID_DAYS", "PreparedTraining", "TrainHandler", "mo
 MODEL_VALID_DAYS = 365
 FAILED = "train.failed"  # the one public reason of a run whose child was started
 _EXTRA_KEYS = frozenset({"purpose"})
-_PRELOAD = ["sandbox.jobs.train", "opacus", "opacus.accountants", "opacus.accountants.utils"]
+_PRELOAD = ["sandbox.jobs.train", "sandbox.train.runner", "opacus", "opacus.accountants",
+            "opacus.accountants.utils"]
 _KILL_WAIT_S = 30.0
 _EXIT_GRACE_S = 5.0
 _ctx_lock = threading.Lock()

@@ -52,7 +52,7 @@ import pyarrow as pa
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.mock import mock_table
 from sandbox.dp.budget import MAX_EPSILON, as_fraction, split_epsilon
-from sandbox.dp.laplace import DiscreteLaplace
+from sandbox.dp.samplers import DiscreteLaplace
 from sandbox.engine.hardening import connect_locked
 from sandbox.engine.worker import EngineFailure, ExecRequest, QueryWorker
 from sandbox.sql.keys import KeySet, NotEnumerable, enumerate_keys

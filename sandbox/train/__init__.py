@@ -15,20 +15,31 @@ The flow (no HTTP, no ledger here; the gateway charges ``plan.cost`` before call
     result = train(spec, plan, dataset, out_dir)         # weights (safetensors) + ModelCard + output_digest
 
 Modules: `spec` (TrainSpec and its checks), `encoding` (declaration-only feature encoding, shared with
-scoring clients), `plan` (σ calibration and accounting), `runner` (the DP-SGD loop), `metrics` (DP
-held-out metrics), `card` (the model card), `weights` (safetensors I/O). `_data` (locked DuckDB reads)
-and `_models` are internal. Metrics noise comes from `sandbox.dp.DiscreteLaplace`, the sandbox's one noise
-source besides Opacus' optimizer.
+scoring clients and federated training), `plan` (σ calibration and the cost, through Opacus' accountants in
+`sandbox.dp.prv`), `runner` (the DP-SGD loop), `metrics` (DP held-out metrics), `card` (the model card),
+`weights` (safetensors I/O). `_data` (locked DuckDB reads) and `_models` are internal. Metrics noise comes
+from `sandbox.dp.DiscreteLaplace`, the sandbox's one noise source besides Opacus' optimizer.
+
+Names are resolved lazily (as in `sandbox`): importing `sandbox.train.encoding` — what the bank SDK and the
+federated holders need — never loads torch; only `runner` (and `_models`) import torch, on first use of
+`train`, `TrainingResult` or `ProgressFn`.
 """
 
-from sandbox.train._data import ResourceLimits
-from sandbox.train.card import ModelCard
-from sandbox.train.encoding import FeatureEncoding, encode_features, encoding_for
-from sandbox.train.metrics import MetricsRelease
-from sandbox.train.plan import METRICS_EPSILON, Cost, TrainingPlan, epsilon_for, plan_training
-from sandbox.train.runner import ProgressFn, TrainingResult, train
-from sandbox.train.spec import TrainSpec, check_spec, parse_spec
-from sandbox.train.weights import load_linear_weights
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandbox.dp.prv import epsilon_for
+    from sandbox.train._data import ResourceLimits
+    from sandbox.train.card import ModelCard
+    from sandbox.train.encoding import FeatureEncoding, encode_features, encoding_for
+    from sandbox.train.metrics import MetricsRelease
+    from sandbox.train.plan import METRICS_EPSILON, Cost, TrainingPlan, plan_training
+    from sandbox.train.runner import ProgressFn, TrainingResult, train
+    from sandbox.train.spec import TrainSpec, check_spec, parse_spec
+    from sandbox.train.weights import load_linear_weights
 
 __all__ = [
     "METRICS_EPSILON",
@@ -50,3 +61,31 @@ __all__ = [
     "plan_training",
     "train",
 ]
+
+_LAZY = {
+    "METRICS_EPSILON": "sandbox.train.plan",
+    "Cost": "sandbox.train.plan",
+    "FeatureEncoding": "sandbox.train.encoding",
+    "MetricsRelease": "sandbox.train.metrics",
+    "ModelCard": "sandbox.train.card",
+    "ProgressFn": "sandbox.train.runner",
+    "ResourceLimits": "sandbox.train._data",
+    "TrainSpec": "sandbox.train.spec",
+    "TrainingPlan": "sandbox.train.plan",
+    "TrainingResult": "sandbox.train.runner",
+    "check_spec": "sandbox.train.spec",
+    "encode_features": "sandbox.train.encoding",
+    "encoding_for": "sandbox.train.encoding",
+    "epsilon_for": "sandbox.dp.prv",
+    "load_linear_weights": "sandbox.train.weights",
+    "parse_spec": "sandbox.train.spec",
+    "plan_training": "sandbox.train.plan",
+    "train": "sandbox.train.runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sandbox.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -7,7 +7,7 @@ count only:
 - the Poisson sample rate ``q = batch_size / N`` and ``steps_per_epoch = round(N / batch_size)``,
 - the number of noisy steps ``T = epochs · steps_per_epoch``,
 - the noise multiplier σ: the smallest σ (to 0.01 in ε) for which Opacus' PRV accountant (Gopi et al. 2021)
-  bounds the T-fold composition of the Poisson-subsampled Gaussian mechanism by (ε, δ),
+  bounds the T-fold composition of the Poisson-subsampled Gaussian mechanism by (ε, δ) (`sandbox.dp.prv`),
 - the cost charged: ``(ε + ε_metrics, δ)`` where ε_metrics pays for the held-out AUC/accuracy release
   (pure ε, discrete Laplace; see `sandbox.train.metrics`).
 
@@ -24,15 +24,13 @@ next to the PRV value for comparison; the PRV value is the one calibrated and ch
 
 from __future__ import annotations
 
-import functools
 import math
-import warnings
 from fractions import Fraction
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
+from sandbox.dp.prv import epsilon_for, noise_multiplier_for
 from sandbox.train.spec import ModelKind, TrainSpec
 
 __all__ = [
@@ -41,7 +39,6 @@ __all__ = [
     "METRICS_EPSILON",
     "Cost",
     "TrainingPlan",
-    "epsilon_for",
     "plan_training",
 ]
 
@@ -53,8 +50,6 @@ METRICS_EPSILON = 0.1
 MAX_STEPS = 100_000
 #: Target precision of the σ search, in ε (the accountant's ε is ≤ the requested ε, within this).
 EPSILON_TOLERANCE = 0.01
-
-Accountant = Literal["prv", "rdp"]
 
 
 class Cost(BaseModel):
@@ -95,28 +90,6 @@ def _exact(x: float) -> Fraction:
     return Fraction(repr(x))
 
 
-def epsilon_for(noise_multiplier: float, sample_rate: float, steps: int, delta: float,
-                accountant: Accountant = "prv") -> float:
-    """ε of ``steps`` Poisson-subsampled Gaussian steps (σ, q) at δ, by Opacus' PRV or RDP accountant."""
-    from opacus.accountants import PRVAccountant, RDPAccountant
-
-    acc: PRVAccountant | RDPAccountant = PRVAccountant() if accountant == "prv" else RDPAccountant()
-    acc.history = [(noise_multiplier, sample_rate, steps)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # RDP: "optimal order is the largest alpha" (a looser bound, still valid)
-        return float(acc.get_epsilon(delta=delta))
-
-
-@functools.lru_cache(maxsize=256)
-def _calibrate(epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
-    from opacus.accountants.utils import get_noise_multiplier
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                          steps=steps, accountant="prv", epsilon_tolerance=EPSILON_TOLERANCE))
-
-
 def plan_training(spec: TrainSpec, dataset_rows: int, *, metrics_epsilon: float = METRICS_EPSILON) -> TrainingPlan:
     """Calibrate σ for ``spec`` on a dataset of ``dataset_rows`` rows and state the cost; reads no data."""
     if isinstance(dataset_rows, bool) or not isinstance(dataset_rows, int) or dataset_rows < 1:
@@ -135,7 +108,7 @@ def plan_training(spec: TrainSpec, dataset_rows: int, *, metrics_epsilon: float 
                           "use a larger batch_size or fewer epochs",
                           [{"field": "batch_size", "problem": "too small for this dataset and epoch count"}])
     try:
-        sigma = _calibrate(spec.epsilon, spec.delta, sample_rate, steps)
+        sigma = noise_multiplier_for(spec.epsilon, spec.delta, sample_rate, steps, EPSILON_TOLERANCE)
     except ValueError:
         raise DomainError(INVALID_REQUEST, "epsilon is too small to train with these settings",
                           [{"field": "epsilon", "problem": "no noise level reaches it"}]) from None

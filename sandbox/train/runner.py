@@ -15,7 +15,9 @@ Mechanism, step by step:
    each example's gradient is clipped to L2 norm C, the clipped sum gets Gaussian noise N(0, σ²C²) per
    coordinate, and the result is divided by the constant expected batch size. Batches are Poisson samples:
    every training row joins each of the T batches independently with probability q (vectorised
-   ``rand < q`` over all rows). An empty batch still takes a pure-noise step.
+   ``rand < q`` over all rows). An empty batch still takes a pure-noise step. After the loop the engine's
+   history must be exactly the plan's (σ, q) for T steps; the card's ε is `sandbox.dp.prv.epsilon_for` of the
+   steps taken.
 4. Randomness: the spec's ``seed`` initialises parameters only. The Poisson coins and the Gaussian noise
    come from two dedicated CPU ``torch.Generator`` objects reseeded from 63 bits of operating-system entropy
    (``secrets``) before every step, because subsampling amplification assumes the analyst cannot predict
@@ -53,12 +55,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.registry import Dataset
+from sandbox.dp.prv import epsilon_for
 from sandbox.train._data import ResourceLimits, Split, read_splits
 from sandbox.train._models import build_model, tensors_of
 from sandbox.train.card import DataSource, ModelCard, PrivacyReport, TrainingReport, WeightsRef, extraction_bound
 from sandbox.train.encoding import encoding_for
 from sandbox.train.metrics import release_metrics
-from sandbox.train.plan import TrainingPlan, epsilon_for
+from sandbox.train.plan import TrainingPlan
 from sandbox.train.spec import TrainSpec, structural_problems
 from sandbox.train.weights import save_weights
 
@@ -169,7 +172,7 @@ def _fit(spec: TrainSpec, plan: TrainingPlan, split: Split, width: int, progress
     if executed != plan.steps or any(
             (sig, q) != (plan.noise_multiplier, plan.sample_rate) for sig, q, _ in engine.accountant.history):
         raise RuntimeError("accountant history differs from the plan")
-    eps = float(engine.accountant.get_epsilon(delta=plan.delta))
+    eps = epsilon_for(plan.noise_multiplier, plan.sample_rate, executed, plan.delta, "prv")  # the steps taken
     gsm.cleanup()  # remove Opacus hooks and per-parameter attributes; the plain module remains
     model.eval()
     return _Fitted(model, executed, eps)

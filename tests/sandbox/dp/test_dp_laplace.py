@@ -76,7 +76,7 @@ def test_budget_parsing_is_strict(bad: object) -> None:
 
 @pytest.mark.parametrize("eps", [Fraction("5e-324"), Fraction(1, 10**400), Fraction(1, 2**53)])
 def test_a_noise_scale_beyond_the_exact_range_is_refused_not_overflowed(eps: Fraction) -> None:
-    from sandbox.dp.laplace import MAX_SCALE
+    from sandbox.dp.samplers import MAX_SCALE
 
     with pytest.raises(ValueError, match="too small"):
         DiscreteLaplace.calibrate(1, eps)

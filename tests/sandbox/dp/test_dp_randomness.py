@@ -35,4 +35,4 @@ def test_no_random_or_numpy_random() -> None:
 
 def test_noise_comes_only_from_opendp() -> None:
     users = [p.name for p in OURS if "make_laplace" in p.read_text() or "make_geometric" in p.read_text()]
-    assert users == ["laplace.py"]
+    assert users == ["samplers.py"]
