@@ -15,6 +15,8 @@ from catalog.errors import invalid
 from gateway import _tables as t
 from gateway.audit import scope_for
 from gateway.context import AppContext
+from gateway.contract import OUT, ErrorCode, doc
+from gateway.contract.audit import PARQUET, PDF, AuditPage, ChainReport, Lineage, MonthlyReport, PublicKey
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Regulator
 from gateway.identities import Principal
 from gateway.lineage import trace
@@ -36,7 +38,8 @@ def _owned(ctx: AppContext, p: Principal) -> tuple[list[str], list[str]]:
     return ds, ags
 
 
-@router.get("/audit", name="audit.list")
+@router.get("/audit", name="audit.list", response_model=AuditPage, **OUT,
+            **doc("The audit entries in your scope, one page at a time"))
 def list_entries(
     p: CurrentPrincipal,
     ctx: Ctx,
@@ -75,13 +78,15 @@ def page(ctx: AppContext, p: Principal, since: int, limit: int, filters: Mapping
     return {"entries": [{k: r[k] for k in PUBLIC_FIELDS} for r in rows], "next": nxt}
 
 
-@router.get("/audit/verify", name="audit.verify")
+@router.get("/audit/verify", name="audit.verify", response_model=ChainReport, **OUT,
+            **doc("Verify the whole hash chain and its signed checkpoints (regulator)", ErrorCode.POLICY_DENIED))
 async def verify(_: Regulator, ctx: Ctx) -> dict[str, Any]:
     report = await run_in_threadpool(ctx.audit.verify)
     return report.as_dict()
 
 
-@router.get("/audit/export", name="audit.export")
+@router.get("/audit/export", name="audit.export", response_class=Response,
+            **doc("Every audit entry as Parquet (regulator)", ErrorCode.POLICY_DENIED, media=PARQUET))
 async def export(_: Regulator, ctx: Ctx, format: str = Query("parquet")) -> Response:
     if format != "parquet":
         raise invalid("only format=parquet is supported")
@@ -90,7 +95,9 @@ async def export(_: Regulator, ctx: Ctx, format: str = Query("parquet")) -> Resp
                     headers={"Content-Disposition": 'attachment; filename="veilbox-audit.parquet"'})
 
 
-@router.get("/audit/report", name="audit.report")
+@router.get("/audit/report", name="audit.report",
+            **doc("The monthly report as JSON or PDF, or the month's entries as Parquet (regulator)",
+                  ErrorCode.POLICY_DENIED, model=MonthlyReport, media={"application/json": {}, **PDF, **PARQUET}))
 async def monthly_report(_: Regulator, ctx: Ctx, month: str = Query(..., description="YYYY-MM (UTC)"),
                          format: str = Query("json", description="json | pdf | parquet (the month's entries)"),
                          ) -> Response:
@@ -116,7 +123,9 @@ async def report_download(ctx: AppContext, month: str, format: str) -> Response:
                     headers={"Content-Disposition": f'attachment; filename="veilbox-report-{month}.pdf"'})
 
 
-@router.get("/lineage/{key:path}", name="audit.lineage")
+@router.get("/lineage/{key:path}", name="audit.lineage", response_model=Lineage, **OUT,
+            **doc("Where a released output came from (regulator)", ErrorCode.POLICY_DENIED,
+                  ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def output_lineage(key: str, _: Regulator, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Where a released output came from: output digest (or job id) → job → agreement → dataset fingerprints,
     the model record and every audit entry carrying it."""
@@ -126,7 +135,8 @@ def output_lineage(key: str, _: Regulator, ctx: Ctx, ev: Audit) -> dict[str, Any
     return out
 
 
-@router.get("/audit/public-key", name="audit.public_key")
+@router.get("/audit/public-key", name="audit.public_key", response_model=PublicKey, **OUT,
+            **doc("The service's Ed25519 public key (receipts and checkpoints)"))
 def public_key(_: CurrentPrincipal, ctx: Ctx) -> dict[str, str]:
     from cryptography.hazmat.primitives import serialization
 

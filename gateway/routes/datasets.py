@@ -19,6 +19,8 @@ from catalog import registry
 from catalog.columns import DatasetSpec
 from catalog.errors import DomainError, not_found
 from catalog.mock import MAX_MOCK_ROWS, mock_table
+from gateway.contract import OUT, ErrorCode, doc
+from gateway.contract.datasets import DATASET_EXAMPLE, Dataset, MockTable
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.identities import Principal
 
@@ -46,7 +48,16 @@ def public_view(ds: registry.Dataset, viewer: Principal) -> dict[str, Any]:
     return out
 
 
-@router.post("/datasets", name="dataset.register", status_code=status.HTTP_201_CREATED)
+@router.post("/datasets", name="dataset.register", status_code=status.HTTP_201_CREATED, response_model=Dataset,
+             **OUT, **doc("Register a dataset from your import directory (owner)", ErrorCode.POLICY_DENIED,
+                          ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.ALREADY_EXISTS, status=201,
+                          request_example={
+                              "name": "tax_income", "source": "tax_income.csv",
+                              "description": "Individual income tax, one row per person.", "grade": "important",
+                              "personal": True, "columns": {
+                                  "person_id": {"role": "id"},
+                                  "district": {"role": "dimension", "domain": ["Liangxi", "Xinwu", "Binhu"]},
+                                  "monthly_income": {"role": "measure", "bounds": [0, 200000]}}}))
 async def register(spec: DatasetSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     ev.dataset = spec.name
     s = ctx.settings
@@ -63,7 +74,8 @@ async def register(spec: DatasetSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict
     return public_view(reg.dataset, owner)
 
 
-@router.get("/datasets", name="dataset.list")
+@router.get("/datasets", name="dataset.list", response_model=list[Dataset], **OUT,
+            **doc("Every registered dataset (exact row counts for its owner only)", response_example=[DATASET_EXAMPLE]))
 def list_datasets(p: CurrentPrincipal, ctx: Ctx) -> list[dict[str, Any]]:
     return [public_view(d, p) for d in registry.list_all(ctx.engine)]
 
@@ -75,13 +87,15 @@ def _get(ctx: Ctx, name: str) -> registry.Dataset:
     return ds
 
 
-@router.get("/datasets/{name}", name="dataset.show")
+@router.get("/datasets/{name}", name="dataset.show", response_model=Dataset, **OUT,
+            **doc("One dataset's declaration", ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def show(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     ev.dataset = name
     return public_view(_get(ctx, name), p)
 
 
-@router.get("/datasets/{name}/mock", name="dataset.mock")
+@router.get("/datasets/{name}/mock", name="dataset.mock", response_model=MockTable, **OUT,
+            **doc("Synthetic rows from the declaration only (no real value)", ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def mock(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
          rows: int = Query(100, ge=1, le=MAX_MOCK_ROWS), seed: int = Query(0, ge=0)) -> dict[str, Any]:
     ev.dataset = name

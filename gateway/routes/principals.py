@@ -6,6 +6,8 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import identities
+from gateway.contract import OUT, ErrorCode, doc
+from gateway.contract import principals as examples
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal
 
 router = APIRouter(tags=["principals"])
@@ -28,7 +30,9 @@ class PrincipalCreated(PrincipalPublic):
 
 
 @router.post("/principals", name="principal.create", status_code=status.HTTP_201_CREATED,
-             response_model=PrincipalCreated)
+             response_model=PrincipalCreated, **OUT,
+             **doc("Create a principal and its token (admin)", ErrorCode.POLICY_DENIED, ErrorCode.ALREADY_EXISTS,
+                   status=201, response_example=examples.CREATED, request_example=examples.CREATE_REQUEST))
 def create_principal(body: PrincipalCreate, admin: Admin, ctx: Ctx, ev: Audit) -> PrincipalCreated:
     ev.details.update(name=body.name, new_role=body.role.value)
     p, token = identities.create_principal(ctx.engine, body.name, body.role.value, created_by=admin.name,
@@ -36,11 +40,13 @@ def create_principal(body: PrincipalCreate, admin: Admin, ctx: Ctx, ev: Audit) -
     return PrincipalCreated(id=p.id, name=p.name, role=p.role, token=token)
 
 
-@router.get("/principals/me", name="principal.me", response_model=PrincipalPublic)
+@router.get("/principals/me", name="principal.me", response_model=PrincipalPublic, **OUT,
+            **doc("Who the token belongs to", response_example=examples.PRINCIPAL))
 def me(p: CurrentPrincipal) -> PrincipalPublic:
     return PrincipalPublic(id=p.id, name=p.name, role=p.role)
 
 
-@router.get("/principals", name="principal.list", response_model=list[PrincipalPublic])
+@router.get("/principals", name="principal.list", response_model=list[PrincipalPublic], **OUT,
+            **doc("Every principal (admin)", ErrorCode.POLICY_DENIED, response_example=[examples.PRINCIPAL]))
 def list_all(_: Admin, ctx: Ctx) -> list[PrincipalPublic]:
     return [PrincipalPublic(id=p.id, name=p.name, role=p.role) for p in identities.list_principals(ctx.engine)]
