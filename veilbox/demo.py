@@ -4,7 +4,8 @@ Chapters: the city sets up the domain; owners register data (raw rows stay insid
 declaration and a mock; the owner proposes agreements and the grantees accept; the operator runs DP
 statistics; the operator trains a DP credit model and a custom job, both reviewed and approved by the owner;
 the bank verifies incomes (plain and encrypted) and scores applicants under encryption; the regulator verifies
-the audit chain.
+the audit chain. With the ``veilbox[syft]`` extra, a PySyft data scientist does the custom-code loop through
+syft-rds's own client (`veilbox.demo_syft`).
 """
 
 from __future__ import annotations
@@ -213,6 +214,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
     from veilbox.demo_federated import chapter_federated
     from veilbox.demo_models import chapter_models
     from veilbox.demo_psi import chapter_psi
+    from veilbox.demo_syft import chapter_syft  # runs only with the veilbox[syft] extra installed
 
     started = time.monotonic()
     home = _prepare_home(home)
@@ -235,6 +237,7 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
         chapter_bank(story)
         chapter_psi(story, data)
         chapter_federated(story)
+        chapter_syft(story)
         chapter_regulator(story, home)
     ctx.close()
     tokens = home / "tokens.json"  # demo only: lets you sign in to the console as each party afterwards
