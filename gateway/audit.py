@@ -40,6 +40,8 @@ from sqlalchemy import Engine, Select, and_, false, func, or_, select
 from catalog.fingerprint import HashAlg, hasher
 from gateway import _tables as t
 from gateway.keys import Keys
+from vocab.actions import INCIDENT_ACTIONS
+from vocab.roles import ANALYSTS, SYSTEM, Role
 
 GENESIS = "0" * 64
 FIELDS = ("seq", "ts", "actor", "role", "action", "agreement_id", "dataset", "decision", "code", "epsilon",
@@ -227,26 +229,23 @@ class AuditLog:
         return VerifyReport(True, count, last_hash, None)
 
 
-INCIDENT_ACTIONS = ("job.incident",)  # failures behind a charged job: for the owner and the admin, not the grantee
-
-
 def scope_for(role: str, name: str, owned_datasets: list[str], owned_agreements: list[str]) -> Any:
     """Which entries a principal may read: regulators all; owners those touching their data; admins their own and
     every incident (``job.incident``); others their own. "Their own" is the entries of their requests: the
     service's entries (role ``system``: the job worker, expiry) never count, whatever a principal is named."""
     e = t.audit_entries.c
-    if role == "regulator":
+    if role == Role.REGULATOR:
         return None
-    own = and_(e.actor == name, e.role != "system")
-    if role == "owner":
+    own = and_(e.actor == name, e.role != SYSTEM)
+    if role == Role.OWNER:
         conds = [own]
         if owned_datasets:
             conds.append(e.dataset.in_(owned_datasets))
         if owned_agreements:
             conds.append(e.agreement_id.in_(owned_agreements))
         return or_(*conds)
-    if role == "admin":
+    if role == Role.ADMIN:
         return or_(own, e.action.in_(INCIDENT_ACTIONS))
-    if role in ("operator", "bank"):
+    if role in ANALYSTS:
         return own
     return and_(false())

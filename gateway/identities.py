@@ -11,7 +11,6 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, select
@@ -19,17 +18,14 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog.errors import ALREADY_EXISTS, DomainError, invalid
 from gateway import _tables as t
+from vocab.roles import Role
 
 TOKEN_PREFIX = "vbx_"  # noqa: S105 - a public prefix, not a secret
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 
 
-class RoleName(StrEnum):
-    ADMIN = "admin"
-    OWNER = "owner"
-    OPERATOR = "operator"
-    BANK = "bank"
-    REGULATOR = "regulator"
+#: A principal's role: `vocab.roles.Role` (the name the gateway's callers know it by).
+RoleName = Role
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,15 @@
-"""The principal acting on a request, as the gateway authenticated it (name + role, plain values)."""
+"""The principal acting on a request, as the gateway authenticated it (name + role, plain values).
+
+`Role` and `ANALYSTS` are `vocab.roles`' (re-exported here for the policies' callers).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from vocab.roles import ANALYSTS, Role
 
-class Role(StrEnum):
-    ADMIN = "admin"
-    OWNER = "owner"
-    OPERATOR = "operator"
-    BANK = "bank"
-    REGULATOR = "regulator"
-
-
-ANALYSTS = frozenset({Role.OPERATOR, Role.BANK})
+__all__ = ["ANALYSTS", "Actor", "Role"]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ from catalog.registry import Dataset
 from policies.actor import ANALYSTS, Actor, Role
 from policies.budget import Budget
 from policies.negative_list import PURPOSE_RE, NegativeList
+from vocab.jobs import JOB_KINDS, JobKind
+from vocab.roles import Party
+from vocab.states import AgreementState
 
 if TYPE_CHECKING:
     from policies.agreement import Agreement, Quotas
@@ -71,10 +74,11 @@ class Action(StrEnum):
 
 
 # Effective agreement states (stored states plus the derived "expired").
-PROPOSED, ACTIVE, SUSPENDED, REVOKED, EXPIRED = "proposed", "active", "suspended", "revoked", "expired"
-ALL_STATES = frozenset({PROPOSED, ACTIVE, SUSPENDED, REVOKED, EXPIRED})
+_AS = AgreementState
+PROPOSED, ACTIVE, SUSPENDED, REVOKED, EXPIRED = _AS.PROPOSED, _AS.ACTIVE, _AS.SUSPENDED, _AS.REVOKED, _AS.EXPIRED
+ALL_STATES = frozenset(AgreementState)
 
-OWNER, GRANTEE, REGULATOR = "owner", "grantee", "regulator"
+OWNER, GRANTEE, REGULATOR = Party.OWNER, Party.GRANTEE, Party.REGULATOR
 _READERS = frozenset({OWNER, GRANTEE, REGULATOR})
 
 # Meters (see policies.quotas): "call" per data-plane request, "job" per job, "score" per HE scoring call,
@@ -98,14 +102,21 @@ _GRANTEE = frozenset({GRANTEE})
 _OWNER = frozenset({OWNER})
 _BANK = frozenset({Role.BANK})
 
+
+def _needs(kind: JobKind) -> JobKind:
+    """The agreement permission (an entry of its ``job_kinds``) a kind of computation needs (`vocab.jobs`)."""
+    return JOB_KINDS[kind].permission
+
+
 RULES: Mapping[Action, Rule] = {
     Action.AGREEMENT_READ: Rule(_READERS, ALL_STATES),
     Action.AGREEMENT_ACCEPT: Rule(_GRANTEE, frozenset({PROPOSED}), scope=True),
     Action.AGREEMENT_SUSPEND: Rule(_OWNER, _ACTIVE),
     Action.AGREEMENT_RESUME: Rule(_OWNER, frozenset({SUSPENDED}), scope=True),
     Action.AGREEMENT_REVOKE: Rule(_OWNER, frozenset({PROPOSED, ACTIVE, SUSPENDED})),
-    Action.QUERY_PREVIEW: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind="query", meters=(CALL,)),
-    Action.QUERY_RUN: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind="query", meters=(CALL, JOB), spends=True),
+    Action.QUERY_PREVIEW: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind=_needs(JobKind.QUERY), meters=(CALL,)),
+    Action.QUERY_RUN: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind=_needs(JobKind.QUERY), meters=(CALL, JOB),
+                            spends=True),
     Action.JOB_SUBMIT: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind="*", meters=(CALL, JOB), spends=True),
     Action.JOB_READ: Rule(_READERS, ALL_STATES),
     Action.JOB_APPROVE: Rule(_OWNER, _ACTIVE, scope=True, job_kind="*", spends=True),
@@ -114,20 +125,21 @@ RULES: Mapping[Action, Rule] = {
     # After revocation/expiry results stay downloadable only under exit.on_expiry = "keep_outputs".
     Action.JOB_RESULT: Rule(_GRANTEE, frozenset({ACTIVE, EXPIRED, REVOKED})),
     Action.VERIFY_CHECK: Rule(
-        _GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="verify", meters=(CALL, VERIFY, PARAM)
+        _GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind=_needs(JobKind.VERIFY),
+        meters=(CALL, VERIFY, PARAM),
     ),
     # Anonymous checks meter per bucket: the subject hash is the bucket's (gateway.routes.psi).
-    Action.VERIFY_ANONYMOUS: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="verify_anonymous",
-                                  meters=(CALL, VERIFY, PARAM)),
-    Action.PSI_SIZE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="psi_size",
-                          meters=(CALL, JOB), spends=True),
-    Action.PSI_MEMBERS: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="psi_members",
-                             meters=(CALL, JOB)),
-    Action.MODEL_SCORE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True, job_kind="score",
-                             meters=(CALL, SCORE)),
-    # Opening a secure-aggregation round and releasing its sum (federated training rounds: job kind "train").
+    Action.VERIFY_ANONYMOUS: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True,
+                                  job_kind=_needs(JobKind.VERIFY_ANONYMOUS), meters=(CALL, VERIFY, PARAM)),
+    Action.PSI_SIZE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True,
+                          job_kind=_needs(JobKind.PSI_SIZE), meters=(CALL, JOB), spends=True),
+    Action.PSI_MEMBERS: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True,
+                             job_kind=_needs(JobKind.PSI_MEMBERS), meters=(CALL, JOB)),
+    Action.MODEL_SCORE: Rule(_GRANTEE, _ACTIVE, grantee_roles=_BANK, scope=True,
+                             job_kind=_needs(JobKind.SCORE), meters=(CALL, SCORE)),
+    # Opening a secure-aggregation round and releasing its sum (federated training rounds need "train").
     Action.SECAGG_AGGREGATE: Rule(_GRANTEE, _ACTIVE, grantee_roles=frozenset({Role.OPERATOR}), scope=True,
-                                  job_kind="train", meters=(CALL,)),
+                                  job_kind=_needs(JobKind.SECAGG), meters=(CALL,)),
     Action.USAGE_READ: Rule(_READERS, ALL_STATES),
     Action.BUDGET_READ: Rule(_READERS, ALL_STATES),
 }
@@ -188,7 +200,7 @@ STATE_REASONS = frozenset(
         "agreement.outputs_sealed",
     }
 )
-_STATE_REASON_OF = {
+_STATE_REASON_OF: dict[str, str] = {
     PROPOSED: "agreement.not_active",
     ACTIVE: "agreement.already_active",
     SUSPENDED: "agreement.suspended",
