@@ -181,3 +181,30 @@ def test_job_states_map_both_ways():
         assert syft_status(state) == "rejected"
     for status in ("pending", "done", "rejected"):
         assert all(syft_status(s) == status for s in veilbox_states(status))
+
+
+def test_a_mapped_identity_sees_only_what_its_own_agreements_cover(service, world, tmp_path):
+    bank_token = service.admin.create_principal("icbc-wuxi", "bank")["token"]
+    table = IdentityTable(
+        [
+            Identity(ANA, "risk-lab", world["lab"]._http.headers["Authorization"].split()[1]),
+            Identity("bo@icbc.example", "icbc-wuxi", bank_token),
+        ]
+    )
+    site = VeilboxDatasite(
+        url=service.url,
+        owner_token=world["owner"]._http.headers["Authorization"].split()[1],
+        email=DATASITE,
+        spool=world["spool"],
+        identities=table,
+        state_dir=tmp_path / "bridge2",
+        mock_rows=20,
+    )
+    world["site"] = site
+    ana = _connect(world, ANA)
+    bo = _connect(world, "bo@icbc.example")
+    site.pump()
+    assert [d.name for d in ana.datasets.get_all()] == ["tax_income"]
+    assert bo.datasets.get_all() == []  # approved as a peer, but no agreement of the bank covers code on it
+    synced = [p.read_bytes() for p in (world["tmp"] / f"ds-{ANA}").rglob("*") if p.is_file()]
+    assert synced and not any(b"id_number" in b for b in synced)  # the never_output column never reaches Ana
