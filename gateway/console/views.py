@@ -45,10 +45,12 @@ from gateway.context import AppContext
 from gateway.routes import audit as audit_routes
 from gateway.routes import psi as psi_routes
 from gateway.routes import verifications
-from gateway.routes.agreements import check_grantee, note_expiry
-from gateway.routes.datasets import public_view
 from gateway.routes.verifications import CheckBody, _sha256
 from gateway.services import jobs as jobflow
+from gateway.services.agreements import check_grantee, note_expiry
+from gateway.services.datasets import public_view
+from vocab.jobs import JobKind
+from vocab.roles import ANALYSTS, Role
 
 __all__ = ["STATIC_DIR", "router"]
 
@@ -273,14 +275,14 @@ async def agreements(request: Request) -> Response:
 @router.get("/agreements/new", name="console.agreement.new")
 @guarded
 async def agreement_new(request: Request) -> Response:
-    session = await _signed_in(request, "owner")
+    session = await _signed_in(request, Role.OWNER)
     ctx = _ctx(request)
     mine = [d for d in await _run(registry.list_all, ctx.engine) if d.owner == session.principal.name]
-    grantees = [p for p in await _run(identities.list_principals, ctx.engine) if p.role.value in ("operator", "bank")]
+    grantees = [p for p in await _run(identities.list_principals, ctx.engine) if p.role in ANALYSTS]
     today = dt.datetime.now(dt.UTC).date()
     return render(request, "agreement_new.html", session, datasets=mine, grantees=grantees,
                   valid_from=today.isoformat(), valid_until=today.replace(year=today.year + 1).isoformat(),
-                  kinds=("query", "train", "code", "verify", "score", "psi_size", "psi_members", "verify_anonymous"))
+                  kinds=tuple(JobKind))
 
 
 def _split(value: str) -> list[str]:
@@ -321,7 +323,7 @@ def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
 @router.post("/agreements", name="console.agreement.create")
 @guarded
 async def agreement_create(request: Request) -> Response:
-    session = await _signed_in(request, "owner")
+    session = await _signed_in(request, Role.OWNER)
     raw = await request.form()
     form = await _form(request, session)
     kinds = [str(k) for k in raw.getlist("job_kinds")]
@@ -415,7 +417,7 @@ async def job(request: Request, job_id: str) -> Response:
         j = policies.get_job(ctx.engine, actor, job_id)
         ev.agreement_id = j.agreement_id
         out: dict[str, Any] = {"job": j, "review": None, "result": None}
-        if session.principal.role.value == "owner":
+        if session.principal.role == Role.OWNER:
             out["review"] = jobflow.review_job(ctx, actor, job_id)
         if j.state.value == "released":
             try:
@@ -435,7 +437,7 @@ async def job_decide(request: Request, job_id: str, action: str) -> Response:
     ev = _ev(request)
     ev.action = f"console.job.{action[:20]}"
     ev.details["job_id"] = job_id[:64]
-    session = await _signed_in(request, "owner")
+    session = await _signed_in(request, Role.OWNER)
     form = await _form(request, session)
     ctx, actor = _ctx(request), _actor(session)
 
@@ -492,7 +494,7 @@ async def _verify_page(request: Request, session: Session, product: str, status:
 @router.get("/verify", name="console.verify")
 @guarded
 async def verify_page(request: Request, product: str = "") -> Response:
-    session = await _signed_in(request, "bank")
+    session = await _signed_in(request, Role.BANK)
     return await _verify_page(request, session, product)
 
 
@@ -505,7 +507,7 @@ async def verify_check(request: Request) -> Response:
     ev.action = "console.verify.check"
     ctx = _ctx(request)
     async with latency.padded(ctx.settings.latency_bucket_ms):
-        session = await _signed_in(request, "bank")
+        session = await _signed_in(request, Role.BANK)
         form = await _form(request, session)
         ev.agreement_id = form.get("agreement_id", "")[:40] or None
         try:
@@ -610,7 +612,7 @@ async def psi_page(request: Request, since: str = "", size_after: int = 0, membe
     """Private set intersection and anonymous checks: the bank's agreements granting them, its history read
     from its own audit entries, and the CLI commands to run — ids are blinded on the bank's machine, never typed
     here."""
-    session = await _signed_in(request, "bank")
+    session = await _signed_in(request, Role.BANK)
     cursors = {"size": max(0, size_after), "members": max(0, members_after), "anon": max(0, anon_after)}
     return await _psi_render(request, session, since, cursors)
 
@@ -648,7 +650,7 @@ async def psi_receipt(request: Request) -> Response:
     not keep) and show its claims next to the history, after checking the signature."""
     ev = _ev(request)
     ev.action = "console.psi.receipt"
-    session = await _signed_in(request, "bank")
+    session = await _signed_in(request, Role.BANK)
     form = await _form(request, session)
     read = _read_receipt(_ctx(request), session, form.get("receipt", "").strip()[:20_000])
     ev.output_digest = read["digest"]
@@ -663,7 +665,7 @@ AUDIT_FILTERS = ("agreement_id", "dataset", "actor", "action", "decision", "ts_f
 @router.get("/audit", name="console.audit")
 @guarded
 async def audit(request: Request, since: int = 0) -> Response:
-    session = await _signed_in(request, "regulator", "owner")
+    session = await _signed_in(request, Role.REGULATOR, Role.OWNER)
     ctx = _ctx(request)
     filters = {k: request.query_params.get(k, "").strip()[:100] for k in AUDIT_FILTERS}
 
@@ -681,7 +683,7 @@ async def audit(request: Request, since: int = 0) -> Response:
 @router.get("/audit/verify", name="console.audit.verify")
 @guarded
 async def audit_verify(request: Request) -> Response:
-    session = await _signed_in(request, "regulator")
+    session = await _signed_in(request, Role.REGULATOR)
     report = await _run(_ctx(request).audit.verify)
     return render(request, "verify.html", session, report=report.as_dict())
 
@@ -689,7 +691,7 @@ async def audit_verify(request: Request) -> Response:
 @router.get("/lineage", name="console.lineage")
 @guarded
 async def lineage_page(request: Request, key: str = "") -> Response:
-    session = await _signed_in(request, "regulator")
+    session = await _signed_in(request, Role.REGULATOR)
     trace = await _run(lineage.trace, _ctx(request), key) if key.strip() else None
     return render(request, "lineage.html", session, key=key, trace=trace)
 
@@ -697,7 +699,7 @@ async def lineage_page(request: Request, key: str = "") -> Response:
 @router.get("/charts", name="console.charts")
 @guarded
 async def charts_page(request: Request, days: int = 30) -> Response:
-    session = await _signed_in(request, "regulator")
+    session = await _signed_in(request, Role.REGULATOR)
     days = min(max(days, 2), 366)
     data = await _run(reports.series, _ctx(request), days)
     cumulative = {a: [sum(v[: i + 1]) for i in range(len(v))] for a, v in data["epsilon"].items()}
@@ -715,7 +717,7 @@ def _month(value: str | None) -> str:
 @router.get("/reports", name="console.report")
 @guarded
 async def report(request: Request, month: str | None = None) -> Response:
-    session = await _signed_in(request, "regulator")
+    session = await _signed_in(request, Role.REGULATOR)
     rep = await _run(reports.monthly, _ctx(request), _month(month))
     return render(request, "report.html", session, report=rep)
 
@@ -723,7 +725,7 @@ async def report(request: Request, month: str | None = None) -> Response:
 @router.get("/reports/{month}.{fmt}", name="console.report.download")
 @guarded
 async def report_download(request: Request, month: str, fmt: str) -> Response:
-    await _signed_in(request, "regulator")
+    await _signed_in(request, Role.REGULATOR)
     if fmt not in ("pdf", "parquet"):
         raise not_found("report")
     return await audit_routes.report_download(_ctx(request), month, fmt)

@@ -1,7 +1,7 @@
 """Agreements (授权运营协议), budgets, usage and the negative list (docs/api.md, "Agreements" and "Usage and budget").
 
-Every route that names an agreement first records its expiry once (`note_expiry`) so the audit log shows when
-an agreement lapsed even though no scheduler runs.
+Every route that names an agreement first records its expiry once (`gateway.services.agreements.note_expiry`)
+so the audit log shows when an agreement lapsed even though no scheduler runs.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 import policies
-from catalog.errors import INVALID_REQUEST, DomainError, invalid
-from gateway import identities
-from gateway.audit import AuditEvent
-from gateway.context import AppContext
+from catalog.errors import invalid
+from gateway.contract import OUT, ErrorCode
+from gateway.contract import doc as describe
+from gateway.contract.agreements import NEGATIVE_EXAMPLE, Agreement, Budget, NegativeEntry, Usage
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner
+from gateway.services.agreements import check_grantee, note_expiry
 from gateway.services.jobs import actor_of
 
 router = APIRouter(tags=["agreements"])
-
-GRANTEE_ROLES = ("operator", "bank")
 
 AGREEMENT_EXAMPLE = {
     "title": "SME credit model", "grantee": "risk-lab", "datasets": ["tax_income"],
@@ -36,26 +35,9 @@ AGREEMENT_EXAMPLE = {
 }
 
 
-def note_expiry(ctx: AppContext, agreement_id: str) -> None:
-    """Write the one ``agreement.expire`` audit entry the first time anyone touches an expired agreement."""
-    if policies.record_expiry(ctx.engine, agreement_id):
-        ctx.audit.append(AuditEvent(actor="system", role="system", action="agreement.expire",
-                                    agreement_id=agreement_id, details={"exit": "seal_outputs"}))
-
-
-def check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
-    """One answer for a grantee that does not exist, is disabled or expired, or has another role (no existence
-    oracle). ``holders`` are not looked up at all (`policies.agreement`)."""
-    name = doc.get("grantee")
-    if not isinstance(name, str):
-        return  # the document validator reports it
-    p = identities.usable_by_name(ctx.engine, name)
-    if p is None or p.role.value not in GRANTEE_ROLES:
-        raise DomainError(INVALID_REQUEST, "the grantee must be an existing operator or bank",
-                          [{"field": "grantee", "reason": "grantee.unknown_or_wrong_role"}])
-
-
-@router.post("/agreements", name="agreement.create", status_code=status.HTTP_201_CREATED)
+@router.post("/agreements", name="agreement.create", status_code=status.HTTP_201_CREATED, response_model=Agreement,
+             **OUT, **describe("Propose an agreement over your datasets (owner)", ErrorCode.POLICY_DENIED,
+                               ErrorCode.NOT_FOUND_OR_FORBIDDEN, status=201))
 def create(owner: Owner, ctx: Ctx, ev: Audit,
            doc: dict[str, Any] = Body(..., examples=[AGREEMENT_EXAMPLE])) -> dict[str, Any]:
     """Propose an agreement over the owner's datasets (state ``proposed`` until the grantee accepts)."""
@@ -67,14 +49,17 @@ def create(owner: Owner, ctx: Ctx, ev: Audit,
     return ag.public()
 
 
-@router.get("/agreements", name="agreement.list")
+@router.get("/agreements", name="agreement.list", response_model=list[Agreement], **OUT,
+            **describe("The agreements you own or hold (regulators: all)"))
 def list_agreements(p: CurrentPrincipal, ctx: Ctx, state: str | None = Query(
         None, description="filter on the effective state")) -> list[dict[str, Any]]:
     """Agreements the caller owns or holds (regulators: all)."""
     return [ag.public() for ag in policies.list_agreements(ctx.engine, actor_of(p), state=state)]
 
 
-@router.get("/agreements/{agreement_id}", name="agreement.show")
+@router.get("/agreements/{agreement_id}", name="agreement.show", response_model=Agreement, **OUT,
+            **describe("One agreement, its state and its document", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                       ErrorCode.POLICY_DENIED))
 def show(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     ev.agreement_id = agreement_id
     note_expiry(ctx, agreement_id)
@@ -86,7 +71,11 @@ class AcceptBody(BaseModel):
     document_hash: str | None = Field(None, description="bind the acceptance to the version you read")
 
 
-@router.post("/agreements/{agreement_id}/accept", name="agreement.accept")
+@router.post("/agreements/{agreement_id}/accept", name="agreement.accept", response_model=Agreement, **OUT,
+             **describe("Accept a proposed agreement (its grantee)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                        ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                        request_example={"document_hash": "sha256:ecc1841d66a0a8306b606200a00a6d2ce16c39be93e09bb5"
+                                                          "bd647fc58caede3c"}))
 def accept(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
            body: AcceptBody | None = None) -> dict[str, Any]:
     """The grantee accepts: ``proposed`` → ``active`` (only inside the validity window)."""
@@ -106,7 +95,9 @@ def _owner_transition(name: str, fn: Any, doc: str) -> None:
 
     route.__doc__ = doc
     router.add_api_route(f"/agreements/{{agreement_id}}/{name}", route, methods=["POST"],
-                         name=f"agreement.{name}")
+                         name=f"agreement.{name}", response_model=Agreement, **OUT,
+                         **describe(f"{name.capitalize()} the agreement (owner)", ErrorCode.POLICY_DENIED,
+                                    ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.AGREEMENT_INACTIVE))
 
 
 _owner_transition("suspend", policies.suspend, "The owner pauses an active agreement (every call is refused).")
@@ -114,7 +105,9 @@ _owner_transition("resume", policies.resume, "The owner resumes a suspended agre
 _owner_transition("revoke", policies.revoke, "The owner ends the agreement for good; released outputs are sealed.")
 
 
-@router.post("/agreements/{agreement_id}/amend", name="agreement.amend")
+@router.post("/agreements/{agreement_id}/amend", name="agreement.amend", response_model=Agreement, **OUT,
+             **describe("Replace a proposed agreement's document (owner)", ErrorCode.POLICY_DENIED,
+                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.AGREEMENT_INACTIVE))
 def amend(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit,
           doc: dict[str, Any] = Body(..., examples=[AGREEMENT_EXAMPLE])) -> dict[str, Any]:
     """A new version of the document; it goes back to ``proposed`` until the grantee accepts it again."""
@@ -125,7 +118,9 @@ def amend(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit,
     return ag.public()
 
 
-@router.get("/agreements/{agreement_id}/budget", name="agreement.budget")
+@router.get("/agreements/{agreement_id}/budget", name="agreement.budget", response_model=Budget, **OUT,
+            **describe("The privacy budget: total and spent (ε, δ)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                       ErrorCode.POLICY_DENIED))
 def budget(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Total and spent (ε, δ); per dataset account in ``accounts``."""
     ev.agreement_id = agreement_id
@@ -143,7 +138,9 @@ def _day(value: str | None, default: dt.date) -> dt.date:
         raise invalid("dates are ISO-8601 days (YYYY-MM-DD)") from None
 
 
-@router.get("/usage", name="usage.read")
+@router.get("/usage", name="usage.read", response_model=Usage, **OUT,
+            **describe("Calls, jobs, verifications and ε per day, and the bill", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                       ErrorCode.POLICY_DENIED))
 async def usage(p: CurrentPrincipal, ctx: Ctx, ev: Audit, agreement_id: str,
                 since: str | None = Query(None, description="first day (default: 30 days ago)"),
                 until: str | None = Query(None, description="last day, inclusive (default: today)")) -> dict[str, Any]:
@@ -170,20 +167,26 @@ class NegativeEntryBody(BaseModel):
     note: str = Field("", max_length=500)
 
 
-@router.get("/negative-list", name="negative_list.list")
+@router.get("/negative-list", name="negative_list.list", response_model=list[NegativeEntry], **OUT,
+            **describe("The negative list (负面清单): what no agreement can grant"))
 def negative_list(_: CurrentPrincipal, ctx: Ctx) -> list[dict[str, str]]:
     """What no agreement can grant (public to every principal)."""
     return [e.public() for e in policies.list_entries(ctx.engine)]
 
 
-@router.post("/negative-list", name="negative_list.add", status_code=status.HTTP_201_CREATED)
+@router.post("/negative-list", name="negative_list.add", status_code=status.HTTP_201_CREATED,
+             response_model=NegativeEntry, **OUT,
+             **describe("Add a negative-list entry (admin)", ErrorCode.POLICY_DENIED, ErrorCode.ALREADY_EXISTS,
+                        status=201, request_example={k: NEGATIVE_EXAMPLE[k] for k in ("kind", "value", "note")}))
 def negative_add(body: NegativeEntryBody, admin: Admin, ctx: Ctx, ev: Audit) -> dict[str, str]:
     e = policies.add_entry(ctx.engine, actor_of(admin), body.kind, body.value, body.note)
     ev.details.update(kind=e.kind.value, value=e.value)
     return e.public()
 
 
-@router.delete("/negative-list/{entry_id}", name="negative_list.remove", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/negative-list/{entry_id}", name="negative_list.remove", status_code=status.HTTP_204_NO_CONTENT,
+               **describe("Remove a negative-list entry (admin)", ErrorCode.POLICY_DENIED,
+                          ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def negative_remove(entry_id: str, admin: Admin, ctx: Ctx, ev: Audit) -> None:
     ev.details["entry_id"] = entry_id
     policies.remove_entry(ctx.engine, actor_of(admin), entry_id)

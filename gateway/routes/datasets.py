@@ -22,30 +22,9 @@ from catalog.mock import MAX_MOCK_ROWS, mock_table
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.datasets import DATASET_EXAMPLE, Dataset, MockTable
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
-from gateway.identities import Principal
+from gateway.services.datasets import public_view
 
 router = APIRouter(tags=["datasets"])
-
-
-def public_view(ds: registry.Dataset, viewer: Principal) -> dict[str, Any]:
-    """The dataset as `viewer` may see it: exact row counts and ingest reports only for the owner."""
-    mine = viewer.name == ds.owner
-    out: dict[str, Any] = {
-        "name": ds.name,
-        "owner": ds.owner,
-        "description": ds.description,
-        "grade": ds.grade.value,
-        "personal": ds.personal,
-        "sensitive": ds.sensitive,
-        "fingerprint": ds.fingerprint,
-        "max_rows_per_unit": ds.max_rows_per_unit,
-        "columns": {c: i.public() for c, i in ds.columns.items()},
-        "rows": ds.rows if mine else None,
-        "created_at": ds.created_at.isoformat(),
-    }
-    if mine:
-        out["ingest"] = ds.ingest_report
-    return out
 
 
 @router.post("/datasets", name="dataset.register", status_code=status.HTTP_201_CREATED, response_model=Dataset,

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 import policies
 from gateway import latency
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
-from gateway.routes.agreements import note_expiry
 from gateway.services import jobs as jobflow
+from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from policies import Job, JobState
 

@@ -46,7 +46,7 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal
-from gateway.routes.agreements import note_expiry
+from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from mpc.he import (
     LinearModel,

@@ -44,9 +44,9 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal
-from gateway.routes.agreements import note_expiry
 from gateway.routes.verifications import PaddedRoute, _product, _sha256, issue_receipt, question_digest
 from gateway.services import jobs as jobflow
+from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from mpc import psi
 from mpc.errors import MpcError

@@ -46,7 +46,6 @@ from gateway import identities
 from gateway.audit import AuditEvent
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal, RoleName
-from gateway.routes.agreements import note_expiry
 from gateway.secagg_rounds import (
     DEFAULT_STAGE_TIMEOUT_S,
     KINDS,
@@ -59,6 +58,7 @@ from gateway.secagg_rounds import (
     round_policy,
     rounds_for,
 )
+from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from policies import Action
 from policies.agreement import secagg_parties

@@ -56,8 +56,8 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.identities import Principal
-from gateway.routes.agreements import note_expiry
 from gateway.services import jobs as jobflow
+from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from mpc.he import SignBounds, evaluate_masked_sign_with, load_sign_context
 from policies import Action
