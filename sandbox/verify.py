@@ -16,6 +16,9 @@ only for (in)equality, a boolean at the top); anything else (other functions, su
 raises ``QUERY_REJECTED`` listing *every* violation as ``{"rule", "at", "hint"}``. The submitted text is never
 run: `VettedPredicate.condition_sql` is re-emitted node by node, numeric columns and parameters as
 ``CAST(… AS DOUBLE)`` (no overflow or cast errors that could depend on data), parameters bound by name.
+The literal rule, the non-zero-divisor rule, the comparison and arithmetic allow-lists and the column-kind map are
+those of SQL vetting (`sandbox.sql.rules.expressions`), applied with this vetter's own limits
+(`PREDICATE_LITERALS`).
 
 Canonical keys: a check's subject and parameters have one spelling each, and that spelling is what the statement
 compares, the quotas meter, the audit entry hashes and the receipt signs. `canonical_subject` accepts for an
@@ -54,10 +57,19 @@ import sqlglot
 from sqlglot import exp
 
 from catalog.columns import Kind, Role
-from catalog.errors import QUERY_REJECTED, DomainError, invalid
+from catalog.errors import DomainError, invalid
 from catalog.registry import Dataset
 from sandbox.engine.hardening import quote_ident
 from sandbox.engine.worker import ExecRequest
+from sandbox.sql.rules.expressions import (
+    ARITHMETIC_SQL,
+    COMPARISON_SQL,
+    KIND_OF,
+    LiteralRules,
+    nonzero_literal,
+    read_literal,
+    rejection,
+)
 
 __all__ = ["EXISTS", "INT_SUBJECT_RE", "SUBJECT_RE", "Executor", "Threshold", "VettedPredicate", "bind_params",
            "canonical_params", "canonical_subject", "canonical_subjects", "check_subject", "masked_input", "sign_box",
@@ -81,10 +93,9 @@ PREDICATE_ROLES = frozenset({Role.DIMENSION, Role.MEASURE})
 
 Type = Literal["num", "str", "bool"]
 
-_COMPARISONS: dict[type[exp.Expression], str] = {
-    exp.EQ: "=", exp.NEQ: "<>", exp.GT: ">", exp.GTE: ">=", exp.LT: "<", exp.LTE: "<=",
-}
-_ARITHMETIC: dict[type[exp.Expression], str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
+#: The literal rule of `sandbox.sql.rules.expressions` with a predicate's limits: numbers are read as the
+#: DOUBLE they are bound as, finite and at most 2^53 in magnitude; strings at most ``MAX_STRING`` characters.
+PREDICATE_LITERALS = LiteralRules(max_chars=MAX_STRING, max_abs=MAX_NUMBER, as_double=True)
 _PARAM_SQL_TYPE = {"number": "num", "integer": "num", "string": "str"}
 
 
@@ -163,9 +174,9 @@ class _Vetter:
             sql, t = self.emit(node.this, depth + 1)
             self._expect(node, t, "num", "abs() applies to numbers")
             return f"abs({sql})", "num"
-        if type(node) in _ARITHMETIC:
+        if type(node) in ARITHMETIC_SQL:
             return self._arithmetic(node, depth)
-        if type(node) in _COMPARISONS:
+        if type(node) in COMPARISON_SQL:
             return self._comparison(node, depth)
         if isinstance(node, exp.Between):
             return self._between(node, depth)
@@ -210,12 +221,11 @@ class _Vetter:
                                            "(only dimension and measure)")
             return "NULL", None
         self.columns.add(name)
-        if info.kind.numeric:
+        kind = KIND_OF.get(info.kind)
+        if kind == "num":
             return f"CAST({quote_ident(name)} AS DOUBLE)", "num"
-        if info.kind is Kind.STRING:
-            return quote_ident(name), "str"
-        if info.kind is Kind.BOOLEAN:
-            return quote_ident(name), "bool"
+        if kind == "str" or kind == "bool":
+            return quote_ident(name), kind
         self.fail("column.type", node, f"columns of kind {info.kind.value} cannot be used in a predicate")
         return "NULL", None
 
@@ -231,37 +241,34 @@ class _Vetter:
         return (f"CAST($p_{name} AS DOUBLE)" if t == "num" else f"CAST($p_{name} AS VARCHAR)"), t
 
     def _literal(self, node: exp.Literal) -> tuple[str, Type | None]:
-        if node.is_string:
-            text = str(node.this)
-            if len(text) > MAX_STRING:
-                self.fail("literal.too_long", node, f"string literals hold at most {MAX_STRING} characters")
-                return "NULL", None
-            return "'" + text.replace("'", "''") + "'", "str"
-        try:
-            value = float(str(node.this))
-        except ValueError:
+        read = read_literal(node, PREDICATE_LITERALS)
+        if read.error == "too_long":
+            self.fail("literal.too_long", node, f"string literals hold at most {MAX_STRING} characters")
+            return "NULL", None
+        if read.error == "invalid":
             self.fail("literal.invalid", node, "numbers are written as decimals")
             return "NULL", None
-        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+        if read.error == "range":
             self.fail("literal.range", node, f"numbers are finite with magnitude at most {MAX_NUMBER:g}")
             return "NULL", None
-        return f"CAST({value!r} AS DOUBLE)", "num"
+        if isinstance(read.value, str):
+            return "'" + read.value.replace("'", "''") + "'", "str"
+        assert isinstance(read.value, float)
+        return f"CAST({read.value!r} AS DOUBLE)", "num"
 
     def _arithmetic(self, node: exp.Expression, depth: int) -> tuple[str, Type | None]:
         left, lt = self.emit(node.this, depth + 1)
         right, rt = self.emit(node.expression, depth + 1)
         self._expect(node.this, lt, "num", "arithmetic applies to numbers")
         self._expect(node.expression, rt, "num", "arithmetic applies to numbers")
-        if isinstance(node, exp.Div):
-            divisor = node.expression.unnest() if isinstance(node.expression, exp.Paren) else node.expression
-            if not (isinstance(divisor, exp.Literal) and not divisor.is_string and _nonzero(divisor)):
-                self.fail("division.divisor", node, "divide only by a non-zero number literal")
-        return f"({left} {_ARITHMETIC[type(node)]} {right})", "num"
+        if isinstance(node, exp.Div) and not nonzero_literal(node.expression, as_double=True):
+            self.fail("division.divisor", node, "divide only by a non-zero number literal")
+        return f"({left} {ARITHMETIC_SQL[type(node)]} {right})", "num"
 
     def _comparison(self, node: exp.Expression, depth: int) -> tuple[str, Type | None]:
         left, lt = self.emit(node.this, depth + 1)
         right, rt = self.emit(node.expression, depth + 1)
-        op = _COMPARISONS[type(node)]
+        op = COMPARISON_SQL[type(node)]
         if lt is not None and rt is not None:
             if lt != rt or lt == "bool":
                 self.fail("type.mismatch", node, "compare numbers with numbers and strings with strings")
@@ -278,17 +285,8 @@ class _Vetter:
         return f"({value} >= {low} AND {value} <= {high})", "bool"
 
 
-def _nonzero(lit: exp.Literal) -> bool:
-    try:
-        return float(str(lit.this)) != 0.0
-    except ValueError:
-        return False
-
-
 def _reject(violations: list[dict[str, str]]) -> DomainError:
-    n = len(violations)
-    return DomainError(QUERY_REJECTED, f"the predicate was rejected ({n} violation{'s' if n != 1 else ''})",
-                       violations)
+    return rejection(violations, "predicate")
 
 
 def _threshold(tree: exp.Expression, ds: Dataset, params: Mapping[str, str]) -> Threshold | None:
