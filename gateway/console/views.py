@@ -49,6 +49,7 @@ from gateway.routes.verifications import CheckBody, _sha256
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import check_grantee, note_expiry
 from gateway.services.datasets import public_view
+from vocab.errors import ErrorCode
 from vocab.jobs import JobKind
 from vocab.roles import ANALYSTS, Role
 
@@ -124,7 +125,7 @@ def render(request: Request, template: str, session: Session | None, status: int
 def _refusal(request: Request, session: Session | None, code: str, message: str, details: Any = None) -> Response:
     ev = _ev(request)
     ev.decision, ev.code = ("error" if code == "INTERNAL" else "deny"), code
-    status = errors.CATALOG.get(code, (500, ""))[0]
+    status = errors.CATALOG[ErrorCode(code)][0] if code in errors.CATALOG else 500
     return render(request, "refused.html", session, status=status, code=code, message=message,
                   details=details or [])
 
