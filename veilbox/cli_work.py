@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from veilbox import _cli_common as base
+from vocab.jobs import QUEUED_KINDS
 
 agreement_app = typer.Typer(help="Agreements (授权运营协议): owners propose, grantees accept; budgets and usage.",
                             no_args_is_help=True)
@@ -166,9 +167,16 @@ def _jobs_table(items: list[dict[str, Any]]) -> Table:
     return t
 
 
+def _job_kind(value: str) -> str:
+    """A kind that can be submitted as a job (`vocab.jobs.QUEUED_KINDS`), else a usage error before any request."""
+    if value not in QUEUED_KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(QUEUED_KINDS)}")
+    return value
+
+
 @job_app.command("submit")
 def job_submit(agreement_id: AgreementArg,
-               kind: Annotated[str, typer.Option(help="query | train | code")],
+               kind: Annotated[str, typer.Option(callback=_job_kind, help=" | ".join(QUEUED_KINDS))],
                spec: Annotated[Path, typer.Option(help="JSON spec file (docs/api.md, Jobs)")],
                source: Annotated[Path | None, typer.Option(help="code jobs: Python file put into spec.source")] = None,
                as_json: JsonOpt = False) -> None:
