@@ -1,5 +1,6 @@
-"""The federated mechanism's numbers: zCDP → (ε, δ) against OpenDP, the distributed discrete Gaussian bound, the
-calibration, the per-row sensitivity, the noise actually added, and the holder's checks of a plan."""
+"""The federated mechanism's numbers (`sandbox.federated`, `sandbox.dp.zcdp`): zCDP → (ε, δ) against OpenDP, the
+distributed discrete Gaussian bound, the calibration, the per-row sensitivity, the noise actually added, the
+gateway's check of a round's task, and the holder's checks of a plan (`veilbox.federated`)."""
 
 from __future__ import annotations
 
@@ -13,21 +14,12 @@ import pytest
 from pydantic import ValidationError
 
 from mpc.secagg import new_round
+from sandbox.dp.samplers import DiscreteGaussian
+from sandbox.dp.zcdp import ddg_rho, zcdp_delta, zcdp_epsilon
+from sandbox.federated import FederatedPlan, contribution_sum, decode_words, noisy_words, task_problems
 from sandbox.train import FeatureEncoding
 from veilbox.client import Client
-from veilbox.federated import (
-    FederatedPlan,
-    Holder,
-    PlanRefused,
-    contribution_sum,
-    ddg_rho,
-    decode_words,
-    discrete_gaussian,
-    load_rows,
-    noisy_words,
-    zcdp_delta,
-    zcdp_epsilon,
-)
+from veilbox.federated import Holder, PlanRefused, load_rows
 
 HOLDERS = ("bank-north", "bank-south", "bank-east", "bank-west", "bank-centre")
 
@@ -117,8 +109,8 @@ def test_a_holder_needs_a_cap_or_a_pinned_plan(encoding: FeatureEncoding, holder
 
 def test_distributed_noise_shares_sum_to_the_expected_variance() -> None:
     sigma, holders, n = 12.5, 3, 30_000
-    total = sum(discrete_gaussian(sigma, n) for _ in range(holders))
-    assert total.dtype == np.int64
+    total = sum(np.asarray(DiscreteGaussian(sigma).noise(n), dtype=np.int64) for _ in range(holders))
+    assert isinstance(total, np.ndarray) and total.shape == (n,)
     expected = holders * exact_dg_variance(sigma)
     assert expected == pytest.approx(holders * sigma**2, rel=1e-6)  # σ ≥ 1: the discrete variance is σ²
     assert float(np.var(total)) == pytest.approx(expected, rel=0.05)  # ~6 standard errors
@@ -255,3 +247,26 @@ def test_the_holders_cap_counts_every_plan_it_contributed_to(encoding: FeatureEn
         again.check_plan(second, config_for(second), 0)
     roomy = Holder(cast(Client, None), table, name=HOLDERS[0], max_epsilon=3.0, ledger=tmp_path / "l.json")
     roomy.check_plan(second, config_for(second), 0)
+
+
+def test_the_gateway_check_refuses_tasks_that_do_not_fit_their_plan(encoding: FeatureEncoding) -> None:
+    plan = FederatedPlan.calibrate(encoding, HOLDERS, 3, 2, 2.0, 1e-5, max_rows_per_holder=2000)
+    task: dict[str, Any] = {"kind": "veilbox.federated-newton/v1", "plan": plan.model_dump(mode="json"), "round": 0,
+                            "weights": [0.0] * plan.dim}
+    assert task_problems(task, 3, plan.vector_length, 32) == []
+    assert task_problems({"kind": "something-else"}, 2, 1, 16) == []  # not federated training: not checked here
+
+    def fields(t: dict[str, Any], threshold: int = 3, length: int = plan.vector_length, bits: int = 32) -> set[str]:
+        return {p["field"] for p in task_problems(t, threshold, length, bits)}
+
+    weak = {**plan.model_dump(mode="json"), "sigma_local": plan.sigma_local / 2}
+    assert fields({**task, "plan": weak}) == {"task.plan"}
+    assert fields({**task, "plan": {"plan_id": "x"}}) == {"task.plan"}
+    assert fields({**task, "plan": None}) == {"task.plan"}
+    assert fields(task, threshold=2) == {"threshold"}
+    assert fields(task, length=plan.vector_length + 1) == {"vector_length"}
+    assert fields(task, bits=16) == {"modulus_bits"}
+    for index in (2, -1, True, "0", None):
+        assert fields({**task, "round": index}) == {"task.round"}
+    for weights in ([0.0] * (plan.dim - 1), [float("nan")] * plan.dim, [True] * plan.dim, "0", None):
+        assert fields({**task, "weights": weights}) == {"task.weights"}
