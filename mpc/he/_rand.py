@@ -80,7 +80,8 @@ def residues(limbs: NDArray[np.uint64], bits: int, prime: int) -> NDArray[np.uin
                 digit = (limbs[i] >> np.uint64(4 * nibble)) & np.uint64(15)
                 weight = np.uint64(pow(2, 16 * i + 4 * nibble, prime))
                 total = (total + digit * weight % q) % q
-    return (total + q - np.uint64(pow(2, bits, prime))) % q
+    shifted: NDArray[np.uint64] = (total + q - np.uint64(pow(2, bits, prime))) % q
+    return shifted
 
 
 def log_uniform_integers(count: int, low: int, high: int) -> NDArray[np.int64]:

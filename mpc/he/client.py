@@ -48,8 +48,9 @@ def batching_prime(bits: int, degree: int) -> int:
     if not 17 <= bits <= 60:
         raise ValueError("plain modulus size must lie in [17, 60] bits")
     step = 2 * degree
-    candidate = ((2**bits - 2) // step) * step + 1
-    while candidate > 2 ** (bits - 1):
+    top: int = 2**bits  # bits >= 17, so an int
+    candidate = ((top - 2) // step) * step + 1
+    while candidate > top // 2:
         if is_prime(candidate):
             return candidate
         candidate -= step

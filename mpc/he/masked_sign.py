@@ -75,6 +75,7 @@ class MaskPlan:
 
     @property
     def mask_bits(self) -> float:
+        """Entropy of the multiplicative mask ``r`` in bits, ``log2(r_max)``."""
         return math.log2(self.r_max)
 
 

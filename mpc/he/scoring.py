@@ -96,6 +96,7 @@ class LinearModel:
 
     @property
     def features(self) -> int:
+        """Number of weights: the length ``d`` every applicant vector must have."""
         return len(self.weights)
 
 

@@ -55,6 +55,7 @@ def derive_key(master: bytes, label: bytes) -> int:
 
 
 def inverse(k: int) -> int:
+    """``k⁻¹ mod n``: multiplying by it removes a blinding by ``k``."""
     return pow(k, -1, ORDER)
 
 
@@ -73,6 +74,7 @@ def decode(x: bytes) -> ec.EllipticCurvePublicKey:
 
 
 def validate(x: bytes) -> bytes:
+    """``x`` itself once checked to name a P-256 point; `InvalidElement` otherwise."""
     _point(x)
     return x
 
@@ -99,17 +101,21 @@ class Scalar:
         self._key = ec.derive_private_key(k, CURVE)
 
     def mul(self, x: bytes) -> bytes:
+        """``x(k·P)`` for the point named by ``x`` (validated first)."""
         return self._key.exchange(ec.ECDH(), _point(x))
 
     def mul_point(self, point: ec.EllipticCurvePublicKey) -> bytes:
+        """``x(k·P)`` for a point already decoded by `decode` (skips the square root)."""
         return self._key.exchange(ec.ECDH(), point)
 
     def mul_many(self, xs: Iterable[bytes]) -> list[bytes]:
+        """`mul` over many elements, in order, reusing one ECDH object."""
         key, ecdh = self._key, ec.ECDH()
         return [key.exchange(ecdh, _point(x)) for x in xs]
 
 
 def mul(k: int, x: bytes) -> bytes:
+    """``x(k·P)`` for a one-off scalar; build a `Scalar` to multiply many elements by the same ``k``."""
     return Scalar(k).mul(x)
 
 
@@ -130,4 +136,5 @@ def split(blob: bytes, limit: int | None = None) -> list[bytes]:
 
 
 def join(xs: Iterable[bytes]) -> bytes:
+    """Elements → one blob of concatenated 32-byte x-coordinates (the inverse of `split`)."""
     return b"".join(xs)

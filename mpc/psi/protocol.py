@@ -66,10 +66,12 @@ def padded_size(n: int) -> int:
 
 
 def tag64(domain: bytes, x: bytes) -> int:
+    """The 64-bit lookup tag of element ``x`` in ``domain`` (SHA-256 prefix): tables store tags, not points."""
     return int.from_bytes(hashlib.sha256(b"veilbox-psi-tag|" + domain + b"|" + x).digest()[:8], "big")
 
 
 def tags(domain: bytes, xs: Sequence[bytes]) -> np.ndarray:
+    """`tag64` of each element, in order, as a uint64 array."""
     return np.fromiter((tag64(domain, x) for x in xs), dtype=np.uint64, count=len(xs))
 
 
@@ -158,12 +160,14 @@ def members_filter(server: Sequence[bytes]) -> bytes:
 
 
 def bucket_hashes(subjects: Sequence[str]) -> np.ndarray:
+    """The public 64-bit bucket hash of each subject; a bucket is a prefix of it (`bucket_of`)."""
     return np.fromiter(
         (int.from_bytes(hashlib.sha256(b"veilbox-anon-bucket|v1|" + s.encode()).digest()[:8], "big")
          for s in subjects), dtype=np.uint64, count=len(subjects))
 
 
 def bucket_of(subject: str, bits: int) -> int:
+    """The anonymous-lookup bucket of ``subject``: the top ``bits`` bits of its bucket hash (0 if ``bits`` is 0)."""
     if bits == 0:
         return 0
     return int(bucket_hashes([subject])[0]) >> (64 - bits)
@@ -186,6 +190,8 @@ def choose_bits(hashes: np.ndarray, k: int, max_bits: int = 24) -> int | None:
 
 @dataclass(frozen=True)
 class AnonAnswer:
+    """The service's answer to one anonymous lookup: the re-blinded element and the bucket's sorted labels."""
+
     evaluated: bytes  # z = x(rb·e)
     labels: bytes  # sorted 33-byte labels
 
@@ -227,9 +233,11 @@ class SizeClient(_Client):
     """The bank's side of psi_size. Keep one instance (its key) per dataset version: the setup is per key."""
 
     def double_blind(self, server: Sequence[bytes]) -> list[bytes]:
+        """Setup: ``R = sort({x(a·t) : t ∈ T})``, the service set re-keyed under the bank's key and shuffled."""
         return sorted(self._scalar.mul_many(server))
 
     def blind(self, ids: Sequence[str]) -> list[bytes]:
+        """Query: ``sort({x(a·H(x)) : x ∈ ids})``; sorted, so the order reveals nothing about the ids."""
         return sorted(self.blind_in_order(ids, SIZE))
 
 
@@ -237,9 +245,11 @@ class MembersClient(_Client):
     """The bank's side of psi_members (a fresh key per request by default)."""
 
     def blind(self, ids: Sequence[str]) -> list[bytes]:
+        """``x(a·H(x))`` for each id in the caller's order, so `members` can map answers back to ids."""
         return self.blind_in_order(ids, MEMBERS)
 
     def members(self, ids: Sequence[str], evaluated: Sequence[bytes], filter_blob: bytes) -> list[str]:
+        """The ids whose unblinded evaluation ``x(b·H(x))`` has its tag in the service's `members_filter`."""
         if len(evaluated) != len(ids):
             raise InvalidElement("the answer does not have one element per id")
         if len(filter_blob) % 8:
@@ -255,6 +265,7 @@ class AnonClient(_Client):
     """The bank's side of one anonymous lookup (a fresh key per call)."""
 
     def request(self, subject: str) -> bytes:
+        """The element ``e = x(a·H(subject))`` to send with the subject's bucket."""
         return self.blind_in_order([subject], ANON)[0]
 
     def open(self, answer: AnonAnswer, aad: bytes) -> bool | None:

@@ -1,4 +1,4 @@
-"""Secure aggregation: the server learns the sum of the surviving clients' vectors and nothing else.
+r"""Secure aggregation: the server learns the sum of the surviving clients' vectors and nothing else.
 
 Bonawitz et al., "Practical Secure Aggregation for Privacy-Preserving Machine Learning" (CCS 2017),
 double masking with t-of-n dropout recovery; SecAgg+ (Bell et al., CCS 2020) neighbour graph when n > 100.
@@ -19,7 +19,7 @@ Stages, and what the server sees at each
    participant order, − otherwise). Server sees: each ``y_u``, which is uniformly distributed on its own;
    learns U3, the survivors.
 3. ``unmask`` — the server sends U3; each survivor returns its shares of ``b_v`` for every survivor v and
-   of ``s_v^SK`` for every client v in U2 \\ U3 (never both kinds for the same v). The server rebuilds
+   of ``s_v^SK`` for every client v in U2 \ U3 (never both kinds for the same v). The server rebuilds
    them from t shares, strips the self-masks of U3 and the survivors' pairwise masks with the dropped,
    and outputs ``Σ_{u ∈ U3} x_u mod 2^m``. Server sees: t or more shares per secret, hence the ``b`` of
    survivors and the mask keys of the dropped — never both for one client.
@@ -34,7 +34,7 @@ Guarantee and assumptions
   before the server asks for anything that could unmask an input.
 - Security (the paper's honest-but-curious theorems): any set of clients alone learns nothing about the
   others' inputs, whatever its size; the server together with any set C of clients with |C| < t learns
-  nothing beyond ``Σ_{u ∈ U3 \\ C} x_u``, the sum of the honest survivors' inputs (its joint view is
+  nothing beyond ``Σ_{u ∈ U3 \ C} x_u``, the sum of the honest survivors' inputs (its joint view is
   simulatable from the inputs of C and that sum). Computational: X25519 (DH), HKDF, AES-CTR as a PRG and
   AES-GCM as an AEAD; Shamir hiding is perfect. We require a strict majority, n/2 < t ≤ n.
 - SecAgg+ (n > 100): the bound becomes local and statistical — a coalition holding ``t_k`` shares of some

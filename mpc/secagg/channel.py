@@ -23,6 +23,7 @@ CIPHERTEXT_BYTES = NONCE_BYTES + 2 * SHARE_BYTES + TAG_BYTES
 
 
 def associated_data(round_id: str, sender: str, recipient: str, stage: str) -> bytes:
+    """The AES-GCM associated data binding an envelope to its round, sender, recipient and stage."""
     return encode_fields(SHARES_LABEL, round_id, sender, recipient, stage)
 
 

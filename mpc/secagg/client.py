@@ -48,6 +48,7 @@ class SecAggClient:
 
     @property
     def stage(self) -> Stage:
+        """Where this client is: the stage whose message it produces next, or done/aborted."""
         return self._stage
 
     def advertise_keys(self) -> AdvertiseKeys:

@@ -59,6 +59,7 @@ class RoundConfig(BaseModel):
 
     @cached_property
     def graph(self) -> MaskGraph:
+        """The public neighbour graph every party derives alike from the participants and the round seed."""
         return build_graph(self.participants, self.threshold, self.round_seed, self.neighbours)
 
     @cached_property
@@ -67,6 +68,7 @@ class RoundConfig(BaseModel):
         return MappingProxyType({name: i + 1 for i, name in enumerate(self.participants)})
 
     def to_json(self) -> dict[str, object]:
+        """The configuration as JSON-able data (how a round's state shows it to its parties)."""
         return self.model_dump(mode="json")
 
 

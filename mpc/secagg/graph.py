@@ -45,12 +45,15 @@ class MaskGraph:
 
     @property
     def complete(self) -> bool:
+        """True when every client neighbours every other (plain Bonawitz, no SecAgg+ sparsification)."""
         return self.degree >= len(self.participants) - 1
 
     def neighbours(self, name: str) -> frozenset[str]:
+        """The clients ``name`` shares pairwise masks with."""
         return self.adjacency[name]
 
     def closed_neighbourhood(self, name: str) -> frozenset[str]:
+        """``name`` and its neighbours: the clients that hold shares of its secrets."""
         return self.adjacency[name] | {name}
 
     def short_neighbourhoods(self, members: Collection[str], of: Iterable[str]) -> list[str]:

@@ -28,10 +28,12 @@ class KeyPair:
 
     @classmethod
     def generate(cls) -> KeyPair:
+        """A fresh key pair from the OS CSPRNG."""
         return cls.from_private(X25519PrivateKey.generate())
 
     @classmethod
     def from_private(cls, private: X25519PrivateKey) -> KeyPair:
+        """The key pair of an existing private key (its public half derived)."""
         return cls(private, private.public_key().public_bytes_raw())
 
     @classmethod
@@ -40,6 +42,7 @@ class KeyPair:
         return cls.from_private(X25519PrivateKey.from_private_bytes(data))
 
     def private_bytes(self) -> bytes:
+        """The 32 raw private bytes: what a client Shamir-shares so survivors can rebuild a dropped mask key."""
         return self.private.private_bytes_raw()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -133,6 +133,7 @@ class UnmaskShares(_Message):
 
 ClientMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskShares
 ServerMessage = KeyRoster | ForwardedShares | UnmaskRequest
+_M = TypeVar("_M")
 
 _CLIENT: TypeAdapter[ClientMessage] = TypeAdapter(Annotated[ClientMessage, Field(discriminator="kind")])
 _SERVER: TypeAdapter[ServerMessage] = TypeAdapter(Annotated[ServerMessage, Field(discriminator="kind")])
@@ -148,7 +149,7 @@ def parse_server_message(data: Mapping[str, Any]) -> ServerMessage:
     return _parse(_SERVER, data)
 
 
-def _parse(adapter: TypeAdapter[Any], data: Mapping[str, Any]) -> Any:
+def _parse(adapter: TypeAdapter[_M], data: Mapping[str, Any]) -> _M:
     if not isinstance(data, Mapping):
         raise ProtocolError("message must be a JSON object")
     try:

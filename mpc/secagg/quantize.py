@@ -42,7 +42,8 @@ class FixedPoint:
     @property
     def scale(self) -> float:
         """Integer steps per unit: ``max_clients · (clip·scale + 1) ≤ 2^(m−1) − 1``."""
-        return ((2 ** (self.modulus_bits - 1) - 1) / self.max_clients - 1) / self.clip
+        half: int = 2 ** (self.modulus_bits - 1)  # modulus_bits >= 2, so an int
+        return ((half - 1) / self.max_clients - 1) / self.clip
 
     def encode(self, values: ArrayLike, *, stochastic: bool = True) -> NDArray[np.uint32]:
         """One client's vector as words in ``[0, 2^m)``; `ValueError` on NaN or infinity."""

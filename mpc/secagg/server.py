@@ -60,6 +60,7 @@ class SecAggServer:
 
     @property
     def stage(self) -> Stage:
+        """Where the round is: the stage whose messages the server accepts now, or done/aborted."""
         return self._stage
 
     @property

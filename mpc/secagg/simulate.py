@@ -48,6 +48,7 @@ class RoundOutcome:
 
     @property
     def aborted(self) -> bool:
+        """True when the round produced no sum."""
         return self.total is None
 
 
