@@ -16,6 +16,7 @@ pytest.importorskip("syft_rds")
 
 from tests.conftest import DATA_OWNER
 from veilbox.client import Client
+from veilbox.syft_bridge.audit import email_hash, gateway_audit
 from veilbox.syft_bridge.datasite import (
     Identity,
     IdentityTable,
@@ -69,8 +70,17 @@ def world(service, tax_spec, tmp_path):
         identities=IdentityTable([Identity(ANA, "risk-lab", lab_token)]),
         state_dir=tmp_path / "bridge",
         mock_rows=50,
+        audit=gateway_audit(service.ctx, DATA_OWNER),
     )
-    yield {"owner": owner, "lab": lab, "agreement": ag, "spool": spool, "site": site, "tmp": tmp_path}
+    yield {
+        "service": service,
+        "owner": owner,
+        "lab": lab,
+        "agreement": ag,
+        "spool": spool,
+        "site": site,
+        "tmp": tmp_path,
+    }
     owner.close()
     lab.close()
 
@@ -140,6 +150,14 @@ def test_an_unmapped_identity_is_refused_and_recorded(world):
     [refusal] = world["site"].refusals()
     assert refusal["kind"] == "peer.unmapped" and refusal["email"] == "mallory@elsewhere.example"
     assert refusal["code"] == "NOT_FOUND_OR_FORBIDDEN"
+    entries, _ = world["service"].ctx.audit.entries(limit=10_000)
+    [audited] = [e for e in entries if e["action"] == "syft.refuse"]  # in the gateway's hash chain
+    assert audited["decision"] == "deny" and audited["code"] == "NOT_FOUND_OR_FORBIDDEN"
+    assert audited["subject_hash"] == email_hash("mallory@elsewhere.example")
+    assert "mallory" not in json.dumps(audited, default=str)
+    regulator = world["service"].principal("city-data-regulator", "regulator")
+    assert regulator.audit_verify()["ok"] is True
+    regulator.close()
     assert world["lab"].jobs() == []
 
 

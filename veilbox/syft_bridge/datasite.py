@@ -6,8 +6,9 @@ data owner and, on every :meth:`~VeilboxDatasite.pump`:
 1. **Identities.** A syft peer request is approved only when its email is in the administrator's
    :class:`IdentityTable`, which maps each email to one Veilbox principal (and that principal's API token, which
    the bridge checks at start: ``GET /v1/me`` must name the mapped principal). Any other email is rejected as a
-   peer and recorded in the bridge's refusal log (``refusals.jsonl`` in the state folder); nothing of it reaches
-   the gateway.
+   peer and recorded in the bridge's refusal log (``refusals.jsonl`` in the state folder) and, when the bridge
+   runs in the gateway's process, in the gateway's audit chain (``audit=gateway_audit(ctx)``,
+   :func:`veilbox.syft_bridge.audit.gateway_audit`); it never reaches the gateway's API.
 2. **Datasets.** For every active agreement of a mapped principal that allows ``code`` jobs, each dataset it
    covers is published to that email alone as a syft-rds dataset whose mock part is Veilbox's declared mock
    (``GET /v1/datasets/{name}/mock``: rows drawn from the declaration, never from raw data) restricted to the
@@ -167,6 +168,7 @@ class VeilboxDatasite:
         state_dir: str | Path,
         mock_rows: int = 100,
         client_factory: Callable[[str, str], Client] = Client,
+        audit: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.url, self.email, self.identities = url, email, identities
         self.state_dir = Path(state_dir)
@@ -174,6 +176,7 @@ class VeilboxDatasite:
         self._client_factory = client_factory
         self.owner = client_factory(url, owner_token)
         self.mock_rows = mock_rows
+        self._audit = audit
         self._grantees: dict[str, Client] = {}
         for ident in identities:
             client = client_factory(url, ident.token)
@@ -200,6 +203,8 @@ class VeilboxDatasite:
         entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "kind": kind, "email": email, **detail}
         with (self.state_dir / "refusals.jsonl").open("a") as fh:
             fh.write(json.dumps(entry, sort_keys=True) + "\n")
+        if self._audit is not None:
+            self._audit(entry)
 
     def veilbox_job_id(self, email: str, job_name: str) -> str | None:
         """The Veilbox job a syft-rds job became (``None`` if refused or not seen yet)."""
