@@ -44,11 +44,12 @@ from gateway.console.sessions import (
 from gateway.context import AppContext
 from gateway.routes import audit as audit_routes
 from gateway.routes import psi as psi_routes
-from gateway.routes import verifications
-from gateway.routes.verifications import CheckBody, _sha256
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import check_grantee, note_expiry
 from gateway.services.datasets import public_view
+from gateway.services.receipts import RECEIPT_PREFIX
+from gateway.services.receipts import sha256 as _sha256
+from gateway.services.verification import CheckBody, check_answer
 from vocab.errors import ErrorCode
 from vocab.jobs import JobKind
 from vocab.roles import ANALYSTS, Role
@@ -520,7 +521,7 @@ async def verify_check(request: Request) -> Response:
             raise DomainError(INVALID_REQUEST, "the check is not complete",
                               [{"field": ".".join(str(x) for x in err["loc"]), "problem": err["msg"]}
                                for err in e.errors()]) from None
-        out = await _run(verifications.check_answer, ctx, session.principal, form.get("product", ""), body, ev)
+        out = await _run(check_answer, ctx, session.principal, form.get("product", ""), body, ev)
     return await _verify_page(request, session, form.get("product", ""), answer=out, asked=body)
 
 
@@ -630,7 +631,7 @@ def _read_receipt(ctx: AppContext, session: Session, receipt: str) -> dict[str, 
     try:
         tag, payload_b64, sig_b64 = receipt.split(".")
         payload, signature = (base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)) for x in (payload_b64, sig_b64))
-        ctx.keys.public.verify(signature, verifications.RECEIPT_PREFIX + payload)
+        ctx.keys.public.verify(signature, RECEIPT_PREFIX + payload)
         claims = json.loads(payload)
     except (ValueError, InvalidSignature):
         raise refused from None

@@ -44,10 +44,14 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal
-from gateway.routes.verifications import PaddedRoute, _product, _sha256, issue_receipt, question_digest
+from gateway.routes._common import PaddedRoute
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
+from gateway.services.receipts import issue_receipt
+from gateway.services.receipts import sha256 as _sha256
+from gateway.services.verification import product_for_check as _product
+from gateway.services.verification import question_digest
 from mpc import psi
 from mpc.errors import MpcError
 from mpc.psi import group

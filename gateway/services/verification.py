@@ -1,0 +1,252 @@
+"""Verification products (核验): defining them, reading them, and answering their plain and encrypted checks.
+
+Shared by the API (`gateway.routes.verifications`), the console's check page and the anonymous checks
+(`gateway.services.psi`). A check is vetted against the declaration as it stands now (`product_for_check`),
+canonicalised (`sandbox.verify.canonical_subject`, `canonical_params`: one spelling is matched, metered, hashed
+and signed; malformed input costs nothing), authorized and metered (`policies.authorize`), evaluated by one
+canonical statement on the dataset's locked worker, and answered with a signed receipt
+(`gateway.services.receipts`). The caller's `AuditEvent` receives the keyed subject hash (never the subject),
+the question's digest (`question_digest`) and the receipt's digest as the output.
+
+Encrypted checks (`check_encrypted`): the bank's BFV context and ``Enc(t)`` in, ``Enc(r·(x − t) + r')`` out
+(`mpc.he.evaluate_masked_sign_with`); the context and ciphertext are validated by a dry evaluation before any
+subject is metered, then every subject is metered in one transaction (all or nothing) with a fresh parameter
+value each (the threshold is hidden, so one ciphertext replayed with the subjects in other slots is a new
+question).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+import policies
+from catalog import products, registry
+from catalog.errors import INVALID_REQUEST, DomainError, invalid, not_found
+from catalog.products import Product, ProductSpec
+from catalog.registry import Dataset
+from gateway.audit import AuditEvent
+from gateway.context import AppContext
+from gateway.identities import Principal
+from gateway.services import jobs as jobflow
+from gateway.services.agreements import note_expiry
+from gateway.services.jobs import actor_of
+from gateway.services.receipts import issue_receipt, sha256
+from mpc.he import SignBounds, evaluate_masked_sign_with, load_sign_context
+from policies import Action
+from policies import quotas as policy_quotas
+from policies.decision import CALL, meters_for
+from sandbox.verify import (
+    VettedPredicate,
+    bind_canonical,
+    canonical_params,
+    canonical_subject,
+    canonical_subjects,
+    check_subject,
+    sign_box,
+    threshold_values,
+    vet_predicate,
+)
+from sandbox.verify_membership import prove_membership_hidden
+
+__all__ = ["MAX_ENCRYPTED_SUBJECTS", "CheckBody", "EncryptedCheckBody", "check_answer", "check_encrypted",
+           "define_product", "list_products", "product_for_check", "question_digest", "show_product"]
+
+#: Subjects per encrypted check (each is metered in the request's one transaction).
+MAX_ENCRYPTED_SUBJECTS = 1024
+#: A subject as sent: a string, or a JSON integer for integer subject columns. Its one canonical spelling
+#: (`sandbox.verify.canonical_subject`) is checked against the product's subject column inside the padded
+#: handler, so a malformed subject is refused like any other answer (INVALID_REQUEST, audited, nothing metered).
+Subject = Annotated[StrictStr, Field(min_length=1, max_length=200)] | StrictInt
+SubjectField = Field(description="the subject's identifier in the product's subject column: exactly as stored "
+                                 "for string columns; a JSON integer or its canonical decimal text (7 or \"7\", "
+                                 "never \"007\") for integer columns")
+ConsentField = Field(min_length=1, max_length=200, description="the bank's reference to the subject's consent "
+                                                               "(recorded as a digest)")
+
+
+class CheckBody(BaseModel):  # a plain check (``POST /verifications/{name}/check``, the console's check form)
+    model_config = ConfigDict(extra="forbid")
+    agreement_id: str = Field(max_length=64)
+    subject: Subject = SubjectField
+    params: dict[str, Any] = Field(default_factory=dict, examples=[{"threshold": 8000}])
+    consent_ref: str = ConsentField
+    purpose: str | None = Field(None, max_length=64, description="one of the agreement's purposes")
+
+
+class EncryptedCheckBody(BaseModel):  # ``POST /verifications/{name}/check-encrypted``
+    model_config = ConfigDict(extra="forbid")
+    agreement_id: str = Field(max_length=64)
+    subjects: list[Subject] = Field(min_length=1, max_length=MAX_ENCRYPTED_SUBJECTS,
+                                    description="one subject per slot of the ciphertext, in slot order, each "
+                                                "named once (canonical spellings as for a plain check)")
+    context: str = Field(description="base64 public BFV TenSEAL context (no secret key)")
+    ciphertext: str = Field(description="base64 Enc(t), one threshold per subject (Enc(-t) for `<=` products)")
+    consent_ref: str = ConsentField
+    purpose: str | None = Field(None, max_length=64)
+
+
+def product_for_check(ctx: AppContext, name: str, ev: AuditEvent) -> tuple[Product, Dataset, VettedPredicate]:
+    """The product, its dataset and its predicate vetted against the declaration as it stands now (and, for
+    ``hide_membership`` products, proved again not to be a membership test: declarations can change)."""
+    product = products.get_product(ctx.engine, name)
+    if product is None:
+        raise not_found("verification product")
+    ev.dataset = product.dataset
+    ev.details["product"] = product.name
+    ds = registry.get(ctx.engine, product.dataset)
+    if ds is None:
+        raise not_found("verification product")
+    vetted = vet_predicate(product.predicate, product.params, ds, product.subject_column)
+    if product.hide_membership:
+        prove_membership_hidden(vetted, product.predicate, ds)
+    return product, ds, vetted
+
+
+def question_digest(product: Product, canonical: dict[str, Any]) -> str:
+    """The digest of the question asked — the product and its parameters' canonical values — that the
+    distinct-value cap counts, the audit entry records and the receipt signs (``params_digest``). One value
+    however it is spelt; another product's question is another value even with equal parameters."""
+    return policies.params_digest({"product": product.name, "params": canonical})
+
+
+def _view(product: Product, vetted: VettedPredicate) -> dict[str, Any]:
+    return {**product.public(), **vetted.public()}
+
+
+def _authorize(ctx: AppContext, p: Principal, agreement_id: str, ds: Dataset, vetted: VettedPredicate,
+               consent_ref: str, purpose: str | None, subject_hash: str, params: dict[str, Any]) -> None:
+    note_expiry(ctx, agreement_id)
+    policies.authorize(ctx.engine, actor_of(p), Action.VERIFY_CHECK, agreement_id, datasets=[ds.name],
+                       columns={ds.name: sorted(vetted.columns)}, purpose=purpose, consent_ref=consent_ref,
+                       subject_hash=subject_hash, params=params)
+
+
+# --- products --------------------------------------------------------------------------------------------------
+
+
+def define_product(ctx: AppContext, owner: Principal, spec: ProductSpec) -> dict[str, Any]:
+    """Record a product over one of ``owner``'s datasets, its predicate vetted like SQL (and, with
+    ``hide_membership``, proved not to be a membership test)."""
+    ds = registry.get(ctx.engine, spec.dataset)
+    if ds is None or ds.owner != owner.name:
+        raise not_found("dataset")
+    if spec.subject_column not in ds.columns:
+        raise invalid("the subject column is not a column of the dataset",
+                      [{"field": "subject_column", "problem": "unknown column"}])
+    vetted = vet_predicate(spec.predicate, spec.params, ds, spec.subject_column)
+    if spec.hide_membership:
+        prove_membership_hidden(vetted, spec.predicate, ds)
+    return _view(products.define_product(ctx.engine, owner.name, spec), vetted)
+
+
+def list_products(ctx: AppContext) -> list[dict[str, Any]]:
+    """Every product: its question (predicate template and parameter types), never any answer; a product whose
+    declaration no longer vets is listed as unavailable."""
+    out = []
+    for product in products.list_products(ctx.engine):
+        ds = registry.get(ctx.engine, product.dataset)
+        try:
+            vetted = vet_predicate(product.predicate, product.params, ds, product.subject_column) if ds else None
+        except DomainError:
+            vetted = None
+        out.append(_view(product, vetted) if vetted else {**product.public(), "available": False})
+    return out
+
+
+def show_product(ctx: AppContext, name: str, ev: AuditEvent) -> dict[str, Any]:
+    product, _ds, vetted = product_for_check(ctx, name, ev)
+    return _view(product, vetted)
+
+
+# --- checks ----------------------------------------------------------------------------------------------------
+
+
+def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: AuditEvent) -> dict[str, Any]:
+    """One plain check (API and console): vet, canonicalise, authorize and meter, run on the locked worker, sign
+    a receipt. The subject's canonical spelling is what is matched, metered, hashed, audited and signed; a
+    malformed subject or parameter is refused before anything is metered."""
+    consent = sha256(body.consent_ref)
+    ev.details.update(consent_digest=consent)
+    product, ds, vetted = product_for_check(ctx, name, ev)
+    subject = canonical_subject(vetted.subject_kind, body.subject)  # malformed subjects cost nothing
+    subject_hash = ctx.keys.subject_hash(subject)
+    ev.subject_hash = subject_hash
+    canonical = canonical_params(vetted, body.params)  # malformed parameters cost nothing
+    params_digest = question_digest(product, canonical)
+    ev.details.update(params_digest=params_digest)
+    _authorize(ctx, p, body.agreement_id, ds, vetted, body.consent_ref, body.purpose, subject_hash,
+               {"product": product.name, "params": canonical})
+    worker = jobflow.runtime(ctx).engines.worker_for(ds)
+    result = check_subject(worker, vetted, subject, bind_canonical(vetted, canonical))
+    receipt = issue_receipt(ctx, {
+        "kind": "verification", "product": product.name, "agreement_id": body.agreement_id,
+        "subject_hash": subject_hash, "params_digest": params_digest, "consent_digest": consent,
+        "dataset_fingerprint": ds.fingerprint, "result": result})
+    ev.output_digest = sha256(receipt)
+    return {"result": result, "receipt": receipt}
+
+
+def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str], param_hash: str) -> None:
+    """Meter every subject of an encrypted check in one transaction (all or nothing)."""
+    agreement = policies.load_agreement(ctx.engine, agreement_id)
+    if agreement is None:  # pragma: no cover - the decision just found it
+        raise not_found("agreement")
+    meters = meters_for(Action.VERIFY_CHECK)
+    now = dt.datetime.now(dt.UTC)
+    i = 0
+    try:
+        with ctx.engine.begin() as conn:
+            for i, h in enumerate(hashes):
+                subject_meters = meters if i == 0 else tuple(m for m in meters if m != CALL)
+                policy_quotas.consume_in(conn, agreement, p.name, subject_meters, now, h, param_hash)
+    except DomainError as e:
+        e.details = [*e.details, {"subject_index": i}]
+        raise
+
+
+def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedCheckBody,
+                    ev: AuditEvent) -> dict[str, Any]:
+    """Threshold checks for many subjects under the bank's BFV key (see the module docstring)."""
+    consent = sha256(body.consent_ref)
+    request_digest = sha256(body.context.encode() + b"|" + body.ciphertext.encode())
+    ev.details.update(subjects=len(body.subjects), consent_digest=consent, request_digest=request_digest)
+    product, ds, vetted = product_for_check(ctx, name, ev)
+    threshold = vetted.threshold
+    if threshold is None:
+        raise DomainError(INVALID_REQUEST, "this product has no encrypted form: only a single threshold "
+                                           "`column >= :param` or `column <= :param` qualifies")
+    # Canonical spellings, each subject once: a repeat (7 and "7") would be a second threshold for one subject
+    # under one count. Malformed or repeated subjects cost nothing.
+    subjects = canonical_subjects(vetted.subject_kind, body.subjects)
+    hashes = [ctx.keys.subject_hash(s) for s in subjects]
+    ev.details.update(subject_hashes=hashes)
+    # The thresholds are hidden, and one ciphertext can be sent again with the subjects in other slots: every
+    # slot of every encrypted check is a new parameter value for its subject (a fresh nonce), never a repeat.
+    params = {"product": product.name, "encrypted_check": secrets.token_hex(16)}
+    note_expiry(ctx, body.agreement_id)
+    policies.check(ctx.engine, actor_of(p), Action.VERIFY_CHECK, body.agreement_id, datasets=[ds.name],
+                   columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose, consent_ref=body.consent_ref,
+                   subject_hash=hashes[0], params=params).raise_if_denied()
+    bounds = SignBounds(*sign_box(threshold))
+    # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
+    # data read, result discarded) before any subject's allowance is used.
+    key = (p.name, "sign", repr(sign_box(threshold)), sha256(body.context))
+    (public, plan), lock = ctx.caches.sign_contexts.get(key, lambda: load_sign_context(body.context, bounds))
+    with lock:
+        evaluate_masked_sign_with(public, plan, body.ciphertext, [bounds.value_min] * len(hashes), bounds)
+    _meter_subjects(ctx, p, body.agreement_id, hashes, policies.params_digest(params))
+    worker = jobflow.runtime(ctx).engines.worker_for(ds)
+    values, _ = threshold_values(worker, vetted, subjects)
+    with lock:
+        out = evaluate_masked_sign_with(public, plan, body.ciphertext, values, bounds)
+    receipt = issue_receipt(ctx, {
+        "kind": "verification.encrypted", "product": product.name, "agreement_id": body.agreement_id,
+        "subjects": len(hashes), "subject_hashes_digest": sha256("\n".join(hashes)), "consent_digest": consent,
+        "request_digest": request_digest, "output_digest": sha256(out),
+        "dataset_fingerprint": ds.fingerprint})
+    ev.output_digest = sha256(out)
+    return {"ciphertext": out, "receipt": receipt}
