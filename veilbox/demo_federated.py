@@ -3,12 +3,12 @@
 Each bank holds its own customers' rows (a fifth of a synthetic city, written to its own Parquet file) outside the
 domain. The tax bureau proposes a training agreement to the operator that names the five banks as its holders
 (a secure-aggregation round takes only parties to its agreement, at least three, never the operator itself); the
-operator accepts it. The operator's coordinator publishes a `veilbox.federated.FederatedPlan` (ε, δ, rounds,
-threshold, noise) and opens one secure-aggregation round per Newton step; each bank checks the plan, adds its
-share of the discrete Gaussian noise to its gradient and Hessian sums and joins the round over HTTP; the gateway
-releases only the noisy sum to the operator. One bank drops out in one round: the round goes on with the
-survivors. At the end the federated model is compared with a centrally trained, non-private baseline on held-out
-rows.
+operator accepts it. The operator's coordinator publishes a `FederatedPlan` (ε, δ, rounds, threshold, noise: the
+mechanism is `sandbox.federated`) and opens one secure-aggregation round per Newton step, which the gateway opens
+only if its task fits the plan; each bank checks the plan, adds its share of the discrete Gaussian noise to its
+gradient and Hessian sums and joins the round over HTTP; the gateway releases only the noisy sum to the operator.
+One bank drops out in one round: the round goes on with the survivors. At the end the federated model is compared
+with a centrally trained, non-private baseline on held-out rows.
 """
 
 from __future__ import annotations
