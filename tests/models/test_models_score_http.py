@@ -308,7 +308,7 @@ def test_hostile_inputs_are_refused_audited_and_cost_nothing(sworld, applicants,
 def test_validated_contexts_are_cached_per_bank_only(sworld, applicants, columns_keys):
     """A context validated for one bank is reused for that bank's next request, never for another bank; a
     context that fails validation is never cached."""
-    from gateway.routes import models as routes
+    from gateway.caches import ContextCache
 
     p = sworld.parties
     x = bank_sdk.encode_applicants(sworld.model.card, applicants[:2])
@@ -318,7 +318,7 @@ def test_validated_contexts_are_cached_per_bank_only(sworld, applicants, columns
     for client, ag in ((p.bank, sworld.agreement["id"]), (p.bank, sworld.agreement["id"]), (other_bank, other_ag)):
         bank_sdk.decide_applicants(client, sworld.model.id, x, 0.0, keys=columns_keys, agreement_id=ag)
     digest = "sha256:" + hashlib.sha256(columns_keys.public.encode()).hexdigest()
-    holders = sorted(k[0] for k in routes.SCORING_CONTEXTS._entries if k[3] == digest)
+    holders = sorted(k[0] for k in p.service.ctx.caches.scoring_contexts._entries if k[3] == digest)
     assert holders == ["another-bank", "icbc-wuxi"]
     calls = []
 
@@ -326,7 +326,7 @@ def test_validated_contexts_are_cached_per_bank_only(sworld, applicants, columns
         calls.append(1)
         raise ValueError("invalid")
 
-    cache = routes.ContextCache(size=2)
+    cache = ContextCache(size=2)
     for _ in range(2):
         with pytest.raises(ValueError):
             cache.get(("bank", "x"), bad)
@@ -336,7 +336,7 @@ def test_validated_contexts_are_cached_per_bank_only(sworld, applicants, columns
 def test_the_scoring_grant_is_in_the_document_only_when_it_grants_something(sworld):
     """Defaults (decisions only, any layout) stay out of the canonical JSON, so documents written before the
     grant existed keep their hash; a grant is part of what the bank accepts, and of the hash."""
-    from policies.agreement import AgreementDocument
+    from policies.agreements.document import AgreementDocument
 
     plain = sworld.parties.agreement("icbc-wuxi")
     granted = sworld.parties.agreement("icbc-wuxi", score_logits=True, score_layout="row")
