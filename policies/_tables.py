@@ -28,6 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from vocab.jobs import STORED_KINDS
+from vocab.states import AgreementState, JobState
+
 metadata = MetaData()
 
 EXACT = 200  # length of a "num/den" column
@@ -54,17 +57,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-AGREEMENT_STATES = ("proposed", "active", "suspended", "revoked")
-JOB_STATES = (
-    "pending_approval",
-    "approved",
-    "running",
-    "succeeded",
-    "released",
-    "rejected",
-    "failed",
-    "cancelled",
-)
+# The stored states (``expired`` is derived, never stored) and kinds, as plain text for the CHECK constraints.
+AGREEMENT_STATES = tuple(s.value for s in AgreementState if s is not AgreementState.EXPIRED)
+JOB_STATES = tuple(s.value for s in JobState)
+JOB_KINDS = tuple(k.value for k in STORED_KINDS)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -180,7 +176,7 @@ jobs = Table(
     Column("output_digest", String(80), nullable=True),
     Column("released_at", UTCDateTime, nullable=True),
     CheckConstraint(_in("state", JOB_STATES), name="ck_jobs_state"),
-    CheckConstraint(_in("kind", ("query", "train", "code", "verify", "score")), name="ck_jobs_kind"),
+    CheckConstraint(_in("kind", JOB_KINDS), name="ck_jobs_kind"),
     Index("ix_jobs_state_approved", "state", "approved_at"),
 )
 

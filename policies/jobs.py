@@ -36,7 +36,6 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
@@ -60,25 +59,9 @@ from policies.actor import Actor, Role
 from policies.agreement import AgreementState, catalog_records, effective_state, load_agreement
 from policies.budget import Budget
 from policies.decision import Action, Decision, Reason, decide, meters_for
-
-
-class JobState(StrEnum):
-    PENDING_APPROVAL = "pending_approval"
-    APPROVED = "approved"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    RELEASED = "released"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-class JobKind(StrEnum):
-    QUERY = "query"
-    TRAIN = "train"
-    CODE = "code"
-    VERIFY = "verify"
-    SCORE = "score"
+from vocab.jobs import JOB_KINDS, STORED_KINDS
+from vocab.jobs import JobKind as JobKind  # re-exported: policies.JobKind
+from vocab.states import JobState as JobState  # re-exported: policies.JobState
 
 
 S = JobState
@@ -306,8 +289,10 @@ def submit(
     now = aware(now)
     try:
         job_kind = JobKind(kind)
+        if not JOB_KINDS[job_kind].stored:
+            raise ValueError(kind)
     except ValueError:
-        raise invalid("kind must be one of query, train, code, verify, score") from None
+        raise invalid(f"kind must be one of {', '.join(STORED_KINDS)}") from None
     if not isinstance(spec, Mapping):
         raise invalid("spec must be an object")
     try:

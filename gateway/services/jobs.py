@@ -57,14 +57,17 @@ from catalog import registry
 from catalog.errors import INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, POLICY_DENIED, DomainError, invalid
 from catalog.registry import Dataset
 from gateway import _tables as gt
-from gateway.audit import INCIDENT_ACTIONS, AuditEvent
+from gateway import job_kinds
+from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
 from policies import Action, Actor, Job, JobState, ledger
 from policies.jobs import load_job
-from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate, handler_for
+from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate
 from sandbox.jobs.query import QueryEngines, prepare_for, require_min_epsilon
 from sandbox.sql import preview as sql_preview
+from vocab.actions import AuditAction
+from vocab.roles import SYSTEM
 
 log = logging.getLogger("veilbox.jobs")
 
@@ -73,7 +76,7 @@ __all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "data
            "run_inline", "runtime", "submit_job"]
 
 WORKER = "worker"  # audit actor of the background worker
-INCIDENT = INCIDENT_ACTIONS[0]  # audit action of a failure behind a charged job: owner, admin, regulator only
+INCIDENT = AuditAction.JOB_INCIDENT  # audit action of a failure behind a charged job: owner, admin, regulator only
 REVIEW_VERSION = 1  # part of the stored review's key: a new review format is computed afresh
 _runtime_lock = threading.Lock()
 _sleep = time.sleep  # the waits of `_bucket_end` (a test replaces it to observe them without waiting)
@@ -120,10 +123,10 @@ def datasets_of(ctx: AppContext, names: Iterable[str]) -> dict[str, Dataset]:
 
 
 def _handler(kind: str) -> Any:
-    h = handler_for(kind)
+    h = job_kinds.handler(kind)
     if h is None:
         raise DomainError(INVALID_REQUEST, f"job kind {kind!r} cannot be submitted as a job",
-                          [{"field": "kind", "allowed": ["query", "train", "code"]}])
+                          [{"field": "kind", "allowed": [str(k) for k in job_kinds.QUEUED_KINDS]}])
     return h
 
 
@@ -262,8 +265,8 @@ def reject_job(ctx: AppContext, actor: Actor, job_id: str, reason: str) -> Job:
         _require_owner(actor, ag)
         # the code ran: charged; the output awaiting release is dropped in the same transaction
         failed = policies.fail(ctx.engine, job.id, "release.refused_by_owner", refund=False)
-        _audit(ctx, job, "job.fail", decision="error", code="JOB_FAILED", reason="release.refused_by_owner",
-               refunded=False)
+        _audit(ctx, job, AuditAction.JOB_FAIL, decision="error", code="JOB_FAILED",
+               reason="release.refused_by_owner", refunded=False)
         return failed
     return policies.reject(ctx.engine, actor, job_id, reason)
 
@@ -317,7 +320,7 @@ def _pending(ctx: AppContext, job_id: str) -> dict[str, Any] | None:
 def _audit(ctx: AppContext, job: Job, action: str, decision: str = "allow", code: str | None = None,
            output_digest: str | None = None, **details: Any) -> None:
     ctx.audit.append(AuditEvent(
-        actor=WORKER, role="system", action=action, agreement_id=job.agreement_id,
+        actor=WORKER, role=SYSTEM, action=action, agreement_id=job.agreement_id,
         dataset=",".join(job.datasets) or None, decision=decision, code=code,
         epsilon=str(job.cost.epsilon), delta=str(job.cost.delta), output_digest=output_digest,
         details={"job_id": job.id, "kind": job.kind.value, **details}))
@@ -332,7 +335,7 @@ def _fail(ctx: AppContext, job: Job, e: JobFailed) -> Job:
     if e.detail:
         detail["failure_detail"] = e.detail[-16384:]
     failed = policies.fail(ctx.engine, job.id, public, refund=e.before_read, owner_detail=detail)
-    _audit(ctx, job, "job.fail", decision="error", code="JOB_FAILED", reason=public, refunded=e.before_read)
+    _audit(ctx, job, AuditAction.JOB_FAIL, decision="error", code="JOB_FAILED", reason=public, refunded=e.before_read)
     if not e.before_read:
         _audit(ctx, job, INCIDENT, decision="error", cause=e.cause, charged=True, released=False)
     return failed
@@ -364,7 +367,7 @@ def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = N
     released = policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest,
                                 now=now)
     extra = {"released_by": approved_by} if approved_by else {}
-    _audit(ctx, job, "job.release", output_digest=out.output_digest, output_kind=out.kind,
+    _audit(ctx, job, AuditAction.JOB_RELEASE, output_digest=out.output_digest, output_kind=out.kind,
            **({"model_id": ref} if ref else {}), **extra)
     return released
 
@@ -408,12 +411,12 @@ def _execute(ctx: AppContext, job: Job) -> Job:
     try:  # the output awaiting release and the owner's detail are stored in the transaction of the state change
         succeeded = policies.succeed(ctx.engine, job.id, now=finished, pending=pending, owner_detail=detail or None)
     except DomainError:  # cancelled or recovered meanwhile: nothing may be released
-        _audit(ctx, job, "job.discard", decision="error", code="JOB_FAILED", reason="job.wrong_state")
+        _audit(ctx, job, AuditAction.JOB_DISCARD, decision="error", code="JOB_FAILED", reason="job.wrong_state")
         return _reload(ctx, job.id)
     if out.incident:
         _audit(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
     if pending is not None:
-        _audit(ctx, job, "job.succeed", output_digest=out.output_digest, awaiting="owner_release")
+        _audit(ctx, job, AuditAction.JOB_SUCCEED, output_digest=out.output_digest, awaiting="owner_release")
         return succeeded
     try:
         return _release(ctx, job, out, now=finished)
@@ -448,7 +451,7 @@ def _reload(ctx: AppContext, job_id: str) -> Job:
 
 def run_claimed(ctx: AppContext, job: Job) -> Job:
     """The worker's path for a job `policies.claim_next` handed it."""
-    _audit(ctx, job, "job.start")
+    _audit(ctx, job, AuditAction.JOB_START)
     return _execute(ctx, job)
 
 

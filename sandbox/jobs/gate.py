@@ -22,14 +22,12 @@ import os
 from pathlib import Path
 
 from sandbox.jobs.base import JobFailed, Output, digest_json
+from vocab.jobs import JOB_KINDS
 
 __all__ = ["ALLOWED_OUTPUTS", "MAX_RESULT_BYTES", "check"]
 
-ALLOWED_OUTPUTS: dict[str, frozenset[str]] = {
-    "query": frozenset({"aggregate"}),
-    "train": frozenset({"model"}),
-    "code": frozenset({"json", "model"}),
-}
+# The output kinds each queued job kind may release, from the one job-kind table (`vocab.jobs.JOB_KINDS`).
+ALLOWED_OUTPUTS: dict[str, frozenset[str]] = {k.value: spec.outputs for k, spec in JOB_KINDS.items() if spec.queued}
 MAX_RESULT_BYTES = 8 << 20
 _AGGREGATE_KEYS = frozenset({"columns", "rows", "suppressed_groups", "cost", "error_bars", "output_digest"})
 
