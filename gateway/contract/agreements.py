@@ -1,0 +1,130 @@
+"""Responses of the agreement routes (docs/api.md, "Agreements" and "Usage and budget")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field
+
+from gateway.contract import Open, Out, example
+
+AGREEMENT_EXAMPLE: dict[str, Any] = {
+    "id": "agr_1b61737f85dc4169584d", "state": "active", "version": 1,
+    "document_hash": "sha256:ecc1841d66a0a8306b606200a00a6d2ce16c39be93e09bb5bd647fc58caede3c",
+    "owner": "city-tax-bureau", "title": "SME credit model", "grantee": "risk-lab", "datasets": ["tax_income"],
+    "columns": {"tax_income": ["age", "district", "monthly_income"]}, "purposes": ["credit_risk"],
+    "job_kinds": ["query", "train"], "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-01-01T00:00:00Z",
+    "budget": {"epsilon": "5", "delta": "0.000001"}, "min_group_units": 20,
+    "quotas": {"calls_per_day": 10000, "verify_per_subject_per_day": 3, "jobs_per_day": 100, "scores_per_day": 10000,
+               "distinct_params_per_subject": 3, "distinct_params_window_days": 30},
+    "approval": "owner_each_job", "exit": {"on_expiry": "seal_outputs"},
+    "price": {"per_call": "0.01", "per_job": "1", "per_epsilon": "2.5", "currency": "CNY"},
+    "created_at": "2026-12-03T03:45:12.211541+00:00", "accepted_at": "2026-12-03T03:45:12.321243+00:00",
+    "suspended_at": None, "revoked_at": None, "outputs_sealed": False,
+}
+
+
+class Agreement(Open):
+    """An agreement (授权运营协议): its state and version, then its document's fields (``holders``,
+    ``score_logits``, ``score_layout`` and ``anon_min_bucket`` appear only when the document sets them)."""
+
+    model_config = ConfigDict(json_schema_extra=example(AGREEMENT_EXAMPLE))
+    id: str
+    state: str = Field(description="effective state: proposed | active | suspended | revoked | expired")
+    version: int
+    document_hash: str = Field(description="what an acceptance is bound to")
+    owner: str
+    title: str
+    grantee: str
+    datasets: list[str]
+    columns: dict[str, list[str]]
+    purposes: list[str]
+    job_kinds: list[str]
+    valid_from: str
+    valid_until: str
+    budget: dict[str, Any] = Field(description="total (ε, δ) as exact text")
+    min_group_units: int
+    quotas: dict[str, Any]
+    approval: str
+    exit: dict[str, Any]
+    price: dict[str, Any] | None
+    created_at: str | None
+    accepted_at: str | None
+    suspended_at: str | None
+    revoked_at: str | None
+    outputs_sealed: bool = Field(description="released outputs are sealed (after revocation or expiry)")
+
+
+class Pair(Out):
+    epsilon: str
+    delta: str
+
+
+class BudgetAccount(Out):
+    spent: Pair
+    remaining: Pair
+
+
+class Budget(Out):
+    """Total and spent (ε, δ): numbers for display, exact text under ``exact``, and each dataset's account."""
+
+    model_config = ConfigDict(json_schema_extra=example({
+        "epsilon_total": 5.0, "epsilon_spent": 1.5, "delta_total": 1e-06, "delta_spent": 0.0,
+        "exact": {"epsilon_total": "5", "epsilon_spent": "3/2", "delta_total": "0.000001", "delta_spent": "0"},
+        "datasets": {"tax_income": {"spent": {"epsilon": "3/2", "delta": "0"},
+                                    "remaining": {"epsilon": "7/2", "delta": "0.000001"}}}}))
+    epsilon_total: float
+    epsilon_spent: float
+    delta_total: float
+    delta_spent: float
+    exact: dict[str, str]
+    datasets: dict[str, BudgetAccount]
+
+
+class UsageCounts(Out):
+    calls: int
+    jobs: int
+    verifications: int
+    scores: int
+    epsilon: str
+
+
+class UsageDay(UsageCounts):
+    day: str
+
+
+class Bill(Out):
+    amount: str = Field(description="rounded to the cent")
+    exact: str
+    currency: str | None
+
+
+class Usage(Out):
+    model_config = ConfigDict(json_schema_extra=example({
+        "agreement_id": "agr_1b61737f85dc4169584d", "since": "2026-12-01", "until": "2026-12-31",
+        "days": [{"day": "2026-12-03", "calls": 3, "jobs": 2, "verifications": 0, "scores": 0, "epsilon": "0.75"}],
+        "totals": {"calls": 3, "jobs": 2, "verifications": 0, "scores": 0, "epsilon": "0.75"},
+        "billable": {"amount": "3.91", "exact": "3.905", "currency": "CNY"}}))
+    agreement_id: str
+    since: str
+    until: str
+    days: list[UsageDay]
+    totals: UsageCounts
+    billable: Bill | None = Field(None, description="only when the agreement carries a price schedule")
+
+
+NEGATIVE_EXAMPLE: dict[str, Any] = {"id": "neg_9dd06e797e167181", "kind": "column", "value": "tax_income.id_number",
+                                    "note": "national id numbers never leave", "created_by": "admin",
+                                    "created_at": "2026-12-03T03:45:16.983855+00:00"}
+
+
+class NegativeEntry(Out):
+    """What no agreement can grant (负面清单)."""
+
+    model_config = ConfigDict(json_schema_extra=example(NEGATIVE_EXAMPLE))
+    id: str
+    kind: str = Field(description="dataset | column | purpose")
+    value: str
+    note: str
+    created_by: str
+    created_at: str
