@@ -96,6 +96,8 @@ class PsiSetup:
 
 @dataclass
 class AnonSetup:
+    """The anonymous-check setup of one dataset version and ``k``: every subject's evaluation and bucket hash."""
+
     digest: str
     key: int
     subjects: list[str]
@@ -147,6 +149,7 @@ class SetupStore:
         return group.derive_key(master, label), digest
 
     def psi(self, worker: Executor, ds: Dataset, purpose: str) -> PsiSetup:
+        """The padded set ``T`` of ``ds``'s id column under ``purpose``'s key (``size`` or ``members``)."""
         id_columns = ds.columns_with(Role.ID)
         if not id_columns:
             raise DomainError(POLICY_DENIED, "the dataset has no id column: it has no PSI form")
@@ -175,6 +178,7 @@ class SetupStore:
             return setup
 
     def anon(self, worker: Executor, ds: Dataset, column: str, k: int) -> AnonSetup:
+        """The anonymous setup of ``column`` with buckets of at least ``k`` subjects."""
         key, digest = self._key("anon", ds, column)
         with self._lock:
             hit = self._anon.get(f"{digest}|{k}")
@@ -214,6 +218,7 @@ class SetupStore:
         return setup.directory / f"size-{bank_digest}-{table_id}.npy"
 
     def store_table(self, setup: PsiSetup, bank: str, returned: Sequence[bytes]) -> str:
+        """Keep a bank's double-blinded set as a psi_size table; returns its id (the setup_id the bank cites)."""
         table = psi.size_table(setup.elements, returned)
         table_id = hashlib.sha256(table.tobytes()).hexdigest()[:32]
         path = self._table_path(setup, bank, table_id)
@@ -224,6 +229,7 @@ class SetupStore:
         return table_id
 
     def table(self, setup: PsiSetup, bank: str, table_id: str) -> np.ndarray:
+        """The bank's stored psi_size table; ``INVALID_REQUEST`` if it is not this bank's for this version."""
         if len(table_id) != 32 or any(c not in "0123456789abcdef" for c in table_id):
             raise invalid("setup_id is not a setup of this dataset version",
                           [{"field": "setup_id", "problem": "unknown"}])

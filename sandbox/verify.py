@@ -114,6 +114,7 @@ class Threshold:
     upper: int
 
     def public(self) -> dict[str, Any]:
+        """What the bank is told (JSON): the column, comparison, parameter, threshold range and what to encrypt."""
         return {"column": self.column, "op": self.op, "param": self.param, "threshold_bounds": [self.lower,
                                                                                                 self.upper],
                 "bank_encrypts": "t" if self.op == ">=" else "-t"}
@@ -133,6 +134,7 @@ class VettedPredicate:
     threshold: Threshold | None
 
     def public(self) -> dict[str, Any]:
+        """The verification's public form (JSON): canonical predicate, columns and encrypted form if any."""
         return {"canonical_predicate": self.canonical, "columns": sorted(self.columns),
                 "encrypted_form": self.threshold.public() if self.threshold is not None else None}
 
@@ -492,7 +494,8 @@ def check_sql(vetted: VettedPredicate) -> str:
 class Executor(Protocol):
     """What evaluation needs of `sandbox.engine.QueryWorker` (the dataset's locked worker process)."""
 
-    def execute(self, request: ExecRequest) -> list[list[Any]]: ...
+    def execute(self, request: ExecRequest) -> list[list[Any]]:
+        """The rows of one canonical statement; `EngineFailure` with a generic reason."""
 
 
 def check_subject(worker: Executor, vetted: VettedPredicate, subject: str, bound: Mapping[str, str]) -> bool:

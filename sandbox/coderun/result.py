@@ -47,6 +47,7 @@ class CodeResult:
 
     @property
     def ok(self) -> Literal[True]:
+        """Always True: lets callers branch on a `CodeOutcome` without isinstance."""
         return True
 
     def value(self) -> Any:
@@ -70,6 +71,7 @@ class CodeFailure:
 
     @property
     def ok(self) -> Literal[False]:
+        """Always False: lets callers branch on a `CodeOutcome` without isinstance."""
         return False
 
 

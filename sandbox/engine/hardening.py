@@ -38,6 +38,7 @@ __all__ = ["connect_locked", "quote_ident"]
 
 
 def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (embedded quotes doubled), safe to splice into DuckDB SQL."""
     return '"' + name.replace('"', '""') + '"'
 
 

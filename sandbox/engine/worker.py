@@ -204,13 +204,16 @@ class QueryWorker:
 
     @property
     def alive(self) -> bool:
+        """True while the worker process is running."""
         return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:
+        """The worker process's id (None before the first start)."""
         return self._proc.pid if self._proc is not None else None
 
     def start(self) -> None:
+        """Start the worker process unless it runs; `EngineFailure` if it does not report ready."""
         with self._lock:
             self._start()
 
@@ -244,6 +247,7 @@ class QueryWorker:
         return _recv(proc.stdout)
 
     def stop(self) -> None:
+        """Ask the worker to exit, then kill it if it has not within 5 s; a no-op when it never started."""
         with self._lock:
             proc = self._proc
             if proc is None:

@@ -19,6 +19,7 @@ HANDLERS: dict[str, Handler] = {"query": QueryHandler(), "train": TrainHandler()
 
 
 def handler_for(kind: str) -> Handler | None:
+    """The handler of job kind ``kind``, or None for a kind the sandbox does not run."""
     return HANDLERS.get(kind)
 
 

@@ -108,14 +108,19 @@ class Output:
 
 
 class Handler(Protocol):
+    """What the job flow needs of one job kind; the three steps are described in the module docstring."""
+
     kind: str
 
-    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan: ...
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
+        """Vet ``spec`` against ``agreement`` and price it, reading no raw data; `DomainError` otherwise."""
 
     def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
-               env: JobEnv) -> dict[str, Any]: ...
+               env: JobEnv) -> dict[str, Any]:
+        """What the data owner sees before approving: canonical form, cost and a run on the mock (JSON)."""
 
-    def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output: ...
+    def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
+        """Run an approved, charged job on the raw data; `JobFailed` when it produces nothing releasable."""
 
 
 def digest_json(value: Any) -> str:
@@ -125,6 +130,7 @@ def digest_json(value: Any) -> str:
 
 
 def digest_file(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes, read in 1 MiB chunks (model weights can be large)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

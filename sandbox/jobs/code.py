@@ -88,6 +88,7 @@ class CodeSpec:
 
     @property
     def code_hash(self) -> str:
+        """The submission's identity (`sandbox.coderun.source.code_hash`): what the owner's approval binds to."""
         return code_hash(self.source, self.entrypoint, self.outputs)
 
 
@@ -195,6 +196,7 @@ class CodeHandler:
         self._lock = threading.Lock()
 
     def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
+        """The granted dataset and columns, the spec's declared cost and the code hash; released by the owner."""
         cs = parse_code_spec(spec)
         ds, cols = _granted(cs, agreement, datasets)
         return Plan(datasets=(ds.name,), columns={ds.name: tuple(sorted(cols))}, cost=cs.cost,
@@ -205,6 +207,7 @@ class CodeHandler:
 
     def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
                env: JobEnv) -> dict[str, Any]:
+        """The source, its hash, the input columns and cost, and a dry run of the code on a mock table."""
         assert env.agreement is not None
         cs = parse_code_spec(spec)
         ds, cols = _granted(cs, env.agreement, datasets)
@@ -229,6 +232,7 @@ class CodeHandler:
         }
 
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
+        """Run the approved code in the sandbox over the granted columns; its output waits for the owner."""
         assert env.agreement is not None
         if spec_hash(job.spec) != job.spec_hash:
             raise JobFailed("code.spec_changed", before_read=True)

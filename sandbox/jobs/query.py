@@ -46,6 +46,7 @@ class QueryEngines:
         self._lock = threading.Lock()
 
     def worker_for(self, ds: Dataset) -> QueryWorker:
+        """The running worker over ``ds`` at its current fingerprint (a stale one is stopped and replaced)."""
         with self._lock:
             current = self._workers.get(ds.name)
             if current is not None and current[0] == ds.fingerprint:
@@ -59,6 +60,7 @@ class QueryEngines:
             return w
 
     def close(self) -> None:
+        """Stop every worker."""
         with self._lock:
             for _, w in self._workers.values():
                 w.stop()
@@ -131,9 +133,12 @@ def prepare_for(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping
 
 
 class QueryHandler:
+    """``kind: "query"`` (see the module docstring)."""
+
     kind = "query"
 
     def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
+        """The vetted query's table and columns, its (ε, δ) cost, canonical SQL and expected error."""
         qp = prepare_for(spec, agreement, datasets)
         eps, delta = qp.cost
         name = qp.query.table.name
@@ -143,10 +148,12 @@ class QueryHandler:
 
     def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
                env: JobEnv) -> dict[str, Any]:
+        """`sandbox.sql.preview`: the canonical SQL, cost, expected error and exact answer on the mock."""
         assert env.agreement is not None
         return preview(prepare_for(spec, env.agreement, datasets))
 
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
+        """Re-vet the SQL against the current agreement, then run it with fresh noise on the dataset's worker."""
         assert env.agreement is not None and env.query_engines is not None
         try:
             qp = prepare_for(job.spec, env.agreement, datasets)

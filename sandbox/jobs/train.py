@@ -73,10 +73,12 @@ class PreparedTraining:
 
     @property
     def cost(self) -> Budget:
+        """The (ε, δ) the plan's accountant charges for the whole run."""
         return Budget(self.plan.cost.epsilon, self.plan.cost.delta)
 
     @property
     def columns(self) -> tuple[str, ...]:
+        """The columns training reads: the features and the label, sorted."""
         return tuple(sorted({*self.spec.features, self.spec.label}))
 
 
@@ -151,6 +153,7 @@ class TrainHandler:
     kind = "train"
 
     def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
+        """The dataset and columns read, the DP-SGD plan's cost, and the spec hash and input width."""
         p = prepare_training(spec, agreement, datasets)
         enc = encoding_for(p.spec, p.dataset)
         return Plan(datasets=(p.dataset.name,), columns={p.dataset.name: p.columns}, cost=p.cost,
@@ -159,6 +162,7 @@ class TrainHandler:
 
     def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
                env: JobEnv) -> dict[str, Any]:
+        """The spec, encoding, training plan and cost, with three mock rows shown raw and encoded."""
         assert env.agreement is not None
         p = prepare_training(spec, env.agreement, datasets)
         enc = encoding_for(p.spec, p.dataset)
@@ -184,6 +188,7 @@ class TrainHandler:
         }
 
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
+        """Train with DP-SGD in a child process; the weights and model card leave as a model output."""
         assert env.agreement is not None
         try:
             p = prepare_training(job.spec, env.agreement, datasets)

@@ -65,6 +65,8 @@ class NoiseVector:
 
 @dataclass(frozen=True)
 class Canonical:
+    """The canonical query (per-unit bounded) and its unbounded twin, with the noise vectors its columns feed."""
+
     sql: str
     unbounded_sql: str
     vectors: tuple[NoiseVector, ...]

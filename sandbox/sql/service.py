@@ -89,13 +89,16 @@ class QueryPlan:
 
     @property
     def canonical_sql(self) -> str:
+        """The SQL that actually runs (the owner's review shows it instead of the submitted text)."""
         return self.canonical.sql
 
     @property
     def columns(self) -> list[str]:
+        """The result's column names, in output order."""
         return [o.name for o in self.query.outputs]
 
     def cost_json(self) -> dict[str, float]:
+        """`cost` as JSON floats."""
         eps, delta = self.cost
         return {"epsilon": float(eps), "delta": float(delta)}
 
@@ -137,6 +140,7 @@ class QueryResult:
     incident: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
+        """The answer's JSON body for the grantee (never ``incident``)."""
         return {
             "columns": self.columns,
             "rows": self.rows,

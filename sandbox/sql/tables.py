@@ -23,14 +23,17 @@ class TableView:
 
     @property
     def name(self) -> str:
+        """The dataset's name, the only table a query may read."""
         return self.dataset.name
 
     @property
     def id_column(self) -> str:
+        """The privacy unit's column."""
         return self.dataset.id_column
 
     @property
     def max_rows_per_unit(self) -> int:
+        """The declared bound on one unit's rows, which fixes every aggregate's sensitivity."""
         return self.dataset.max_rows_per_unit
 
     def info(self, column: str) -> ColumnInfo | None:

@@ -50,6 +50,8 @@ class PrivacyReport(BaseModel):
 
 
 class TrainingReport(BaseModel):
+    """The optimiser settings the run used, and how its seed was used."""
+
     model_config = _FROZEN
 
     epochs: int
@@ -63,6 +65,8 @@ class TrainingReport(BaseModel):
 
 
 class DataSource(BaseModel):
+    """One dataset version trained on: name, fingerprint, privacy-unit column and the split used."""
+
     model_config = _FROZEN
 
     dataset: str
@@ -72,6 +76,8 @@ class DataSource(BaseModel):
 
 
 class WeightsRef(BaseModel):
+    """The released weights file: its name, format and the SHA-256 of its bytes."""
+
     model_config = _FROZEN
 
     file: str
@@ -110,6 +116,7 @@ class ModelCard(BaseModel):
 
 
 def extraction_bound(model: ModelKind, width: int, hidden: int | None) -> str:
+    """The card's warning of how many scoring queries reconstruct the model, for its kind and size."""
     if model == "logistic_regression":
         return (f"A linear model with d={width} inputs is fully determined by d+1={width + 1} scoring queries "
                 "that return its logit (solve the linear system). Rate-limit scoring, flood the returned "

@@ -81,23 +81,28 @@ class ScaledFeature(BaseModel):
 
     @property
     def names(self) -> list[str]:
+        """The one input's name: the column."""
         return [self.column]
 
     @property
     def width(self) -> int:
+        """One input."""
         return 1
 
     def scale(self, x: np.ndarray) -> np.ndarray:
+        """``x`` mapped linearly from the declared bounds onto the scale range, clipped; NaN (null) → 0."""
         span = self.upper - self.lower
         out = (x - self.lower) * ((SCALE_HIGH - SCALE_LOW) / span) + SCALE_LOW
         out = np.clip(out, SCALE_LOW, SCALE_HIGH)
         return np.where(np.isnan(out), 0.0, out)
 
     def encode_column(self, col: pa.Array | pa.ChunkedArray, out: np.ndarray) -> None:
+        """Write the scaled column into ``out[:, 0]`` (``out`` is this feature's block of the batch)."""
         x = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
         out[:, 0] = self.scale(x)
 
     def encode_value(self, v: Any) -> list[float]:
+        """One applicant's value scaled like a batch (None → 0); ``INVALID_REQUEST`` if not a number."""
         if v is None:
             return [0.0]
         if isinstance(v, bool) or not isinstance(v, int | float):
@@ -116,18 +121,22 @@ class OneHotFeature(BaseModel):
 
     @property
     def names(self) -> list[str]:
+        """One input per domain value, named ``column=value``."""
         return [f"{self.column}={_value_name(v)}" for v in self.domain]
 
     @property
     def width(self) -> int:
+        """One input per domain value."""
         return len(self.domain)
 
     def encode_column(self, col: pa.Array | pa.ChunkedArray, out: np.ndarray) -> None:
+        """Set the domain value's slot of each row to 1 in ``out`` (zeroed, this feature's block)."""
         idx = _domain_index(col, self.domain)
         rows = np.flatnonzero(idx >= 0)
         out[rows, idx[rows]] = 1.0
 
     def encode_value(self, v: Any) -> list[float]:
+        """One applicant's value one-hot encoded (None or a value outside the domain → all zeros)."""
         slots = [0.0] * len(self.domain)
         if v is None or not _same_kind(v, self.domain):
             return slots
@@ -154,18 +163,22 @@ class FeatureEncoding(BaseModel):
 
     @property
     def feature_names(self) -> list[str]:
+        """The name of every model input, in input order."""
         return [n for f in self.features for n in f.names]
 
     @property
     def width(self) -> int:
+        """The number of model inputs."""
         return sum(f.width for f in self.features)
 
     @property
     def columns(self) -> list[str]:
+        """The feature columns, in input order (the label excluded)."""
         return [f.column for f in self.features]
 
     @property
     def positive_class(self) -> Scalar:
+        """The label value the model's probability is for (the second of ``label_domain``)."""
         return self.label_domain[1]
 
     def encode_batch(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:

@@ -34,6 +34,8 @@ NOISE = ("discrete Laplace (OpenDP make_laplace via sandbox.dp), scale 2/ε_metr
 
 
 class ScoreHistogram(BaseModel):
+    """Noisy per-class counts of held-out logits over the fixed bins between ``logit_edges``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     logit_edges: tuple[float, ...]

@@ -89,6 +89,8 @@ LIMITS = (
 
 @dataclass(frozen=True)
 class TrainingResult:
+    """What a finished run leaves: the weights file, its model card and the digest covering both."""
+
     weights_path: Path
     card: ModelCard
     output_digest: str

@@ -92,6 +92,7 @@ class TrainSpec(BaseModel):
         return self.hidden if self.hidden is not None else DEFAULT_HIDDEN
 
     def canonical_json(self) -> str:
+        """Sorted-key, compact JSON of the spec: what `sha256` digests."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:

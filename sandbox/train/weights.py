@@ -32,6 +32,7 @@ def save_weights(tensors: dict[str, np.ndarray], path: Path, model: str, feature
 
 
 def read_metadata(path: Path) -> dict[str, str]:
+    """The header of a weights file; ``INVALID_REQUEST`` if it is not one `save_weights` wrote."""
     with safe_open(str(path), framework="numpy") as f:
         meta = f.metadata() or {}
     if meta.get("format") != FORMAT:
