@@ -225,9 +225,9 @@ def _cacheable(body: Mapping[str, Any]) -> bool:
 
 def _stored_review(ctx: AppContext, job: Job, ag: policies.Agreement, datasets: Mapping[str, Dataset],
                    handler: Any) -> dict[str, Any]:
-    """``{"plan", "mock"}`` of the job's spec: computed once (one lock per key in the context's `review_locks`, one INSERT in its own
-    transaction; a concurrent writer's row wins) and read from ``job_reviews`` afterwards. A `DomainError` (the
-    spec no longer fits the agreement) is raised and never stored."""
+    """``{"plan", "mock"}`` of the job's spec: computed once (one lock per key in the context's `review_locks`,
+    one INSERT in its own transaction; a concurrent writer's row wins) and read from ``job_reviews`` afterwards.
+    A `DomainError` (the spec no longer fits the agreement) is raised and never stored."""
     key = _review_key(job, ag, datasets)
     stored = _load_review(ctx, key)
     if stored is not None:
