@@ -49,6 +49,8 @@ DEBIT, REFUND = "debit", "refund"
 
 @dataclass(frozen=True)
 class Account:
+    """One agreement's budget on one dataset: its allowance and what has been spent of it."""
+
     agreement_id: str
     dataset: str
     total: Budget
@@ -56,6 +58,7 @@ class Account:
 
     @property
     def remaining(self) -> Budget:
+        """What is left to spend on this dataset."""
         return self.total - self.spent
 
 
@@ -71,6 +74,7 @@ class BudgetStatus:
 
     @property
     def remaining(self) -> Budget:
+        """What is left on the most-spent dataset: the most any further job may cost."""
         return self.total - self.spent
 
     def as_json(self) -> dict[str, Any]:
@@ -95,6 +99,8 @@ class BudgetStatus:
 
 @dataclass(frozen=True)
 class Entry:
+    """One journal line: a job's debit or refund of ``amount`` on one dataset of an agreement."""
+
     agreement_id: str
     dataset: str
     job_id: str
@@ -245,6 +251,7 @@ def charge(engine: Engine, agreement_id: str, datasets: Sequence[str], cost: Bud
 
 
 def is_refunded(conn: Connection, job_id: str) -> bool:
+    """Whether the job's debits were refunded (then it can never be released), in the caller's transaction."""
     e = t.budget_entries.c
     return conn.execute(
         select(e.id).where(e.job_id == job_id, e.kind == REFUND).limit(1)
@@ -303,6 +310,7 @@ def refund(engine: Engine, job_id: str, *, now: dt.datetime | None = None) -> Bu
 
 
 def accounts(engine: Engine, agreement_id: str) -> list[Account]:
+    """The agreement's accounts, one per dataset, by dataset name (empty for an unknown agreement)."""
     ac = t.budget_accounts.c
     with engine.connect() as conn:
         rows = conn.execute(
@@ -319,6 +327,7 @@ def remaining(engine: Engine, agreement_id: str, datasets: Iterable[str] | None 
 
 
 def status(engine: Engine, agreement_id: str) -> BudgetStatus:
+    """The agreement-level `BudgetStatus`; ``NOT_FOUND`` when the agreement has no accounts."""
     accs = accounts(engine, agreement_id)
     if not accs:
         raise not_found("agreement")
@@ -330,6 +339,7 @@ def status(engine: Engine, agreement_id: str) -> BudgetStatus:
 
 
 def entries(engine: Engine, *, agreement_id: str | None = None, job_id: str | None = None) -> list[Entry]:
+    """Journal lines in the order written, optionally of one agreement and/or one job."""
     e = t.budget_entries.c
     q = select(t.budget_entries).order_by(e.id)
     if agreement_id is not None:

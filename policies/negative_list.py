@@ -28,6 +28,8 @@ PURPOSE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class EntryKind(StrEnum):
+    """What an entry names: a whole dataset, one column (``dataset.column``) or a purpose."""
+
     DATASET = "dataset"
     COLUMN = "column"
     PURPOSE = "purpose"
@@ -35,6 +37,8 @@ class EntryKind(StrEnum):
 
 @dataclass(frozen=True)
 class NegativeEntry:
+    """One entry of the list, with who added it, when and why."""
+
     id: str
     kind: EntryKind
     value: str
@@ -43,6 +47,7 @@ class NegativeEntry:
     created_at: dt.datetime
 
     def public(self) -> dict[str, str]:
+        """The entry as the API shows it (JSON strings)."""
         return {
             "id": self.id,
             "kind": self.kind.value,
@@ -63,6 +68,7 @@ class NegativeList:
 
     @classmethod
     def of(cls, entries: Iterable[NegativeEntry]) -> NegativeList:
+        """The snapshot of ``entries``, split by kind for constant-time checks."""
         entries = list(entries)
         return cls(
             frozenset(e.value for e in entries if e.kind is EntryKind.DATASET),
@@ -71,16 +77,20 @@ class NegativeList:
         )
 
     def blocks_dataset(self, dataset: str) -> bool:
+        """Whether the whole dataset is listed."""
         return dataset in self.datasets
 
     def blocks_column(self, dataset: str, column: str) -> bool:
+        """Whether ``dataset.column`` is listed (a listed dataset is checked separately)."""
         return f"{dataset}.{column}" in self.columns
 
     def blocks_purpose(self, purpose: str) -> bool:
+        """Whether the purpose is listed."""
         return purpose in self.purposes
 
 
 def validate_value(kind: EntryKind, value: str) -> str:
+    """``value`` if it is well formed for ``kind``; ``INVALID_REQUEST`` saying the expected form otherwise."""
     if kind is EntryKind.DATASET:
         ok = bool(NAME_RE.match(value))
     elif kind is EntryKind.COLUMN:
@@ -144,6 +154,7 @@ def remove_entry(engine: Engine, actor: Actor, entry_id: str) -> None:
 
 
 def list_entries(engine: Engine) -> list[NegativeEntry]:
+    """Every entry, by kind then value."""
     with engine.connect() as conn:
         rows = conn.execute(select(t.negative_list).order_by(t.negative_list.c.kind, t.negative_list.c.value))
         return [_row(r) for r in rows]
