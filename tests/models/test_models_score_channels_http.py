@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog import models
-from gateway.routes import models as score_route
+from gateway.services import scoring as score_route
 from mpc.errors import MpcError
 from mpc.he import client as he
 from veilbox import bank as bank_sdk
