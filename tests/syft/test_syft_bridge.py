@@ -226,3 +226,46 @@ def test_a_mapped_identity_sees_only_what_its_own_agreements_cover(service, worl
     assert bo.datasets.get_all() == []  # approved as a peer, but no agreement of the bank covers code on it
     synced = [p.read_bytes() for p in (world["tmp"] / f"ds-{ANA}").rglob("*") if p.is_file()]
     assert synced and not any(b"id_number" in b for b in synced)  # the never_output column never reaches Ana
+
+
+def test_the_bridge_runs_from_the_admins_table_and_refuses_a_token_of_another_principal(service, world, tmp_path):
+    from veilbox.syft_bridge.__main__ import main
+
+    lab_token = world["lab"]._http.headers["Authorization"].split()[1]
+    owner_token = world["owner"]._http.headers["Authorization"].split()[1]
+    (tmp_path / "lab.token").write_text(lab_token + "\n")
+    (tmp_path / "owner.token").write_text(owner_token)
+    table = tmp_path / "identities.json"
+    args = [
+        "--url",
+        service.url,
+        "--owner-token-file",
+        str(tmp_path / "owner.token"),
+        "--email",
+        DATASITE,
+        "--spool",
+        str(world["spool"]),
+        "--identities",
+        str(table),
+        "--state-dir",
+        str(tmp_path / "cli"),
+    ]
+
+    table.write_text(
+        json.dumps(
+            {"identities": [{"email": ANA, "principal": "icbc-wuxi", "token_file": str(tmp_path / "lab.token")}]}
+        )
+    )
+    with pytest.raises(ValueError, match="belongs to risk-lab"):  # the token must be the mapped principal's
+        main([*args, "--once"])
+
+    table.write_text(
+        json.dumps({"identities": [{"email": ANA, "principal": "risk-lab", "token_file": str(tmp_path / "lab.token")}]})
+    )
+    ds = login_ds(ANA, world["spool"], tmp_path / "ana")
+    ds.add_peer(DATASITE)
+    main([*args, "--once"])
+    main([*args, "--once"])
+    ds.load_peers()
+    assert DATASITE in [p.email for p in ds.peer_manager.approved_peers]
+    assert [d.name for d in ds.datasets.get_all()] == ["tax_income"]

@@ -190,8 +190,13 @@ class VeilboxDatasite:
         self._jobs: dict[str, dict[str, Any]] = (
             json.loads(self._jobs_file.read_text()) if self._jobs_file.exists() else {}
         )
-        self._published: dict[str, set[str]] = {}
-        self._names: dict[tuple[str, tuple[str, ...]], str] = {}
+        # what was published, kept across restarts: email → datasets, (dataset, columns) → syft dataset name
+        self._published_file = self.state_dir / "published.json"
+        saved = json.loads(self._published_file.read_text()) if self._published_file.exists() else {}
+        self._published: dict[str, set[str]] = {e: set(d) for e, d in saved.get("published", {}).items()}
+        self._names: dict[tuple[str, tuple[str, ...]], str] = {
+            (row["dataset"], tuple(row["columns"])): row["name"] for row in saved.get("names", [])
+        }
 
     # ----------------------------------------------------------------- records
     def _save_jobs(self) -> None:
@@ -261,6 +266,16 @@ class VeilboxDatasite:
                         continue
                     self._publish_one(ident, dataset, self._readable_columns(dataset, ag["columns"].get(dataset, [])))
                     done.add(dataset)
+                    self._save_published()
+
+    def _save_published(self) -> None:
+        doc = {
+            "published": {e: sorted(d) for e, d in self._published.items()},
+            "names": [{"dataset": d, "columns": list(c), "name": n} for (d, c), n in sorted(self._names.items())],
+        }
+        tmp = self._published_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        os.replace(tmp, self._published_file)
 
     def _publish_one(self, ident: Identity, dataset: str, columns: list[str]) -> None:
         mock = self.owner.mock(dataset, rows=self.mock_rows)
