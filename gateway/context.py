@@ -14,8 +14,8 @@ from catalog.fingerprint import HashAlg
 from catalog.store import make_engine
 from gateway import _tables as t
 from gateway import identities, schema
-from gateway.caches import Caches
 from gateway.audit import AuditEvent, AuditLog
+from gateway.caches import Caches
 from gateway.keys import Keys, create_keys, load_keys
 from gateway.legacy_outputs import import_side_files
 from gateway.settings import Settings, UnsafeSettings
