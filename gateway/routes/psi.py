@@ -26,345 +26,65 @@ the wrong size are ``CIPHERTEXT_INVALID`` or ``INVALID_REQUEST`` before anything
 
 from __future__ import annotations
 
-import base64
-import binascii
-import secrets
-from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-import policies
-from catalog import registry
-from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError, invalid, not_found
-from catalog.registry import Dataset
-from gateway.audit import AuditEvent
-from gateway.context import AppContext
 from gateway.deps import Audit, Ctx, CurrentPrincipal
-from gateway.identities import Principal
 from gateway.routes._common import PaddedRoute
-from gateway.services import jobs as jobflow
-from gateway.services.agreements import note_expiry
-from gateway.services.jobs import actor_of
-from gateway.services.receipts import issue_receipt
-from gateway.services.receipts import sha256 as _sha256
-from gateway.services.verification import product_for_check as _product
-from gateway.services.verification import question_digest
-from mpc import psi
-from mpc.errors import MpcError
-from mpc.psi import group
-from policies import Action, Budget
-from policies import ledger as policy_ledger
-from sandbox.dp import DiscreteLaplace, as_fraction
-from sandbox.psi import SetupStore, bucket_verdicts
-from sandbox.verify import bind_canonical, canonical_params
+from gateway.services import psi as psi_service
+from gateway.services.psi import (
+    AnonCheckBody,
+    AnonCheckOut,
+    AnonInfo,
+    MembersBody,
+    MembersOut,
+    PsiSetupBody,
+    PsiSetupOut,
+    SizeBody,
+    SizeOut,
+    SizeSetupBody,
+    SizeSetupOut,
+)
 
 router = APIRouter(tags=["psi"])
 anonymous = APIRouter(tags=["verification"], route_class=PaddedRoute)
-
-#: Ids per psi_size / psi_members request (the HTTP body limit also applies).
-MAX_BANK_IDS = 100_000
-
-
-def store(ctx: AppContext) -> SetupStore:
-    """The context's PSI and anonymous-check setups (`gateway.caches.Caches.psi_setups`)."""
-    return ctx.caches.psi_setups
-
-
-def _decode(text: str, field: str, limit: int | None) -> list[bytes]:
-    try:
-        blob = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise DomainError("CIPHERTEXT_INVALID", f"{field} is not base64") from None
-    try:
-        return group.split(blob, limit)
-    except MpcError as e:
-        raise DomainError(e.code, e.message, [{"field": field}]) from None
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _dataset(ctx: AppContext, name: str, fingerprint: str | None, ev: AuditEvent) -> Dataset:
-    ev.dataset = name
-    ds = registry.get(ctx.engine, name)
-    if ds is None:
-        raise not_found("dataset")
-    if fingerprint is not None and fingerprint != ds.fingerprint:
-        raise invalid("the dataset has a new version: run the setup again",
-                      [{"field": "dataset_fingerprint", "problem": "not the current version"}])
-    return ds
-
-
-def _mpc(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except MpcError as e:
-        raise DomainError(e.code, e.message) from None
-
-
-# --- models ----------------------------------------------------------------------------------------------------
-
-PsiKind = Literal["psi_size", "psi_members"]
-Elements = Field(description="base64 of concatenated 32-byte P-256 x-coordinates")
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    agreement_id: str = Field(max_length=64)
-    dataset: str = Field(max_length=128)
-
-
-class PsiSetupBody(_Body):
-    kind: PsiKind
-    purpose: str | None = Field(None, max_length=64)
-
-
-class PsiSetupOut(BaseModel):
-    dataset: str
-    dataset_fingerprint: str
-    kind: PsiKind
-    set_size: int = Field(description="elements in T (distinct ids padded to their size class with dummies)")
-    elements: str | None = Field(None, description="psi_size: base64 T, sorted")
-    filter: str | None = Field(None, description="psi_members: base64 sorted 8-byte tags of T")
-
-
-class SizeSetupBody(_Body):
-    dataset_fingerprint: str = Field(max_length=128)
-    elements: str = Elements
-
-
-class SizeSetupOut(BaseModel):
-    setup_id: str
-    dataset_fingerprint: str
-
-
-class SizeBody(_Body):
-    dataset_fingerprint: str = Field(max_length=128)
-    setup_id: str = Field(max_length=64)
-    epsilon: StrictFloat | StrictInt | StrictStr = Field(description="ε to spend on the release (charged on the "
-                                                                        "ledger)")
-    elements: str = Elements
-    purpose: str | None = Field(None, max_length=64)
-
-
-class SizeOut(BaseModel):
-    size: int = Field(description="the intersection size plus discrete Laplace noise (never exact)")
-    epsilon: str
-    noise_scale: float
-    accuracy_95: float = Field(description="|noise| stays below this with probability 0.95")
-    bank_ids: int
-    receipt: str
-
-
-class MembersBody(_Body):
-    dataset_fingerprint: str = Field(max_length=128)
-    elements: str = Elements
-    consent_refs: list[str] = Field(default_factory=list, max_length=MAX_BANK_IDS,
-                                    description="one consent reference per id, in order (personal datasets)")
-    purpose: str | None = Field(None, max_length=64)
-
-
-class MembersOut(BaseModel):
-    elements: str = Field(description="base64, the bank's elements re-keyed by the service, in order")
-    receipt: str
-
-
-class AnonInfo(BaseModel):
-    product: str
-    dataset_fingerprint: str
-    bucket_bits: int
-    buckets: int
-    min_bucket: int
-
-
-class AnonCheckBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    agreement_id: str = Field(max_length=64)
-    bucket_bits: StrictInt = Field(ge=0, le=24)
-    bucket: StrictInt = Field(ge=0)
-    element: StrictStr = Field(max_length=64, description="base64 x(a·H(subject)), 32 bytes")
-    params: dict[str, Any] = Field(default_factory=dict)
-    consent_ref: str = Field(min_length=1, max_length=200)
-    purpose: str | None = Field(None, max_length=64)
-
-
-class AnonCheckOut(BaseModel):
-    evaluated: str = Field(description="base64 x(rb·e)")
-    labels: str = Field(description="base64 of the bucket's 33-byte labels, sorted")
-    aad: str = Field(description="what every label's AES-GCM authenticates (product, question, call)")
-    bucket_size: int
-    receipt: str
-
-
-# --- PSI -------------------------------------------------------------------------------------------------------
-
-
-def _check(ctx: AppContext, p: Principal, action: Action, agreement_id: str, ds: Dataset, purpose: str | None,
-           **facts: Any) -> None:
-    note_expiry(ctx, agreement_id)
-    policies.check(ctx.engine, actor_of(p), action, agreement_id, datasets=[ds.name], purpose=purpose,
-                   **facts).raise_if_denied()
-
-
-def _action(kind: str) -> Action:
-    return Action.PSI_SIZE if kind == "psi_size" else Action.PSI_MEMBERS
-
-
-def _setup(ctx: AppContext, p: Principal, body: PsiSetupBody, ev: AuditEvent) -> PsiSetupOut:
-    ds = _dataset(ctx, body.dataset, None, ev)
-    ev.details.update(kind=body.kind)
-    # the setup answers nothing about any list: no consent is involved (a placeholder satisfies the rule)
-    _check(ctx, p, _action(body.kind), body.agreement_id, ds, body.purpose, consent_ref="setup")
-    worker = jobflow.runtime(ctx).engines.worker_for(ds)
-    setup = store(ctx).psi(worker, ds, "size" if body.kind == "psi_size" else "members")
-    out = PsiSetupOut(dataset=ds.name, dataset_fingerprint=ds.fingerprint, kind=body.kind,
-                      set_size=len(setup.elements))
-    if body.kind == "psi_size":
-        out.elements = _b64(group.join(setup.elements))
-    else:
-        out.filter = _b64(psi.members_filter(setup.elements))
-    ev.details.update(set_size=len(setup.elements))
-    return out
 
 
 @router.post("/psi/setup", name="psi.setup", response_model=PsiSetupOut)
 async def setup(body: PsiSetupBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> PsiSetupOut:
     """The dataset version's blinded set (psi_size) or tag filter (psi_members); computed once per version."""
     ev.agreement_id = body.agreement_id
-    out: PsiSetupOut = await run_in_threadpool(_setup, ctx, p, body, ev)
+    out: PsiSetupOut = await run_in_threadpool(psi_service.setup, ctx, p, body, ev)
     return out
-
-
-def _size_setup(ctx: AppContext, p: Principal, body: SizeSetupBody, ev: AuditEvent) -> SizeSetupOut:
-    ds = _dataset(ctx, body.dataset, body.dataset_fingerprint, ev)
-    _check(ctx, p, Action.PSI_SIZE, body.agreement_id, ds, None)
-    worker = jobflow.runtime(ctx).engines.worker_for(ds)
-    st = store(ctx)
-    setup = st.psi(worker, ds, "size")
-    returned = _decode(body.elements, "elements", len(setup.elements))
-    table_id = _mpc(st.store_table, setup, p.name, returned)
-    ev.details.update(set_size=len(returned), setup_id=table_id)
-    return SizeSetupOut(setup_id=table_id, dataset_fingerprint=ds.fingerprint)
 
 
 @router.post("/psi/size/setup", name="psi.size_setup", response_model=SizeSetupOut)
 async def size_setup(body: SizeSetupBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> SizeSetupOut:
     """Store the bank's double-blinded T (once per bank key and dataset version): a setup_id for psi_size."""
     ev.agreement_id = body.agreement_id
-    out: SizeSetupOut = await run_in_threadpool(_size_setup, ctx, p, body, ev)
+    out: SizeSetupOut = await run_in_threadpool(psi_service.size_setup, ctx, p, body, ev)
     return out
-
-
-def _size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> SizeOut:
-    try:
-        epsilon = as_fraction(body.epsilon)
-        if epsilon < as_fraction(repr(ctx.settings.min_query_epsilon)):
-            raise ValueError(f"epsilon must be at least {ctx.settings.min_query_epsilon}")
-        mechanism = DiscreteLaplace.calibrate(1, epsilon)
-    except ValueError as e:
-        raise invalid(str(e), [{"field": "epsilon"}]) from None
-    ds = _dataset(ctx, body.dataset, body.dataset_fingerprint, ev)
-    query = _decode(body.elements, "elements", MAX_BANK_IDS)
-    if len(set(query)) != len(query):
-        raise invalid("the blinded ids must be distinct", [{"field": "elements"}])
-    _check(ctx, p, Action.PSI_SIZE, body.agreement_id, ds, body.purpose)  # no setup work for a refused caller
-    worker = jobflow.runtime(ctx).engines.worker_for(ds)
-    st = store(ctx)
-    setup = st.psi(worker, ds, "size")
-    table = st.table(setup, p.name, body.setup_id)  # unknown setups cost nothing
-    cost = Budget(epsilon, Fraction(0))
-    ev.details.update(bank_ids=len(query), setup_id=body.setup_id)
-    note_expiry(ctx, body.agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.PSI_SIZE, body.agreement_id, datasets=[ds.name],
-                       purpose=body.purpose, cost=cost)
-    job_id = "psi-" + secrets.token_hex(12)
-    policy_ledger.charge(ctx.engine, body.agreement_id, [ds.name], cost, job_id)
-    ev.epsilon, ev.delta = str(epsilon), "0"
-    exact = psi.size_count(setup.key, query, table)
-    noisy = mechanism.release([exact])[0]
-    receipt = issue_receipt(ctx, {
-        "kind": "psi.size", "agreement_id": body.agreement_id, "dataset": ds.name, "job_id": job_id,
-        "dataset_fingerprint": ds.fingerprint, "bank_ids": len(query), "epsilon": str(epsilon),
-        "request_digest": _sha256(body.elements), "size": noisy})
-    ev.output_digest = _sha256(receipt)
-    ev.details.update(job_id=job_id)
-    return SizeOut(size=noisy, epsilon=str(epsilon), noise_scale=mechanism.scale,
-                   accuracy_95=mechanism.accuracy(0.05), bank_ids=len(query), receipt=receipt)
 
 
 @router.post("/psi/size", name="psi.size", response_model=SizeOut)
 async def size(body: SizeBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> SizeOut:
     """How many of the bank's ids the dataset holds, released with discrete Laplace noise (ε charged)."""
     ev.agreement_id = body.agreement_id
-    out: SizeOut = await run_in_threadpool(_size, ctx, p, body, ev)
+    out: SizeOut = await run_in_threadpool(psi_service.size, ctx, p, body, ev)
     return out
-
-
-def _members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) -> MembersOut:
-    ds = _dataset(ctx, body.dataset, body.dataset_fingerprint, ev)
-    elements = _decode(body.elements, "elements", MAX_BANK_IDS)
-    refs_ok = len(body.consent_refs) == len(elements) and all(r.strip() and len(r) <= 200 for r in body.consent_refs)
-    if ds.personal and not refs_ok:
-        raise invalid("a personal dataset needs one consent reference per id",
-                      [{"field": "consent_refs", "problem": f"{len(elements)} non-empty references expected"}])
-    consent = _sha256("\n".join(body.consent_refs))
-    ev.details.update(bank_ids=len(elements), consent_digest=consent)
-    _check(ctx, p, Action.PSI_MEMBERS, body.agreement_id, ds, body.purpose, consent_ref=consent)
-    worker = jobflow.runtime(ctx).engines.worker_for(ds)
-    setup = store(ctx).psi(worker, ds, "members")
-    note_expiry(ctx, body.agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.PSI_MEMBERS, body.agreement_id, datasets=[ds.name],
-                       purpose=body.purpose, consent_ref=consent if body.consent_refs else None)
-    out = group.join(psi.evaluate(setup.key, elements))
-    receipt = issue_receipt(ctx, {
-        "kind": "psi.members", "agreement_id": body.agreement_id, "dataset": ds.name,
-        "dataset_fingerprint": ds.fingerprint, "bank_ids": len(elements), "consent_digest": consent,
-        "request_digest": _sha256(body.elements), "output_digest": _sha256(out)})
-    ev.output_digest = _sha256(receipt)
-    return MembersOut(elements=_b64(out), receipt=receipt)
 
 
 @router.post("/psi/members", name="psi.members", response_model=MembersOut)
 async def members(body: MembersBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> MembersOut:
     """Re-key the bank's blinded ids so it can find which are present (agreement job kind psi_members)."""
     ev.agreement_id = body.agreement_id
-    out: MembersOut = await run_in_threadpool(_members, ctx, p, body, ev)
+    out: MembersOut = await run_in_threadpool(psi_service.members, ctx, p, body, ev)
     return out
 
 
 # --- anonymous verification ------------------------------------------------------------------------------------
-
-
-def min_bucket(ctx: AppContext, p: Principal, agreement_id: str | None) -> int:
-    """k: the service's setting, or more where the caller's agreement asks for more (``anon_min_bucket``)."""
-    k = ctx.settings.anon_min_bucket
-    ag = policies.load_agreement(ctx.engine, agreement_id) if agreement_id else None
-    if ag is not None and ag.document.grantee == p.name and ag.document.anon_min_bucket is not None:
-        k = max(k, ag.document.anon_min_bucket)
-    return k
-
-
-def _anon_setup(ctx: AppContext, name: str, ev: AuditEvent, k: int) -> tuple[Any, Dataset, Any, Any]:
-    product, ds, vetted = _product(ctx, name, ev)
-    if product.hide_membership:
-        raise DomainError(POLICY_DENIED, "an anonymous check shows whether its subject is in the dataset: products "
-                                         "declared with hide_membership have no anonymous form")
-    worker = jobflow.runtime(ctx).engines.worker_for(ds)
-    setup = store(ctx).anon(worker, ds, product.subject_column, k)
-    if setup.bits is None:
-        raise DomainError(POLICY_DENIED, f"the dataset has fewer subjects than the minimum bucket ({k}): no "
-                                         f"anonymous form")
-    return product, ds, vetted, setup
-
-
-def _info(ctx: AppContext, p: Principal, name: str, agreement_id: str | None, ev: AuditEvent) -> AnonInfo:
-    product, ds, _vetted, setup = _anon_setup(ctx, name, ev, min_bucket(ctx, p, agreement_id))
-    return AnonInfo(product=product.name, dataset_fingerprint=ds.fingerprint, bucket_bits=setup.bits,
-                    buckets=1 << setup.bits, min_bucket=setup.k)
 
 
 @router.get("/verifications/{name}/anonymous", name="verify.anonymous_info", response_model=AnonInfo)
@@ -372,46 +92,8 @@ async def anonymous_info(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
                          agreement_id: Annotated[str | None, Query(max_length=64)] = None) -> AnonInfo:
     """The product's bucket layout for anonymous checks: the same for every bank whose agreement asks for no
     more than the service's minimum bucket; pass your agreement if it sets ``anon_min_bucket``."""
-    out: AnonInfo = await run_in_threadpool(_info, ctx, p, name, agreement_id, ev)
+    out: AnonInfo = await run_in_threadpool(psi_service.anonymous_info, ctx, p, name, agreement_id, ev)
     return out
-
-
-def _check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBody, ev: AuditEvent) -> AnonCheckOut:
-    consent = _sha256(body.consent_ref)
-    ev.details.update(consent_digest=consent)
-    product, ds, vetted, setup = _anon_setup(ctx, name, ev, min_bucket(ctx, p, body.agreement_id))
-    if body.bucket_bits != setup.bits or body.bucket >= (1 << setup.bits):
-        raise DomainError(INVALID_REQUEST, "the bucket layout has changed: ask GET /verifications/{name}/anonymous",
-                          [{"field": "bucket_bits", "current": setup.bits}])
-    element = _decode(body.element, "element", 1)
-    if len(element) != 1:
-        raise DomainError("CIPHERTEXT_INVALID", "one element (32 bytes) is expected")
-    canonical = canonical_params(vetted, body.params)  # malformed parameters cost nothing
-    params_digest = question_digest(product, canonical)
-    members = setup.bucket(body.bucket)
-    bucket_hash = ctx.keys.subject_hash(f"anon-bucket|{ds.fingerprint}|{setup.bits}|{body.bucket}")
-    ev.details.update(params_digest=params_digest, bucket_hash=bucket_hash, bucket_size=len(members),
-                      bucket_bits=setup.bits)
-    note_expiry(ctx, body.agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.VERIFY_ANONYMOUS, body.agreement_id, datasets=[ds.name],
-                       columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose, consent_ref=body.consent_ref,
-                       subject_hash=bucket_hash, params={"product": product.name, "params": canonical})
-    worker = jobflow.runtime(ctx).engines.worker_for(ds)
-    subjects = [setup.subjects[i] for i in members]
-    verdicts = bucket_verdicts(worker, vetted, subjects, bind_canonical(vetted, canonical))
-    call = secrets.token_hex(16)
-    aad = f"veilbox-anon|{product.name}|{params_digest}|{call}"
-    answer = psi.anon_answer(setup.key, element[0],
-                             [(setup.evaluated[i], v) for i, v in zip(members, verdicts, strict=True)], aad.encode(),
-                             setup.points(body.bucket, members))
-    receipt = issue_receipt(ctx, {
-        "kind": "verification.anonymous", "product": product.name, "agreement_id": body.agreement_id,
-        "bucket_hash": bucket_hash, "bucket_size": len(members), "params_digest": params_digest,
-        "consent_digest": consent, "dataset_fingerprint": ds.fingerprint, "aad": aad,
-        "answer_digest": _sha256(answer.evaluated + answer.labels)})
-    ev.output_digest = _sha256(receipt)
-    return AnonCheckOut(evaluated=_b64(answer.evaluated), labels=_b64(answer.labels), aad=aad,
-                        bucket_size=len(members), receipt=receipt)
 
 
 @anonymous.post("/verifications/{name}/check-anonymous", name="verify.check_anonymous", response_model=AnonCheckOut)
@@ -419,7 +101,7 @@ async def check_anonymous(name: str, body: AnonCheckBody, p: CurrentPrincipal, c
     """Ask the product's question without naming the subject: the service sees a bucket of at least k subjects;
     the answer opens only for the bank's own subject (docs/mechanisms/psi.md)."""
     ev.agreement_id = body.agreement_id
-    out: AnonCheckOut = await run_in_threadpool(_check_anonymous, ctx, p, name, body, ev)
+    out: AnonCheckOut = await run_in_threadpool(psi_service.check_anonymous, ctx, p, name, body, ev)
     return out
 
 
