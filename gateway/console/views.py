@@ -42,8 +42,8 @@ from gateway.console.sessions import (
     same_token,
 )
 from gateway.context import AppContext
-from gateway.routes import audit as audit_routes
 from gateway.routes import psi as psi_routes
+from gateway.services import audit as audit_service
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import check_grantee, note_expiry
 from gateway.services.datasets import public_view
@@ -580,7 +580,7 @@ def _psi_history(ctx: AppContext, session: Session, ts_from: str, cursors: dict[
     (`gateway.routes.audit.page`, scoped to the principal), one keyset page of `PAGE` per kind."""
     out = {}
     for key, action in PSI_HISTORY:
-        rows = audit_routes.page(ctx, session.principal, cursors.get(key, 0), PAGE + 1,
+        rows = audit_service.page(ctx, session.principal, cursors.get(key, 0), PAGE + 1,
                                  {"action": action, "decision": "allow", "actor": session.principal.name,
                                   "ts_from": ts_from})["entries"]
         more = len(rows) > PAGE
@@ -672,7 +672,7 @@ async def audit(request: Request, since: int = 0) -> Response:
     filters = {k: request.query_params.get(k, "").strip()[:100] for k in AUDIT_FILTERS}
 
     def load() -> tuple[list[dict[str, Any]], int | None]:
-        rows = audit_routes.page(ctx, session.principal, max(0, since), PAGE + 1, filters)["entries"]
+        rows = audit_service.page(ctx, session.principal, max(0, since), PAGE + 1, filters)["entries"]
         more = len(rows) > PAGE  # one entry past the page says whether a next page exists
         return rows[:PAGE], (rows[PAGE - 1]["seq"] if more else None)
 
@@ -730,7 +730,9 @@ async def report_download(request: Request, month: str, fmt: str) -> Response:
     await _signed_in(request, Role.REGULATOR)
     if fmt not in ("pdf", "parquet"):
         raise not_found("report")
-    return await audit_routes.report_download(_ctx(request), month, fmt)
+    f = await _run(audit_service.report_file, _ctx(request), month, fmt)
+    return Response(f.data, media_type=f.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{f.filename}"'})
 
 
 @router.get("/{path:path}", name="console.unknown", response_class=HTMLResponse)
