@@ -140,10 +140,12 @@ class FederatedPlan(BaseModel):
     # The layout of a contribution: gradient (d), upper triangle of the Hessian (d(d+1)/2), row count (1).
     @property
     def dim(self) -> int:
+        """The model's width: the encoded features plus the bias."""
         return self.encoding.width + 1
 
     @property
     def vector_length(self) -> int:
+        """D, the words of one contribution: gradient, Hessian upper triangle and row count."""
         d = self.dim
         return d + d * (d + 1) // 2 + 1
 
@@ -154,11 +156,13 @@ class FederatedPlan(BaseModel):
 
     @property
     def row_sensitivity(self) -> float:
+        """Δ = √(B² + B⁴/16 + 1): the L2 norm bound of one row's contribution."""
         b2 = self.feature_bound**2
         return math.sqrt(b2 + b2 * b2 / 16.0 + 1.0)
 
     @property
     def integer_sensitivity(self) -> float:
+        """Δ_Z = Δ/γ + √D: the sensitivity after quantisation by γ and stochastic rounding."""
         return self.row_sensitivity / self.gamma + math.sqrt(self.vector_length)
 
     def rho_round(self) -> float:
@@ -181,6 +185,7 @@ class FederatedPlan(BaseModel):
         return math.sqrt(survivors) * self.sigma_local * self.gamma
 
     def digest(self) -> str:
+        """``sha256:<hex>`` of the plan's sorted-key JSON: the identity a holder's accepted plan is bound to."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
         return "sha256:" + hashlib.sha256(canonical).hexdigest()
 

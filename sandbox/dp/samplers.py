@@ -65,6 +65,7 @@ class DiscreteLaplace:
 
     @classmethod
     def calibrate(cls, sensitivity: int, epsilon: Fraction) -> DiscreteLaplace:
+        """The mechanism of scale ``sensitivity / epsilon``; `ValueError` for a bad input or a scale above 2**52."""
         if sensitivity < 1:
             raise ValueError("sensitivity must be a positive integer")
         if epsilon <= 0:
