@@ -74,3 +74,19 @@ class RoundResult(Published):
     modulus_bits: int | None = None
     survivors: list[str] | None = None
     output_digest: str | None = None
+
+
+_R = "rnd_7f3a9c1e"
+OPEN_REQUEST: dict[str, Any] = {"agreement_id": "agr_1b61737f85dc4169584d",
+                                "participants": ["city-tax-bureau", "holder-a", "holder-b"], "threshold": 2,
+                                "vector_length": 4, "modulus_bits": 32, "stage_timeout_s": 60, "task": {"what": "sum"}}
+#: One example message per participant endpoint (``sender`` is the authenticated principal).
+MESSAGES: dict[str, dict[str, Any]] = {
+    "keys": {"round_id": _R, "kind": "advertise_keys", "sender": "holder-a",
+             "c_public": "<base64 32-byte X25519 key>", "s_public": "<base64 32-byte X25519 key>"},
+    "shares": {"round_id": _R, "kind": "share_keys", "sender": "holder-a",
+               "ciphertexts": {"city-tax-bureau": "<base64 envelope>", "holder-b": "<base64 envelope>"}},
+    "masked": {"round_id": _R, "kind": "masked_input", "sender": "holder-a", "vector": "<base64 masked words>"},
+    "unmask": {"round_id": _R, "kind": "unmask_shares", "sender": "holder-a",
+               "b_shares": {"city-tax-bureau": "<base64 share>"}, "s_shares": {}},
+}
