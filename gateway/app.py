@@ -29,6 +29,7 @@ from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
 from gateway.routes import psi as psi_routes
 from gateway.worker import JobWorker
+from vocab.actions import AuditAction
 
 log = logging.getLogger("veilbox.gateway")
 
@@ -60,7 +61,7 @@ class BodyLimit:
             resp = errors.error_response(INVALID_REQUEST, f"request body larger than {self.limit} bytes")
             path = str(scope.get("path", ""))
             if self.audit is not None and path.startswith("/v1/"):  # refused before routing: audit it here
-                ev = AuditEvent(action="request.too_large", decision="deny", code=INVALID_REQUEST,
+                ev = AuditEvent(action=AuditAction.REQUEST_TOO_LARGE, decision="deny", code=INVALID_REQUEST,
                                 details={"method": scope.get("method"), "path": path[:200], "bytes": int(cl),
                                          "status": 422})
                 await run_in_threadpool(self.audit.append, ev)
@@ -118,8 +119,8 @@ def create_app(ctx: AppContext) -> FastAPI:
             response = errors.error_response(code, message, details)
         finally:
             route: Any = request.scope.get("route")
-            if ev.action == "unknown":  # a handler may name its action more precisely than its route
-                ev.action = getattr(route, "name", None) or "unmatched"
+            if ev.action == AuditAction.REQUEST_UNKNOWN:  # a handler may name its action more precisely
+                ev.action = getattr(route, "name", None) or AuditAction.REQUEST_UNMATCHED
             ev.details["path"] = getattr(route, "path", None) or "unmatched"
             ev.details["status"] = response.status_code if response is not None else 500
             ev.details["ms"] = round((time.monotonic() - started) * 1000, 1)

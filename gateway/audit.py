@@ -40,7 +40,7 @@ from sqlalchemy import Engine, Select, and_, false, func, or_, select
 from catalog.fingerprint import HashAlg, hasher
 from gateway import _tables as t
 from gateway.keys import Keys
-from vocab.actions import INCIDENT_ACTIONS
+from vocab.actions import INCIDENT_ACTIONS, AuditAction
 from vocab.roles import ANALYSTS, SYSTEM, Role
 
 GENESIS = "0" * 64
@@ -54,7 +54,7 @@ class AuditEvent:
 
     actor: str = "anonymous"
     role: str = "none"
-    action: str = "unknown"
+    action: str = AuditAction.REQUEST_UNKNOWN
     agreement_id: str | None = None
     dataset: str | None = None
     decision: str = "allow"

@@ -17,6 +17,8 @@ import policies
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.services import jobs as jobflow
+from vocab.actions import AuditAction
+from vocab.roles import SYSTEM
 
 log = logging.getLogger("veilbox.worker")
 
@@ -37,7 +39,7 @@ class JobWorker:
     def start_recovery(self) -> None:
         """Fail and refund every job a previous process left ``running`` (one audit entry each)."""
         for job_id in policies.recover_interrupted(self.ctx.engine):
-            self.ctx.audit.append(AuditEvent(actor=jobflow.WORKER, role="system", action="job.recover",
+            self.ctx.audit.append(AuditEvent(actor=jobflow.WORKER, role=SYSTEM, action=AuditAction.JOB_RECOVER,
                                              decision="error", code="JOB_FAILED",
                                              details={"job_id": job_id, "reason": "worker.interrupted",
                                                       "refunded": True}))

@@ -31,6 +31,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
+from gateway.contract import ErrorCode, doc
+from gateway.contract import psi as examples
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.routes._common import PaddedRoute
 from gateway.services import psi as psi_service
@@ -50,9 +52,13 @@ from gateway.services.psi import (
 
 router = APIRouter(tags=["psi"])
 anonymous = APIRouter(tags=["verification"], route_class=PaddedRoute)
+#: What every PSI operation can be refused with: the dataset or agreement, and the agreement's decision.
+_SCOPE = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE)
 
 
-@router.post("/psi/setup", name="psi.setup", response_model=PsiSetupOut)
+@router.post("/psi/setup", name="psi.setup", response_model=PsiSetupOut,
+             **doc("The dataset version's blinded set or tag filter (bank)", *_SCOPE, response_example=examples.SETUP,
+                   request_example=examples.SETUP_REQUEST))
 async def setup(body: PsiSetupBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> PsiSetupOut:
     """The dataset version's blinded set (psi_size) or tag filter (psi_members); computed once per version."""
     ev.agreement_id = body.agreement_id
@@ -60,7 +66,10 @@ async def setup(body: PsiSetupBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) ->
     return out
 
 
-@router.post("/psi/size/setup", name="psi.size_setup", response_model=SizeSetupOut)
+@router.post("/psi/size/setup", name="psi.size_setup", response_model=SizeSetupOut,
+             **doc("Store your double-blinded set: a setup_id for psi_size (bank)", *_SCOPE,
+                   ErrorCode.CIPHERTEXT_INVALID, response_example=examples.SIZE_SETUP,
+                   request_example=examples.SIZE_SETUP_REQUEST))
 async def size_setup(body: SizeSetupBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> SizeSetupOut:
     """Store the bank's double-blinded T (once per bank key and dataset version): a setup_id for psi_size."""
     ev.agreement_id = body.agreement_id
@@ -68,7 +77,10 @@ async def size_setup(body: SizeSetupBody, p: CurrentPrincipal, ctx: Ctx, ev: Aud
     return out
 
 
-@router.post("/psi/size", name="psi.size", response_model=SizeOut)
+@router.post("/psi/size", name="psi.size", response_model=SizeOut,
+             **doc("How many of your ids the dataset holds, with DP noise (bank; ε charged)", *_SCOPE,
+                   ErrorCode.BUDGET_EXHAUSTED, ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID,
+                   response_example=examples.SIZE, request_example=examples.SIZE_REQUEST))
 async def size(body: SizeBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> SizeOut:
     """How many of the bank's ids the dataset holds, released with discrete Laplace noise (ε charged)."""
     ev.agreement_id = body.agreement_id
@@ -76,7 +88,10 @@ async def size(body: SizeBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> Size
     return out
 
 
-@router.post("/psi/members", name="psi.members", response_model=MembersOut)
+@router.post("/psi/members", name="psi.members", response_model=MembersOut,
+             **doc("Re-key your blinded ids so you can find which are present (bank)", *_SCOPE,
+                   ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, response_example=examples.MEMBERS,
+                   request_example=examples.MEMBERS_REQUEST))
 async def members(body: MembersBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> MembersOut:
     """Re-key the bank's blinded ids so it can find which are present (agreement job kind psi_members)."""
     ev.agreement_id = body.agreement_id
@@ -87,7 +102,9 @@ async def members(body: MembersBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -
 # --- anonymous verification ------------------------------------------------------------------------------------
 
 
-@router.get("/verifications/{name}/anonymous", name="verify.anonymous_info", response_model=AnonInfo)
+@router.get("/verifications/{name}/anonymous", name="verify.anonymous_info", response_model=AnonInfo,
+            **doc("A product's bucket layout for anonymous checks", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                  ErrorCode.POLICY_DENIED, ErrorCode.QUERY_REJECTED, response_example=examples.ANON_INFO))
 async def anonymous_info(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
                          agreement_id: Annotated[str | None, Query(max_length=64)] = None) -> AnonInfo:
     """The product's bucket layout for anonymous checks: the same for every bank whose agreement asks for no
@@ -96,7 +113,10 @@ async def anonymous_info(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
     return out
 
 
-@anonymous.post("/verifications/{name}/check-anonymous", name="verify.check_anonymous", response_model=AnonCheckOut)
+@anonymous.post("/verifications/{name}/check-anonymous", name="verify.check_anonymous", response_model=AnonCheckOut,
+                **doc("Ask a product's question without naming the subject (bank)", *_SCOPE,
+                      ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, ErrorCode.QUERY_REJECTED,
+                      response_example=examples.ANON_CHECK, request_example=examples.ANON_CHECK_REQUEST))
 async def check_anonymous(name: str, body: AnonCheckBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> AnonCheckOut:
     """Ask the product's question without naming the subject: the service sees a bucket of at least k subjects;
     the answer opens only for the bank's own subject (docs/mechanisms/psi.md)."""
