@@ -1,4 +1,4 @@
-"""The life cycles: the states of a job (`policies.jobs`) and of an agreement (`policies.agreement`).
+"""The life cycles: the states of a job (`policies.jobs`) and of an agreement (`policies.agreements`).
 
 The transitions live with the functions that make them (`policies.jobs.TRANSITIONS`, the agreement lifecycle);
 this module only names the states, once, so the gateway, the console and the SDK spell them the same way.
