@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sandbox.sql.vet import MAX_SQL_CHARS
+
 
 class UnsafeSettings(ValueError):
     """A combination of settings that would weaken a guarantee; the service refuses to start."""
@@ -37,6 +39,9 @@ class Settings(BaseSettings):
     engine_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads per query worker")
     engine_memory: str = Field(default="2GB", pattern=r"^[0-9]+(MB|GB)$", description="DuckDB memory limit")
     query_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_sql_chars: int = Field(default=MAX_SQL_CHARS, ge=1, le=MAX_SQL_CHARS,
+                               description="longest SQL text a query may have (QUERY_REJECTED, rule too_long); "
+                               "the vetter's default is also the ceiling")
     min_query_epsilon: float = Field(default=0.01, gt=0, le=100, allow_inf_nan=False,
                                      description="smallest ε a query may spend; below it INVALID_REQUEST")
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")

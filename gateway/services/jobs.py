@@ -64,7 +64,7 @@ from gateway.identities import Principal
 from policies import Action, Actor, Job, JobState, ledger
 from policies.jobs import load_job
 from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate
-from sandbox.jobs.query import QueryEngines, prepare_for, require_min_epsilon
+from sandbox.jobs.query import QueryEngines, prepare_for, require_min_epsilon, require_sql_length
 from sandbox.sql import preview as sql_preview
 from vocab.actions import AuditAction
 from vocab.roles import SYSTEM
@@ -103,7 +103,8 @@ def runtime(ctx: AppContext) -> Runtime:
             s.work_dir.mkdir(parents=True, exist_ok=True)
             env = JobEnv(data_dir=s.data_dir, models_dir=s.models_dir, work_dir=s.work_dir,
                          threads=s.engine_threads, memory_limit=s.engine_memory, timeout_s=s.job_timeout_s,
-                         query_engines=engines, extra={"latency_bucket_ms": s.latency_bucket_ms})
+                         query_engines=engines,
+                         extra={"latency_bucket_ms": s.latency_bucket_ms, "max_sql_chars": s.max_sql_chars})
             ctx.runtime = Runtime(engines, env)
         rt: Runtime = ctx.runtime
         return rt
@@ -144,13 +145,15 @@ def min_query_epsilon(ctx: AppContext) -> Fraction:
 def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Mapping[str, Any], *,
                purpose: str | None = None, inline: bool = False) -> Job:
     """Vet and price ``spec`` in the sandbox, then record the job (``POST /jobs``, ``POST /queries``). A query
-    asking for less than `min_query_epsilon` is refused (``INVALID_REQUEST``) before anything is metered."""
+    asking for less than `min_query_epsilon` is refused (``INVALID_REQUEST``) before anything is metered, and
+    SQL longer than ``VEILBOX_MAX_SQL_CHARS`` (``QUERY_REJECTED``, rule ``too_long``)."""
     if not isinstance(spec, Mapping):
         raise invalid("spec must be an object")
     ag = policies.get_agreement(ctx.engine, actor, agreement_id)  # parties only; others get not-found
     handler = _handler(kind)
     if kind == "query":
         require_min_epsilon(spec, min_query_epsilon(ctx))
+        require_sql_length(spec, ctx.settings.max_sql_chars)
     plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets))
     return policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
                            columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline)
@@ -163,7 +166,7 @@ def preview_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mappin
     ag = policies.get_agreement(ctx.engine, actor, agreement_id)
     datasets = datasets_of(ctx, ag.document.datasets)
     require_min_epsilon(spec, min_query_epsilon(ctx))
-    qp = prepare_for(spec, ag, datasets)
+    qp = prepare_for(spec, ag, datasets, max_sql_chars=ctx.settings.max_sql_chars)
     name = qp.query.table.name
     policies.authorize(ctx.engine, actor, Action.QUERY_PREVIEW, agreement_id, datasets=[name],
                        columns={name: sorted(qp.query.columns - {qp.query.table.id_column})}, job_kind="query",

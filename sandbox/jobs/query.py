@@ -11,6 +11,11 @@ is read and are refunded. Once the data query is sent nothing fails: a residual 
 answer over an empty input (`sandbox.sql.run`) and `Output.incident` tells the data owner; if the release gate
 refuses an answer, `Output.fallback` draws the empty-input answer with fresh noise instead. ``epsilon`` below the
 service's minimum per query is refused at submission (`require_min_epsilon`, ``INVALID_REQUEST``).
+
+SQL length: one limit, ``VEILBOX_MAX_SQL_CHARS`` (default `sandbox.sql.vet.MAX_SQL_CHARS`, which is also its
+ceiling). The gateway checks it at submission and preview (`require_sql_length`, ``QUERY_REJECTED`` rule
+``too_long``, exactly as the vetter reports it) and passes it in ``JobEnv.extra["max_sql_chars"]`` to the
+review and the run; `prepare_for` takes it as ``max_sql_chars``.
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from sandbox.engine import EngineFailure, QueryWorker
 from sandbox.jobs.base import BEFORE_READ, JobEnv, JobFailed, Output, Plan
 from sandbox.sql import QueryPlan, QueryResult, TableView, prepare, preview, run
 from sandbox.sql.service import release_empty
+from sandbox.sql.vet import MAX_SQL_CHARS, check_length
 
-__all__ = ["QueryEngines", "QueryHandler", "parse_query_spec", "prepare_for", "require_min_epsilon"]
+__all__ = ["QueryEngines", "QueryHandler", "parse_query_spec", "prepare_for", "require_min_epsilon",
+           "require_sql_length"]
 
 _SPEC_KEYS = frozenset({"sql", "epsilon", "delta"})
-MAX_SQL_CHARS = 20_000
 
 
 class QueryEngines:
@@ -74,8 +80,6 @@ def parse_query_spec(spec: Mapping[str, Any]) -> tuple[str, Any, Any]:
     sql = spec.get("sql")
     if not isinstance(sql, str) or not sql.strip():
         problems.append({"field": "sql", "problem": "a non-empty SQL string is required"})
-    elif len(sql) > MAX_SQL_CHARS:
-        problems.append({"field": "sql", "problem": f"longer than {MAX_SQL_CHARS} characters"})
     eps = spec.get("epsilon")
     if isinstance(eps, bool) or not isinstance(eps, (int, float, str)):
         problems.append({"field": "epsilon", "problem": "a positive number is required"})
@@ -86,6 +90,16 @@ def parse_query_spec(spec: Mapping[str, Any]) -> tuple[str, Any, Any]:
         raise DomainError(INVALID_REQUEST, "the query spec is not valid", problems)
     assert isinstance(sql, str)
     return sql, eps, delta
+
+
+def require_sql_length(spec: Mapping[str, Any], max_sql_chars: int = MAX_SQL_CHARS) -> None:
+    """``QUERY_REJECTED`` (rule ``too_long``) when the spec's SQL is longer than ``max_sql_chars``."""
+    sql, _, _ = parse_query_spec(spec)
+    check_length(sql, max_sql_chars)
+
+
+def _max_sql_chars(env: JobEnv) -> int:
+    return int(env.extra.get("max_sql_chars", MAX_SQL_CHARS))
 
 
 def require_min_epsilon(spec: Mapping[str, Any], minimum: Fraction) -> None:
@@ -108,7 +122,8 @@ _PLANS_LOCK = threading.Lock()
 _PLANS_MAX = 256
 
 
-def prepare_for(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> QueryPlan:
+def prepare_for(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset], *,
+                max_sql_chars: int = MAX_SQL_CHARS) -> QueryPlan:
     """Vet and calibrate the spec's SQL over the agreement's datasets, narrowed to its granted columns.
 
     Plans are pure functions of (SQL, ε, δ, agreement version, dataset fingerprints) and are memoised, so the
@@ -117,14 +132,14 @@ def prepare_for(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping
     doc = agreement.document
     views = {name: TableView(ds, frozenset(doc.columns.get(name, ()))) for name, ds in datasets.items()
              if name in doc.datasets}
-    key = (sql, str(eps), str(delta), agreement.id, agreement.document_hash,
+    key = (sql, str(eps), str(delta), max_sql_chars, agreement.id, agreement.document_hash,
            tuple(sorted((n, v.dataset.fingerprint) for n, v in views.items())))
     with _PLANS_LOCK:
         plan = _PLANS.get(key)
         if plan is not None:
             _PLANS.move_to_end(key)
             return plan
-    plan = prepare(sql, views, eps, delta, min_group_units=doc.min_group_units)
+    plan = prepare(sql, views, eps, delta, min_group_units=doc.min_group_units, max_sql_chars=max_sql_chars)
     with _PLANS_LOCK:
         _PLANS[key] = plan
         while len(_PLANS) > _PLANS_MAX:
@@ -150,13 +165,13 @@ class QueryHandler:
                env: JobEnv) -> dict[str, Any]:
         """`sandbox.sql.preview`: the canonical SQL, cost, expected error and exact answer on the mock."""
         assert env.agreement is not None
-        return preview(prepare_for(spec, env.agreement, datasets))
+        return preview(prepare_for(spec, env.agreement, datasets, max_sql_chars=_max_sql_chars(env)))
 
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
         """Re-vet the SQL against the current agreement, then run it with fresh noise on the dataset's worker."""
         assert env.agreement is not None and env.query_engines is not None
         try:
-            qp = prepare_for(job.spec, env.agreement, datasets)
+            qp = prepare_for(job.spec, env.agreement, datasets, max_sql_chars=_max_sql_chars(env))
         except DomainError as e:  # the agreement or the data changed since submission; nothing read
             raise JobFailed(f"query.{e.code.lower()}", before_read=True) from None
         if (Budget(*qp.cost)) != job.cost:

@@ -58,7 +58,7 @@ from sandbox.engine.worker import EngineFailure, ExecRequest, QueryWorker
 from sandbox.sql.keys import KeySet, NotEnumerable, enumerate_keys
 from sandbox.sql.rewrite import Canonical, rewrite
 from sandbox.sql.tables import TableView
-from sandbox.sql.vet import Cond, VettedQuery, reject, vet
+from sandbox.sql.vet import MAX_SQL_CHARS, Cond, VettedQuery, reject, vet
 
 __all__ = ["QueryPlan", "QueryResult", "prepare", "preview", "release_empty", "run"]
 
@@ -152,8 +152,10 @@ class QueryResult:
 
 
 def prepare(sql: str, tables: Mapping[str, TableView], epsilon: Fraction | int | float | str | Decimal,
-            delta: Fraction | int | float | str | Decimal = 0, min_group_units: int = 0) -> QueryPlan:
-    """Vet, rewrite and calibrate ``sql``; raise QUERY_REJECTED (every violation) or INVALID_REQUEST."""
+            delta: Fraction | int | float | str | Decimal = 0, min_group_units: int = 0, *,
+            max_sql_chars: int = MAX_SQL_CHARS) -> QueryPlan:
+    """Vet, rewrite and calibrate ``sql``; raise QUERY_REJECTED (every violation, ``too_long`` beyond
+    ``max_sql_chars``) or INVALID_REQUEST."""
     try:
         eps = as_fraction(epsilon, "epsilon")
         dlt = as_fraction(delta, "delta")
@@ -165,7 +167,7 @@ def prepare(sql: str, tables: Mapping[str, TableView], epsilon: Fraction | int |
         raise DomainError(INVALID_REQUEST, "delta must be in [0, 1)")
     if not isinstance(min_group_units, int) or min_group_units < 0:
         raise DomainError(INVALID_REQUEST, "min_group_units must be a non-negative integer")
-    q = vet(sql, tables)
+    q = vet(sql, tables, max_sql_chars=max_sql_chars)
     try:
         keys = enumerate_keys(q.table, q.keys, q.where_terms)
     except NotEnumerable as e:

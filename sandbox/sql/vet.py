@@ -79,17 +79,28 @@ __all__ = [
     "Cond",
     "Output",
     "VettedQuery",
+    "check_length",
     "reject",
     "vet",
 ]
 
-MAX_SQL_CHARS = 8_000
+MAX_SQL_CHARS = 8_000  # the one default of the SQL length limit (``VEILBOX_MAX_SQL_CHARS`` passes it down)
 MAX_NESTING = 64
 
 
 def reject(violations: list[dict[str, str]]) -> DomainError:
     """``QUERY_REJECTED`` listing every violation (each ``{"rule", "at", "hint"}``)."""
     return rejection(violations, "query")
+
+
+def _too_long_hint(max_sql_chars: int) -> str:
+    return f"queries are limited to {max_sql_chars} characters"
+
+
+def check_length(sql: str, max_sql_chars: int = MAX_SQL_CHARS) -> None:
+    """QUERY_REJECTED (rule ``too_long``, as `vet` reports it) when ``sql`` is longer than ``max_sql_chars``."""
+    if len(sql) > max_sql_chars:
+        raise reject([{"rule": "too_long", "at": "statement", "hint": _too_long_hint(max_sql_chars)}])
 
 
 def _nesting(sql: str) -> int:
@@ -110,13 +121,13 @@ def _nesting(sql: str) -> int:
     return best
 
 
-def _parse(v: SelectRules, sql: str) -> exp.Select | None:
+def _parse(v: SelectRules, sql: str, max_sql_chars: int = MAX_SQL_CHARS) -> exp.Select | None:
     """The one SELECT ``sql`` holds, or None after recording why not (text checked before parsing)."""
     if not sql.strip():
         v.bad("empty", "statement", None, "submit one SELECT statement")
         return None
-    if len(sql) > MAX_SQL_CHARS:
-        v.bad("too_long", "statement", None, f"queries are limited to {MAX_SQL_CHARS} characters")
+    if len(sql) > max_sql_chars:
+        v.bad("too_long", "statement", None, _too_long_hint(max_sql_chars))
         return None
     if _nesting(sql) > MAX_NESTING:
         v.bad("too_complex", "statement", None, f"parentheses nest deeper than {MAX_NESTING} levels")
@@ -145,13 +156,14 @@ def _parse(v: SelectRules, sql: str) -> exp.Select | None:
     return root
 
 
-def vet(sql: str, tables: Mapping[str, TableView]) -> VettedQuery:
-    """Vet ``sql`` against the agreement's ``tables``; raise QUERY_REJECTED listing every violation."""
+def vet(sql: str, tables: Mapping[str, TableView], *, max_sql_chars: int = MAX_SQL_CHARS) -> VettedQuery:
+    """Vet ``sql`` against the agreement's ``tables``; raise QUERY_REJECTED listing every violation (a text longer
+    than ``max_sql_chars`` is refused with rule ``too_long`` before it is parsed)."""
     if not isinstance(sql, str):
         raise reject([{"rule": "syntax", "at": "statement", "hint": "submit the query as text"}])
     v = SelectRules({k.lower(): t for k, t in tables.items()})
     try:
-        root = _parse(v, sql)
+        root = _parse(v, sql, max_sql_chars)
         out = v.statement(root) if root is not None else None
     except RecursionError:
         v.bad("too_complex", "statement", None, "the query nests too deeply")
