@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 import policies
 from gateway import latency
+from gateway.contract import OUT, ErrorCode, doc, errors_for
+from gateway.contract.jobs import Job as JobView
+from gateway.contract.jobs import JobResult, QueryAnswer, QueryPreview, Review
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry
@@ -23,6 +26,13 @@ from gateway.services.jobs import actor_of
 from policies import Job, JobState
 
 router = APIRouter(tags=["jobs"])
+
+_EXAMPLE_SQL = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
+_QUERY_EXAMPLE = {"agreement_id": "agr_e8ef1abd08beeda02e4d", "sql": _EXAMPLE_SQL, "epsilon": "0.5",
+                  "purpose": "credit_risk"}
+#: What a submission can be refused with (the agreement's decision, the query vetting, the budget and quotas).
+_SUBMIT_ERRORS = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                  ErrorCode.QUERY_REJECTED, ErrorCode.BUDGET_EXHAUSTED, ErrorCode.QUOTA_EXCEEDED)
 
 
 class JobSubmit(BaseModel):
@@ -50,7 +60,10 @@ def _note(ev: Any, job: Job) -> None:
     ev.details.update(job_id=job.id, kind=job.kind.value, state=job.state.value)
 
 
-@router.post("/jobs", name="job.submit", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/jobs", name="job.submit", status_code=status.HTTP_202_ACCEPTED, response_model=JobView, **OUT,
+             **doc("Submit a query, training or custom-code job", *_SUBMIT_ERRORS, status=202,
+                   request_example={"agreement_id": "agr_e8ef1abd08beeda02e4d", "kind": "query",
+                                    "spec": {"sql": _EXAMPLE_SQL, "epsilon": 0.5}, "purpose": "credit_risk"}))
 async def submit(body: JobSubmit, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Submit a query, training or custom-code job; it waits for the owner unless the agreement auto-approves."""
     ev.agreement_id = body.agreement_id
@@ -65,7 +78,8 @@ async def submit(body: JobSubmit, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> d
     return job.public()
 
 
-@router.get("/jobs", name="job.list")
+@router.get("/jobs", name="job.list", response_model=list[JobView], **OUT,
+            **doc("Jobs on your data (owners), your own jobs (grantees), all (regulators)"))
 def list_jobs(p: CurrentPrincipal, ctx: Ctx,
               state: str | None = Query(None, description="e.g. pending_approval (owners: jobs on their data)"),
               ) -> list[dict[str, Any]]:
@@ -73,14 +87,17 @@ def list_jobs(p: CurrentPrincipal, ctx: Ctx,
     return [j.public() for j in policies.jobs_visible_to(ctx.engine, actor_of(p), state=state)]
 
 
-@router.get("/jobs/{job_id}", name="job.show")
+@router.get("/jobs/{job_id}", name="job.show", response_model=JobView, **OUT,
+            **doc("One job: spec, hash, fingerprints, cost and state", ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def show(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     job = policies.get_job(ctx.engine, actor_of(p), job_id)
     _note(ev, job)
     return job.public()
 
 
-@router.get("/jobs/{job_id}/review", name="job.review")
+@router.get("/jobs/{job_id}/review", name="job.review", response_model=Review, **OUT,
+            **doc("Review a job before approval: spec, cost, canonical form, the run on the mock",
+                  ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED))
 async def review(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The exact spec, its hash, the cost, the canonical form and the result on the mock (spends nothing);
     the owner also sees a finished custom job's output awaiting release and what it printed."""
@@ -90,7 +107,11 @@ async def review(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[
     return out
 
 
-@router.post("/jobs/{job_id}/approve", name="job.approve")
+@router.post("/jobs/{job_id}/approve", name="job.approve", response_model=JobView, **OUT,
+             **doc("Approve the reviewed spec; the budget is charged now (owner)", ErrorCode.POLICY_DENIED,
+                   ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.AGREEMENT_INACTIVE, ErrorCode.BUDGET_EXHAUSTED,
+                   ErrorCode.QUOTA_EXCEEDED, request_example={"spec_hash": "sha256:cb5f6f9fb0f3ba77188de8fe10fe1677"
+                                                                           "5578bef4d7982287e7a3aad3f10cfbb4"}))
 def approve(job_id: str, body: Approve, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Approve the reviewed spec (bound to its hash and the datasets' fingerprints); the budget is charged now."""
     job = jobflow.approve_job(ctx, actor_of(owner), job_id, body.spec_hash)
@@ -99,7 +120,9 @@ def approve(job_id: str, body: Approve, owner: Owner, ctx: Ctx, ev: Audit) -> di
     return job.public()
 
 
-@router.post("/jobs/{job_id}/reject", name="job.reject")
+@router.post("/jobs/{job_id}/reject", name="job.reject", response_model=JobView, **OUT,
+             **doc("Reject a pending job or refuse to release its output (owner)", ErrorCode.POLICY_DENIED,
+                   ErrorCode.NOT_FOUND_OR_FORBIDDEN, request_example={"reason": "too fine-grained for this purpose"}))
 def reject(job_id: str, body: Reject, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Reject a pending job, or refuse to release a finished custom job's output; the grantee sees the reason."""
     job = jobflow.reject_job(ctx, actor_of(owner), job_id, body.reason)
@@ -108,7 +131,9 @@ def reject(job_id: str, body: Reject, owner: Owner, ctx: Ctx, ev: Audit) -> dict
     return job.public()
 
 
-@router.post("/jobs/{job_id}/cancel", name="job.cancel")
+@router.post("/jobs/{job_id}/cancel", name="job.cancel", response_model=JobView, **OUT,
+             **doc("Withdraw a job that has not started (a charged job is refunded)", ErrorCode.POLICY_DENIED,
+                   ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def cancel(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The grantee withdraws a job that has not started (a charged job is refunded)."""
     job = jobflow.cancel_job(ctx, actor_of(p), job_id)
@@ -116,7 +141,9 @@ def cancel(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
     return job.public()
 
 
-@router.post("/jobs/{job_id}/release", name="job.release")
+@router.post("/jobs/{job_id}/release", name="job.release", response_model=JobView, **OUT,
+             **doc("Release a finished custom job's reviewed output (owner)", ErrorCode.POLICY_DENIED,
+                   ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.AGREEMENT_INACTIVE))
 async def release(job_id: str, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The owner releases a finished custom job's output after reviewing it (`GET /jobs/{id}/review`)."""
     job, digest = await run_in_threadpool(jobflow.release_job, ctx, actor_of(owner), job_id)
@@ -125,7 +152,9 @@ async def release(job_id: str, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, A
     return job.public()
 
 
-@router.get("/jobs/{job_id}/result", name="job.result")
+@router.get("/jobs/{job_id}/result", name="job.result", response_model=JobResult, **OUT,
+            **doc("The released output (sealed after revocation or expiry)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                  ErrorCode.AGREEMENT_INACTIVE, ErrorCode.APPROVAL_REQUIRED, ErrorCode.POLICY_DENIED))
 def result(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The released output (grantee, after release); sealed after revocation or expiry."""
     ev.details["job_id"] = job_id
@@ -161,7 +190,10 @@ def _spec(body: QueryBody) -> dict[str, Any]:
     return spec
 
 
-@router.post("/queries/preview", name="query.preview")
+@router.post("/queries/preview", name="query.preview", response_model=QueryPreview, **OUT,
+             **doc("Preview a DP query: canonical SQL, cost, expected error, the answer on the mock",
+                   ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                   ErrorCode.QUERY_REJECTED, ErrorCode.QUOTA_EXCEEDED, request_example=_QUERY_EXAMPLE))
 async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Canonical SQL, cost, expected error and the exact answer on the mock; spends nothing."""
     ev.agreement_id = body.agreement_id
@@ -172,7 +204,14 @@ async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audi
     return out
 
 
-@router.post("/queries", name="query.run", responses={202: {"description": "waiting for the owner's approval"}})
+@router.post("/queries", name="query.run", response_model=QueryAnswer, **OUT,
+             summary="Run a DP query: the noisy answer now, or the job waiting for the owner",
+             responses={202: {"model": QueryAnswer, "description": "waiting for the owner's approval",
+                              "content": {"application/json": {"example": {
+                                  "job_id": "job_81bf20dccc1b03330e86", "state": "pending_approval",
+                                  "cost": {"epsilon": "0.5", "delta": "0"}}}}},
+                        **errors_for(*_SUBMIT_ERRORS)},
+             openapi_extra={"requestBody": {"content": {"application/json": {"example": _QUERY_EXAMPLE}}}})
 async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, response: Response) -> dict[str, Any]:
     """Run a DP query: 200 with the noisy answer when the agreement auto-approves (the budget is charged
     first), else 202 with the job waiting for the owner. A residual engine failure is answered like any release

@@ -36,6 +36,8 @@ from fastapi.concurrency import run_in_threadpool
 from catalog import models as model_registry
 from catalog.errors import not_found
 from gateway import latency
+from gateway.contract import OUT, ErrorCode, doc
+from gateway.contract.models import MODEL_EXAMPLE, Model, ScoreAnswer
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.services import scoring
 from gateway.services.scoring import ScoreBody
@@ -43,13 +45,15 @@ from gateway.services.scoring import ScoreBody
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models", name="model.list")
+@router.get("/models", name="model.list", response_model=list[Model], **OUT,
+            **doc("Every released model's card and certificate", response_example=[MODEL_EXAMPLE]))
 def list_models(_: CurrentPrincipal, ctx: Ctx) -> list[dict[str, Any]]:
     """Every released model's card and certificate (never the weights)."""
     return [m.public() for m in model_registry.list_models(ctx.engine)]
 
 
-@router.get("/models/{model_id}", name="model.show")
+@router.get("/models/{model_id}", name="model.show", response_model=Model, **OUT,
+            **doc("One model's card, certificate and scoring terms", ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def show(model_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """One model: features and encoding, the DP guarantee, metrics, source datasets, certificate, scoring terms."""
     m = model_registry.get_model(ctx.engine, model_id)
@@ -63,7 +67,13 @@ def show(model_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
 # --- encrypted scoring -----------------------------------------------------------------------------------------
 
 
-@router.post("/models/{model_id}/score", name="model.score")
+@router.post("/models/{model_id}/score", name="model.score", response_model=ScoreAnswer, **OUT,
+             **doc("Score encrypted applicants: decisions, or logits where granted (bank)",
+                   ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                   ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID,
+                   request_example={"context": "<base64 public CKKS context>", "ciphertexts": ["<base64 Enc(x)>"],
+                                    "layout": "columns", "output": "decision", "cutoff": "<base64 Enc(t)>",
+                                    "agreement_id": "agr_1b61737f85dc4169584d"}))
 async def score(model_id: str, body: ScoreBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Encrypted scoring: decisions (default) or granted logits under the bank's key; the weights never leave."""
     ev.agreement_id = body.agreement_id

@@ -44,6 +44,8 @@ import policies
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from gateway import identities
 from gateway.audit import AuditEvent
+from gateway.contract import OUT, ErrorCode, doc
+from gateway.contract import secagg as views
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal, RoleName
 from gateway.secagg_rounds import (
@@ -64,6 +66,8 @@ from policies import Action
 from policies.agreement import secagg_parties
 
 router = APIRouter(tags=["secure aggregation"])
+#: What a participant's message can be refused with: an unknown round, a sender who is not a participant.
+_MESSAGE_ERRORS = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED)
 
 MAX_WAIT_S = 30.0
 POLL_S = 0.05
@@ -147,7 +151,11 @@ WaitQuery = Query(0.0, ge=0.0, le=MAX_WAIT_S, description="seconds to wait for t
 
 # --- rounds ----------------------------------------------------------------------------------------------------
 
-@router.post("/secagg/rounds", name="secagg.open", status_code=status.HTTP_201_CREATED)
+@router.post("/secagg/rounds", name="secagg.open", status_code=status.HTTP_201_CREATED, response_model=views.Round,
+             **OUT,
+             **doc("Open a secure-aggregation round (the agreement's grantee)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                   ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE, ErrorCode.QUOTA_EXCEEDED, status=201,
+                   request_example=views.OPEN_REQUEST))
 async def open_round(body: OpenRound, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Open a round (an operator under an active agreement with job kind `train`)."""
     ev.agreement_id = body.agreement_id
@@ -184,7 +192,8 @@ class _Listing:
         return bool(self.rounds)
 
 
-@router.get("/secagg/rounds", name="secagg.list")
+@router.get("/secagg/rounds", name="secagg.list", response_model=list[views.Round], **OUT,
+            **doc("The rounds you opened or take part in"))
 async def list_rounds(p: CurrentPrincipal, ctx: Ctx,
                       waiting_for_me: bool = Query(False, description="only rounds whose current stage waits for "
                                                                       "a message from you"),
@@ -200,7 +209,8 @@ async def list_rounds(p: CurrentPrincipal, ctx: Ctx,
     return listing.rounds
 
 
-@router.get("/secagg/rounds/{round_id}", name="secagg.show")
+@router.get("/secagg/rounds/{round_id}", name="secagg.show", response_model=views.Round, **OUT,
+            **doc("A round's public state", ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def show_round(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The round's public config, stage, deadline, survivors and task."""
     reg = _registry(ctx)
@@ -210,7 +220,9 @@ def show_round(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[
     return out
 
 
-@router.post("/secagg/rounds/{round_id}/close", name="secagg.close")
+@router.post("/secagg/rounds/{round_id}/close", name="secagg.close", response_model=views.Round, **OUT,
+             **doc("End the current stage now (the opener)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                   ErrorCode.POLICY_DENIED))
 def close_stage(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The opener ends the current stage now; fewer than the threshold aborts the round."""
     reg = _registry(ctx)
@@ -241,52 +253,67 @@ async def _published(what: str, round_id: str, p: Principal, ctx: Any, ev: Audit
     return view.to_json()
 
 
-@router.post("/secagg/rounds/{round_id}/keys", name="secagg.keys.send", openapi_extra=_message_schema("keys"))
+@router.post("/secagg/rounds/{round_id}/keys", name="secagg.keys.send", response_model=views.Accepted, **OUT,
+             **doc("Stage 0: advertise your public keys (participant)", *_MESSAGE_ERRORS,
+                   openapi_extra=_message_schema("keys"), request_example=views.MESSAGES["keys"]))
 async def send_keys(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Stage 0: your two fresh public keys (`AdvertiseKeys`)."""
     return await _submit("keys", round_id, request, p, ctx, ev)
 
 
-@router.get("/secagg/rounds/{round_id}/keys", name="secagg.keys.roster")
+@router.get("/secagg/rounds/{round_id}/keys", name="secagg.keys.roster", response_model=views.Published, **OUT,
+            **doc("The key roster, once stage 0 has closed", ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED))
 async def key_roster(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
                      ) -> dict[str, Any]:
     """The public keys of everyone who advertised (`KeyRoster`), once stage 0 has closed."""
     return await _published("keys", round_id, p, ctx, ev, wait)
 
 
-@router.post("/secagg/rounds/{round_id}/shares", name="secagg.shares.send", openapi_extra=_message_schema("shares"))
+@router.post("/secagg/rounds/{round_id}/shares", name="secagg.shares.send", response_model=views.Accepted, **OUT,
+             **doc("Stage 1: send your encrypted shares (participant)", *_MESSAGE_ERRORS,
+                   openapi_extra=_message_schema("shares"), request_example=views.MESSAGES["shares"]))
 async def send_shares(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Stage 1: one encrypted envelope of Shamir shares per neighbour (`ShareKeys`)."""
     return await _submit("shares", round_id, request, p, ctx, ev)
 
 
-@router.get("/secagg/rounds/{round_id}/shares", name="secagg.shares.forwarded")
+@router.get("/secagg/rounds/{round_id}/shares", name="secagg.shares.forwarded", response_model=views.Published, **OUT,
+            **doc("The envelopes addressed to you, once stage 1 has closed", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                  ErrorCode.POLICY_DENIED))
 async def forwarded_shares(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
                            ) -> dict[str, Any]:
     """The envelopes addressed to you (`ForwardedShares`), once stage 1 has closed."""
     return await _published("shares", round_id, p, ctx, ev, wait)
 
 
-@router.post("/secagg/rounds/{round_id}/masked", name="secagg.masked.send", openapi_extra=_message_schema("masked"))
+@router.post("/secagg/rounds/{round_id}/masked", name="secagg.masked.send", response_model=views.Accepted, **OUT,
+             **doc("Stage 2: send your masked input (participant)", *_MESSAGE_ERRORS,
+                   openapi_extra=_message_schema("masked"), request_example=views.MESSAGES["masked"]))
 async def send_masked(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Stage 2: your masked input vector (`MaskedInput`)."""
     return await _submit("masked", round_id, request, p, ctx, ev)
 
 
-@router.get("/secagg/rounds/{round_id}/survivors", name="secagg.survivors")
+@router.get("/secagg/rounds/{round_id}/survivors", name="secagg.survivors", response_model=views.Published, **OUT,
+            **doc("The survivors whose inputs are summed, once stage 2 has closed", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                  ErrorCode.POLICY_DENIED))
 async def survivors(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
                     ) -> dict[str, Any]:
     """The survivors whose inputs are summed (`UnmaskRequest`), once stage 2 has closed."""
     return await _published("survivors", round_id, p, ctx, ev, wait)
 
 
-@router.post("/secagg/rounds/{round_id}/unmask", name="secagg.unmask.send", openapi_extra=_message_schema("unmask"))
+@router.post("/secagg/rounds/{round_id}/unmask", name="secagg.unmask.send", response_model=views.Accepted, **OUT,
+             **doc("Stage 3: send your unmasking shares (participant)", *_MESSAGE_ERRORS,
+                   openapi_extra=_message_schema("unmask"), request_example=views.MESSAGES["unmask"]))
 async def send_unmask(round_id: str, request: Request, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Stage 3: shares of the survivors' self-mask seeds and of the dropped clients' mask keys (`UnmaskShares`)."""
     return await _submit("unmask", round_id, request, p, ctx, ev)
 
 
-@router.get("/secagg/rounds/{round_id}/result", name="secagg.result")
+@router.get("/secagg/rounds/{round_id}/result", name="secagg.result", response_model=views.RoundResult, **OUT,
+            **doc("The sum of the survivors' inputs (the opener)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                  ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE))
 async def result(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: float = WaitQuery
                  ) -> dict[str, Any]:
     """The opener: the sum of the survivors' inputs (mod 2^m) and the survivor list — nothing else."""

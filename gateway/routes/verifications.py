@@ -44,6 +44,8 @@ from fastapi import APIRouter, status
 from fastapi.concurrency import run_in_threadpool
 
 from catalog.products import ProductSpec
+from gateway.contract import OUT, ErrorCode, doc
+from gateway.contract.verifications import CheckAnswer, EncryptedCheckAnswer, Product
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.routes._common import PaddedRoute
 from gateway.services import verification
@@ -53,12 +55,21 @@ router = APIRouter(tags=["verification"])
 
 #: The check endpoints: padded as a whole (included into `router` at the end of the module).
 checks = APIRouter(tags=["verification"], route_class=PaddedRoute)
+#: What a check can be refused with (the product, the agreement's decision, its quotas).
+_CHECK_ERRORS = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                 ErrorCode.QUOTA_EXCEEDED, ErrorCode.QUERY_REJECTED)
 
 
 # --- products --------------------------------------------------------------------------------------------------
 
 
-@router.post("/verifications", name="verify.define", status_code=status.HTTP_201_CREATED)
+@router.post("/verifications", name="verify.define", status_code=status.HTTP_201_CREATED, response_model=Product,
+             **OUT, **doc("Define a verification product over one of your datasets (owner)", ErrorCode.POLICY_DENIED,
+                          ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.ALREADY_EXISTS, ErrorCode.QUERY_REJECTED,
+                          status=201, request_example={
+                              "name": "income_at_least", "dataset": "tax_income", "subject_column": "person_id",
+                              "predicate": "monthly_income >= :threshold", "params": {"threshold": "number"},
+                              "description": "monthly income at least the threshold"}))
 def define(spec: ProductSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Define a verification product over one of your datasets (the predicate is vetted like SQL)."""
     ev.dataset = spec.dataset
@@ -66,13 +77,16 @@ def define(spec: ProductSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, An
     return verification.define_product(ctx, owner, spec)
 
 
-@router.get("/verifications", name="verify.list")
+@router.get("/verifications", name="verify.list", response_model=list[Product], **OUT,
+            **doc("Every verification product: its question, never any answer"))
 def list_products(_: CurrentPrincipal, ctx: Ctx) -> list[dict[str, Any]]:
     """Every product: its question (predicate template and parameter types), never any answer."""
     return verification.list_products(ctx)
 
 
-@router.get("/verifications/{name}", name="verify.show")
+@router.get("/verifications/{name}", name="verify.show", response_model=Product, **OUT,
+            **doc("One verification product", ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.QUERY_REJECTED,
+                  ErrorCode.POLICY_DENIED))
 def show(name: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     return verification.show_product(ctx, name, ev)
 
@@ -80,7 +94,11 @@ def show(name: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
 # --- checks ----------------------------------------------------------------------------------------------------
 
 
-@checks.post("/verifications/{name}/check", name="verify.check")
+@checks.post("/verifications/{name}/check", name="verify.check", response_model=CheckAnswer, **OUT,
+             **doc("Ask the product's question about one subject (bank)", *_CHECK_ERRORS,
+                   request_example={"agreement_id": "agr_1b61737f85dc4169584d", "subject": "P0000001",
+                                    "params": {"threshold": 8000}, "consent_ref": "consent-2026-0001",
+                                    "purpose": "credit_risk"}))
 async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Ask the product's question about one subject: ``{"result": true|false, "receipt"}``. An unknown
     subject answers ``false``, indistinguishably; answers and refusals are padded to the latency bucket."""
@@ -89,7 +107,13 @@ async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: A
     return out
 
 
-@checks.post("/verifications/{name}/check-encrypted", name="verify.check_encrypted")
+@checks.post("/verifications/{name}/check-encrypted", name="verify.check_encrypted",
+             response_model=EncryptedCheckAnswer, **OUT,
+             **doc("Threshold checks for many subjects under the bank's key (bank)", *_CHECK_ERRORS,
+                   ErrorCode.CIPHERTEXT_INVALID,
+                   request_example={"agreement_id": "agr_1b61737f85dc4169584d", "subjects": ["P0000001", "P0000002"],
+                                    "context": "<base64 public BFV context>", "ciphertext": "<base64 Enc(t)>",
+                                    "consent_ref": "consent-2026-0002"}))
 async def check_encrypted(name: str, body: EncryptedCheckBody, p: CurrentPrincipal, ctx: Ctx,
                           ev: Audit) -> dict[str, Any]:
     """Threshold checks for many subjects under the bank's BFV key: ``{"ciphertext"}`` decrypts, per slot, to
