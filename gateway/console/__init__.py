@@ -2,14 +2,16 @@
 
 Jinja2 templates with autoescaping, no JavaScript at all, one stylesheet. Sign-in exchanges a principal's token
 for a session cookie (`gateway.console.sessions`); every form carries a CSRF token; every page and form goes
-through the same library calls and the same audit middleware as the JSON API (`gateway.console.views`).
+through the same services (`gateway.services`) and the same audit middleware as the JSON API. The pages are
+grouped by audience (`gateway.console.pages`); sessions, CSRF checks and rendering are `gateway.console._web`.
 Responses carry a strict Content-Security-Policy (no scripts, no inline styles, no framing), ``X-Frame-Options:
 DENY``, ``nosniff``, ``same-origin`` referrers and ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
 
-from gateway.console.views import STATIC_DIR, router
+from gateway.console._web import STATIC_DIR
+from gateway.console.pages import router
 
 __all__ = ["SECURITY_HEADERS", "STATIC_DIR", "router"]
 

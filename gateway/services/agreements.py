@@ -7,29 +7,34 @@ grantee that does not exist, is disabled or expired, or has another role (no exi
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 import policies
 from catalog.errors import INVALID_REQUEST, DomainError
 from gateway import identities
 from gateway.audit import AuditEvent
-from gateway.context import AppContext
 
-__all__ = ["GRANTEE_ROLES", "check_grantee", "note_expiry"]
+if TYPE_CHECKING:  # gateway.context imports the services' round registry (gateway.caches)
+    from gateway.context import AppContext
+from vocab.actions import AuditAction
+from vocab.roles import ANALYSTS, SYSTEM, Role
 
-GRANTEE_ROLES = ("operator", "bank")
+__all__ = ["GRANTEE_ROLES", "check_grantee", "note_expiry", "quotas_today"]
+
+GRANTEE_ROLES = tuple(r.value for r in Role if r in ANALYSTS)  # operator, bank
 
 
 def note_expiry(ctx: AppContext, agreement_id: str) -> None:
     """Write the one ``agreement.expire`` audit entry the first time anyone touches an expired agreement."""
     if policies.record_expiry(ctx.engine, agreement_id):
-        ctx.audit.append(AuditEvent(actor="system", role="system", action="agreement.expire",
+        ctx.audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.AGREEMENT_EXPIRE,
                                     agreement_id=agreement_id, details={"exit": "seal_outputs"}))
 
 
 def check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
     """One answer for a grantee that does not exist, is disabled or expired, or has another role (no existence
-    oracle). ``holders`` are not looked up at all (`policies.agreement`)."""
+    oracle). ``holders`` are not looked up at all (`policies.agreements.document`)."""
     name = doc.get("grantee")
     if not isinstance(name, str):
         return  # the document validator reports it
@@ -37,3 +42,13 @@ def check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
     if p is None or p.role.value not in GRANTEE_ROLES:
         raise DomainError(INVALID_REQUEST, "the grantee must be an existing operator or bank",
                           [{"field": "grantee", "reason": "grantee.unknown_or_wrong_role"}])
+
+
+def quotas_today(ag: policies.Agreement, usage: dict[str, Any], today: dt.date) -> list[tuple[str, int, int, int]]:
+    """(quota, limit, used today, remaining today) for the daily call and job quotas, from the metering the API
+    reads (`policies.read_usage`)."""
+    used: dict[str, Any] = next((d for d in usage["days"] if d["day"] == today.isoformat()), {})
+    limits = ag.document.quotas
+    return [(name, limit, int(used.get(key, 0)), max(0, limit - int(used.get(key, 0))))
+            for name, key, limit in (("calls per day", "calls", limits.calls_per_day),
+                                     ("jobs per day", "jobs", limits.jobs_per_day))]

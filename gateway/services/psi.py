@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import secrets
 from fractions import Fraction
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 import policies
-from catalog import registry
+from catalog import products, registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError, invalid, not_found
 from catalog.registry import Dataset
 from gateway.audit import AuditEvent
@@ -31,9 +32,9 @@ from gateway.context import AppContext
 from gateway.errors import mpc_refusal
 from gateway.identities import Principal
 from gateway.services import jobs as jobflow
-from gateway.services.agreements import note_expiry
+from gateway.services.agreements import note_expiry, quotas_today
 from gateway.services.jobs import actor_of
-from gateway.services.receipts import issue_receipt
+from gateway.services.receipts import issue_receipt, read_receipt
 from gateway.services.receipts import sha256 as _sha256
 from gateway.services.verification import product_for_check as _product
 from gateway.services.verification import question_digest
@@ -46,9 +47,10 @@ from sandbox.dp import DiscreteLaplace, as_fraction
 from sandbox.psi import SetupStore, bucket_verdicts
 from sandbox.verify import bind_canonical, canonical_params
 
-__all__ = ["MAX_BANK_IDS", "AnonCheckBody", "AnonCheckOut", "AnonInfo", "MembersBody", "MembersOut", "PsiSetupBody",
-           "PsiSetupOut", "SizeBody", "SizeOut", "SizeSetupBody", "SizeSetupOut", "anonymous_info", "check_anonymous",
-           "members", "min_bucket", "setup", "size", "size_setup", "store"]
+__all__ = ["MAX_BANK_IDS", "PSI_KINDS", "RECEIPT_KINDS", "RECEIPT_SHOWN", "AnonCheckBody", "AnonCheckOut", "AnonInfo",
+           "MembersBody", "MembersOut", "PsiSetupBody", "PsiSetupOut", "SizeBody", "SizeOut", "SizeSetupBody",
+           "SizeSetupOut", "anonymous_info", "bank_agreements", "check_anonymous", "members", "min_bucket",
+           "read_bank_receipt", "setup", "size", "size_setup", "store"]
 
 #: Ids per psi_size / psi_members request (the HTTP body limit also applies).
 MAX_BANK_IDS = 100_000
@@ -363,3 +365,50 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
     ev.output_digest = _sha256(receipt)
     return AnonCheckOut(evaluated=_b64(answer.evaluated), labels=_b64(answer.labels), aad=aad,
                         bucket_size=len(members), receipt=receipt)
+
+
+# --- the bank's own view (the console's PSI page) ---------------------------------------------------------------
+
+#: The job kinds of this module: an agreement granting one of them appears on the bank's PSI page.
+PSI_KINDS = ("psi_size", "psi_members", "verify_anonymous")
+RECEIPT_KINDS = ("psi.size", "psi.members", "verification.anonymous")
+RECEIPT_SHOWN = ("kind", "issued_at", "agreement_id", "dataset", "product", "bank_ids", "epsilon", "size",
+                 "bucket_size")
+
+
+def bank_agreements(ctx: AppContext, p: Principal) -> list[dict[str, Any]]:
+    """The bank's agreements granting a PSI kind, with remaining ε/δ and today's quotas (the same reads as the
+    agreement page: `policies.read_budget`, `policies.read_usage`)."""
+    actor, me = actor_of(p), p.name
+    today = dt.datetime.now(dt.UTC).date()
+    prods = [pr.public() for pr in products.list_products(ctx.engine)]
+    out = []
+    for ag in policies.list_agreements(ctx.engine, actor):
+        kinds = [k for k in ag.document.job_kinds if k in PSI_KINDS]
+        if not kinds or ag.grantee != me:
+            continue
+        row: dict[str, Any] = {"ag": ag.public(), "kinds": kinds, "remaining": None, "quotas": [],
+                               "products": [pr for pr in prods if pr["dataset"] in ag.document.datasets],
+                               "quota_limits": ag.document.quotas, "anon_min_bucket": ag.document.anon_min_bucket}
+        try:
+            row["remaining"] = policies.read_budget(ctx.engine, actor, ag.id).remaining.as_json()
+            usage = policies.read_usage(ctx.engine, actor, ag.id, today, today).as_json()
+            row["quotas"] = quotas_today(ag, usage, today)
+        except DomainError as e:  # an agreement that ended: its budget and usage are no longer served
+            row["unavailable"] = e.message
+        out.append(row)
+    return out
+
+
+def read_bank_receipt(ctx: AppContext, p: Principal, receipt: str) -> dict[str, Any]:
+    """A PSI or anonymous-check receipt's claims, after checking the service's Ed25519 signature (as
+    `veilbox.bank.verify_receipt` does offline) and that it was issued under an agreement the bank holds."""
+    claims = read_receipt(ctx, receipt)
+    if claims is None or claims.get("kind") not in RECEIPT_KINDS:
+        raise DomainError(INVALID_REQUEST, "that is not a receipt signed by this service", [{"field": "receipt"}])
+    ag = policies.load_agreement(ctx.engine, str(claims.get("agreement_id", "")))
+    if ag is None or ag.grantee != p.name:
+        raise DomainError(POLICY_DENIED, "that receipt was not issued under an agreement you hold",
+                          [{"field": "receipt", "reason": "receipt.not_yours"}])
+    shown = [(k, claims[k]) for k in RECEIPT_SHOWN if k in claims]
+    return {"claims": shown, "digest": _sha256(receipt)}

@@ -1,0 +1,25 @@
+"""The console's pages, by audience, assembled on one router under ``/console`` (every URL and route name is the
+console's public interface: the audit log records the route names as actions).
+
+- `shared`: sign-in and sign-out, home, the catalog, agreements and jobs (every signed-in principal);
+- `owner`: proposing agreements, deciding on jobs;
+- `bank`: verification checks, PSI and anonymous checks, receipts;
+- `regulator`: the audit log (also owners, in their scope), chain verification, lineage, charts, reports;
+- `fallback`: any other path is a not-found page.
+
+Order matters where paths overlap: ``/agreements/new`` (owner) is matched before ``/agreements/{agreement_id}``
+(shared), and the catch-all comes last. Pages call services (`gateway.services`), `policies` and `catalog`, never
+`gateway.routes` (import-linter).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.console.pages import bank, fallback, owner, regulator, shared
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+for _pages in (owner, bank, regulator, shared, fallback):
+    router.include_router(_pages.router, include_in_schema=False)

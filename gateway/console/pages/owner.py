@@ -1,0 +1,133 @@
+"""Data owners' pages: proposing an agreement over their datasets, and deciding on jobs (approve the reviewed
+spec, reject with a reason, release a custom job's output) through `gateway.services.jobs`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+import policies
+from catalog import registry
+from catalog.errors import INVALID_REQUEST, DomainError, not_found
+from gateway import identities, strict_json
+from gateway.console._web import (
+    audit_event,
+    ctx_of,
+    guarded,
+    in_thread,
+    posted_form,
+    redirect,
+    render,
+    session_actor,
+    signed_in,
+)
+from gateway.services import jobs as jobflow
+from gateway.services.agreements import check_grantee
+from vocab.jobs import JobKind
+from vocab.roles import ANALYSTS, Role
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/agreements/new", name="console.agreement.new")
+@guarded
+async def agreement_new(request: Request) -> Response:
+    session = await signed_in(request, Role.OWNER)
+    ctx = ctx_of(request)
+    mine = [d for d in await in_thread(registry.list_all, ctx.engine) if d.owner == session.principal.name]
+    grantees = [p for p in await in_thread(identities.list_principals, ctx.engine) if p.role in ANALYSTS]
+    today = dt.datetime.now(dt.UTC).date()
+    return render(request, "agreement_new.html", session, datasets=mine, grantees=grantees,
+                  valid_from=today.isoformat(), valid_until=today.replace(year=today.year + 1).isoformat(),
+                  kinds=tuple(JobKind))
+
+
+def _split(value: str) -> list[str]:
+    return [x.strip() for x in value.replace("\n", ",").split(",") if x.strip()]
+
+
+def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
+    """The agreement document from the form's fields (the library validates it, every problem reported)."""
+    if form.get("document", "").strip():
+        try:
+            pasted = strict_json.loads(form["document"].encode())
+        except ValueError:
+            raise DomainError(INVALID_REQUEST, "the JSON document is not valid JSON") from None
+        if not isinstance(pasted, dict):
+            raise DomainError(INVALID_REQUEST, "the JSON document must be an object")
+        return pasted
+    ds = form.get("dataset", "")
+
+    def num(name: str, default: str) -> Any:
+        raw = form.get(name, "").strip() or default
+        try:
+            return int(raw) if raw.isdigit() else float(raw)
+        except ValueError:
+            raise DomainError(INVALID_REQUEST, f"{name} must be a number", [{"field": name}]) from None
+
+    doc: dict[str, Any] = {
+        "title": form.get("title", ""), "grantee": form.get("grantee", ""), "datasets": [ds] if ds else [],
+        "columns": {ds: _split(form.get("columns", ""))} if ds else {}, "purposes": _split(form.get("purposes", "")),
+        "job_kinds": kinds, "valid_from": f"{form.get('valid_from', '')}T00:00:00Z",
+        "valid_until": f"{form.get('valid_until', '')}T00:00:00Z",
+        "budget": {"epsilon": num("epsilon", "1"), "delta": form.get("delta", "").strip() or "1e-6"},
+        "min_group_units": num("min_group_units", "10"), "approval": form.get("approval", "owner_each_job"),
+        "quotas": {"calls_per_day": num("calls_per_day", "1000")},
+    }
+    return doc
+
+
+@router.post("/agreements", name="console.agreement.create")
+@guarded
+async def agreement_create(request: Request) -> Response:
+    session = await signed_in(request, Role.OWNER)
+    raw = await request.form()
+    form = await posted_form(request, session)
+    kinds = [str(k) for k in raw.getlist("job_kinds")]
+    ctx, ev = ctx_of(request), audit_event(request)
+    doc = _document(form, kinds)
+
+    def create() -> policies.Agreement:
+        check_grantee(ctx, doc)
+        return policies.create_agreement(ctx.engine, session_actor(session), doc)
+
+    ag = await in_thread(create)
+    ev.agreement_id, ev.dataset = ag.id, ",".join(ag.document.datasets)
+    ev.details.update(grantee=ag.grantee, document_hash=ag.document_hash)
+    return redirect(f"/console/agreements/{ag.id}")
+
+
+@router.post("/jobs/{job_id}/{action}", name="console.job.decide")
+@guarded
+async def job_decide(request: Request, job_id: str, action: str) -> Response:
+    ev = audit_event(request)
+    ev.action = f"console.job.{action[:20]}"
+    ev.details["job_id"] = job_id[:64]
+    session = await signed_in(request, Role.OWNER)
+    form = await posted_form(request, session)
+    ctx, actor = ctx_of(request), session_actor(session)
+
+    def run() -> None:
+        if action == "approve":
+            j = jobflow.approve_job(ctx, actor, job_id, form.get("spec_hash", ""))
+            ev.epsilon, ev.delta = str(j.cost.epsilon), str(j.cost.delta)
+        elif action == "reject":
+            reason = form.get("reason", "").strip()
+            if not reason:
+                raise DomainError(INVALID_REQUEST, "a rejection needs a reason the grantee will read",
+                                  [{"field": "reason"}])
+            j = jobflow.reject_job(ctx, actor, job_id, reason[:500])
+            ev.details["reason"] = reason[:500]
+        elif action == "release":
+            j, digest = jobflow.release_job(ctx, actor, job_id)
+            ev.output_digest = digest
+        else:
+            raise not_found("action")
+        ev.agreement_id = j.agreement_id
+        ev.dataset = ",".join(j.datasets) or None
+
+    await in_thread(run)
+    return redirect(f"/console/jobs/{job_id}")
