@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -37,9 +37,12 @@ class Service:
     url: str
     admin: Client
     settings: Settings
+    clients: list[Client] = field(default_factory=list)  # closed with the service: no connection outlives it
 
     def client(self, token: str) -> Client:
-        return Client(self.url, token)
+        client = Client(self.url, token)
+        self.clients.append(client)
+        return client
 
     def principal(self, name: str, role: str) -> Client:
         return self.client(self.admin.create_principal(name, role)["token"])
@@ -52,7 +55,10 @@ def service(settings: Settings) -> Iterator[Service]:
     ctx = open_context(settings)
     with BackgroundServer(ctx) as srv:
         admin = Client(srv.url, token)
-        yield Service(ctx, srv.url, admin, settings)
+        svc = Service(ctx, srv.url, admin, settings)
+        yield svc
+        for client in svc.clients:
+            client.close()
         admin.close()
     ctx.close()
 

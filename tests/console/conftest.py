@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -39,13 +39,16 @@ class Console:
     url: str
     agreement: dict[str, Any]
     job_id: str
+    sessions: list[httpx.Client] = field(default_factory=list)  # closed after the test
 
     token_of = staticmethod(token_of)
     csrf_in = staticmethod(csrf_in)
     sign_in = staticmethod(sign_in)
 
     def web(self, who: str) -> httpx.Client:
-        return sign_in(self.url, token_of(getattr(self.parties, who)))
+        web = sign_in(self.url, token_of(getattr(self.parties, who)))
+        self.sessions.append(web)
+        return web
 
     def post(self, web: httpx.Client, path: str, page: str, data: dict[str, str] | None = None) -> httpx.Response:
         """Post a form the way the page does: with the CSRF token the page carries."""
@@ -58,4 +61,7 @@ def console(parties: Any) -> Iterator[Console]:
     ag = parties.agreement(approval="owner_each_job", title="District statistics <b>2026</b>")
     pending = parties.operator.query(ag["id"], COUNT_BY_DISTRICT, 0.5)
     assert pending["state"] == "pending_approval"
-    yield Console(parties, parties.service.url, ag, pending["job_id"])
+    console = Console(parties, parties.service.url, ag, pending["job_id"])
+    yield console
+    for web in console.sessions:
+        web.close()

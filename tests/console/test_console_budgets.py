@@ -57,11 +57,12 @@ def test_behind_a_tls_proxy_the_https_origin_is_same_site(console: Any) -> None:
         proxied = web.post(f"{page}/reject", headers={"Origin": f"https://{host}"}, data={"csrf": csrf, "reason": "no"})
         assert proxied.status_code == 303
         fresh = httpx.Client(base_url=console.url, follow_redirects=False)
+        console.sessions.append(fresh)
         login = fresh.get("/console/login")
         assert "secure" in login.headers["set-cookie"].lower()  # the sign-in form's double-submit cookie
         r = fresh.post("/console/login", data={"token": console.token_of(console.parties.owner),
                                                 "csrf": console.csrf_in(login.text)},
-                       cookies={"veilbox_console_login": login.cookies["veilbox_console_login"]})
+                       headers={"Cookie": f"veilbox_console_login={login.cookies['veilbox_console_login']}"})
         cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("veilbox_console="))
         assert r.status_code == 303 and "; secure" in cookie.lower()
     finally:

@@ -22,6 +22,7 @@ def _entries(console: Any, **filters: str) -> list[dict[str, Any]]:
 
 def test_sign_in_sets_a_strict_session_cookie_and_security_headers(console: Any) -> None:
     web = httpx.Client(base_url=console.url, follow_redirects=False)
+    console.sessions.append(web)
     page = web.get("/console/login")
     assert page.status_code == 200 and 'for="token"' in page.text
     for header, value in (("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"),
@@ -49,6 +50,7 @@ def test_sign_in_sets_a_strict_session_cookie_and_security_headers(console: Any)
 
 def test_sign_in_refusals_say_why(console: Any) -> None:
     web = httpx.Client(base_url=console.url, follow_redirects=False)
+    console.sessions.append(web)
     page = web.get("/console/login")
     bad = web.post("/console/login", data={"token": "vbx_not-a-token", "csrf": console.csrf_in(page.text)})
     assert bad.status_code == 401 and "not valid" in bad.text
@@ -63,6 +65,7 @@ def test_sign_in_refusals_say_why(console: Any) -> None:
 def test_a_planted_cookie_is_never_adopted(console: Any) -> None:
     """Session fixation: signing in always issues a new session id; a cookie chosen by an attacker means nothing."""
     web = httpx.Client(base_url=console.url, follow_redirects=False, cookies={"veilbox_console": "attacker-chosen"})
+    console.sessions.append(web)
     assert web.get("/console/").status_code == 401
     page = web.get("/console/login")
     owner_token = console.token_of(console.parties.owner)

@@ -55,6 +55,7 @@ def test_bank_sees_its_psi_release_and_no_id(console: Any, city_data: Any) -> No
     assert web.post("/console/psi/receipt", data={"receipt": out.receipt}).status_code == 403  # no CSRF token
 
     other = console.sign_in(console.url, parties.service.admin.create_principal("abc-suzhou", "bank")["token"])
+    console.sessions.append(other)
     theirs = other.get("/console/psi")
     assert theirs.status_code == 200 and 'id="no-psi-agreements"' in theirs.text
     assert ag["id"] not in theirs.text and digest not in theirs.text
