@@ -36,7 +36,7 @@ from policies import (  # noqa: E402
     Budget,
     ledger,
 )
-from policies.agreement import load_agreement  # noqa: E402
+from policies.agreements.record import load_agreement  # noqa: E402
 
 
 def log(*parts: object) -> None:

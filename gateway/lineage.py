@@ -21,7 +21,7 @@ from catalog.errors import not_found
 from gateway import _tables as t
 from gateway.context import AppContext
 from policies import _tables as pt
-from policies.agreement import load_agreement
+from policies.agreements.record import load_agreement
 from policies.jobs import load_job
 
 __all__ = ["ENTRY_FIELDS", "trace"]

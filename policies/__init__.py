@@ -3,9 +3,10 @@
 Module map (the gateway imports only the names re-exported here):
 
 - `actor`: `Actor(name, role)` — the authenticated principal, as plain values; `Role`.
-- `agreement`: the agreement document (`AgreementDocument`, pydantic, versioned by canonical hash), its
-  storage and lifecycle (`create_agreement`, `accept`, `suspend`, `resume`, `revoke`, `amend_agreement`),
-  `effective_state` (``expired`` is derived), `record_expiry` (once) and `outputs_sealed` (exit clause).
+- `agreements`: `agreements.document` — the agreement document (`AgreementDocument`, pydantic, versioned by
+  canonical hash); `agreements.record` — the stored `Agreement`, `effective_state` (``expired`` is derived) and
+  `outputs_sealed` (exit clause); `agreements.lifecycle` — `create_agreement`, `accept`, `suspend`, `resume`,
+  `revoke`, `amend_agreement` and `record_expiry` (once).
 - `negative_list`: admin-managed entries (dataset, ``dataset.column``, purpose) no agreement can override.
 - `decision`: `decide(ctx) -> Decision(allow, reasons)`, pure, reporting every reason; `Decision.error()` maps
   a denial to one `DomainError` (not-found-or-forbidden > inactive > budget > quota > policy).
@@ -25,25 +26,20 @@ Dependency rule: `policies` imports `catalog` only.
 from policies._tables import metadata
 from policies.access import authorize, check, read_budget, read_usage
 from policies.actor import Actor, Role
-from policies.agreement import (
-    Agreement,
-    AgreementDocument,
-    AgreementState,
+from policies.agreements.document import AgreementDocument, parse_document
+from policies.agreements.lifecycle import (
     accept,
     amend_agreement,
     create_agreement,
-    effective_state,
     get_agreement,
     list_agreements,
-    load_agreement,
-    outputs_sealed,
-    parse_document,
     record_expiries,
     record_expiry,
     resume,
     revoke,
     suspend,
 )
+from policies.agreements.record import Agreement, effective_state, load_agreement, outputs_sealed
 from policies.budget import Budget, BudgetError
 from policies.decision import Action, Decision, DecisionContext, QuotaUsage, Reason, decide
 from policies.jobs import (
@@ -72,6 +68,7 @@ from policies.jobs import (
 from policies.ledger import BudgetStatus, charge, refund, remaining
 from policies.negative_list import EntryKind, NegativeEntry, NegativeList, add_entry, list_entries, remove_entry
 from policies.quotas import Usage, params_digest, usage
+from vocab.states import AgreementState
 
 __all__ = [
     "Action",

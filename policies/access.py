@@ -19,7 +19,7 @@ from policies import ledger, quotas
 from policies import negative_list as neg
 from policies._clock import aware
 from policies.actor import Actor
-from policies.agreement import Agreement, catalog_records, load_agreement
+from policies.agreements.record import Agreement, catalog_records, load_agreement
 from policies.budget import Budget
 from policies.decision import RULES, Action, Decision, DecisionContext, decide, meters_for
 

@@ -26,7 +26,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from catalog.columns import Grade
 from catalog.errors import (
@@ -39,14 +39,13 @@ from catalog.errors import (
 )
 from catalog.registry import Dataset
 from policies.actor import ANALYSTS, Actor, Role
+from policies.agreements.document import Quotas
+from policies.agreements.record import Agreement
 from policies.budget import Budget
 from policies.negative_list import PURPOSE_RE, NegativeList
 from vocab.jobs import JOB_KINDS, JobKind
 from vocab.roles import Party
 from vocab.states import AgreementState
-
-if TYPE_CHECKING:
-    from policies.agreement import Agreement, Quotas
 
 
 class Action(StrEnum):

@@ -56,13 +56,13 @@ from policies._clock import aware
 from policies._exact import from_db, to_db
 from policies.access import build_context
 from policies.actor import Actor, Role
-from policies.agreement import AgreementState, catalog_records, effective_state, load_agreement
+from policies.agreements.record import catalog_records, effective_state, load_agreement
 from policies.budget import Budget
 from policies.decision import Action, Decision, Reason, decide, meters_for
 from vocab.jobs import JOB_KINDS, STORED_KINDS
 from vocab.jobs import JobKind as JobKind  # re-exported: policies.JobKind
+from vocab.states import AgreementState
 from vocab.states import JobState as JobState  # re-exported: policies.JobState
-
 
 S = JobState
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {

@@ -38,7 +38,7 @@ from policies import _tables as t
 from policies._canonical import json_digest
 from policies._clock import aware
 from policies._exact import exact_str, from_db
-from policies.agreement import Agreement, load_agreement
+from policies.agreements.record import Agreement, load_agreement
 from policies.decision import CALL, JOB, PARAM, SCORE, VERIFY, QuotaUsage, Reason
 
 _KINDS = (CALL, JOB, SCORE, VERIFY)

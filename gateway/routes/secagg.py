@@ -63,7 +63,7 @@ from gateway.secagg_rounds import (
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from policies import Action
-from policies.agreement import secagg_parties
+from policies.agreements.record import secagg_parties
 
 router = APIRouter(tags=["secure aggregation"])
 #: What a participant's message can be refused with: an unknown round, a sender who is not a participant.

@@ -57,7 +57,7 @@ def test_submit_pending_then_approve_charges(world: World) -> None:
     job = submit(world, ag.id)
     assert job.state is JobState.PENDING_APPROVAL and job.spec == SPEC
     assert job.spec_hash == policies.spec_hash(SPEC)
-    assert job.fingerprints == {"tax_income": policies.agreement.catalog_records(world.engine, ["tax_income"])[
+    assert job.fingerprints == {"tax_income": policies.agreements.record.catalog_records(world.engine, ["tax_income"])[
         "tax_income"].fingerprint}  # type: ignore[union-attr]
     assert job.cost == COST and job.created_by == world.bank.name
     assert spent(world, ag.id).is_zero  # nothing charged before approval

@@ -168,7 +168,7 @@ def test_an_agreement_may_ask_for_larger_buckets(psi_world):
     ans = bank_sdk.check_anonymous(w.bank, "income_at_least", ag["id"], sorted(w.rows)[5], {"threshold": 1},
                                    consent_ref="c")
     assert ans.present and ans.bucket_size >= 4 * K
-    from policies.agreement import AgreementDocument
+    from policies.agreements.document import AgreementDocument
 
     doc = AgreementDocument.model_validate({
         "title": "t", "grantee": "icbc-wuxi", "datasets": ["tax_income"], "columns": {"tax_income": ["age"]},

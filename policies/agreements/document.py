@@ -1,0 +1,287 @@
+"""The agreement document (授权运营协议): its fields, their validation and its canonical hash.
+
+`AgreementDocument` (pydantic, ``extra="forbid"``) is what the owner proposes: grantee, datasets and columns,
+purposes, job kinds, validity window, (ε, δ) budget, minimum group size, quotas, approval mode, exit clause, an
+optional price schedule and optional ``holders``: the principals, besides the owner, who may contribute to the
+secure-aggregation rounds the grantee opens under it (`policies.agreements.record.secagg_parties`; a round's
+participants must be parties, never the grantee). ``holders`` is additive: a document without it (or with an
+empty list) has the same canonical JSON and hash as before the field existed. Holder names are checked for form
+only — no principal lookup — so naming them reveals nothing about which principals exist; the round opening
+refuses, with one answer, a name that is not a usable participant. An agreement that allows ``code`` cannot grant
+a ``join_key`` column (``POLICY_DENIED``, `join_keys_for_code`). The document is normalised (lists sorted,
+datetimes in UTC, numbers exact) so equal documents have equal canonical JSON and the same ``document_hash``
+(`AgreementDocument.digest`).
+
+The stored agreement is `policies.agreements.record`; proposing, amending and the state transitions are
+`policies.agreements.lifecycle`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from catalog.columns import NAME_RE
+from catalog.columns import Role as ColumnRole
+from catalog.errors import invalid
+from catalog.registry import Dataset
+from policies import negative_list as neg
+from policies._canonical import canonical_json, sha256_digest
+from policies._exact import exact_str, parse_storable
+from policies.budget import Budget
+
+GRANTEE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MAX_HOLDERS = 1000
+JOB_KINDS = ("code", "psi_members", "psi_size", "query", "score", "secagg", "train", "verify", "verify_anonymous")
+JobKindName = Literal["query", "train", "code", "verify", "score", "secagg", "psi_size", "psi_members",
+                      "verify_anonymous"]
+
+
+
+def _exact(v: Any) -> Fraction:
+    return parse_storable(v)  # stored as canonical text and read back on every load
+
+
+Exact = Annotated[
+    Fraction,
+    BeforeValidator(_exact),
+    PlainSerializer(exact_str, return_type=str),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}]}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class BudgetSpec(_Model):
+    """The (ε, δ) allowance per dataset. Numbers are exact: 0.1 means 1/10."""
+
+    epsilon: Exact
+    delta: Exact = Fraction(0)
+
+    @field_validator("delta")
+    @classmethod
+    def _delta_below_one(cls, v: Fraction) -> Fraction:
+        if v >= 1:
+            raise ValueError("delta must be smaller than 1")
+        return v
+
+    def as_budget(self) -> Budget:
+        """The allowance as an exact `Budget`."""
+        return Budget(self.epsilon, self.delta)
+
+
+class Quotas(_Model):
+    """Per-agreement metering limits (calls, checks per subject, jobs, scores, distinct check parameters)."""
+
+    model_config = ConfigDict(strict=True)  # counts are JSON integers: true, "5" and 5.0 are refused
+
+    calls_per_day: int = Field(10_000, ge=0, le=10**9)
+    verify_per_subject_per_day: int = Field(3, ge=0, le=10**6)
+    jobs_per_day: int = Field(100, ge=0, le=10**6)
+    scores_per_day: int = Field(10_000, ge=0, le=10**9)
+    # Cap on distinct verification parameter values per subject within the window (stops threshold search).
+    distinct_params_per_subject: int = Field(3, ge=1, le=10**4)
+    distinct_params_window_days: int = Field(30, ge=1, le=3660)
+
+
+class ExitClause(_Model):
+    """What happens to outputs once the agreement is revoked or expired (sealed by default)."""
+
+    on_expiry: Literal["seal_outputs", "keep_outputs"] = "seal_outputs"
+
+
+class PriceSchedule(_Model):
+    """Optional prices per call, per job and per unit of ε, in one ISO 4217 currency."""
+
+    per_call: Exact = Fraction(0)
+    per_job: Exact = Fraction(0)
+    per_epsilon: Exact = Fraction(0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+def _sorted_unique(values: Iterable[str], what: str) -> tuple[str, ...]:
+    items = tuple(values)
+    if len(set(items)) != len(items):
+        raise ValueError(f"{what} must not repeat")
+    return tuple(sorted(items))
+
+
+#: The scoring grant's defaults: decisions only, any layout (left out of the canonical JSON when unchanged).
+SCORING_GRANT_DEFAULTS: dict[str, object] = {"score_logits": False, "score_layout": "any"}
+
+
+class AgreementDocument(_Model):
+    """An agreement as proposed by the data owner (docs/api.md, "Agreements": ``POST /agreements``)."""
+
+    title: str = Field(min_length=1, max_length=200)
+    grantee: str = Field(min_length=1, max_length=64)
+    holders: tuple[str, ...] = Field(default=(), max_length=MAX_HOLDERS,
+                                     description="principals besides the owner who may contribute to the grantee's "
+                                                 "secure-aggregation rounds under this agreement")
+    datasets: tuple[str, ...] = Field(min_length=1, max_length=32)
+    columns: dict[str, tuple[str, ...]]
+    purposes: tuple[str, ...] = Field(default=(), max_length=32)
+    job_kinds: tuple[JobKindName, ...] = Field(min_length=1, max_length=len(JOB_KINDS))
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+    budget: BudgetSpec
+    min_group_units: int = Field(20, ge=1, le=1_000_000, strict=True)
+    quotas: Quotas = Quotas()
+    approval: Literal["owner_each_job", "auto_within_budget"] = "owner_each_job"
+    exit: ExitClause = ExitClause()
+    price: PriceSchedule | None = None
+    # Encrypted scoring (job kind "score"): banks get decisions (the sign of score − their encrypted cut-off);
+    # logits only where granted, and only in the granted layout(s).
+    score_logits: bool = False
+    score_layout: Literal["row", "columns", "any"] = "any"
+    # Anonymous checks (job kind "verify_anonymous"): the fewest subjects a bucket may hold, when the agreement asks
+    # for more than the service's setting (VEILBOX_ANON_MIN_BUCKET). Left out of the canonical JSON when unset.
+    anon_min_bucket: int | None = Field(None, ge=2, le=1 << 20, strict=True)
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("title must not be blank")
+        return v
+
+    @field_validator("grantee")
+    @classmethod
+    def _grantee(cls, v: str) -> str:
+        if not GRANTEE_RE.match(v):
+            raise ValueError("grantee must be a principal name")
+        return v
+
+    @field_validator("holders")
+    @classmethod
+    def _holders(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(GRANTEE_RE.match(h) for h in v):
+            raise ValueError("holders must be principal names")
+        return _sorted_unique(v, "holders")
+
+    @field_validator("datasets")
+    @classmethod
+    def _datasets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(NAME_RE.match(d) for d in v):
+            raise ValueError("dataset names must match ^[a-z][a-z0-9_]{0,62}$")
+        return _sorted_unique(v, "datasets")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, v: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        out = {}
+        for ds, cols in sorted(v.items()):
+            if not cols:
+                raise ValueError("each dataset needs at least one column")
+            if not all(NAME_RE.match(c) for c in cols):
+                raise ValueError("column names must match ^[a-z][a-z0-9_]{0,62}$")
+            out[ds] = _sorted_unique(cols, "columns of a dataset")
+        return out
+
+    @field_validator("purposes")
+    @classmethod
+    def _purposes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(neg.PURPOSE_RE.match(p) for p in v):
+            raise ValueError("purposes must match ^[a-z][a-z0-9_]{0,63}$")
+        return _sorted_unique(v, "purposes")
+
+    @field_validator("job_kinds")
+    @classmethod
+    def _job_kinds(cls, v: tuple[JobKindName, ...]) -> tuple[JobKindName, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("job_kinds must not repeat")
+        return tuple(sorted(v))
+
+    @field_validator("valid_from", "valid_until")
+    @classmethod
+    def _utc(cls, v: dt.datetime) -> dt.datetime:
+        return v.astimezone(dt.UTC)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgreementDocument:
+        if set(self.columns) != set(self.datasets):
+            raise ValueError("columns must list the shared columns of exactly the agreement's datasets")
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if self.grantee in self.holders:
+            raise ValueError("holders must not include the grantee (who opens rounds and never contributes)")
+        return self
+
+    @property
+    def budget_total(self) -> Budget:
+        """The (ε, δ) allowance per dataset as an exact `Budget`."""
+        return self.budget.as_budget()
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-able, exact (numbers as canonical text), normalised; ``holders`` only when there are any, and the
+        scoring grant (``score_logits``, ``score_layout``) only when it differs from the default (so documents
+        written before these fields existed keep their hash)."""
+        out = self.model_dump(mode="json")
+        if not out["holders"]:
+            del out["holders"]
+        for key, default in SCORING_GRANT_DEFAULTS.items():
+            if out.get(key) == default:
+                del out[key]
+        if out.get("anon_min_bucket") is None:
+            out.pop("anon_min_bucket", None)
+        return out
+
+    def canonical_json(self) -> str:
+        """The canonical JSON text of `as_json` (what the hash covers and the store keeps)."""
+        return canonical_json(self.as_json())
+
+    def digest(self) -> str:
+        """``"sha256:<hex>"`` of the canonical JSON: what an acceptance is bound to."""
+        return sha256_digest(self.canonical_json())
+
+
+def parse_document(data: Mapping[str, Any]) -> AgreementDocument:
+    """Validate a document; ``INVALID_REQUEST`` listing every problem (locations and messages, no values)."""
+    try:
+        return AgreementDocument.model_validate(data)
+    except ValidationError as e:
+        details = [
+            {"reason": "document.invalid", "at": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in e.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise invalid("the agreement document is invalid", details) from None
+
+
+
+JOIN_KEY_FOR_CODE = "column.join_key_for_code"
+
+
+def join_keys_for_code(doc: AgreementDocument, records: Mapping[str, Dataset | None]) -> list[dict[str, str]]:
+    """A ``join_key`` column granted in an agreement that allows custom ``code``: refused (``POLICY_DENIED``).
+    Custom code is not differentially private and reads every granted column row by row, so a join key — an
+    identifier shared across datasets — would let its output link people to other data."""
+    if "code" not in doc.job_kinds:
+        return []
+    out = []
+    for ds, cols in doc.columns.items():
+        rec = records.get(ds)
+        for col in cols:
+            info = rec.columns.get(col) if rec is not None else None
+            if info is not None and info.role is ColumnRole.JOIN_KEY:
+                out.append({"reason": JOIN_KEY_FOR_CODE, "dataset": ds, "column": col,
+                            "message": "a join_key column cannot be granted to custom code"})
+    return out

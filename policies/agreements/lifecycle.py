@@ -1,0 +1,274 @@
+"""The agreement lifecycle (授权运营协议): proposing, amending, reading and the state transitions.
+
+`create_agreement` and `amend_agreement` check a document against the catalog and the negative list and store it
+(each amendment of a proposed agreement bumps ``version`` and is kept in ``agreement_versions``; the budget
+accounts are opened or replaced in the same transaction). The transitions (stored states)::
+
+    proposed --accept (grantee, inside the validity window)--> active
+    active  --suspend (owner)--> suspended --resume (owner)--> active
+    proposed | active | suspended --revoke (owner)--> revoked
+
+each decided by `policies.decision` and guarded against concurrent change. ``expired`` is derived
+(`policies.agreements.record.effective_state`); `record_expiry` persists ``expired_recorded`` once and returns
+True only the first time, so the gateway writes exactly one audit entry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Engine, or_, select, update
+
+from catalog.columns import Role as ColumnRole
+from catalog.errors import (
+    AGREEMENT_INACTIVE,
+    INVALID_REQUEST,
+    NOT_FOUND_OR_FORBIDDEN,
+    POLICY_DENIED,
+    DomainError,
+    invalid,
+)
+from policies import _tables as t
+from policies import ledger
+from policies import negative_list as neg
+from policies._clock import aware
+from policies.actor import Actor, Role
+from policies.agreements.document import AgreementDocument, join_keys_for_code, parse_document
+from policies.agreements.record import (
+    Agreement,
+    agreement_from_row,
+    catalog_records,
+    effective_state,
+    load_agreement,
+)
+from policies.decision import Action, Decision, DecisionContext, Reason, decide, scope_reasons
+from vocab.states import AgreementState
+
+
+def _check_document(
+    engine: Engine, actor: Actor, doc: AgreementDocument, now: dt.datetime
+) -> None:
+    """Owner-side validation of a proposal; raises the first applicable error class with every reason."""
+    if actor.role is not Role.OWNER:
+        raise DomainError(POLICY_DENIED, "only data owners propose agreements",
+                          [Reason("role.not_allowed").as_dict()])
+    records = catalog_records(engine, doc.datasets)
+    not_found = [ds for ds, rec in records.items() if rec is None or rec.owner != actor.name]
+    if not_found:
+        raise DomainError(NOT_FOUND_OR_FORBIDDEN, "dataset not found",
+                          [Reason("dataset.not_found", dataset=ds).as_dict() for ds in not_found])
+    bad: list[Reason] = []
+    for ds, cols in doc.columns.items():
+        rec = records[ds]
+        assert rec is not None
+        for col in cols:
+            info = rec.columns.get(col)
+            if info is None:
+                bad.append(Reason("column.unknown", dataset=ds, column=col))
+            elif info.role in (ColumnRole.ID, ColumnRole.NEVER_OUTPUT):
+                bad.append(Reason("column.not_shareable", dataset=ds, column=col))
+    if doc.grantee == actor.name:
+        bad.append(Reason("grantee.is_owner"))
+    if doc.valid_until <= now:
+        bad.append(Reason("agreement.ends_in_past"))
+    if bad:
+        raise invalid("the agreement document is invalid", [r.as_dict() for r in bad])
+    policy = [r.as_dict() for r in scope_reasons(doc.datasets, doc.columns, doc.purposes, records, neg.load(engine))]
+    policy += join_keys_for_code(doc, records)
+    if policy:
+        raise DomainError(POLICY_DENIED, "the agreement conflicts with rules no agreement can override", policy)
+
+
+def _as_document(document: AgreementDocument | Mapping[str, Any]) -> AgreementDocument:
+    return document if isinstance(document, AgreementDocument) else parse_document(document)
+
+
+def create_agreement(
+    engine: Engine, actor: Actor, document: AgreementDocument | Mapping[str, Any], *,
+    now: dt.datetime | None = None,
+) -> Agreement:
+    """Propose an agreement (``POST /agreements``). The actor must be an owner and own every dataset.
+
+    ``INVALID_REQUEST`` for a malformed document, unknown or unshareable columns, granting oneself or a window
+    already over; ``NOT_FOUND_OR_FORBIDDEN`` for a dataset that is missing or not the actor's;
+    ``POLICY_DENIED`` for core-grade datasets, negative-list hits, or personal data without a purpose.
+    The budget accounts are opened in the same transaction.
+    """
+    now = aware(now)
+    doc = _as_document(document)
+    _check_document(engine, actor, doc, now)
+    agreement_id = "agr_" + secrets.token_hex(10)
+    doc_json, digest = doc.canonical_json(), doc.digest()
+    with engine.begin() as conn:
+        conn.execute(
+            t.agreements.insert().values(
+                id=agreement_id, owner=actor.name, grantee=doc.grantee, title=doc.title,
+                state=AgreementState.PROPOSED.value, version=1, document_hash=digest, document_json=doc_json,
+                valid_from=doc.valid_from, valid_until=doc.valid_until, created_at=now, updated_at=now,
+                expired_recorded=False,
+            )
+        )
+        conn.execute(t.agreement_versions.insert().values(
+            agreement_id=agreement_id, version=1, document_hash=digest, document_json=doc_json, created_at=now))
+        ledger.open_accounts(conn, agreement_id, doc.datasets, doc.budget_total, now)
+    ag = load_agreement(engine, agreement_id)
+    assert ag is not None
+    return ag
+
+
+def amend_agreement(
+    engine: Engine, actor: Actor, agreement_id: str, document: AgreementDocument | Mapping[str, Any], *,
+    now: dt.datetime | None = None,
+) -> Agreement:
+    """Replace the document of a *proposed* agreement (owner only): version + 1, new hash, fresh accounts."""
+    now = aware(now)
+    ag = load_agreement(engine, agreement_id)
+    if ag is None or ag.owner != actor.name:
+        raise DomainError(NOT_FOUND_OR_FORBIDDEN, "agreement not found")
+    doc = _as_document(document)
+    if effective_state(ag, now) is not AgreementState.PROPOSED:
+        raise DomainError(AGREEMENT_INACTIVE, "only a proposed agreement can be amended",
+                          [Reason("agreement.already_active").as_dict()])
+    if doc.grantee != ag.grantee:
+        raise invalid("an amendment cannot change the grantee")
+    _check_document(engine, actor, doc, now)
+    doc_json, digest = doc.canonical_json(), doc.digest()
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(t.agreements)
+            .where(t.agreements.c.id == agreement_id, t.agreements.c.state == "proposed",
+                   t.agreements.c.version == ag.version)
+            .values(version=ag.version + 1, document_hash=digest, document_json=doc_json, title=doc.title,
+                    valid_from=doc.valid_from, valid_until=doc.valid_until, updated_at=now)
+        )
+        if res.rowcount != 1:
+            raise DomainError(AGREEMENT_INACTIVE, "the agreement changed concurrently",
+                              [Reason("agreement.version_mismatch").as_dict()])
+        conn.execute(t.agreement_versions.insert().values(
+            agreement_id=agreement_id, version=ag.version + 1, document_hash=digest, document_json=doc_json,
+            created_at=now))
+        ledger.replace_accounts(conn, agreement_id, doc.datasets, doc.budget_total, now)
+    out = load_agreement(engine, agreement_id)
+    assert out is not None
+    return out
+
+
+def decide_on(
+    engine: Engine, actor: Actor, action: Action, agreement: Agreement | None, now: dt.datetime,
+) -> Decision:
+    """`decide` for an action on the agreement as a whole (no datasets/columns of a request)."""
+    records = catalog_records(engine, agreement.document.datasets) if agreement else {}
+    return decide(DecisionContext(actor=actor, action=action, now=now, agreement=agreement,
+                                  datasets=records, negative_list=neg.load(engine)))
+
+
+def get_agreement(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
+    """``GET /agreements/{id}``: parties (owner, grantee) and regulators; anyone else gets
+    ``NOT_FOUND_OR_FORBIDDEN``."""
+    now = aware(now)
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, Action.AGREEMENT_READ, ag, now).raise_if_denied()
+    assert ag is not None
+    return ag
+
+
+def list_agreements(
+    engine: Engine, actor: Actor, *, now: dt.datetime | None = None, state: str | None = None,
+) -> list[Agreement]:
+    """``GET /agreements``: regulators see all; others the agreements they own or are granted. ``state``
+    filters on the effective state."""
+    now = aware(now)
+    a = t.agreements.c
+    q = select(t.agreements).order_by(a.created_at, a.id)
+    if actor.role is not Role.REGULATOR:
+        q = q.where(or_(a.owner == actor.name, a.grantee == actor.name))
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    out = [agreement_from_row(r) for r in rows]
+    if state is not None:
+        out = [ag for ag in out if effective_state(ag, now).value == state]
+    return out
+
+
+def _transition(
+    engine: Engine, actor: Actor, agreement_id: str, action: Action, to_state: AgreementState,
+    now: dt.datetime, stamp: str | None, document_hash: str | None = None,
+) -> Agreement:
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, action, ag, now).raise_if_denied()
+    assert ag is not None
+    if document_hash is not None and document_hash != ag.document_hash:
+        raise DomainError(INVALID_REQUEST, "the agreement changed since you read it",
+                          [Reason("agreement.version_mismatch").as_dict()])
+    values: dict[str, Any] = {"state": to_state.value, "updated_at": now}
+    if stamp:
+        values[stamp] = now
+    a = t.agreements.c
+    guard = [a.id == agreement_id, a.state == ag.state.value, a.version == ag.version]
+    if to_state is not AgreementState.REVOKED:
+        guard.append(a.valid_until > now)  # never (re)activate past the window, even if it ends right now
+    with engine.begin() as conn:
+        res = conn.execute(update(t.agreements).where(*guard).values(**values))
+    if res.rowcount != 1:
+        raise DomainError(AGREEMENT_INACTIVE, "the agreement changed concurrently; read it again",
+                          [Reason("agreement.version_mismatch").as_dict()])
+    out = load_agreement(engine, agreement_id)
+    assert out is not None
+    return out
+
+
+def accept(
+    engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+    document_hash: str | None = None,
+) -> Agreement:
+    """``POST /agreements/{id}/accept`` (grantee): proposed → active, only inside the validity window.
+    With ``document_hash`` the acceptance is bound to the exact version the grantee read."""
+    return _transition(engine, actor, agreement_id, Action.AGREEMENT_ACCEPT, AgreementState.ACTIVE, aware(now),
+                       "accepted_at", document_hash)
+
+
+def suspend(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
+    """``POST /agreements/{id}/suspend`` (owner): active → suspended."""
+    return _transition(engine, actor, agreement_id, Action.AGREEMENT_SUSPEND, AgreementState.SUSPENDED,
+                       aware(now), "suspended_at")
+
+
+def resume(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
+    """``POST /agreements/{id}/resume`` (owner): suspended → active (not once expired)."""
+    return _transition(engine, actor, agreement_id, Action.AGREEMENT_RESUME, AgreementState.ACTIVE, aware(now),
+                       None)
+
+
+def revoke(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
+    """``POST /agreements/{id}/revoke`` (owner): proposed | active | suspended → revoked (final). The exit
+    clause applies from now on."""
+    return _transition(engine, actor, agreement_id, Action.AGREEMENT_REVOKE, AgreementState.REVOKED, aware(now),
+                       "revoked_at")
+
+
+def record_expiry(engine: Engine, agreement_id: str, *, now: dt.datetime | None = None) -> bool:
+    """Persist that the agreement has expired; True only the *first* time (write one audit entry then).
+    Revoked agreements are never recorded as expired (their exit already applied)."""
+    now = aware(now)
+    a = t.agreements.c
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(t.agreements)
+            .where(a.id == agreement_id, a.expired_recorded.is_(False), a.state != "revoked", a.valid_until <= now)
+            .values(expired_recorded=True, expired_recorded_at=now, updated_at=now)
+        )
+    return res.rowcount == 1
+
+
+def record_expiries(engine: Engine, *, now: dt.datetime | None = None) -> list[str]:
+    """Sweep: record every agreement that expired and was not yet recorded; the ids newly recorded."""
+    now = aware(now)
+    a = t.agreements.c
+    with engine.connect() as conn:
+        ids = conn.execute(
+            select(a.id).where(a.expired_recorded.is_(False), a.state != "revoked", a.valid_until <= now)
+        ).scalars().all()
+    return [i for i in ids if record_expiry(engine, i, now=now)]

@@ -1,0 +1,137 @@
+"""The stored agreement (`Agreement`), its effective state and what follows from it.
+
+Stored states and the transitions between them are made by `policies.agreements.lifecycle`::
+
+    proposed --accept (grantee, inside the validity window)--> active
+    active  --suspend (owner)--> suspended --resume (owner)--> active
+    proposed | active | suspended --revoke (owner)--> revoked
+
+``expired`` is *derived*: `effective_state` returns it whenever ``now >= valid_until`` (unless revoked), and
+every decision uses the effective state. After revocation or expiry the exit clause applies: with
+``on_expiry = "seal_outputs"`` `outputs_sealed` is True and no result may be downloaded. `secagg_parties` names
+who may contribute to the grantee's secure-aggregation rounds. `load_agreement` reads a record without any
+authorization (the decision table, `policies.decision`, authorizes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from catalog import registry
+from catalog.registry import Dataset
+from policies import _tables as t
+from policies._clock import aware
+from policies.agreements.document import AgreementDocument
+from vocab.states import AgreementState
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A stored agreement. ``state`` is the stored state; use `effective_state` for decisions."""
+
+    id: str
+    owner: str
+    grantee: str
+    state: AgreementState
+    version: int
+    document_hash: str
+    document: AgreementDocument
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    accepted_at: dt.datetime | None
+    suspended_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    expired_recorded: bool
+    expired_recorded_at: dt.datetime | None
+
+    def effective_state(self, now: dt.datetime) -> AgreementState:
+        """The state every access enforces at ``now`` (see `effective_state`)."""
+        return effective_state(self, now)
+
+    def outputs_sealed(self, now: dt.datetime) -> bool:
+        """True when results may no longer be downloaded at ``now`` (see `outputs_sealed`)."""
+        return outputs_sealed(self, now)
+
+    def public(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        """The API view (``GET /agreements/{id}``)."""
+        now = aware(now)
+
+        def iso(x: dt.datetime | None) -> str | None:
+            return x.isoformat() if x else None
+
+        return {
+            "id": self.id,
+            "state": self.effective_state(now).value,
+            "version": self.version,
+            "document_hash": self.document_hash,
+            "owner": self.owner,
+            **self.document.as_json(),
+            "created_at": iso(self.created_at),
+            "accepted_at": iso(self.accepted_at),
+            "suspended_at": iso(self.suspended_at),
+            "revoked_at": iso(self.revoked_at),
+            "outputs_sealed": self.outputs_sealed(now),
+        }
+
+
+def effective_state(agreement: Agreement, now: dt.datetime) -> AgreementState:
+    """The state every access enforces: the stored state, or ``expired`` once ``valid_until`` has passed
+    (revocation wins over expiry)."""
+    now = aware(now)
+    if agreement.state is AgreementState.REVOKED:
+        return AgreementState.REVOKED
+    if now >= agreement.document.valid_until:
+        return AgreementState.EXPIRED
+    return agreement.state
+
+
+def secagg_parties(agreement: Agreement) -> frozenset[str]:
+    """Who may be a participant of a secure-aggregation round under ``agreement``: its owner and its ``holders``
+    (never the grantee, who opens the rounds and receives the sums)."""
+    return frozenset({agreement.owner, *agreement.document.holders}) - {agreement.grantee}
+
+
+def outputs_sealed(agreement: Agreement, now: dt.datetime) -> bool:
+    """True when the agreement has ended (revoked or expired) and its exit clause seals outputs: the gateway
+    must refuse every result download."""
+    ended = effective_state(agreement, now) in (AgreementState.REVOKED, AgreementState.EXPIRED)
+    return ended and agreement.document.exit.on_expiry == "seal_outputs"
+
+
+
+def agreement_from_row(r: Any) -> Agreement:
+    """The `Agreement` an ``agreements`` table row stores (the document re-validated on every load)."""
+    return Agreement(
+        id=r.id,
+        owner=r.owner,
+        grantee=r.grantee,
+        state=AgreementState(r.state),
+        version=r.version,
+        document_hash=r.document_hash,
+        document=AgreementDocument.model_validate(json.loads(r.document_json)),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        accepted_at=r.accepted_at,
+        suspended_at=r.suspended_at,
+        revoked_at=r.revoked_at,
+        expired_recorded=bool(r.expired_recorded),
+        expired_recorded_at=r.expired_recorded_at,
+    )
+
+
+def load_agreement(engine: Engine, agreement_id: str) -> Agreement | None:
+    """The stored agreement, without any authorization (for internal use and the gateway's own checks)."""
+    with engine.connect() as conn:
+        r = conn.execute(select(t.agreements).where(t.agreements.c.id == agreement_id)).first()
+    return agreement_from_row(r) if r else None
+
+
+def catalog_records(engine: Engine, names: Iterable[str]) -> dict[str, Dataset | None]:
+    """Catalog records by name (``None`` for unregistered). Call outside any write transaction."""
+    return {n: registry.get(engine, n) for n in sorted(set(names))}
