@@ -124,6 +124,7 @@ def test_64_concurrent_debits_through_http_never_overspend(parties):
     ag = parties.agreement()  # ε = 5; 64 × 0.1 = 6.4 asked
     clients = [parties.operator.with_token(parties.operator._http.headers["Authorization"].split()[1])
                for _ in range(8)]
+    parties.service.clients.extend(clients)  # closed with the service
 
     def one(i: int) -> str:
         try:
