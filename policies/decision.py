@@ -49,6 +49,8 @@ from vocab.states import AgreementState
 
 
 class Action(StrEnum):
+    """Everything a party may ask to do under an agreement; `RULES` says who may, when, and what it meters."""
+
     AGREEMENT_READ = "agreement.read"
     AGREEMENT_ACCEPT = "agreement.accept"
     AGREEMENT_SUSPEND = "agreement.suspend"
@@ -87,6 +89,8 @@ CALL, JOB, SCORE, VERIFY, PARAM = "call", "job", "score", "verify", "param"
 
 @dataclass(frozen=True)
 class Rule:
+    """One action's row of `RULES`: parties, grantee roles and states allowed, and what `decide` consults."""
+
     parties: frozenset[str]
     states: frozenset[str]
     grantee_roles: frozenset[Role] = ANALYSTS
@@ -223,9 +227,11 @@ class Reason:
 
     @property
     def message(self) -> str:
+        """The fixed English text of ``code``."""
         return MESSAGES[self.code]
 
     def as_dict(self) -> dict[str, str]:
+        """The reason as an error detail: code, message and the names it concerns."""
         out = {"reason": self.code, "message": self.message}
         for key in ("dataset", "column", "purpose"):
             value = getattr(self, key)
@@ -236,12 +242,15 @@ class Reason:
 
 @dataclass(frozen=True)
 class Decision:
+    """The outcome of `decide`: allowed or not, with every reason for a denial."""
+
     allow: bool
     reasons: tuple[Reason, ...]
     action: Action
 
     @property
     def codes(self) -> tuple[str, ...]:
+        """The reasons' codes, in order."""
         return tuple(r.code for r in self.reasons)
 
     def error(self) -> DomainError | None:
@@ -262,6 +271,7 @@ class Decision:
         return DomainError(POLICY_DENIED, "the request is outside what the agreement allows", details)
 
     def raise_if_denied(self) -> None:
+        """Raise `error` when the decision is a denial."""
         err = self.error()
         if err is not None:
             raise err

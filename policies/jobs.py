@@ -82,6 +82,8 @@ _NOT_THE_OWNER = frozenset({"agreement.not_owner", "role.not_allowed"})
 
 @dataclass(frozen=True)
 class Job:
+    """A job's row: its spec bound at submission (hash, fingerprints, columns, cost) and its lifecycle so far."""
+
     id: str
     agreement_id: str
     kind: JobKind
@@ -110,6 +112,7 @@ class Job:
 
     @property
     def datasets(self) -> tuple[str, ...]:
+        """The datasets the job reads, sorted."""
         return tuple(sorted(self.fingerprints))
 
     def public(self) -> dict[str, Any]:
@@ -154,6 +157,8 @@ class JobOutput:
 
 @dataclass(frozen=True)
 class JobResult:
+    """A released job's output: its digest and the JSON result and/or a reference to a stored blob."""
+
     job_id: str
     output_digest: str
     result: Any | None
@@ -524,7 +529,7 @@ def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | Non
 
 def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None, pending: Mapping[str, Any] | None = None,
             owner_detail: Mapping[str, Any] | None = None) -> Job:
-    """running → succeeded (the output exists but has not been released). ``pending`` (an output that waits
+    """``running`` → ``succeeded`` (the output exists but has not been released). ``pending`` (an output that waits
     for the data owner's release) and ``owner_detail`` are stored in ``job_outputs`` in the same transaction."""
     now = aware(now)
     with engine.begin() as conn:
@@ -538,10 +543,11 @@ def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None, pend
 
 def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: dt.datetime | None = None,
          owner_detail: Mapping[str, Any] | None = None) -> Job:
-    """approved | running | succeeded → failed, refunding the charge in the same transaction unless ``refund`` is
-    false (a run that read data keeps its charge). ``reason`` is a short public code (``"code.failed"``,
-    ``"worker.unavailable_before_read"``), never engine text or data. In the same transaction any output
-    awaiting the owner's release is dropped and ``owner_detail`` (the cause, for the owner only) stored."""
+    """``approved`` | ``running`` | ``succeeded`` → ``failed``, refunding the charge in the same transaction
+    unless ``refund`` is false (a run that read data keeps its charge). ``reason`` is a short public code
+    (``"code.failed"``, ``"worker.unavailable_before_read"``), never engine text or data. In the same
+    transaction any output awaiting the owner's release is dropped and ``owner_detail`` (the cause, for the owner
+    only) stored."""
     now = aware(now)
     if not reason or len(reason) > 200:
         raise invalid("a failure reason is a short code")
@@ -561,7 +567,7 @@ def release(
     engine: Engine, job_id: str, *, result: Any = None, result_ref: str | None = None,
     output_digest: str | None = None, now: dt.datetime | None = None,
 ) -> Job:
-    """succeeded → released, storing the released output (JSON ``result`` and/or a blob ``result_ref``) and its
+    """``succeeded`` → ``released``, storing the released output (JSON ``result`` and/or a blob ``result_ref``) and its
     ``output_digest`` (default: sha256 of the canonical JSON result). Refuses a job whose budget was refunded:
     an output whose cost was given back must never leave."""
     now = aware(now)

@@ -204,6 +204,8 @@ def snapshot(
 
 @dataclass(frozen=True)
 class DayUsage:
+    """One UTC day of an agreement's usage: meter counts and the ε spent net of refunds."""
+
     day: dt.date
     calls: int = 0
     jobs: int = 0
@@ -212,12 +214,15 @@ class DayUsage:
     epsilon: Fraction = Fraction(0)
 
     def as_json(self) -> dict[str, Any]:
+        """The day as JSON (ε as exact text)."""
         return {"day": self.day.isoformat(), "calls": self.calls, "jobs": self.jobs,
                 "verifications": self.verifications, "scores": self.scores, "epsilon": exact_str(self.epsilon)}
 
 
 @dataclass(frozen=True)
 class Usage:
+    """An agreement's usage over ``since``..``until``, per day, with the billable amount if it has prices."""
+
     agreement_id: str
     since: dt.date
     until: dt.date
@@ -230,17 +235,21 @@ class Usage:
 
     @property
     def calls(self) -> int:
+        """Data-plane calls over the period."""
         return int(self._total("calls"))
 
     @property
     def jobs(self) -> int:
+        """Jobs and query runs over the period."""
         return int(self._total("jobs"))
 
     @property
     def epsilon(self) -> Fraction:
+        """ε spent over the period, net of refunds."""
         return Fraction(self._total("epsilon"))
 
     def as_json(self) -> dict[str, Any]:
+        """The report as JSON: every day, the totals, and the billable amount (to 0.01 and exact) when priced."""
         out: dict[str, Any] = {
             "agreement_id": self.agreement_id,
             "since": self.since.isoformat(),
