@@ -55,10 +55,12 @@ class Budget:
 
     @classmethod
     def zero(cls) -> Budget:
+        """The empty cost ``(0, 0)``: the identity of composition."""
         return cls(Fraction(0), Fraction(0))
 
     @property
     def is_zero(self) -> bool:
+        """Whether both ε and δ are 0."""
         return self.epsilon == 0 and self.delta == 0
 
     def __add__(self, other: object) -> Budget:
