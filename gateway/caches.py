@@ -12,7 +12,7 @@ share a validated HE context, a model's weights or a secure-aggregation round.
   (`gateway.services.jobs.review_job`; the stored review is the ``job_reviews`` row);
 - `psi_setups`: the PSI and anonymous-check setups per dataset version (`sandbox.psi.SetupStore`, whose disk
   copies live under ``work/psi``);
-- `secagg_rounds`: the open and recently finished secure-aggregation rounds (`gateway.secagg_rounds`).
+- `secagg_rounds`: the open and recently finished secure-aggregation rounds (`gateway.services.rounds`).
 
 Durable state is never here: jobs, their outputs awaiting release (``job_outputs``), reviews, sessions and the
 audit log are store rows. Pure memoisation of deterministic functions (`functools.lru_cache` on a noise
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from gateway.secagg_rounds import RoundRegistry
+from gateway.services.rounds import RoundRegistry
 from gateway.settings import Settings
 from sandbox.psi import SetupStore
 

@@ -39,7 +39,7 @@ Guarantee
   that meets a target (ε, δ) for the planned rounds (`sandbox.dp.zcdp.max_rho`).
 
 A plan names at least `MIN_HOLDERS` holders and a threshold that is a strict majority and at least three, as the
-gateway requires of every round (`gateway.secagg_rounds.round_policy`). The gateway refuses to open a round whose
+gateway requires of every round (`gateway.services.rounds.round_policy`). The gateway refuses to open a round whose
 task is a federated plan that is malformed, whose noise does not give the ε it states, or whose round threshold,
 vector layout, modulus, round index or weights do not fit the plan (`task_problems`); each holder checks the same
 and more (its own lifetime cap, the participants, the plan it pinned: `veilbox.federated.Holder`).
@@ -87,7 +87,7 @@ __all__ = [
 TASK_KIND = "veilbox.federated-newton/v1"
 MODULUS_BITS = 32
 DATA_RANGE = 1 << 30  # the decoded sum must lie in (−2^31, 2^31): half of it for data, the rest for noise
-MIN_HOLDERS = 3  # and the least threshold: the gateway opens no round for fewer (gateway.secagg_rounds)
+MIN_HOLDERS = 3  # and the least threshold: the gateway opens no round for fewer (gateway.services.rounds)
 _RELATIVE_SLACK = 1e-9  # float rounding allowed when comparing a plan's ε with the ε it states
 
 

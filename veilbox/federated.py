@@ -1,7 +1,7 @@
 """Federated DP training, the client roles: holders keep their Parquet; the operator learns from noisy sums.
 
 Several holders (banks, bureaus) each hold rows of the same public schema. The operator's `Coordinator` opens one
-secure-aggregation round per training round (`gateway.secagg_rounds`) under its agreement, with a public task: the
+secure-aggregation round per training round (`gateway.services.rounds`) under its agreement, with a public task: the
 `FederatedPlan` and the current weights. Each `Holder` computes its contribution on its own machine, adds its share
 of the noise and joins the round (`veilbox.secagg_client.join_round`, masking by `mpc.secagg`); the coordinator
 receives only the sum, decodes it into a noisy gradient, Hessian and row count and takes one damped Newton step.

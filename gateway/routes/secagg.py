@@ -4,7 +4,7 @@ vectors.
 ``POST /secagg/rounds`` (an operator, grantee of an active agreement whose job kinds include ``train``:
 `policies.Action.SECAGG_AGGREGATE`) opens a round for named participants → ``201 {"id", "config", ...}``. A round
 cannot be aimed at one holder: at least three distinct participants, a threshold of at least three, the opener
-never among them (``POLICY_DENIED``, `gateway.secagg_rounds.round_policy`); and every participant must be a party
+never among them (``POLICY_DENIED``, `gateway.services.rounds.round_policy`); and every participant must be a party
 to the agreement who may contribute (its owner or one of its ``holders``) and a principal that exists, is enabled
 and is neither admin nor regulator. A name that fails any of these gets one answer — ``POLICY_DENIED``, reason
 ``secagg.participant_not_allowed`` — the same for a name that does not exist, is disabled, has the wrong role or
@@ -25,7 +25,7 @@ The ``GET`` endpoints answer ``{"round_id", "stage", "ready", "message", "abort_
 rounds. The result is released only to the opener, re-authorized at release time (a revoked or suspended
 agreement releases nothing), audited with ``output_digest`` = sha256 of the sum. Every request carries the round's
 agreement in its audit entry, so the agreement's owner sees the round in their audit scope. Round state, limits
-and the restart behaviour: `gateway.secagg_rounds`.
+and the restart behaviour: `gateway.services.rounds`.
 """
 
 from __future__ import annotations
@@ -40,15 +40,13 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
-import policies
-from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
-from gateway import identities
+from catalog.errors import INVALID_REQUEST, DomainError
 from gateway.audit import AuditEvent
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract import secagg as views
 from gateway.deps import Audit, Ctx, CurrentPrincipal
-from gateway.identities import Principal, RoleName
-from gateway.secagg_rounds import (
+from gateway.identities import Principal
+from gateway.services.rounds import (
     DEFAULT_STAGE_TIMEOUT_S,
     KINDS,
     MAX_PARTICIPANTS,
@@ -56,14 +54,11 @@ from gateway.secagg_rounds import (
     Released,
     Round,
     RoundRegistry,
+    authorize_release,
     max_message_bytes,
-    round_policy,
     rounds_for,
 )
-from gateway.services.agreements import note_expiry
-from gateway.services.jobs import actor_of
-from policies import Action
-from policies.agreements.record import secagg_parties
+from gateway.services.rounds import open_round as open_round_for
 
 router = APIRouter(tags=["secure aggregation"])
 #: What a participant's message can be refused with: an unknown round, a sender who is not a participant.
@@ -71,8 +66,6 @@ _MESSAGE_ERRORS = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED)
 
 MAX_WAIT_S = 30.0
 POLL_S = 0.05
-PARTICIPANT_ROLES = frozenset({RoleName.OWNER, RoleName.OPERATOR, RoleName.BANK})
-NOT_ALLOWED = "secagg.participant_not_allowed"
 
 
 class OpenRound(BaseModel):
@@ -106,21 +99,6 @@ def _note(ev: AuditEvent, rnd: Round, closed: list[dict[str, Any]] | None = None
     ev.details.update(round_id=rnd.id, stage=rnd.stage.value)
     if closed:
         ev.details["closed"] = closed
-
-
-def _check_participants(ctx: Any, agreement_id: str, names: list[str]) -> None:
-    """``POLICY_DENIED`` naming every participant that is not a party of the agreement who may contribute, or not
-    a usable principal of a participating role — one answer per name, whatever the reason."""
-    agreement = policies.load_agreement(ctx.engine, agreement_id)
-    parties = secagg_parties(agreement) if agreement is not None else frozenset()
-    bad = []
-    for name in dict.fromkeys(names):
-        p = identities.usable_by_name(ctx.engine, name)  # looked up for every name: the same work either way
-        if name not in parties or p is None or p.role not in PARTICIPANT_ROLES:
-            bad.append({"participant": name[:64], "reason": NOT_ALLOWED})
-    if bad:
-        raise DomainError(POLICY_DENIED, "every participant must be a party to the agreement who may contribute "
-                                         "(its owner or one of its holders)", bad)
 
 
 async def _read_message(request: Request, rnd: Round, kind: str) -> Any:
@@ -161,18 +139,8 @@ async def open_round(body: OpenRound, p: CurrentPrincipal, ctx: Ctx, ev: Audit) 
     ev.agreement_id = body.agreement_id
 
     def run() -> dict[str, Any]:
-        note_expiry(ctx, body.agreement_id)
-        policies.authorize(ctx.engine, actor_of(p), Action.SECAGG_AGGREGATE, body.agreement_id)
-        try:
-            round_policy(p.name, body.participants, body.threshold)
-            _check_participants(ctx, body.agreement_id, body.participants)
-        except DomainError as e:  # the audit entry says why (the names are the opener's own request)
-            ev.details["reasons"] = sorted({str(d.get("reason")) for d in e.details})
-            ev.details["refused"] = [d["participant"] for d in e.details if "participant" in d][:100]
-            raise
-        rnd = _registry(ctx).open(
-            p.name, body.agreement_id, body.participants, body.threshold, body.vector_length, body.modulus_bits,
-            stage_timeout_s=body.stage_timeout_s, task=body.task, max_body_bytes=ctx.settings.max_body_bytes)
+        rnd = open_round_for(ctx, p, body.agreement_id, body.participants, body.threshold, body.vector_length,
+                             body.modulus_bits, body.stage_timeout_s, body.task, ev)
         _note(ev, rnd)
         ev.details.update(participants=list(rnd.config.participants[:100]), n=len(rnd.config.participants),
                           threshold=rnd.config.threshold, vector_length=rnd.config.vector_length,
@@ -325,11 +293,8 @@ async def result(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: 
         ev.details["ready"] = False
         return view.to_json()
 
-    def release() -> None:  # re-authorize at release: a revoked or suspended agreement releases nothing
-        note_expiry(ctx, rnd.agreement_id)
-        policies.authorize(ctx.engine, actor_of(p), Action.SECAGG_AGGREGATE, rnd.agreement_id)
-
-    await run_in_threadpool(release)
+    # re-authorize at release: a revoked or suspended agreement releases nothing
+    await run_in_threadpool(authorize_release, ctx, p, rnd)
     _note(ev, rnd)
     ev.output_digest = view.digest
     ev.details.update(ready=True, survivors=len(view.survivors))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.secagg_rounds import RoundRegistry, rounds_for
+from gateway.services.rounds import RoundRegistry, rounds_for
 from mpc.secagg import Stage
 from veilbox.client import Client
 from veilbox.secagg_client import JoinOutcome, join_round

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gateway.context import open_context
-from gateway.secagg_rounds import max_message_bytes
 from gateway.server import BackgroundServer
+from gateway.services.rounds import max_message_bytes
 from mpc.secagg import AdvertiseKeys, MaskedInput, SecAggClient, ShareKeys, Stage, UnmaskShares
 from veilbox.client import ApiError, Client
 from veilbox.secagg_client import round_config

@@ -1,10 +1,11 @@
-"""Secure-aggregation rounds over HTTP: the gateway's registry of `mpc.secagg` servers (docs/api.md,
-"Secure aggregation").
+"""Secure-aggregation rounds: the gateway's registry of `mpc.secagg` servers and who may open and read them
+(docs/api.md, "Secure aggregation"; the HTTP routes are `gateway.routes.secagg`).
 
-A round is opened by an operator under an active agreement (`policies.Action.SECAGG_AGGREGATE`, checked by the
-route) for a fixed list of participants: parties to that agreement who may contribute (its owner and the
-``holders`` it names, `policies.agreement.secagg_parties`), principals that exist, are enabled and are not admin
-or regulator — checked by the route, with one answer for every name that fails, whatever the reason. The
+A round is opened by an operator under an active agreement (`policies.Action.SECAGG_AGGREGATE`, checked by
+`open_round`) for a fixed list of participants: parties to that agreement who may contribute (its owner and the
+``holders`` it names, `policies.agreements.record.secagg_parties`), principals that exist, are enabled and are not
+admin or regulator — checked by `check_participants`, with one answer for every name that fails, whatever the
+reason. The opener is authorized again when it reads the sum (`authorize_release`). The
 registry holds, per round, the public `RoundConfig`, one `SecAggServer`, the opener, the agreement, an optional
 public ``task`` (what the participants are asked to contribute: e.g. the current model of a federated training)
 and the stage deadline.
@@ -40,8 +41,9 @@ Rounds live in memory only: **a restart of the gateway aborts every open round**
 rounds). Finished rounds are kept `RETAIN_S` seconds for their result, then forgotten. At most `MAX_OPEN_ROUNDS`
 rounds are open at once (`MAX_OPEN_PER_OPENER` per operator; ``QUOTA_EXCEEDED`` beyond), with at most
 `MAX_PARTICIPANTS` participants, `MAX_ROUND_WORDS` words held per round (participants × vector length) and a
-public task of at most `MAX_TASK_BYTES`. Each message body is capped by `max_message_bytes` for its kind and
-the round's size, before it is parsed. One lock per round serialises its (not thread-safe) server.
+public task of at most `MAX_TASK_BYTES`; a federated-training task must fit its plan
+(`sandbox.federated.task_problems`, ``INVALID_REQUEST``). Each message body is capped by `max_message_bytes` for
+its kind and the round's size, before it is parsed. One lock per round serialises its (not thread-safe) server.
 """
 
 from __future__ import annotations
@@ -53,12 +55,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
+import policies
 from catalog.errors import (
     INVALID_REQUEST,
     NOT_FOUND_OR_FORBIDDEN,
@@ -66,7 +69,11 @@ from catalog.errors import (
     QUOTA_EXCEEDED,
     DomainError,
 )
+from gateway import identities
+from gateway.audit import AuditEvent
 from gateway.errors import mpc_refusal
+from gateway.identities import Principal, RoleName
+from gateway.services.agreements import note_expiry
 from mpc.errors import MpcError
 from mpc.secagg import (
     AdvertiseKeys,
@@ -82,6 +89,12 @@ from mpc.secagg import (
     new_round,
     parse_client_message,
 )
+from policies import Action, Actor
+from policies.agreements.record import secagg_parties
+from sandbox.federated import task_problems as federated_task_problems
+
+if TYPE_CHECKING:
+    from gateway.context import AppContext
 
 __all__ = [
     "DEFAULT_STAGE_TIMEOUT_S",
@@ -93,12 +106,17 @@ __all__ = [
     "MAX_TASK_BYTES",
     "MIN_PARTICIPANTS",
     "MIN_THRESHOLD",
+    "NOT_ALLOWED",
+    "PARTICIPANT_ROLES",
     "RETAIN_S",
     "Published",
     "Released",
     "Round",
     "RoundRegistry",
+    "authorize_release",
+    "check_participants",
     "max_message_bytes",
+    "open_round",
     "round_policy",
     "rounds_for",
     "sum_digest",
@@ -277,6 +295,8 @@ class RoundRegistry:
         for a bad shape, ``QUOTA_EXCEEDED`` if too many rounds are open."""
         round_policy(opener, participants, threshold)
         problems = self._shape_problems(participants, vector_length, stage_timeout_s, task)
+        if not problems and task is not None:  # a federated-training task must fit its mechanism's plan
+            problems = federated_task_problems(task, threshold, vector_length, modulus_bits)
         if problems:
             raise DomainError(INVALID_REQUEST, "the round cannot be opened as asked", problems)
         try:
@@ -480,3 +500,51 @@ def rounds_for(ctx: Any) -> RoundRegistry:
     forgotten with it)."""
     reg: RoundRegistry = ctx.caches.secagg_rounds
     return reg
+
+
+# --- who may open a round and read its sum (the routes' and the CLI's path) --------------------------------------
+
+PARTICIPANT_ROLES = frozenset({RoleName.OWNER, RoleName.OPERATOR, RoleName.BANK})
+NOT_ALLOWED = "secagg.participant_not_allowed"
+
+
+def check_participants(ctx: AppContext, agreement_id: str, names: list[str]) -> None:
+    """``POLICY_DENIED`` naming every participant that is not a party of the agreement who may contribute, or not
+    a usable principal of a participating role — one answer per name, whatever the reason."""
+    agreement = policies.load_agreement(ctx.engine, agreement_id)
+    parties = secagg_parties(agreement) if agreement is not None else frozenset()
+    bad = []
+    for name in dict.fromkeys(names):
+        p = identities.usable_by_name(ctx.engine, name)  # looked up for every name: the same work either way
+        if name not in parties or p is None or p.role not in PARTICIPANT_ROLES:
+            bad.append({"participant": name[:64], "reason": NOT_ALLOWED})
+    if bad:
+        raise DomainError(POLICY_DENIED, "every participant must be a party to the agreement who may contribute "
+                                         "(its owner or one of its holders)", bad)
+
+
+def open_round(ctx: AppContext, opener: Principal, agreement_id: str, participants: list[str], threshold: int,
+               vector_length: int, modulus_bits: int, stage_timeout_s: float, task: dict[str, Any] | None,
+               ev: AuditEvent) -> Round:
+    """Open a round: the agreement's expiry noted, the opener authorized (`policies.Action.SECAGG_AGGREGATE`,
+    metered), the round's shape (`round_policy`) and every participant checked — a refusal's reasons and the
+    refused names (the opener's own request) go to the audit entry ``ev``."""
+    note_expiry(ctx, agreement_id)
+    policies.authorize(ctx.engine, Actor(opener.name, opener.role.value), Action.SECAGG_AGGREGATE, agreement_id)
+    try:
+        round_policy(opener.name, participants, threshold)
+        check_participants(ctx, agreement_id, participants)
+    except DomainError as e:  # the audit entry says why (the names are the opener's own request)
+        ev.details["reasons"] = sorted({str(d.get("reason")) for d in e.details})
+        ev.details["refused"] = [d["participant"] for d in e.details if "participant" in d][:100]
+        raise
+    return rounds_for(ctx).open(
+        opener.name, agreement_id, participants, threshold, vector_length, modulus_bits,
+        stage_timeout_s=stage_timeout_s, task=task, max_body_bytes=ctx.settings.max_body_bytes)
+
+
+def authorize_release(ctx: AppContext, opener: Principal, rnd: Round) -> None:
+    """Re-authorize the opener when the sum is read: a revoked or suspended agreement releases nothing."""
+    note_expiry(ctx, rnd.agreement_id)
+    policies.authorize(ctx.engine, Actor(opener.name, opener.role.value), Action.SECAGG_AGGREGATE,
+                       rnd.agreement_id)
