@@ -5,13 +5,15 @@ the same with a form. So the API and the console cannot diverge, and nothing her
 objects: an `gateway.audit.AuditEvent` is filled in, a `catalog.errors.DomainError` is raised).
 
 - `jobs`: the job flow (submit, review, approve, reject, cancel, release, run, results) and query previews.
-- `agreements`: the expiry entry (`note_expiry`) and the grantee check every agreement path shares.
+- `agreements`: the expiry entry (`note_expiry`), the grantee check and today's quotas every agreement path
+  shares.
 - `datasets`: the dataset as a given principal may see it (`public_view`).
 - `receipts`: signed receipts (``vbr1``) and the digests they carry; reading one back.
-- `contexts`: validated public HE contexts, cached per principal (`ContextCache`).
-- `verification`: verification products and their plain and encrypted checks (核验).
+- `verification`: verification products and their plain and encrypted checks (核验) (validated HE contexts are
+  cached in the context: `gateway.caches`).
 - `scoring`: encrypted scoring of released linear models (HE).
-- `psi`: private set intersection and anonymous checks (匿踪查询).
+- `psi`: private set intersection and anonymous checks (匿踪查询), and the bank's own view of them (its
+  agreements, receipts read back).
 - `rounds`: the registry of secure-aggregation rounds and who may take part.
 - `audit`: reading the audit log in the caller's scope, and the monthly report files.
 
