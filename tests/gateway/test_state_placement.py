@@ -80,7 +80,7 @@ def test_no_module_level_cache_in_the_gateway():
         tree = ast.parse(path.read_text(), str(path))
         for node in tree.body:
             value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
-            if isinstance(value, ast.Dict) and not value.keys or (
+            if (isinstance(value, ast.Dict) and not value.keys) or (
                     isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
                     and value.func.id in {"dict", "OrderedDict", "ContextCache", "ValueCache", "KeyedLocks"}):
                 found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
