@@ -5,10 +5,8 @@ costing (ε₁, δ₁) and (ε₂, δ₂) on the same data costs (ε₁ + ε₂,
 arithmetic that keeps a valid budget (ε ≥ 0, 0 ≤ δ < 1): subtracting more than is there, or composing past
 δ = 1, raises `BudgetError` instead of producing a negative or meaningless budget.
 
-`RhoBudget` is a zero-concentrated DP cost ρ (Bun & Steinke 2016). ρ-costs compose by addition; the ledger
-keeps (ε, δ), so a ρ-cost is converted with `RhoBudget.to_approx_dp(δ)` using
-ε = ρ + 2·sqrt(ρ·ln(1/δ)) (Prop. 1.3), evaluated with 60 significant digits and rounded *up* to a rational
-(an over-estimate of ε is safe; an under-estimate is not).
+Mechanisms accounted in other terms (zCDP, PRV) are converted to (ε, δ) by the sandbox (`sandbox.dp`) before
+they reach a `Budget`.
 
 Inputs are parsed exactly: a float is read from its shortest decimal repr (0.1 is 1/10); NaN, ±inf,
 negative values and booleans are refused.
@@ -16,7 +14,6 @@ negative values and booleans are refused.
 
 from __future__ import annotations
 
-import decimal
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -100,43 +97,6 @@ class Budget:
 
     def __str__(self) -> str:
         return f"(ε={exact_str(self.epsilon)}, δ={exact_str(self.delta)})"
-
-
-_RHO_DIGITS = 60
-_RHO_GRID = 10**12
-
-
-@dataclass(frozen=True)
-class RhoBudget:
-    """A zCDP cost ρ ≥ 0. Composes by addition; converts to an (ε, δ) `Budget` for the ledger."""
-
-    rho: Fraction
-
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "rho", parse_exact(self.rho, "rho"))
-        except ValueError as e:
-            raise BudgetError(str(e)) from None
-
-    def __add__(self, other: object) -> RhoBudget:
-        if not isinstance(other, RhoBudget):
-            return NotImplemented
-        return RhoBudget(self.rho + other.rho)
-
-    def to_approx_dp(self, delta: object) -> Budget:
-        """(ε, δ) with ε = ρ + 2·sqrt(ρ·ln(1/δ)) rounded up to a multiple of 1e-12, for 0 < δ < 1."""
-        d = parse_exact(delta, "delta")
-        if not 0 < d < 1:
-            raise BudgetError("delta must be in (0, 1) to convert a zCDP cost")
-        if self.rho == 0:
-            return Budget(Fraction(0), d)
-        ctx = decimal.Context(prec=_RHO_DIGITS, rounding=decimal.ROUND_CEILING)
-        rho = ctx.divide(decimal.Decimal(self.rho.numerator), decimal.Decimal(self.rho.denominator))
-        inv_delta = ctx.divide(decimal.Decimal(d.denominator), decimal.Decimal(d.numerator))
-        eps = ctx.add(rho, ctx.multiply(decimal.Decimal(2), ctx.multiply(rho, inv_delta.ln(ctx)).sqrt(ctx)))
-        # ln/sqrt are correctly rounded to 60 digits; one grid step more than the ceiling covers their last ulp.
-        grid = int((eps * _RHO_GRID).to_integral_value(rounding=decimal.ROUND_CEILING)) + 1
-        return Budget(Fraction(grid, _RHO_GRID), d)
 
 
 def budget_from_json(data: Any) -> Budget:

@@ -1,8 +1,7 @@
-"""Exact budgets: parsing, validity, composition, zCDP conversion."""
+"""Exact budgets: parsing, validity, composition."""
 
 from __future__ import annotations
 
-import math
 from decimal import Decimal
 from fractions import Fraction
 
@@ -10,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policies import Budget, BudgetError, RhoBudget
+from policies import Budget, BudgetError
 from policies._exact import exact_str, from_db, parse_exact, to_db
 
 
@@ -106,17 +105,3 @@ def test_composition_is_exact_sum(costs: list[Fraction]) -> None:
     for c in costs:
         total = total + Budget(c)
     assert total.epsilon == sum(costs)
-
-
-def test_rho_conversion_is_a_safe_upper_bound() -> None:
-    rho, delta = Fraction(1, 2), Fraction(1, 10**6)
-    eps = RhoBudget(rho).to_approx_dp(delta)
-    true = 0.5 + 2 * math.sqrt(0.5 * math.log(1e6))
-    assert eps.delta == delta
-    assert true <= float(eps.epsilon) <= true + 1e-11
-    assert (RhoBudget(Fraction(1, 4)) + RhoBudget(Fraction(1, 4))).rho == rho
-    assert RhoBudget(Fraction(0)).to_approx_dp("1e-6").epsilon == 0
-    with pytest.raises(BudgetError):
-        RhoBudget(rho).to_approx_dp(0)
-    with pytest.raises(BudgetError):
-        RhoBudget(Fraction(-1))
