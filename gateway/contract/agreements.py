@@ -128,3 +128,30 @@ class NegativeEntry(Out):
     note: str
     created_by: str
     created_at: str
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with its ``$defs`` references replaced by the definitions (a self-contained request schema)."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk({**defs[ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: walk(v) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    out: dict[str, Any] = walk(schema)
+    return out
+
+
+def document_body() -> dict[str, Any]:
+    """``openapi_extra`` of the routes that take an agreement document: its schema (`AgreementDocument`, which
+    the policies package validates, answering ``INVALID_REQUEST`` with every problem)."""
+    from policies.agreements.document import AgreementDocument
+
+    schema = _inline(AgreementDocument.model_json_schema())
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
