@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from mpc.secagg import Stage
 from sandbox.train import FeatureEncoding
-from veilbox.client import Client
+from veilbox.client import ApiError, Client
 from veilbox.federated import Coordinator, FederatedPlan, Holder, HolderReport, evaluate, load_rows, train_central
 
 HOLDERS = ("bank-north", "bank-south", "bank-east", "bank-west", "bank-centre")
@@ -109,3 +110,28 @@ def test_holders_never_join_a_round_that_is_not_federated_training(parties: Any,
     for rnd in (plain, forged):
         st = parties.operator.secagg_round(rnd["id"])
         assert HOLDERS[0] in st["pending"]  # it sent nothing, not even keys
+
+
+def test_the_gateway_opens_no_federated_round_that_does_not_fit_its_plan(parties: Any,
+                                                                          encoding: FeatureEncoding) -> None:
+    """The gateway checks a federated task against the mechanism (`sandbox.federated.task_problems`) before the
+    round opens: a plan whose noise is below the ε it states, or a round that does not fit the plan, never opens."""
+    ag = parties.agreement(holders=list(HOLDERS))
+    for name in HOLDERS:
+        parties.service.principal(name, "bank")
+    plan = FederatedPlan.calibrate(encoding, HOLDERS, 3, 2, 2.0, 1e-5, max_rows_per_holder=2000)
+    weak = {**plan.model_dump(mode="json"), "sigma_local": plan.sigma_local / 2}
+
+    def task(p: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "veilbox.federated-newton/v1", "plan": p, "round": 0, "weights": [0.0] * plan.dim}
+
+    for plan_json, threshold, length, field in ((weak, 3, plan.vector_length, "task.plan"),
+                                                (plan.model_dump(mode="json"), 3, 8, "vector_length")):
+        with pytest.raises(ApiError) as e:
+            parties.operator.secagg_open(ag["id"], list(HOLDERS), threshold, length, stage_timeout_s=5.0,
+                                         task=task(plan_json))
+        assert e.value.code == "INVALID_REQUEST"
+        assert field in {d.get("field") for d in e.value.details}
+    opened = parties.operator.secagg_open(ag["id"], list(HOLDERS), 3, plan.vector_length, stage_timeout_s=5.0,
+                                          task=task(plan.model_dump(mode="json")))
+    assert opened["stage"] == "advertise_keys"
