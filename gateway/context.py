@@ -19,6 +19,8 @@ from gateway.caches import Caches
 from gateway.keys import Keys, create_keys, load_keys
 from gateway.legacy_outputs import import_side_files
 from gateway.settings import Settings, UnsafeSettings
+from vocab.actions import AuditAction
+from vocab.roles import SYSTEM, Role
 
 
 class AlreadyInitialised(RuntimeError):
@@ -63,13 +65,13 @@ def init_home(settings: Settings) -> str:
             conn.execute(t.service_meta.insert().values(key="hash_alg", value=settings.hash_alg))
             conn.execute(t.service_meta.insert().values(key="initialised_at",
                                                         value=dt.datetime.now(dt.UTC).isoformat()))
-        _, token = identities.create_principal(engine, "admin", "admin", created_by=None,
+        _, token = identities.create_principal(engine, "admin", Role.ADMIN, created_by=None,
                                                ttl_days=settings.token_ttl_days)
         ctx = open_context(settings, engine=engine)
-        ctx.audit.append(AuditEvent(actor="system", role="system", action="service.init",
+        ctx.audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.SERVICE_INIT,
                                     details={"hash_alg": settings.hash_alg}))
-        ctx.audit.append(AuditEvent(actor="system", role="system", action="principal.create",
-                                    details={"name": "admin", "role": "admin"}))
+        ctx.audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.PRINCIPAL_CREATE,
+                                    details={"name": "admin", "role": Role.ADMIN}))
         return token
     finally:
         engine.dispose()

@@ -16,6 +16,7 @@ from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.reports import entries_parquet, month_bounds, monthly, render_pdf
 from policies import _tables as pt
+from vocab.roles import Role
 
 __all__ = ["PUBLIC_FIELDS", "ReportFile", "page", "report_file"]
 
@@ -24,7 +25,7 @@ PUBLIC_FIELDS = ("seq", "ts", "actor", "role", "action", "agreement_id", "datase
 
 
 def _owned(ctx: AppContext, p: Principal) -> tuple[list[str], list[str]]:
-    if p.role.value != "owner":
+    if p.role != Role.OWNER:
         return [], []
     with ctx.engine.connect() as conn:
         ds = [r[0] for r in conn.execute(select(ct.datasets.c.name).where(ct.datasets.c.owner == p.name))]
