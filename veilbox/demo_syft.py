@@ -48,44 +48,52 @@ def chapter_syft(story: Any) -> None:
         console.print("[dim]PySyft chapter skipped: install the extra with `pip install 'veilbox[syft]'`[/dim]")
         return
     from veilbox.syft_bridge.datasite import Identity, IdentityTable, VeilboxDatasite
-    from veilbox.syft_bridge.login import login_ds
 
     owner, operator = story.clients["owner"], story.clients["operator"]
-    with tempfile.TemporaryDirectory(prefix="veilbox-syft-") as tmp:
-        spool = Path(tmp) / "spool"
-        site = VeilboxDatasite(
+    with (
+        tempfile.TemporaryDirectory(prefix="veilbox-syft-") as tmp,
+        VeilboxDatasite(
             url=owner.url,
             owner_token=_token(owner),
             email=DATASITE,
-            spool=spool,
+            spool=Path(tmp) / "spool",
             identities=IdentityTable([Identity(ANA, "risk-lab", _token(operator))]),
             state_dir=Path(tmp) / "bridge",
-        )
-        ds = login_ds(ANA, spool, Path(tmp) / "ana")
-        ds.add_peer(DATASITE)
-        site.pump()
-        site.pump()
-        names = [d.name for d in ds.datasets.get_all()]
-        job_file = Path(tmp) / "mean_income.py"
-        job_file.write_text(JOB)
-        ds.submit_python_job(DATASITE, str(job_file), job_name="mean-income", force_submission=True)
-        site.pump()
-        job_id = site.veilbox_job_id(ANA, "mean-income")
-        if job_id is None:
-            story.facts.append("PySyft: the job did not reach Veilbox")
-            return
-        vj = operator.job(job_id)
-        if vj["state"] == "pending_approval":
-            owner.approve_job(vj["id"], vj["spec_hash"])
-        done = operator.wait_job(vj["id"], timeout=300)
-        if done["state"] == "succeeded":
-            owner.release_job(vj["id"])
-        site.pump()
-        job = next(j for j in ds.jobs if j.name == "mean-income")
-        outputs = [p.read_text() for p in job.output_paths if p.name == "result.json"] if job.status == "done" else []
-        console.print(f"[dim]syft-rds sees datasets {names}; job {job.name!r} is {job.status}[/dim]")
-        story.facts.append(
-            f"PySyft: a syft-rds client saw the mock of {', '.join(names)}, submitted a job that "
-            f"became Veilbox code job {vj['id'][:8]}… under the operator's agreement, and got the "
-            f"owner-released result back through syft ({'done' if outputs else job.status})"
-        )
+        ) as site,
+    ):
+        _loop(story, site, Path(tmp))
+
+
+def _loop(story: Any, site: Any, tmp: Path) -> None:
+    """Ana's side with syft-rds's own client; the owner's decisions in Veilbox; the bridge pumping between."""
+    from veilbox.syft_bridge.login import login_ds
+
+    owner, operator = story.clients["owner"], story.clients["operator"]
+    ds = login_ds(ANA, tmp / "spool", tmp / "ana")
+    ds.add_peer(DATASITE)
+    site.pump()
+    site.pump()
+    names = [d.name for d in ds.datasets.get_all()]
+    job_file = tmp / "mean_income.py"
+    job_file.write_text(JOB)
+    ds.submit_python_job(DATASITE, str(job_file), job_name="mean-income", force_submission=True)
+    site.pump()
+    job_id = site.veilbox_job_id(ANA, "mean-income")
+    if job_id is None:
+        story.facts.append("PySyft: the job did not reach Veilbox")
+        return
+    vj = operator.job(job_id)
+    if vj["state"] == "pending_approval":
+        owner.approve_job(vj["id"], vj["spec_hash"])
+    done = operator.wait_job(vj["id"], timeout=300)
+    if done["state"] == "succeeded":
+        owner.release_job(vj["id"])
+    site.pump()
+    job = next(j for j in ds.jobs if j.name == "mean-income")
+    outputs = [p.read_text() for p in job.output_paths if p.name == "result.json"] if job.status == "done" else []
+    console.print(f"[dim]syft-rds sees datasets {names}; job {job.name!r} is {job.status}[/dim]")
+    story.facts.append(
+        f"PySyft: a syft-rds client saw the mock of {', '.join(names)}, submitted a job that "
+        f"became Veilbox code job {vj['id'][:8]}… under the operator's agreement, and got the "
+        f"owner-released result back through syft ({'done' if outputs else job.status})"
+    )

@@ -72,7 +72,7 @@ def world(service, tax_spec, tmp_path):
         mock_rows=50,
         audit=gateway_audit(service.ctx, DATA_OWNER),
     )
-    yield {
+    world = {
         "service": service,
         "owner": owner,
         "lab": lab,
@@ -81,8 +81,12 @@ def world(service, tax_spec, tmp_path):
         "site": site,
         "tmp": tmp_path,
     }
+    yield world
     owner.close()
     lab.close()
+    site.close()
+    if world["site"] is not site:  # a test swapped in its own datasite
+        world["site"].close()
 
 
 def _connect(world, email: str):

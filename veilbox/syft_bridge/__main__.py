@@ -29,10 +29,11 @@ def main(argv: list[str] | None = None) -> None:
         identities=IdentityTable.load(a.identities),
         state_dir=a.state_dir,
     )
-    if a.once:
-        site.pump()
-    else:
-        site.serve(a.interval)
+    with site:
+        if a.once:
+            site.pump()
+        else:
+            site.serve(a.interval)
 
 
 if __name__ == "__main__":

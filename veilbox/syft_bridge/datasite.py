@@ -211,6 +211,18 @@ class VeilboxDatasite:
         if self._audit is not None:
             self._audit(entry)
 
+    def close(self) -> None:
+        """Close the HTTP clients (the owner's and each mapped principal's)."""
+        self.owner.close()
+        for client in self._grantees.values():
+            client.close()
+
+    def __enter__(self) -> VeilboxDatasite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def veilbox_job_id(self, email: str, job_name: str) -> str | None:
         """The Veilbox job a syft-rds job became (``None`` if refused or not seen yet)."""
         return self._jobs.get(f"{email}/{job_name}", {}).get("veilbox_job")
