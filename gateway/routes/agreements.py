@@ -17,7 +17,7 @@ import policies
 from catalog.errors import invalid
 from gateway.contract import OUT, ErrorCode
 from gateway.contract import doc as describe
-from gateway.contract.agreements import NEGATIVE_EXAMPLE, Agreement, Budget, NegativeEntry, Usage
+from gateway.contract.agreements import NEGATIVE_EXAMPLE, Agreement, Budget, NegativeEntry, Usage, document_body
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner
 from gateway.services.agreements import check_grantee, note_expiry
 from gateway.services.jobs import actor_of
@@ -37,7 +37,7 @@ AGREEMENT_EXAMPLE = {
 
 @router.post("/agreements", name="agreement.create", status_code=status.HTTP_201_CREATED, response_model=Agreement,
              **OUT, **describe("Propose an agreement over your datasets (owner)", ErrorCode.POLICY_DENIED,
-                               ErrorCode.NOT_FOUND_OR_FORBIDDEN, status=201))
+                               ErrorCode.NOT_FOUND_OR_FORBIDDEN, status=201, openapi_extra=document_body()))
 def create(owner: Owner, ctx: Ctx, ev: Audit,
            doc: dict[str, Any] = Body(..., examples=[AGREEMENT_EXAMPLE])) -> dict[str, Any]:
     """Propose an agreement over the owner's datasets (state ``proposed`` until the grantee accepts)."""
@@ -107,7 +107,8 @@ _owner_transition("revoke", policies.revoke, "The owner ends the agreement for g
 
 @router.post("/agreements/{agreement_id}/amend", name="agreement.amend", response_model=Agreement, **OUT,
              **describe("Replace a proposed agreement's document (owner)", ErrorCode.POLICY_DENIED,
-                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.AGREEMENT_INACTIVE))
+                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.AGREEMENT_INACTIVE,
+                        openapi_extra=document_body()))
 def amend(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit,
           doc: dict[str, Any] = Body(..., examples=[AGREEMENT_EXAMPLE])) -> dict[str, Any]:
     """A new version of the document; it goes back to ``proposed`` until the grantee accepts it again."""
