@@ -6,7 +6,9 @@ other non-JSON answers, the media type), its ``summary``, its example and its po
 - `gateway.contract.errors`: `ErrorEnvelope` (the one error body) and `errors_for` (the ``responses=`` of the
   codes an operation can answer, grouped by status);
 - one module per route group (`principals`, `datasets`, `agreements`, `jobs`, `models`, `verifications`,
-  `secagg`, `audit`, `system`): the response models, each with an example taken from a real answer.
+  `secagg`, `audit`, `system`): the response models, each with an example taken from a real answer; `principals`
+  and `psi` hold only examples (their models live with the routes and with `gateway.services.psi`, and those
+  routes return model instances, so they keep FastAPI's defaults rather than `OUT`).
 
 Response models describe what the routes return, field for field: a model that names exact fields forbids
 others (`Out`), so a route that starts returning an undeclared field fails its tests instead of the field being
