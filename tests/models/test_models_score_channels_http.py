@@ -11,7 +11,7 @@ import pytest
 
 from catalog import models
 from gateway.services import scoring as score_route
-from mpc.errors import MpcError
+from mpc.errors import InvalidCiphertext
 from mpc.he import client as he
 from veilbox import bank as bank_sdk
 from veilbox.client import ApiError
@@ -81,7 +81,7 @@ def test_a_failed_evaluation_gives_back_what_it_counted_and_is_audited(sworld, a
     real = score_route.decide_columns
 
     def failing(*a, **kw):
-        raise MpcError("CIPHERTEXT_INVALID", "evaluation failed")
+        raise InvalidCiphertext("evaluation failed")
 
     monkeypatch.setattr(score_route, "decide_columns", failing)
     assert _code(p.bank.score, mid, columns_keys.public, good, "columns", ag, cutoff=cut) == ("CIPHERTEXT_INVALID",
