@@ -43,6 +43,7 @@ def test_the_bank_learns_its_subject_verdict_and_the_service_a_bucket(psi_world)
     token = w.bank._http.headers["Authorization"].split()[1]
     rec = Recording()
     bank = Client(w.bank.url, token, transport=rec)
+    w.parties.service.clients.append(bank)  # closed with the service
     subjects = _subjects_in_distinct_buckets(w, 4)
     for pid in subjects:
         threshold = w.rows[pid]["monthly_income"] - 1 if pid == subjects[0] else 8000

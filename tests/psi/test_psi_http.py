@@ -48,6 +48,7 @@ def test_psi_size_releases_a_noisy_count_charges_epsilon_and_names_no_id(psi_wor
     token = w.bank._http.headers["Authorization"].split()[1]
     rec = Recording()
     bank = Client(w.bank.url, token, transport=rec)
+    w.parties.service.clients.append(bank)  # closed with the service
     before = _spent(w, ag)
     out = bank_sdk.psi_size(bank, ag, "tax_income", known + unknown, epsilon=2)
     assert abs(out.size - 40) <= 3 * out.accuracy_95 + 1
@@ -91,6 +92,7 @@ def test_psi_members_finds_the_present_ids_under_the_grant(psi_world):
     token = w.bank._http.headers["Authorization"].split()[1]
     rec = Recording()
     bank = Client(w.bank.url, token, transport=rec)
+    w.parties.service.clients.append(bank)  # closed with the service
     got = bank_sdk.psi_members(bank, ag, "tax_income", unknown + known, consent_refs="consent-2026-psi")
     assert sorted(got) == sorted(known)
     sent = b"".join(rec.bodies)
