@@ -21,9 +21,8 @@ from gateway.contract.jobs import Job as JobView
 from gateway.contract.jobs import JobResult, QueryAnswer, QueryPreview, Review
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.services import jobs as jobflow
-from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
-from policies import Job, JobState
+from policies import Job
 
 router = APIRouter(tags=["jobs"])
 
@@ -55,9 +54,7 @@ class Reject(BaseModel):
 
 
 def _note(ev: Any, job: Job) -> None:
-    ev.agreement_id = job.agreement_id
-    ev.dataset = ",".join(job.datasets) or None
-    ev.details.update(job_id=job.id, kind=job.kind.value, state=job.state.value)
+    jobflow.note_job(ev, job)
 
 
 @router.post("/jobs", name="job.submit", status_code=status.HTTP_202_ACCEPTED, response_model=JobView, **OUT,
@@ -67,14 +64,8 @@ def _note(ev: Any, job: Job) -> None:
 async def submit(body: JobSubmit, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Submit a query, training or custom-code job; it waits for the owner unless the agreement auto-approves."""
     ev.agreement_id = body.agreement_id
-    await run_in_threadpool(note_expiry, ctx, body.agreement_id)
-    job = await run_in_threadpool(jobflow.submit_job, ctx, actor_of(p), body.agreement_id, body.kind, body.spec,
+    job = await run_in_threadpool(jobflow.submit, ctx, actor_of(p), body.agreement_id, body.kind, body.spec, ev,
                                   purpose=body.purpose)
-    _note(ev, job)
-    ev.details["spec_hash"] = job.spec_hash
-    if job.state is JobState.APPROVED:
-        ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
-        jobflow.runtime(ctx).wake.set()
     return job.public()
 
 
@@ -197,7 +188,6 @@ def _spec(body: QueryBody) -> dict[str, Any]:
 async def query_preview(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Canonical SQL, cost, expected error and the exact answer on the mock; spends nothing."""
     ev.agreement_id = body.agreement_id
-    await run_in_threadpool(note_expiry, ctx, body.agreement_id)
     out = await run_in_threadpool(jobflow.preview_query, ctx, actor_of(p), body.agreement_id, _spec(body),
                                   body.purpose)
     ev.dataset = out["dataset"]
@@ -220,21 +210,8 @@ async def query_run(body: QueryBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit, r
     or error, is padded to the latency bucket (``VEILBOX_LATENCY_BUCKET_MS``)."""
     ev.agreement_id = body.agreement_id
     async with latency.padded(ctx.settings.latency_bucket_ms):
-        await run_in_threadpool(note_expiry, ctx, body.agreement_id)
-        job = await run_in_threadpool(jobflow.submit_job, ctx, actor_of(p), body.agreement_id, "query", _spec(body),
-                                      purpose=body.purpose, inline=True)
-        _note(ev, job)
-        if job.state is JobState.PENDING_APPROVAL:
+        waiting, out = await run_in_threadpool(jobflow.run_query, ctx, actor_of(p), body.agreement_id, _spec(body),
+                                               ev, purpose=body.purpose)
+        if waiting:
             response.status_code = status.HTTP_202_ACCEPTED
-            return {"job_id": job.id, "state": job.state.value, "cost": job.cost.as_json()}
-        ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
-        done = await run_in_threadpool(jobflow.run_inline, ctx, job)
-        ev.details["state"] = done.state.value
-        if done.state is not JobState.RELEASED:
-            ev.decision, ev.code = "error", "JOB_FAILED"
-            back = await run_in_threadpool(jobflow.refunded, ctx, done.id)
-            return {"job_id": done.id, "state": done.state.value, "failure_reason": done.failure_reason,
-                    "refunded": back}
-        out = await run_in_threadpool(jobflow.job_result, ctx, actor_of(p), done.id)
-        ev.output_digest = out["output_digest"]
-        return {"job_id": done.id, "state": done.state.value, **out["result"]}
+        return out

@@ -61,6 +61,7 @@ from gateway import job_kinds
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
+from gateway.services.agreements import note_expiry
 from policies import Action, Actor, Job, JobState, ledger
 from policies.jobs import load_job
 from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate
@@ -72,8 +73,8 @@ from vocab.roles import SYSTEM
 log = logging.getLogger("veilbox.jobs")
 
 __all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "datasets_of", "job_result",
-           "min_query_epsilon", "preview_query", "refunded", "reject_job", "release_job", "review_job", "run_claimed",
-           "run_inline", "runtime", "submit_job"]
+           "min_query_epsilon", "note_job", "preview_query", "refunded", "reject_job", "release_job", "review_job",
+           "run_claimed", "run_inline", "run_query", "runtime", "submit", "submit_job"]
 
 WORKER = "worker"  # audit actor of the background worker
 INCIDENT = AuditAction.JOB_INCIDENT  # audit action of a failure behind a charged job: owner, admin, regulator only
@@ -163,6 +164,7 @@ def preview_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mappin
                   purpose: str | None = None) -> dict[str, Any]:
     """What a query would run, previewed as it would run: the minimum ε checked, vetted and rewritten against the
     agreement, authorized and metered as ``query.preview`` (spends no ε), answered on the mock."""
+    note_expiry(ctx, agreement_id)
     ag = policies.get_agreement(ctx.engine, actor, agreement_id)
     datasets = datasets_of(ctx, ag.document.datasets)
     require_min_epsilon(spec, min_query_epsilon(ctx))
@@ -309,6 +311,52 @@ def job_result(ctx: AppContext, actor: Actor, job_id: str) -> dict[str, Any]:
 def refunded(ctx: AppContext, job_id: str) -> bool:
     """Whether the job's charge was given back (only failures before any data was read are refunded)."""
     return any(e.kind == ledger.REFUND for e in ledger.entries(ctx.engine, job_id=job_id))
+
+
+# --- the request paths (``POST /jobs``, ``POST /queries``) ----------------------------------------------------------
+
+
+def note_job(ev: AuditEvent, job: Job) -> None:
+    """The job's agreement, datasets, id, kind and state on the request's audit entry."""
+    ev.agreement_id = job.agreement_id
+    ev.dataset = ",".join(job.datasets) or None
+    ev.details.update(job_id=job.id, kind=job.kind.value, state=job.state.value)
+
+
+def submit(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Mapping[str, Any], ev: AuditEvent, *,
+           purpose: str | None = None) -> Job:
+    """``POST /jobs``: note the agreement's expiry, submit (`submit_job`), audit the job and its spec hash; a job
+    the agreement auto-approved is charged (ε, δ on the entry) and wakes the worker."""
+    note_expiry(ctx, agreement_id)
+    job = submit_job(ctx, actor, agreement_id, kind, spec, purpose=purpose)
+    note_job(ev, job)
+    ev.details["spec_hash"] = job.spec_hash
+    if job.state is JobState.APPROVED:
+        ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
+        runtime(ctx).wake.set()
+    return job
+
+
+def run_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[str, Any], ev: AuditEvent, *,
+              purpose: str | None = None) -> tuple[bool, dict[str, Any]]:
+    """``POST /queries``: submit an inline query and, when the agreement auto-approves it, run it in the request.
+    Returns ``(waiting, body)``: ``waiting`` when the job waits for the owner (the body names it and its cost);
+    else the released answer, or the failure with whether it was refunded (the entry records ``JOB_FAILED``)."""
+    note_expiry(ctx, agreement_id)
+    job = submit_job(ctx, actor, agreement_id, "query", spec, purpose=purpose, inline=True)
+    note_job(ev, job)
+    if job.state is JobState.PENDING_APPROVAL:
+        return True, {"job_id": job.id, "state": job.state.value, "cost": job.cost.as_json()}
+    ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
+    done = run_inline(ctx, job)
+    ev.details["state"] = done.state.value
+    if done.state is not JobState.RELEASED:
+        ev.decision, ev.code = "error", "JOB_FAILED"
+        return False, {"job_id": done.id, "state": done.state.value, "failure_reason": done.failure_reason,
+                       "refunded": refunded(ctx, done.id)}
+    out = job_result(ctx, actor, done.id)
+    ev.output_digest = out["output_digest"]
+    return False, {"job_id": done.id, "state": done.state.value, **out["result"]}
 
 
 # --- execution ----------------------------------------------------------------------------------------------
