@@ -5,8 +5,8 @@ Everything a gateway process keeps between requests lives here, created with its
 it; nothing is a module global, so two contexts in one process (tests, a CLI command beside a server) never
 share a validated HE context, a model's weights or a secure-aggregation round.
 
-- `sign_contexts`: validated public BFV contexts of verification checks (`gateway.routes.verifications`);
-- `scoring_contexts`: validated public CKKS contexts of encrypted scoring (`gateway.routes.models`);
+- `sign_contexts`: validated public BFV contexts of verification checks (`gateway.services.verification`);
+- `scoring_contexts`: validated public CKKS contexts of encrypted scoring (`gateway.services.scoring`);
 - `model_weights`: a released linear model's plaintext (w, b), read once and checked against its card;
 - `review_locks`: one lock per review key while the owner's review of a spec is computed
   (`gateway.services.jobs.review_job`; the stored review is the ``job_reviews`` row);
