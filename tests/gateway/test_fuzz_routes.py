@@ -226,7 +226,7 @@ def build_world(home: Path, city_data: Generated) -> Iterator[FuzzWorld]:
         bfv = bank_sdk.verification_keys()
         world = FuzzWorld(srv.url, srv.app.openapi(), tokens, ids, ctx.audit)
         world.seeds = make_seeds(world, tax_spec, ckks, bfv, model.card) | psi_seeds(c["bank"], ids)
-        for cl in c.values():
+        for cl in (admin, *c.values()):
             cl.close()
         yield world
     ctx.close()
