@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 
 import pytest
 
+from policies import _clock
 from veilbox.client import ApiError
 
 COUNT_BY_DISTRICT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
@@ -105,12 +105,14 @@ def test_core_grade_and_the_negative_list_cannot_be_overridden(parties, city_dat
     assert parties.agreement(purposes=["marketing"])["state"] == "active"
 
 
-def test_expiry_is_enforced_on_every_call_and_recorded_once(parties):
-    until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+def test_expiry_is_enforced_on_every_call_and_recorded_once(parties, monkeypatch):
+    # A fake clock, not a race with a short validity window: the agreement is valid for an hour, the service's
+    # clock (policies._clock, which every state check reads) is then moved two hours on.
+    now = dt.datetime.now(dt.UTC)
+    until = now + dt.timedelta(hours=1)
     ag = parties.agreement(valid_until=_iso(until))
     done = parties.operator.query(ag["id"], COUNT_BY_DISTRICT, 0.1)
-    while dt.datetime.now(dt.UTC) < until + dt.timedelta(milliseconds=100):
-        time.sleep(0.1)
+    monkeypatch.setattr(_clock, "utcnow", lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=2))
     for _ in range(3):
         assert _code(parties.operator.query, ag["id"], COUNT_BY_DISTRICT, 0.1) == "AGREEMENT_INACTIVE"
     assert parties.operator.agreement(ag["id"])["state"] == "expired"
