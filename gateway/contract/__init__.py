@@ -14,8 +14,8 @@ Response models describe what the routes return, field for field: a model that n
 others (`Out`), so a route that starts returning an undeclared field fails its tests instead of the field being
 dropped silently; bodies that are genuinely open (an agreement document, a job's spec and result, a model card,
 a report) are `Open`. Routes declare ``response_model_exclude_unset=True`` (`OUT`) so a field a route leaves out
-stays out. ``python -m gateway.openapi`` writes the contract to docs/openapi.json; tests/gateway/test_contract.py
-checks every operation is documented this way.
+stays out. ``python -m gateway.openapi`` writes the contract to docs/openapi.json;
+tests/system/http/gateway/test_contract.py checks every operation is documented this way.
 """
 
 from __future__ import annotations

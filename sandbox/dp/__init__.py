@@ -11,7 +11,7 @@
   torch load on first use only.
 
 The (ε, δ) the ledger charges is `policies.Budget` (exact, basic composition), below the sandbox. Nothing draws
-noise outside `samplers` except Opacus' optimizer in DP-SGD (`sandbox.train.runner`); `tests/sandbox/dp` forbids
+noise outside `samplers` except Opacus' optimizer in DP-SGD (`sandbox.train.runner`); `tests/unit/sandbox/dp` forbids
 `random` and `numpy` here and pins that OpenDP's samplers are constructed in `samplers` only.
 """
 

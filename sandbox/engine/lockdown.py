@@ -17,7 +17,7 @@ training reader keeps a view that streams one Parquet file and names exactly tha
 (`sandbox.train._data.open_locked`). After the lock, ``read_csv``, ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``,
 ``SET``/``RESET``/``PRAGMA`` of settings and replacement scans of Python variables all fail.
 
-``tests/sandbox/test_duckdb_lockdown.py`` checks that every ``duckdb.connect`` in product code is followed by
+``tests/unit/sandbox/test_duckdb_lockdown.py`` checks that every ``duckdb.connect`` in product code is followed by
 `lock_down` in the same function, and that a locked connection refuses external access and ``SET``.
 """
 

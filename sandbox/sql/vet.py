@@ -35,7 +35,7 @@ Failure-freedom (the canonical SQL cannot raise on any row, so a failed run reve
   left on some row (a function's domain error, an out-of-range SUBSTRING position, a value outside the
   declared domain) becomes NULL for that row only. The rules above make that guard a backstop, not the rule.
 
-The vetter itself raises nothing but ``QUERY_REJECTED`` on any text (`tests/sandbox/sql/test_sql_fuzz.py`).
+The vetter itself raises nothing but ``QUERY_REJECTED`` on any text (`tests/unit/sandbox/sql/test_sql_fuzz.py`).
 
 Layout: this module checks the text (length, nesting, one parseable SELECT) and is the entry point; the rules
 live in `sandbox.sql.rules` — `expressions` (literals, columns, allow-listed functions, casts, DOUBLE
@@ -61,7 +61,7 @@ from sandbox.sql.rules.expressions import (
     MIN_ABS_LITERAL,
     rejection,
 )
-from sandbox.sql.rules.expressions import is_double as _is_double  # noqa: F401 (tests/sandbox/sql/test_sql_fuzz.py)
+from sandbox.sql.rules.expressions import is_double as _is_double  # noqa: F401 (tests/unit/sandbox/sql/test_sql_fuzz.py)
 from sandbox.sql.rules.select import SelectRules, VettedQuery
 from sandbox.sql.tables import TableView
 
