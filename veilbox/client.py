@@ -16,8 +16,11 @@ from typing import Any, TypedDict
 
 import httpx
 
-# Job states after which nothing more happens without a person acting (succeeded: awaiting the owner's release).
-FINAL_STATES = ("released", "rejected", "failed", "cancelled", "succeeded")
+from vocab.states import JobState
+
+#: States ``wait_job`` stops at: every final state, and ``succeeded`` (a custom job's output awaiting release).
+FINAL_STATES: tuple[str, ...] = tuple(s.value for s in (JobState.RELEASED, JobState.REJECTED, JobState.FAILED,
+                                                        JobState.CANCELLED, JobState.SUCCEEDED))
 
 
 class PrincipalInfo(TypedDict):

@@ -34,6 +34,7 @@ from gateway.context import AppContext
 from gateway.services import audit as audit_service
 from gateway.services import psi as psi_service
 from gateway.services.verification import CheckBody, check_answer
+from vocab.actions import AuditAction
 from vocab.roles import Role
 
 router = APIRouter(include_in_schema=False)
@@ -77,7 +78,7 @@ async def verify_check(request: Request) -> Response:
     """A plain yes/no check, exactly as ``POST /v1/verifications/{name}/check`` (same metering, receipt and
     latency padding; the audit entry holds the keyed subject hash only)."""
     ev = audit_event(request)
-    ev.action = "console.verify.check"
+    ev.action = AuditAction.CONSOLE_VERIFY_CHECK
     ctx = ctx_of(request)
     async with latency.padded(ctx.settings.latency_bucket_ms):
         session = await signed_in(request, Role.BANK)
@@ -170,7 +171,7 @@ async def psi_receipt(request: Request) -> Response:
     """Read one of the bank's PSI or anonymous-check receipts (pasted; it holds the noisy size the service does
     not keep) and show its claims next to the history, after checking the signature."""
     ev = audit_event(request)
-    ev.action = "console.psi.receipt"
+    ev.action = AuditAction.CONSOLE_PSI_RECEIPT
     session = await signed_in(request, Role.BANK)
     form = await posted_form(request, session)
     read = psi_service.read_bank_receipt(ctx_of(request), session.principal, form.get("receipt", "").strip()[:20_000])
