@@ -12,7 +12,11 @@ a file of its own does the owner hear more (its size, its suffix, its schema aga
 Every column must be declared, types must fit the declaration, and every problem is reported at once. Bounded
 numeric columns are clamped to their bounds while copying (the owner is told how many values were clamped);
 rows without a privacy unit (null id) are dropped and counted. The copy is written to a temporary file first;
-the caller moves it into place only when the metadata commits.
+the caller moves it into place only when the metadata commits (`catalog.durable`: the copy is fsynced here, the
+rename and its directory fsync happen inside the inserting transaction). A source that cannot be read to its end —
+truncated, malformed — is ``INVALID_REQUEST`` with reason ``source.unreadable``; one whose size, modification time
+or inode changes while it is being fingerprinted and copied (`source_identity`) is ``INVALID_REQUEST`` with reason
+``source.changed_during_ingest``. Either way the temporary copy is removed and nothing is registered.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from catalog.columns import ColumnInfo, ColumnSpec, DatasetSpec, Kind, Role
+from catalog.durable import fsync_file, temp_path
 from catalog.errors import NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
 from catalog.fingerprint import HashAlg, file_fingerprint
 
@@ -70,6 +75,24 @@ def source_not_found() -> DomainError:
     """The one refusal for a source the caller may not read or that does not exist (no existence oracle)."""
     return DomainError(NOT_FOUND_OR_FORBIDDEN, "source file not found in your import directory",
                        [{"field": "source", "reason": "source.not_found"}])
+
+
+UNREADABLE = [{"field": "source", "reason": "source.unreadable"}]
+CHANGED = [{"field": "source", "reason": "source.changed_during_ingest"}]
+
+
+def source_changed() -> DomainError:
+    return invalid("source changed while it was being registered; register it again once it is complete", CHANGED)
+
+
+def source_identity(path: Path) -> tuple[int, int, int, int]:
+    """(device, inode, size, mtime in ns) of ``path``: compared before and after the copy to catch a source that
+    was truncated, rewritten or replaced meanwhile."""
+    try:
+        st = path.stat()
+    except OSError:
+        raise source_changed() from None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _inside(path: Path, dirs: list[Path]) -> bool:
@@ -187,7 +210,7 @@ def _batches(path: Path, spec: DatasetSpec) -> tuple[pa.Schema, Iterator[pa.Reco
         )
         return reader.schema, iter(reader)
     except (pa.ArrowException, OSError, ValueError):
-        raise invalid("source could not be read as Parquet or CSV") from None
+        raise invalid("source could not be read as Parquet or CSV", UNREADABLE) from None
 
 
 def _normalise(col: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -223,7 +246,7 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
     report = IngestReport()
     id_col = next(c for c, i in infos.items() if i.role is Role.ID)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".ingest-{spec.name}-{os.urandom(8).hex()}.parquet"
+    tmp = temp_path(out_dir / f"{spec.name}.parquet", f"ingest-{spec.name}")
     writer: pq.ParquetWriter | None = None
     try:
         for batch in batches:
@@ -256,10 +279,16 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
             report.rows += table.num_rows
         if writer is None:
             raise invalid("source has no rows")
-    except pa.ArrowException:
+    except pa.ArrowException:  # includes ArrowIOError: a source cut short while it was read
+        if writer is not None:
+            writer.close()
+            writer = None
         tmp.unlink(missing_ok=True)
-        raise invalid("source could not be read: malformed or inconsistent content") from None
+        raise invalid("source could not be read: malformed or inconsistent content", UNREADABLE) from None
     except BaseException:
+        if writer is not None:
+            writer.close()
+            writer = None
         tmp.unlink(missing_ok=True)
         raise
     finally:
@@ -268,5 +297,6 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
     if report.rows == 0:
         tmp.unlink(missing_ok=True)
         raise invalid("source has no rows with a privacy unit")
+    fsync_file(tmp)
     report.bytes = tmp.stat().st_size
     return Ingested(infos, tmp, file_fingerprint(tmp, hash_alg), report)

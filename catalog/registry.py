@@ -1,8 +1,9 @@
 """The dataset registry: atomic registration, lookup, listing.
 
 Registration is atomic: the Parquet copy is written to a temporary file, the metadata row is inserted in a
-transaction, and only after that commits is the file renamed to its final place; on any failure the temporary
-file is removed and no row remains.
+transaction, and the fsynced copy is renamed to its final place and its directory fsynced inside that transaction,
+before it commits (`catalog.durable`); on any failure the temporary file is removed and no row remains. A source
+changed or truncated between its fingerprint and the end of the copy is refused (`catalog.ingest.source_changed`).
 
 Owners register only their own files. ``import_roots`` are the directories *this owner* may read (the gateway
 passes ``<import root>/<owner>/`` for each configured root: `gateway.settings.Settings.owner_import_dirs`); any
@@ -29,9 +30,10 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog import _tables as t
 from catalog.columns import ColumnInfo, DatasetSpec, Grade, Role
+from catalog.durable import commit_temp
 from catalog.errors import ALREADY_EXISTS, POLICY_DENIED, DomainError
 from catalog.fingerprint import HashAlg, file_fingerprint
-from catalog.ingest import IngestReport, ingest, resolve_source
+from catalog.ingest import IngestReport, ingest, resolve_source, source_changed, source_identity
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,19 @@ def register(
     if get(engine, spec.name) is not None:
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists")
     source = resolve_source(spec.source, import_roots, max_source_bytes)
+    before = source_identity(source)
     source_fp = file_fingerprint(source, hash_alg)
     with engine.connect() as conn:  # refuse early, before the copy; checked again where the row is inserted
         _refuse_if_taken(conn, owner, source_fp)
     ing = ingest(spec, source, data_dir, hash_alg)
+    try:
+        after = source_identity(source)
+    except BaseException:
+        ing.tmp_path.unlink(missing_ok=True)
+        raise
+    if after != before:  # truncated, rewritten or replaced while it was fingerprinted and copied
+        ing.tmp_path.unlink(missing_ok=True)
+        raise source_changed()
     ing.report.source_fingerprint = source_fp
     final = data_dir / f"{spec.name}-{ing.fingerprint.split(':', 1)[1][:16]}.parquet"
     now = dt.datetime.now(dt.UTC)
@@ -166,7 +177,7 @@ def register(
         with engine.begin() as conn:
             _refuse_if_taken(conn, owner, source_fp, ing.fingerprint)
             conn.execute(t.datasets.insert().values(**row))
-            ing.tmp_path.replace(final)
+            commit_temp(ing.tmp_path, final)  # durable before the row commits
     except IntegrityError:
         ing.tmp_path.unlink(missing_ok=True)
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists") from None

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from sqlalchemy import Engine, select
 
+from catalog.durable import sweep_temp
 from catalog.fingerprint import HashAlg
 from catalog.store import make_engine
 from gateway import _tables as t
@@ -88,5 +89,21 @@ def open_context(settings: Settings, engine: Engine | None = None) -> AppContext
                              "would break verification")
     keys = load_keys(settings.keys_dir)
     import_side_files(engine, settings.work_dir)  # outputs of an older home kept as files: now job_outputs rows
-    return AppContext(settings, engine, keys, AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every),
-                      Caches.create(settings))
+    audit = AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every)
+    sweep_temp_files(settings, audit)
+    return AppContext(settings, engine, keys, audit, Caches.create(settings))
+
+
+def sweep_temp_files(settings: Settings, audit: AuditLog) -> list[str]:
+    """Remove the temporary files crashed writers left in the home (`catalog.durable.sweep_temp`: partial ingest
+    copies, model weights, PSI setups) and audit the sweep once (``files.sweep``, names relative to the home).
+    Returns those names; nothing is audited when there was nothing to remove."""
+    removed = sweep_temp(settings.data_dir, settings.models_dir, settings.work_dir)
+    if not removed:
+        return []
+    home = settings.home.resolve()
+    names = sorted(str(p.resolve().relative_to(home)) if p.resolve().is_relative_to(home) else p.name
+                   for p in removed)
+    audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.FILES_SWEEP,
+                            details={"removed": len(names), "files": names[:100]}))
+    return names

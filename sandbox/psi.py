@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from catalog.columns import Kind, Role
+from catalog.durable import atomic_path, atomic_write_bytes
 from catalog.errors import POLICY_DENIED, DomainError, invalid
 from catalog.registry import Dataset
 from mpc import psi
@@ -171,8 +172,9 @@ class SetupStore:
                 elements = psi.server_set(key, psi.evaluate_ids(key, ids_list, domain, _processes()), domain)
                 ids = len(ids_list)
                 directory.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(group.join(elements))
-                meta.write_text(json.dumps({"ids": ids, "purpose": purpose, "fingerprint": ds.fingerprint}))
+                atomic_write_bytes(path, group.join(elements))  # set first: meta.json marks the setup complete
+                meta_json = {"ids": ids, "purpose": purpose, "fingerprint": ds.fingerprint}
+                atomic_write_bytes(meta, json.dumps(meta_json).encode())
             setup = PsiSetup(digest, directory, key, elements, ids)
             self._psi[digest] = setup
             return setup
@@ -192,8 +194,8 @@ class SetupStore:
                 subjects = read_ids(worker, ds, column)
                 evaluated = psi.evaluate_ids(key, subjects, psi.ANON, _processes())
                 directory.mkdir(parents=True, exist_ok=True)
-                (directory / "evaluated.bin").write_bytes(group.join(evaluated))
-                (directory / "subjects.json").write_text(json.dumps(subjects))
+                atomic_write_bytes(directory / "evaluated.bin", group.join(evaluated))  # subjects.json: complete
+                atomic_write_bytes(directory / "subjects.json", json.dumps(subjects).encode())
             hashes = psi.bucket_hashes(subjects)
             setup = AnonSetup(digest, key, subjects, evaluated, hashes, psi.choose_bits(hashes, k), k)
             self._anon[f"{digest}|{k}"] = setup
@@ -223,9 +225,8 @@ class SetupStore:
         table_id = hashlib.sha256(table.tobytes()).hexdigest()[:32]
         path = self._table_path(setup, bank, table_id)
         if not path.exists():
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, table)
-            tmp.replace(path)
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, table)
         return table_id
 
     def table(self, setup: PsiSetup, bank: str, table_id: str) -> np.ndarray:

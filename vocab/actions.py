@@ -31,6 +31,7 @@ class AuditAction(StrEnum):
     JOB_RECOVER = "job.recover"
     CONSOLE_VERIFY_CHECK = "console.verify.check"
     CONSOLE_PSI_RECEIPT = "console.psi.receipt"
+    FILES_SWEEP = "files.sweep"
 
 
 A = AuditAction
@@ -52,6 +53,7 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.JOB_RECOVER: "at start-up, a job a previous process left running was failed and refunded",
         A.CONSOLE_VERIFY_CHECK: "a plain verification check from the console (keyed subject hash only)",
         A.CONSOLE_PSI_RECEIPT: "a bank read one of its PSI or anonymous-check receipts in the console",
+        A.FILES_SWEEP: "at start-up, temporary files a crashed writer left in the home were removed (count and names)",
     }
 )
 del A

@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import threading
 from collections.abc import Mapping
@@ -47,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.columns import Role
+from catalog.durable import atomic_write_bytes
 from catalog.errors import APPROVAL_REQUIRED, INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.mock import mock_table
 from catalog.registry import Dataset
@@ -282,9 +282,7 @@ class CodeHandler:
         out_dir = Path(env.models_dir) / job.id
         out_dir.mkdir(parents=True, exist_ok=True)
         weights = out_dir / WEIGHTS_FILE
-        tmp = out_dir / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-        tmp.write_bytes(outcome.output_bytes)
-        tmp.replace(weights)
+        atomic_write_bytes(weights, outcome.output_bytes)  # fsynced before the job's output row commits
         card = {
             "card_version": 1,
             "model": "custom_code",

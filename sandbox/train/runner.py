@@ -41,7 +41,6 @@ import contextlib
 import hashlib
 import importlib.metadata
 import logging
-import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterator
@@ -53,6 +52,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from catalog.durable import atomic_path, atomic_write_bytes
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.registry import Dataset
 from sandbox.dp.prv import epsilon_for
@@ -230,7 +230,6 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
     out_dir = Path(out_dir)
     weights_path = out_dir / WEIGHTS_FILE
     card_path = out_dir / CARD_FILE
-    tmp = out_dir / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
     stage = "read"
     try:
         train_split, held_out = read_splits(dataset, encoding, limits)
@@ -243,8 +242,8 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
             metrics = release_metrics(_logits(fitted.model, held_out.x), held_out.y, plan.metrics_epsilon)
         stage = "write"
         out_dir.mkdir(parents=True, exist_ok=True)
-        save_weights(tensors_of(fitted.model), tmp, spec.model, encoding.feature_names)
-        tmp.replace(weights_path)
+        with atomic_path(weights_path) as tmp:  # fsynced and renamed before the job's row commits
+            save_weights(tensors_of(fitted.model), tmp, spec.model, encoding.feature_names)
         weights_bytes = weights_path.read_bytes()
         card = ModelCard(
             model=spec.model,
@@ -294,11 +293,11 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
             software=_software(),
         )
         card_bytes = card.canonical_json()
-        card_path.write_bytes(card_bytes)
+        atomic_write_bytes(card_path, card_bytes)
         digest = "sha256:" + hashlib.sha256(weights_bytes + card_bytes).hexdigest()
         return TrainingResult(weights_path=weights_path, card=card, output_digest=digest)
     except BaseException as e:
-        for f in (tmp, weights_path, card_path):
+        for f in (weights_path, card_path):
             f.unlink(missing_ok=True)
         if isinstance(e, DomainError) or not isinstance(e, Exception):
             raise

@@ -258,7 +258,7 @@ def test_failure_during_commit_removes_the_copy(engine, tmp_path, roots, monkeyp
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr("pathlib.Path.replace", boom)
+    monkeypatch.setattr(os, "replace", boom)  # the rename into place (catalog.durable.commit_temp)
     with pytest.raises(OSError):
         reg(engine, tmp_path, roots, decl(src))
     assert count(engine) == 0 and leftovers(tmp_path) == []
