@@ -122,7 +122,10 @@ def sweep_temp(*roots: Path) -> list[Path]:
     for root in roots:
         if not root.is_dir() or root.is_symlink():
             continue
-        for path in sorted(root.rglob(".*")):
+        # os.walk: symlinked directories are not followed; an unreadable directory (a sandbox's private scratch)
+        # is skipped rather than stopping the service from opening its home
+        candidates = [Path(d) / n for d, _dirs, files in os.walk(root) for n in files if n.startswith(".")]
+        for path in sorted(candidates):
             m = _TEMP_RE.match(path.name)
             if m is None and not _LEGACY_INGEST_RE.match(path.name):
                 continue
@@ -132,9 +135,12 @@ def sweep_temp(*roots: Path) -> list[Path]:
                 continue
             try:
                 path.unlink()
-            except FileNotFoundError:
+            except OSError:  # gone meanwhile, or not ours to remove
                 continue
             removed.append(path)
     for directory in {p.parent for p in removed}:
-        fsync_dir(directory)
+        try:
+            fsync_dir(directory)
+        except OSError:  # best effort: a removal that does not survive a power cut is swept again next time
+            pass
     return removed
