@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
-from gateway import console, deps, errors
+from gateway import console, deps, errors, health
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
@@ -71,16 +71,20 @@ class BodyLimit:
 
 
 def create_app(ctx: AppContext) -> FastAPI:
+    probes = health.Probes(ctx)  # GET /ready: its own executor, never the request threadpool
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker = JobWorker(ctx) if ctx.settings.worker else None
         if worker is not None:
             await run_in_threadpool(worker.start)
+            probes.worker = worker
         try:
             yield
         finally:
             if worker is not None:
                 await run_in_threadpool(worker.stop)
+            probes.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -91,6 +95,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         dependencies=[Depends(deps.strict_input)],  # before every route's own dependencies and validation
     )
     app.state.ctx = ctx
+    app.state.probes = probes
     for exc_type in (DomainError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, errors.handle)
 

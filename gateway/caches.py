@@ -12,7 +12,8 @@ share a validated HE context, a model's weights or a secure-aggregation round.
   (`gateway.services.jobs.review_job`; the stored review is the ``job_reviews`` row);
 - `psi_setups`: the PSI and anonymous-check setups per dataset version (`sandbox.psi.SetupStore`, whose disk
   copies live under ``work/psi``);
-- `secagg_rounds`: the open and recently finished secure-aggregation rounds (`gateway.services.rounds`).
+- `secagg_rounds`: the open and recently finished secure-aggregation rounds (`gateway.services.rounds`);
+- `inflight`: each principal's heavy calls in flight (`InFlight`, taken by `gateway.deps.heavy_call`).
 
 Durable state is never here: jobs, their outputs awaiting release (``job_outputs``), reviews, sessions and the
 audit log are store rows. Pure memoisation of deterministic functions (`functools.lru_cache` on a noise
@@ -36,7 +37,7 @@ from sandbox.psi import SetupStore
 if TYPE_CHECKING:
     from mpc.he import LinearModel
 
-__all__ = ["Caches", "ContextCache", "KeyedLocks", "ValueCache"]
+__all__ = ["Caches", "ContextCache", "InFlight", "KeyedLocks", "ValueCache"]
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -105,6 +106,37 @@ class KeyedLocks:
             self._locks.pop(key, None)
 
 
+class InFlight:
+    """At most ``limit`` calls in flight per key (a principal's id): `acquire` says whether one more may start.
+
+    The count depends only on the key's own calls, never on data or on other keys."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> bool:
+        with self._lock:
+            n = self._counts.get(key, 0)
+            if n >= self.limit:
+                return False
+            self._counts[key] = n + 1
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            n = self._counts.get(key, 0) - 1
+            if n > 0:
+                self._counts[key] = n
+            else:
+                self._counts.pop(key, None)
+
+    def count(self, key: str) -> int:
+        with self._lock:
+            return self._counts.get(key, 0)
+
+
 @dataclass
 class Caches:
     """The in-memory state of one service context (see the module docstring)."""
@@ -115,9 +147,10 @@ class Caches:
     review_locks: KeyedLocks
     psi_setups: SetupStore
     secagg_rounds: RoundRegistry
+    inflight: InFlight
 
     @classmethod
     def create(cls, settings: Settings) -> Caches:
         return cls(sign_contexts=ContextCache(), scoring_contexts=ContextCache(), model_weights=ValueCache(),
                    review_locks=KeyedLocks(), psi_setups=SetupStore(settings.work_dir, settings.keys_dir),
-                   secagg_rounds=RoundRegistry())
+                   secagg_rounds=RoundRegistry(), inflight=InFlight(settings.max_inflight_per_principal))

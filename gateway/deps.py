@@ -3,6 +3,7 @@ runs first for every route (`gateway.app`)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -11,7 +12,7 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
 
-from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, QUOTA_EXCEEDED, UNAUTHENTICATED, DomainError
 from gateway import identities, strict_json
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
@@ -121,3 +122,27 @@ def require_role(*roles: RoleName) -> Any:
 Admin = Annotated[Principal, require_role(RoleName.ADMIN)]
 Owner = Annotated[Principal, require_role(RoleName.OWNER)]
 Regulator = Annotated[Principal, require_role(RoleName.REGULATOR)]
+
+
+#: The stable reason of a heavy call refused because too many of the caller's own are in flight.
+IN_FLIGHT_REASON = "principal.in_flight"
+
+
+async def heavy_call(request: Request, p: CurrentPrincipal, ev: Audit) -> AsyncIterator[Principal]:
+    """The caller of a heavy call (a query, a preview, a job submission, scoring, an encrypted, anonymous or PSI
+    check), holding one of its ``VEILBOX_MAX_INFLIGHT_PER_PRINCIPAL`` slots until the call ends. One call more is
+    ``QUOTA_EXCEEDED`` (reason ``principal.in_flight``) before the route's service runs: nothing is charged, the
+    refusal is audited under the route's name, and it depends only on the caller's own calls in flight, never on
+    data nor on other principals. Runs on the event loop (``async``): taking a slot never waits for the pool."""
+    slots = get_ctx(request).caches.inflight
+    if not slots.acquire(p.id):
+        ev.details["reason"] = IN_FLIGHT_REASON
+        raise DomainError(QUOTA_EXCEEDED, "too many of your requests are in flight; retry when one has finished",
+                          [{"reason": IN_FLIGHT_REASON, "limit": slots.limit}])
+    try:
+        yield p
+    finally:
+        slots.release(p.id)
+
+
+Heavy = Annotated[Principal, Depends(heavy_call)]

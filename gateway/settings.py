@@ -44,6 +44,10 @@ class Settings(BaseSettings):
                                "the vetter's default is also the ceiling")
     min_query_epsilon: float = Field(default=0.01, gt=0, le=100, allow_inf_nan=False,
                                      description="smallest ε a query may spend; below it INVALID_REQUEST")
+    max_inflight_per_principal: int = Field(default=8, ge=1, le=1024,
+                                            description="heavy calls (queries, previews, job submission, scoring, "
+                                            "encrypted and anonymous checks, PSI) one principal may have in flight; "
+                                            "beyond it QUOTA_EXCEEDED")
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
     console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, description="console sessions end when idle")
     console_session_hours: int = Field(default=8, ge=1, le=7 * 24, description="and at the latest after this")

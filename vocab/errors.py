@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
     CIPHERTEXT_INVALID = "CIPHERTEXT_INVALID"
+    UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
 
@@ -50,6 +51,7 @@ CATALOG: Mapping[ErrorCode, tuple[int, str]] = MappingProxyType(
         _C.QUOTA_EXCEEDED: (429, "quota exceeded"),
         _C.APPROVAL_REQUIRED: (409, "owner approval is required"),
         _C.CIPHERTEXT_INVALID: (422, "the ciphertext or context is not valid"),
+        _C.UNAVAILABLE: (503, "the service is not ready; retry later"),
         _C.INTERNAL: (500, "internal error"),
     }
 )

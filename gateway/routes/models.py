@@ -38,7 +38,7 @@ from catalog.errors import not_found
 from gateway import latency
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.models import MODEL_EXAMPLE, Model, ScoreAnswer
-from gateway.deps import Audit, Ctx, CurrentPrincipal
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy
 from gateway.services import scoring
 from gateway.services.scoring import ScoreBody
 
@@ -74,7 +74,7 @@ def show(model_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
                    request_example={"context": "<base64 public CKKS context>", "ciphertexts": ["<base64 Enc(x)>"],
                                     "layout": "columns", "output": "decision", "cutoff": "<base64 Enc(t)>",
                                     "agreement_id": "agr_1b61737f85dc4169584d"}))
-async def score(model_id: str, body: ScoreBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+async def score(model_id: str, body: ScoreBody, p: Heavy, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Encrypted scoring: decisions (default) or granted logits under the bank's key; the weights never leave."""
     ev.agreement_id = body.agreement_id
     async with latency.padded(ctx.settings.latency_bucket_ms):

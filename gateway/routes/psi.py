@@ -33,7 +33,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from gateway.contract import ErrorCode, doc
 from gateway.contract import psi as examples
-from gateway.deps import Audit, Ctx, CurrentPrincipal
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy
 from gateway.routes._common import PaddedRoute
 from gateway.services import psi as psi_service
 from gateway.services.psi import (
@@ -81,7 +81,7 @@ async def size_setup(body: SizeSetupBody, p: CurrentPrincipal, ctx: Ctx, ev: Aud
              **doc("How many of your ids the dataset holds, with DP noise (bank; ε charged)", *_SCOPE,
                    ErrorCode.BUDGET_EXHAUSTED, ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID,
                    response_example=examples.SIZE, request_example=examples.SIZE_REQUEST))
-async def size(body: SizeBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> SizeOut:
+async def size(body: SizeBody, p: Heavy, ctx: Ctx, ev: Audit) -> SizeOut:
     """How many of the bank's ids the dataset holds, released with discrete Laplace noise (ε charged)."""
     ev.agreement_id = body.agreement_id
     out: SizeOut = await run_in_threadpool(psi_service.size, ctx, p, body, ev)
@@ -92,7 +92,7 @@ async def size(body: SizeBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> Size
              **doc("Re-key your blinded ids so you can find which are present (bank)", *_SCOPE,
                    ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, response_example=examples.MEMBERS,
                    request_example=examples.MEMBERS_REQUEST))
-async def members(body: MembersBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> MembersOut:
+async def members(body: MembersBody, p: Heavy, ctx: Ctx, ev: Audit) -> MembersOut:
     """Re-key the bank's blinded ids so it can find which are present (agreement job kind psi_members)."""
     ev.agreement_id = body.agreement_id
     out: MembersOut = await run_in_threadpool(psi_service.members, ctx, p, body, ev)
@@ -117,7 +117,7 @@ async def anonymous_info(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
                 **doc("Ask a product's question without naming the subject (bank)", *_SCOPE,
                       ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, ErrorCode.QUERY_REJECTED,
                       response_example=examples.ANON_CHECK, request_example=examples.ANON_CHECK_REQUEST))
-async def check_anonymous(name: str, body: AnonCheckBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> AnonCheckOut:
+async def check_anonymous(name: str, body: AnonCheckBody, p: Heavy, ctx: Ctx, ev: Audit) -> AnonCheckOut:
     """Ask the product's question without naming the subject: the service sees a bucket of at least k subjects;
     the answer opens only for the bank's own subject (docs/mechanisms/psi.md)."""
     ev.agreement_id = body.agreement_id

@@ -46,7 +46,7 @@ from fastapi.concurrency import run_in_threadpool
 from catalog.products import ProductSpec
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.verifications import CheckAnswer, EncryptedCheckAnswer, Product
-from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy, Owner
 from gateway.routes._common import PaddedRoute
 from gateway.services import verification
 from gateway.services.verification import CheckBody, EncryptedCheckBody
@@ -114,7 +114,7 @@ async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: A
                    request_example={"agreement_id": "agr_1b61737f85dc4169584d", "subjects": ["P0000001", "P0000002"],
                                     "context": "<base64 public BFV context>", "ciphertext": "<base64 Enc(t)>",
                                     "consent_ref": "consent-2026-0002"}))
-async def check_encrypted(name: str, body: EncryptedCheckBody, p: CurrentPrincipal, ctx: Ctx,
+async def check_encrypted(name: str, body: EncryptedCheckBody, p: Heavy, ctx: Ctx,
                           ev: Audit) -> dict[str, Any]:
     """Threshold checks for many subjects under the bank's BFV key: ``{"ciphertext"}`` decrypts, per slot, to
     a value that is positive exactly when the subject passes (unknown subjects: negative)."""

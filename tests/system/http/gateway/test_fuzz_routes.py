@@ -249,6 +249,7 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
     share = "A" * 44  # 33 bytes
     b: dict[tuple[str, str], list[tuple[str, dict[str, Any], dict[str, Any], Any]]] = {
         ("GET", "/health"): [("admin", {}, {}, None)],
+        ("GET", "/ready"): [("admin", {}, {}, None)],
         ("GET", "/v1/principals"): [("admin", {}, {}, None)],
         ("POST", "/v1/principals"): [("admin", {}, {}, {"name": "new-bank", "role": "bank"})],
         ("GET", "/v1/principals/me"): [("bank", {}, {}, None)],
