@@ -124,6 +124,7 @@ def test_expiry_is_enforced_on_every_call_and_recorded_once(parties, monkeypatch
 
 def test_64_concurrent_debits_through_http_never_overspend(parties):
     ag = parties.agreement()  # ε = 5; 64 × 0.1 = 6.4 asked
+    parties.service.ctx.caches.inflight.limit = 64  # all 64 in flight at once (the per-principal cap is tested apart)
     clients = [parties.operator.with_token(parties.operator._http.headers["Authorization"].split()[1])
                for _ in range(8)]
     parties.service.clients.extend(clients)  # closed with the service
