@@ -49,6 +49,8 @@ class Settings(BaseSettings):
                                             "encrypted and anonymous checks, PSI) one principal may have in flight; "
                                             "beyond it QUOTA_EXCEEDED")
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
+    job_lease_s: float = Field(default=30.0, gt=0, le=3600, description="how long a job's worker lease holds "
+                               "without a heartbeat (renewed every third of it); then a sweeper takes the job over")
     console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, description="console sessions end when idle")
     console_session_hours: int = Field(default=8, ge=1, le=7 * 24, description="and at the latest after this")
 

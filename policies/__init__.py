@@ -15,7 +15,8 @@ Module map (the gateway imports only the names re-exported here):
 - `ledger`: per-(agreement, dataset) accounts; `charge` (check-then-debit, one transaction), idempotent
   `refund`, `remaining`, `status`.
 - `jobs`: job records and their state machine; approval bound to spec hash and dataset fingerprints; the
-  durable queue (`claim_next`, `recover_interrupted`); released results; outputs awaiting the owner's release
+  durable queue (`claim_next`) and worker leases (`renew_lease`, `sweep_expired`; `recover_interrupted`);
+  released results; outputs awaiting the owner's release
   and owner-only failure detail (`job_output`, ``job_outputs``), written with the state change.
 - `quotas`: metering with atomic increments, quota checks, `usage` and billing.
 
@@ -48,6 +49,7 @@ from policies.jobs import (
     JobOutput,
     JobResult,
     JobState,
+    Swept,
     approve,
     cancel,
     claim_next,
@@ -60,10 +62,12 @@ from policies.jobs import (
     recover_interrupted,
     reject,
     release,
+    renew_lease,
     spec_hash,
     start,
     submit,
     succeed,
+    sweep_expired,
 )
 from policies.ledger import BudgetStatus, charge, refund, remaining
 from policies.negative_list import EntryKind, NegativeEntry, NegativeList, add_entry, list_entries, remove_entry
@@ -92,6 +96,7 @@ __all__ = [
     "QuotaUsage",
     "Reason",
     "Role",
+    "Swept",
     "Usage",
     "accept",
     "add_entry",
@@ -129,6 +134,7 @@ __all__ = [
     "release",
     "remaining",
     "remove_entry",
+    "renew_lease",
     "resume",
     "revoke",
     "spec_hash",
@@ -136,5 +142,6 @@ __all__ = [
     "submit",
     "succeed",
     "suspend",
+    "sweep_expired",
     "usage",
 ]

@@ -175,9 +175,14 @@ jobs = Table(
     Column("result_ref", Text, nullable=True),
     Column("output_digest", String(80), nullable=True),
     Column("released_at", UTCDateTime, nullable=True),
+    # The worker lease (`policies.jobs`): which process runs the job and until when its last heartbeat holds it.
+    # NULL when no process holds the job (queued, awaiting the owner, finished).
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
     CheckConstraint(_in("state", JOB_STATES), name="ck_jobs_state"),
     CheckConstraint(_in("kind", JOB_KINDS), name="ck_jobs_kind"),
     Index("ix_jobs_state_approved", "state", "approved_at"),
+    Index("ix_jobs_state_lease", "state", "lease_expires_at"),
 )
 
 # What a job produced that is not (yet) its released result, written in the transaction of the job's state

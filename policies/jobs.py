@@ -24,9 +24,20 @@ state change that produces or ends them: `succeed` stores the output awaiting th
 and drops any output awaiting release; `release` drops it as the result is stored. `job_output` reads them.
 
 Queue: `claim_next` moves the oldest approved job to ``running`` atomically (``BEGIN IMMEDIATE`` on SQLite,
-``FOR UPDATE SKIP LOCKED`` on PostgreSQL); `recover_interrupted` (at startup) fails every ``running`` job with
-``worker.interrupted`` and refunds it. Jobs run inline by the gateway (``POST /queries`` on an auto-approving
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL). Jobs run inline by the gateway (``POST /queries`` on an auto-approving
 agreement) are flagged ``inline`` and never offered to the queue.
+
+Leases: the process that runs a job holds a lease on it (``lease_owner``, ``lease_expires_at``), taken in the
+transaction that hands it the job (`claim_next`, `start`, and `submit` for an inline query, which its request runs
+next), renewed by its heartbeat (`renew_lease`, which says whether the lease is still held) and cleared with the
+outcome (`succeed` unless the release follows at once, `fail`, `release`). `sweep_expired` (every worker, at start
+and periodically) takes over a job whose lease expired: one stranded ``approved`` (inline) or ``running`` is failed
+with ``worker.interrupted`` and refunded; one stuck in ``succeeded`` whose output was to be released at once (its
+output died with the process; data was read) is failed charged with the kind's ``<kind>.failed``. Each takeover is
+one guarded transaction that re-checks the expiry, so a job whose holder renewed meanwhile — any live process's —
+is never touched. Expiries are compared on the callers' clocks: the lease must exceed the heartbeat period plus
+any clock skew between hosts. Rows from before leases (no lease, ``running``) count as expired.
+`recover_interrupted` (every ``running`` job, whoever holds it) is only for a store no other process uses.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, and_, or_, select, update
 
 from catalog.errors import (
     AGREEMENT_INACTIVE,
@@ -78,6 +89,8 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 AUTO_APPROVER = "auto_within_budget"
 _NOT_THE_OWNER = frozenset({"agreement.not_owner", "role.not_allowed"})
+DEFAULT_LEASE_S = 30.0  # how long a job's lease holds without a heartbeat
+INTERRUPTED = "worker.interrupted"
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,9 @@ def _job_not_found() -> DomainError:
     return DomainError(NOT_FOUND_OR_FORBIDDEN, "job not found")
 
 
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+
+
 def _move(conn: Connection, job_id: str, expected: Iterable[JobState], to: JobState, now: dt.datetime,
           **values: Any) -> None:
     """The only way a job changes state: a guarded UPDATE; raises if the job was not in ``expected``."""
@@ -282,6 +298,8 @@ def submit(
     purpose: str | None = None,
     inline: bool = False,
     now: dt.datetime | None = None,
+    lease_owner: str | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> Job:
     """``POST /jobs`` (and ``POST /queries`` with ``kind="query", inline=True``), by the grantee.
 
@@ -289,7 +307,8 @@ def submit(
     sandbox. The decision covers role, state, scope, quotas and budget; the call and job meters are consumed,
     the job stored ``pending_approval`` — or, on an ``auto_within_budget`` agreement, charged and ``approved``
     — all in one transaction (``BUDGET_EXHAUSTED``/``QUOTA_EXCEEDED`` leave nothing behind). ``inline`` keeps
-    an auto-approved job off the queue so the caller runs it with `start`.
+    an auto-approved job off the queue so the caller runs it with `start`; such a job is leased to
+    ``lease_owner`` for ``lease_s`` from the start (the request that submitted it runs it next).
     """
     now = aware(now)
     try:
@@ -324,6 +343,7 @@ def submit(
         assert rec is not None  # decide denied unregistered datasets
         fingerprints[ds] = rec.fingerprint
     auto = ag.document.approval == "auto_within_budget"
+    leased = inline and auto and lease_owner is not None
     job_id = "job_" + secrets.token_hex(10)
     with engine.begin() as conn:
         quotas.consume_in(conn, ag, actor.name, meters_for(action), now)
@@ -333,6 +353,8 @@ def submit(
             columns_json=json.dumps(cols, sort_keys=True), purpose=purpose, inline=inline and auto,
             state=S.PENDING_APPROVAL.value, created_by=actor.name, created_at=now, updated_at=now,
             cost_epsilon=to_db(cost.epsilon), cost_delta=to_db(cost.delta),
+            lease_owner=lease_owner if leased else None,
+            lease_expires_at=_lease_until(now, lease_s) if leased else None,
         ))
         if auto:
             ledger.charge_in(conn, ag.id, names, cost, job_id, now)
@@ -481,10 +503,17 @@ def _run_blockers(engine: Engine, job: Job, now: dt.datetime) -> str | None:
     return None
 
 
-def claim_next(engine: Engine, worker_id: str, *, now: dt.datetime | None = None) -> Job | None:
-    """Atomically move the oldest approved (queued) job to ``running`` for ``worker_id``; ``None`` if the queue
-    is empty. A job whose datasets changed or whose agreement is no longer active is failed and refunded
-    instead, and the next one is tried. No job is ever handed to two claimers."""
+def _lease_until(now: dt.datetime, lease_s: float) -> dt.datetime:
+    if not lease_s > 0:
+        raise ValueError("a lease lasts a positive time")
+    return now + dt.timedelta(seconds=lease_s)
+
+
+def claim_next(engine: Engine, worker_id: str, *, now: dt.datetime | None = None,
+               lease_s: float = DEFAULT_LEASE_S) -> Job | None:
+    """Atomically move the oldest approved (queued) job to ``running`` for ``worker_id``, leased to it for
+    ``lease_s``; ``None`` if the queue is empty. A job whose datasets changed or whose agreement is no longer
+    active is failed and refunded instead, and the next one is tried. No job is ever handed to two claimers."""
     now = aware(now)
     j = t.jobs.c
     while True:
@@ -496,7 +525,8 @@ def claim_next(engine: Engine, worker_id: str, *, now: dt.datetime | None = None
             job_id = conn.execute(q).scalar_one_or_none()
             if job_id is None:
                 return None
-            _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now)
+            _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now,
+                  lease_owner=worker_id, lease_expires_at=_lease_until(now, lease_s))
         job = load_job(engine, job_id)
         assert job is not None
         blocker = _run_blockers(engine, job, now)
@@ -505,8 +535,10 @@ def claim_next(engine: Engine, worker_id: str, *, now: dt.datetime | None = None
         fail(engine, job_id, blocker, now=now)
 
 
-def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | None = None) -> Job:
-    """Move one specific approved job to ``running`` (the gateway running an inline query). Raises
+def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | None = None,
+          lease_s: float = DEFAULT_LEASE_S) -> Job:
+    """Move one specific approved job to ``running``, leased to ``worker_id`` for ``lease_s`` (the gateway running
+    an inline query). Raises
     ``POLICY_DENIED``/``AGREEMENT_INACTIVE`` (after failing and refunding the job) if it must not run."""
     now = aware(now)
     job = load_job(engine, job_id)
@@ -515,10 +547,12 @@ def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | Non
     blocker = _run_blockers(engine, job, now) if job.state is S.APPROVED else None
     with engine.begin() as conn:
         if blocker is not None:
-            _move(conn, job_id, [S.APPROVED], S.FAILED, now, failure_reason=blocker, finished_at=now)
+            _move(conn, job_id, [S.APPROVED], S.FAILED, now, failure_reason=blocker, finished_at=now,
+                  **_NO_LEASE)
             ledger.refund_in(conn, job_id, now)
         else:
-            _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now)
+            _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now,
+                  lease_owner=worker_id, lease_expires_at=_lease_until(now, lease_s))
     if blocker is not None:
         code = POLICY_DENIED if blocker == "dataset.changed" else AGREEMENT_INACTIVE
         raise DomainError(code, "the job can no longer run", [Reason(blocker).as_dict()])
@@ -528,12 +562,13 @@ def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | Non
 
 
 def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None, pending: Mapping[str, Any] | None = None,
-            owner_detail: Mapping[str, Any] | None = None) -> Job:
+            owner_detail: Mapping[str, Any] | None = None, keep_lease: bool = False) -> Job:
     """``running`` → ``succeeded`` (the output exists but has not been released). ``pending`` (an output that waits
-    for the data owner's release) and ``owner_detail`` are stored in ``job_outputs`` in the same transaction."""
+    for the data owner's release) and ``owner_detail`` are stored in ``job_outputs`` in the same transaction.
+    ``keep_lease`` when the holder releases the output next (the lease ends with the release); else it ends here."""
     now = aware(now)
     with engine.begin() as conn:
-        _move(conn, job_id, [S.RUNNING], S.SUCCEEDED, now, finished_at=now)
+        _move(conn, job_id, [S.RUNNING], S.SUCCEEDED, now, finished_at=now, **({} if keep_lease else _NO_LEASE))
         _put_output(conn, job_id, now, pending=dict(pending) if pending is not None else _KEEP,
                     owner_detail=dict(owner_detail) if owner_detail else _KEEP)
     out = load_job(engine, job_id)
@@ -553,7 +588,7 @@ def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: 
         raise invalid("a failure reason is a short code")
     with engine.begin() as conn:
         _move(conn, job_id, [S.APPROVED, S.RUNNING, S.SUCCEEDED], S.FAILED, now, failure_reason=reason,
-              finished_at=now)
+              finished_at=now, **_NO_LEASE)
         if refund:
             ledger.refund_in(conn, job_id, now)
         _put_output(conn, job_id, now, pending=None,
@@ -588,7 +623,7 @@ def release(
             raise DomainError(INVALID_REQUEST, "a refunded job cannot be released",
                               [{**Reason("job.wrong_state").as_dict(), "state": "refunded"}])
         _move(conn, job_id, [S.SUCCEEDED], S.RELEASED, now, result_json=result_json, result_ref=result_ref,
-              output_digest=output_digest, released_at=now)
+              output_digest=output_digest, released_at=now, **_NO_LEASE)
         _put_output(conn, job_id, now, pending=None)  # released: nothing awaits the owner any more
     out = load_job(engine, job_id)
     assert out is not None
@@ -596,9 +631,9 @@ def release(
 
 
 def recover_interrupted(engine: Engine, *, worker_id: str | None = None, now: dt.datetime | None = None) -> list[str]:
-    """At startup: every ``running`` job (of ``worker_id``, or of every worker when ``None`` — only safe when no
-    other worker process is alive) was interrupted; fail it (``worker.interrupted``) and refund it, each in one
-    transaction. Returns the ids recovered."""
+    """Every ``running`` job (of ``worker_id``, or of every worker when ``None`` — only safe when no other process
+    uses the store; a service sweeps expired leases instead, `sweep_expired`) was interrupted; fail it
+    (``worker.interrupted``) and refund it, each in one transaction. Returns the ids recovered."""
     now = aware(now)
     j = t.jobs.c
     q = select(j.id).where(j.state == S.RUNNING.value)
@@ -610,10 +645,77 @@ def recover_interrupted(engine: Engine, *, worker_id: str | None = None, now: dt
     for job_id in ids:
         with engine.begin() as conn:
             try:
-                _move(conn, job_id, [S.RUNNING], S.FAILED, now, failure_reason="worker.interrupted",
-                      finished_at=now)
+                _move(conn, job_id, [S.RUNNING], S.FAILED, now, failure_reason=INTERRUPTED, finished_at=now,
+                      **_NO_LEASE)
             except DomainError:
                 continue  # finished meanwhile
             ledger.refund_in(conn, job_id, now)
         recovered.append(job_id)
     return recovered
+
+
+def renew_lease(engine: Engine, job_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S,
+                now: dt.datetime | None = None) -> bool:
+    """The heartbeat: extend ``owner``'s lease on a job it still runs to ``now + lease_s``. False when the lease is
+    no longer its own (the job finished, or a sweeper took it over after it expired)."""
+    now = aware(now)
+    j = t.jobs.c
+    with engine.begin() as conn:
+        res = conn.execute(update(t.jobs).where(
+            j.id == job_id, j.lease_owner == owner,
+            j.state.in_([S.APPROVED.value, S.RUNNING.value, S.SUCCEEDED.value]),
+        ).values(lease_expires_at=_lease_until(now, lease_s)))
+    return bool(res.rowcount == 1)
+
+
+@dataclass(frozen=True)
+class Swept:
+    """A job `sweep_expired` took over: as it was before (its state and lease holder) and as it is now."""
+
+    before: Job
+    after: Job
+    refunded: bool
+
+
+def _expired(now: dt.datetime) -> Any:
+    """Jobs held by no live process: a lease that ran out, or none where there must be one (rows from before
+    leases; an inline ``approved`` job is leased from its submission, a ``running`` one from its start)."""
+    j = t.jobs.c
+    stale = j.lease_expires_at < now
+    return or_(
+        and_(j.state == S.RUNNING.value, or_(j.lease_expires_at.is_(None), stale)),
+        and_(j.state == S.APPROVED.value, j.inline.is_(True), or_(j.lease_expires_at.is_(None), stale)),
+        and_(j.state == S.SUCCEEDED.value, j.lease_expires_at.is_not(None), stale),
+    )
+
+
+def sweep_expired(engine: Engine, *, now: dt.datetime | None = None) -> list[Swept]:
+    """Take over every job whose lease expired (see the module's "Leases"), each in one transaction whose guarded
+    UPDATE re-checks state and expiry, so a lease renewed meanwhile keeps its job. ``approved``/``running`` →
+    ``failed`` (``worker.interrupted``), refunded; ``succeeded`` (an output that was to be released at once) →
+    ``failed`` (``<kind>.failed``), charged, the cause (``worker.interrupted``) kept for the owner."""
+    now = aware(now)
+    j = t.jobs.c
+    with engine.connect() as conn:
+        ids = conn.execute(select(j.id).where(_expired(now)).order_by(j.updated_at, j.id)).scalars().all()
+    out = []
+    for job_id in ids:
+        before = load_job(engine, job_id)
+        if before is None:
+            continue
+        charged = before.state is S.SUCCEEDED
+        reason = f"{before.kind.value}.failed" if charged else INTERRUPTED
+        with engine.begin() as conn:
+            res = conn.execute(update(t.jobs).where(j.id == job_id, j.state == before.state.value, _expired(now))
+                               .values(state=S.FAILED.value, updated_at=now, failure_reason=reason,
+                                       finished_at=now, **_NO_LEASE))
+            if res.rowcount != 1:
+                continue  # renewed, finished or taken over meanwhile
+            if not charged:
+                ledger.refund_in(conn, job_id, now)
+            _put_output(conn, job_id, now, pending=None,
+                        owner_detail={"failure": INTERRUPTED} if charged else _KEEP)
+        after = load_job(engine, job_id)
+        assert after is not None
+        out.append(Swept(before, after, refunded=not charged))
+    return out

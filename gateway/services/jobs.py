@@ -30,6 +30,10 @@ A query job's ``finished_at`` (and ``released_at``, the same instant) lies a who
 ``VEILBOX_LATENCY_BUCKET_MS`` buckets after its ``started_at``: the worker waits for that boundary before the job
 changes state (`_bucket_end`), so the timestamps a grantee reads say which bucket the run fell into, nothing finer.
 
+Whoever runs a job holds its lease and renews it with a `gateway.services.leases.Heartbeat` (`run_claimed`: the
+worker that claimed it; `run_inline`: this process, leased from the inline job's submission); the outcome clears
+it, and an output released at once keeps it through ``succeeded`` until the release (`policies.jobs`, "Leases").
+
 `review_job` computes a spec's plan and mock run once and serves it from ``job_reviews`` afterwards (keyed by
 the kind, the spec hash, the agreement's document and the datasets' fingerprints), so reviewing is cheap.
 """
@@ -62,6 +66,7 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.services.agreements import note_expiry
+from gateway.services.leases import WORKER, Heartbeat, process_id
 from policies import Action, Actor, Job, JobState, ledger
 from policies.jobs import load_job
 from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate
@@ -76,7 +81,6 @@ __all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "data
            "min_query_epsilon", "note_job", "preview_query", "refunded", "reject_job", "release_job", "review_job",
            "run_claimed", "run_inline", "run_query", "runtime", "submit", "submit_job"]
 
-WORKER = "worker"  # audit actor of the background worker
 INCIDENT = AuditAction.JOB_INCIDENT  # audit action of a failure behind a charged job: owner, admin, regulator only
 REVIEW_VERSION = 1  # part of the stored review's key: a new review format is computed afresh
 _runtime_lock = threading.Lock()
@@ -144,10 +148,11 @@ def min_query_epsilon(ctx: AppContext) -> Fraction:
 
 
 def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Mapping[str, Any], *,
-               purpose: str | None = None, inline: bool = False) -> Job:
+               purpose: str | None = None, inline: bool = False, lease: str | None = None) -> Job:
     """Vet and price ``spec`` in the sandbox, then record the job (``POST /jobs``, ``POST /queries``). A query
     asking for less than `min_query_epsilon` is refused (``INVALID_REQUEST``) before anything is metered, and
-    SQL longer than ``VEILBOX_MAX_SQL_CHARS`` (``QUERY_REJECTED``, rule ``too_long``)."""
+    SQL longer than ``VEILBOX_MAX_SQL_CHARS`` (``QUERY_REJECTED``, rule ``too_long``). An inline job the
+    agreement auto-approves is leased to ``lease`` (the process whose request runs it) from its submission."""
     if not isinstance(spec, Mapping):
         raise invalid("spec must be an object")
     ag = policies.get_agreement(ctx.engine, actor, agreement_id)  # parties only; others get not-found
@@ -157,7 +162,8 @@ def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec
         require_sql_length(spec, ctx.settings.max_sql_chars)
     plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets))
     return policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
-                           columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline)
+                           columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline,
+                           lease_owner=lease, lease_s=ctx.settings.job_lease_s)
 
 
 def preview_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[str, Any],
@@ -343,7 +349,7 @@ def run_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[st
     Returns ``(waiting, body)``: ``waiting`` when the job waits for the owner (the body names it and its cost);
     else the released answer, or the failure with whether it was refunded (the entry records ``JOB_FAILED``)."""
     note_expiry(ctx, agreement_id)
-    job = submit_job(ctx, actor, agreement_id, "query", spec, purpose=purpose, inline=True)
+    job = submit_job(ctx, actor, agreement_id, "query", spec, purpose=purpose, inline=True, lease=process_id())
     note_job(ev, job)
     if job.state is JobState.PENDING_APPROVAL:
         return True, {"job_id": job.id, "state": job.state.value, "cost": job.cost.as_json()}
@@ -460,7 +466,8 @@ def _execute(ctx: AppContext, job: Job) -> Job:
                    "model": out.model}
     finished = _bucket_end(ctx, job)
     try:  # the output awaiting release and the owner's detail are stored in the transaction of the state change
-        succeeded = policies.succeed(ctx.engine, job.id, now=finished, pending=pending, owner_detail=detail or None)
+        succeeded = policies.succeed(ctx.engine, job.id, now=finished, pending=pending, owner_detail=detail or None,
+                                     keep_lease=pending is None)  # an output released at once keeps the lease
     except DomainError:  # cancelled or recovered meanwhile: nothing may be released
         _audit(ctx, job, AuditAction.JOB_DISCARD, decision="error", code="JOB_FAILED", reason="job.wrong_state")
         return _reload(ctx, job.id)
@@ -501,11 +508,16 @@ def _reload(ctx: AppContext, job_id: str) -> Job:
 
 
 def run_claimed(ctx: AppContext, job: Job) -> Job:
-    """The worker's path for a job `policies.claim_next` handed it."""
+    """The worker's path for a job `policies.claim_next` handed it (leased to the worker, ``job.worker_id``):
+    run it under the lease's heartbeat."""
     _audit(ctx, job, AuditAction.JOB_START)
-    return _execute(ctx, job)
+    with Heartbeat(ctx, job.id, job.worker_id or ""):
+        return _execute(ctx, job)
 
 
 def run_inline(ctx: AppContext, job: Job) -> Job:
-    """Run an auto-approved inline query in the request (``POST /queries``)."""
-    return _execute(ctx, policies.start(ctx.engine, job.id, "gateway"))
+    """Run an auto-approved inline query in the request (``POST /queries``), under this process's lease (taken at
+    submission, `submit_job`) and its heartbeat."""
+    owner = process_id()
+    with Heartbeat(ctx, job.id, owner):
+        return _execute(ctx, policies.start(ctx.engine, job.id, owner, lease_s=ctx.settings.job_lease_s))

@@ -33,7 +33,7 @@ def test_job_outputs_migration_up_and_down(tmp_path):
     schema.upgrade(e)
     assert "job_outputs" in inspect(e).get_table_names()
     before = set(inspect(e).get_table_names())
-    _revision(e, "0008_job_outputs@-1", down=True)
+    _revision(e, "0009_job_leases@-2", down=True)  # 0009 (leases) sits on 0008 and goes first
     assert set(inspect(e).get_table_names()) == before - {"job_outputs"}
     with e.connect() as conn:
         heads = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
@@ -53,3 +53,45 @@ def test_job_outputs_table_compiles_for_postgresql():
 
     ddl = str(CreateTable(pt.job_outputs).compile(dialect=postgresql.dialect()))
     assert "REFERENCES jobs (id)" in ddl and "TIMESTAMP WITH TIME ZONE" in ddl
+
+
+def test_job_leases_migration_up_and_down(tmp_path):
+    """0009 adds the worker lease to ``jobs`` (owner, expiry, an index for the sweeper); its downgrade removes only
+    those, keeping the rows, and upgrading again gives exactly the declared schema."""
+    import datetime as dt
+
+    from sqlalchemy import inspect
+
+    e = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    schema.upgrade(e)
+    cols = {c["name"] for c in inspect(e).get_columns("jobs")}
+    assert {"lease_owner", "lease_expires_at"} <= cols
+    assert "ix_jobs_state_lease" in {i["name"] for i in inspect(e).get_indexes("jobs")}
+    now = dt.datetime(2026, 12, 3, tzinfo=dt.UTC).replace(tzinfo=None)
+    with e.begin() as conn:  # a row survives the round trip
+        conn.exec_driver_sql("INSERT INTO agreements (id, owner, grantee, title, state, version, document_hash, "
+                             "document_json, valid_from, valid_until, created_at, updated_at, expired_recorded) VALUES "
+                             "('ag', 'o', 'g', 't', 'active', 1, 'h', '{}', ?, ?, ?, ?, 0)", (now, now, now, now))
+        conn.exec_driver_sql("INSERT INTO jobs (id, agreement_id, kind, spec_json, spec_hash, fingerprints_json, "
+                             "columns_json, inline, state, created_by, created_at, updated_at, cost_epsilon, "
+                             "cost_delta, lease_owner, lease_expires_at) VALUES ('j', 'ag', 'query', '{}', 'h', "
+                             "'{}', '{}', 0, 'running', 'g', ?, ?, '1', '0', 'p', ?)", (now, now, now))
+    _revision(e, "0009_job_leases@-1", down=True)
+    assert not {"lease_owner", "lease_expires_at"} & {c["name"] for c in inspect(e).get_columns("jobs")}
+    with e.connect() as conn:
+        assert conn.exec_driver_sql("SELECT state FROM jobs WHERE id = 'j'").scalar() == "running"
+        heads = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
+    assert "0008_job_outputs" in heads and "0009_job_leases" not in heads
+    schema.upgrade(e)
+    with e.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema.target_metadata) == []
+
+
+def test_job_lease_columns_compile_for_postgresql():
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    from policies import _tables as pt
+
+    ddl = str(CreateTable(pt.jobs).compile(dialect=postgresql.dialect()))
+    assert "lease_owner VARCHAR(128)" in ddl and "lease_expires_at TIMESTAMP WITH TIME ZONE" in ddl
