@@ -45,7 +45,7 @@ def _token(client: Any) -> str:
 
 def chapter_syft(story: Any) -> None:
     if not syft_available():
-        console.print("[dim]PySyft chapter skipped: install the extra with `pip install 'veilbox[syft]'`[/dim]")
+        console.print("[dim]PySyft chapter skipped: install the extra with `pip install 'veilbox\\[syft]'`[/dim]")
         return
     from veilbox.syft_bridge.datasite import Identity, IdentityTable, VeilboxDatasite
 
