@@ -105,8 +105,7 @@ class Probes:
     def _worker(self) -> str:
         if self.worker is None:
             return "off"
-        thread = getattr(self.worker, "_thread", None)  # the JobWorker's loop
-        return "ok" if isinstance(thread, threading.Thread) and thread.is_alive() else "not_running"
+        return "ok" if self.worker.alive else "not_running"
 
 
 def failing(checks: dict[str, str]) -> list[dict[str, str]]:

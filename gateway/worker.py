@@ -47,6 +47,11 @@ class JobWorker:
         self._swept_at = time.monotonic()
         leases.sweep(self.ctx)
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker's loop thread is running (what `/ready` reports as ``worker``)."""
+        return self._thread.is_alive()
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         jobflow.runtime(self.ctx).wake.set()
