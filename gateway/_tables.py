@@ -86,3 +86,15 @@ job_reviews = Table(  # the owner's review of a job spec, computed once (`gatewa
     Column("review_json", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+idempotency_keys = Table(  # a charging call's first answer, per caller and key (`gateway.services.idempotency`)
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(40), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("request_hash", String(64), nullable=False),  # sha256 over method, path and the canonical JSON body
+    Column("state", String(16), nullable=False),  # running | done
+    Column("status_code", Integer, nullable=True),
+    Column("body", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)

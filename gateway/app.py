@@ -28,6 +28,7 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
 from gateway.routes import psi as psi_routes
+from gateway.services import idempotency
 from gateway.worker import JobWorker
 from vocab.actions import AuditAction
 
@@ -98,6 +99,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.probes = probes
     for exc_type in (DomainError, RequestValidationError, StarletteHTTPException, Exception):
         app.add_exception_handler(exc_type, errors.handle)
+    app.add_exception_handler(idempotency.Replay, idempotency.replay_response)  # a retry's stored first answer
 
     @app.middleware("http")
     async def audit_every_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -145,4 +147,5 @@ def create_app(ctx: AppContext) -> FastAPI:
               secagg.router, psi_routes.router, audit.router):
         app.include_router(r, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
+    app.add_middleware(idempotency.Recorder)  # outermost: stores exactly the answer that left
     return app

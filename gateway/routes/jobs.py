@@ -21,6 +21,7 @@ from gateway.contract.jobs import Job as JobView
 from gateway.contract.jobs import JobResult, QueryAnswer, QueryPreview, Review
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy, Owner
 from gateway.services import jobs as jobflow
+from gateway.services.idempotency import Idempotent
 from gateway.services.jobs import actor_of
 from policies import Job
 
@@ -61,7 +62,7 @@ def _note(ev: Any, job: Job) -> None:
              **doc("Submit a query, training or custom-code job", *_SUBMIT_ERRORS, status=202,
                    request_example={"agreement_id": "agr_e8ef1abd08beeda02e4d", "kind": "query",
                                     "spec": {"sql": _EXAMPLE_SQL, "epsilon": 0.5}, "purpose": "credit_risk"}))
-async def submit(body: JobSubmit, p: Heavy, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+async def submit(body: JobSubmit, p: Heavy, ctx: Ctx, ev: Audit, _idem: Idempotent) -> dict[str, Any]:
     """Submit a query, training or custom-code job; it waits for the owner unless the agreement auto-approves."""
     ev.agreement_id = body.agreement_id
     job = await run_in_threadpool(jobflow.submit, ctx, actor_of(p), body.agreement_id, body.kind, body.spec, ev,
@@ -202,7 +203,8 @@ async def query_preview(body: QueryBody, p: Heavy, ctx: Ctx, ev: Audit) -> dict[
                                   "cost": {"epsilon": "0.5", "delta": "0"}}}}},
                         **errors_for(*_SUBMIT_ERRORS)},
              openapi_extra={"requestBody": {"content": {"application/json": {"example": _QUERY_EXAMPLE}}}})
-async def query_run(body: QueryBody, p: Heavy, ctx: Ctx, ev: Audit, response: Response) -> dict[str, Any]:
+async def query_run(body: QueryBody, p: Heavy, ctx: Ctx, ev: Audit, response: Response,
+                    _idem: Idempotent) -> dict[str, Any]:
     """Run a DP query: 200 with the noisy answer when the agreement auto-approves (the budget is charged
     first), else 202 with the job waiting for the owner. A residual engine failure is answered like any release
     (the answer over an empty input, charged; the owner sees the incident); only a worker that could not start

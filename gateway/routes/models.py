@@ -40,6 +40,7 @@ from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.models import MODEL_EXAMPLE, Model, ScoreAnswer
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy
 from gateway.services import scoring
+from gateway.services.idempotency import Idempotent
 from gateway.services.scoring import ScoreBody
 
 router = APIRouter(tags=["models"])
@@ -74,7 +75,8 @@ def show(model_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
                    request_example={"context": "<base64 public CKKS context>", "ciphertexts": ["<base64 Enc(x)>"],
                                     "layout": "columns", "output": "decision", "cutoff": "<base64 Enc(t)>",
                                     "agreement_id": "agr_1b61737f85dc4169584d"}))
-async def score(model_id: str, body: ScoreBody, p: Heavy, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+async def score(model_id: str, body: ScoreBody, p: Heavy, ctx: Ctx, ev: Audit,
+                _idem: Idempotent) -> dict[str, Any]:
     """Encrypted scoring: decisions (default) or granted logits under the bank's key; the weights never leave."""
     ev.agreement_id = body.agreement_id
     async with latency.padded(ctx.settings.latency_bucket_ms):

@@ -36,6 +36,7 @@ from gateway.contract import psi as examples
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy
 from gateway.routes._common import PaddedRoute
 from gateway.services import psi as psi_service
+from gateway.services.idempotency import Idempotent
 from gateway.services.psi import (
     AnonCheckBody,
     AnonCheckOut,
@@ -117,7 +118,8 @@ async def anonymous_info(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
                 **doc("Ask a product's question without naming the subject (bank)", *_SCOPE,
                       ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, ErrorCode.QUERY_REJECTED,
                       response_example=examples.ANON_CHECK, request_example=examples.ANON_CHECK_REQUEST))
-async def check_anonymous(name: str, body: AnonCheckBody, p: Heavy, ctx: Ctx, ev: Audit) -> AnonCheckOut:
+async def check_anonymous(name: str, body: AnonCheckBody, p: Heavy, ctx: Ctx, ev: Audit,
+                          _idem: Idempotent) -> AnonCheckOut:
     """Ask the product's question without naming the subject: the service sees a bucket of at least k subjects;
     the answer opens only for the bank's own subject (docs/mechanisms/psi.md)."""
     ev.agreement_id = body.agreement_id

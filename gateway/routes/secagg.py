@@ -46,6 +46,7 @@ from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract import secagg as views
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.identities import Principal
+from gateway.services.idempotency import Idempotent
 from gateway.services.rounds import (
     DEFAULT_STAGE_TIMEOUT_S,
     KINDS,
@@ -134,7 +135,8 @@ WaitQuery = Query(0.0, ge=0.0, le=MAX_WAIT_S, description="seconds to wait for t
              **doc("Open a secure-aggregation round (the agreement's grantee)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
                    ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE, ErrorCode.QUOTA_EXCEEDED, status=201,
                    request_example=views.OPEN_REQUEST))
-async def open_round(body: OpenRound, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+async def open_round(body: OpenRound, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
+                     _idem: Idempotent) -> dict[str, Any]:
     """Open a round (an operator under an active agreement with job kind `train`)."""
     ev.agreement_id = body.agreement_id
 

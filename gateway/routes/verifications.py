@@ -49,6 +49,7 @@ from gateway.contract.verifications import CheckAnswer, EncryptedCheckAnswer, Pr
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy, Owner
 from gateway.routes._common import PaddedRoute
 from gateway.services import verification
+from gateway.services.idempotency import Idempotent
 from gateway.services.verification import CheckBody, EncryptedCheckBody
 
 router = APIRouter(tags=["verification"])
@@ -99,7 +100,8 @@ def show(name: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
                    request_example={"agreement_id": "agr_1b61737f85dc4169584d", "subject": "P0000001",
                                     "params": {"threshold": 8000}, "consent_ref": "consent-2026-0001",
                                     "purpose": "credit_risk"}))
-async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
+                _idem: Idempotent) -> dict[str, Any]:
     """Ask the product's question about one subject: ``{"result": true|false, "receipt"}``. An unknown
     subject answers ``false``, indistinguishably; answers and refusals are padded to the latency bucket."""
     ev.agreement_id = body.agreement_id
@@ -115,7 +117,7 @@ async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: A
                                     "context": "<base64 public BFV context>", "ciphertext": "<base64 Enc(t)>",
                                     "consent_ref": "consent-2026-0002"}))
 async def check_encrypted(name: str, body: EncryptedCheckBody, p: Heavy, ctx: Ctx,
-                          ev: Audit) -> dict[str, Any]:
+                          ev: Audit, _idem: Idempotent) -> dict[str, Any]:
     """Threshold checks for many subjects under the bank's BFV key: ``{"ciphertext"}`` decrypts, per slot, to
     a value that is positive exactly when the subject passes (unknown subjects: negative)."""
     ev.agreement_id = body.agreement_id

@@ -33,8 +33,8 @@ def test_job_outputs_migration_up_and_down(tmp_path):
     schema.upgrade(e)
     assert "job_outputs" in inspect(e).get_table_names()
     before = set(inspect(e).get_table_names())
-    _revision(e, "0009_job_leases@-2", down=True)  # 0009 (leases) sits on 0008 and goes first
-    assert set(inspect(e).get_table_names()) == before - {"job_outputs"}
+    _revision(e, "0010_idempotency_keys@-3", down=True)  # 0010 (idempotency), 0009 (leases) sit on 0008
+    assert set(inspect(e).get_table_names()) == before - {"job_outputs", "idempotency_keys"}
     with e.connect() as conn:
         heads = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
     assert "0008_job_outputs" not in heads and heads  # the other branches stay where they were
@@ -76,7 +76,7 @@ def test_job_leases_migration_up_and_down(tmp_path):
                              "columns_json, inline, state, created_by, created_at, updated_at, cost_epsilon, "
                              "cost_delta, lease_owner, lease_expires_at) VALUES ('j', 'ag', 'query', '{}', 'h', "
                              "'{}', '{}', 0, 'running', 'g', ?, ?, '1', '0', 'p', ?)", (now, now, now))
-    _revision(e, "0009_job_leases@-1", down=True)
+    _revision(e, "0010_idempotency_keys@-2", down=True)  # 0010 sits on 0009 and goes first
     assert not {"lease_owner", "lease_expires_at"} & {c["name"] for c in inspect(e).get_columns("jobs")}
     with e.connect() as conn:
         assert conn.exec_driver_sql("SELECT state FROM jobs WHERE id = 'j'").scalar() == "running"
@@ -95,3 +95,24 @@ def test_job_lease_columns_compile_for_postgresql():
 
     ddl = str(CreateTable(pt.jobs).compile(dialect=postgresql.dialect()))
     assert "lease_owner VARCHAR(128)" in ddl and "lease_expires_at TIMESTAMP WITH TIME ZONE" in ddl
+
+
+def test_idempotency_keys_migration_up_and_down(tmp_path):
+    """0010 adds ``idempotency_keys`` (a charging call's first answer per caller and key); its downgrade removes
+    only that table and upgrading again gives exactly the declared schema."""
+    from sqlalchemy import inspect
+
+    e = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    schema.upgrade(e)
+    assert "idempotency_keys" in inspect(e).get_table_names()
+    pk = inspect(e).get_pk_constraint("idempotency_keys")["constrained_columns"]
+    assert pk == ["principal", "key"]
+    before = set(inspect(e).get_table_names())
+    _revision(e, "0010_idempotency_keys@-1", down=True)
+    assert set(inspect(e).get_table_names()) == before - {"idempotency_keys"}
+    with e.connect() as conn:
+        heads = {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
+    assert "0009_job_leases" in heads and "0010_idempotency_keys" not in heads
+    schema.upgrade(e)
+    with e.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema.target_metadata) == []
