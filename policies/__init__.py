@@ -15,7 +15,7 @@ Module map (the gateway imports only the names re-exported here):
 - `ledger`: per-(agreement, dataset) accounts; `charge` (check-then-debit, one transaction), idempotent
   `refund`, `remaining`, `status`.
 - `jobs`: job records and their state machine; approval bound to spec hash and dataset fingerprints; the
-  durable queue (`claim_next`) and worker leases (`renew_lease`, `sweep_expired`; `recover_interrupted`);
+  durable queue (`claim_next`) and worker leases (`renew_lease`, `sweep_expired`);
   released results; outputs awaiting the owner's release
   and owner-only failure detail (`job_output`, ``job_outputs``), written with the state change.
 - `quotas`: metering with atomic increments, quota checks, `usage` and billing.
@@ -59,7 +59,6 @@ from policies.jobs import (
     job_output,
     jobs_visible_to,
     list_jobs,
-    recover_interrupted,
     reject,
     release,
     renew_lease,
@@ -128,7 +127,6 @@ __all__ = [
     "read_usage",
     "record_expiries",
     "record_expiry",
-    "recover_interrupted",
     "refund",
     "reject",
     "release",

@@ -37,7 +37,6 @@ output died with the process; data was read) is failed charged with the kind's `
 one guarded transaction that re-checks the expiry, so a job whose holder renewed meanwhile — any live process's —
 is never touched. Expiries are compared on the callers' clocks: the lease must exceed the heartbeat period plus
 any clock skew between hosts. Rows from before leases (no lease, ``running``) count as expired.
-`recover_interrupted` (every ``running`` job, whoever holds it) is only for a store no other process uses.
 """
 
 from __future__ import annotations
@@ -628,30 +627,6 @@ def release(
     out = load_job(engine, job_id)
     assert out is not None
     return out
-
-
-def recover_interrupted(engine: Engine, *, worker_id: str | None = None, now: dt.datetime | None = None) -> list[str]:
-    """Every ``running`` job (of ``worker_id``, or of every worker when ``None`` — only safe when no other process
-    uses the store; a service sweeps expired leases instead, `sweep_expired`) was interrupted; fail it
-    (``worker.interrupted``) and refund it, each in one transaction. Returns the ids recovered."""
-    now = aware(now)
-    j = t.jobs.c
-    q = select(j.id).where(j.state == S.RUNNING.value)
-    if worker_id is not None:
-        q = q.where(j.worker_id == worker_id)
-    with engine.connect() as conn:
-        ids = conn.execute(q).scalars().all()
-    recovered = []
-    for job_id in ids:
-        with engine.begin() as conn:
-            try:
-                _move(conn, job_id, [S.RUNNING], S.FAILED, now, failure_reason=INTERRUPTED, finished_at=now,
-                      **_NO_LEASE)
-            except DomainError:
-                continue  # finished meanwhile
-            ledger.refund_in(conn, job_id, now)
-        recovered.append(job_id)
-    return recovered
 
 
 def renew_lease(engine: Engine, job_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S,

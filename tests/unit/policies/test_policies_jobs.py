@@ -388,34 +388,6 @@ def test_concurrent_claimers_never_share_a_job(world: World) -> None:
     assert set(claimed) == submitted
 
 
-def test_recover_interrupted(world: World) -> None:
-    ag = world.active(approval="auto_within_budget")
-    submitted = {submit(world, ag.id).id for _ in range(3)}
-    running = {policies.claim_next(world.engine, "w", now=world.now).id for _ in range(2)}  # type: ignore[union-attr]
-    assert spent(world, ag.id) == COST.times(3)
-    recovered = policies.recover_interrupted(world.engine, now=world.now)
-    assert set(recovered) == running and len(recovered) == 2
-    for job_id in running:
-        out = jobs.load_job(world.engine, job_id)
-        assert out is not None and out.state is JobState.FAILED and out.failure_reason == "worker.interrupted"
-    (waiting,) = submitted - running
-    assert jobs.load_job(world.engine, waiting).state is JobState.APPROVED  # type: ignore[union-attr]
-    assert spent(world, ag.id) == COST  # two refunds, exactly once each
-    assert policies.recover_interrupted(world.engine, now=world.now) == []
-    assert spent(world, ag.id) == COST
-
-
-def test_recover_only_one_workers_jobs(world: World) -> None:
-    ag = world.active(approval="auto_within_budget")
-    for _ in range(2):
-        submit(world, ag.id)
-    mine = policies.claim_next(world.engine, "w1", now=world.now)
-    theirs = policies.claim_next(world.engine, "w2", now=world.now)
-    assert mine is not None and theirs is not None
-    assert policies.recover_interrupted(world.engine, worker_id="w1", now=world.now) == [mine.id]
-    assert jobs.load_job(world.engine, theirs.id).state is JobState.RUNNING  # type: ignore[union-attr]
-
-
 def test_outputs_awaiting_release_and_owner_detail_are_stored_with_the_state_change(world: World) -> None:
     """``job_outputs``: `succeed` stores the pending output and owner detail in its transaction, `release` drops
     the pending output as the result is stored, `fail` drops it and stores the owner-only cause; a state change
