@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Engine, Select, and_, false, func, or_, select
+from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
 
 from catalog.fingerprint import HashAlg, hasher
 from gateway import _tables as t
@@ -108,37 +108,45 @@ class AuditLog:
 
     # -- writing -----------------------------------------------------------------------------------------
     def append(self, ev: AuditEvent) -> dict[str, Any]:
+        """Append one entry in its own transaction (committed when this returns)."""
         with self._lock, self.engine.begin() as conn:
-            head = conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1).with_for_update()).first()
-            seq = (head.seq if head else 0) + 1
-            entry: dict[str, Any] = {
-                "seq": seq,
-                "ts": _now(),
-                "actor": ev.actor,
-                "role": ev.role,
-                "action": ev.action,
-                "agreement_id": ev.agreement_id,
-                "dataset": ev.dataset,
-                "decision": ev.decision,
-                "code": ev.code,
-                "epsilon": ev.epsilon,
-                "delta": ev.delta,
-                "output_digest": ev.output_digest,
-                "subject_hash": ev.subject_hash,
-                "details": json.dumps(ev.details, sort_keys=True, separators=(",", ":")),
-                "prev_hash": head.hash if head else GENESIS,
-            }
-            entry["hash"] = entry_hash(self.alg, entry)
-            conn.execute(t.audit_entries.insert().values(**entry))
-            sig = self.keys.signing.sign(_sig_message(seq, entry["hash"])).hex()
-            if seq % self.checkpoint_every == 0:
-                conn.execute(t.audit_checkpoints.insert().values(
-                    seq=seq, hash=entry["hash"], signature=sig, key_id=self.keys.key_id, ts=entry["ts"]))
-            values = {"seq": seq, "hash": entry["hash"], "signature": sig}
-            if head:
-                conn.execute(t.audit_head.update().where(t.audit_head.c.id == 1).values(**values))
-            else:
-                conn.execute(t.audit_head.insert().values(id=1, **values))
+            return self.append_in(conn, ev)
+
+    def append_in(self, conn: Connection, ev: AuditEvent) -> dict[str, Any]:
+        """Append one entry inside the caller's transaction, so it commits (or rolls back) with the state change
+        it records: both or neither. Call it as the transaction's last write: it locks the chain head until the
+        commit (``BEGIN IMMEDIATE`` already serialises SQLite writers; on PostgreSQL the head row lock orders
+        appends, and taking it last keeps lock order ledger/job rows → head in every transaction)."""
+        head = conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1).with_for_update()).first()
+        seq = (head.seq if head else 0) + 1
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "ts": _now(),
+            "actor": ev.actor,
+            "role": ev.role,
+            "action": ev.action,
+            "agreement_id": ev.agreement_id,
+            "dataset": ev.dataset,
+            "decision": ev.decision,
+            "code": ev.code,
+            "epsilon": ev.epsilon,
+            "delta": ev.delta,
+            "output_digest": ev.output_digest,
+            "subject_hash": ev.subject_hash,
+            "details": json.dumps(ev.details, sort_keys=True, separators=(",", ":")),
+            "prev_hash": head.hash if head else GENESIS,
+        }
+        entry["hash"] = entry_hash(self.alg, entry)
+        conn.execute(t.audit_entries.insert().values(**entry))
+        sig = self.keys.signing.sign(_sig_message(seq, entry["hash"])).hex()
+        if seq % self.checkpoint_every == 0:
+            conn.execute(t.audit_checkpoints.insert().values(
+                seq=seq, hash=entry["hash"], signature=sig, key_id=self.keys.key_id, ts=entry["ts"]))
+        values = {"seq": seq, "hash": entry["hash"], "signature": sig}
+        if head:
+            conn.execute(t.audit_head.update().where(t.audit_head.c.id == 1).values(**values))
+        else:
+            conn.execute(t.audit_head.insert().values(id=1, **values))
         return entry
 
     # -- reading -----------------------------------------------------------------------------------------
