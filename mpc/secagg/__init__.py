@@ -55,8 +55,8 @@ Known limits
 - Metadata (who dropped at which stage, message sizes and timing) is visible. Shamir arithmetic on
   Python ints is not constant-time; secrets are not zeroised from memory.
 
-Modules: `config` (RoundConfig, Stage), `messages` (wire models), `client`, `server`, `simulate`
-(in-memory driver), `shamir`, `prg` (all randomness), `keys` (X25519 + HKDF), `channel` (AES-GCM
+Modules: `config` (RoundConfig, Stage), `messages` (wire models), `client`, `server` (with its serialisable
+state), `simulate` (in-memory driver), `shamir`, `prg` (all randomness), `keys` (X25519 + HKDF), `channel` (AES-GCM
 envelopes), `graph` (neighbour graph), `quantize` (fixed point), `errors`.
 """
 
@@ -79,10 +79,12 @@ from mpc.secagg.messages import (
     parse_server_message,
 )
 from mpc.secagg.quantize import FixedPoint, dequantize_sum, quantize
-from mpc.secagg.server import SecAggServer
+from mpc.secagg.server import STAGE_PART, STATE_PARTS, SecAggServer, expected_in, pending_in
 from mpc.secagg.simulate import RoundOutcome, simulate_round
 
 __all__ = [
+    "STAGE_PART",
+    "STATE_PARTS",
     "AdvertiseKeys",
     "CiphertextInvalid",
     "ClientMessage",
@@ -104,9 +106,11 @@ __all__ = [
     "UnmaskRequest",
     "UnmaskShares",
     "dequantize_sum",
+    "expected_in",
     "new_round",
     "parse_client_message",
     "parse_server_message",
+    "pending_in",
     "quantize",
     "simulate_round",
 ]

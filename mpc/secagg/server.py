@@ -6,12 +6,21 @@ deadline passes or `pending()` is empty. Between stages the server publishes `ke
 survivors' inputs and nothing else. Any stage that ends with fewer than the threshold (or, on a sparse
 graph, a neighbourhood below its local threshold, or survivors that are not connected) aborts the round
 before anything more is requested from clients; an aborted server drops every masked input and share it
-held.
+held, and a finished one keeps only the sum, the survivor list and the public keys.
+
+State. `to_state` gives what the server holds as JSON-able plain types (stage, abort reason, result,
+survivors, and the four per-sender parts of `STATE_PARTS`: advertised public keys, share envelopes, masked
+inputs, revealed shares — exactly what it received, nothing derived); `SecAggServer.from_state` rebuilds an
+equal server from it and the public `RoundConfig`. A caller that persists rounds can store one part entry per
+message (`entry`, keyed by `STAGE_PART` and sender) and the small rest (`to_state(parts=False)`) per stage;
+`expected_in` / `pending_in` answer who a stage waits for from the senders' names alone.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Collection, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -43,6 +52,40 @@ _ACCEPTS: dict[Stage, type[ClientMessage]] = {
     Stage.UNMASK: UnmaskShares,
 }
 
+#: The per-sender parts of the server's state, in protocol order.
+STATE_PARTS = ("keys", "envelopes", "masked", "revealed")
+#: The part each stage's messages fill (one entry per sender).
+STAGE_PART: Mapping[Stage, str] = MappingProxyType({
+    Stage.ADVERTISE_KEYS: "keys", Stage.SHARE_KEYS: "envelopes", Stage.MASKED_INPUT: "masked",
+    Stage.UNMASK: "revealed"})
+#: The part whose senders a stage expects a message from (every participant in ``advertise_keys``).
+_COHORT_PART: Mapping[Stage, str] = MappingProxyType({
+    Stage.SHARE_KEYS: "keys", Stage.MASKED_INPUT: "envelopes", Stage.UNMASK: "masked"})
+STATE_FORMAT = 1
+
+
+def expected_in(config: RoundConfig, stage: Stage, held: Mapping[str, Collection[str]]) -> frozenset[str]:
+    """Who may send a message in ``stage``, given the senders ``held`` per part (`STATE_PARTS`)."""
+    if stage is Stage.ADVERTISE_KEYS:
+        return frozenset(config.participants)
+    part = _COHORT_PART.get(stage)
+    return frozenset(held.get(part, ())) if part is not None else frozenset()
+
+
+def pending_in(config: RoundConfig, stage: Stage, held: Mapping[str, Collection[str]]) -> frozenset[str]:
+    """Who may still send in ``stage``, given the senders ``held`` per part."""
+    part = STAGE_PART.get(stage)
+    received = frozenset(held.get(part, ())) if part is not None else frozenset()
+    return expected_in(config, stage, held) - received
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
+
 
 class SecAggServer:
     """The aggregator's side of a round (honest-but-curious: follows the protocol, keeps what it sees)."""
@@ -57,6 +100,7 @@ class SecAggServer:
         self._masked: dict[str, NDArray[np.uint32]] = {}  # U3
         self._revealed: dict[str, UnmaskShares] = {}  # U4
         self._result: NDArray[np.uint32] | None = None
+        self._survivors: tuple[str, ...] = ()  # U3, kept once the round is done
 
     @property
     def stage(self) -> Stage:
@@ -66,29 +110,85 @@ class SecAggServer:
     @property
     def survivors(self) -> tuple[str, ...]:
         """U3: the clients whose masked inputs are summed (empty before the masked-input stage closes)."""
-        if self._stage in (Stage.UNMASK, Stage.DONE):
+        if self._stage is Stage.UNMASK:
             return self._ordered(self._masked)
+        if self._stage is Stage.DONE:
+            return self._survivors
         return ()
+
+    def held(self) -> dict[str, tuple[str, ...]]:
+        """The senders the server holds an entry from, per part of `STATE_PARTS` (in arrival order)."""
+        return {part: tuple(self._part(part)) for part in STATE_PARTS}
 
     def expected(self) -> frozenset[str]:
         """Who may send a message in the current stage."""
-        cohorts: dict[Stage, Collection[str]] = {
-            Stage.ADVERTISE_KEYS: self.config.participants,
-            Stage.SHARE_KEYS: self._keys,
-            Stage.MASKED_INPUT: self._envelopes,
-            Stage.UNMASK: self._masked,
-        }
-        return frozenset(cohorts.get(self._stage, ()))
+        return expected_in(self.config, self._stage, self.held())
 
     def pending(self) -> frozenset[str]:
         """Who may still send in the current stage."""
-        received: dict[Stage, Collection[str]] = {
-            Stage.ADVERTISE_KEYS: self._keys,
-            Stage.SHARE_KEYS: self._envelopes,
-            Stage.MASKED_INPUT: self._masked,
-            Stage.UNMASK: self._revealed,
+        return pending_in(self.config, self._stage, self.held())
+
+    # -- state ------------------------------------------------------------------------------------------
+
+    def to_state(self, *, parts: bool = True) -> dict[str, Any]:
+        """What the server holds, as JSON-able plain types (bytes as base64); without ``parts``, only the
+        stage, abort reason, result and survivors (the per-sender entries come from `entry`)."""
+        state: dict[str, Any] = {
+            "format": STATE_FORMAT, "stage": self._stage.value, "abort_reason": self._abort_reason,
+            "result": _b64(self._result.astype("<u4", copy=False).tobytes()) if self._result is not None else None,
+            "survivors": list(self._survivors),
         }
-        return self.expected() - frozenset(received.get(self._stage, ()))
+        if parts:
+            state["parts"] = {part: {sender: self.entry(part, sender) for sender in self._part(part)}
+                              for part in STATE_PARTS}
+        return state
+
+    def entry(self, part: str, sender: str) -> Any:
+        """One sender's entry of ``part`` as JSON-able plain types (`KeyError` if the server holds none)."""
+        if part == "keys":
+            return self._keys[sender].model_dump(mode="json")
+        if part == "envelopes":
+            return {recipient: _b64(envelope) for recipient, envelope in self._envelopes[sender].items()}
+        if part == "masked":
+            return _b64(self._masked[sender].astype("<u4", copy=False).tobytes())
+        if part == "revealed":
+            return self._revealed[sender].to_json()
+        raise KeyError(part)
+
+    @classmethod
+    def from_state(cls, config: RoundConfig, state: Mapping[str, Any]) -> SecAggServer:
+        """The server `to_state` described (with its ``parts``), for ``config``; `ProtocolError` if the state
+        is not one this version wrote."""
+        if state.get("format") != STATE_FORMAT:
+            raise ProtocolError("unknown server state format")
+        try:
+            server = cls(config)
+            server._stage = Stage(state["stage"])
+            server._abort_reason = state.get("abort_reason")
+            result = state.get("result")
+            if result is not None:
+                server._result = np.frombuffer(_unb64(result), dtype=np.dtype("<u4")).astype(np.uint32)
+            server._survivors = tuple(state.get("survivors") or ())
+            parts = state.get("parts") or {}
+            for sender, keys in (parts.get("keys") or {}).items():
+                server._keys[sender] = PublicKeys.model_validate(keys)
+            for sender, envelopes in (parts.get("envelopes") or {}).items():
+                server._envelopes[sender] = {recipient: _unb64(e) for recipient, e in envelopes.items()}
+            for sender, vector in (parts.get("masked") or {}).items():
+                server._masked[sender] = np.frombuffer(_unb64(vector), dtype=np.dtype("<u4")).astype(np.uint32)
+            for sender, reveal in (parts.get("revealed") or {}).items():
+                message = parse_client_message(reveal)
+                if not isinstance(message, UnmaskShares):
+                    raise ProtocolError("revealed entry is not an unmask message")
+                server._revealed[sender] = message
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ProtocolError(f"malformed server state ({type(exc).__name__})") from None
+        return server
+
+    def _part(self, part: str) -> Mapping[str, Any]:
+        held: dict[str, Mapping[str, Any]] = {"keys": self._keys, "envelopes": self._envelopes,
+                                              "masked": self._masked, "revealed": self._revealed}
+        return held[part]
 
     def receive(self, message: ClientMessage | Mapping[str, Any]) -> None:
         """Accept one client message; `ProtocolError` (INVALID_REQUEST) for anything out of protocol."""
@@ -263,7 +363,11 @@ class SecAggServer:
         if bits < 32:
             np.bitwise_and(total, np.uint32((1 << bits) - 1), out=total)
         self._result = total
+        self._survivors = self._ordered(self._masked)
         self._stage = Stage.DONE
+        self._masked.clear()  # the sum is out: nothing that could unmask an input is kept
+        self._revealed.clear()
+        self._envelopes.clear()
 
     # -- helpers ----------------------------------------------------------------------------------------
 
