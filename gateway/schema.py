@@ -6,7 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Connection, Engine, MetaData
 
 import policies
 from catalog import _tables as catalog_tables
@@ -24,9 +24,30 @@ def alembic_config() -> Config:
     return cfg
 
 
+#: Arbitrary key of the PostgreSQL advisory lock that serialises schema upgrades across processes.
+_UPGRADE_LOCK = 0x7665696C  # "veil"
+
+
+def _prepare_postgresql(conn: Connection) -> None:
+    """Serialise upgrades (several processes open one store at once: ``serve --workers N``, ``veilbox worker``)
+    and give ``alembic_version`` room for our revision names (Alembic creates it as VARCHAR(32); SQLite ignores
+    lengths, PostgreSQL refuses a longer name)."""
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_UPGRADE_LOCK})")
+    conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(128) NOT NULL, "
+                         "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+    length = conn.exec_driver_sql(
+        "SELECT character_maximum_length FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'alembic_version' AND column_name = 'version_num'").scalar()
+    if length is not None and length < 128:
+        conn.exec_driver_sql("ALTER TABLE alembic_version ALTER COLUMN version_num TYPE VARCHAR(128)")
+
+
 def upgrade(engine: Engine) -> None:
-    """Bring the store to the newest schema (idempotent)."""
+    """Bring the store to the newest schema (idempotent; concurrent callers on one PostgreSQL store wait for each
+    other)."""
     cfg = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            _prepare_postgresql(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")  # one branch per package change, no merge needed

@@ -266,13 +266,20 @@ def refund_in(conn: Connection, job_id: str, now: dt.datetime) -> Budget | None:
     if job is not None and job.state == "released":
         raise DomainError(INVALID_REQUEST, "a released job's budget cannot be refunded")
     e = t.budget_entries.c
-    entries = conn.execute(
-        select(t.budget_entries).where(e.job_id == job_id).order_by(e.dataset, e.kind)
-    ).all()
+    ac = t.budget_accounts.c
+    journal_q = select(t.budget_entries).where(e.job_id == job_id).order_by(e.dataset, e.kind)
+    if conn.dialect.name == "postgresql":
+        # Lock the job's accounts before reading its journal: under READ COMMITTED a concurrent refund that
+        # committed while this one waited is then visible, so the job is refunded once (SQLite's BEGIN IMMEDIATE
+        # already serialises the whole transaction).
+        accounts = sorted({(r.agreement_id, r.dataset) for r in conn.execute(journal_q) if r.kind == DEBIT})
+        for agreement_id, dataset in accounts:
+            conn.execute(select(ac.agreement_id).where(ac.agreement_id == agreement_id, ac.dataset == dataset)
+                         .with_for_update())
+    entries = conn.execute(journal_q).all()
     debits = [r for r in entries if r.kind == DEBIT]
     if not debits or any(r.kind == REFUND for r in entries):
         return None
-    ac = t.budget_accounts.c
     amount: Budget | None = None
     for d in debits:
         cost = _budget(d.epsilon, d.delta)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from catalog.datagen import Generated, generate
 from gateway.context import AppContext, init_home, open_context
 from gateway.server import BackgroundServer
 from gateway.settings import Settings
+from tests.pg import PgServer, PgUnavailable
 from veilbox.client import Client
 
 #: The owner whose import directory holds the synthetic city (owners register only from ``<root>/<owner>/``).
@@ -25,10 +27,74 @@ def city_data(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     return generate(tmp_path_factory.mktemp("incoming") / DATA_OWNER, rows=5000, seed=7)
 
 
+# --- the two stores ----------------------------------------------------------------------------------------
+#: Suites that run on both SQLite and PostgreSQL: every test in them that builds a service home (``settings``) or
+#: asks for ``store`` runs twice, ``[sqlite]`` and ``[postgresql]``. Paths relative to the repository.
+BOTH_STORES = (
+    "tests/system/http/flows",
+    "tests/system/http/jobs/test_jobs_query_http.py",
+    "tests/system/http/gateway/test_idempotency.py",
+    "tests/system/http/gateway/test_health_ready.py",
+    "tests/system/http/verify/test_verify_http.py",
+    "tests/system/http/secagg/test_secagg_http_rounds.py",
+    "tests/system/http/console/test_console_http.py",
+    "tests/system/http/console/test_console_budgets.py",
+    "tests/unit/gateway",
+    "tests/unit/policies",
+    "tests/system/stores",
+)
+STORES = ("sqlite", "postgresql")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def runs_on_both_stores(path: Path) -> bool:
+    rel = path.resolve().relative_to(REPO).as_posix()
+    return any(rel == p or rel.startswith(p + "/") for p in BOTH_STORES)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store" in metafunc.fixturenames and runs_on_both_stores(metafunc.definition.path):
+        if not any(m.name == "parametrize" and "store" in str(m.args[0]) for m in metafunc.definition.iter_markers()):
+            metafunc.parametrize("store", STORES)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, city_data: Generated) -> Settings:
+def store() -> str:
+    """Which metadata store a test runs on: ``sqlite`` unless its suite is in `BOTH_STORES`."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """This pytest process's throwaway PostgreSQL cluster (tests/pg.py), started on first use."""
+    try:
+        server = PgServer().start()
+    except PgUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {e}")
+        pytest.skip(str(e))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of this test's own (dropped afterwards)."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def database_url(store: str, request: pytest.FixtureRequest) -> str | None:
+    """The service's store URL: ``None`` (SQLite in the home) or a fresh PostgreSQL database."""
+    return request.getfixturevalue("pg_url") if store == "postgresql" else None
+
+
+@pytest.fixture
+def settings(tmp_path: Path, city_data: Generated, database_url: str | None) -> Settings:
     return Settings(home=tmp_path / "home", import_roots=[city_data.tax_income.parent.parent, tmp_path / "import"],
-                    latency_bucket_ms=0, checkpoint_every=5, env="test")
+                    latency_bucket_ms=0, checkpoint_every=5, env="test", database_url=database_url)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from catalog.columns import DatasetSpec
 from catalog.registry import register
 from catalog.store import make_engine
 from policies import Actor
+from tests.pg import PgServer
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 VALID_FROM = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -91,26 +92,47 @@ def _specs(src: Path) -> list[tuple[dict[str, Any], str]]:
     ]
 
 
-@pytest.fixture(scope="session")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("policies-template")
+def _build_template(root: Path, url: str) -> None:
     src, data = root / "src", root / "data"
     src.mkdir()
     data.mkdir()
-    db = root / "meta.db"
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(url)
     catalog_tables.metadata.create_all(engine)
     policies.metadata.create_all(engine)
     for spec, owner in _specs(src):
         register(engine, DatasetSpec.model_validate(spec), owner, data, [root], 10**8)
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("policies-template")
+    db = root / "meta.db"
+    _build_template(root, f"sqlite:///{db}")
     return db
 
 
+@pytest.fixture(scope="session")
+def pg_template(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> str:
+    """The same four datasets registered once into a PostgreSQL database each test copies (``TEMPLATE``)."""
+    url = pg_server.create_database()
+    _build_template(tmp_path_factory.mktemp("policies-pg-template"), url)
+    return url.rsplit("/", 1)[1]
+
+
 @pytest.fixture
-def engine(template_db: Path, tmp_path: Path) -> Iterator[Engine]:
+def engine(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A store with the four datasets: a copy of the SQLite template, or of the PostgreSQL one."""
+    if store == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.create_database(template=request.getfixturevalue("pg_template"))
+        eng = make_engine(url)
+        yield eng
+        eng.dispose()
+        server.drop_database(url)
+        return
     db = tmp_path / "meta.db"
-    shutil.copyfile(template_db, db)
+    shutil.copyfile(request.getfixturevalue("template_db"), db)
     eng = make_engine(f"sqlite:///{db}")
     yield eng
     eng.dispose()
