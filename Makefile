@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser sandbox-deps openapi
+.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,14 @@ sandbox-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "bubblewrap missing: the custom-code runner will refuse to run"; fi; }
 
-test: $(STAMP_DEV) sandbox-deps browser
+# The store-facing suites also run on a real PostgreSQL: tests/pg.py starts a throwaway cluster from Debian's
+# server binaries (package `postgresql`); install them when missing. The cluster itself is never a service.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL server binaries missing: the PostgreSQL half of the store suites will be skipped"; fi; }
+
+test: $(STAMP_DEV) sandbox-deps browser postgres
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 
