@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Float, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -97,4 +97,39 @@ idempotency_keys = Table(  # a charging call's first answer, per caller and key 
     Column("status_code", Integer, nullable=True),
     Column("body", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+secagg_rounds = Table(  # a secure-aggregation round (`gateway.services.rounds`): every gateway process serves it
+    "secagg_rounds",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("opener", String(64), nullable=False, index=True),
+    Column("agreement_id", String(40), nullable=False),
+    Column("config", Text, nullable=False),  # the public RoundConfig as JSON (participants, threshold, seed, ...)
+    Column("task", Text, nullable=True),  # the public task shown to the participants, JSON
+    Column("stage", String(16), nullable=False, index=True),
+    Column("stage_timeout", Float, nullable=False),
+    Column("opened_at", Float, nullable=False),  # epoch seconds, the registry's clock
+    Column("deadline", Float, nullable=False),  # when the current stage closes at the latest
+    Column("finished_at", Float, nullable=True),
+    Column("history", Text, nullable=False),  # the stage closures, JSON list
+    Column("server", Text, nullable=False),  # the protocol server's stage, abort reason, sum and survivors (JSON)
+    Column("version", Integer, nullable=False),  # bumped by every change (the row is locked while it is made)
+)
+
+secagg_round_members = Table(  # who takes part in which round (the rounds a principal sees)
+    "secagg_round_members",
+    metadata,
+    Column("round_id", String(40), primary_key=True),
+    Column("name", String(64), primary_key=True, index=True),
+)
+
+secagg_round_entries = Table(  # what the protocol server received, one row per sender and part (mpc STATE_PARTS)
+    "secagg_round_entries",
+    metadata,
+    Column("round_id", String(40), primary_key=True),
+    Column("part", String(16), primary_key=True),  # keys | envelopes | masked | revealed
+    Column("sender", String(64), primary_key=True),
+    Column("seq", Integer, nullable=False),  # arrival order within the part
+    Column("value", Text, nullable=False),  # `SecAggServer.entry` as JSON
 )

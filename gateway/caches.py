@@ -3,7 +3,8 @@
 Everything a gateway process keeps between requests lives here, created with its context by
 `gateway.context.open_context` (the factory every app, CLI command and test goes through) and forgotten with
 it; nothing is a module global, so two contexts in one process (tests, a CLI command beside a server) never
-share a validated HE context, a model's weights or a secure-aggregation round.
+share a validated HE context or a model's weights. The caches among them (HE contexts, model weights, review
+locks) are rebuilt from the store or the request when missing: losing them costs time, never state.
 
 - `sign_contexts`: validated public BFV contexts of verification checks (`gateway.services.verification`);
 - `scoring_contexts`: validated public CKKS contexts of encrypted scoring (`gateway.services.scoring`);
@@ -12,13 +13,15 @@ share a validated HE context, a model's weights or a secure-aggregation round.
   (`gateway.services.jobs.review_job`; the stored review is the ``job_reviews`` row);
 - `psi_setups`: the PSI and anonymous-check setups per dataset version (`sandbox.psi.SetupStore`, whose disk
   copies live under ``work/psi``);
-- `secagg_rounds`: the open and recently finished secure-aggregation rounds (`gateway.services.rounds`);
+- `secagg_rounds`: the context's handle on the secure-aggregation rounds (`gateway.services.rounds`): its clock
+  and limits only — the rounds themselves are store rows (``secagg_rounds``), so any process serves any call of a
+  round and a restart loses none;
 - `inflight`: each principal's heavy calls in flight (`InFlight`, taken by `gateway.deps.heavy_call`).
 
-Durable state is never here: jobs, their outputs awaiting release (``job_outputs``), reviews, sessions and the
-audit log are store rows. Pure memoisation of deterministic functions (`functools.lru_cache` on a noise
-measurement, a noise-multiplier calibration, a membership proof, the sandbox runtime discovery) stays with those
-functions: its value depends only on the arguments, never on a context.
+Durable state is never here: jobs, their outputs awaiting release (``job_outputs``), reviews, sessions,
+secure-aggregation rounds and the audit log are store rows. Pure memoisation of deterministic functions
+(`functools.lru_cache` on a noise measurement, a noise-multiplier calibration, a membership proof, the sandbox
+runtime discovery) stays with those functions: its value depends only on the arguments, never on a context.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ class AuditAction(StrEnum):
     REQUEST_TOO_LARGE = "request.too_large"
     REQUEST_UNKNOWN = "unknown"
     REQUEST_UNMATCHED = "unmatched"
+    JOB_CHARGE = "job.charge"
     JOB_START = "job.start"
     JOB_SUCCEED = "job.succeed"
     JOB_RELEASE = "job.release"
@@ -32,6 +33,8 @@ class AuditAction(StrEnum):
     CONSOLE_VERIFY_CHECK = "console.verify.check"
     CONSOLE_PSI_RECEIPT = "console.psi.receipt"
     FILES_SWEEP = "files.sweep"
+    SECAGG_STAGE = "secagg.stage"
+    SECAGG_ABORT = "secagg.abort"
 
 
 A = AuditAction
@@ -44,6 +47,7 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.REQUEST_TOO_LARGE: "a /v1 body over the size limit was refused before routing",
         A.REQUEST_UNKNOWN: "a request whose action is not yet known (replaced by its route's name)",
         A.REQUEST_UNMATCHED: "a request that matched no route",
+        A.JOB_CHARGE: "an inline query's budget was charged before it ran (the grantee's; its outcome follows)",
         A.JOB_START: "the worker started a job",
         A.JOB_SUCCEED: "a job's output waits for its owner's release (custom code)",
         A.JOB_RELEASE: "a job's output passed the release gate and left, with its digest",
@@ -54,6 +58,8 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.CONSOLE_VERIFY_CHECK: "a plain verification check from the console (keyed subject hash only)",
         A.CONSOLE_PSI_RECEIPT: "a bank read one of its PSI or anonymous-check receipts in the console",
         A.FILES_SWEEP: "at start-up, temporary files a crashed writer left in the home were removed (count and names)",
+        A.SECAGG_STAGE: "a secure-aggregation round's stage closed (all arrived, deadline or its opener), with counts",
+        A.SECAGG_ABORT: "a secure-aggregation round aborted (deadline, below threshold, its opener): nothing released",
     }
 )
 del A

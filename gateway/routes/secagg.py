@@ -24,8 +24,10 @@ The ``GET`` endpoints answer ``{"round_id", "stage", "ready", "message", "abort_
 ``POST .../close`` lets the opener end a stage before its deadline, ``GET /secagg/rounds`` lists the caller's
 rounds. The result is released only to the opener, re-authorized at release time (a revoked or suspended
 agreement releases nothing), audited with ``output_digest`` = sha256 of the sum. Every request carries the round's
-agreement in its audit entry, so the agreement's owner sees the round in their audit scope. Round state, limits
-and the restart behaviour: `gateway.services.rounds`.
+agreement in its audit entry, so the agreement's owner sees the round in their audit scope. Rounds live in the
+store: any gateway process serves any call of a round and a restart loses none; every stage closure and every
+abort is an audit entry of its own (``secagg.stage``, ``secagg.abort``). Round state, limits and lifetime:
+`gateway.services.rounds`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from gateway.services.rounds import (
     rounds_for,
 )
 from gateway.services.rounds import open_round as open_round_for
+from mpc.secagg import Stage
 
 router = APIRouter(tags=["secure aggregation"])
 #: What a participant's message can be refused with: an unknown round, a sender who is not a participant.
@@ -168,8 +171,8 @@ async def list_rounds(p: CurrentPrincipal, ctx: Ctx,
                       waiting_for_me: bool = Query(False, description="only rounds whose current stage waits for "
                                                                       "a message from you"),
                       wait: float = WaitQuery) -> list[dict[str, Any]]:
-    """The rounds you opened or take part in (in memory: a restart forgets them); with ``waiting_for_me`` and
-    ``wait``, waits until one needs your message (how holders learn of new rounds)."""
+    """The rounds you opened or take part in (from the store, whichever gateway process opened them); with
+    ``waiting_for_me`` and ``wait``, waits until one needs your message (how holders learn of new rounds)."""
     reg = _registry(ctx)
 
     def fetch() -> _Listing:
@@ -185,9 +188,8 @@ def show_round(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[
     """The round's public config, stage, deadline, survivors and task."""
     reg = _registry(ctx)
     rnd = reg.get(round_id, p.name)
-    out = reg.status(rnd, p.name)
     _note(ev, rnd)
-    return out
+    return reg.status(rnd, p.name)
 
 
 @router.post("/secagg/rounds/{round_id}/close", name="secagg.close", response_model=views.Round, **OUT,
@@ -197,7 +199,8 @@ def close_stage(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict
     """The opener ends the current stage now; fewer than the threshold aborts the round."""
     reg = _registry(ctx)
     rnd = reg.get(round_id, p.name)
-    closed = reg.close(rnd, p.name)
+    _note(ev, rnd)
+    closed, rnd = reg.close(round_id, p.name)
     _note(ev, rnd, closed)
     return reg.status(rnd, p.name)
 
@@ -206,20 +209,20 @@ def close_stage(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict
 
 async def _submit(kind: str, round_id: str, request: Request, p: Principal, ctx: Any, ev: AuditEvent) -> dict[str, Any]:
     reg = _registry(ctx)
-    rnd = reg.get(round_id, p.name)
+    rnd = await run_in_threadpool(reg.get, round_id, p.name)
     _note(ev, rnd)
     data = await _read_message(request, rnd, kind)
-    closed = await run_in_threadpool(reg.submit, rnd, p.name, kind, data)
+    closed, rnd = await run_in_threadpool(reg.submit, round_id, p.name, kind, data)
     _note(ev, rnd, closed)
     return {"round_id": rnd.id, "accepted": KINDS[kind].model_fields["kind"].default, "stage": rnd.stage.value}
 
 
 async def _published(what: str, round_id: str, p: Principal, ctx: Any, ev: AuditEvent, wait: float) -> dict[str, Any]:
     reg = _registry(ctx)
-    rnd = reg.get(round_id, p.name)
-    view: Published = await _settle(lambda: reg.publish(rnd, p.name, what), wait)
+    rnd = await run_in_threadpool(reg.get, round_id, p.name)
     _note(ev, rnd)
-    ev.details["ready"] = view.ready
+    view: Published = await _settle(lambda: reg.publish(round_id, p.name, what), wait)
+    ev.details.update(stage=view.stage.value, ready=view.ready)
     return view.to_json()
 
 
@@ -288,16 +291,16 @@ async def result(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: 
                  ) -> dict[str, Any]:
     """The opener: the sum of the survivors' inputs (mod 2^m) and the survivor list — nothing else."""
     reg = _registry(ctx)
-    rnd = reg.get(round_id, p.name)
+    rnd = await run_in_threadpool(reg.get, round_id, p.name)
     _note(ev, rnd)
-    view: Released | Published = await _settle(lambda: reg.result(rnd, p.name), wait)
+    view: Released | Published = await _settle(lambda: reg.result(round_id, p.name), wait)
     if isinstance(view, Published):
-        ev.details["ready"] = False
+        ev.details.update(stage=view.stage.value, ready=False)
         return view.to_json()
+    ev.details["stage"] = Stage.DONE.value
 
     # re-authorize at release: a revoked or suspended agreement releases nothing
     await run_in_threadpool(authorize_release, ctx, p, rnd)
-    _note(ev, rnd)
     ev.output_digest = view.digest
     ev.details.update(ready=True, survivors=len(view.survivors))
     return view.to_json()

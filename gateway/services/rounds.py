@@ -1,14 +1,16 @@
-"""Secure-aggregation rounds: the gateway's registry of `mpc.secagg` servers and who may open and read them
-(docs/api.md, "Secure aggregation"; the HTTP routes are `gateway.routes.secagg`).
+"""Secure-aggregation rounds: the gateway's stored rounds, each driven by an `mpc.secagg` server, and who may open
+and read them (docs/api.md, "Secure aggregation"; the HTTP routes are `gateway.routes.secagg`).
 
 A round is opened by an operator under an active agreement (`policies.Action.SECAGG_AGGREGATE`, checked by
 `open_round`) for a fixed list of participants: parties to that agreement who may contribute (its owner and the
 ``holders`` it names, `policies.agreements.record.secagg_parties`), principals that exist, are enabled and are not
 admin or regulator — checked by `check_participants`, with one answer for every name that fails, whatever the
-reason. The opener is authorized again when it reads the sum (`authorize_release`). The
-registry holds, per round, the public `RoundConfig`, one `SecAggServer`, the opener, the agreement, an optional
-public ``task`` (what the participants are asked to contribute: e.g. the current model of a federated training)
-and the stage deadline.
+reason. The opener is authorized again when it reads the sum (`authorize_release`). Each round is a row of
+``secagg_rounds``: the public `RoundConfig`, the opener, the agreement, an optional public ``task`` (what the
+participants are asked to contribute: e.g. the current model of a federated training), the stage and its
+deadline, the stage closures, and the protocol server's small state (stage, abort reason, sum, survivors); what
+the server received is one ``secagg_round_entries`` row per sender and part (`mpc.secagg.STATE_PARTS`: public
+keys, share envelopes, masked inputs, revealed shares) — exactly what the in-memory server held, nothing more.
 
 Who may do what
 ---------------
@@ -28,22 +30,37 @@ Who may do what
 Stages and deadlines
 --------------------
 A stage closes as soon as every expected client has sent its message, when its deadline (``stage_timeout_s``
-after the stage began) passes, or when the opener closes it. Deadlines are enforced lazily, with the registry's
-clock, by every request that touches the round and by every ``open``/``list``: a round nobody touches stays in
-its stage, but it is closed (and aborted, if too few sent) before anything else happens to it or before its
-slot is counted. Closing with fewer than the threshold aborts the round: the server drops every masked input
-and share it held, and nothing is released.
+after the stage began) passes, or when the opener closes it. Deadlines are enforced lazily, from the stored
+deadline and the registry's clock (wall-clock seconds, so every process agrees), by every request that touches
+the round and by every ``open``/``list``, in whichever process serves it: a round nobody touches stays in its
+stage, but it is closed (and aborted, if too few sent) before anything else happens to it or before its slot is
+counted. Closing with fewer than the threshold aborts the round: the server drops every masked input and share it
+held (their rows are deleted), and nothing is released. Once the sum is computed the server keeps only the sum, the
+survivor list and the public keys.
+
+Store, transactions and audit
+-----------------------------
+Every call loads the round from the store with its row locked (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` already serialises writers), enforces the deadline, applies the message or stage change and
+writes it back in the same transaction: a message adds one entry row and bumps the row's ``version`` (no blob is
+rewritten per message); a stage closure rewrites the round row and writes its audit entry — ``secagg.stage``, or
+``secagg.abort`` with the reason when the round aborts (deadline, below the threshold, its opener) — with
+``AuditLog.append_in`` as the transaction's last write: the change and its entry commit together or not at all.
+Each closure is audited exactly once, by whichever process makes it. The protocol server is rebuilt from the rows
+for each change (`mpc.secagg.SecAggServer.from_state`); status and listings read the senders' names only.
 
 Lifetime and limits
 -------------------
-Rounds live in memory only: **a restart of the gateway aborts every open round** (their ids then answer
-``NOT_FOUND_OR_FORBIDDEN``; participants must join a new round with fresh keys — keys are never reused across
-rounds). Finished rounds are kept `RETAIN_S` seconds for their result, then forgotten. At most `MAX_OPEN_ROUNDS`
-rounds are open at once (`MAX_OPEN_PER_OPENER` per operator; ``QUOTA_EXCEEDED`` beyond), with at most
+Rounds live in the store: **any gateway process serves any call of a round, and a restart loses no round** (the
+participants go on with the keys they hold; the deadline of a stage keeps running while no process serves it).
+Finished rounds are kept `RETAIN_S` seconds for their result (readable by the opener), then deleted, at most
+`MAX_KEPT` of them, oldest first. At most `MAX_OPEN_ROUNDS` rounds are open at once (`MAX_OPEN_PER_OPENER` per
+operator; ``QUOTA_EXCEEDED`` beyond), counted in the store whichever process opened them, with at most
 `MAX_PARTICIPANTS` participants, `MAX_ROUND_WORDS` words held per round (participants × vector length) and a
 public task of at most `MAX_TASK_BYTES`; a federated-training task must fit its plan
 (`sandbox.federated.task_problems`, ``INVALID_REQUEST``). Each message body is capped by `max_message_bytes` for
-its kind and the round's size, before it is parsed. One lock per round serialises its (not thread-safe) server.
+its kind and the round's size, before it is parsed. The registry itself (`RoundRegistry`, one per context in
+`gateway.caches`) holds only its clock and limits.
 """
 
 from __future__ import annotations
@@ -51,15 +68,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import ValidationError
+from sqlalchemy import Connection, Engine, delete, func, or_, select, text
 
 import policies
 from catalog.errors import (
@@ -69,29 +87,36 @@ from catalog.errors import (
     QUOTA_EXCEEDED,
     DomainError,
 )
+from gateway import _tables as t
 from gateway import identities
-from gateway.audit import AuditEvent
+from gateway.audit import AuditEvent, AuditLog
 from gateway.errors import mpc_refusal
 from gateway.identities import Principal, RoleName
 from gateway.services.agreements import note_expiry
 from mpc.errors import MpcError
 from mpc.secagg import (
+    STAGE_PART,
+    STATE_PARTS,
     AdvertiseKeys,
     ClientMessage,
     MaskedInput,
-    RoundAborted,
     RoundConfig,
     SecAggServer,
     ServerMessage,
     ShareKeys,
     Stage,
+    UnmaskRequest,
     UnmaskShares,
+    expected_in,
     new_round,
     parse_client_message,
+    pending_in,
 )
 from policies import Action, Actor
 from policies.agreements.record import secagg_parties
 from sandbox.federated import task_problems as federated_task_problems
+from vocab.actions import AuditAction
+from vocab.roles import SYSTEM
 
 if TYPE_CHECKING:
     from gateway.context import AppContext
@@ -133,6 +158,8 @@ DEFAULT_STAGE_TIMEOUT_S = 300.0
 MIN_STAGE_TIMEOUT_S, MAX_STAGE_TIMEOUT_S = 1.0, 3600.0
 RETAIN_S = 3600.0
 MAX_KEPT = 256  # finished rounds beyond this are forgotten oldest first
+MAX_NAME_CHARS = 64  # a principal's name (the store's column)
+_OPEN_LOCK = 0x5EC_A66  # PostgreSQL advisory lock: one round opening at a time counts the open rounds
 
 #: The message kind each POST endpoint takes.
 KINDS: Mapping[str, type[ClientMessage]] = {
@@ -191,19 +218,23 @@ def sum_digest(total: NDArray[np.uint32]) -> str:
 
 @dataclass(eq=False)
 class Round:
-    """One round: its public config, its protocol server and who opened it under which agreement."""
+    """One round as stored: its public config, who opened it under which agreement, its stage and deadline, the
+    protocol server's small state (``core``: stage, abort reason, sum, survivors) and the senders it holds an
+    entry from per part (``held``). ``server`` is the protocol server itself, loaded only to change the round."""
 
     config: RoundConfig
     opener: str
     agreement_id: str
     task: dict[str, Any] | None
     stage_timeout: float
-    server: SecAggServer
     opened_at: float
     deadline: float
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    finished_at: float | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    finished_at: float | None
+    history: list[dict[str, Any]]
+    core: dict[str, Any]
+    held: dict[str, tuple[str, ...]]
+    version: int = 0
+    server: SecAggServer | None = None
 
     @property
     def id(self) -> str:
@@ -211,23 +242,34 @@ class Round:
 
     @property
     def stage(self) -> Stage:
-        return self.server.stage
+        return Stage(self.core["stage"])
 
     @property
     def final(self) -> bool:
-        return self.server.stage in _FINAL
+        return self.stage in _FINAL
+
+    @property
+    def survivors(self) -> tuple[str, ...]:
+        if self.stage is Stage.UNMASK:
+            return tuple(sorted(self.held.get("masked", ()), key=self.config.point.__getitem__))
+        if self.stage is Stage.DONE:
+            return tuple(self.core.get("survivors") or ())
+        return ()
+
+    def pending(self) -> frozenset[str]:
+        """Who the current stage still waits for (from the senders' names alone)."""
+        return pending_in(self.config, self.stage, self.held) if not self.final else frozenset()
+
+    def expected(self) -> frozenset[str]:
+        return expected_in(self.config, self.stage, self.held) if not self.final else frozenset()
 
     def visible_to(self, who: str) -> bool:
         return who == self.opener or who in self.config.point
 
     def abort_reason(self) -> str | None:
-        if self.server.stage is not Stage.ABORTED:
+        if self.stage is not Stage.ABORTED:
             return None
-        try:
-            self.server.result()
-        except RoundAborted as exc:
-            return exc.message
-        return "round aborted"  # pragma: no cover - an aborted server always refuses its result
+        return str(self.core.get("abort_reason") or "round aborted")
 
 
 @dataclass(frozen=True)
@@ -274,17 +316,109 @@ class Released:
                 "modulus_bits": self.modulus_bits, "survivors": list(self.survivors), "output_digest": self.digest}
 
 
-class RoundRegistry:
-    """The open and recently finished rounds of one gateway process (see the module docstring)."""
+# --- the store ---------------------------------------------------------------------------------------------------
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, *, max_open: int = MAX_OPEN_ROUNDS,
-                 max_open_per_opener: int = MAX_OPEN_PER_OPENER, retain_s: float = RETAIN_S) -> None:
+_R, _E, _M = t.secagg_rounds.c, t.secagg_round_entries.c, t.secagg_round_members.c
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _round_of(row: Any, held: Mapping[str, list[str]]) -> Round:
+    try:
+        config = RoundConfig.model_validate(json.loads(row.config))
+    except (ValidationError, ValueError):  # pragma: no cover - only this module writes the column
+        raise DomainError(INVALID_REQUEST, "the stored round cannot be read") from None
+    return Round(config=config, opener=row.opener, agreement_id=row.agreement_id,
+                 task=json.loads(row.task) if row.task is not None else None, stage_timeout=float(row.stage_timeout),
+                 opened_at=float(row.opened_at), deadline=float(row.deadline),
+                 finished_at=float(row.finished_at) if row.finished_at is not None else None,
+                 history=json.loads(row.history), core=json.loads(row.server),
+                 held={part: tuple(held.get(part, ())) for part in STATE_PARTS}, version=int(row.version))
+
+
+def _held_names(conn: Connection, round_ids: list[str]) -> dict[str, dict[str, list[str]]]:
+    """The senders each round holds an entry from, per part, in arrival order (names only, no values)."""
+    out: dict[str, dict[str, list[str]]] = {rid: {} for rid in round_ids}
+    for chunk in range(0, len(round_ids), 500):
+        ids = round_ids[chunk:chunk + 500]
+        q = select(_E.round_id, _E.part, _E.sender).where(_E.round_id.in_(ids)).order_by(_E.round_id, _E.part, _E.seq)
+        for rid, part, sender in conn.execute(q):
+            out[rid].setdefault(part, []).append(sender)
+    return out
+
+
+def _load(conn: Connection, round_id: str, *, lock: bool) -> Round | None:
+    q = select(t.secagg_rounds).where(_R.id == round_id)
+    row = conn.execute(q.with_for_update() if lock else q).first()
+    if row is None:
+        return None
+    return _round_of(row, _held_names(conn, [round_id])[round_id])
+
+
+def _load_server(conn: Connection, rnd: Round) -> SecAggServer:
+    """The round's protocol server rebuilt from its row and every entry it holds."""
+    parts: dict[str, dict[str, Any]] = {part: {} for part in STATE_PARTS}
+    q = select(_E.part, _E.sender, _E.value).where(_E.round_id == rnd.id).order_by(_E.part, _E.seq)
+    for part, sender, value in conn.execute(q):
+        parts.setdefault(part, {})[sender] = json.loads(value)
+    try:
+        return SecAggServer.from_state(rnd.config, {**rnd.core, "parts": parts})
+    except MpcError as exc:  # pragma: no cover - only this module writes the rows
+        raise _refusal(exc) from None
+
+
+def _delete_rounds(conn: Connection, ids: list[str]) -> None:
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk:chunk + 500]
+        conn.execute(delete(t.secagg_round_entries).where(_E.round_id.in_(part)))
+        conn.execute(delete(t.secagg_round_members).where(_M.round_id.in_(part)))
+        conn.execute(delete(t.secagg_rounds).where(_R.id.in_(part)))
+
+
+@dataclass(eq=False)
+class _Change:
+    """One transaction on one locked round: what it changed, the stage closures and their audit entries."""
+
+    conn: Connection
+    rnd: Round
+    who: str
+    stored_held: dict[str, tuple[str, ...]]
+    new_entries: list[tuple[str, str]] = field(default_factory=list)
+    closed: list[dict[str, Any]] = field(default_factory=list)
+    events: list[AuditEvent] = field(default_factory=list)
+    stage_changed: bool = False
+
+    @property
+    def dirty(self) -> bool:
+        return self.stage_changed or bool(self.new_entries)
+
+
+class RoundRegistry:
+    """A context's handle on the stored rounds: the clock deadlines are read with, and the limits (see the module
+    docstring). It keeps no round: every call reads the round from the store and writes its change back."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, *, max_open: int = MAX_OPEN_ROUNDS,
+                 max_open_per_opener: int = MAX_OPEN_PER_OPENER, retain_s: float = RETAIN_S,
+                 engine: Engine | None = None, audit: AuditLog | None = None) -> None:
         self.clock = clock
         self.max_open = max_open
         self.max_open_per_opener = max_open_per_opener
         self.retain_s = retain_s
-        self._rounds: dict[str, Round] = {}
-        self._lock = threading.Lock()
+        self.engine = engine
+        self.audit = audit
+
+    def bind(self, engine: Engine, audit: AuditLog) -> RoundRegistry:
+        """Attach the store and the audit log the rounds live in (once per context)."""
+        if self.engine is None or self.audit is None:
+            self.engine, self.audit = engine, audit
+        return self
+
+    def _store(self) -> tuple[Engine, AuditLog]:
+        if self.engine is None or self.audit is None:
+            raise RuntimeError("the round registry is not bound to a store (use rounds_for(ctx))")
+        return self.engine, self.audit
 
     # -- the table ----------------------------------------------------------------------------------------
 
@@ -292,7 +426,8 @@ class RoundRegistry:
              modulus_bits: int = 32, *, stage_timeout_s: float = DEFAULT_STAGE_TIMEOUT_S,
              task: dict[str, Any] | None = None, max_body_bytes: int | None = None) -> Round:
         """A new round in stage ``advertise_keys``; ``POLICY_DENIED`` against `round_policy`, ``INVALID_REQUEST``
-        for a bad shape, ``QUOTA_EXCEEDED`` if too many rounds are open."""
+        for a bad shape, ``QUOTA_EXCEEDED`` if too many rounds are open (counted in the store)."""
+        engine, _ = self._store()
         round_policy(opener, participants, threshold)
         problems = self._shape_problems(participants, vector_length, stage_timeout_s, task)
         if not problems and task is not None:  # a federated-training task must fit its mechanism's plan
@@ -308,136 +443,146 @@ class RoundRegistry:
         if max_body_bytes is not None and max_message_bytes(config, "masked") > max_body_bytes:
             raise DomainError(INVALID_REQUEST, "vector_length is too large for the gateway's body limit",
                               [{"field": "vector_length", "max_body_bytes": max_body_bytes}])
+        self._sweep()
         now = self.clock()
         rnd = Round(config=config, opener=opener, agreement_id=agreement_id, task=task,
-                    stage_timeout=float(stage_timeout_s), server=SecAggServer(config), opened_at=now,
-                    deadline=now + float(stage_timeout_s))
-        with self._lock:
-            self._sweep(now)
-            running = [r for r in self._rounds.values() if not r.final]
-            if len(running) >= self.max_open:
+                    stage_timeout=float(stage_timeout_s), opened_at=now, deadline=now + float(stage_timeout_s),
+                    finished_at=None, history=[], core=SecAggServer(config).to_state(parts=False),
+                    held={part: () for part in STATE_PARTS})
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one opener at a time counts and inserts (SQLite: BEGIN IMMEDIATE)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _OPEN_LOCK})
+            running = _R.stage.not_in([s.value for s in _FINAL])
+            total = conn.execute(select(func.count()).select_from(t.secagg_rounds).where(running)).scalar_one()
+            if total >= self.max_open:
                 raise DomainError(QUOTA_EXCEEDED, "too many secure-aggregation rounds are open; try again later",
                                   [{"reason": "secagg.open_rounds", "limit": self.max_open}])
-            if sum(r.opener == opener for r in running) >= self.max_open_per_opener:
+            mine = conn.execute(select(func.count()).select_from(t.secagg_rounds)
+                                .where(running, _R.opener == opener)).scalar_one()
+            if mine >= self.max_open_per_opener:
                 raise DomainError(QUOTA_EXCEEDED, "you have too many open secure-aggregation rounds",
                                   [{"reason": "secagg.open_rounds_per_operator", "limit": self.max_open_per_opener}])
-            self._rounds[config.round_id] = rnd
+            conn.execute(t.secagg_rounds.insert().values(
+                id=rnd.id, opener=opener, agreement_id=agreement_id, config=_dumps(config.to_json()),
+                task=_dumps(task) if task is not None else None, stage=rnd.stage.value,
+                stage_timeout=rnd.stage_timeout, opened_at=now, deadline=rnd.deadline, finished_at=None,
+                history="[]", server=_dumps(rnd.core), version=0))
+            conn.execute(t.secagg_round_members.insert(), [{"round_id": rnd.id, "name": n}
+                                                           for n in config.participants])
         return rnd
 
     def get(self, round_id: str, who: str) -> Round:
-        """The round, if ``who`` opened it or takes part in it; ``NOT_FOUND_OR_FORBIDDEN`` otherwise."""
-        with self._lock:
-            rnd = self._rounds.get(round_id)
-        if rnd is None or not rnd.visible_to(who):
-            raise DomainError(NOT_FOUND_OR_FORBIDDEN, "round not found")
-        return rnd
+        """The round (its deadline enforced), if ``who`` opened it or takes part in it; ``NOT_FOUND_OR_FORBIDDEN``
+        otherwise."""
+        with self._change(round_id, who) as ch:
+            return ch.rnd
 
     def visible(self, who: str, *, waiting_for: bool = False) -> list[Round]:
         """The rounds ``who`` opened or takes part in, oldest first (deadlines enforced first); with
         ``waiting_for``, only those whose current stage still waits for a message from ``who``."""
-        with self._lock:
-            self._sweep(self.clock())
-            rounds = sorted((r for r in self._rounds.values() if r.visible_to(who)), key=lambda r: r.opened_at)
+        engine, _ = self._store()
+        self._sweep()
+        with engine.connect() as conn:
+            member = select(_M.round_id).where(_M.name == who)
+            rows = list(conn.execute(select(t.secagg_rounds).where(or_(_R.opener == who, _R.id.in_(member)))
+                                     .order_by(_R.opened_at, _R.id)))
+            held = _held_names(conn, [r.id for r in rows])
+        rounds = [_round_of(r, held[r.id]) for r in rows]
         if waiting_for:
-            rounds = [r for r in rounds if self._waits_for(r, who)]
+            rounds = [r for r in rounds if who in r.pending()]
         return rounds
-
-    @staticmethod
-    def _waits_for(rnd: Round, who: str) -> bool:
-        with rnd.lock:
-            return not rnd.final and who in rnd.server.pending()
 
     # -- one round ----------------------------------------------------------------------------------------
 
-    def submit(self, rnd: Round, who: str, endpoint: str, data: Any) -> list[dict[str, Any]]:
-        """Accept one client message on ``endpoint``; returns the stage closures it caused (for the audit)."""
-        if who not in rnd.config.point:
-            raise DomainError(POLICY_DENIED, "only the round's participants send messages",
-                              [{"reason": "secagg.not_participant"}])
+    def submit(self, round_id: str, who: str, endpoint: str, data: Any) -> tuple[list[dict[str, Any]], Round]:
+        """Accept one client message on ``endpoint``: its entry is stored in the same transaction as the stage
+        closure it may cause and that closure's audit entry. Returns the closures and the round as it now is."""
         if not isinstance(data, Mapping):
             raise DomainError(INVALID_REQUEST, "a message must be a JSON object")
-        try:
-            message = parse_client_message(data)
-        except MpcError as exc:
-            raise _refusal(exc) from None
-        kind = KINDS[endpoint]
-        if not isinstance(message, kind):
-            raise DomainError(INVALID_REQUEST, f"this endpoint takes {kind.model_fields['kind'].default} messages")
-        if message.sender != who:
-            raise DomainError(POLICY_DENIED, "a message's sender must be the authenticated principal",
-                              [{"reason": "secagg.sender_mismatch"}])
-        closed: list[dict[str, Any]] = []
-        with rnd.lock:
-            self._tick(rnd, closed)
+        with self._change(round_id, who) as ch:
+            rnd = ch.rnd
+            if who not in rnd.config.point:
+                raise DomainError(POLICY_DENIED, "only the round's participants send messages",
+                                  [{"reason": "secagg.not_participant"}])
             try:
-                rnd.server.receive(message)
+                message = parse_client_message(data)
             except MpcError as exc:
                 raise _refusal(exc) from None
-            if not rnd.server.pending():
-                self._close(rnd, "all_arrived", closed)
-        return closed
+            kind = KINDS[endpoint]
+            if not isinstance(message, kind):
+                raise DomainError(INVALID_REQUEST,
+                                  f"this endpoint takes {kind.model_fields['kind'].default} messages")
+            if message.sender != who:
+                raise DomainError(POLICY_DENIED, "a message's sender must be the authenticated principal",
+                                  [{"reason": "secagg.sender_mismatch"}])
+            server = self._server(ch)
+            stage = server.stage
+            try:
+                server.receive(message)
+            except MpcError as exc:
+                raise _refusal(exc) from None
+            ch.new_entries.append((STAGE_PART[stage], who))
+            rnd.held = server.held()
+            if not server.pending():
+                self._close(ch, "all_arrived")
+            return ch.closed, rnd
 
-    def publish(self, rnd: Round, who: str, what: str) -> Published:
+    def publish(self, round_id: str, who: str, what: str) -> Published:
         """The roster (``keys``), ``who``'s forwarded shares (``shares``) or the survivor list (``survivors``)."""
-        if what == "shares" and who not in rnd.config.point:
-            raise DomainError(POLICY_DENIED, "shares are forwarded only to participants",
-                              [{"reason": "secagg.not_participant"}])
-        with rnd.lock:
-            self._tick(rnd, [])
-            server, stage = rnd.server, rnd.server.stage
+        with self._change(round_id, who) as ch:
+            rnd = ch.rnd
+            if what == "shares" and who not in rnd.config.point:
+                raise DomainError(POLICY_DENIED, "shares are forwarded only to participants",
+                                  [{"reason": "secagg.not_participant"}])
+            stage = rnd.stage
             message: ServerMessage | None = None
             try:
                 if what == "keys" and stage not in (Stage.ADVERTISE_KEYS, Stage.ABORTED):
-                    message = server.key_roster()
+                    message = self._server(ch).key_roster()
                 elif what == "shares" and stage is Stage.MASKED_INPUT:
-                    message = server.forwarded_shares(who)
+                    message = self._server(ch).forwarded_shares(who)
                 elif what == "survivors" and stage is Stage.UNMASK:
-                    message = server.unmask_request()
+                    message = UnmaskRequest(round_id=rnd.id, survivors=rnd.survivors)
             except MpcError as exc:
                 raise _refusal(exc) from None
             return Published(rnd.id, stage, message, rnd.abort_reason())
 
-    def close(self, rnd: Round, who: str) -> list[dict[str, Any]]:
+    def close(self, round_id: str, who: str) -> tuple[list[dict[str, Any]], Round]:
         """The opener ends the current stage now (aborting the round if fewer than the threshold sent)."""
-        self._require_opener(rnd, who)
-        closed: list[dict[str, Any]] = []
-        with rnd.lock:
-            self._tick(rnd, closed)
-            if rnd.final:
-                raise DomainError(INVALID_REQUEST, f"the round is over (stage {rnd.stage.value})")
-            self._close(rnd, "operator", closed)
-        return closed
+        with self._change(round_id, who) as ch:
+            self._require_opener(ch.rnd, who)
+            if ch.rnd.final:
+                raise DomainError(INVALID_REQUEST, f"the round is over (stage {ch.rnd.stage.value})")
+            self._close(ch, "operator")
+            return ch.closed, ch.rnd
 
-    def result(self, rnd: Round, who: str) -> Released | Published:
+    def result(self, round_id: str, who: str) -> Released | Published:
         """For the opener: the released sum once the round is done, the stage while it runs; ``INVALID_REQUEST``
         (nothing released) if it aborted."""
-        self._require_opener(rnd, who)
-        with rnd.lock:
-            self._tick(rnd, [])
-            server = rnd.server
-            if server.stage is Stage.ABORTED:
+        with self._change(round_id, who) as ch:
+            rnd = ch.rnd
+            self._require_opener(rnd, who)
+            if rnd.stage is Stage.ABORTED:
                 raise DomainError(INVALID_REQUEST, f"the round aborted ({rnd.abort_reason()}); nothing is released",
                                   [{"reason": "secagg.aborted"}])
-            if server.stage is not Stage.DONE:
-                return Published(rnd.id, server.stage, None, None)
-            return Released(rnd.id, server.result(), server.survivors, rnd.config.modulus_bits)
+            if rnd.stage is not Stage.DONE or not rnd.core.get("result"):
+                return Published(rnd.id, rnd.stage, None, None)
+            total = np.frombuffer(base64.b64decode(rnd.core["result"]), dtype=np.dtype("<u4")).astype(np.uint32)
+            return Released(rnd.id, total, rnd.survivors, rnd.config.modulus_bits)
 
     def status(self, rnd: Round, who: str) -> dict[str, Any]:
         """The round's public state; the opener also sees who the current stage still waits for."""
-        with rnd.lock:
-            self._tick(rnd, [])
-            server = rnd.server
-            out: dict[str, Any] = {
-                "id": rnd.id, "agreement_id": rnd.agreement_id, "opened_by": rnd.opener,
-                "config": rnd.config.to_json(), "stage": server.stage.value, "stage_timeout_s": rnd.stage_timeout,
-                "deadline_in_s": None if rnd.final else max(0.0, rnd.deadline - self.clock()),
-                "waiting_for": len(server.pending()) if not rnd.final else 0,
-                "survivors": list(server.survivors), "history": list(rnd.history),
-                "abort_reason": rnd.abort_reason(), "task": rnd.task,
-            }
-            if who == rnd.opener:
-                out["pending"] = sorted(server.pending()) if not rnd.final else []
-            return out
+        pending = rnd.pending()
+        out: dict[str, Any] = {
+            "id": rnd.id, "agreement_id": rnd.agreement_id, "opened_by": rnd.opener,
+            "config": rnd.config.to_json(), "stage": rnd.stage.value, "stage_timeout_s": rnd.stage_timeout,
+            "deadline_in_s": None if rnd.final else max(0.0, rnd.deadline - self.clock()),
+            "waiting_for": len(pending), "survivors": list(rnd.survivors), "history": list(rnd.history),
+            "abort_reason": rnd.abort_reason(), "task": rnd.task,
+        }
+        if who == rnd.opener:
+            out["pending"] = sorted(pending)
+        return out
 
     # -- internals ----------------------------------------------------------------------------------------
 
@@ -447,6 +592,8 @@ class RoundRegistry:
         out: list[dict[str, Any]] = []
         if len(participants) > MAX_PARTICIPANTS:
             out.append({"field": "participants", "problem": f"at most {MAX_PARTICIPANTS} participants"})
+        if any(len(p) > MAX_NAME_CHARS for p in participants):
+            out.append({"field": "participants", "problem": f"names of at most {MAX_NAME_CHARS} characters"})
         if vector_length >= 1 and len(participants) * vector_length > MAX_ROUND_WORDS:
             out.append({"field": "vector_length",
                         "problem": f"participants × vector_length must not exceed {MAX_ROUND_WORDS}"})
@@ -463,43 +610,130 @@ class RoundRegistry:
             raise DomainError(POLICY_DENIED, "only the operator who opened the round may do this",
                               [{"reason": "secagg.not_opener"}])
 
-    def _close(self, rnd: Round, by: str, closed: list[dict[str, Any]]) -> None:
-        """Close ``rnd``'s current stage (caller holds ``rnd.lock``) and record it."""
+    @contextmanager
+    def _change(self, round_id: str, who: str | None) -> Iterator[_Change]:
+        """Load the round with its row locked (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE``
+        serialises writers), enforce its deadline, let the caller act, then write the change back with its audit
+        entries — one transaction. ``NOT_FOUND_OR_FORBIDDEN`` unless ``who`` (if given) may see the round. A
+        refusal after a deadline closure still commits the closure (it happened whatever the caller asked)."""
+        engine, _ = self._store()
+        refusal: DomainError | None = None
+        with engine.begin() as conn:
+            rnd = _load(conn, round_id, lock=True)
+            if rnd is None or (who is not None and not rnd.visible_to(who)):
+                raise DomainError(NOT_FOUND_OR_FORBIDDEN, "round not found")
+            ch = _Change(conn, rnd, who or SYSTEM, dict(rnd.held))
+            self._tick(ch)
+            try:
+                yield ch
+            except DomainError as exc:
+                if not ch.stage_changed:
+                    raise
+                ch.new_entries.clear()
+                refusal = exc
+            self._flush(ch)
+        if refusal is not None:
+            raise refusal
+
+    def _server(self, ch: _Change) -> SecAggServer:
+        if ch.rnd.server is None:
+            ch.rnd.server = _load_server(ch.conn, ch.rnd)
+        return ch.rnd.server
+
+    def _flush(self, ch: _Change) -> None:
+        """Write ``ch``'s change: new entries, dropped entries, the round row (version checked), then the audit
+        entries of its stage closures as the transaction's last writes."""
+        if not ch.dirty:
+            return
+        _, audit = self._store()
+        conn, rnd = ch.conn, ch.rnd
         server = rnd.server
+        assert server is not None  # every change loads the server
+        held = server.held()
+        for part, sender in ch.new_entries:
+            if sender in held[part]:  # not if the stage closure it caused dropped it again (the sum is out)
+                conn.execute(t.secagg_round_entries.insert().values(
+                    round_id=rnd.id, part=part, sender=sender, seq=len(ch.stored_held.get(part, ())),
+                    value=_dumps(server.entry(part, sender))))
+        values: dict[str, Any] = {"version": rnd.version + 1}
+        if ch.stage_changed:
+            for part in STATE_PARTS:
+                gone = set(ch.stored_held.get(part, ())) - set(held[part])
+                if gone:  # the server dropped them (the round aborted, or its sum is computed)
+                    conn.execute(delete(t.secagg_round_entries).where(
+                        _E.round_id == rnd.id, _E.part == part, _E.sender.in_(sorted(gone))))
+            values.update(stage=rnd.stage.value, deadline=rnd.deadline, finished_at=rnd.finished_at,
+                          history=_dumps(rnd.history), server=_dumps(rnd.core))
+        done = conn.execute(t.secagg_rounds.update().where(_R.id == rnd.id, _R.version == rnd.version)
+                            .values(**values))
+        if done.rowcount != 1:  # pragma: no cover - the row is locked for the whole transaction
+            raise DomainError(INVALID_REQUEST, "the round changed meanwhile; try again")
+        rnd.version += 1
+        for ev in ch.events:
+            audit.append_in(conn, ev)
+
+    def _close(self, ch: _Change, by: str) -> None:
+        """Close ``ch``'s current stage and record it (its audit entry is written with the change)."""
+        rnd = ch.rnd
+        server = self._server(ch)
         stage = server.stage
         received = len(server.expected() - server.pending())
         server.close_stage()
         now = self.clock()
         entry = {"stage": stage.value, "by": by, "received": received, "next": server.stage.value}
         rnd.history.append(entry)
-        closed.append(entry)
+        ch.closed.append(entry)
+        rnd.core = server.to_state(parts=False)
+        rnd.held = server.held()
         if rnd.final:
             rnd.finished_at = now
         else:
             rnd.deadline = now + rnd.stage_timeout
+        ch.stage_changed = True
+        details: dict[str, Any] = {"round_id": rnd.id, **entry, "during_request_of": ch.who}
+        action = AuditAction.SECAGG_STAGE
+        if server.stage is Stage.ABORTED:
+            action = AuditAction.SECAGG_ABORT
+            details["reason"] = rnd.abort_reason()
+        elif server.stage is Stage.DONE:
+            details["survivors"] = len(rnd.survivors)
+        ch.events.append(AuditEvent(actor="system", role=SYSTEM, action=action, agreement_id=rnd.agreement_id,
+                                    details=details))
 
-    def _tick(self, rnd: Round, closed: list[dict[str, Any]]) -> None:
-        """Close the current stage if its deadline has passed (caller holds ``rnd.lock``)."""
-        if not rnd.final and self.clock() >= rnd.deadline:
-            self._close(rnd, "deadline", closed)
+    def _tick(self, ch: _Change) -> None:
+        """Close the current stage if its stored deadline has passed."""
+        if not ch.rnd.final and self.clock() >= ch.rnd.deadline:
+            self._close(ch, "deadline")
 
-    def _sweep(self, now: float) -> None:
-        """Enforce every round's deadline and forget old finished rounds (caller holds the registry lock)."""
-        for rnd in list(self._rounds.values()):
-            with rnd.lock:
-                self._tick(rnd, [])
-        finished = sorted((r for r in self._rounds.values() if r.finished_at is not None),
-                          key=lambda r: r.finished_at or 0.0)
-        for i, rnd in enumerate(finished):
-            if now - (rnd.finished_at or now) > self.retain_s or len(finished) - i > MAX_KEPT:
-                del self._rounds[rnd.id]
+    def _sweep(self) -> None:
+        """Enforce every open round's deadline (each in its own transaction, with its audit entry) and forget
+        finished rounds older than `retain_s` or beyond the `MAX_KEPT` newest."""
+        engine, _ = self._store()
+        now = self.clock()
+        with engine.connect() as conn:
+            late = list(conn.execute(select(_R.id).where(_R.stage.not_in([s.value for s in _FINAL]),
+                                                         _R.deadline <= now)).scalars())
+        for round_id in late:
+            try:
+                with self._change(round_id, None):
+                    pass
+            except DomainError:  # forgotten meanwhile by another process
+                continue
+        with engine.begin() as conn:
+            finished = _R.finished_at.is_not(None)
+            old = list(conn.execute(select(_R.id).where(finished, _R.finished_at < now - self.retain_s)).scalars())
+            beyond = list(conn.execute(select(_R.id).where(finished).order_by(_R.finished_at.desc(), _R.id)
+                                       .offset(MAX_KEPT)).scalars())
+            gone = sorted(set(old) | set(beyond))
+            if gone:
+                _delete_rounds(conn, gone)
 
 
 def rounds_for(ctx: Any) -> RoundRegistry:
-    """The registry of the service context ``ctx`` (`gateway.caches.Caches.secagg_rounds`: one per context,
-    forgotten with it)."""
+    """The round registry of the service context ``ctx`` (`gateway.caches.Caches.secagg_rounds`: its clock and
+    limits, one per context), bound to the context's store and audit log."""
     reg: RoundRegistry = ctx.caches.secagg_rounds
-    return reg
+    return reg.bind(ctx.engine, ctx.audit)
 
 
 # --- who may open a round and read its sum (the routes' and the CLI's path) --------------------------------------

@@ -204,14 +204,19 @@ def test_stage_deadlines_close_stages_and_abort_below_threshold(world) -> None:
     refused("INVALID_REQUEST", world.operator.secagg_result, rid)
 
 
-def test_a_restart_forgets_open_rounds(world) -> None:
+def test_another_gateway_process_serves_an_open_round(world) -> None:
+    """Rounds live in the store: a second gateway over the same home (another process, or this one restarted)
+    serves the round, and it still answers NOT_FOUND_OR_FORBIDDEN to a principal outside it."""
     rnd = world.open()
     ctx = open_context(world.parties.service.settings)
     try:
         with BackgroundServer(ctx) as srv, Client(srv.url) as anon:
             holder = anon.with_token(world.holders["holder-a"]._http.headers["Authorization"].split()[1])
-            refused("NOT_FOUND_OR_FORBIDDEN", holder.secagg_round, rnd["id"])
+            stranger = anon.with_token(world.stranger._http.headers["Authorization"].split()[1])
+            assert holder.secagg_round(rnd["id"])["stage"] == "advertise_keys"
+            refused("NOT_FOUND_OR_FORBIDDEN", stranger.secagg_round, rnd["id"])
             holder.close()
+            stranger.close()
     finally:
         ctx.close()
     assert world.holders["holder-a"].secagg_round(rnd["id"])["stage"] == "advertise_keys"
