@@ -2,7 +2,10 @@
 
 - `lockdown`: `locked_connection`/`lock_down`, the one DuckDB lockdown every engine uses (the only
   ``duckdb.connect`` of the product).
-- `hardening`: `connect_locked`, the query engines' connection (tables materialised, empty allow-lists).
+- `hardening`: `connect_locked`, the query engines' connection (views over the registered Parquet in place, or
+  materialised tables; exact allow-lists).
+- `nowrite`: `forbid_file_writes`, the worker child's seccomp guard: no file can be opened for writing, renamed,
+  removed or created.
 - `worker`: `QueryWorker`, a separate spawned process holding the locked connection; timeouts through
   ``con.interrupt()``; only aggregate rows (at most the expected number of groups) leave it; engine errors
   become generic codes.

@@ -11,10 +11,14 @@ lockdown sequence of `lock_down`, in its required order:
 3. ``SET python_enable_replacements = false``;
 4. ``SET lock_configuration = true``.
 
-What legitimately differs between engines is a parameter: the query worker and the previews materialise their
-tables before the lock and keep both allow-lists empty (`sandbox.engine.hardening.connect_locked`); the
-training reader keeps a view that streams one Parquet file and names exactly that file in ``allowed_paths``
-(`sandbox.train._data.open_locked`). After the lock, ``read_csv``, ``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``,
+What legitimately differs between engines is a parameter: the query worker keeps views that read the
+registered Parquet files in place and names exactly those files in ``allowed_paths``, in a process that can
+write no file (`sandbox.engine.nowrite`; where that guard is unavailable it materialises instead); the previews
+materialise their in-memory mock tables and keep both allow-lists empty (both in
+`sandbox.engine.hardening.connect_locked`); the training reader keeps a view that streams one Parquet file and
+names exactly that file in ``allowed_paths`` (`sandbox.train._data.open_locked`). ``allowed_paths`` is read
+when `lock_down` runs, after ``load``, so ``load`` may fill the list it was given. After the lock, ``read_csv``,
+``COPY``, ``ATTACH``, ``INSTALL``/``LOAD``,
 ``SET``/``RESET``/``PRAGMA`` of settings and replacement scans of Python variables all fail.
 
 ``tests/unit/sandbox/test_duckdb_lockdown.py`` checks that every ``duckdb.connect`` in product code is followed by

@@ -4,7 +4,11 @@ Guarantees:
 
 - The parent talks to the child over its stdin/stdout with length-prefixed JSON frames (no pickle, no
   re-import of the caller's ``__main__``); the child's stdout carries nothing else.
-- The child builds its connection with `connect_locked` (DESIGN.md lockdown order) and executes only what the
+- The child first makes itself unable to write any file (`sandbox.engine.nowrite.forbid_file_writes`, a
+  seccomp filter on all its threads), then builds its connection with `connect_locked` (DESIGN.md lockdown
+  order) over views that read the registered Parquet files **in place** (``allowed_paths`` = exactly those
+  files; nothing is copied into memory). Where the guard is unavailable (not Linux x86-64/AArch64, no
+  seccomp) it materialises the tables instead, as before, with empty allow-lists. It executes only what the
   parent sends: canonical SQL produced by the rewriter (plus the salt as a bound parameter).
 - Only aggregate rows leave the child. Besides the rewriter's guarantee (aggregate-only SQL over a public key
   table), the child refuses any result with more rows than the plan's key count, a different column count, or
@@ -100,10 +104,14 @@ def _serve(inp: IO[bytes], out: IO[bytes], data_paths: dict[str, str], threads: 
     import duckdb
 
     from sandbox.engine.hardening import connect_locked, quote_ident
+    from sandbox.engine.nowrite import forbid_file_writes
 
     try:
+        in_place = forbid_file_writes()
+        if not in_place:
+            _log.warning("file-write guard unavailable: tables are materialised in memory")
         con = connect_locked({k: Path(v) for k, v in data_paths.items()}, threads=threads,
-                             memory_limit=memory_limit)
+                             memory_limit=memory_limit, in_place=in_place)
     except Exception as e:
         _log.error("worker failed to load its tables: %s", type(e).__name__)
         _send(out, {"ready": False})
