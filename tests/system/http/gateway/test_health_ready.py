@@ -1,10 +1,11 @@
-"""``GET /health`` and ``GET /ready`` answer while heavy calls fill the request threadpool, and ``/ready`` is
+"""``GET /health`` and ``GET /ready`` answer while heavy calls fill the heavy lane and its queue, and ``/ready`` is
 ``503 UNAVAILABLE`` with ``Retry-After`` (never 500) when the store is unreachable or the audit head disagrees
 with the chain (`gateway.health`)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,11 +14,11 @@ import pytest
 
 from catalog.errors import NOT_FOUND_OR_FORBIDDEN, DomainError
 from gateway import _tables as t
+from gateway import identities
 from gateway.services import jobs as jobflow
 
-#: More heavy calls than the request threadpool has threads (AnyIO's default: 40).
+#: More heavy calls than the heavy lane runs at once, and than the request threadpool has threads (AnyIO's: 40).
 HEAVY_CALLS = 48
-POOL_THREADS = 40
 WAIT_S = 60.0  # generous: a stuck call fails the test, a slow machine does not
 
 
@@ -64,20 +65,27 @@ def test_health_and_ready_when_every_dependency_is_up(service):
     assert r.json() == {"status": "ready", "checks": {"store": "ok", "audit": "ok", "engines": "ok", "worker": "ok"}}
 
 
-def test_health_and_ready_answer_while_heavy_calls_fill_the_request_threadpool(service, gate):
-    service.ctx.caches.inflight.limit = HEAVY_CALLS  # one caller may fill the pool here; the limit has its own test
+def test_health_and_ready_answer_while_heavy_calls_fill_the_heavy_lane_and_its_queue(service, gate):
+    service.ctx.caches.inflight.limit = HEAVY_CALLS  # one caller may fill the lane here; the limit has its own test
+    service.ctx.settings.heavy_wait_s = 3600.0  # the queued calls wait for as long as the test holds the lane
+    lane = service.ctx.settings.heavy_lane
     token = service.admin.create_principal("risk-lab", "operator")["token"]
+    pid = identities.by_name(service.ctx.engine, "risk-lab").id
     answers: list[httpx.Response] = []
     threads = [threading.Thread(target=lambda: answers.append(_query(service.url, token)))
                for _ in range(HEAVY_CALLS)]
     for th in threads:
         th.start()
     try:
-        gate.wait_entered(POOL_THREADS)  # every pool thread is now blocked inside a query
+        gate.wait_entered(lane)  # the lane's calls are blocked inside a query
+        deadline = time.monotonic() + WAIT_S
+        while service.ctx.caches.inflight.count(pid) < HEAVY_CALLS:  # every other one waits in the lane's queue
+            assert time.monotonic() < deadline, service.ctx.caches.inflight.count(pid)
+            time.sleep(0.01)
         with httpx.Client(base_url=service.url, timeout=WAIT_S) as http:
             h = http.get("/health")
             r = http.get("/ready")
-        assert not gate.open.is_set() and gate.entered == POOL_THREADS  # still saturated while they answered
+        assert not gate.open.is_set() and gate.entered == lane  # still saturated while they answered
         assert h.status_code == 200 and h.json()["status"] == "ok"
         assert r.status_code == 200 and r.json()["status"] == "ready"
     finally:
@@ -87,17 +95,23 @@ def test_health_and_ready_answer_while_heavy_calls_fill_the_request_threadpool(s
     assert len(answers) == HEAVY_CALLS and {a.status_code for a in answers} == {404}
 
 
-def test_ready_is_503_with_retry_after_when_the_store_is_unreachable(service):
+def test_ready_is_503_with_retry_after_when_the_store_is_unreachable(service, store, request):
     home = service.settings.home
-    moved = home.with_name("home-moved")
-    home.rename(moved)
-    service.ctx.engine.dispose()  # pooled connections still hold the old file: new ones find nothing
+    if store == "postgresql":  # the database server goes down (this test process's own cluster)
+        server = request.getfixturevalue("pg_server")
+        server.stop_only()
+        back = server.start_again
+    else:  # the SQLite file disappears
+        moved = home.with_name("home-moved")
+        home.rename(moved)
+        back = lambda: moved.rename(home)  # noqa: E731
+    service.ctx.engine.dispose()  # pooled connections still hold the old store: new ones find nothing
     try:
         with httpx.Client(base_url=service.url) as http:
             r = http.get("/ready")
             h = http.get("/health")
     finally:
-        moved.rename(home)
+        back()
         service.ctx.engine.dispose()
     assert r.status_code == 503
     assert r.headers["Retry-After"].isdigit()
