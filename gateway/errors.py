@@ -89,4 +89,7 @@ async def handle(request: Request, exc: Exception) -> JSONResponse:
         audit.decision = "error" if code == E.INTERNAL else "deny"
         audit.code = code
     headers = {"WWW-Authenticate": "Bearer"} if code == E.UNAUTHENTICATED else None
+    retry_after = getattr(exc, "retry_after", None)  # a refusal to retry later (`gateway.deps.Refused`)
+    if isinstance(retry_after, int):
+        headers = {"Retry-After": str(retry_after)}
     return error_response(code, message, details, headers)

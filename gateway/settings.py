@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     engine_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads per query worker")
     engine_memory: str = Field(default="2GB", pattern=r"^[0-9]+(MB|GB)$", description="DuckDB memory limit")
     query_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    engines_per_dataset: int = Field(default=2, ge=1, le=64, description="query worker processes per dataset, "
+                                     "started on first need (VEILBOX_ENGINES_PER_DATASET): queries on one dataset "
+                                     "run this many at once; each holds its own DuckDB (engine_memory each), and "
+                                     "checks have one more of their own")
+    engine_wait_s: float = Field(default=60.0, gt=0, le=3600, description="how long a query waits for a free "
+                                 "worker of its dataset (VEILBOX_ENGINE_WAIT_S); then it fails before reading, "
+                                 "refunded (worker.unavailable_before_read)")
     max_sql_chars: int = Field(default=MAX_SQL_CHARS, ge=1, le=MAX_SQL_CHARS,
                                description="longest SQL text a query may have (QUERY_REJECTED, rule too_long); "
                                "the vetter's default is also the ceiling")
@@ -48,6 +55,14 @@ class Settings(BaseSettings):
                                             description="heavy calls (queries, previews, job submission, scoring, "
                                             "encrypted and anonymous checks, PSI) one principal may have in flight; "
                                             "beyond it QUOTA_EXCEEDED")
+    heavy_lane: int = Field(default=8, ge=1, le=256, description="queries, previews and job submissions one "
+                            "process runs at once (VEILBOX_HEAVY_LANE), in a lane of their own: checks, scoring, "
+                            "reads, /health and /ready never wait behind them")
+    heavy_queue: int = Field(default=64, ge=0, le=100_000, description="queries, previews and job submissions that "
+                             "may wait for the heavy lane (VEILBOX_HEAVY_QUEUE); one more is QUOTA_EXCEEDED "
+                             "(reason service.busy) with Retry-After")
+    heavy_wait_s: float = Field(default=30.0, gt=0, le=3600, description="how long a call waits for the heavy lane "
+                                "(VEILBOX_HEAVY_WAIT_S); then QUOTA_EXCEEDED (reason service.busy) with Retry-After")
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
     job_lease_s: float = Field(default=30.0, gt=0, le=3600, description="how long a job's worker lease holds "
                                "without a heartbeat (renewed every third of it); then a sweeper takes the job over")

@@ -1,4 +1,6 @@
-"""DP SQL jobs: ``{"sql", "epsilon"}`` vetted and calibrated by `sandbox.sql`, run on a locked DuckDB worker.
+"""DP SQL jobs: ``{"sql", "epsilon"}`` vetted and calibrated by `sandbox.sql`, run on a locked DuckDB worker lent
+from the dataset's pool (`QueryEngines`: several worker processes per dataset, so queries on one dataset run side
+by side).
 
 A query job sees one dataset of its agreement narrowed to the columns the agreement grants; the agreement's
 ``min_group_units`` drives suppression. Submission vets and prices the query (``plan``); the owner's review
@@ -6,11 +8,12 @@ shows the canonical SQL, the cost, the expected error and the exact answer on th
 same SQL against the agreement as it stands when the job runs, then runs it with fresh noise.
 
 Failures: a spec the current agreement no longer allows (``query.<code>``), a changed cost
-(``query.cost_changed``) or a worker that cannot start (``worker.unavailable_before_read``) fail before any data
-is read and are refunded. Once the data query is sent nothing fails: a residual engine failure releases the
-answer over an empty input (`sandbox.sql.run`) and `Output.incident` tells the data owner; if the release gate
-refuses an answer, `Output.fallback` draws the empty-input answer with fresh noise instead. ``epsilon`` below the
-service's minimum per query is refused at submission (`require_min_epsilon`, ``INVALID_REQUEST``).
+(``query.cost_changed``) or a worker that cannot start or come free in time (``worker.unavailable_before_read``)
+fail before any data is read and are refunded. Once the data query is sent nothing fails: a residual engine
+failure releases the answer over an empty input (`sandbox.sql.run`) and `Output.incident` tells the data owner; if
+the release gate refuses an answer, `Output.fallback` draws the empty-input answer with fresh noise instead.
+``epsilon`` below the service's minimum per query is refused at submission (`require_min_epsilon`,
+``INVALID_REQUEST``).
 
 SQL length: one limit, ``VEILBOX_MAX_SQL_CHARS`` (default `sandbox.sql.vet.MAX_SQL_CHARS`, which is also its
 ceiling). The gateway checks it at submission and preview (`require_sql_length`, ``QUERY_REJECTED`` rule
@@ -21,9 +24,12 @@ review and the run; `prepare_for` takes it as ``max_sql_chars``.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from catalog.errors import INVALID_REQUEST, DomainError
@@ -36,25 +42,60 @@ from sandbox.sql import QueryPlan, QueryResult, TableView, prepare, preview, run
 from sandbox.sql.service import release_empty
 from sandbox.sql.vet import MAX_SQL_CHARS, check_length
 
-__all__ = ["QueryEngines", "QueryHandler", "parse_query_spec", "prepare_for", "require_min_epsilon",
+__all__ = ["EnginePool", "QueryEngines", "QueryHandler", "parse_query_spec", "prepare_for", "require_min_epsilon",
            "require_sql_length"]
 
 _SPEC_KEYS = frozenset({"sql", "epsilon", "delta"})
 
 
-class QueryEngines:
-    """One locked DuckDB worker process per dataset, started on first use and restarted when the dataset's
-    fingerprint changes (a worker only ever holds the Parquet copy it was started over)."""
+class EnginePool:
+    """The engine processes over one dataset at one fingerprint: at most ``size`` `QueryWorker` s, each started
+    on first need and lent to one query at a time (`QueryEngines.lease`)."""
 
-    def __init__(self, threads: int = 2, memory_limit: str = "2GB", timeout_s: float = 30.0) -> None:
+    def __init__(self, name: str, path: Path, fingerprint: str, size: int) -> None:
+        self.name, self.path, self.fingerprint, self.size = name, path, fingerprint, size
+        self.free: list[QueryWorker] = []
+        self.members: list[QueryWorker] = []  # started (or starting) workers, free or lent
+        self.retired = False
+
+
+class QueryEngines:
+    """Locked DuckDB worker processes per dataset: a pool of at most ``per_dataset`` workers, each started on
+    first need and lent to one query at a time, so that many queries on one dataset run ``per_dataset`` at once.
+
+    - ``lease(ds)`` lends a worker over ``ds`` at its current fingerprint: a free one, else a new one while the
+      pool has fewer than ``per_dataset``, else it waits up to ``wait_s`` for one to come back, then raises
+      `EngineFailure` (``busy``) — before any data is read, so the caller fails the job refunded
+      (``worker.unavailable_before_read``), never a 500.
+    - A changed fingerprint retires the dataset's pool: its free workers stop now, lent ones when they come
+      back (a worker only ever holds the Parquet copy it was started over).
+    - A worker that died (a crash, a kill after a timeout) is dropped when it comes back; the query it was
+      running failed closed (`sandbox.sql.run`), and the next lease starts a fresh worker in its place.
+
+    Short calls (plain, encrypted and anonymous checks, PSI) never wait behind queries: `worker_for` gives them
+    one more worker per dataset, of their own, shared (each call is one short request; they take turns on it),
+    never lent to a query, restarted like the pool's when the fingerprint changes.
+
+    Memory: each worker holds its own DuckDB over the dataset, so a dataset costs up to ``per_dataset + 1``
+    times one worker's memory (``memory_limit`` each), the short calls' worker only once they are used."""
+
+    def __init__(self, threads: int = 2, memory_limit: str = "2GB", timeout_s: float = 30.0, *,
+                 per_dataset: int = 2, wait_s: float = 60.0) -> None:
+        if per_dataset < 1:
+            raise ValueError("per_dataset must be at least 1")
         self.threads, self.memory_limit, self.timeout_s = threads, memory_limit, timeout_s
-        self._workers: dict[str, tuple[str, QueryWorker]] = {}
-        self._lock = threading.Lock()
+        self.per_dataset, self.wait_s = per_dataset, wait_s
+        self._pools: dict[str, EnginePool] = {}
+        self._cond = threading.Condition()
+        self._closed = False
+        self._short: dict[str, tuple[str, QueryWorker]] = {}
+        self._short_lock = threading.Lock()
 
     def worker_for(self, ds: Dataset) -> QueryWorker:
-        """The running worker over ``ds`` at its current fingerprint (a stale one is stopped and replaced)."""
-        with self._lock:
-            current = self._workers.get(ds.name)
+        """The short calls' running worker over ``ds`` at its current fingerprint (a stale one is stopped and
+        replaced); never one of the queries' pool."""
+        with self._short_lock:
+            current = self._short.get(ds.name)
             if current is not None and current[0] == ds.fingerprint:
                 return current[1]
             if current is not None:
@@ -62,15 +103,97 @@ class QueryEngines:
             w = QueryWorker({ds.name: ds.path}, threads=self.threads, memory_limit=self.memory_limit,
                             timeout_s=self.timeout_s)
             w.start()
-            self._workers[ds.name] = (ds.fingerprint, w)
+            self._short[ds.name] = (ds.fingerprint, w)
             return w
 
-    def close(self) -> None:
-        """Stop every worker."""
-        with self._lock:
-            for _, w in self._workers.values():
+    @contextmanager
+    def lease(self, ds: Dataset) -> Iterator[QueryWorker]:
+        """A worker over ``ds`` for the caller alone until the block ends (see the class docstring)."""
+        pool, worker = self._take(ds)
+        try:
+            yield worker
+        finally:
+            self._give_back(pool, worker)
+
+    def in_use(self, name: str) -> int:
+        """How many of the dataset's workers are lent out now."""
+        with self._cond:
+            pool = self._pools.get(name)
+            return 0 if pool is None else len(pool.members) - len(pool.free)
+
+    def _pool(self, ds: Dataset, stale: list[QueryWorker]) -> EnginePool:
+        pool = self._pools.get(ds.name)
+        if pool is None or pool.fingerprint != ds.fingerprint:
+            if pool is not None:  # retired: its free workers stop now, lent ones when they come back
+                pool.retired = True
+                stale.extend(pool.free)
+                for w in pool.free:
+                    pool.members.remove(w)
+                pool.free.clear()
+            pool = self._pools[ds.name] = EnginePool(ds.name, Path(ds.path), ds.fingerprint, self.per_dataset)
+        return pool
+
+    def _take(self, ds: Dataset) -> tuple[EnginePool, QueryWorker]:
+        deadline = time.monotonic() + self.wait_s
+        stale: list[QueryWorker] = []
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise EngineFailure("unavailable")
+                    pool = self._pool(ds, stale)
+                    if pool.free:
+                        return pool, pool.free.pop()
+                    if len(pool.members) < pool.size:
+                        worker = QueryWorker({pool.name: pool.path}, threads=self.threads,
+                                             memory_limit=self.memory_limit, timeout_s=self.timeout_s)
+                        pool.members.append(worker)  # counted now: a concurrent lease does not start one more
+                        break
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise EngineFailure("busy")
+                    self._cond.wait(left)
+        finally:
+            for w in stale:
                 w.stop()
-            self._workers.clear()
+        try:  # outside the lock: starting loads the dataset while other leases and returns go on
+            worker.start()
+        except BaseException:
+            with self._cond:
+                pool.members.remove(worker)
+                self._cond.notify_all()
+            raise
+        return pool, worker
+
+    def _give_back(self, pool: EnginePool, worker: QueryWorker) -> None:
+        with self._cond:
+            keep = worker.alive and not pool.retired and not self._closed
+            if keep:
+                pool.free.append(worker)
+            else:
+                pool.members.remove(worker)
+            self._cond.notify_all()
+        if not keep:
+            worker.stop()
+
+    def close(self) -> None:
+        """Stop every worker (lent ones when they come back)."""
+        with self._cond:
+            self._closed = True
+            pools = list(self._pools.values())
+            self._pools.clear()
+            idle = [w for p in pools for w in p.free]
+            for p in pools:
+                p.retired = True
+                for w in p.free:
+                    p.members.remove(w)
+                p.free.clear()
+            self._cond.notify_all()
+        with self._short_lock:
+            idle.extend(w for _, w in self._short.values())
+            self._short.clear()
+        for w in idle:
+            w.stop()
 
 
 def parse_query_spec(spec: Mapping[str, Any]) -> tuple[str, Any, Any]:
@@ -168,7 +291,8 @@ class QueryHandler:
         return preview(prepare_for(spec, env.agreement, datasets, max_sql_chars=_max_sql_chars(env)))
 
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
-        """Re-vet the SQL against the current agreement, then run it with fresh noise on the dataset's worker."""
+        """Re-vet the SQL against the current agreement, then run it with fresh noise on a worker lent from the
+        dataset's pool (`QueryEngines.lease`)."""
         assert env.agreement is not None and env.query_engines is not None
         try:
             qp = prepare_for(job.spec, env.agreement, datasets, max_sql_chars=_max_sql_chars(env))
@@ -176,12 +300,12 @@ class QueryHandler:
             raise JobFailed(f"query.{e.code.lower()}", before_read=True) from None
         if (Budget(*qp.cost)) != job.cost:
             raise JobFailed("query.cost_changed", before_read=True)
+        engines: QueryEngines = env.query_engines
         try:
-            worker = env.query_engines.worker_for(qp.query.table.dataset)
-        except EngineFailure:
+            with engines.lease(qp.query.table.dataset) as worker:
+                res = run(qp, worker, latency_bucket_ms=int(env.extra.get("latency_bucket_ms", 0)))
+        except EngineFailure:  # no worker could start or come free in time: nothing was sent
             raise JobFailed(BEFORE_READ, "the query worker could not start", before_read=True) from None
-        try:
-            res = run(qp, worker, latency_bucket_ms=int(env.extra.get("latency_bucket_ms", 0)))
         except DomainError as e:  # raised only before the data query is sent
             reason = str((e.details or [{}])[0].get("reason", ""))
             if reason == BEFORE_READ:
