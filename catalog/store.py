@@ -17,7 +17,10 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+def make_engine(url: str, echo: bool = False, *, pool_size: int = 5, max_overflow: int = 10,
+                pool_timeout: float = 30.0) -> Engine:
+    """The store's engine. ``pool_size``, ``max_overflow`` and ``pool_timeout`` size PostgreSQL's connection pool
+    of this process (every process of a deployment has its own); SQLite ignores them."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
@@ -40,4 +43,5 @@ def make_engine(url: str, echo: bool = False) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow,
+                         pool_timeout=pool_timeout)

@@ -79,7 +79,8 @@ def init_home(settings: Settings) -> str:
 
 
 def open_context(settings: Settings, engine: Engine | None = None) -> AppContext:
-    engine = engine or make_engine(settings.db_url)
+    engine = engine or make_engine(settings.db_url, pool_size=settings.db_pool_size,
+                                   max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout_s)
     schema.upgrade(engine)
     alg = _meta(engine, "hash_alg")
     if alg is None:

@@ -1,11 +1,26 @@
-"""Running the service: `run` (foreground, `veilbox serve`) and `BackgroundServer` (a real uvicorn on a free
-loopback port in a thread, used by the demo and the end-to-end tests)."""
+"""Running the service: `run` (foreground, `veilbox serve`: one or several uvicorn worker processes, each built by
+`factory`) and `BackgroundServer` (a real uvicorn on a free loopback port in a thread, used by the demo and the
+end-to-end tests).
+
+`veilbox serve --workers N` runs N HTTP processes over one store (uvicorn's process manager: they share the
+listening socket, a child that dies is started again, SIGTERM/SIGINT stops them all after the requests in flight,
+at most ``VEILBOX_HTTP_STOP_GRACE_S``). Each child calls `factory`, which builds its `Settings` from the
+environment (`run` exports the ones the command line set as ``VEILBOX_*``), opens its own context and closes it
+when the app shuts down. Before any child starts, `run` opens the home once: migrations and the start-up sweeps
+run in one process, never N at a time. Whether each process also runs a job worker is ``VEILBOX_WORKER``
+(`gateway.worker`; leases keep several workers on one store apart).
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -14,6 +29,8 @@ from gateway.app import create_app
 from gateway.context import AppContext, open_context
 from gateway.settings import Settings
 
+FACTORY = "gateway.server:factory"
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -21,13 +38,46 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def factory() -> FastAPI:
+    """The app of one `veilbox serve` process (``uvicorn.run(FACTORY, factory=True)``): `Settings` from the
+    ``VEILBOX_*`` environment, a context of its own, closed when the app shuts down (after its job worker)."""
+    ctx = open_context(Settings())
+    app = create_app(ctx)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[None]:
+        try:
+            async with inner(a):
+                yield
+        finally:
+            ctx.close()
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return json.dumps([str(v) for v in value])
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def export_env(settings: Settings) -> None:
+    """Write the settings given explicitly (the command line's) into ``VEILBOX_*`` for the worker processes;
+    the others already come from the environment or are defaults."""
+    for name in sorted(settings.model_fields_set):
+        os.environ[f"VEILBOX_{name.upper()}"] = _env_value(getattr(settings, name))
+
+
 def run(settings: Settings) -> None:
-    ctx = open_context(settings)
-    try:
-        uvicorn.run(create_app(ctx), host=settings.host, port=settings.port, log_level="info",
-                    server_header=False)
-    finally:
-        ctx.close()
+    """``veilbox serve``: ``settings.http_workers`` HTTP processes on ``settings.host:port`` over one store."""
+    open_context(settings).close()  # migrate and sweep the home once, before the processes open it together
+    export_env(settings)
+    uvicorn.run(FACTORY, factory=True, host=settings.host, port=settings.port, workers=settings.http_workers,
+                log_level="info", server_header=False, timeout_graceful_shutdown=int(settings.http_stop_grace_s))
 
 
 class BackgroundServer:

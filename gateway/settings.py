@@ -35,7 +35,25 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     tls_terminated: bool = Field(default=False, description="a TLS proxy fronts the service")
     token_ttl_days: int = Field(default=365, ge=1)
-    worker: bool = Field(default=True, description="run the embedded background job worker in `veilbox serve`")
+    worker: bool = Field(default=True, description="run the embedded background job worker in each `veilbox serve` "
+                         "process (VEILBOX_WORKER; false when job workers run as `veilbox worker` processes)")
+    http_workers: int = Field(default=1, ge=1, le=64, description="HTTP worker processes `veilbox serve` starts "
+                              "(VEILBOX_HTTP_WORKERS); all serve one store")
+    job_workers: int = Field(default=1, ge=1, le=64, description="job worker processes `veilbox worker` starts "
+                             "(VEILBOX_JOB_WORKERS); each claims jobs from the store's queue")
+    job_poll_s: float = Field(default=1.0, ge=0.05, le=60, description="how often an idle job worker looks at the "
+                              "queue (VEILBOX_JOB_POLL_S): an approval made in another process is seen within it")
+    worker_stop_grace_s: float = Field(default=30.0, ge=0, le=3600, description="on SIGTERM/SIGINT a job worker "
+                                       "finishes its current job for at most this long (VEILBOX_WORKER_STOP_GRACE_S), "
+                                       "then gives it up: failed and refunded at once (job.recover)")
+    http_stop_grace_s: float = Field(default=30.0, ge=0, le=3600, description="on SIGTERM/SIGINT `veilbox serve` "
+                                     "lets requests in flight finish for at most this long (VEILBOX_HTTP_STOP_GRACE_S)")
+    db_pool_size: int = Field(default=5, ge=1, le=200, description="PostgreSQL connections each process keeps open "
+                              "(VEILBOX_DB_POOL_SIZE); size max_connections for every process of the deployment")
+    db_max_overflow: int = Field(default=10, ge=0, le=200, description="PostgreSQL connections a process may open "
+                                 "beyond the pool under load (VEILBOX_DB_MAX_OVERFLOW)")
+    db_pool_timeout_s: float = Field(default=30.0, gt=0, le=600, description="how long a request waits for a free "
+                                     "PostgreSQL connection before failing (VEILBOX_DB_POOL_TIMEOUT_S)")
     engine_threads: int = Field(default=2, ge=1, le=64, description="DuckDB threads per query worker")
     engine_memory: str = Field(default="2GB", pattern=r"^[0-9]+(MB|GB)$", description="DuckDB memory limit")
     query_timeout_s: float = Field(default=30.0, gt=0, le=3600)

@@ -1,5 +1,5 @@
 """`veilbox`: the command line for every role. Talks to a running gateway over HTTP (`--url`/`--token` or
-VEILBOX_URL/VEILBOX_TOKEN); `init`, `serve`, `datagen`, `demo` and `audit verify --home` work locally."""
+VEILBOX_URL/VEILBOX_TOKEN); `init`, `serve`, `worker`, `datagen`, `demo` and `audit verify --home` work locally."""
 
 from __future__ import annotations
 
@@ -64,12 +64,43 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
         out.print(f"Initialised [bold]{data['home']}[/]\nadmin token (shown once): [bold]{token}[/]")
 
 
+def _given(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
 @app.command()
-def serve(home: HomeOpt = None, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the HTTP gateway (API under /v1, OpenAPI at /openapi.json, docs at /docs)."""
+def serve(
+    home: HomeOpt = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on (default $VEILBOX_HOST or 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default $VEILBOX_PORT or 8000)")] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, max=64,
+        help="HTTP worker processes over the one store (default $VEILBOX_HTTP_WORKERS or 1)")] = None,
+    embedded_worker: Annotated[bool | None, typer.Option(
+        "--embedded-worker/--no-embedded-worker",
+        help="run a job worker inside each HTTP process (default $VEILBOX_WORKER or on, whatever --workers; "
+        "leases keep them apart). Turn it off when `veilbox worker` processes run the jobs")] = None,
+) -> None:
+    """Run the HTTP gateway (API under /v1, OpenAPI at /openapi.json, docs at /docs): one process, or --workers N
+    processes sharing the port and the store. Other settings come from VEILBOX_* (docs/deploy.md)."""
     from gateway.server import run
 
-    run(_settings(home, host=host, port=port))
+    run(_settings(home, **_given(host=host, port=port, http_workers=workers, worker=embedded_worker)))
+
+
+@app.command()
+def worker(
+    home: HomeOpt = None,
+    count: Annotated[int | None, typer.Option(
+        "--count", min=1, max=64, help="job worker processes to run (default $VEILBOX_JOB_WORKERS or 1)")] = None,
+) -> None:
+    """Run job workers without HTTP: K processes claiming approved jobs from the store's queue, each with its own
+    id, lease heartbeats and sweeps. SIGTERM/SIGINT stops them after their current job (at most
+    $VEILBOX_WORKER_STOP_GRACE_S, 30 s; a second signal at once), giving up a job still running (failed and
+    refunded). Approvals are seen within $VEILBOX_JOB_POLL_S (1 s). Logs go to stderr."""
+    from gateway.worker import run_workers
+
+    raise typer.Exit(run_workers(_settings(home, **_given(job_workers=count))))
 
 
 @app.command()
