@@ -53,6 +53,7 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--heavy", type=int, default=48)
     ap.add_argument("--samples", type=int, default=5)
+    ap.add_argument("--engine-threads", type=int, default=2, help="DuckDB threads per engine (VEILBOX_ENGINE_THREADS)")
     ap.add_argument("--hold", type=float, default=30.0, help="seconds the heavy load lasts at least (throughput)")
     args = ap.parse_args()
 
@@ -74,6 +75,7 @@ def main() -> int:
         env="test",
         max_inflight_per_principal=max(8, args.heavy),
         query_timeout_s=600,
+        engine_threads=args.engine_threads,
     )
     token = init_home(settings)
     ctx = open_context(settings)
@@ -82,7 +84,7 @@ def main() -> int:
         "heavy_queries": args.heavy,
         "settings": {
             k: getattr(settings, k)
-            for k in ("engines_per_dataset", "heavy_lane", "heavy_queue", "heavy_wait_s")
+            for k in ("engine_threads", "engines_per_dataset", "heavy_lane", "heavy_queue", "heavy_wait_s")
             if hasattr(settings, k)
         },
     }

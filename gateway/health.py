@@ -1,7 +1,9 @@
 """Liveness and readiness (``GET /health``, ``GET /ready``): answered in milliseconds whatever the load.
 
-Both routes are ``async`` and never wait for the request threadpool that heavy work (queries, scoring, checks,
-the audit middleware) runs in: a gateway with every pool thread blocked still answers them.
+Both routes are ``async``, outside ``/v1`` (no authentication, no audit, no heavy lane) and never wait for the
+request threadpool that work runs in (queries and jobs in their heavy lane, `gateway.deps.HeavyLane`; checks,
+scoring, reads and the audit middleware in the rest of the pool): a gateway whose lane, queue and pool threads are
+all busy still answers them (`tests/system/http/gateway/test_health_ready.py`, `test_lanes.py`).
 
 - ``/health`` (liveness) answers from the event loop alone: no store, engine or file access.
 - ``/ready`` (readiness) runs its checks (`Probes`) on one small executor of its own, never the shared pool,
@@ -11,7 +13,8 @@ the audit middleware) runs in: a gateway with every pool thread blocked still an
   - ``audit``: the signed audit head is readable and consistent with the chain (one statement, one snapshot:
     the head's ``seq`` is the newest entry's and its hash is that entry's hash);
   - ``engines``: the query engines can start (the Parquet copies' directory is there and readable; engine
-    processes are started per dataset on first use and restarted when they die);
+    processes are started per dataset on first need, a pool of them for queries and one for checks, and
+    replaced when they die: `sandbox.jobs.query.QueryEngines`);
   - ``worker``: the embedded job worker's thread is alive (``off`` when this process runs none,
     ``VEILBOX_WORKER=false``: workers then run as separate processes).
 
