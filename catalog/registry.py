@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,12 @@ def get(engine: Engine, name: str) -> Dataset | None:
     return _row_to_dataset(r) if r else None
 
 
+def fingerprint_in(conn: Connection, name: str) -> str:
+    """The registered dataset's fingerprint as ``conn``'s transaction sees it (a journal recording the
+    registration)."""
+    return str(conn.execute(select(t.datasets.c.fingerprint).where(t.datasets.c.name == name)).scalar_one())
+
+
 def list_all(engine: Engine) -> list[Dataset]:
     with engine.connect() as conn:
         rows = conn.execute(select(t.datasets).order_by(t.datasets.c.name)).all()
@@ -135,9 +142,11 @@ def register(
     import_roots: list[Path],
     max_source_bytes: int,
     hash_alg: HashAlg = "sha256",
+    journal: Callable[[Connection], None] | None = None,
 ) -> Registration:
     """Validate, copy and record a dataset; all or nothing. ``import_roots``: the directories ``owner`` may read
-    (see the module docstring)."""
+    (see the module docstring). ``journal`` is called in the transaction that inserts the row, as its last write
+    (the caller's audit entry commits with the registration or not at all)."""
     if get(engine, spec.name) is not None:
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists")
     source = resolve_source(spec.source, import_roots, max_source_bytes)
@@ -178,6 +187,8 @@ def register(
             _refuse_if_taken(conn, owner, source_fp, ing.fingerprint)
             conn.execute(t.datasets.insert().values(**row))
             commit_temp(ing.tmp_path, final)  # durable before the row commits
+            if journal is not None:
+                journal(conn)
     except IntegrityError:
         ing.tmp_path.unlink(missing_ok=True)
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists") from None

@@ -4,7 +4,13 @@ Fail closed, never 500 for a caller's input: bodies are size-limited (`BodyLimit
 are strict (`gateway.deps.strict_input`, the first dependency of every route); every error — a `DomainError`, a
 validation failure, an exception raised in a dependency, in body parsing or in a handler — becomes the
 documented error body through `gateway.errors` and is audited by the one middleware; anything unexpected is
-``INTERNAL`` with a generic message (the cause goes to the server log only).
+``INTERNAL`` with a generic message (the cause goes to the server log only); a store that cannot commit (down,
+locked, out of space) is ``UNAVAILABLE`` (503) with ``Retry-After``.
+
+Audit: the middleware creates each request's `AuditEvent`. A request that changes state has its entry written by
+a journal in the transaction of the change (`gateway.journal`: both or neither); the middleware appends the entry
+of every other request when the answer leaves, and for a journaled one only an outcome the entry does not state.
+If the entry cannot be written the answer is replaced by ``UNAVAILABLE``: an unaudited answer never leaves.
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
-from gateway import console, deps, errors, health
+from catalog.errors import INTERNAL, INVALID_REQUEST, UNAVAILABLE, DomainError
+from gateway import console, deps, errors, health, journal
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
@@ -69,6 +75,11 @@ class BodyLimit:
             await resp(scope, receive, send)
             return
         await self.app(scope, limited, send)
+
+
+def _retry_hint(code: str) -> dict[str, str] | None:
+    """``Retry-After`` for a store that could not commit (`gateway.errors.store_unavailable`)."""
+    return {"Retry-After": str(errors.STORE_RETRY_AFTER_S)} if code == UNAVAILABLE else None
 
 
 def create_app(ctx: AppContext) -> FastAPI:
@@ -118,26 +129,41 @@ def create_app(ctx: AppContext) -> FastAPI:
         request.state.audit = ev
         response: Response | None = None
         started = time.monotonic()
+
+        def complete(e: AuditEvent, status: int | None = None) -> None:
+            """Name the entry by its route and state its status (the final one, or for a journal writing it in
+            the transaction of the change: the one the handler stated, else the route's success status)."""
+            route: Any = request.scope.get("route")
+            if e.action == AuditAction.REQUEST_UNKNOWN:  # a handler may name its action more precisely
+                e.action = getattr(route, "name", None) or AuditAction.REQUEST_UNMATCHED
+            e.details["path"] = getattr(route, "path", None) or "unmatched"
+            if status is None:
+                status = int(e.details.get("status") or getattr(route, "status_code", None) or 200)
+            e.details["status"] = status
+            e.details["ms"] = round((time.monotonic() - started) * 1000, 1)
+            if status >= 400 and e.decision == "allow":
+                e.decision = "error" if status >= 500 else "deny"
+
+        ev.complete = complete  # a journal writes the entry inside the transaction of the change (gateway.journal)
         try:
             response = await call_next(request)
         except Exception as exc:  # errors escaping the handlers: still answered, still audited
             code, message, details = errors.from_exception(exc)
             ev.decision, ev.code = ("error" if code == INTERNAL else "deny"), code
-            response = errors.error_response(code, message, details)
+            response = errors.error_response(code, message, details, _retry_hint(code))
         finally:
-            route: Any = request.scope.get("route")
-            if ev.action == AuditAction.REQUEST_UNKNOWN:  # a handler may name its action more precisely
-                ev.action = getattr(route, "name", None) or AuditAction.REQUEST_UNMATCHED
-            ev.details["path"] = getattr(route, "path", None) or "unmatched"
-            ev.details["status"] = response.status_code if response is not None else 500
-            ev.details["ms"] = round((time.monotonic() - started) * 1000, 1)
-            if response is not None and response.status_code >= 400 and ev.decision == "allow":
-                ev.decision = "error" if response.status_code >= 500 else "deny"
+            complete(ev, response.status_code if response is not None else 500)
             try:
-                await run_in_threadpool(ctx.audit.append, ev)
+                written = ev.written
+                if written is not None and await run_in_threadpool(journal.committed, ctx.engine, written):
+                    if not written.states(ev):  # the answer changed after the change committed: say so too
+                        ev.details["outcome_of"] = written.seq
+                        await run_in_threadpool(ctx.audit.append, ev)
+                else:  # nothing journaled, or rolled back with its transaction: the request's entry now
+                    await run_in_threadpool(ctx.audit.append, ev)
             except Exception:  # an unaudited action must not be released
                 log.exception("audit append failed")
-                response = errors.error_response(INTERNAL)
+                response = errors.error_response(UNAVAILABLE, headers=_retry_hint(UNAVAILABLE))
         return response
 
     app.include_router(system.router)

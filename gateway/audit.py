@@ -64,6 +64,12 @@ class AuditEvent:
     output_digest: str | None = None
     subject_hash: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: the entry a journal already wrote for this request in the transaction of its change (`gateway.journal`):
+    #: the middleware then does not append it again
+    written: Any = field(default=None, repr=False, compare=False)
+    #: the middleware's completion of the entry (route name, path, expected status, duration), for a journal
+    #: writing it before the handler returns
+    complete: Any = field(default=None, repr=False, compare=False)
 
 
 def canonical(entry: dict[str, Any]) -> bytes:

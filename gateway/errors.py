@@ -7,12 +7,14 @@ nothing builds an HTTPException by hand. The translator logs the internal cause 
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog import errors as E
@@ -22,8 +24,8 @@ from vocab.errors import CATALOG, ErrorCode
 
 log = logging.getLogger("veilbox.gateway")
 
-__all__ = ["CATALOG", "MPC_ERRORS", "error_body", "error_response", "from_exception", "handle", "mpc_code",
-           "mpc_refusal"]
+__all__ = ["CATALOG", "MPC_ERRORS", "STORE_RETRY_AFTER_S", "error_body", "error_response", "from_exception", "handle",
+           "mpc_code", "mpc_refusal", "store_unavailable"]
 
 # The crypto library's refusals, by type (it imports nothing of ours, so it cannot name our codes). The first
 # matching row wins; an `MpcError` of no listed type fails closed as INTERNAL (a test pins that every type the
@@ -78,8 +80,26 @@ def from_exception(exc: BaseException) -> tuple[str, str | None, list[dict[str, 
             return E.UNAUTHENTICATED, None, []
         if 400 <= exc.status_code < 500:
             return E.INVALID_REQUEST, None, []
+    if store_unavailable(exc):  # the store is down, locked or out of space: nothing committed, retry later
+        log.error("store unavailable", exc_info=exc)
+        return E.UNAVAILABLE, None, []
     log.error("internal error", exc_info=exc)
     return E.INTERNAL, None, []
+
+
+#: Seconds a client should wait before retrying after the store was unavailable (``Retry-After``).
+STORE_RETRY_AFTER_S = 1
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store could not commit or answer (an operational database error, a lost
+    connection, a full disk or an I/O error): the request's transaction rolled back whole, its change and its
+    audit entry with it (`gateway.journal`), so the answer is ``UNAVAILABLE`` (503) with ``Retry-After``."""
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS)
 
 
 async def handle(request: Request, exc: Exception) -> JSONResponse:
@@ -92,4 +112,6 @@ async def handle(request: Request, exc: Exception) -> JSONResponse:
     retry_after = getattr(exc, "retry_after", None)  # a refusal to retry later (`gateway.deps.Refused`)
     if isinstance(retry_after, int):
         headers = {"Retry-After": str(retry_after)}
+    elif code == E.UNAVAILABLE:
+        headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
     return error_response(code, message, details, headers)

@@ -113,7 +113,7 @@ class JobWorker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when the queue is empty."""
-        job = policies.claim_next(self.ctx.engine, self.id, lease_s=self.ctx.settings.job_lease_s)
+        job = jobflow.claim_next(self.ctx, self.id)  # its job.start entry commits with the claim
         if job is None:
             return False
         self._current = job.id

@@ -19,6 +19,8 @@ Module map (the gateway imports only the names re-exported here):
   released results; outputs awaiting the owner's release
   and owner-only failure detail (`job_output`, ``job_outputs``), written with the state change.
 - `quotas`: metering with atomic increments, quota checks, `usage` and billing.
+- `journal`: the ``journal`` hook every state-changing function takes (the caller's audit entry, written in the
+  transaction of the change).
 
 Internals: `_tables` (this package's SQLAlchemy ``metadata``), `_exact`, `_canonical`, `_clock`.
 Dependency rule: `policies` imports `catalog` only.
@@ -30,10 +32,12 @@ from policies.actor import Actor, Role
 from policies.agreements.document import AgreementDocument, parse_document
 from policies.agreements.lifecycle import (
     accept,
+    agreement_in,
     amend_agreement,
     create_agreement,
     get_agreement,
     list_agreements,
+    new_agreement_id,
     record_expiries,
     record_expiry,
     resume,
@@ -56,9 +60,11 @@ from policies.jobs import (
     fail,
     get_job,
     get_result,
+    job_in,
     job_output,
     jobs_visible_to,
     list_jobs,
+    new_job_id,
     reject,
     release,
     renew_lease,
@@ -68,6 +74,7 @@ from policies.jobs import (
     succeed,
     sweep_expired,
 )
+from policies.journal import Journal
 from policies.ledger import BudgetStatus, charge, refund, remaining
 from policies.negative_list import EntryKind, NegativeEntry, NegativeList, add_entry, list_entries, remove_entry
 from policies.quotas import Usage, params_digest, usage
@@ -90,6 +97,7 @@ __all__ = [
     "JobOutput",
     "JobResult",
     "JobState",
+    "Journal",
     "NegativeEntry",
     "NegativeList",
     "QuotaUsage",
@@ -99,6 +107,7 @@ __all__ = [
     "Usage",
     "accept",
     "add_entry",
+    "agreement_in",
     "amend_agreement",
     "approve",
     "authorize",
@@ -113,6 +122,7 @@ __all__ = [
     "get_agreement",
     "get_job",
     "get_result",
+    "job_in",
     "job_output",
     "jobs_visible_to",
     "list_agreements",
@@ -120,6 +130,8 @@ __all__ = [
     "list_jobs",
     "load_agreement",
     "metadata",
+    "new_agreement_id",
+    "new_job_id",
     "outputs_sealed",
     "params_digest",
     "parse_document",

@@ -22,6 +22,7 @@ from policies.actor import Actor
 from policies.agreements.record import Agreement, catalog_records, load_agreement
 from policies.budget import Budget
 from policies.decision import RULES, Action, Decision, DecisionContext, decide, meters_for
+from policies.journal import Journal
 
 
 def build_context(
@@ -90,13 +91,14 @@ def check(engine: Engine, actor: Actor, action: Action, agreement_id: str, *, no
 
 
 def authorize(engine: Engine, actor: Actor, action: Action, agreement_id: str, *, now: dt.datetime | None = None,
-              **facts: Unpack[RequestFacts]) -> Agreement:
+              journal: Journal | None = None, **facts: Unpack[RequestFacts]) -> Agreement:
     """Decide ``action`` and raise on denial; on allow consume the action's meters. Returns the agreement.
 
     For ``verify.check`` pass the verification product's dataset and predicate columns, the hashed
     ``subject_hash``, the call's ``params`` and its ``consent_ref``; for ``model.score`` the model's source
     datasets. Jobs (``job.submit``, ``query.run``) go through `policies.jobs.submit` instead, which meters
-    and charges in the job's own transaction.
+    and charges in the job's own transaction. ``journal`` (`policies.journal`) records a metered call in the
+    transaction of its meters (an unmetered one is a read: nothing changes, nothing is journaled here).
     """
     now = aware(now)
     ctx, param_hash = _context(engine, actor, action, agreement_id, now, facts)
@@ -105,7 +107,7 @@ def authorize(engine: Engine, actor: Actor, action: Action, agreement_id: str, *
     meters = meters_for(ctx.action)
     if meters:
         quotas.consume(engine, ctx.agreement, actor.name, meters, now=now, subject_hash=facts.get("subject_hash"),
-                       param_hash=param_hash)
+                       param_hash=param_hash, journal=journal)
     return ctx.agreement
 
 

@@ -27,6 +27,11 @@ Queue: `claim_next` moves the oldest approved job to ``running`` atomically (``B
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL). Jobs run inline by the gateway (``POST /queries`` on an auto-approving
 agreement) are flagged ``inline`` and never offered to the queue.
 
+Journal: every function that moves a job (or charges, refunds or meters for it) takes an optional ``journal``
+(`policies.journal`), called in the transaction of the move as its last write, so the gateway's audit entry for
+the move commits with it or not at all. `job_in` reads a job inside that transaction. `claim_next` and
+`sweep_expired` pass the job as it is after the move (`ClaimJournal`, `SweepJournal`).
+
 Leases: the process that runs a job holds a lease on it (``lease_owner``, ``lease_expires_at``), taken in the
 transaction that hands it the job (`claim_next`, `start`, and `submit` for an inline query, which its request runs
 next), renewed by its heartbeat (`renew_lease`, which says whether the lease is still held) and cleared with the
@@ -44,7 +49,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +74,7 @@ from policies.actor import Actor, Role
 from policies.agreements.record import catalog_records, effective_state, load_agreement
 from policies.budget import Budget
 from policies.decision import Action, Decision, Reason, decide, meters_for
+from policies.journal import Journal, write
 from vocab.jobs import JOB_KINDS, STORED_KINDS
 from vocab.jobs import JobKind as JobKind  # re-exported: policies.JobKind
 from vocab.states import AgreementState
@@ -196,6 +202,11 @@ def _row_to_job(r: Any) -> Job:
     )
 
 
+def job_in(conn: Connection, job_id: str) -> Job:
+    """The job as ``conn``'s transaction sees it (a journal reading the move it records)."""
+    return _row_to_job(conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).one())
+
+
 def load_job(engine: Engine, job_id: str) -> Job | None:
     """The stored job without authorization (workers, internal use)."""
     with engine.connect() as conn:
@@ -284,6 +295,11 @@ def _visible_job(engine: Engine, actor: Actor, job_id: str, action: Action, now:
 # --- submission and the owner's decision ------------------------------------------------------------------
 
 
+def new_job_id() -> str:
+    """A fresh job id (``job_`` and 20 hex digits)."""
+    return "job_" + secrets.token_hex(10)
+
+
 def submit(
     engine: Engine,
     actor: Actor,
@@ -299,6 +315,8 @@ def submit(
     now: dt.datetime | None = None,
     lease_owner: str | None = None,
     lease_s: float = DEFAULT_LEASE_S,
+    job_id: str | None = None,
+    journal: Journal | None = None,
 ) -> Job:
     """``POST /jobs`` (and ``POST /queries`` with ``kind="query", inline=True``), by the grantee.
 
@@ -307,7 +325,9 @@ def submit(
     the job stored ``pending_approval`` — or, on an ``auto_within_budget`` agreement, charged and ``approved``
     — all in one transaction (``BUDGET_EXHAUSTED``/``QUOTA_EXCEEDED`` leave nothing behind). ``inline`` keeps
     an auto-approved job off the queue so the caller runs it with `start`; such a job is leased to
-    ``lease_owner`` for ``lease_s`` from the start (the request that submitted it runs it next).
+    ``lease_owner`` for ``lease_s`` from the start (the request that submitted it runs it next). ``job_id`` (default:
+    a fresh random id) lets the caller name the job before it exists; ``journal`` records the submission in its
+    transaction.
     """
     now = aware(now)
     try:
@@ -343,7 +363,7 @@ def submit(
         fingerprints[ds] = rec.fingerprint
     auto = ag.document.approval == "auto_within_budget"
     leased = inline and auto and lease_owner is not None
-    job_id = "job_" + secrets.token_hex(10)
+    job_id = job_id or new_job_id()
     with engine.begin() as conn:
         quotas.consume_in(conn, ag, actor.name, meters_for(action), now)
         conn.execute(t.jobs.insert().values(
@@ -358,12 +378,14 @@ def submit(
         if auto:
             ledger.charge_in(conn, ag.id, names, cost, job_id, now)
             _move(conn, job_id, [S.PENDING_APPROVAL], S.APPROVED, now, approved_by=AUTO_APPROVER, approved_at=now)
+        write(conn, journal)
     job = load_job(engine, job_id)
     assert job is not None
     return job
 
 
-def approve(engine: Engine, actor: Actor, job_id: str, *, spec_hash: str, now: dt.datetime | None = None) -> Job:
+def approve(engine: Engine, actor: Actor, job_id: str, *, spec_hash: str, now: dt.datetime | None = None,
+            journal: Journal | None = None) -> Job:
     """``POST /jobs/{id}/approve`` (owner). ``spec_hash`` must be the hash the owner reviewed. If a dataset
     changed since submission the job is rejected (``dataset.changed``) and ``POLICY_DENIED`` raised. Otherwise
     the decision (state, scope, negative list, budget) must allow, and the charge and the move to ``approved``
@@ -384,18 +406,21 @@ def approve(engine: Engine, actor: Actor, job_id: str, *, spec_hash: str, now: d
         with engine.begin() as conn:
             _move(conn, job_id, [S.PENDING_APPROVAL], S.REJECTED, now, rejected_reason="dataset.changed",
                   approved_by=actor.name)
+            write(conn, journal)
         raise DomainError(POLICY_DENIED, "a dataset changed since submission; the job was rejected",
                           [r.as_dict() for r in changed])
     decision.raise_if_denied()
     with engine.begin() as conn:
         ledger.charge_in(conn, job.agreement_id, job.datasets, job.cost, job_id, now)
         _move(conn, job_id, [S.PENDING_APPROVAL], S.APPROVED, now, approved_by=actor.name, approved_at=now)
+        write(conn, journal)
     out = load_job(engine, job_id)
     assert out is not None
     return out
 
 
-def reject(engine: Engine, actor: Actor, job_id: str, reason: str, *, now: dt.datetime | None = None) -> Job:
+def reject(engine: Engine, actor: Actor, job_id: str, reason: str, *, now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Job:
     """``POST /jobs/{id}/reject`` (owner, any agreement state): pending_approval → rejected."""
     now = aware(now)
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
@@ -405,12 +430,14 @@ def reject(engine: Engine, actor: Actor, job_id: str, reason: str, *, now: dt.da
     with engine.begin() as conn:
         _move(conn, job_id, [S.PENDING_APPROVAL], S.REJECTED, now, rejected_reason=reason.strip(),
               approved_by=actor.name)
+        write(conn, journal)
     out = load_job(engine, job_id)
     assert out is not None
     return out
 
 
-def cancel(engine: Engine, actor: Actor, job_id: str, *, now: dt.datetime | None = None) -> Job:
+def cancel(engine: Engine, actor: Actor, job_id: str, *, now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Job:
     """Cancel a pending or approved job (its grantee or owner); an approved job's charge is refunded."""
     now = aware(now)
     _, decision = _visible_job(engine, actor, job_id, Action.JOB_CANCEL, now)
@@ -418,6 +445,7 @@ def cancel(engine: Engine, actor: Actor, job_id: str, *, now: dt.datetime | None
     with engine.begin() as conn:
         _move(conn, job_id, [S.PENDING_APPROVAL, S.APPROVED], S.CANCELLED, now, finished_at=now)
         ledger.refund_in(conn, job_id, now)
+        write(conn, journal)
     out = load_job(engine, job_id)
     assert out is not None
     return out
@@ -508,11 +536,27 @@ def _lease_until(now: dt.datetime, lease_s: float) -> dt.datetime:
     return now + dt.timedelta(seconds=lease_s)
 
 
+ClaimJournal = Callable[[Connection, Job], None]  # the claimed job, running — or failed by a blocker
+SweepJournal = Callable[[Connection, "Swept"], None]  # a takeover, before and after
+
+
+def _claim_failure(journal: ClaimJournal | None, job_id: str) -> Journal | None:
+    if journal is None:
+        return None
+
+    def write(conn: Connection) -> None:
+        journal(conn, job_in(conn, job_id))
+
+    return write
+
+
 def claim_next(engine: Engine, worker_id: str, *, now: dt.datetime | None = None,
-               lease_s: float = DEFAULT_LEASE_S) -> Job | None:
+               lease_s: float = DEFAULT_LEASE_S, journal: ClaimJournal | None = None) -> Job | None:
     """Atomically move the oldest approved (queued) job to ``running`` for ``worker_id``, leased to it for
     ``lease_s``; ``None`` if the queue is empty. A job whose datasets changed or whose agreement is no longer
-    active is failed and refunded instead, and the next one is tried. No job is ever handed to two claimers."""
+    active is failed and refunded instead, and the next one is tried. No job is ever handed to two claimers.
+    ``journal`` is called in the claim's transaction with the job now ``running``, and in a blocked job's failure
+    transaction with the job now ``failed`` (refunded)."""
     now = aware(now)
     j = t.jobs.c
     while True:
@@ -526,16 +570,17 @@ def claim_next(engine: Engine, worker_id: str, *, now: dt.datetime | None = None
                 return None
             _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now,
                   lease_owner=worker_id, lease_expires_at=_lease_until(now, lease_s))
-        job = load_job(engine, job_id)
-        assert job is not None
+            job = job_in(conn, job_id)
+            if journal is not None:
+                journal(conn, job)
         blocker = _run_blockers(engine, job, now)
         if blocker is None:
             return job
-        fail(engine, job_id, blocker, now=now)
+        fail(engine, job_id, blocker, now=now, journal=_claim_failure(journal, job_id))
 
 
 def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | None = None,
-          lease_s: float = DEFAULT_LEASE_S) -> Job:
+          lease_s: float = DEFAULT_LEASE_S, journal: Journal | None = None) -> Job:
     """Move one specific approved job to ``running``, leased to ``worker_id`` for ``lease_s`` (the gateway running
     an inline query). Raises
     ``POLICY_DENIED``/``AGREEMENT_INACTIVE`` (after failing and refunding the job) if it must not run."""
@@ -552,6 +597,7 @@ def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | Non
         else:
             _move(conn, job_id, [S.APPROVED], S.RUNNING, now, worker_id=worker_id, started_at=now,
                   lease_owner=worker_id, lease_expires_at=_lease_until(now, lease_s))
+        write(conn, journal)
     if blocker is not None:
         code = POLICY_DENIED if blocker == "dataset.changed" else AGREEMENT_INACTIVE
         raise DomainError(code, "the job can no longer run", [Reason(blocker).as_dict()])
@@ -561,7 +607,8 @@ def start(engine: Engine, job_id: str, worker_id: str, *, now: dt.datetime | Non
 
 
 def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None, pending: Mapping[str, Any] | None = None,
-            owner_detail: Mapping[str, Any] | None = None, keep_lease: bool = False) -> Job:
+            owner_detail: Mapping[str, Any] | None = None, keep_lease: bool = False,
+            journal: Journal | None = None) -> Job:
     """``running`` → ``succeeded`` (the output exists but has not been released). ``pending`` (an output that waits
     for the data owner's release) and ``owner_detail`` are stored in ``job_outputs`` in the same transaction.
     ``keep_lease`` when the holder releases the output next (the lease ends with the release); else it ends here."""
@@ -570,13 +617,14 @@ def succeed(engine: Engine, job_id: str, *, now: dt.datetime | None = None, pend
         _move(conn, job_id, [S.RUNNING], S.SUCCEEDED, now, finished_at=now, **({} if keep_lease else _NO_LEASE))
         _put_output(conn, job_id, now, pending=dict(pending) if pending is not None else _KEEP,
                     owner_detail=dict(owner_detail) if owner_detail else _KEEP)
+        write(conn, journal)
     out = load_job(engine, job_id)
     assert out is not None
     return out
 
 
 def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: dt.datetime | None = None,
-         owner_detail: Mapping[str, Any] | None = None) -> Job:
+         owner_detail: Mapping[str, Any] | None = None, journal: Journal | None = None) -> Job:
     """``approved`` | ``running`` | ``succeeded`` → ``failed``, refunding the charge in the same transaction
     unless ``refund`` is false (a run that read data keeps its charge). ``reason`` is a short public code
     (``"code.failed"``, ``"worker.unavailable_before_read"``), never engine text or data. In the same
@@ -592,6 +640,7 @@ def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: 
             ledger.refund_in(conn, job_id, now)
         _put_output(conn, job_id, now, pending=None,
                     owner_detail=dict(owner_detail) if owner_detail is not None else _KEEP)
+        write(conn, journal)
     out = load_job(engine, job_id)
     assert out is not None
     return out
@@ -599,7 +648,7 @@ def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: 
 
 def release(
     engine: Engine, job_id: str, *, result: Any = None, result_ref: str | None = None,
-    output_digest: str | None = None, now: dt.datetime | None = None,
+    output_digest: str | None = None, now: dt.datetime | None = None, journal: Journal | None = None,
 ) -> Job:
     """``succeeded`` → ``released``, storing the released output (JSON ``result`` and/or a blob ``result_ref``) and its
     ``output_digest`` (default: sha256 of the canonical JSON result). Refuses a job whose budget was refunded:
@@ -624,6 +673,7 @@ def release(
         _move(conn, job_id, [S.SUCCEEDED], S.RELEASED, now, result_json=result_json, result_ref=result_ref,
               output_digest=output_digest, released_at=now, **_NO_LEASE)
         _put_output(conn, job_id, now, pending=None)  # released: nothing awaits the owner any more
+        write(conn, journal)
     out = load_job(engine, job_id)
     assert out is not None
     return out
@@ -664,11 +714,13 @@ def _expired(now: dt.datetime) -> Any:
     )
 
 
-def sweep_expired(engine: Engine, *, now: dt.datetime | None = None) -> list[Swept]:
+def sweep_expired(engine: Engine, *, now: dt.datetime | None = None,
+                  journal: SweepJournal | None = None) -> list[Swept]:
     """Take over every job whose lease expired (see the module's "Leases"), each in one transaction whose guarded
     UPDATE re-checks state and expiry, so a lease renewed meanwhile keeps its job. ``approved``/``running`` →
     ``failed`` (``worker.interrupted``), refunded; ``succeeded`` (an output that was to be released at once) →
-    ``failed`` (``<kind>.failed``), charged, the cause (``worker.interrupted``) kept for the owner."""
+    ``failed`` (``<kind>.failed``), charged, the cause (``worker.interrupted``) kept for the owner. ``journal``
+    records each takeover in its transaction."""
     now = aware(now)
     j = t.jobs.c
     with engine.connect() as conn:
@@ -690,7 +742,8 @@ def sweep_expired(engine: Engine, *, now: dt.datetime | None = None) -> list[Swe
                 ledger.refund_in(conn, job_id, now)
             _put_output(conn, job_id, now, pending=None,
                         owner_detail={"failure": INTERRUPTED} if charged else _KEEP)
-        after = load_job(engine, job_id)
-        assert after is not None
-        out.append(Swept(before, after, refunded=not charged))
+            swept = Swept(before, job_in(conn, job_id), refunded=not charged)
+            if journal is not None:
+                journal(conn, swept)
+        out.append(swept)
     return out

@@ -43,6 +43,7 @@ from policies._clock import aware
 from policies._exact import from_db, to_db
 from policies.budget import Budget
 from policies.decision import Reason
+from policies.journal import Journal, write
 
 DEBIT, REFUND = "debit", "refund"
 
@@ -238,16 +239,19 @@ def charge_in(conn: Connection, agreement_id: str, datasets: Sequence[str], cost
 
 
 def charge(engine: Engine, agreement_id: str, datasets: Sequence[str], cost: Budget, job_id: str, *,
-           now: dt.datetime | None = None) -> dict[str, Budget]:
+           now: dt.datetime | None = None, journal: Journal | None = None) -> dict[str, Budget]:
     """Check, then debit ``cost`` on every dataset's account, in one transaction; the remaining budgets.
 
     ``AGREEMENT_INACTIVE`` unless the agreement is active and unexpired; ``POLICY_DENIED`` for a dataset
     outside the agreement; ``ALREADY_EXISTS`` if ``job_id`` was charged before; ``BUDGET_EXHAUSTED`` (naming
-    every short dataset) if any account cannot cover the cost — in every failure nothing is spent.
+    every short dataset) if any account cannot cover the cost — in every failure nothing is spent. ``journal``
+    (`policies.journal`) records the debit in its transaction.
     """
     now = aware(now)
     with engine.begin() as conn:
-        return charge_in(conn, agreement_id, datasets, cost, job_id, now)
+        after = charge_in(conn, agreement_id, datasets, cost, job_id, now)
+        write(conn, journal)
+        return after
 
 
 def is_refunded(conn: Connection, job_id: str) -> bool:
@@ -304,13 +308,18 @@ def refund_in(conn: Connection, job_id: str, now: dt.datetime) -> Budget | None:
     return amount
 
 
-def refund(engine: Engine, job_id: str, *, now: dt.datetime | None = None) -> Budget | None:
+def refund(engine: Engine, job_id: str, *, now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Budget | None:
     """Return a job's debits to every account it was charged on; the per-dataset amount, or ``None`` when
     there is nothing to refund (never charged, or already refunded). Idempotent. Raises ``INVALID_REQUEST``
-    for a released job (its output has left: the cost is spent for good)."""
+    for a released job (its output has left: the cost is spent for good). ``journal`` records the refund in its
+    transaction (only when there was something to refund)."""
     now = aware(now)
     with engine.begin() as conn:
-        return refund_in(conn, job_id, now)
+        amount = refund_in(conn, job_id, now)
+        if amount is not None:
+            write(conn, journal)
+        return amount
 
 
 # --- reads ------------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from policies._clock import aware
 from policies._exact import exact_str, from_db
 from policies.agreements.record import Agreement, load_agreement
 from policies.decision import CALL, JOB, PARAM, SCORE, VERIFY, QuotaUsage, Reason
+from policies.journal import Journal, write
 
 _KINDS = (CALL, JOB, SCORE, VERIFY)
 
@@ -165,11 +166,14 @@ def consume_in(
 def consume(
     engine: Engine, agreement: Agreement, principal: str, meters: tuple[str, ...], *,
     now: dt.datetime | None = None, subject_hash: str | None = None, param_hash: str | None = None,
+    journal: Journal | None = None,
 ) -> None:
-    """`consume_in` in its own transaction (all meters or none)."""
+    """`consume_in` in its own transaction (all meters or none); ``journal`` (`policies.journal`) records the
+    metered call in that transaction."""
     now = aware(now)
     with engine.begin() as conn:
         consume_in(conn, agreement, principal, meters, now, subject_hash, param_hash)
+        write(conn, journal)
 
 
 def snapshot(

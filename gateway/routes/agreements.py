@@ -19,7 +19,7 @@ from gateway.contract import OUT, ErrorCode
 from gateway.contract import doc as describe
 from gateway.contract.agreements import NEGATIVE_EXAMPLE, Agreement, Budget, NegativeEntry, Usage, document_body
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner
-from gateway.services.agreements import check_grantee, note_expiry
+from gateway.services.agreements import agreement_entry, check_grantee, note_expiry
 from gateway.services.jobs import actor_of
 
 router = APIRouter(tags=["agreements"])
@@ -42,7 +42,9 @@ def create(owner: Owner, ctx: Ctx, ev: Audit,
            doc: dict[str, Any] = Body(..., examples=[AGREEMENT_EXAMPLE])) -> dict[str, Any]:
     """Propose an agreement over the owner's datasets (state ``proposed`` until the grantee accepts)."""
     check_grantee(ctx, doc)
-    ag = policies.create_agreement(ctx.engine, actor_of(owner), doc)
+    new_id = policies.new_agreement_id()  # named first: its entry commits with the proposal
+    ag = policies.create_agreement(ctx.engine, actor_of(owner), doc, agreement_id=new_id,
+                                   journal=agreement_entry(ctx, ev, new_id, "grantee", "document_hash", datasets=True))
     ev.agreement_id = ag.id
     ev.dataset = ",".join(ag.document.datasets)
     ev.details.update(grantee=ag.grantee, document_hash=ag.document_hash)
@@ -81,7 +83,8 @@ def accept(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
     """The grantee accepts: ``proposed`` → ``active`` (only inside the validity window)."""
     ev.agreement_id = agreement_id
     note_expiry(ctx, agreement_id)
-    ag = policies.accept(ctx.engine, actor_of(p), agreement_id, document_hash=body.document_hash if body else None)
+    ag = policies.accept(ctx.engine, actor_of(p), agreement_id, document_hash=body.document_hash if body else None,
+                         journal=agreement_entry(ctx, ev, agreement_id, "document_hash"))
     ev.details["document_hash"] = ag.document_hash
     return ag.public()
 
@@ -90,7 +93,8 @@ def _owner_transition(name: str, fn: Any, doc: str) -> None:
     def route(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
         ev.agreement_id = agreement_id
         note_expiry(ctx, agreement_id)
-        result: dict[str, Any] = fn(ctx.engine, actor_of(owner), agreement_id).public()
+        result: dict[str, Any] = fn(ctx.engine, actor_of(owner), agreement_id,
+                                    journal=agreement_entry(ctx, ev, agreement_id)).public()
         return result
 
     route.__doc__ = doc
@@ -114,7 +118,8 @@ def amend(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit,
     """A new version of the document; it goes back to ``proposed`` until the grantee accepts it again."""
     ev.agreement_id = agreement_id
     check_grantee(ctx, doc)
-    ag = policies.amend_agreement(ctx.engine, actor_of(owner), agreement_id, doc)
+    ag = policies.amend_agreement(ctx.engine, actor_of(owner), agreement_id, doc,
+                                  journal=agreement_entry(ctx, ev, agreement_id, "version", "document_hash"))
     ev.details.update(version=ag.version, document_hash=ag.document_hash)
     return ag.public()
 

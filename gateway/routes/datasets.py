@@ -14,14 +14,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Connection
 
 from catalog import registry
 from catalog.columns import DatasetSpec
 from catalog.errors import DomainError, not_found
 from catalog.mock import MAX_MOCK_ROWS, mock_table
+from gateway.audit import AuditEvent
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.datasets import DATASET_EXAMPLE, Dataset, MockTable
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
+from gateway.journal import request_entry
 from gateway.services.datasets import public_view
 
 router = APIRouter(tags=["datasets"])
@@ -40,9 +43,15 @@ router = APIRouter(tags=["datasets"])
 async def register(spec: DatasetSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     ev.dataset = spec.name
     s = ctx.settings
+
+    def registered(conn: Connection, entry: AuditEvent) -> bool:  # the request's entry commits with the row
+        entry.details["fingerprint"] = entry.output_digest = registry.fingerprint_in(conn, spec.name)
+        return True
+
     try:
         reg = await run_in_threadpool(registry.register, ctx.engine, spec, owner.name, s.data_dir,
-                                      s.owner_import_dirs(owner.name), s.max_source_bytes, s.hash_alg)
+                                      s.owner_import_dirs(owner.name), s.max_source_bytes, s.hash_alg,
+                                      journal=request_entry(ctx.audit, ev, registered))
     except DomainError as e:
         reasons = [d["reason"] for d in e.details if isinstance(d.get("reason"), str)]
         if reasons:

@@ -106,7 +106,7 @@ async def review(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[
                                                                            "5578bef4d7982287e7a3aad3f10cfbb4"}))
 def approve(job_id: str, body: Approve, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Approve the reviewed spec (bound to its hash and the datasets' fingerprints); the budget is charged now."""
-    job = jobflow.approve_job(ctx, actor_of(owner), job_id, body.spec_hash)
+    job = jobflow.approve_job(ctx, actor_of(owner), job_id, body.spec_hash, ev)
     _note(ev, job)
     ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
     return job.public()
@@ -117,7 +117,7 @@ def approve(job_id: str, body: Approve, owner: Owner, ctx: Ctx, ev: Audit) -> di
                    ErrorCode.NOT_FOUND_OR_FORBIDDEN, request_example={"reason": "too fine-grained for this purpose"}))
 def reject(job_id: str, body: Reject, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """Reject a pending job, or refuse to release a finished custom job's output; the grantee sees the reason."""
-    job = jobflow.reject_job(ctx, actor_of(owner), job_id, body.reason)
+    job = jobflow.reject_job(ctx, actor_of(owner), job_id, body.reason, ev)
     _note(ev, job)
     ev.details["reason"] = body.reason
     return job.public()
@@ -128,7 +128,7 @@ def reject(job_id: str, body: Reject, owner: Owner, ctx: Ctx, ev: Audit) -> dict
                    ErrorCode.NOT_FOUND_OR_FORBIDDEN))
 def cancel(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The grantee withdraws a job that has not started (a charged job is refunded)."""
-    job = jobflow.cancel_job(ctx, actor_of(p), job_id)
+    job = jobflow.cancel_job(ctx, actor_of(p), job_id, ev)
     _note(ev, job)
     return job.public()
 
@@ -138,7 +138,7 @@ def cancel(job_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
                    ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.AGREEMENT_INACTIVE))
 async def release(job_id: str, owner: Owner, ctx: Ctx, ev: Audit) -> dict[str, Any]:
     """The owner releases a finished custom job's output after reviewing it (`GET /jobs/{id}/review`)."""
-    job, digest = await run_in_threadpool(jobflow.release_job, ctx, actor_of(owner), job_id)
+    job, digest = await run_in_threadpool(jobflow.release_job, ctx, actor_of(owner), job_id, ev)
     _note(ev, job)
     ev.output_digest = digest
     return job.public()

@@ -1,8 +1,10 @@
 """Agreement helpers every path that names an agreement shares (routes, console, CLI endpoints).
 
 `note_expiry`: the first time anyone touches an agreement that has expired, one ``agreement.expire`` audit entry
-is written (no scheduler runs, so the audit log still shows when it lapsed). `check_grantee`: one answer for a
-grantee that does not exist, is disabled or expired, or has another role (no existence oracle).
+is written (no scheduler runs, so the audit log still shows when it lapsed), in the transaction recording the
+expiry. `agreement_entry`: the request's entry for an agreement's change, written in the change's transaction
+(`gateway.journal`). `check_grantee`: one answer for a grantee that does not exist, is disabled or expired, or has
+another role (no existence oracle).
 """
 
 from __future__ import annotations
@@ -10,26 +12,48 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection
+
 import policies
 from catalog.errors import INVALID_REQUEST, DomainError
 from gateway import identities
 from gateway.audit import AuditEvent
+from gateway.journal import Journal, request_entry, system_entry
 
 if TYPE_CHECKING:  # gateway.context imports the services' round registry (gateway.caches)
     from gateway.context import AppContext
 from vocab.actions import AuditAction
 from vocab.roles import ANALYSTS, SYSTEM, Role
 
-__all__ = ["GRANTEE_ROLES", "check_grantee", "note_expiry", "quotas_today"]
+__all__ = ["GRANTEE_ROLES", "agreement_entry", "check_grantee", "note_expiry", "quotas_today"]
 
 GRANTEE_ROLES = tuple(r.value for r in Role if r in ANALYSTS)  # operator, bank
 
 
 def note_expiry(ctx: AppContext, agreement_id: str) -> None:
-    """Write the one ``agreement.expire`` audit entry the first time anyone touches an expired agreement."""
-    if policies.record_expiry(ctx.engine, agreement_id):
-        ctx.audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.AGREEMENT_EXPIRE,
-                                    agreement_id=agreement_id, details={"exit": "seal_outputs"}))
+    """Write the one ``agreement.expire`` audit entry the first time anyone touches an expired agreement, in the
+    transaction that records the expiry (`gateway.journal`)."""
+    ev = AuditEvent(actor="system", role=SYSTEM, action=AuditAction.AGREEMENT_EXPIRE, agreement_id=agreement_id,
+                    details={"exit": "seal_outputs"})
+    policies.record_expiry(ctx.engine, agreement_id, journal=system_entry(ctx.audit, lambda _conn: ev))
+
+
+def agreement_entry(ctx: AppContext, ev: AuditEvent, agreement_id: str, *fields: str,
+                    datasets: bool = False) -> Journal:
+    """The request's entry for a change of the agreement (proposal, amendment, acceptance, suspension, resumption,
+    revocation), noted from the agreement as the change's transaction left it (its ``fields`` in the details, its
+    ``datasets`` if asked) and written in that transaction (`gateway.journal`)."""
+
+    def prepare(conn: Connection, entry: AuditEvent) -> bool:
+        ag = policies.agreement_in(conn, agreement_id)
+        entry.agreement_id = ag.id
+        if datasets:
+            entry.dataset = ",".join(ag.document.datasets)
+        for key in fields:
+            entry.details[key] = getattr(ag, key)
+        return True
+
+    return request_entry(ctx.audit, ev, prepare)
 
 
 def check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:

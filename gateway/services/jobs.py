@@ -3,7 +3,10 @@
 submit (vet + price in the sandbox, then `policies.submit`: meters, and on ``auto_within_budget`` the charge)
 → owner review (exact spec, hash, cost, the run on the mock) → approve (charge) / reject → the worker claims,
 executes, passes the release gate → release (auto) or wait for the owner's release (custom code) → result.
-Every transition the worker makes is audited here (requests are audited by the middleware).
+Every move commits with its audit entry (`gateway.journal`): the request's own (passed as ``ev``) for the
+submission, approval, rejection, cancellation and the owner's release; the worker's ``system`` entries for the
+claim, failure, success and release; an inline query's debit carries ``job.charge`` and its release or failure the
+request's entry (intent, then outcome).
 
 Nothing the grantee observes may depend on whether a run failed because of the data:
 
@@ -52,23 +55,31 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
 import policies
 from catalog import models as model_registry
 from catalog import registry
-from catalog.errors import INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, POLICY_DENIED, DomainError, invalid
+from catalog.errors import (
+    AGREEMENT_INACTIVE,
+    INVALID_REQUEST,
+    NOT_FOUND_OR_FORBIDDEN,
+    POLICY_DENIED,
+    DomainError,
+    invalid,
+)
 from catalog.registry import Dataset
 from gateway import _tables as gt
 from gateway import job_kinds
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
+from gateway.journal import Journal, both, refusal, request_entry, system_entry
 from gateway.services.agreements import note_expiry
 from gateway.services.leases import WORKER, Heartbeat, process_id
 from policies import Action, Actor, Job, JobState, ledger
-from policies.jobs import load_job
+from policies.jobs import job_in, load_job
 from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate
 from sandbox.jobs.query import QueryEngines, prepare_for, require_min_epsilon, require_sql_length
 from sandbox.sql import preview as sql_preview
@@ -77,7 +88,8 @@ from vocab.roles import SYSTEM
 
 log = logging.getLogger("veilbox.jobs")
 
-__all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "datasets_of", "job_result",
+__all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "claim_next", "datasets_of",
+           "job_result",
            "min_query_epsilon", "note_job", "preview_query", "refunded", "reject_job", "release_job", "review_job",
            "run_claimed", "run_inline", "run_query", "runtime", "submit", "submit_job"]
 
@@ -149,11 +161,13 @@ def min_query_epsilon(ctx: AppContext) -> Fraction:
 
 
 def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Mapping[str, Any], *,
-               purpose: str | None = None, inline: bool = False, lease: str | None = None) -> Job:
+               purpose: str | None = None, inline: bool = False, lease: str | None = None,
+               job_id: str | None = None, journal: Journal | None = None) -> Job:
     """Vet and price ``spec`` in the sandbox, then record the job (``POST /jobs``, ``POST /queries``). A query
     asking for less than `min_query_epsilon` is refused (``INVALID_REQUEST``) before anything is metered, and
     SQL longer than ``VEILBOX_MAX_SQL_CHARS`` (``QUERY_REJECTED``, rule ``too_long``). An inline job the
-    agreement auto-approves is leased to ``lease`` (the process whose request runs it) from its submission."""
+    agreement auto-approves is leased to ``lease`` (the process whose request runs it) from its submission.
+    ``journal`` records the submission in its transaction (`gateway.journal`)."""
     if not isinstance(spec, Mapping):
         raise invalid("spec must be an object")
     ag = policies.get_agreement(ctx.engine, actor, agreement_id)  # parties only; others get not-found
@@ -164,7 +178,7 @@ def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec
     plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets))
     return policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
                            columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline,
-                           lease_owner=lease, lease_s=ctx.settings.job_lease_s)
+                           lease_owner=lease, lease_s=ctx.settings.job_lease_s, job_id=job_id, journal=journal)
 
 
 def preview_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[str, Any],
@@ -264,27 +278,51 @@ def _stored_review(ctx: AppContext, job: Job, ag: policies.Agreement, datasets: 
     return _load_review(ctx, key) or dict(json.loads(text))
 
 
-def approve_job(ctx: AppContext, actor: Actor, job_id: str, spec_hash: str) -> Job:
-    job = policies.approve(ctx.engine, actor, job_id, spec_hash=spec_hash)
+def _noted(ctx: AppContext, ev: AuditEvent | None, job_id: str, output_digest: str | None = None,
+           **details: Any) -> Journal | None:
+    """The request's entry for a move of ``job_id``, noted from the job as the move's transaction left it (the
+    route notes the same afterwards); a job the move rejected for a changed dataset is the request's refusal."""
+    if ev is None:
+        return None
+
+    def prepare(conn: Connection, entry: AuditEvent) -> bool:
+        job = job_in(conn, job_id)
+        note_job(entry, job)
+        entry.details.update(details)
+        if output_digest is not None:
+            entry.output_digest = output_digest
+        if job.state is JobState.APPROVED:
+            entry.epsilon, entry.delta = str(job.cost.epsilon), str(job.cost.delta)
+        if job.state is JobState.REJECTED and job.rejected_reason == "dataset.changed" and "reason" not in details:
+            refusal(entry, POLICY_DENIED)
+        return True
+
+    return request_entry(ctx.audit, ev, prepare)
+
+
+def approve_job(ctx: AppContext, actor: Actor, job_id: str, spec_hash: str, ev: AuditEvent | None = None) -> Job:
+    """Approve (charge) a pending job; with the request's ``ev`` its entry commits with the charge."""
+    job = policies.approve(ctx.engine, actor, job_id, spec_hash=spec_hash, journal=_noted(ctx, ev, job_id))
     runtime(ctx).wake.set()
     return job
 
 
-def reject_job(ctx: AppContext, actor: Actor, job_id: str, reason: str) -> Job:
-    """Reject a pending job, or refuse to release a finished custom job's output (it fails and is refunded)."""
+def reject_job(ctx: AppContext, actor: Actor, job_id: str, reason: str, ev: AuditEvent | None = None) -> Job:
+    """Reject a pending job, or refuse to release a finished custom job's output (it fails, charged)."""
     job, ag = _owner_job(ctx, actor, job_id)
     if job.state is JobState.SUCCEEDED and _pending(ctx, job.id) is not None:
         _require_owner(actor, ag)
         # the code ran: charged; the output awaiting release is dropped in the same transaction
-        failed = policies.fail(ctx.engine, job.id, "release.refused_by_owner", refund=False)
-        _audit(ctx, job, AuditAction.JOB_FAIL, decision="error", code="JOB_FAILED",
-               reason="release.refused_by_owner", refunded=False)
-        return failed
-    return policies.reject(ctx.engine, actor, job_id, reason)
+        return policies.fail(ctx.engine, job.id, "release.refused_by_owner", refund=False, journal=both(
+            _system(ctx, job, AuditAction.JOB_FAIL, decision="error", code="JOB_FAILED",
+                    reason="release.refused_by_owner", refunded=False),
+            _noted(ctx, ev, job_id, reason=reason)))
+    return policies.reject(ctx.engine, actor, job_id, reason, journal=_noted(ctx, ev, job_id, reason=reason))
 
 
-def cancel_job(ctx: AppContext, actor: Actor, job_id: str) -> Job:
-    return policies.cancel(ctx.engine, actor, job_id)
+def cancel_job(ctx: AppContext, actor: Actor, job_id: str, ev: AuditEvent | None = None) -> Job:
+    """Withdraw a job that has not started (refunded if charged, in the same transaction as its entry)."""
+    return policies.cancel(ctx.engine, actor, job_id, journal=_noted(ctx, ev, job_id))
 
 
 def _require_owner(actor: Actor, ag: policies.Agreement) -> None:
@@ -293,8 +331,9 @@ def _require_owner(actor: Actor, ag: policies.Agreement) -> None:
                           [{"reason": "agreement.not_owner"}])
 
 
-def release_job(ctx: AppContext, actor: Actor, job_id: str) -> tuple[Job, str]:
-    """The owner releases a finished custom job's output after looking at it. Returns the job and its digest."""
+def release_job(ctx: AppContext, actor: Actor, job_id: str, ev: AuditEvent | None = None) -> tuple[Job, str]:
+    """The owner releases a finished custom job's output after looking at it. Returns the job and its digest.
+    With the request's ``ev`` its entry commits with the release."""
     job, ag = _owner_job(ctx, actor, job_id)
     _require_owner(actor, ag)
     pending = _pending(ctx, job.id)
@@ -306,7 +345,8 @@ def release_job(ctx: AppContext, actor: Actor, job_id: str) -> tuple[Job, str]:
     out = Output(kind=pending["kind"], result=pending["result"], output_digest=pending["output_digest"],
                  release="owner", artifact=None if pending["artifact"] is None else ctx.settings.models_dir
                  / pending["artifact"], model=pending["model"])
-    released = _release(ctx, job, out, approved_by=actor.name)  # drops the pending output with the release
+    released = _release(ctx, job, out, approved_by=actor.name,  # drops the pending output with the release
+                        request=_noted(ctx, ev, job_id, output_digest=out.output_digest))
     return released, out.output_digest
 
 
@@ -335,27 +375,68 @@ def submit(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Ma
     """``POST /jobs``: note the agreement's expiry, submit (`submit_job`), audit the job and its spec hash; a job
     the agreement auto-approved is charged (ε, δ on the entry) and wakes the worker."""
     note_expiry(ctx, agreement_id)
-    job = submit_job(ctx, actor, agreement_id, kind, spec, purpose=purpose)
+    job_id = policies.new_job_id()
+
+    def prepare(conn: Connection, entry: AuditEvent) -> bool:  # the request's entry, in the submission's transaction
+        _note_submitted(entry, job_in(conn, job_id))
+        return True
+
+    job = submit_job(ctx, actor, agreement_id, kind, spec, purpose=purpose, job_id=job_id,
+                     journal=request_entry(ctx.audit, ev, prepare))
+    _note_submitted(ev, job)
+    if job.state is JobState.APPROVED:
+        runtime(ctx).wake.set()
+    return job
+
+
+def _note_submitted(ev: AuditEvent, job: Job) -> None:
     note_job(ev, job)
     ev.details["spec_hash"] = job.spec_hash
     if job.state is JobState.APPROVED:
         ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
-        runtime(ctx).wake.set()
-    return job
+
+
+def _charge_entry(actor: Actor, job: Job) -> AuditEvent:
+    """``job.charge``: the intent entry of an inline query's debit, the grantee's own (its outcome follows in the
+    release's or failure's transaction)."""
+    return AuditEvent(actor=actor.name, role=str(actor.role), action=AuditAction.JOB_CHARGE,
+                      agreement_id=job.agreement_id, dataset=",".join(job.datasets) or None,
+                      epsilon=str(job.cost.epsilon), delta=str(job.cost.delta),
+                      details={"job_id": job.id, "kind": job.kind.value, "state": job.state.value})
 
 
 def run_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[str, Any], ev: AuditEvent, *,
               purpose: str | None = None) -> tuple[bool, dict[str, Any]]:
     """``POST /queries``: submit an inline query and, when the agreement auto-approves it, run it in the request.
     Returns ``(waiting, body)``: ``waiting`` when the job waits for the owner (the body names it and its cost);
-    else the released answer, or the failure with whether it was refunded (the entry records ``JOB_FAILED``)."""
+    else the released answer, or the failure with whether it was refunded (the entry records ``JOB_FAILED``).
+
+    Intent, then outcome (`gateway.journal`): a job left waiting has the request's entry in its submission's
+    transaction; an auto-approved one has the grantee's ``job.charge`` entry in the debit's transaction and the
+    request's entry (with the answer's digest, or ``JOB_FAILED``) in the release's or failure's."""
     note_expiry(ctx, agreement_id)
-    job = submit_job(ctx, actor, agreement_id, "query", spec, purpose=purpose, inline=True, lease=process_id())
+    job_id = policies.new_job_id()
+
+    def waiting(conn: Connection, entry: AuditEvent) -> bool:  # left for the owner: the request's whole change
+        job = job_in(conn, job_id)
+        if job.state is not JobState.PENDING_APPROVAL:
+            return False
+        note_job(entry, job)
+        entry.details["status"] = 202
+        return True
+
+    def charged(conn: Connection) -> AuditEvent | None:  # auto-approved: the debit's intent entry
+        job = job_in(conn, job_id)
+        return _charge_entry(actor, job) if job.state is JobState.APPROVED else None
+
+    job = submit_job(ctx, actor, agreement_id, "query", spec, purpose=purpose, inline=True, lease=process_id(),
+                     job_id=job_id, journal=both(request_entry(ctx.audit, ev, waiting),
+                                                 system_entry(ctx.audit, charged)))
     note_job(ev, job)
     if job.state is JobState.PENDING_APPROVAL:
         return True, {"job_id": job.id, "state": job.state.value, "cost": job.cost.as_json()}
     ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
-    done = run_inline(ctx, job)
+    done = run_inline(ctx, job, ev)
     ev.details["state"] = done.state.value
     if done.state is not JobState.RELEASED:
         ev.decision, ev.code = "error", "JOB_FAILED"
@@ -375,16 +456,46 @@ def _pending(ctx: AppContext, job_id: str) -> dict[str, Any] | None:
     return stored.pending if stored is not None else None
 
 
-def _audit(ctx: AppContext, job: Job, action: str, decision: str = "allow", code: str | None = None,
-           output_digest: str | None = None, **details: Any) -> None:
-    ctx.audit.append(AuditEvent(
+def _worker_entry(job: Job, action: str, decision: str = "allow", code: str | None = None,
+                  output_digest: str | None = None, **details: Any) -> AuditEvent:
+    return AuditEvent(
         actor=WORKER, role=SYSTEM, action=action, agreement_id=job.agreement_id,
         dataset=",".join(job.datasets) or None, decision=decision, code=code,
         epsilon=str(job.cost.epsilon), delta=str(job.cost.delta), output_digest=output_digest,
-        details={"job_id": job.id, "kind": job.kind.value, **details}))
+        details={"job_id": job.id, "kind": job.kind.value, **details})
 
 
-def _fail(ctx: AppContext, job: Job, e: JobFailed) -> Job:
+def _audit(ctx: AppContext, job: Job, action: str, decision: str = "allow", code: str | None = None,
+           output_digest: str | None = None, **details: Any) -> None:
+    """A worker entry in its own transaction (for what changes no state: a discarded output)."""
+    ctx.audit.append(_worker_entry(job, action, decision, code, output_digest, **details))
+
+
+def _system(ctx: AppContext, job: Job, action: str, decision: str = "allow", code: str | None = None,
+            output_digest: str | None = None, **details: Any) -> Journal:
+    """A worker entry written in the transaction of the job's move (`gateway.journal`)."""
+    ev = _worker_entry(job, action, decision, code, output_digest, **details)
+    return system_entry(ctx.audit, lambda _conn: ev)
+
+
+def _outcome(ctx: AppContext, ev: AuditEvent | None, state: JobState,
+             output_digest: str | None = None) -> Journal | None:
+    """The request's entry stating an inline query's outcome, for the release's or failure's transaction."""
+    if ev is None:
+        return None
+
+    def outcome(_conn: Connection, entry: AuditEvent) -> bool:  # `run_query` notes the same once the job ends
+        entry.details["state"] = state.value
+        if state is JobState.RELEASED:
+            entry.output_digest = output_digest
+        else:
+            entry.decision, entry.code = "error", "JOB_FAILED"
+        return True
+
+    return request_entry(ctx.audit, ev, outcome)
+
+
+def _fail(ctx: AppContext, job: Job, e: JobFailed, ev: AuditEvent | None = None) -> Job:
     """Fail the job: refunded with its own public reason if nothing was read (``e.before_read``), else charged
     with the kind's uniform reason; the cause and its detail go to the owner (``job_outputs.owner_detail``, stored
     with the failure, and ``job.incident``)."""
@@ -392,11 +503,12 @@ def _fail(ctx: AppContext, job: Job, e: JobFailed) -> Job:
     detail: dict[str, Any] = {"failure": e.cause}
     if e.detail:
         detail["failure_detail"] = e.detail[-16384:]
-    failed = policies.fail(ctx.engine, job.id, public, refund=e.before_read, owner_detail=detail)
-    _audit(ctx, job, AuditAction.JOB_FAIL, decision="error", code="JOB_FAILED", reason=public, refunded=e.before_read)
-    if not e.before_read:
-        _audit(ctx, job, INCIDENT, decision="error", cause=e.cause, charged=True, released=False)
-    return failed
+    return policies.fail(ctx.engine, job.id, public, refund=e.before_read, owner_detail=detail, journal=both(
+        _system(ctx, job, AuditAction.JOB_FAIL, decision="error", code="JOB_FAILED", reason=public,
+                refunded=e.before_read),
+        None if e.before_read else _system(ctx, job, INCIDENT, decision="error", cause=e.cause, charged=True,
+                                           released=False),
+        _outcome(ctx, ev, JobState.FAILED)))
 
 
 def _bucket_end(ctx: AppContext, job: Job) -> dt.datetime | None:
@@ -415,23 +527,24 @@ def _bucket_end(ctx: AppContext, job: Job) -> dt.datetime | None:
 
 
 def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = None,
-             now: dt.datetime | None = None) -> Job:
-    """Release through the ledger's guard (a refunded job never releases), registering models first."""
+             now: dt.datetime | None = None, request: Journal | None = None) -> Job:
+    """Release through the ledger's guard (a refunded job never releases), registering models first; the
+    ``job.release`` entry (and ``request``'s, if any) commit with the release."""
     result, ref = out.result, None
     if out.model is not None:
         rec = model_registry.register_model(ctx.engine, job_id=job.id, agreement_id=job.agreement_id, **out.model)
         ref = rec.id
         result = {**result, "model_id": rec.id, "certificate_id": rec.certificate_id}
-    released = policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest,
-                                now=now)
     extra = {"released_by": approved_by} if approved_by else {}
-    _audit(ctx, job, AuditAction.JOB_RELEASE, output_digest=out.output_digest, output_kind=out.kind,
-           **({"model_id": ref} if ref else {}), **extra)
-    return released
+    entry = _system(ctx, job, AuditAction.JOB_RELEASE, output_digest=out.output_digest, output_kind=out.kind,
+                    **({"model_id": ref} if ref else {}), **extra)
+    return policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest,
+                            now=now, journal=both(entry, request))
 
 
-def _execute(ctx: AppContext, job: Job) -> Job:
-    """Run a job that is ``running``: execute, gate, then release (auto) or keep for the owner."""
+def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
+    """Run a job that is ``running``: execute, gate, then release (auto) or keep for the owner. Every move
+    commits with its entries; ``ev`` (an inline query's request) is stated by the release's or failure's."""
     ag = policies.load_agreement(ctx.engine, job.agreement_id)
     datasets = datasets_of(ctx, job.datasets)
     env = replace(runtime(ctx).env, agreement=ag)
@@ -441,21 +554,21 @@ def _execute(ctx: AppContext, job: Job) -> Job:
         if len(datasets) != len(job.datasets):
             raise JobFailed("dataset.missing", before_read=True)
     except JobFailed as e:
-        return _fail(ctx, job, e)
+        return _fail(ctx, job, e, ev)
     except DomainError as e:
-        return _fail(ctx, job, JobFailed(f"job.{e.code.lower()}", before_read=True))
+        return _fail(ctx, job, JobFailed(f"job.{e.code.lower()}", before_read=True), ev)
     try:
         out = handler.execute(job, datasets, env)
     except JobFailed as e:
-        return _fail(ctx, job, e)
+        return _fail(ctx, job, e, ev)
     except Exception as e:  # not a handler's own verdict: it cannot vouch that nothing was read
         log.exception("job %s failed in the worker", job.id)
         cause = f"job.{e.code.lower()}" if isinstance(e, DomainError) else "worker.error"
-        return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=cause))
+        return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=cause), ev)
     try:
         out = _gated(kind, out, ctx.settings.models_dir)
     except JobFailed as e:
-        return _fail(ctx, job, e)
+        return _fail(ctx, job, e, ev)
     detail = dict(out.owner_detail or {})
     if out.incident:
         detail["incident"] = {"cause": out.incident, "released": "the answer over an empty input (fresh noise)",
@@ -466,21 +579,24 @@ def _execute(ctx: AppContext, job: Job) -> Job:
         pending = {"kind": out.kind, "result": out.result, "output_digest": out.output_digest, "artifact": artifact,
                    "model": out.model}
     finished = _bucket_end(ctx, job)
-    try:  # the output awaiting release and the owner's detail are stored in the transaction of the state change
+    entries = both(  # the output awaiting release, the owner's detail and their entries: one transaction
+        _system(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
+        if out.incident else None,
+        _system(ctx, job, AuditAction.JOB_SUCCEED, output_digest=out.output_digest, awaiting="owner_release")
+        if pending is not None else None)
+    try:
         succeeded = policies.succeed(ctx.engine, job.id, now=finished, pending=pending, owner_detail=detail or None,
-                                     keep_lease=pending is None)  # an output released at once keeps the lease
+                                     keep_lease=pending is None,  # an output released at once keeps the lease
+                                     journal=entries)
     except DomainError:  # cancelled or recovered meanwhile: nothing may be released
         _audit(ctx, job, AuditAction.JOB_DISCARD, decision="error", code="JOB_FAILED", reason="job.wrong_state")
         return _reload(ctx, job.id)
-    if out.incident:
-        _audit(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
     if pending is not None:
-        _audit(ctx, job, AuditAction.JOB_SUCCEED, output_digest=out.output_digest, awaiting="owner_release")
         return succeeded
     try:
-        return _release(ctx, job, out, now=finished)
+        return _release(ctx, job, out, now=finished, request=_outcome(ctx, ev, JobState.RELEASED, out.output_digest))
     except DomainError as e:
-        return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=f"release.{e.code.lower()}"))
+        return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=f"release.{e.code.lower()}"), ev)
 
 
 def _gated(kind: str, out: Output, models_dir: Any) -> Output:
@@ -508,17 +624,42 @@ def _reload(ctx: AppContext, job_id: str) -> Job:
     return job
 
 
+def claim_next(ctx: AppContext, worker_id: str) -> Job | None:
+    """The worker claims the oldest queued job (`policies.claim_next`, leased to ``worker_id``): ``job.start``
+    commits with the claim; a job that can no longer run fails refunded with its ``job.fail`` entry."""
+
+    def entry(conn: Connection, job: Job) -> None:
+        if job.state is JobState.RUNNING:
+            ctx.audit.append_in(conn, _worker_entry(job, AuditAction.JOB_START))
+        else:
+            ctx.audit.append_in(conn, _worker_entry(job, AuditAction.JOB_FAIL, decision="error", code="JOB_FAILED",
+                                                    reason=job.failure_reason, refunded=True))
+
+    return policies.claim_next(ctx.engine, worker_id, lease_s=ctx.settings.job_lease_s, journal=entry)
+
+
 def run_claimed(ctx: AppContext, job: Job) -> Job:
-    """The worker's path for a job `policies.claim_next` handed it (leased to the worker, ``job.worker_id``):
-    run it under the lease's heartbeat."""
-    _audit(ctx, job, AuditAction.JOB_START)
+    """The worker's path for a job `claim_next` handed it (leased to the worker, ``job.worker_id``; its
+    ``job.start`` entry committed with the claim): run it under the lease's heartbeat."""
     with Heartbeat(ctx, job.id, job.worker_id or ""):
         return _execute(ctx, job)
 
 
-def run_inline(ctx: AppContext, job: Job) -> Job:
+def run_inline(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
     """Run an auto-approved inline query in the request (``POST /queries``), under this process's lease (taken at
-    submission, `submit_job`) and its heartbeat."""
+    submission, `submit_job`) and its heartbeat. A job that can no longer run fails refunded, the request's refusal
+    in the same transaction; ``ev`` is otherwise stated by the release's or failure's transaction."""
     owner = process_id()
+
+    def blocked(conn: Connection, entry: AuditEvent) -> bool:  # `start` failed and refunded it: refused
+        failed = job_in(conn, job.id)
+        if failed.state is not JobState.FAILED:
+            return False
+        entry.details["state"] = failed.state.value
+        refusal(entry, POLICY_DENIED if failed.failure_reason == "dataset.changed" else AGREEMENT_INACTIVE)
+        return True
+
+    start = policies.start(ctx.engine, job.id, owner, lease_s=ctx.settings.job_lease_s,
+                           journal=None if ev is None else request_entry(ctx.audit, ev, blocked))
     with Heartbeat(ctx, job.id, owner):
-        return _execute(ctx, policies.start(ctx.engine, job.id, owner, lease_s=ctx.settings.job_lease_s))
+        return _execute(ctx, start, ev)

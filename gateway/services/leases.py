@@ -7,9 +7,10 @@ random id per process). While the job runs, a `Heartbeat` thread renews the leas
 
 `sweep` runs in every worker process, at start and every half lease (`gateway.worker`): it takes over the jobs
 whose lease expired — a process killed, hung past its lease, or from before leases — and audits each takeover
-like the worker's own transitions: a stranded ``approved``/``running`` job is failed and refunded
-(``job.recover``, reason ``worker.interrupted``); one stuck in ``succeeded`` whose output was to be released at
-once (the output died with its process; data was read) fails charged (``job.fail`` with ``<kind>.failed``, and
+like the worker's own transitions, its entries in the takeover's transaction (`gateway.journal`): a stranded
+``approved``/``running`` job is failed and refunded (``job.recover``, reason ``worker.interrupted``); one stuck
+in ``succeeded`` whose output was to be released at once (the output died with its process; data was read) fails
+charged (``job.fail`` with ``<kind>.failed``, and
 ``job.incident`` with cause ``worker.interrupted`` for the owner), exactly as any failure after a read. A job
 whose lease is fresh — whichever live process holds it — is never touched, so starting another process on the
 same store fails nobody's running job.
@@ -25,6 +26,8 @@ import socket
 import threading
 from collections.abc import Callable
 from types import TracebackType
+
+from sqlalchemy import Connection
 
 import policies
 from gateway.audit import AuditEvent
@@ -96,24 +99,27 @@ class Heartbeat:
         self._thread.join()
 
 
-def _audit(ctx: AppContext, job: policies.Job, action: str, **details: object) -> None:
-    ctx.audit.append(AuditEvent(
+def _entry(job: policies.Job, action: str, **details: object) -> AuditEvent:
+    return AuditEvent(
         actor=WORKER, role=SYSTEM, action=action, agreement_id=job.agreement_id,
         dataset=",".join(job.datasets) or None, decision="error", code="JOB_FAILED",
         epsilon=str(job.cost.epsilon), delta=str(job.cost.delta),
-        details={"job_id": job.id, "kind": job.kind.value, **details}))
+        details={"job_id": job.id, "kind": job.kind.value, **details})
 
 
 def sweep(ctx: AppContext, *, now: dt.datetime | None = None) -> list[Swept]:
-    """Take over every job whose lease expired (`policies.sweep_expired`) and audit each takeover (module doc)."""
-    swept = policies.sweep_expired(ctx.engine, now=now)
-    for s in swept:
+    """Take over every job whose lease expired (`policies.sweep_expired`), each takeover's entries committing with
+    it (`gateway.journal`; module doc)."""
+
+    def journal(conn: Connection, s: Swept) -> None:
         job = s.before
         if s.refunded:
-            _audit(ctx, job, AuditAction.JOB_RECOVER, reason=INTERRUPTED, refunded=True,
-                   state=job.state.value)
+            ctx.audit.append_in(conn, _entry(job, AuditAction.JOB_RECOVER, reason=INTERRUPTED, refunded=True,
+                                             state=job.state.value))
         else:
-            _audit(ctx, job, AuditAction.JOB_FAIL, reason=s.after.failure_reason, refunded=False)
-            _audit(ctx, job, AuditAction.JOB_INCIDENT, cause=INTERRUPTED, charged=True,
-                   released=False)
-    return swept
+            ctx.audit.append_in(conn, _entry(job, AuditAction.JOB_FAIL, reason=s.after.failure_reason,
+                                             refunded=False))
+            ctx.audit.append_in(conn, _entry(job, AuditAction.JOB_INCIDENT, cause=INTERRUPTED, charged=True,
+                                             released=False))
+
+    return policies.sweep_expired(ctx.engine, now=now, journal=journal)

@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 
 from catalog.columns import Role as ColumnRole
 from catalog.errors import (
@@ -45,6 +45,7 @@ from policies.agreements.record import (
     load_agreement,
 )
 from policies.decision import Action, Decision, DecisionContext, Reason, decide, scope_reasons
+from policies.journal import Journal, write
 from vocab.states import AgreementState
 
 
@@ -86,21 +87,32 @@ def _as_document(document: AgreementDocument | Mapping[str, Any]) -> AgreementDo
     return document if isinstance(document, AgreementDocument) else parse_document(document)
 
 
+def agreement_in(conn: Connection, agreement_id: str) -> Agreement:
+    """The agreement as ``conn``'s transaction sees it (a journal reading the change it records)."""
+    return agreement_from_row(conn.execute(select(t.agreements).where(t.agreements.c.id == agreement_id)).one())
+
+
+def new_agreement_id() -> str:
+    """A fresh agreement id (``agr_`` and 20 hex digits)."""
+    return "agr_" + secrets.token_hex(10)
+
+
 def create_agreement(
     engine: Engine, actor: Actor, document: AgreementDocument | Mapping[str, Any], *,
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, agreement_id: str | None = None, journal: Journal | None = None,
 ) -> Agreement:
     """Propose an agreement (``POST /agreements``). The actor must be an owner and own every dataset.
 
     ``INVALID_REQUEST`` for a malformed document, unknown or unshareable columns, granting oneself or a window
     already over; ``NOT_FOUND_OR_FORBIDDEN`` for a dataset that is missing or not the actor's;
     ``POLICY_DENIED`` for core-grade datasets, negative-list hits, or personal data without a purpose.
-    The budget accounts are opened in the same transaction.
+    The budget accounts are opened in the same transaction, and ``journal`` (`policies.journal`) records the
+    proposal in it; ``agreement_id`` (default: a fresh one) lets the caller name it beforehand.
     """
     now = aware(now)
     doc = _as_document(document)
     _check_document(engine, actor, doc, now)
-    agreement_id = "agr_" + secrets.token_hex(10)
+    agreement_id = agreement_id or new_agreement_id()
     doc_json, digest = doc.canonical_json(), doc.digest()
     with engine.begin() as conn:
         conn.execute(
@@ -114,6 +126,7 @@ def create_agreement(
         conn.execute(t.agreement_versions.insert().values(
             agreement_id=agreement_id, version=1, document_hash=digest, document_json=doc_json, created_at=now))
         ledger.open_accounts(conn, agreement_id, doc.datasets, doc.budget_total, now)
+        write(conn, journal)
     ag = load_agreement(engine, agreement_id)
     assert ag is not None
     return ag
@@ -121,9 +134,10 @@ def create_agreement(
 
 def amend_agreement(
     engine: Engine, actor: Actor, agreement_id: str, document: AgreementDocument | Mapping[str, Any], *,
-    now: dt.datetime | None = None,
+    now: dt.datetime | None = None, journal: Journal | None = None,
 ) -> Agreement:
-    """Replace the document of a *proposed* agreement (owner only): version + 1, new hash, fresh accounts."""
+    """Replace the document of a *proposed* agreement (owner only): version + 1, new hash, fresh accounts;
+    ``journal`` records the amendment in its transaction."""
     now = aware(now)
     ag = load_agreement(engine, agreement_id)
     if ag is None or ag.owner != actor.name:
@@ -151,6 +165,7 @@ def amend_agreement(
             agreement_id=agreement_id, version=ag.version + 1, document_hash=digest, document_json=doc_json,
             created_at=now))
         ledger.replace_accounts(conn, agreement_id, doc.datasets, doc.budget_total, now)
+        write(conn, journal)
     out = load_agreement(engine, agreement_id)
     assert out is not None
     return out
@@ -195,7 +210,7 @@ def list_agreements(
 
 def _transition(
     engine: Engine, actor: Actor, agreement_id: str, action: Action, to_state: AgreementState,
-    now: dt.datetime, stamp: str | None, document_hash: str | None = None,
+    now: dt.datetime, stamp: str | None, document_hash: str | None = None, journal: Journal | None = None,
 ) -> Agreement:
     ag = load_agreement(engine, agreement_id)
     decide_on(engine, actor, action, ag, now).raise_if_denied()
@@ -212,6 +227,8 @@ def _transition(
         guard.append(a.valid_until > now)  # never (re)activate past the window, even if it ends right now
     with engine.begin() as conn:
         res = conn.execute(update(t.agreements).where(*guard).values(**values))
+        if res.rowcount == 1:
+            write(conn, journal)
     if res.rowcount != 1:
         raise DomainError(AGREEMENT_INACTIVE, "the agreement changed concurrently; read it again",
                           [Reason("agreement.version_mismatch").as_dict()])
@@ -222,36 +239,41 @@ def _transition(
 
 def accept(
     engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
-    document_hash: str | None = None,
+    document_hash: str | None = None, journal: Journal | None = None,
 ) -> Agreement:
     """``POST /agreements/{id}/accept`` (grantee): proposed → active, only inside the validity window.
-    With ``document_hash`` the acceptance is bound to the exact version the grantee read."""
+    With ``document_hash`` the acceptance is bound to the exact version the grantee read. Every transition takes a
+    ``journal`` (`policies.journal`) recording it in its transaction."""
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_ACCEPT, AgreementState.ACTIVE, aware(now),
-                       "accepted_at", document_hash)
+                       "accepted_at", document_hash, journal)
 
 
-def suspend(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
+def suspend(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+            journal: Journal | None = None) -> Agreement:
     """``POST /agreements/{id}/suspend`` (owner): active → suspended."""
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_SUSPEND, AgreementState.SUSPENDED,
-                       aware(now), "suspended_at")
+                       aware(now), "suspended_at", journal=journal)
 
 
-def resume(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
+def resume(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Agreement:
     """``POST /agreements/{id}/resume`` (owner): suspended → active (not once expired)."""
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_RESUME, AgreementState.ACTIVE, aware(now),
-                       None)
+                       None, journal=journal)
 
 
-def revoke(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
+def revoke(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Agreement:
     """``POST /agreements/{id}/revoke`` (owner): proposed | active | suspended → revoked (final). The exit
     clause applies from now on."""
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_REVOKE, AgreementState.REVOKED, aware(now),
-                       "revoked_at")
+                       "revoked_at", journal=journal)
 
 
-def record_expiry(engine: Engine, agreement_id: str, *, now: dt.datetime | None = None) -> bool:
-    """Persist that the agreement has expired; True only the *first* time (write one audit entry then).
-    Revoked agreements are never recorded as expired (their exit already applied)."""
+def record_expiry(engine: Engine, agreement_id: str, *, now: dt.datetime | None = None,
+                  journal: Journal | None = None) -> bool:
+    """Persist that the agreement has expired; True only the *first* time (``journal`` then records it in the same
+    transaction). Revoked agreements are never recorded as expired (their exit already applied)."""
     now = aware(now)
     a = t.agreements.c
     with engine.begin() as conn:
@@ -260,6 +282,8 @@ def record_expiry(engine: Engine, agreement_id: str, *, now: dt.datetime | None 
             .where(a.id == agreement_id, a.expired_recorded.is_(False), a.state != "revoked", a.valid_until <= now)
             .values(expired_recorded=True, expired_recorded_at=now, updated_at=now)
         )
+        if res.rowcount == 1:
+            write(conn, journal)
     return res.rowcount == 1
 
 
