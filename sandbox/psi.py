@@ -10,7 +10,10 @@ Setups (`SetupStore`): per (purpose, dataset fingerprint, column, key id) the se
 caches the result under ``<work dir>/psi/<digest>/`` (large sets: one worker process per core) — a new dataset
 version has a new fingerprint, hence a new setup; the key id is a digest of the master, so a rotated master
 never reuses a stale cache (`SetupStore.cached` tells, without computing, whether a version's PSI setups
-exist). The PSI set is padded with dummies to its size class (`mpc.psi.padded_size`). The
+exist). The PSI set is padded with random dummies to its size class (`mpc.psi.padded_size`). Processes sharing
+the home compute a setup once: each computation holds an exclusive file lock (``<work dir>/psi/<digest>.lock``)
+and reads the disk copy first, so no two processes ever serve two versions of a set (two versions would differ
+only in their dummies, and their intersection would reveal the real size the padding hides). The
 anonymous setup keeps, per subject, its canonical spelling, evaluation and bucket hash, and the number of bucket
 bits for the minimum bucket size ``k`` (`mpc.psi.choose_bits`).
 
@@ -27,12 +30,14 @@ so every subject of the bucket is evaluated by the same work whatever the bank a
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,16 +67,21 @@ def _processes() -> int:
 def master_key(keys_dir: Path) -> bytes:
     """The PSI master secret (created with mode 0600 on first use)."""
     path = keys_dir / MASTER_KEY
-    if not path.exists():
+    if not path.exists():  # written whole under a temporary name, then linked: a reader never sees it partial
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = keys_dir / f".{MASTER_KEY}.{os.getpid()}.{os.urandom(8).hex()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_bytes()
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(32))
-            f.flush()
-            os.fsync(f.fileno())
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(32))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # the first process's key wins; the others read it
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink()
     return path.read_bytes()
 
 
@@ -142,6 +152,17 @@ class SetupStore:
         self._psi: dict[str, PsiSetup] = {}
         self._anon: dict[str, AnonSetup] = {}
 
+    @contextmanager
+    def _exclusive(self, digest: str) -> Iterator[None]:
+        """Hold ``<root>/<digest>.lock`` exclusively: one process at a time computes or loads this setup."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{digest}.lock", "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def _key(self, purpose: str, ds: Dataset, column: str) -> tuple[int, str]:
         master = master_key(self.keys_dir)
         key_id = hashlib.sha256(b"veilbox-psi-key-id|" + master).hexdigest()[:16]
@@ -163,18 +184,19 @@ class SetupStore:
             directory = self.root / digest
             path = directory / "set.bin"
             meta = directory / "meta.json"
-            if path.exists() and meta.exists():
-                elements = group.split(path.read_bytes())
-                ids = int(json.loads(meta.read_text())["ids"])
-            else:
-                domain = PURPOSES[purpose]
-                ids_list = read_ids(worker, ds, column)
-                elements = psi.server_set(key, psi.evaluate_ids(key, ids_list, domain, _processes()), domain)
-                ids = len(ids_list)
-                directory.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(path, group.join(elements))  # set first: meta.json marks the setup complete
-                meta_json = {"ids": ids, "purpose": purpose, "fingerprint": ds.fingerprint}
-                atomic_write_bytes(meta, json.dumps(meta_json).encode())
+            with self._exclusive(digest):  # another process may be computing it: wait, then read its copy
+                if path.exists() and meta.exists():
+                    elements = group.split(path.read_bytes())
+                    ids = int(json.loads(meta.read_text())["ids"])
+                else:
+                    domain = PURPOSES[purpose]
+                    ids_list = read_ids(worker, ds, column)
+                    elements = psi.server_set(key, psi.evaluate_ids(key, ids_list, domain, _processes()), domain)
+                    ids = len(ids_list)
+                    directory.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(path, group.join(elements))  # set first: meta.json marks it complete
+                    meta_json = {"ids": ids, "purpose": purpose, "fingerprint": ds.fingerprint}
+                    atomic_write_bytes(meta, json.dumps(meta_json).encode())
             setup = PsiSetup(digest, directory, key, elements, ids)
             self._psi[digest] = setup
             return setup
@@ -187,15 +209,16 @@ class SetupStore:
             if hit is not None:
                 return hit
             directory = self.root / digest
-            if (directory / "subjects.json").exists():
-                subjects = json.loads((directory / "subjects.json").read_text())
-                evaluated = group.split((directory / "evaluated.bin").read_bytes())
-            else:
-                subjects = read_ids(worker, ds, column)
-                evaluated = psi.evaluate_ids(key, subjects, psi.ANON, _processes())
-                directory.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(directory / "evaluated.bin", group.join(evaluated))  # subjects.json: complete
-                atomic_write_bytes(directory / "subjects.json", json.dumps(subjects).encode())
+            with self._exclusive(digest):  # deterministic, but computed once across processes all the same
+                if (directory / "subjects.json").exists():
+                    subjects = json.loads((directory / "subjects.json").read_text())
+                    evaluated = group.split((directory / "evaluated.bin").read_bytes())
+                else:
+                    subjects = read_ids(worker, ds, column)
+                    evaluated = psi.evaluate_ids(key, subjects, psi.ANON, _processes())
+                    directory.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(directory / "evaluated.bin", group.join(evaluated))  # subjects.json last
+                    atomic_write_bytes(directory / "subjects.json", json.dumps(subjects).encode())
             hashes = psi.bucket_hashes(subjects)
             setup = AnonSetup(digest, key, subjects, evaluated, hashes, psi.choose_bits(hashes, k), k)
             self._anon[f"{digest}|{k}"] = setup
