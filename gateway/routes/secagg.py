@@ -70,6 +70,7 @@ _MESSAGE_ERRORS = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED)
 
 MAX_WAIT_S = 30.0
 POLL_S = 0.05
+STORE_POLL_S = 0.5  # a waiting call reads the store at least this often
 
 
 class OpenRound(BaseModel):
@@ -118,14 +119,19 @@ async def _read_message(request: Request, rnd: Round, kind: str) -> Any:
         raise DomainError(INVALID_REQUEST, "the body is not JSON") from None
 
 
-async def _settle(fetch: Any, wait: float) -> Any:
-    """Call ``fetch`` (in the thread pool) until its answer is settled or ``wait`` seconds have passed."""
+async def _settle(fetch: Any, wait: float, reg: RoundRegistry) -> Any:
+    """Call ``fetch`` (in the thread pool) until its answer is settled or ``wait`` seconds have passed. Between two
+    calls it waits for a change this process made to a round (`RoundRegistry.generation`, checked every `POLL_S`)
+    or, at the latest, `STORE_POLL_S` — a change made by another process, or a deadline, is seen from the store."""
     deadline = time.monotonic() + wait
     while True:
+        seen = reg.generation
         view = await run_in_threadpool(fetch)
         if getattr(view, "settled", True) or time.monotonic() >= deadline:
             return view
-        await asyncio.sleep(POLL_S)
+        asked = time.monotonic()
+        while reg.generation == seen and time.monotonic() - asked < STORE_POLL_S and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_S)
 
 
 WaitQuery = Query(0.0, ge=0.0, le=MAX_WAIT_S, description="seconds to wait for the stage to be ready")
@@ -178,7 +184,7 @@ async def list_rounds(p: CurrentPrincipal, ctx: Ctx,
     def fetch() -> _Listing:
         return _Listing([reg.status(r, p.name) for r in reg.visible(p.name, waiting_for=waiting_for_me)])
 
-    listing: _Listing = await _settle(fetch, wait if waiting_for_me else 0.0)
+    listing: _Listing = await _settle(fetch, wait if waiting_for_me else 0.0, reg)
     return listing.rounds
 
 
@@ -221,7 +227,7 @@ async def _published(what: str, round_id: str, p: Principal, ctx: Any, ev: Audit
     reg = _registry(ctx)
     rnd = await run_in_threadpool(reg.get, round_id, p.name)
     _note(ev, rnd)
-    view: Published = await _settle(lambda: reg.publish(round_id, p.name, what), wait)
+    view: Published = await _settle(lambda: reg.publish(round_id, p.name, what), wait, reg)
     ev.details.update(stage=view.stage.value, ready=view.ready)
     return view.to_json()
 
@@ -293,7 +299,7 @@ async def result(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: 
     reg = _registry(ctx)
     rnd = await run_in_threadpool(reg.get, round_id, p.name)
     _note(ev, rnd)
-    view: Released | Published = await _settle(lambda: reg.result(round_id, p.name), wait)
+    view: Released | Published = await _settle(lambda: reg.result(round_id, p.name), wait, reg)
     if isinstance(view, Published):
         ev.details.update(stage=view.stage.value, ready=False)
         return view.to_json()

@@ -47,7 +47,11 @@ rewritten per message); a stage closure rewrites the round row and writes its au
 ``secagg.abort`` with the reason when the round aborts (deadline, below the threshold, its opener) — with
 ``AuditLog.append_in`` as the transaction's last write: the change and its entry commit together or not at all.
 Each closure is audited exactly once, by whichever process makes it. The protocol server is rebuilt from the rows
-for each change (`mpc.secagg.SecAggServer.from_state`); status and listings read the senders' names only.
+for each change (`mpc.secagg.SecAggServer.from_state`) with the public keys' values and the other senders' names
+only — the masked inputs and revealed shares are read once, when the last stage closes and the sum is computed;
+status and listings read names only. Waiting calls (``?wait=``) re-read the store when this process changed a
+round (`RoundRegistry.generation`), or every ``STORE_POLL_S`` (half a second, `gateway.routes.secagg`) for a change
+made by another process.
 
 Lifetime and limits
 -------------------
@@ -68,6 +72,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -357,10 +362,14 @@ def _load(conn: Connection, round_id: str, *, lock: bool) -> Round | None:
     return _round_of(row, _held_names(conn, [round_id])[round_id])
 
 
-def _load_server(conn: Connection, rnd: Round) -> SecAggServer:
-    """The round's protocol server rebuilt from its row and every entry it holds."""
-    parts: dict[str, dict[str, Any]] = {part: {} for part in STATE_PARTS}
+def _load_server(conn: Connection, rnd: Round, values: tuple[str, ...] = STATE_PARTS) -> SecAggServer:
+    """The round's protocol server rebuilt from its row and its entries: the values of the parts in ``values``, the
+    senders' names alone for the others (such a server accepts messages and closes every stage but the last; what
+    needs a missing value refuses). A message thus reads the public keys, never every masked input held."""
+    parts: dict[str, dict[str, Any]] = {part: dict.fromkeys(rnd.held.get(part, ())) for part in STATE_PARTS}
     q = select(_E.part, _E.sender, _E.value).where(_E.round_id == rnd.id).order_by(_E.part, _E.seq)
+    if values != STATE_PARTS:
+        q = q.where(_E.part.in_(values))
     for part, sender, value in conn.execute(q):
         parts.setdefault(part, {})[sender] = json.loads(value)
     try:
@@ -385,6 +394,7 @@ class _Change:
     rnd: Round
     who: str
     stored_held: dict[str, tuple[str, ...]]
+    whole: bool = False  # the loaded server has every value (not only the public keys)
     new_entries: list[tuple[str, str]] = field(default_factory=list)
     closed: list[dict[str, Any]] = field(default_factory=list)
     events: list[AuditEvent] = field(default_factory=list)
@@ -408,6 +418,9 @@ class RoundRegistry:
         self.retain_s = retain_s
         self.engine = engine
         self.audit = audit
+        #: Bumped after every change this registry commits (a hint for waiting callers; the store is the truth).
+        self.generation = 0
+        self._generation_lock = threading.Lock()
 
     def bind(self, engine: Engine, audit: AuditLog) -> RoundRegistry:
         """Attach the store and the audit log the rounds live in (once per context)."""
@@ -469,12 +482,13 @@ class RoundRegistry:
                 history="[]", server=_dumps(rnd.core), version=0))
             conn.execute(t.secagg_round_members.insert(), [{"round_id": rnd.id, "name": n}
                                                            for n in config.participants])
+        self._bump()
         return rnd
 
     def get(self, round_id: str, who: str) -> Round:
         """The round (its deadline enforced), if ``who`` opened it or takes part in it; ``NOT_FOUND_OR_FORBIDDEN``
         otherwise."""
-        with self._change(round_id, who) as ch:
+        with self._change(round_id, who, writes=False) as ch:
             return ch.rnd
 
     def visible(self, who: str, *, waiting_for: bool = False) -> list[Round]:
@@ -515,7 +529,8 @@ class RoundRegistry:
             if message.sender != who:
                 raise DomainError(POLICY_DENIED, "a message's sender must be the authenticated principal",
                                   [{"reason": "secagg.sender_mismatch"}])
-            server = self._server(ch)
+            # the last message of the last stage computes the sum: only then is every value read
+            server = self._server(ch, whole=rnd.stage is Stage.UNMASK and rnd.pending() <= {who})
             stage = server.stage
             try:
                 server.receive(message)
@@ -529,7 +544,7 @@ class RoundRegistry:
 
     def publish(self, round_id: str, who: str, what: str) -> Published:
         """The roster (``keys``), ``who``'s forwarded shares (``shares``) or the survivor list (``survivors``)."""
-        with self._change(round_id, who) as ch:
+        with self._change(round_id, who, writes=False) as ch:
             rnd = ch.rnd
             if what == "shares" and who not in rnd.config.point:
                 raise DomainError(POLICY_DENIED, "shares are forwarded only to participants",
@@ -538,9 +553,11 @@ class RoundRegistry:
             message: ServerMessage | None = None
             try:
                 if what == "keys" and stage not in (Stage.ADVERTISE_KEYS, Stage.ABORTED):
-                    message = self._server(ch).key_roster()
+                        message = (rnd.server if ch.whole and rnd.server else
+                               _load_server(ch.conn, rnd, ("keys",))).key_roster()
                 elif what == "shares" and stage is Stage.MASKED_INPUT:
-                    message = self._server(ch).forwarded_shares(who)
+                    message = (rnd.server if ch.whole and rnd.server else
+                               _load_server(ch.conn, rnd, ("envelopes",))).forwarded_shares(who)
                 elif what == "survivors" and stage is Stage.UNMASK:
                     message = UnmaskRequest(round_id=rnd.id, survivors=rnd.survivors)
             except MpcError as exc:
@@ -559,7 +576,7 @@ class RoundRegistry:
     def result(self, round_id: str, who: str) -> Released | Published:
         """For the opener: the released sum once the round is done, the stage while it runs; ``INVALID_REQUEST``
         (nothing released) if it aborted."""
-        with self._change(round_id, who) as ch:
+        with self._change(round_id, who, writes=False) as ch:
             rnd = ch.rnd
             self._require_opener(rnd, who)
             if rnd.stage is Stage.ABORTED:
@@ -611,15 +628,18 @@ class RoundRegistry:
                               [{"reason": "secagg.not_opener"}])
 
     @contextmanager
-    def _change(self, round_id: str, who: str | None) -> Iterator[_Change]:
+    def _change(self, round_id: str, who: str | None, *, writes: bool = True) -> Iterator[_Change]:
         """Load the round with its row locked (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE``
         serialises writers), enforce its deadline, let the caller act, then write the change back with its audit
         entries — one transaction. ``NOT_FOUND_OR_FORBIDDEN`` unless ``who`` (if given) may see the round. A
-        refusal after a deadline closure still commits the closure (it happened whatever the caller asked)."""
+        refusal after a deadline closure still commits the closure (it happened whatever the caller asked).
+        A caller that only reads (``writes=False``) takes the row lock only if the deadline must be enforced."""
         engine, _ = self._store()
         refusal: DomainError | None = None
         with engine.begin() as conn:
-            rnd = _load(conn, round_id, lock=True)
+            rnd = _load(conn, round_id, lock=writes)
+            if rnd is not None and not writes and not rnd.final and self.clock() >= rnd.deadline:
+                rnd = _load(conn, round_id, lock=True)  # read again under the lock: another may have closed it
             if rnd is None or (who is not None and not rnd.visible_to(who)):
                 raise DomainError(NOT_FOUND_OR_FORBIDDEN, "round not found")
             ch = _Change(conn, rnd, who or SYSTEM, dict(rnd.held))
@@ -632,12 +652,23 @@ class RoundRegistry:
                 ch.new_entries.clear()
                 refusal = exc
             self._flush(ch)
+        if ch.dirty:
+            self._bump()
         if refusal is not None:
             raise refusal
 
-    def _server(self, ch: _Change) -> SecAggServer:
-        if ch.rnd.server is None:
-            ch.rnd.server = _load_server(ch.conn, ch.rnd)
+    def _bump(self) -> None:
+        with self._generation_lock:
+            self.generation += 1
+
+    def _server(self, ch: _Change, *, whole: bool = False) -> SecAggServer:
+        """The round's protocol server, loaded once per change: the public keys' values only, unless ``whole``.
+        A server this change already changed is never reloaded: after a deadline closure into ``unmask`` no share
+        was revealed yet, so closing that stage aborts without reading a value (and `mpc.secagg` refuses, never
+        guesses, should a missing value be needed)."""
+        if ch.rnd.server is None or (whole and not ch.whole and not ch.dirty):
+            ch.rnd.server = _load_server(ch.conn, ch.rnd, STATE_PARTS if whole else ("keys",))
+            ch.whole = whole
         return ch.rnd.server
 
     def _flush(self, ch: _Change) -> None:
@@ -675,7 +706,7 @@ class RoundRegistry:
     def _close(self, ch: _Change, by: str) -> None:
         """Close ``ch``'s current stage and record it (its audit entry is written with the change)."""
         rnd = ch.rnd
-        server = self._server(ch)
+        server = self._server(ch, whole=rnd.stage is Stage.UNMASK)  # only the sum needs the values
         stage = server.stage
         received = len(server.expected() - server.pending())
         server.close_stage()

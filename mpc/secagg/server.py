@@ -13,7 +13,9 @@ survivors, and the four per-sender parts of `STATE_PARTS`: advertised public key
 inputs, revealed shares — exactly what it received, nothing derived); `SecAggServer.from_state` rebuilds an
 equal server from it and the public `RoundConfig`. A caller that persists rounds can store one part entry per
 message (`entry`, keyed by `STAGE_PART` and sender) and the small rest (`to_state(parts=False)`) per stage;
-`expected_in` / `pending_in` answer who a stage waits for from the senders' names alone.
+`expected_in` / `pending_in` answer who a stage waits for from the senders' names alone. A state whose entries
+are given as ``None`` restores a server that knows who sent but not what: it accepts messages and closes every
+stage but the last (whose sum needs the values); anything that needs a missing value raises `ProtocolError`.
 """
 
 from __future__ import annotations
@@ -145,6 +147,8 @@ class SecAggServer:
 
     def entry(self, part: str, sender: str) -> Any:
         """One sender's entry of ``part`` as JSON-able plain types (`KeyError` if the server holds none)."""
+        if self._part(part)[sender] is None:
+            raise ProtocolError(f"the server state was restored without this {part} entry")
         if part == "keys":
             return self._keys[sender].model_dump(mode="json")
         if part == "envelopes":
@@ -157,8 +161,8 @@ class SecAggServer:
 
     @classmethod
     def from_state(cls, config: RoundConfig, state: Mapping[str, Any]) -> SecAggServer:
-        """The server `to_state` described (with its ``parts``), for ``config``; `ProtocolError` if the state
-        is not one this version wrote."""
+        """The server `to_state` described (with its ``parts``; an entry may be ``None``: held, value not
+        given), for ``config``; `ProtocolError` if the state is not one this version wrote."""
         if state.get("format") != STATE_FORMAT:
             raise ProtocolError("unknown server state format")
         try:
@@ -170,13 +174,19 @@ class SecAggServer:
                 server._result = np.frombuffer(_unb64(result), dtype=np.dtype("<u4")).astype(np.uint32)
             server._survivors = tuple(state.get("survivors") or ())
             parts = state.get("parts") or {}
+            missing: Any = None  # held, value not given
             for sender, keys in (parts.get("keys") or {}).items():
-                server._keys[sender] = PublicKeys.model_validate(keys)
+                server._keys[sender] = missing if keys is None else PublicKeys.model_validate(keys)
             for sender, envelopes in (parts.get("envelopes") or {}).items():
-                server._envelopes[sender] = {recipient: _unb64(e) for recipient, e in envelopes.items()}
+                server._envelopes[sender] = (missing if envelopes is None else
+                                             {recipient: _unb64(e) for recipient, e in envelopes.items()})
             for sender, vector in (parts.get("masked") or {}).items():
-                server._masked[sender] = np.frombuffer(_unb64(vector), dtype=np.dtype("<u4")).astype(np.uint32)
+                server._masked[sender] = (missing if vector is None else
+                                          np.frombuffer(_unb64(vector), dtype=np.dtype("<u4")).astype(np.uint32))
             for sender, reveal in (parts.get("revealed") or {}).items():
+                if reveal is None:
+                    server._revealed[sender] = missing
+                    continue
                 message = parse_client_message(reveal)
                 if not isinstance(message, UnmaskShares):
                     raise ProtocolError("revealed entry is not an unmask message")
@@ -184,6 +194,11 @@ class SecAggServer:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ProtocolError(f"malformed server state ({type(exc).__name__})") from None
         return server
+
+    def _require_values(self, *parts: str) -> None:
+        for part in parts:
+            if any(value is None for value in self._part(part).values()):
+                raise ProtocolError(f"the server state was restored without the {part} values")
 
     def _part(self, part: str) -> Mapping[str, Any]:
         held: dict[str, Mapping[str, Any]] = {"keys": self._keys, "envelopes": self._envelopes,
@@ -249,6 +264,7 @@ class SecAggServer:
     def key_roster(self) -> KeyRoster:
         """The public keys of U1 (available once the advertise stage has closed)."""
         self._require_after(Stage.ADVERTISE_KEYS)
+        self._require_values("keys")
         return KeyRoster(round_id=self.config.round_id, keys=dict(self._keys))
 
     def forwarded_shares(self, recipient: str) -> ForwardedShares:
@@ -257,6 +273,7 @@ class SecAggServer:
             raise ProtocolError(f"shares are forwarded in stage masked_input, not {self._stage.value}")
         if recipient not in self._envelopes:
             raise ProtocolError("recipient did not share keys")
+        self._require_values("envelopes")
         ciphertexts = {
             sender: envelopes[recipient] for sender, envelopes in self._envelopes.items() if recipient in envelopes
         }
@@ -279,6 +296,7 @@ class SecAggServer:
     # -- stage handlers ---------------------------------------------------------------------------------
 
     def _accept_keys(self, message: AdvertiseKeys) -> None:
+        self._require_values("keys")
         new = {message.c_public, message.s_public}
         taken = {key for keys in self._keys.values() for key in (keys.c_public, keys.s_public)}
         if len(new) != 2 or new & taken:
@@ -320,6 +338,7 @@ class SecAggServer:
         if len(self._revealed) < config.threshold:
             self._abort("fewer than the threshold clients revealed shares")
             return
+        self._require_values("keys", "masked", "revealed")
         point = config.point
         b_shares: dict[str, list[Share]] = {name: [] for name in self._masked}
         s_shares: dict[str, list[Share]] = {name: [] for name in self._envelopes.keys() - self._masked.keys()}

@@ -272,3 +272,57 @@ def test_open_rounds_are_counted_in_the_store(home) -> None:
     a.visible(OPENER)  # the sweep forgets the finished round, enforcing the others' deadlines first
     with pytest.raises(DomainError):
         b.get(first.round_id, OPENER)
+
+
+def test_the_rounds_migration_up_and_down(tmp_path) -> None:
+    """0011 adds the three round tables on a branch of its own; its downgrade removes only them and upgrading
+    again gives exactly the declared schema (the PostgreSQL DDL compiles too)."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import inspect
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    from catalog.store import make_engine
+    from gateway import schema
+
+    mine = {"secagg_rounds", "secagg_round_members", "secagg_round_entries"}
+    e = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    schema.upgrade(e)
+    before = set(inspect(e).get_table_names())
+    assert mine <= before
+    cfg = schema.alembic_config()
+    with e.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0011_secagg_rounds@-1")
+    assert set(inspect(e).get_table_names()) == before - mine
+    schema.upgrade(e)
+    with e.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema.target_metadata) == []
+    for table in (t.secagg_rounds, t.secagg_round_members, t.secagg_round_entries):
+        assert "CREATE TABLE" in str(CreateTable(table).compile(dialect=postgresql.dialect()))
+
+
+def test_a_deadline_closure_and_the_openers_close_in_one_call(home) -> None:
+    """The masked stage's deadline has passed when the opener closes: the same transaction closes it (``unmask``
+    begins) and then the unmask stage, which no one has answered yet — aborted, each closure audited once."""
+    clock = FakeClock()
+    reg = rounds_for(home())
+    reg.clock = clock
+    names = _names(5)
+    config = _open(reg, names, timeout=60)
+    d = Driver(config, names)
+    for step in (d.keys, d.shares):
+        for n in names:
+            step(reg, n)
+    for n in names[:4]:
+        d.masked(reg, n)
+    clock.now += 61
+    closed, rnd = reg.close(config.round_id, OPENER)
+    assert [c["by"] for c in closed] == ["deadline", "operator"] and rnd.stage is Stage.ABORTED
+    assert "revealed" in (rnd.abort_reason() or "")
+    ctx = home()
+    assert [e["details"]["stage"] for e in _events(ctx, AuditAction.SECAGG_STAGE)][-1] == "masked_input"
+    assert len(_events(ctx, AuditAction.SECAGG_ABORT)) == 1
+    assert _entries(ctx, config.round_id, "masked") == 0

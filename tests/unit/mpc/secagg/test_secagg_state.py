@@ -101,3 +101,47 @@ def test_an_aborted_round_keeps_no_input_or_share() -> None:
 def test_a_malformed_state_is_refused(state: dict[str, object]) -> None:
     with pytest.raises(ProtocolError):
         SecAggServer.from_state(new_round(NAMES, 3, L), state)
+
+
+def test_a_server_restored_from_names_alone_accepts_messages_but_never_guesses_a_value() -> None:
+    """Entries given as ``None`` (held, value not given): the server still accepts messages and closes the stages
+    whose checks need only who sent; the roster, forwarded shares and the sum refuse without their values."""
+    config = new_round(NAMES, 3, L)
+    clients = {name: SecAggClient(config, name) for name in NAMES}
+    server = SecAggServer(config)
+    for name in NAMES:
+        server.receive(clients[name].advertise_keys())
+    server.close_stage()
+    roster = server.key_roster()
+    for name in NAMES:
+        server.receive(clients[name].share_keys(roster))
+    server.close_stage()
+    full = server.to_state()
+
+    def names_only(*parts: str) -> SecAggServer:
+        state = {**full, "parts": {p: ({s: None for s in v} if p in parts else v) for p, v in full["parts"].items()}}
+        return SecAggServer.from_state(config, state)
+
+    light = names_only("envelopes")
+    assert light.pending() == server.pending()
+    with pytest.raises(ProtocolError):
+        light.forwarded_shares("a")
+    with pytest.raises(ProtocolError):
+        light.entry("envelopes", "a")
+    vectors = _vectors()
+    message = clients["a"].masked_input(server.forwarded_shares("a"), vectors["a"])
+    light.receive(message)  # accepted from names alone, and its own entry is whole
+    assert light.entry("masked", "a") == message.to_json()["vector"]
+    with pytest.raises(ProtocolError):
+        names_only("keys").key_roster()
+    server.receive(message)
+    for name in NAMES[1:]:
+        server.receive(clients[name].masked_input(server.forwarded_shares(name), vectors[name]))
+    server.close_stage()
+    request = server.unmask_request()
+    for name in NAMES:
+        server.receive(clients[name].unmask(request))
+    full = server.to_state()
+    with pytest.raises(ProtocolError):
+        names_only("masked").close_stage()  # the sum needs every masked input
+    assert names_only("envelopes").close_stage() is None  # ... but not the envelopes
