@@ -191,3 +191,26 @@ def test_one_call_beyond_the_principal_limit_is_refused_with_retry_after(parties
         for th in threads:
             th.join(WAIT_S)
     assert [r.status_code for r in held] == [200] * ENGINES
+
+
+def test_the_lane_routes_are_heavy_routes_of_the_app(service):
+    """A renamed route cannot silently leave the lane: every name in `LANE_ROUTES` is an operation of the app
+    that takes `heavy_call`."""
+    from gateway.app import create_app
+
+    heavy = set()
+    todo = list(create_app(service.ctx).routes)
+    while todo:
+        route = todo.pop()
+        if hasattr(route, "original_router"):
+            todo.extend(route.original_router.routes)
+            continue
+        deps_of, calls = list(getattr(getattr(route, "dependant", None), "dependencies", [])), set()
+        while deps_of:
+            dep = deps_of.pop()
+            calls.add(dep.call)
+            deps_of.extend(dep.dependencies)
+        if deps.heavy_call in calls:
+            heavy.add(route.name)
+    assert deps.LANE_ROUTES <= heavy
+    assert deps.LANE_ROUTES == {"job.submit", "query.preview", "query.run"}
