@@ -1,12 +1,13 @@
 """Throughput of the service core: plain verification checks and small DP queries through real `veilbox serve`
 processes (default 20k-person city; ``--quick`` 5k people and short runs).
 
-Each server is a separate ``veilbox serve`` process over one fresh home (SQLite, ``synchronous=FULL``, durable
+Every server is ``veilbox serve`` over one fresh home (SQLite, ``synchronous=FULL``, durable
 audit; latency padding off: ``VEILBOX_LATENCY_BUCKET_MS=0``; ``VEILBOX_MAX_INFLIGHT_PER_PRINCIPAL=64`` so the
-in-flight cap does not refuse the load). With ``--processes N`` the client spreads its calls round-robin over N
-servers on different ports sharing that home. The load comes from a separate process (``--drive``: asyncio +
-httpx, C callers each sending back to back for ``--seconds``) so the measuring process takes no CPU from the
-servers; on this 2-core box the load generator still shares the cores.
+in-flight cap does not refuse the load). With ``--processes N`` the multi-process points run one
+``veilbox serve --workers N`` (N HTTP processes on one port) when the command has it, else N separate servers on
+different ports sharing that home, the client going round-robin (``--multi``). The load comes from a separate
+process (``--drive``: asyncio + httpx, C callers each sending back to back for ``--seconds``) so the measuring
+process takes no CPU from the servers; on this 2-core box the load generator still shares the cores.
 
 It reports, per workload (``check``: ``POST /v1/verifications/income_at_least/check`` over rotating subjects;
 ``query``: ``SELECT district, COUNT(*) ... GROUP BY district`` at ε = 0.01) and per (processes, concurrency):
@@ -168,17 +169,28 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) ->
     raise RuntimeError(f"server {url} did not start")
 
 
+def serve_has_workers() -> bool:
+    """Whether this tree's ``veilbox serve`` takes ``--workers N`` (N HTTP processes on one port)."""
+    out = subprocess.run([sys.executable, "-m", "veilbox.cli", "serve", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, env={**os.environ, "COLUMNS": "200"})
+    return "--workers" in out.stdout
+
+
 @contextlib.contextmanager
-def servers(n: int, env: dict[str, str], cmd: list[str] | None = None) -> Iterator[list[tuple[str, Any]]]:
+def servers(n: int, env: dict[str, str], cmd: list[str] | None = None,
+            workers: bool = False) -> Iterator[list[tuple[str, Any]]]:
+    """``n`` servers: ``n`` separate processes on ports of their own, or with ``workers`` one
+    ``veilbox serve --workers n`` (its CPU counted with its children's)."""
     import psutil
 
     from gateway.server import free_port
 
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    extra = ["--workers", str(n)] if workers and n > 1 else []
     try:
-        for i in range(n):
+        for i in range(1 if extra else n):
             port = free_port()
-            argv = (cmd or [sys.executable, "-m", "veilbox.cli", "serve"]) + ["--port", str(port)]
+            argv = (cmd or [sys.executable, "-m", "veilbox.cli", "serve"]) + ["--port", str(port), *extra]
             # one embedded job worker is enough; the others only answer calls
             penv = {**env, "VEILBOX_WORKER": "true" if i == 0 else "false"}
             logf = Path(env["VEILBOX_HOME"]).parent / f"server-{port}.log"
@@ -209,7 +221,7 @@ def _cpu_s(procs: list[Any]) -> float:
 
 
 def measure(targets: list[tuple[str, Any]], workload: str, setup: dict[str, Any], concurrency: int,
-            seconds: float) -> dict[str, Any]:
+            seconds: float, processes: int = 1) -> dict[str, Any]:
     import psutil
 
     urls = [u for u, _ in targets]
@@ -240,7 +252,7 @@ def measure(targets: list[tuple[str, Any]], workload: str, setup: dict[str, Any]
            "errors": sum(out["errors"].values())}
     if out["errors"]:
         res["error_sample"] = sorted(out["errors"].items(), key=lambda kv: -kv[1])[:2]
-    log(f"  {workload:5s} procs={len(targets)} c={concurrency:<3d} {res['rps']:8.1f}/s  p50 {res['p50_ms']:8.2f} ms"
+    log(f"  {workload:5s} procs={processes} c={concurrency:<3d} {res['rps']:8.1f}/s  p50 {res['p50_ms']:8.2f} ms"
         f"  p99 {res['p99_ms']:8.2f} ms  cpu {res['cpu_ms']:6.2f} ms/call (load generator {res['client_cpu_ms']:5.2f})"
         f"  errors {res['errors']}")
     return res
@@ -585,6 +597,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=None, help="per measurement point")
     ap.add_argument("--processes", type=int, default=2, help="N for the multi-process points")
+    ap.add_argument("--multi", choices=("auto", "workers", "processes"), default="auto",
+                    help="N processes as one `veilbox serve --workers N` (auto: when the command has it) or as N "
+                         "separate `veilbox serve` on their own ports, the client going round-robin")
     ap.add_argument("--concurrency", default=None, help="comma-separated callers per point (default 1,8,32)")
     ap.add_argument("--workloads", default="check,query,bare,me,health",
                     help="check, query, bare, me (GET /v1/principals/me), health (GET /health)")
@@ -622,12 +637,14 @@ def main() -> None:
     try:
         log(f"setting up a home with {rows:,} people in {work} ...")
         env, setup = setup_home(work, rows)
+        multi = args.multi if args.multi != "auto" else ("workers" if serve_has_workers() else "processes")
+        report["multi_process"] = multi if len(procs) > 1 else None
         for workload in [w for w in workloads if w in ("check", "query", "me", "health")]:
             report[workload] = {}
             for n in (procs if workload in ("check", "query") else [1]):
-                with servers(n, env) as targets:
+                with servers(n, env, workers=multi == "workers") as targets:
                     for c in levels:
-                        report[workload][f"p{n}_c{c}"] = measure(targets, workload, setup, c, seconds)
+                        report[workload][f"p{n}_c{c}"] = measure(targets, workload, setup, c, seconds, n)
         if "bare" in workloads:
             report["bare"] = {}
             db = work / "bare.db"
