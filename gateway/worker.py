@@ -1,7 +1,8 @@
 """Job workers: claim approved jobs from the durable queue and run them one at a time.
 
-`JobWorker` is one worker: a thread that claims the oldest approved job (`policies.claim_next`: ``BEGIN IMMEDIATE``
-on SQLite, ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so no job is handed to two workers in any process), runs it
+`JobWorker` is one worker: a thread that claims the oldest approved job (`gateway.services.jobs.claim_next`, its
+``job.start`` entry committing with the claim, over `policies.claim_next`: ``BEGIN IMMEDIATE`` on SQLite,
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so no job is handed to two workers in any process), runs it
 leased to the worker's id and renews the lease by a heartbeat while it runs (`gateway.services.leases`). At start
 and every half lease (``VEILBOX_JOB_LEASE_S``) it sweeps the store: a job whose lease expired — its process died
 or hung — is failed and refunded, or finished per its state, each takeover audited (`gateway.services.leases.sweep`);
