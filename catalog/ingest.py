@@ -11,7 +11,9 @@ a file of its own does the owner hear more (its size, its suffix, its schema aga
 
 Every column must be declared, types must fit the declaration, and every problem is reported at once. Bounded
 numeric columns are clamped to their bounds while copying (the owner is told how many values were clamped);
-rows without a privacy unit (null id) are dropped and counted. The copy is written to a temporary file first;
+rows without a privacy unit (null id) are dropped and counted. Ingest also counts the most rows any one privacy unit
+has in the copy (``rows_per_unit_max`` in the report): the DP SQL engine skips per-unit bounding when that is within
+the declared ``max_rows_per_unit``. The copy is written to a temporary file first;
 the caller moves it into place only when the metadata commits (`catalog.durable`: the copy is fsynced here, the
 rename and its directory fsync happen inside the inserting transaction). A source that cannot be read to its end —
 truncated, malformed — is ``INVALID_REQUEST`` with reason ``source.unreadable``; one whose size, modification time
@@ -49,6 +51,7 @@ class IngestReport:
     out_of_domain: dict[str, int] = field(default_factory=dict)
     nulls: dict[str, int] = field(default_factory=dict)
     source_fingerprint: str | None = None  # of the source file's bytes, as the owner placed it
+    rows_per_unit_max: int | None = None  # the most rows one privacy unit has in the registered copy
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -60,6 +63,8 @@ class IngestReport:
         }
         if self.source_fingerprint is not None:
             out["source_fingerprint"] = self.source_fingerprint
+        if self.rows_per_unit_max is not None:
+            out["rows_per_unit_max"] = self.rows_per_unit_max
         return out
 
 
@@ -239,6 +244,14 @@ def _clamp(col: pa.Array, lo: float, hi: float, kind: Kind) -> tuple[pa.Array, i
     return col, int(n)
 
 
+def _rows_per_unit_max(path: Path, id_col: str) -> int:
+    """The most rows any one privacy unit has in the written copy (counted over the whole file: a unit's rows may
+    span batches). The DP SQL engine skips per-unit bounding when this is within ``max_rows_per_unit``."""
+    ids = pq.read_table(path, columns=[id_col])
+    counts = ids.group_by(id_col).aggregate([(id_col, "count")])
+    return int(pc.max(counts.column(f"{id_col}_count")).as_py() or 0)
+
+
 def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "sha256") -> Ingested:
     """Validate, clamp and copy ``source``; return the temporary Parquet copy and its fingerprint."""
     schema, batches = _batches(source, spec)
@@ -297,6 +310,7 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
     if report.rows == 0:
         tmp.unlink(missing_ok=True)
         raise invalid("source has no rows with a privacy unit")
+    report.rows_per_unit_max = _rows_per_unit_max(tmp, id_col)
     fsync_file(tmp)
     report.bytes = tmp.stat().st_size
     return Ingested(infos, tmp, file_fingerprint(tmp, hash_alg), report)

@@ -21,6 +21,8 @@ Guarantees:
 
 Per-unit bounding is elided, per (table, unit column, max rows), once the child has verified that no unit
 has more rows than the bound: the bounded and unbounded queries then return identical results, only faster.
+(`sandbox.sql.service` sends the unbounded twin directly, with no check, when ingest already counted the
+units' rows in the registered file.)
 """
 
 from __future__ import annotations

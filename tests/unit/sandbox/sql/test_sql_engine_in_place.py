@@ -276,3 +276,26 @@ def test_a_column_named_rowid_is_materialised(tmp_path: Path) -> None:
         assert locked.execute("SELECT SUM(rowid) FROM t").fetchone() == (45,)
     finally:
         locked.close()
+
+
+@pytest.mark.parametrize(("per_unit", "declared", "elided"), [(1, 1, True), (2, 2, True), (3, 2, False)])
+def test_what_ingest_proved_needs_no_bounding(per_unit: int, declared: int, elided: bool,
+                                             register_units: Any) -> None:
+    """Ingest counts the most rows any unit has in the registered copy; within the declared bound, the service
+    sends the unbounded twin straight away (no bounding pass, no bound check in the worker)."""
+    from sandbox import TableView
+    from sandbox.sql.service import _request
+
+    ds = register_units(f"proved_{per_unit}_{declared}", 30, per_unit, declared)
+    assert ds.ingest_report["rows_per_unit_max"] == per_unit
+    plan = prepare("SELECT region, COUNT(*) AS n FROM proved GROUP BY region".replace("proved", ds.name),
+                   {ds.name: TableView(ds, frozenset(["region", "amount"]))}, epsilon=1.0, delta=0,
+                   min_group_units=0)
+    r = _request(plan)
+    if elided:
+        assert (r.sql, r.params, r.bound_check, r.unbounded_sql) == (plan.canonical.unbounded_sql, {}, None, None)
+    else:
+        assert r.sql == plan.canonical.sql and r.bound_check == (ds.name, "uid", declared)
+    with QueryWorker({ds.name: ds.path}, threads=1, memory_limit="256MB", timeout_s=20) as w:
+        rows = sorted(tuple(x) for x in w.execute(r))
+    assert sum(x[1] for x in rows) == 30 * min(per_unit, declared)
