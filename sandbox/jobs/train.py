@@ -105,6 +105,7 @@ def _json_plan(p: TrainingPlan) -> dict[str, Any]:
     return {"model": p.model, "epochs": p.epochs, "batch_size": p.batch_size, "steps": p.steps,
             "steps_per_epoch": p.steps_per_epoch, "noise_multiplier": p.noise_multiplier,
             "max_grad_norm": p.max_grad_norm, "epsilon": p.epsilon_requested, "delta": p.delta,
+            "standardisation_epsilon": p.standardisation_epsilon, "sgd_epsilon": p.sgd_epsilon,
             "epsilon_prv": p.epsilon_prv, "epsilon_rdp": p.epsilon_rdp, "metrics_epsilon": p.metrics_epsilon,
             "accountant": "prv", "warnings": list(p.warnings)}
 

@@ -2,8 +2,9 @@
 
 Guarantee: a released model (weights + card) is (ε + ε_metrics, δ)-differentially private with respect to
 adding or removing one privacy unit of the training dataset (one row; datasets with several rows per unit are
-refused), where ε is bounded by Opacus' PRV accountant for the planned Poisson-subsampled Gaussian steps and
-ε_metrics pays for the held-out AUC/accuracy release (discrete Laplace, OpenDP). Details and known limits:
+refused), where ε ≥ ε_std + ε_PRV: ε_std (a tenth of ε, pure) pays for the DP feature standardisation and
+ε_PRV is Opacus' PRV accountant's bound for the planned Poisson-subsampled Gaussian steps; ε_metrics pays for
+the held-out AUC/accuracy release (discrete Laplace, OpenDP). Details and known limits:
 docs/mechanisms/dp_sgd.md.
 
 The flow (no HTTP, no ledger here; the gateway charges ``plan.cost`` before calling `train`):
@@ -16,9 +17,11 @@ The flow (no HTTP, no ledger here; the gateway charges ``plan.cost`` before call
 
 Modules: `spec` (TrainSpec and its checks), `encoding` (declaration-only feature encoding, shared with
 scoring clients and federated training), `plan` (σ calibration and the cost, through Opacus' accountants in
-`sandbox.dp.prv`), `runner` (the DP-SGD loop), `metrics` (DP held-out metrics), `card` (the model card),
-`weights` (safetensors I/O). `_data` (locked DuckDB reads) and `_models` are internal. Metrics noise comes
-from `sandbox.dp.DiscreteLaplace`, the sandbox's one noise source besides Opacus' optimizer.
+`sandbox.dp.prv`), `standardise` (a noisy mean and spread per bounded input, paid from a tenth of ε, folded
+back into the first layer after training), `runner` (the DP-SGD loop), `metrics` (DP held-out metrics),
+`card` (the model card), `weights` (safetensors I/O). `_data` (locked DuckDB reads) and `_models` are
+internal. Metrics and standardisation noise come from `sandbox.dp.DiscreteLaplace`, the sandbox's one noise
+source besides Opacus' optimizer.
 
 Names are resolved lazily (as in `sandbox`): importing `sandbox.train.encoding` — what the bank SDK and the
 federated holders need — never loads torch; only `runner` (and `_models`) import torch, on first use of

@@ -55,6 +55,13 @@ def build_model(kind: ModelKind, width: int, hidden: int | None, seed: int) -> n
     return MLP(width, hidden or 32, gen)
 
 
+def first_layer(model: nn.Module) -> nn.Linear:
+    """The layer that reads the encoded inputs (where a standardisation is folded back in)."""
+    layer = model.linear if isinstance(model, LogisticRegression) else model.hidden
+    assert isinstance(layer, nn.Linear)
+    return layer
+
+
 def tensors_of(model: nn.Module) -> dict[str, np.ndarray]:
     """The model's parameters as float32 NumPy arrays, keyed as in the weights file."""
     return {k: v.detach().to(torch.float32).contiguous().numpy().copy() for k, v in model.state_dict().items()}

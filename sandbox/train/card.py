@@ -37,6 +37,8 @@ class PrivacyReport(BaseModel):
     epsilon_prv: float
     epsilon_rdp: float
     metrics_epsilon: float
+    standardisation_epsilon: float
+    standardised_inputs: int
     cost: Cost
     noise_multiplier: float
     sample_rate: float

@@ -6,8 +6,12 @@ count only:
 - the planned number of training rows ``N = floor(rows · 4/5)`` (the 80 % side of the id-hash split),
 - the Poisson sample rate ``q = batch_size / N`` and ``steps_per_epoch = round(N / batch_size)``,
 - the number of noisy steps ``T = epochs · steps_per_epoch``,
+- the split of the requested ε: ``ε_std = ε · STANDARDISATION_SHARE`` (a tenth) pays for a noisy estimate of
+  the mean and spread of each bounded numeric feature (`sandbox.train.standardise`, pure ε, discrete
+  Laplace), and the rest ``ε_sgd = ε − ε_std`` for the noisy gradient steps,
 - the noise multiplier σ: the smallest σ (to 0.01 in ε) for which Opacus' PRV accountant (Gopi et al. 2021)
-  bounds the T-fold composition of the Poisson-subsampled Gaussian mechanism by (ε, δ) (`sandbox.dp.prv`),
+  bounds the T-fold composition of the Poisson-subsampled Gaussian mechanism by (ε_sgd, δ) (`sandbox.dp.prv`);
+  ``ε_std + ε_PRV ≤ ε`` is checked in exact arithmetic,
 - the cost charged: ``(ε + ε_metrics, δ)`` where ε_metrics pays for the held-out AUC/accuracy release
   (pure ε, discrete Laplace; see `sandbox.train.metrics`).
 
@@ -37,6 +41,7 @@ __all__ = [
     "HOLDOUT_DENOMINATOR",
     "MAX_STEPS",
     "METRICS_EPSILON",
+    "STANDARDISATION_SHARE",
     "Cost",
     "TrainingPlan",
     "plan_training",
@@ -48,6 +53,9 @@ HOLDOUT_DENOMINATOR = 5
 METRICS_EPSILON = 0.1
 #: More noisy steps than this are refused (the PRV calibration grows with T; use a larger batch).
 MAX_STEPS = 100_000
+#: Share of the requested training ε spent on the feature standardisation (the rest goes to the gradient steps).
+#: A fixed constant, never a function of the data: planned before any row is read.
+STANDARDISATION_SHARE = Fraction(1, 10)
 #: Target precision of the σ search, in ε (the accountant's ε is ≤ the requested ε, within this).
 EPSILON_TOLERANCE = 0.01
 
@@ -79,6 +87,8 @@ class TrainingPlan(BaseModel):
     max_grad_norm: float
     delta: float
     epsilon_requested: float
+    standardisation_epsilon: float
+    sgd_epsilon: float
     epsilon_prv: float
     epsilon_rdp: float
     metrics_epsilon: float
@@ -107,13 +117,15 @@ def plan_training(spec: TrainSpec, dataset_rows: int, *, metrics_epsilon: float 
         raise DomainError(INVALID_REQUEST, f"the plan needs more than {MAX_STEPS} noisy steps; "
                           "use a larger batch_size or fewer epochs",
                           [{"field": "batch_size", "problem": "too small for this dataset and epoch count"}])
+    eps_std = float(_exact(spec.epsilon) * STANDARDISATION_SHARE)
+    eps_sgd = float(_exact(spec.epsilon) - _exact(eps_std))
     try:
-        sigma = noise_multiplier_for(spec.epsilon, spec.delta, sample_rate, steps, EPSILON_TOLERANCE)
+        sigma = noise_multiplier_for(eps_sgd, spec.delta, sample_rate, steps, EPSILON_TOLERANCE)
     except ValueError:
         raise DomainError(INVALID_REQUEST, "epsilon is too small to train with these settings",
                           [{"field": "epsilon", "problem": "no noise level reaches it"}]) from None
     eps_prv = epsilon_for(sigma, sample_rate, steps, spec.delta, "prv")
-    if not eps_prv <= spec.epsilon:
+    if not (eps_prv <= eps_sgd and _exact(eps_std) + _exact(eps_prv) <= _exact(spec.epsilon)):
         raise DomainError(INTERNAL, "the privacy calibration failed")
     eps_rdp = epsilon_for(sigma, sample_rate, steps, spec.delta, "rdp")
     notes: list[str] = []
@@ -133,6 +145,8 @@ def plan_training(spec: TrainSpec, dataset_rows: int, *, metrics_epsilon: float 
         max_grad_norm=spec.max_grad_norm,
         delta=spec.delta,
         epsilon_requested=spec.epsilon,
+        standardisation_epsilon=eps_std,
+        sgd_epsilon=eps_sgd,
         epsilon_prv=eps_prv,
         epsilon_rdp=eps_rdp,
         metrics_epsilon=metrics_epsilon,

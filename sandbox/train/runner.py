@@ -1,9 +1,10 @@
 """DP-SGD training of a planned ``train`` job: data in, safetensors weights and a model card out.
 
-Guarantee. For the plan's (σ, q, T, C): the released weights are (ε, δ)-DP with respect to adding or removing
-one privacy unit (one row: datasets with several rows per unit are refused, and the read keeps at most one
-row per id), where ε is the PRV accountant's bound for T Poisson-subsampled Gaussian steps, calibrated not to
-exceed the requested ε. The held-out metrics add ``ε_metrics`` (pure ε). Charged: ``(ε + ε_metrics, δ)``.
+Guarantee. For the plan's (ε_std, σ, q, T, C): the released weights are (ε, δ)-DP with respect to adding or
+removing one privacy unit (one row: datasets with several rows per unit are refused, and the read keeps at most
+one row per id), where ε ≥ ε_std + ε_PRV: ε_std (pure) pays for the feature standardisation and ε_PRV is the PRV
+accountant's bound for T Poisson-subsampled Gaussian steps, calibrated not to exceed ε − ε_std. The held-out
+metrics add ``ε_metrics`` (pure ε). Charged: ``(ε + ε_metrics, δ)``.
 
 Mechanism, step by step:
 
@@ -11,14 +12,17 @@ Mechanism, step by step:
    declaration only (`sandbox.train.encoding`).
 2. Rows are read through a locked DuckDB connection and encoded to float32 arrays (`sandbox.train._data`);
    the id-hash split holds one unit in five out for metrics.
-3. Opacus ``PrivacyEngine`` (PRV accountant) wraps the model with ghost clipping (``grad_sample_mode="ghost"``):
+3. The bounded numeric inputs are standardised with a noisy mean and spread (`sandbox.train.standardise`,
+   ε_std, discrete Laplace); training runs on ``(x − m) / s`` and the map is folded back into the first layer
+   afterwards, so the released model reads the public encoding unchanged.
+4. Opacus ``PrivacyEngine`` (PRV accountant) wraps the model with ghost clipping (``grad_sample_mode="ghost"``):
    each example's gradient is clipped to L2 norm C, the clipped sum gets Gaussian noise N(0, σ²C²) per
    coordinate, and the result is divided by the constant expected batch size. Batches are Poisson samples:
    every training row joins each of the T batches independently with probability q (vectorised
    ``rand < q`` over all rows). An empty batch still takes a pure-noise step. After the loop the engine's
    history must be exactly the plan's (σ, q) for T steps; the card's ε is `sandbox.dp.prv.epsilon_for` of the
    steps taken.
-4. Randomness: the spec's ``seed`` initialises parameters only. The Poisson coins and the Gaussian noise
+5. Randomness: the spec's ``seed`` initialises parameters only. The Poisson coins and the Gaussian noise
    come from two dedicated CPU ``torch.Generator`` objects reseeded from 63 bits of operating-system entropy
    (``secrets``) before every step, because subsampling amplification assumes the analyst cannot predict
    batch membership. ``torchcsprng`` is not installed, so ``PrivacyEngine(secure_mode=True)`` raises
@@ -26,12 +30,12 @@ Mechanism, step by step:
    mitigation (``secure_mode`` in ``_generate_noise``: the sum of four Gaussians halved), which is the part
    of secure mode that does not need the CSPRNG. The Gaussian samples themselves are floating-point
    (Box–Muller on a Mersenne Twister stream): see docs/mechanisms/dp_sgd.md for what that leaves open.
-5. The held-out metrics are released with OpenDP's discrete Laplace (`sandbox.train.metrics` through
+6. The held-out metrics are released with OpenDP's discrete Laplace (`sandbox.train.metrics` through
    `sandbox.dp.DiscreteLaplace`).
-6. Weights go to ``model.safetensors`` (never pickle), the card to ``model_card.json``; the output digest is
+7. Weights go to ``model.safetensors`` (never pickle), the card to ``model_card.json``; the output digest is
    ``sha256(weights bytes ‖ canonical card JSON)``.
 
-Failures inside steps 2–6 surface as ``INTERNAL`` "training failed" with the stage name only: no tensor, value
+Failures inside steps 2–7 surface as ``INTERNAL`` "training failed" with the stage name only: no tensor, value
 or library message reaches the caller.
 """
 
@@ -57,12 +61,13 @@ from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.registry import Dataset
 from sandbox.dp.prv import epsilon_for
 from sandbox.train._data import ResourceLimits, Split, read_splits
-from sandbox.train._models import build_model, tensors_of
+from sandbox.train._models import build_model, first_layer, tensors_of
 from sandbox.train.card import DataSource, ModelCard, PrivacyReport, TrainingReport, WeightsRef, extraction_bound
 from sandbox.train.encoding import encoding_for
 from sandbox.train.metrics import release_metrics
 from sandbox.train.plan import TrainingPlan
 from sandbox.train.spec import TrainSpec, structural_problems
+from sandbox.train.standardise import Standardisation, dp_standardisation
 from sandbox.train.weights import save_weights
 
 __all__ = ["ProgressFn", "TrainingResult", "train"]
@@ -180,6 +185,16 @@ def _fit(spec: TrainSpec, plan: TrainingPlan, split: Split, width: int, progress
     return _Fitted(model, executed, eps)
 
 
+def _fold(model: nn.Module, std: Standardisation) -> None:
+    """Fold the standardisation into the first layer, so the model reads the public encoding as it is."""
+    layer = first_layer(model)
+    with torch.no_grad():
+        w, b = std.fold(layer.weight.detach().to(torch.float64).numpy(),
+                        layer.bias.detach().to(torch.float64).numpy())
+        layer.weight.copy_(torch.from_numpy(w))
+        layer.bias.copy_(torch.from_numpy(b))
+
+
 @contextlib.contextmanager
 def _torch_threads(n: int | None) -> Iterator[None]:
     """Set torch's intra-op thread count for the duration (process-wide; restored afterwards)."""
@@ -233,9 +248,14 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
     stage = "read"
     try:
         train_split, held_out = read_splits(dataset, encoding, limits)
+        stage = "standardise"
+        std = dp_standardisation(train_split.x, encoding, plan.planned_train_rows, plan.standardisation_epsilon)
+        train_split = Split(std.apply(train_split.x), train_split.y)
         stage = "train"
         with _torch_threads(limits.torch_threads if limits else None):
             fitted = _fit(spec, plan, train_split, encoding.width, progress)
+        del train_split
+        _fold(fitted.model, std)
         stage = "metrics"
         metrics = None
         if plan.metrics_epsilon > 0:
@@ -265,6 +285,8 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
                 epsilon_prv=fitted.epsilon_prv,
                 epsilon_rdp=epsilon_for(plan.noise_multiplier, plan.sample_rate, fitted.steps, plan.delta, "rdp"),
                 metrics_epsilon=plan.metrics_epsilon,
+                standardisation_epsilon=plan.standardisation_epsilon if std.scaled_inputs else 0.0,
+                standardised_inputs=std.scaled_inputs,
                 cost=plan.cost,
                 noise_multiplier=plan.noise_multiplier,
                 sample_rate=plan.sample_rate,

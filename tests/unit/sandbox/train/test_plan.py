@@ -45,10 +45,16 @@ def test_calibrated_sigma_spends_at_most_the_requested_epsilon(base_spec, epsilo
     # The accountant's ε for the calibrated σ is at most the request, and close to it (tight calibration).
     recomputed = epsilon_for(plan.noise_multiplier, plan.sample_rate, plan.steps, spec.delta, "prv")
     assert recomputed == plan.epsilon_prv
-    assert epsilon - 0.02 <= plan.epsilon_prv <= epsilon
+    # A tenth of ε pays for the feature standardisation, the rest for the noisy steps; together at most ε,
+    # checked exactly.
+    assert plan.standardisation_epsilon == pytest.approx(epsilon / 10)
+    assert plan.sgd_epsilon == pytest.approx(epsilon * 9 / 10)
+    assert plan.sgd_epsilon - 0.02 <= plan.epsilon_prv <= plan.sgd_epsilon
+    assert Fraction(repr(plan.standardisation_epsilon)) + Fraction(repr(plan.epsilon_prv)) <= Fraction(repr(epsilon))
     assert plan.epsilon_rdp > plan.epsilon_prv
     # Slightly less noise would overspend: σ is (close to) the smallest that fits.
-    assert epsilon_for(plan.noise_multiplier * 0.97, plan.sample_rate, plan.steps, spec.delta, "prv") > epsilon - 0.01
+    assert (epsilon_for(plan.noise_multiplier * 0.97, plan.sample_rate, plan.steps, spec.delta, "prv")
+            > plan.sgd_epsilon - 0.01)
 
 
 def test_cost_is_exact_and_includes_metrics(base_spec):

@@ -24,7 +24,8 @@ CARD_FIELDS = {
 }
 PRIVACY_FIELDS = {
     "unit", "neighbouring", "mechanism", "accountant", "epsilon", "delta", "epsilon_prv", "epsilon_rdp",
-    "metrics_epsilon", "cost", "noise_multiplier", "sample_rate", "steps", "steps_per_epoch", "max_grad_norm",
+    "metrics_epsilon", "standardisation_epsilon", "standardised_inputs", "cost", "noise_multiplier",
+    "sample_rate", "steps", "steps_per_epoch", "max_grad_norm",
     "gradient_denominator", "noise_source", "secure_mode", "row_count",
 }
 METRICS_FIELDS = {"epsilon", "split", "threshold", "confusion", "held_out_rows", "accuracy", "auc",

@@ -1,7 +1,7 @@
 """No module under sandbox/train draws noise from `random`, NumPy's generators, or a globally seeded torch RNG.
 
 Noise comes from exactly two places: Opacus' optimizer (torch.normal on a dedicated generator reseeded from
-OS entropy) and `sandbox.dp.DiscreteLaplace` (OpenDP) for the metrics. The analyst's seed reaches parameter
+OS entropy) and `sandbox.dp.DiscreteLaplace` (OpenDP) for the metrics and the feature standardisation. The analyst's seed reaches parameter
 initialisation only.
 """
 
