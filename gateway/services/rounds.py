@@ -477,7 +477,7 @@ class RoundRegistry:
                                   [{"reason": "secagg.open_rounds_per_operator", "limit": self.max_open_per_opener}])
             conn.execute(t.secagg_rounds.insert().values(
                 id=rnd.id, opener=opener, agreement_id=agreement_id, config=_dumps(config.to_json()),
-                task=_dumps(task) if task is not None else None, stage=rnd.stage.value,
+                task=json.dumps(task, separators=(",", ":")) if task is not None else None, stage=rnd.stage.value,
                 stage_timeout=rnd.stage_timeout, opened_at=now, deadline=rnd.deadline, finished_at=None,
                 history="[]", server=_dumps(rnd.core), version=0))
             conn.execute(t.secagg_round_members.insert(), [{"round_id": rnd.id, "name": n}
