@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi
+.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP_RUN): pyproject.toml | $(PY)
 	touch $@
 
 $(STAMP_DEV): pyproject.toml $(STAMP_RUN)
-	$(PIP) install --quiet -e '.[dev,syft]'
+	$(PIP) install --quiet -e '.[dev,syft,spark]'
 	touch $@
 
 venv: $(STAMP_RUN)
@@ -54,7 +54,14 @@ postgres:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "PostgreSQL server binaries missing: the PostgreSQL half of the store suites will be skipped"; fi; }
 
-test: $(STAMP_DEV) sandbox-deps browser postgres
+# The Spark engine (the `spark` extra, PySpark 4.0) runs on a Java 17 runtime (Debian `openjdk-17-jre-headless`);
+# install it when missing.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else echo "java missing: the Spark engine tests will be skipped"; fi; }
+
+test: $(STAMP_DEV) sandbox-deps browser postgres java
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
 

@@ -10,6 +10,9 @@ A data owner declares, for every column of a file, its *role*:
 - ``never_output``: may not appear anywhere in a query (select, filter, grouping or join).
 
 The declaration is public: the mock and the DP key sets derive from it.
+
+``engine`` names the engine that runs the dataset's DP SQL: ``duckdb`` (the default; every dataset registered
+before the field existed) or ``spark`` (`sandbox.engine.spark`, the optional extra ``veilbox[spark]``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator, model_validator
 
@@ -123,6 +126,7 @@ class DatasetSpec(BaseModel):
     sensitive: bool = False
     columns: dict[str, ColumnSpec]
     max_rows_per_unit: int = Field(default=1, ge=1, le=1000, strict=True)  # a sensitivity: true is not 1
+    engine: Literal["duckdb", "spark"] = "duckdb"
 
     @field_validator("name")
     @classmethod

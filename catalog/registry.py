@@ -20,6 +20,7 @@ keeping owners out of each other's directories is the file system's job.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from catalog import _tables as t
 from catalog.columns import ColumnInfo, DatasetSpec, Grade, Role
 from catalog.durable import commit_temp
-from catalog.errors import ALREADY_EXISTS, POLICY_DENIED, DomainError
+from catalog.errors import ALREADY_EXISTS, INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.fingerprint import HashAlg, file_fingerprint
 from catalog.ingest import IngestReport, ingest, resolve_source, source_changed, source_identity
 
@@ -62,6 +63,16 @@ class Dataset:
 
     def columns_with(self, *roles: Role) -> list[str]:
         return [c for c, i in self.columns.items() if i.role in roles]
+
+    @property
+    def engine(self) -> str:
+        """The declared DP SQL engine (``duckdb`` or ``spark``; kept in the stored ingest report, absent = duckdb)."""
+        return str(self.ingest_report.get("engine", "duckdb"))
+
+
+def spark_installed() -> bool:
+    """True when the optional Spark engine (``veilbox[spark]``: PySpark) is installed; never imports it."""
+    return importlib.util.find_spec("pyspark") is not None
 
 
 def _row_to_dataset(r: Any) -> Dataset:
@@ -149,6 +160,9 @@ def register(
     (the caller's audit entry commits with the registration or not at all)."""
     if get(engine, spec.name) is not None:
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists")
+    if spec.engine == "spark" and not spark_installed():  # fail closed, nothing copied
+        raise DomainError(INVALID_REQUEST, "the Spark engine is not installed",
+                          [{"field": "engine", "reason": "engine.spark_unavailable"}])
     source = resolve_source(spec.source, import_roots, max_source_bytes)
     before = source_identity(source)
     source_fp = file_fingerprint(source, hash_alg)
@@ -179,7 +193,8 @@ def register(
         "rows": ing.report.rows,
         "bytes": ing.report.bytes,
         "path": str(final),
-        "ingest_report_json": json.dumps(ing.report.as_dict()),
+        "ingest_report_json": json.dumps(ing.report.as_dict() | ({"engine": spec.engine}
+                                                                 if spec.engine != "duckdb" else {})),
         "created_at": now,
     }
     try:

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     engine_wait_s: float = Field(default=60.0, gt=0, le=3600, description="how long a query waits for a free "
                                  "worker of its dataset (VEILBOX_ENGINE_WAIT_S); then it fails before reading, "
                                  "refunded (worker.unavailable_before_read)")
+    spark_master: str = Field(default="local[2]", min_length=1, max_length=512,
+                              description="Spark master for datasets declared engine: spark "
+                              "(VEILBOX_SPARK_MASTER): local[N] in one process, or spark://host:7077 for a cluster")
     max_sql_chars: int = Field(default=MAX_SQL_CHARS, ge=1, le=MAX_SQL_CHARS,
                                description="longest SQL text a query may have (QUERY_REJECTED, rule too_long); "
                                "the vetter's default is also the ceiling")

@@ -117,7 +117,7 @@ def runtime(ctx: AppContext) -> Runtime:
             s = ctx.settings
             engines = QueryEngines(threads=s.engine_threads, memory_limit=s.engine_memory,
                                    timeout_s=s.query_timeout_s, per_dataset=s.engines_per_dataset,
-                                   wait_s=s.engine_wait_s)
+                                   wait_s=s.engine_wait_s, spark_master=s.spark_master)
             s.work_dir.mkdir(parents=True, exist_ok=True)
             env = JobEnv(data_dir=s.data_dir, models_dir=s.models_dir, work_dir=s.work_dir,
                          threads=s.engine_threads, memory_limit=s.engine_memory, timeout_s=s.job_timeout_s,

@@ -30,13 +30,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from catalog.errors import INVALID_REQUEST, DomainError
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
 from sandbox.dp import as_fraction
 from sandbox.engine import EngineFailure, QueryWorker
+from sandbox.engine.spark import DEFAULT_MASTER as SPARK_MASTER
+from sandbox.engine.spark import SparkWorker, check_plan, require_available
 from sandbox.jobs.base import BEFORE_READ, JobEnv, JobFailed, Output, Plan
 from sandbox.sql import QueryPlan, QueryResult, TableView, prepare, preview, run
 from sandbox.sql.service import release_empty
@@ -80,10 +82,11 @@ class QueryEngines:
     times one worker's memory (``memory_limit`` each), the short calls' worker only once they are used."""
 
     def __init__(self, threads: int = 2, memory_limit: str = "2GB", timeout_s: float = 30.0, *,
-                 per_dataset: int = 2, wait_s: float = 60.0) -> None:
+                 per_dataset: int = 2, wait_s: float = 60.0, spark_master: str = SPARK_MASTER) -> None:
         if per_dataset < 1:
             raise ValueError("per_dataset must be at least 1")
         self.threads, self.memory_limit, self.timeout_s = threads, memory_limit, timeout_s
+        self.spark_master = spark_master
         self.per_dataset, self.wait_s = per_dataset, wait_s
         self._pools: dict[str, EnginePool] = {}
         self._cond = threading.Condition()
@@ -145,8 +148,7 @@ class QueryEngines:
                     if pool.free:
                         return pool, pool.free.pop()
                     if len(pool.members) < pool.size:
-                        worker = QueryWorker({pool.name: pool.path}, threads=self.threads,
-                                             memory_limit=self.memory_limit, timeout_s=self.timeout_s)
+                        worker = self._new_worker(ds)
                         pool.members.append(worker)  # counted now: a concurrent lease does not start one more
                         break
                     left = deadline - time.monotonic()
@@ -164,6 +166,14 @@ class QueryEngines:
                 self._cond.notify_all()
             raise
         return pool, worker
+
+    def _new_worker(self, ds: Dataset) -> QueryWorker:
+        """The engine a query on ``ds`` runs on: its declared engine (``duckdb`` or ``spark``)."""
+        if ds.engine == "spark":  # same interface (start, execute, stop, alive): sandbox.engine.spark
+            return cast(QueryWorker, SparkWorker({ds.name: ds.path}, master=self.spark_master,
+                                                 timeout_s=self.timeout_s))
+        return QueryWorker({ds.name: ds.path}, threads=self.threads, memory_limit=self.memory_limit,
+                           timeout_s=self.timeout_s)
 
     def _give_back(self, pool: EnginePool, worker: QueryWorker) -> None:
         with self._cond:
@@ -263,6 +273,9 @@ def prepare_for(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping
             _PLANS.move_to_end(key)
             return plan
     plan = prepare(sql, views, eps, delta, min_group_units=doc.min_group_units, max_sql_chars=max_sql_chars)
+    if plan.query.table.dataset.engine == "spark":  # emitted for Spark at submission: refused here, not at run
+        require_available()
+        check_plan(plan.canonical.sql, plan.canonical.unbounded_sql, plan.query.table.name)
     with _PLANS_LOCK:
         _PLANS[key] = plan
         while len(_PLANS) > _PLANS_MAX:
