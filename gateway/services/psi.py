@@ -3,7 +3,9 @@
 
 Every function here is for a bank (the agreement's grantee) under an active agreement whose job kinds grant it:
 `setup` (checked, not metered: it answers nothing about any list), `size_setup`, `size` (discrete Laplace noise,
-ε charged on the ledger like a query, a call and a job metered), `members` (metered), `anonymous_info` and
+ε charged on the ledger like a query, a call and a job metered; the answer is computed first and leaves only if
+the debit commits, with the request's audit entry in the debit's transaction: `gateway.journal`), `members`
+(metered), `anonymous_info` and
 `check_anonymous` (metered per bucket; the service sees a bucket of at least k subjects and signs a receipt
 without a result, which it does not know). Every answer carries a signed receipt (`gateway.services.receipts`)
 and fills the request's `AuditEvent` (ε, sizes, digests — never a subject or an id).
@@ -22,6 +24,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from sqlalchemy import Connection
 
 import policies
 from catalog import products, registry
@@ -31,6 +34,7 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.errors import mpc_refusal
 from gateway.identities import Principal
+from gateway.journal import request_entry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry, quotas_today
 from gateway.services.jobs import actor_of
@@ -257,14 +261,21 @@ def size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> SizeO
     policies.authorize(ctx.engine, actor_of(p), Action.PSI_SIZE, body.agreement_id, datasets=[ds.name],
                        purpose=body.purpose, cost=cost)
     job_id = "psi-" + secrets.token_hex(12)
-    policy_ledger.charge(ctx.engine, body.agreement_id, [ds.name], cost, job_id)
-    ev.epsilon, ev.delta = str(epsilon), "0"
-    exact = psi.size_count(setup.key, query, table)
+    exact = psi.size_count(setup.key, query, table)  # nothing leaves unless the debit below commits
     noisy = mechanism.release([exact])[0]
     receipt = issue_receipt(ctx, {
         "kind": "psi.size", "agreement_id": body.agreement_id, "dataset": ds.name, "job_id": job_id,
         "dataset_fingerprint": ds.fingerprint, "bank_ids": len(query), "epsilon": str(epsilon),
         "request_digest": _sha256(body.elements), "size": noisy})
+
+    def charged(_conn: Connection, entry: AuditEvent) -> bool:  # the request's entry commits with the debit
+        entry.epsilon, entry.delta, entry.output_digest = str(epsilon), "0", _sha256(receipt)
+        entry.details.update(job_id=job_id)
+        return True
+
+    policy_ledger.charge(ctx.engine, body.agreement_id, [ds.name], cost, job_id,
+                         journal=request_entry(ctx.audit, ev, charged))
+    ev.epsilon, ev.delta = str(epsilon), "0"
     ev.output_digest = _sha256(receipt)
     ev.details.update(job_id=job_id)
     return SizeOut(size=noisy, epsilon=str(epsilon), noise_scale=mechanism.scale,
