@@ -1,8 +1,8 @@
 """No module under sandbox/train draws noise from `random`, NumPy's generators, or a globally seeded torch RNG.
 
 Noise comes from exactly two places: Opacus' optimizer (torch.normal on a dedicated generator reseeded from
-OS entropy) and `sandbox.dp.DiscreteLaplace` (OpenDP) for the metrics and the feature standardisation. The analyst's seed reaches parameter
-initialisation only.
+OS entropy) and `sandbox.dp.DiscreteLaplace` (OpenDP) for the metrics and the feature standardisation. The
+analyst's seed reaches parameter initialisation only.
 """
 
 from __future__ import annotations
