@@ -119,10 +119,16 @@ def _view(product: Product, vetted: VettedPredicate) -> dict[str, Any]:
 
 def _authorize(ctx: AppContext, p: Principal, agreement_id: str, ds: Dataset, vetted: VettedPredicate,
                consent_ref: str, purpose: str | None, subject_hash: str, params: dict[str, Any]) -> None:
-    note_expiry(ctx, agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.VERIFY_CHECK, agreement_id, datasets=[ds.name],
-                       columns={ds.name: sorted(vetted.columns)}, purpose=purpose, consent_ref=consent_ref,
-                       subject_hash=subject_hash, params=params)
+    """Decide and meter a plain check. An allowed check's agreement is in force, so only a refused one can be the
+    first touch of an expired agreement: its expiry is recorded then (`note_expiry`), before the refusal leaves.
+    The allowed path — every answered check — thus writes no expiry transaction (docs/performance.md)."""
+    try:
+        policies.authorize(ctx.engine, actor_of(p), Action.VERIFY_CHECK, agreement_id, datasets=[ds.name],
+                           columns={ds.name: sorted(vetted.columns)}, purpose=purpose, consent_ref=consent_ref,
+                           subject_hash=subject_hash, params=params)
+    except DomainError:
+        note_expiry(ctx, agreement_id)
+        raise
 
 
 # --- products --------------------------------------------------------------------------------------------------
