@@ -88,9 +88,11 @@ def test_database_restart_under_load_answers_503_never_500(parties, own_pg: PgSe
 
     JobWorker(ctx).sweep()  # what every worker does periodically; inline queries were interrupted mid-flight
     jobs = parties.operator.jobs()
-    assert jobs and all(j["state"] in TERMINAL | {"running", "approved"} for j in jobs)
+    assert jobs and all(j["state"] in TERMINAL | {"running", "approved", "succeeded"} for j in jobs)
+    # Not yet ended: only jobs whose lease is still live (an inline query whose release hit the outage stays
+    # `succeeded` until its lease expires; the sweep then fails it, charged, tested in tests/unit/gateway).
     stranded = [j for j in jobs if j["state"] not in TERMINAL]
-    assert all(_lease_live(ctx, j["id"]) for j in stranded), stranded  # only ones a live holder still runs
+    assert all(_lease_live(ctx, j["id"]) for j in stranded), stranded
     assert ctx.audit.verify().ok
 
 
