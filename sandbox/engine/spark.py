@@ -75,6 +75,7 @@ SPARK_FUNCS: tuple[type[exp.Expr], ...] = (
 UNSUPPORTED: dict[type[exp.Expr], str] = {
     exp.DateDiff: "date_diff", exp.Quantile: "quantile", exp.PercentileCont: "quantile_cont",
     exp.ApproxQuantile: "approx_quantile",
+    exp.IntDiv: "integer division (//)",
 }
 _EXTRACT_OK = {"YEAR", "MONTH", "DAY", "QUARTER", "DOW", "DAYOFWEEK", "WEEK"}
 _START_LOCK = threading.Lock()

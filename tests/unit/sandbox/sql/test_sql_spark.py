@@ -28,6 +28,7 @@ from sandbox.engine.spark import SparkUnsupported, SparkWorker, available, check
 from sandbox.engine.worker import ExecRequest
 from sandbox.sql.service import _request, run
 from tests.unit.sandbox.sql.sqlgen import Grammar, Target
+from tests.unit.sandbox.sql.test_sql_neighbours import Neighbours, _templates, build, neighbours  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not available(), reason="the Spark extra (pyspark, java) is not installed")
 
@@ -95,6 +96,22 @@ def both(worker: QueryWorker, spark_worker: SparkWorker,
     return _run
 
 
+#: The neighbours the oracle profile runs on Spark: the target's values beyond every declaration, all NULL.
+SPARK_NEIGHBOURS = ("beyond", "nulls")
+
+
+@pytest.fixture(scope="module")
+def spark_neighbours(neighbours: Neighbours) -> Iterator[dict[str, SparkWorker]]:  # noqa: F811
+    name = neighbours.view.name
+    workers = {n: SparkWorker({name: neighbours.workers[n].data_paths[name]}, timeout_s=120)
+               for n in SPARK_NEIGHBOURS}
+    for w in workers.values():
+        w.start()
+    yield workers
+    for w in workers.values():
+        w.stop()
+
+
 def _corpus() -> list[str]:
     rows = [json.loads(x) for x in (ATTACKS / "sql_allowed.jsonl").read_text().splitlines() if x.strip()]
     return [r["sql"] for r in rows if r.get("expect") == "noised"]
@@ -105,6 +122,17 @@ def test_accepted_corpus_and_constructs_equal_on_both_engines(
     for sql in [*_corpus(), *CONSTRUCTS]:
         duck, spark = both(sql)
         assert duck == spark, sql
+
+
+def test_bounded_form_equal_on_both_engines(worker: QueryWorker, spark_worker: SparkWorker,
+                                            tables: dict[str, TableView]) -> None:
+    """The bounded canonical SQL (salted per-unit row choice), forced even where ingest proved it unnecessary:
+    with one row per unit it keeps every row on both engines."""
+    for sql in _corpus():
+        plan = prepare(sql, tables, 1.0, min_group_units=5)
+        req = ExecRequest(sql=plan.canonical.sql, params={"salt": "00" * 16}, max_rows=plan.canonical.max_rows,
+                          ncols=1 + len(plan.canonical.vectors))
+        assert sorted(worker.execute(req)) == sorted(spark_worker.execute(req)), sql
 
 
 @settings(max_examples=12, deadline=None, derandomize=True,
@@ -120,6 +148,39 @@ def test_generated_queries_equal_on_both_engines(sql: str, tables: dict[str, Tab
         return
     req = _request(plan)
     assert sorted(worker.execute(req)) == sorted(spark_worker.execute(req)), sql
+
+
+def test_oracle_templates_never_fail_on_spark_and_match_duckdb(
+        neighbours: Neighbours, spark_neighbours: dict[str, SparkWorker]) -> None:  # noqa: F811
+    """A bounded neighbouring-dataset profile on Spark: every error-oracle template (public and our own), with
+    ``B`` just below the target's income (the target's row takes the hostile branch), on the neighbours whose
+    target values lie beyond every declaration or are all NULL: Spark never reports an engine failure (the
+    emitted SQL cannot fail on any row) and its pre-noise rows equal DuckDB's. A template Spark refuses
+    (``engine.spark_unsupported``) is refused on its structure alone, whatever the data."""
+    income = neighbours.target.income
+    ran = 0
+    for t in _templates():
+        for b in (income - 0.01,):
+            try:
+                plan = prepare(build(t, neighbours.target, b), {"tax_income": neighbours.view}, 1,
+                               min_group_units=3)
+            except DomainError as e:
+                assert e.code == QUERY_REJECTED
+                continue
+            try:  # refusals for Spark depend on the SQL's structure only, never on the data
+                check_plan(plan.canonical.sql, plan.canonical.unbounded_sql, neighbours.view.name)
+            except DomainError as e:
+                assert e.code == QUERY_REJECTED and e.details[0]["rule"] == "engine.spark_unsupported"
+                continue
+            req = _request(plan)
+            for n, sw in spark_neighbours.items():
+                try:
+                    spark = sorted(sw.execute(req))
+                except EngineFailure as e:
+                    raise AssertionError(f"spark engine failure ({e.reason}) on {n} for {plan.sql!r}") from None
+                assert spark == sorted(neighbours.workers[n].execute(req)), (t["name"], n)
+                ran += 1
+    assert ran > 0
 
 
 def test_date_constructs_equal_or_rewritten() -> None:
