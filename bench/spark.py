@@ -1,0 +1,109 @@
+"""Benchmark of DP SQL on the Spark engine (`sandbox.engine.spark`) against Spark's plain query and DuckDB.
+
+On synthetic ``tax_income`` (default 1M rows; ``--quick`` 200k), registered once as a Spark dataset and once as a
+DuckDB one (same Parquet bytes), for each standard query it reports medians over ``--runs`` interleaved runs:
+
+- ``spark_dp_ms``: ``sandbox.run`` on a `SparkWorker` (canonical SQL emitted for Spark, noise, release);
+- ``spark_plain_ms``: the analyst's submitted SQL run as written by the same SparkSession over a temporary view
+  of the same file (the non-private twin); ``spark_ratio`` = DP / plain;
+- ``duckdb_dp_ms``: ``sandbox.run`` on the DuckDB worker; ``spark_vs_duckdb`` = Spark DP / DuckDB DP.
+
+``spark.master`` is ``--master`` (default ``local[2]``). One JSON line goes to stdout (``spark_ratio_geomean``,
+``spark_vs_duckdb_geomean``); progress goes to stderr. Spark's start-up (JVM, session) is reported once as
+``spark_start_s`` and excluded from the per-query figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from catalog._tables import metadata
+from catalog.columns import DatasetSpec
+from catalog.datagen import generate
+from catalog.registry import register
+from catalog.store import make_engine
+from sandbox import QueryWorker, TableView, prepare
+from sandbox.engine.spark import SparkWorker, session
+from sandbox.sql.service import run
+
+GRANTED = frozenset(["district", "age", "gender", "industry", "monthly_income", "tax_paid",
+                     "social_insurance_months"])
+QUERIES = {
+    "count_all": "SELECT COUNT(*) AS n FROM tax_income",
+    "count_by_district": "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district",
+    "avg_income_by_district_gender": "SELECT district, gender, AVG(monthly_income) AS a FROM tax_income "
+                                     "GROUP BY district, gender",
+    "filtered_sum": "SELECT SUM(tax_paid) AS t FROM tax_income WHERE age BETWEEN 30 AND 39 "
+                    "AND industry IN ('manufacturing', 'finance')",
+    "age_band": "SELECT FLOOR(age / 10) * 10 AS band, COUNT(*) AS n FROM tax_income GROUP BY band",
+}
+
+
+def _ms(fn: object) -> float:
+    t = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return (time.perf_counter() - t) * 1000
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--quick", action="store_true", help="200k rows, 3 runs")
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--master", default="local[2]")
+    args = ap.parse_args()
+    rows, runs = (200_000, 3) if args.quick else (args.rows, args.runs)
+    root = Path(tempfile.mkdtemp(prefix="veilbox-bench-spark-"))
+    engine = make_engine(f"sqlite:///{root / 'meta.db'}")
+    metadata.create_all(engine)
+    incoming = root / "incoming"
+    incoming.mkdir()
+    print(f"generating {rows} rows", file=sys.stderr)
+    gen = generate(incoming, rows=rows)
+    spec = json.loads(gen.tax_income_spec.read_text())
+    duck = register(engine, DatasetSpec.model_validate(spec), owner="owner", data_dir=root / "data",
+                    import_roots=[incoming], max_source_bytes=1 << 34).dataset
+    tv = {"tax_income": TableView(duck, GRANTED)}
+    t0 = time.perf_counter()
+    spark = session(args.master)
+    sw = SparkWorker({"tax_income": duck.path}, master=args.master, timeout_s=600)
+    sw.start()
+    plain = spark.newSession()
+    plain.read.parquet(str(duck.path)).createOrReplaceTempView("tax_income")
+    start_s = time.perf_counter() - t0
+    out: dict[str, dict[str, float]] = {}
+    with QueryWorker({"tax_income": duck.path}, threads=2, memory_limit="4GB", timeout_s=600) as qw:
+        for name, sql in QUERIES.items():
+            plan = prepare(sql, tv, 1.0, min_group_units=5)
+            run(plan, sw), run(plan, qw), plain.sql(sql).collect()  # warm-up
+            sd, sp, dd = [], [], []
+            for _ in range(runs):
+                sd.append(_ms(lambda p=plan: run(p, sw)))  # type: ignore[arg-type]
+                sp.append(_ms(lambda s=sql: plain.sql(s).collect()))
+                dd.append(_ms(lambda p=plan: run(p, qw)))
+            m = {"spark_dp_ms": statistics.median(sd), "spark_plain_ms": statistics.median(sp),
+                 "duckdb_dp_ms": statistics.median(dd)}
+            m["spark_ratio"] = m["spark_dp_ms"] / m["spark_plain_ms"]
+            m["spark_vs_duckdb"] = m["spark_dp_ms"] / m["duckdb_dp_ms"]
+            out[name] = {k: round(v, 2) for k, v in m.items()}
+            print(name, out[name], file=sys.stderr)
+    sw.stop()
+
+    def geo(key: str) -> float:
+        return round(math.exp(statistics.fmean(math.log(v[key]) for v in out.values())), 3)
+
+    print(json.dumps({"bench": "spark", "rows": rows, "runs": runs, "master": args.master,
+                      "spark_start_s": round(start_s, 1), "queries": out,
+                      "spark_ratio_geomean": geo("spark_ratio"), "spark_vs_duckdb_geomean": geo("spark_vs_duckdb")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
