@@ -9,6 +9,8 @@
 - `worker`: `QueryWorker`, a separate spawned process holding the locked connection; timeouts through
   ``con.interrupt()``; only aggregate rows (at most the expected number of groups) leave it; engine errors
   become generic codes.
+- `spark`: `SparkWorker`, the same interface over Apache Spark for datasets declared ``engine: spark`` (canonical
+  SQL emitted in Spark's dialect and checked; PySpark imported only when one starts).
 """
 
 from sandbox.engine.hardening import connect_locked
