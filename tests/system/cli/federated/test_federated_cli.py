@@ -35,7 +35,7 @@ def test_operator_and_holders_train_from_the_shell(parties: Any, holder_tables: 
     args = ["federated", "train", "--agreement", ag["id"], "--declaration", str(city_data.tax_income_spec),
             "--feature", "age", "--feature", "monthly_income", "--feature", "industry", "--label", "has_default",
             "--threshold", "3", "--rounds", "2", "--epsilon", "2", "--max-rows-per-holder", "2000",
-            "--stage-timeout", "20", "--out", str(tmp_path / "card.json")]
+            "--stage-timeout", "300", "--out", str(tmp_path / "card.json")]
     for name in HOLDERS:
         args += ["--holder", name]
     train = subprocess.run([sys.executable, "-m", "veilbox.cli", *args], capture_output=True, text=True,

@@ -1,5 +1,8 @@
 """Federated DP training end to end through the real gateway: five holders on loopback, one dropping out, one
-refusing the plan; the coordinator sees only noisy sums and the model still learns."""
+refusing the plan; the coordinator sees only noisy sums and the model still learns.
+
+Rounds get generous stage deadlines (`STAGE_TIMEOUT_S`); a stage that waits only for a holder the test made silent
+is closed by the operator through the API (`stage_closer`), so no outcome depends on how fast the machine is."""
 
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ from veilbox.federated import Coordinator, FederatedPlan, Holder, HolderReport, 
 
 HOLDERS = ("bank-north", "bank-south", "bank-east", "bank-west", "bank-centre")
 EPSILON, DELTA, ROUNDS = 4.0, 1e-5, 3
+STAGE_TIMEOUT_S = 300.0  # never reached in a passing run: stages close when all sent, or by the operator
 
 
 def test_federated_training_over_secure_aggregation(parties: Any, encoding: FeatureEncoding,
-                                                    holder_tables: dict[str, pa.Table], holdout: Path) -> None:
+                                                    holder_tables: dict[str, pa.Table], holdout: Path,
+                                                    stage_closer: Any) -> None:
     ag = parties.agreement(holders=list(HOLDERS))
     clients = {name: parties.service.principal(name, "bank") for name in HOLDERS}
     plan = FederatedPlan.calibrate(encoding, HOLDERS, 3, ROUNDS, EPSILON, DELTA, max_rows_per_holder=2000)
@@ -48,7 +53,10 @@ def test_federated_training_over_secure_aggregation(parties: Any, encoding: Feat
     for t in threads:
         t.start()
     try:
-        model = Coordinator(parties.operator, ag["id"], plan, stage_timeout_s=1.0).train()
+        # The operator ends a stage once it waits only for the cautious holder (it never sends) or the dropout
+        # (after it stopped in round 1).
+        with stage_closer(parties.operator, silent=frozenset({cautious}), agreement_id=ag["id"]):
+            model = Coordinator(parties.operator, ag["id"], plan, stage_timeout_s=STAGE_TIMEOUT_S).train()
     finally:
         stop.set()
         for t in threads:
@@ -92,18 +100,32 @@ def test_federated_training_over_secure_aggregation(parties: Any, encoding: Feat
 
 
 def test_holders_never_join_a_round_that_is_not_federated_training(parties: Any, encoding: FeatureEncoding,
-                                                                  holder_tables: dict[str, pa.Table]) -> None:
+                                                                  holder_tables: dict[str, pa.Table],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A plain round (no federated task) or a task whose plan names other holders is never answered with data."""
     ag = parties.agreement(holders=list(HOLDERS))
     clients: dict[str, Client] = {name: parties.service.principal(name, "bank") for name in HOLDERS}
     other = FederatedPlan.calibrate(encoding, ("x-1", "x-2", "x-3"), 3, 2, 2.0, 1e-5, max_rows_per_holder=2000)
-    plain = parties.operator.secagg_open(ag["id"], list(HOLDERS), 3, 8, stage_timeout_s=5.0)
+    plain = parties.operator.secagg_open(ag["id"], list(HOLDERS), 3, 8, stage_timeout_s=STAGE_TIMEOUT_S)
     forged = parties.operator.secagg_open(
-        ag["id"], list(HOLDERS), 3, other.vector_length, stage_timeout_s=5.0,
+        ag["id"], list(HOLDERS), 3, other.vector_length, stage_timeout_s=STAGE_TIMEOUT_S,
         task={"kind": "veilbox.federated-newton/v1", "plan": other.model_dump(mode="json"), "round": 0,
               "weights": [0.0] * other.dim})
-    holder = Holder(clients[HOLDERS[0]], holder_tables[HOLDERS[0]], name=HOLDERS[0], max_epsilon=100.0)
-    report = holder.run(timeout_s=3, wait_s=0.5, rounds=1)
+    client = clients[HOLDERS[0]]
+    offered = {st["id"] for st in client.secagg_rounds(waiting_for_me=True)}
+    assert offered == {plain["id"], forged["id"]}  # both wait for this holder: its one pass below sees both
+    # The holder makes exactly one pass over what is offered (its listing call also ends the run), so the outcome
+    # does not depend on a timeout.
+    stop = threading.Event()
+    listing = client.secagg_rounds
+
+    def one_pass(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        stop.set()
+        return listing(*args, **kwargs)
+
+    monkeypatch.setattr(client, "secagg_rounds", one_pass)
+    holder = Holder(client, holder_tables[HOLDERS[0]], name=HOLDERS[0], max_epsilon=100.0)
+    report = holder.run(timeout_s=120, wait_s=0.5, stop=stop)
     assert report.joined == []
     assert [r["round_id"] for r in report.refused] == [forged["id"]]
     assert "does not name this holder" in report.refused[0]["reason"]
@@ -128,10 +150,10 @@ def test_the_gateway_opens_no_federated_round_that_does_not_fit_its_plan(parties
     for plan_json, threshold, length, field in ((weak, 3, plan.vector_length, "task.plan"),
                                                 (plan.model_dump(mode="json"), 3, 8, "vector_length")):
         with pytest.raises(ApiError) as e:
-            parties.operator.secagg_open(ag["id"], list(HOLDERS), threshold, length, stage_timeout_s=5.0,
-                                         task=task(plan_json))
+            parties.operator.secagg_open(ag["id"], list(HOLDERS), threshold, length,
+                                         stage_timeout_s=STAGE_TIMEOUT_S, task=task(plan_json))
         assert e.value.code == "INVALID_REQUEST"
         assert field in {d.get("field") for d in e.value.details}
-    opened = parties.operator.secagg_open(ag["id"], list(HOLDERS), 3, plan.vector_length, stage_timeout_s=5.0,
-                                          task=task(plan.model_dump(mode="json")))
+    opened = parties.operator.secagg_open(ag["id"], list(HOLDERS), 3, plan.vector_length,
+                                          stage_timeout_s=STAGE_TIMEOUT_S, task=task(plan.model_dump(mode="json")))
     assert opened["stage"] == "advertise_keys"
