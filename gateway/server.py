@@ -77,7 +77,8 @@ def run(settings: Settings) -> None:
     open_context(settings).close()  # migrate and sweep the home once, before the processes open it together
     export_env(settings)
     uvicorn.run(FACTORY, factory=True, host=settings.host, port=settings.port, workers=settings.http_workers,
-                log_level="info", server_header=False, timeout_graceful_shutdown=int(settings.http_stop_grace_s))
+                log_level="info", access_log=settings.access_log, server_header=False,
+                timeout_graceful_shutdown=int(settings.http_stop_grace_s))
 
 
 class BackgroundServer:

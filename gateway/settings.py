@@ -48,6 +48,9 @@ class Settings(BaseSettings):
                                        "then gives it up: failed and refunded at once (job.recover)")
     http_stop_grace_s: float = Field(default=30.0, ge=0, le=3600, description="on SIGTERM/SIGINT `veilbox serve` "
                                      "lets requests in flight finish for at most this long (VEILBOX_HTTP_STOP_GRACE_S)")
+    access_log: bool = Field(default=False, description="write uvicorn's line per request to stderr "
+                             "(VEILBOX_ACCESS_LOG); off by default: the audit log records every call, and the "
+                             "line costs CPU on every request")
     db_pool_size: int = Field(default=5, ge=1, le=200, description="PostgreSQL connections each process keeps open "
                               "(VEILBOX_DB_POOL_SIZE); size max_connections for every process of the deployment")
     db_max_overflow: int = Field(default=10, ge=0, le=200, description="PostgreSQL connections a process may open "
