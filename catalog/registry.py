@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,16 @@ def get(engine: Engine, name: str) -> Dataset | None:
     with engine.connect() as conn:
         r = conn.execute(select(t.datasets).where(t.datasets.c.name == name)).first()
     return _row_to_dataset(r) if r else None
+
+
+def get_many_in(conn: Connection, names: Iterable[str]) -> dict[str, Dataset | None]:
+    """Records by name (``None`` for unregistered), in one statement within ``conn``'s transaction."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = conn.execute(select(t.datasets).where(t.datasets.c.name.in_(wanted))).all()
+    found = {r.name: _row_to_dataset(r) for r in rows}
+    return {n: found.get(n) for n in wanted}
 
 
 def fingerprint_in(conn: Connection, name: str) -> str:

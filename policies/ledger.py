@@ -327,18 +327,27 @@ def refund(engine: Engine, job_id: str, *, now: dt.datetime | None = None,
 
 def accounts(engine: Engine, agreement_id: str) -> list[Account]:
     """The agreement's accounts, one per dataset, by dataset name (empty for an unknown agreement)."""
-    ac = t.budget_accounts.c
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(t.budget_accounts).where(ac.agreement_id == agreement_id).order_by(ac.dataset)
-        ).all()
+        return accounts_in(conn, agreement_id)
+
+
+def accounts_in(conn: Connection, agreement_id: str) -> list[Account]:
+    """`accounts` within ``conn``'s transaction."""
+    ac = t.budget_accounts.c
+    rows = conn.execute(select(t.budget_accounts).where(ac.agreement_id == agreement_id).order_by(ac.dataset)).all()
     return [_account(r) for r in rows]
 
 
 def remaining(engine: Engine, agreement_id: str, datasets: Iterable[str] | None = None) -> dict[str, Budget]:
     """Remaining budget per dataset of the agreement (optionally only ``datasets``)."""
+    with engine.connect() as conn:
+        return remaining_in(conn, agreement_id, datasets)
+
+
+def remaining_in(conn: Connection, agreement_id: str, datasets: Iterable[str] | None = None) -> dict[str, Budget]:
+    """`remaining` within ``conn``'s transaction."""
     wanted = None if datasets is None else set(datasets)
-    return {a.dataset: a.remaining for a in accounts(engine, agreement_id)
+    return {a.dataset: a.remaining for a in accounts_in(conn, agreement_id)
             if wanted is None or a.dataset in wanted}
 
 

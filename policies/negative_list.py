@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from catalog.columns import NAME_RE
@@ -156,10 +156,19 @@ def remove_entry(engine: Engine, actor: Actor, entry_id: str) -> None:
 def list_entries(engine: Engine) -> list[NegativeEntry]:
     """Every entry, by kind then value."""
     with engine.connect() as conn:
-        rows = conn.execute(select(t.negative_list).order_by(t.negative_list.c.kind, t.negative_list.c.value))
-        return [_row(r) for r in rows]
+        return _entries_in(conn)
+
+
+def _entries_in(conn: Connection) -> list[NegativeEntry]:
+    rows = conn.execute(select(t.negative_list).order_by(t.negative_list.c.kind, t.negative_list.c.value))
+    return [_row(r) for r in rows]
 
 
 def load(engine: Engine) -> NegativeList:
     """The current list as a snapshot for `policies.decision.decide`."""
     return NegativeList.of(list_entries(engine))
+
+
+def load_in(conn: Connection) -> NegativeList:
+    """`load` within ``conn``'s transaction."""
+    return NegativeList.of(_entries_in(conn))

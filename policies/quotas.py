@@ -30,7 +30,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, case, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid, not_found
@@ -98,17 +98,32 @@ _REASON = {
 }
 
 
+_METER_KEY = ("agreement_id", "principal", "kind", "day", "subject_hash")
+_PARAM_KEY = ("agreement_id", "subject_hash", "param_hash")
+
+
+def _upsert(conn: Connection) -> Any:
+    """The dialect's ``INSERT … ON CONFLICT`` construct, or None on a store without one."""
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(conn.dialect.name)
+
+
 def _bump(conn: Connection, key: dict[str, str], limit: int) -> bool:
     m = t.metering.c
-    dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(t.metering)
-        conn.execute(ins.values(**key, count=0).on_conflict_do_nothing(
-            index_elements=["agreement_id", "principal", "kind", "day", "subject_hash"]))
-    else:  # pragma: no cover - other dialects: plain check-then-insert inside the transaction
-        exists = conn.execute(select(m.id).where(*[m[k] == v for k, v in key.items()])).first()
-        if exists is None:
-            conn.execute(t.metering.insert().values(**key, count=0))
+    if limit <= 0:  # nothing is allowed: no row may reach 1
+        return False
+    insert = _upsert(conn)
+    if insert is not None:
+        # One statement: the first unit inserts the row at 1; later ones add 1 while below the limit. On PostgreSQL
+        # the conflicting row is locked even when the condition is false (the lock ordering of `consume_in`).
+        ins = insert(t.metering).values(**key, count=1)
+        stmt = ins.on_conflict_do_update(
+            index_elements=list(_METER_KEY), set_={"count": m["count"] + 1}, where=m["count"] < limit,
+        ).returning(m["count"])
+        return conn.execute(stmt).first() is not None
+    # other dialects: plain check-then-insert inside the transaction
+    found = conn.execute(select(m.id).where(*[m[k] == v for k, v in key.items()])).first()
+    if found is None:
+        conn.execute(t.metering.insert().values(**key, count=0))
     res = conn.execute(
         update(t.metering)
         .where(*[m[k] == v for k, v in key.items()], m["count"] < limit)
@@ -122,6 +137,25 @@ def _bump_param(conn: Connection, ag: Agreement, subject_hash: str, param_hash: 
     p = t.metering_params.c
     start = now - dt.timedelta(days=q.distinct_params_window_days)
     key = [p.agreement_id == ag.id, p.subject_hash == subject_hash]
+    insert = _upsert(conn)
+    if insert is not None:
+        # One statement: the value is (re)recorded if it is already in the window or the window holds fewer than
+        # the cap; a value seen before the window counts as new and gets a fresh first_seen, one seen inside keeps
+        # its own. No row back means the cap refused it.
+        fresh = exists().where(*key, p.param_hash == param_hash, p.first_seen >= start)
+        in_window = (select(func.count()).select_from(t.metering_params).where(*key, p.first_seen >= start)
+                     .scalar_subquery())
+        candidate = select(
+            literal(ag.id, p.agreement_id.type), literal(subject_hash, p.subject_hash.type),
+            literal(param_hash, p.param_hash.type), literal(now, p.first_seen.type),
+        ).where(or_(fresh, in_window < q.distinct_params_per_subject))
+        ins = insert(t.metering_params).from_select([*_PARAM_KEY, "first_seen"], candidate)
+        stmt = ins.on_conflict_do_update(
+            index_elements=list(_PARAM_KEY),
+            set_={"first_seen": case((p.first_seen >= start, p.first_seen), else_=ins.excluded.first_seen)},
+        ).returning(p.first_seen)
+        return conn.execute(stmt).first() is not None
+    # other dialects: read, count, then write inside the transaction
     row = conn.execute(select(p.first_seen).where(*key, p.param_hash == param_hash)).first()
     if row is not None and row.first_seen >= start:
         return True
@@ -181,22 +215,29 @@ def snapshot(
     subject_hash: str | None = None, param_hash: str | None = None,
 ) -> QuotaUsage:
     """Usage so far today (and in the parameter window) for `policies.decision.decide`."""
-    now = aware(now)
+    with engine.connect() as conn:
+        return snapshot_in(conn, agreement, principal, aware(now), subject_hash, param_hash)
+
+
+def snapshot_in(
+    conn: Connection, agreement: Agreement, principal: str, now: dt.datetime, subject_hash: str | None = None,
+    param_hash: str | None = None,
+) -> QuotaUsage:
+    """`snapshot` within ``conn``'s transaction (the decision's reads share one)."""
     m, p = t.metering.c, t.metering_params.c
     day = _day(now)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(m.kind, m.subject_hash, m["count"].label("n"))
-            .where(m.agreement_id == agreement.id, m.principal == principal, m.day == day)
-        ).all()
-        distinct, is_new = 0, False
-        if subject_hash:
-            start = now - dt.timedelta(days=agreement.document.quotas.distinct_params_window_days)
-            seen = set(conn.execute(
-                select(p.param_hash).where(p.agreement_id == agreement.id, p.subject_hash == subject_hash,
-                                           p.first_seen >= start)
-            ).scalars())
-            distinct, is_new = len(seen), param_hash is not None and param_hash not in seen
+    rows = conn.execute(
+        select(m.kind, m.subject_hash, m["count"].label("n"))
+        .where(m.agreement_id == agreement.id, m.principal == principal, m.day == day)
+    ).all()
+    distinct, is_new = 0, False
+    if subject_hash:
+        start = now - dt.timedelta(days=agreement.document.quotas.distinct_params_window_days)
+        seen = set(conn.execute(
+            select(p.param_hash).where(p.agreement_id == agreement.id, p.subject_hash == subject_hash,
+                                       p.first_seen >= start)
+        ).scalars())
+        distinct, is_new = len(seen), param_hash is not None and param_hash not in seen
     counts = {k: sum(int(r.n) for r in rows if r.kind == k and (k != VERIFY or r.subject_hash == subject_hash))
               for k in _KINDS}
     return QuotaUsage(

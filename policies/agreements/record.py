@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from catalog import registry
 from catalog.registry import Dataset
@@ -128,10 +128,16 @@ def agreement_from_row(r: Any) -> Agreement:
 def load_agreement(engine: Engine, agreement_id: str) -> Agreement | None:
     """The stored agreement, without any authorization (for internal use and the gateway's own checks)."""
     with engine.connect() as conn:
-        r = conn.execute(select(t.agreements).where(t.agreements.c.id == agreement_id)).first()
+        return load_agreement_in(conn, agreement_id)
+
+
+def load_agreement_in(conn: Connection, agreement_id: str) -> Agreement | None:
+    """`load_agreement` within ``conn``'s transaction."""
+    r = conn.execute(select(t.agreements).where(t.agreements.c.id == agreement_id)).first()
     return agreement_from_row(r) if r else None
 
 
 def catalog_records(engine: Engine, names: Iterable[str]) -> dict[str, Dataset | None]:
     """Catalog records by name (``None`` for unregistered). Call outside any write transaction."""
-    return {n: registry.get(engine, n) for n in sorted(set(names))}
+    with engine.connect() as conn:
+        return registry.get_many_in(conn, names)

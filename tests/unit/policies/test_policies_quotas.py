@@ -139,6 +139,83 @@ def test_concurrent_calls_never_exceed_the_quota(world: World) -> None:
     assert len(ok) == 20 and refused == [QUOTA_EXCEEDED] * 28
 
 
+def _race(n: int, call: Any) -> tuple[list[int], list[str]]:
+    barrier = threading.Barrier(n)
+    ok: list[int] = []
+    refused: list[str] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            call(i)
+            ok.append(i)
+        except DomainError as e:
+            refused.append(e.code)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return ok, refused
+
+
+def test_racing_checks_on_one_subject_never_exceed_its_caps(world: World) -> None:
+    """Concurrent checks of one subject with distinct parameter values: the per-subject verification quota and the
+    distinct-value cap each hold exactly (each meter one upsert; on PostgreSQL the verify row's lock serialises the
+    parameter cap), and every refused check leaves no trace."""
+    ag = world.active(quotas={"verify_per_subject_per_day": 6, "distinct_params_per_subject": 4})
+    alice = subject("P0001")
+    digests = [quotas.params_digest({"threshold": 1000 * (i + 1)}) for i in range(16)]
+
+    def check(digest: str) -> None:
+        quotas.consume(world.engine, ag, world.bank.name, ("call", "verify", "param"), now=world.now,
+                       subject_hash=alice, param_hash=digest)
+
+    ok, refused = _race(16, lambda i: check(digests[i]))
+    assert len(ok) == 4 and refused == [QUOTA_EXCEEDED] * 12
+    snap = quotas.snapshot(world.engine, ag, world.bank.name, now=world.now, subject_hash=alice)
+    assert (snap.calls_today, snap.verifies_subject_today, snap.distinct_params) == (4, 4, 4)
+    # the values already seen pass again until the per-subject quota (6) is used up
+    again, refused = _race(8, lambda i: check(digests[ok[i % 4]]))
+    assert len(again) == 2 and refused == [QUOTA_EXCEEDED] * 6
+    snap = quotas.snapshot(world.engine, ag, world.bank.name, now=world.now, subject_hash=alice)
+    assert (snap.calls_today, snap.verifies_subject_today, snap.distinct_params) == (6, 6, 4)
+
+
+def test_a_value_seen_before_the_window_counts_as_new(world: World) -> None:
+    ag = world.active(quotas={"verify_per_subject_per_day": 100, "distinct_params_per_subject": 2,
+                              "distinct_params_window_days": 30})
+    alice = subject("P0001")
+    d1, d2, d3 = (quotas.params_digest({"threshold": v}) for v in (1, 2, 3))
+
+    def use(d: str, now: dt.datetime) -> None:
+        quotas.consume(world.engine, ag, world.bank.name, ("verify", "param"), now=now, subject_hash=alice,
+                       param_hash=d)
+
+    use(d1, world.now)
+    use(d2, world.now + 20 * DAY)
+    use(d1, world.now + 25 * DAY)  # inside the window: keeps its first use (day 0)
+    late = world.now + 31 * DAY  # d1 has left the window, d2 has not
+    use(d3, late)
+    with pytest.raises(DomainError) as e:
+        use(d1, late)  # new again, and the window holds two values
+    assert codes(e.value) == ["quota.distinct_params_per_subject"]
+    use(d1, world.now + 51 * DAY)  # d2 gone: d1 re-enters with a fresh first use
+    snap = quotas.snapshot(world.engine, ag, world.bank.name, now=world.now + 51 * DAY, subject_hash=alice,
+                           param_hash=d1)
+    assert (snap.distinct_params, snap.param_is_new) == (2, False)
+
+
+def test_a_zero_quota_refuses_and_writes_nothing(world: World) -> None:
+    ag = world.active(quotas={"scores_per_day": 0})
+    with pytest.raises(DomainError) as e:
+        quotas.consume(world.engine, ag, world.bank.name, ("call", "score"), now=world.now)
+    assert codes(e.value) == ["quota.scores_per_day"]
+    snap = quotas.snapshot(world.engine, ag, world.bank.name, now=world.now)
+    assert (snap.calls_today, snap.scores_today) == (0, 0)
+
+
 def test_failed_meter_rolls_back_the_others(world: World) -> None:
     ag = world.active(quotas={"calls_per_day": 5, "jobs_per_day": 0})
     with pytest.raises(DomainError) as e:
