@@ -38,8 +38,8 @@ from catalog._tables import metadata, model_score_usage
 from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid
 
 __all__ = ["DECISION_SCORE_RANGE", "DEFAULT_DECISION_LIMIT", "OUTPUTS", "ModelRecord", "Output", "consume_scores",
-           "decisions_to_recover", "get_model", "list_models", "model_registry", "refund_scores", "register_model",
-           "score_usage"]
+           "consume_scores_in", "decisions_to_recover", "get_model", "list_models", "model_registry", "refund_scores",
+           "register_model", "score_usage"]
 
 Output = Literal["decision", "logit"]
 OUTPUTS: tuple[Output, ...] = ("decision", "logit")
@@ -290,17 +290,23 @@ def consume_scores(engine: Engine, agreement_id: str, model_id: str, n: int, lim
     One conditional ``UPDATE … SET scores = scores + n WHERE scores + n <= limit``: concurrent requests can
     never take more than ``limit`` together. ``QUOTA_EXCEEDED`` (nothing taken) when ``n`` does not fit.
     """
+    with engine.begin() as conn:
+        return consume_scores_in(conn, agreement_id, model_id, n, limit, output=output, now=now)
+
+
+def consume_scores_in(conn: Connection, agreement_id: str, model_id: str, n: int, limit: int, *,
+                      output: Output = "logit", now: dt.datetime | None = None) -> int:
+    """`consume_scores` inside the caller's transaction (which a ``QUOTA_EXCEEDED`` should roll back)."""
     if n < 0:
         raise invalid("a score count cannot be negative")
     meter = _meter(model_id, output)
     now = _utc(now or dt.datetime.now(dt.UTC))
     t = model_score_usage
     key = (t.c.agreement_id == agreement_id, t.c.model_id == meter)
-    with engine.begin() as conn:
-        _ensure_usage_row(conn, agreement_id, meter, now)
-        res = conn.execute(update(t).where(*key, t.c.scores + n <= limit)
-                           .values(scores=t.c.scores + n, updated_at=now))
-        used = int(conn.execute(select(t.c.scores).where(*key)).scalar_one())
+    _ensure_usage_row(conn, agreement_id, meter, now)
+    res = conn.execute(update(t).where(*key, t.c.scores + n <= limit)
+                       .values(scores=t.c.scores + n, updated_at=now))
+    used = int(conn.execute(select(t.c.scores).where(*key)).scalar_one())
     if res.rowcount != 1:
         raise DomainError(QUOTA_EXCEEDED, f"the agreement's {output} quota for this model is used up",
                           [{"reason": f"quota.model_{output}s", "message": "model-extraction limit of the model card",

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, UNAVAILABLE, DomainError
-from gateway import console, deps, errors, health, journal
+from gateway import console, deps, errors, health, journal, latency
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
@@ -132,7 +132,10 @@ def create_app(ctx: AppContext) -> FastAPI:
 
         def complete(e: AuditEvent, status: int | None = None) -> None:
             """Name the entry by its route and state its status (the final one, or for a journal writing it in
-            the transaction of the change: the one the handler stated, else the route's success status)."""
+            the transaction of the change: the one the handler stated, else the route's success status) and its
+            duration (for a journal on a padded route: until the answer's bucket boundary, as a padded answer's
+            entry states — never the unpadded time of the work)."""
+            journaled = status is None
             route: Any = request.scope.get("route")
             if e.action == AuditAction.REQUEST_UNKNOWN:  # a handler may name its action more precisely
                 e.action = getattr(route, "name", None) or AuditAction.REQUEST_UNMATCHED
@@ -140,7 +143,11 @@ def create_app(ctx: AppContext) -> FastAPI:
             if status is None:
                 status = int(e.details.get("status") or getattr(route, "status_code", None) or 200)
             e.details["status"] = status
-            e.details["ms"] = round((time.monotonic() - started) * 1000, 1)
+            now = time.monotonic()
+            padded = getattr(request.state, "padded", None)
+            if journaled and padded is not None:  # written before the padded answer leaves: the time it will leave
+                now = latency.boundary(padded[0], padded[1], now)
+            e.details["ms"] = round((now - started) * 1000, 1)
             if status >= 400 and e.decision == "allow":
                 e.decision = "error" if status >= 500 else "deny"
 

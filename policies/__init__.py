@@ -10,7 +10,8 @@ Module map (the gateway imports only the names re-exported here):
 - `negative_list`: admin-managed entries (dataset, ``dataset.column``, purpose) no agreement can override.
 - `decision`: `decide(ctx) -> Decision(allow, reasons)`, pure, reporting every reason; `Decision.error()` maps
   a denial to one `DomainError` (not-found-or-forbidden > inactive > budget > quota > policy).
-- `access`: `authorize` — load, decide, meter or raise — for agreement-scoped requests; budget/usage reads.
+- `access`: `authorize` — load, decide, meter or raise — for agreement-scoped requests (`permit`: decide now,
+  meter later with the caller's journal); budget/usage reads.
 - `budget`: exact (ε, δ) `Budget` (basic composition) over `fractions.Fraction`.
 - `ledger`: per-(agreement, dataset) accounts; `charge` (check-then-debit, one transaction), idempotent
   `refund`, `remaining`, `status`.
@@ -27,7 +28,7 @@ Dependency rule: `policies` imports `catalog` only.
 """
 
 from policies._tables import metadata
-from policies.access import authorize, check, read_budget, read_usage
+from policies.access import Permit, authorize, check, permit, read_budget, read_usage
 from policies.actor import Actor, Role
 from policies.agreements.document import AgreementDocument, parse_document
 from policies.agreements.lifecycle import (
@@ -100,6 +101,7 @@ __all__ = [
     "Journal",
     "NegativeEntry",
     "NegativeList",
+    "Permit",
     "QuotaUsage",
     "Reason",
     "Role",
@@ -135,6 +137,7 @@ __all__ = [
     "outputs_sealed",
     "params_digest",
     "parse_document",
+    "permit",
     "read_budget",
     "read_usage",
     "record_expiries",

@@ -4,22 +4,26 @@
 catalog records, the negative list, a quota snapshot and the remaining budgets, runs `decide`, raises the
 mapped `DomainError` on denial, and on allow consumes the action's meters atomically (``QUOTA_EXCEEDED`` if a
 concurrent call took the last unit). `check` returns the `Decision` without raising or metering (audit,
-console previews). `read_budget` and `read_usage` are the authorized reads for the budget and usage endpoints.
+console previews). `permit` decides and raises like `authorize` but leaves the metering to the caller
+(`Permit.consume`, with its journal). `read_budget` and `read_usage` are the authorized reads for the budget and
+usage endpoints.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from catalog import registry
 from policies import ledger, quotas
 from policies import negative_list as neg
 from policies._clock import aware
 from policies.actor import Actor
-from policies.agreements.record import Agreement, catalog_records, load_agreement
+from policies.agreements.record import Agreement, load_agreement_in
 from policies.budget import Budget
 from policies.decision import RULES, Action, Decision, DecisionContext, decide, meters_for
 from policies.journal import Journal
@@ -42,20 +46,24 @@ def build_context(
     param_hash: str | None = None,
     fingerprints: Mapping[str, str] | None = None,
 ) -> DecisionContext:
-    """Load everything `decide` needs for ``action``. Call outside any write transaction."""
+    """Load everything `decide` needs for ``action``, in one read transaction (one connection and, on SQLite,
+    one ``BEGIN IMMEDIATE`` instead of one per read), so the decision sees one consistent state. Call outside
+    any write transaction."""
     action = Action(action)
-    ag = load_agreement(engine, agreement) if isinstance(agreement, str) else agreement
     requested = tuple(sorted(set(datasets)))
     cols = {ds: frozenset(c) for ds, c in (columns or {}).items()}
     rule = RULES[action]
-    records = catalog_records(engine, (ag.document.datasets if ag else ()) + requested + tuple(cols)) \
-        if ag is not None else {}
-    usage = quotas.snapshot(engine, ag, actor.name, now=now, subject_hash=subject_hash, param_hash=param_hash) \
-        if ag is not None and rule.meters else None
-    remaining = ledger.remaining(engine, ag.id) if ag is not None and rule.spends and cost is not None else {}
+    with engine.connect() as conn:
+        ag = load_agreement_in(conn, agreement) if isinstance(agreement, str) else agreement
+        records = registry.get_many_in(conn, ag.document.datasets + requested + tuple(cols)) \
+            if ag is not None else {}
+        usage = quotas.snapshot_in(conn, ag, actor.name, aware(now), subject_hash, param_hash) \
+            if ag is not None and rule.meters else None
+        remaining = ledger.remaining_in(conn, ag.id) if ag is not None and rule.spends and cost is not None else {}
+        negative_list = neg.load_in(conn)
     return DecisionContext(
         actor=actor, action=action, now=now, agreement=ag, datasets=records, requested=requested, columns=cols,
-        purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, negative_list=neg.load(engine),
+        purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, negative_list=negative_list,
         usage=usage, cost=cost, remaining=remaining, fingerprints=fingerprints,
     )
 
@@ -90,6 +98,45 @@ def check(engine: Engine, actor: Actor, action: Action, agreement_id: str, *, no
     return decide(_context(engine, actor, action, agreement_id, aware(now), facts)[0])
 
 
+@dataclass(frozen=True)
+class Permit:
+    """An allowed request whose meters are not consumed yet (`permit`): `consume` bumps them in one transaction,
+    with the caller's ``journal``, once the caller knows what that transaction's entry says."""
+
+    agreement: Agreement
+    principal: str
+    meters: tuple[str, ...]
+    now: dt.datetime
+    subject_hash: str | None
+    param_hash: str | None
+
+    def consume(self, engine: Engine, journal: Journal | None = None) -> None:
+        """Consume the meters (all or none, ``QUOTA_EXCEEDED`` if a concurrent call took the last unit) and write
+        ``journal`` in their transaction; an unmetered action changes nothing and journals nothing here."""
+        if self.meters:
+            quotas.consume(engine, self.agreement, self.principal, self.meters, now=self.now,
+                           subject_hash=self.subject_hash, param_hash=self.param_hash, journal=journal)
+
+    def consume_in(self, conn: Connection) -> None:
+        """Consume the meters within the caller's transaction (which a ``QUOTA_EXCEEDED`` should roll back)."""
+        if self.meters:
+            quotas.consume_in(conn, self.agreement, self.principal, self.meters, self.now, self.subject_hash,
+                              self.param_hash)
+
+
+def permit(engine: Engine, actor: Actor, action: Action, agreement_id: str, *, now: dt.datetime | None = None,
+           **facts: Unpack[RequestFacts]) -> Permit:
+    """Decide ``action`` and raise on denial, consuming nothing yet: `authorize` without its metering, for a
+    caller that computes its answer first and then meters it with its audit entry (`Permit.consume`). The
+    decision's quota reasons come from a snapshot, so a request whose meters are used up is refused here, before
+    anything is computed; only a concurrent call taking the last unit meanwhile is refused by `Permit.consume`."""
+    now = aware(now)
+    ctx, param_hash = _context(engine, actor, action, agreement_id, now, facts)
+    decide(ctx).raise_if_denied()
+    assert ctx.agreement is not None
+    return Permit(ctx.agreement, actor.name, meters_for(ctx.action), now, facts.get("subject_hash"), param_hash)
+
+
 def authorize(engine: Engine, actor: Actor, action: Action, agreement_id: str, *, now: dt.datetime | None = None,
               journal: Journal | None = None, **facts: Unpack[RequestFacts]) -> Agreement:
     """Decide ``action`` and raise on denial; on allow consume the action's meters. Returns the agreement.
@@ -100,15 +147,9 @@ def authorize(engine: Engine, actor: Actor, action: Action, agreement_id: str, *
     and charges in the job's own transaction. ``journal`` (`policies.journal`) records a metered call in the
     transaction of its meters (an unmetered one is a read: nothing changes, nothing is journaled here).
     """
-    now = aware(now)
-    ctx, param_hash = _context(engine, actor, action, agreement_id, now, facts)
-    decide(ctx).raise_if_denied()
-    assert ctx.agreement is not None
-    meters = meters_for(ctx.action)
-    if meters:
-        quotas.consume(engine, ctx.agreement, actor.name, meters, now=now, subject_hash=facts.get("subject_hash"),
-                       param_hash=param_hash, journal=journal)
-    return ctx.agreement
+    allowed = permit(engine, actor, action, agreement_id, now=now, **facts)
+    allowed.consume(engine, journal)
+    return allowed.agreement
 
 
 def read_budget(engine: Engine, actor: Actor, agreement_id: str, *,

@@ -24,7 +24,9 @@ class PaddedRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def padded_handler(request: Request) -> Response:
-            async with latency.padded(request.app.state.ctx.settings.latency_bucket_ms):
+            bucket_ms = request.app.state.ctx.settings.latency_bucket_ms
+            async with latency.padded(bucket_ms) as started:
+                request.state.padded = (started, bucket_ms)  # an entry written before the answer states padded ms
                 response: Awaitable[Response] = handler(request)
                 return await response
 

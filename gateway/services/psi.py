@@ -4,11 +4,13 @@
 Every function here is for a bank (the agreement's grantee) under an active agreement whose job kinds grant it:
 `setup` (checked, not metered: it answers nothing about any list), `size_setup`, `size` (discrete Laplace noise,
 ε charged on the ledger like a query, a call and a job metered; the answer is computed first and leaves only if
-the debit commits, with the request's audit entry in the debit's transaction: `gateway.journal`), `members`
-(metered), `anonymous_info` and
-`check_anonymous` (metered per bucket; the service sees a bucket of at least k subjects and signs a receipt
-without a result, which it does not know). Every answer carries a signed receipt (`gateway.services.receipts`)
-and fills the request's `AuditEvent` (ε, sizes, digests — never a subject or an id).
+the debit and the meters commit, with the request's audit entry in the debit's transaction: `gateway.journal`),
+`members` (metered), `anonymous_info` and `check_anonymous` (metered per bucket; the service sees a bucket of at
+least k subjects and signs a receipt without a result, which it does not know). A metered call is decided first
+(`policies.permit`: quotas from a snapshot), its answer computed, and its meters consumed with the request's
+audit entry in one transaction (`_metered`): the answer leaves only if both commit. Every answer carries a
+signed receipt (`gateway.services.receipts`) and fills the request's `AuditEvent` (ε, sizes, digests — never a
+subject or an id).
 
 Hostile messages (elements that are not P-256 x-coordinates, wrong lengths, repeats, a double-blinded set of the
 wrong size) are ``CIPHERTEXT_INVALID`` or ``INVALID_REQUEST`` before anything is metered or charged.
@@ -258,8 +260,8 @@ def size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> SizeO
     cost = Budget(epsilon, Fraction(0))
     ev.details.update(bank_ids=len(query), setup_id=body.setup_id)
     note_expiry(ctx, body.agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.PSI_SIZE, body.agreement_id, datasets=[ds.name],
-                       purpose=body.purpose, cost=cost)
+    allowed = policies.permit(ctx.engine, actor_of(p), Action.PSI_SIZE, body.agreement_id, datasets=[ds.name],
+                              purpose=body.purpose, cost=cost)
     job_id = "psi-" + secrets.token_hex(12)
     exact = psi.size_count(setup.key, query, table)  # nothing leaves unless the debit below commits
     noisy = mechanism.release([exact])[0]
@@ -273,8 +275,13 @@ def size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> SizeO
         entry.details.update(job_id=job_id)
         return True
 
-    policy_ledger.charge(ctx.engine, body.agreement_id, [ds.name], cost, job_id,
-                         journal=request_entry(ctx.audit, ev, charged))
+    entry = request_entry(ctx.audit, ev, charged)
+
+    def metered(conn: Connection) -> None:  # the call's meters, then the entry: in the debit's transaction
+        allowed.consume_in(conn)
+        entry(conn)
+
+    policy_ledger.charge(ctx.engine, body.agreement_id, [ds.name], cost, job_id, journal=metered)
     ev.epsilon, ev.delta = str(epsilon), "0"
     ev.output_digest = _sha256(receipt)
     ev.details.update(job_id=job_id)
@@ -296,15 +303,27 @@ def members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) ->
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     setup = store(ctx).psi(worker, ds, "members")
     note_expiry(ctx, body.agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.PSI_MEMBERS, body.agreement_id, datasets=[ds.name],
-                       purpose=body.purpose, consent_ref=consent if body.consent_refs else None)
+    allowed = policies.permit(ctx.engine, actor_of(p), Action.PSI_MEMBERS, body.agreement_id, datasets=[ds.name],
+                              purpose=body.purpose, consent_ref=consent if body.consent_refs else None)
     out = group.join(psi.evaluate(setup.key, elements))
     receipt = issue_receipt(ctx, {
         "kind": "psi.members", "agreement_id": body.agreement_id, "dataset": ds.name,
         "dataset_fingerprint": ds.fingerprint, "bank_ids": len(elements), "consent_digest": consent,
         "request_digest": _sha256(body.elements), "output_digest": _sha256(out)})
-    ev.output_digest = _sha256(receipt)
+    _metered(ctx, ev, allowed, _sha256(receipt))  # nothing leaves unless the meters commit with the entry
     return MembersOut(elements=_b64(out), receipt=receipt)
+
+
+def _metered(ctx: AppContext, ev: AuditEvent, allowed: policies.Permit, output_digest: str) -> None:
+    """Consume a computed answer's meters with the request's entry (stating ``output_digest``) in their
+    transaction, both or neither (`gateway.journal`); the answer leaves only once they commit."""
+
+    def answered(_conn: Connection, entry: AuditEvent) -> bool:
+        entry.output_digest = output_digest
+        return True
+
+    allowed.consume(ctx.engine, request_entry(ctx.audit, ev, answered))
+    ev.output_digest = output_digest
 
 
 # --- anonymous verification ------------------------------------------------------------------------------------
@@ -357,9 +376,10 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
     ev.details.update(params_digest=params_digest, bucket_hash=bucket_hash, bucket_size=len(members),
                       bucket_bits=setup.bits)
     note_expiry(ctx, body.agreement_id)
-    policies.authorize(ctx.engine, actor_of(p), Action.VERIFY_ANONYMOUS, body.agreement_id, datasets=[ds.name],
-                       columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose, consent_ref=body.consent_ref,
-                       subject_hash=bucket_hash, params={"product": product.name, "params": canonical})
+    allowed = policies.permit(ctx.engine, actor_of(p), Action.VERIFY_ANONYMOUS, body.agreement_id,
+                              datasets=[ds.name], columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose,
+                              consent_ref=body.consent_ref, subject_hash=bucket_hash,
+                              params={"product": product.name, "params": canonical})
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     subjects = [setup.subjects[i] for i in members]
     verdicts = bucket_verdicts(worker, vetted, subjects, bind_canonical(vetted, canonical))
@@ -373,7 +393,7 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
         "bucket_hash": bucket_hash, "bucket_size": len(members), "params_digest": params_digest,
         "consent_digest": consent, "dataset_fingerprint": ds.fingerprint, "aad": aad,
         "answer_digest": _sha256(answer.evaluated + answer.labels)})
-    ev.output_digest = _sha256(receipt)
+    _metered(ctx, ev, allowed, _sha256(receipt))  # nothing leaves unless the meters commit with the entry
     return AnonCheckOut(evaluated=_b64(answer.evaluated), labels=_b64(answer.labels), aad=aad,
                         bucket_size=len(members), receipt=receipt)
 

@@ -3,11 +3,13 @@ decisions (the masked sign of score − the bank's encrypted cut-off) or granted
 
 Order of a request (`score`): the agreement's decision without metering (`policies.check`) → the grant (logits,
 layout: ``POLICY_DENIED`` with reason ``score.logits_not_granted`` / ``score.layout_not_granted``, nothing
-metered) → authorize and meter the call (`policies.authorize`, ``model.score``) → validate the context (cached per
-bank and context digest: `gateway.caches.Caches.scoring_contexts`) → take the request's exposed answers from the
-(agreement, model, output) extraction quota stated in the card (`catalog.models.consume_scores`) → evaluate → on a
-failed evaluation give the answers back. The route (`gateway.routes.models`) pads every answer and refusal to the
-latency bucket.
+metered) → the call's permit (`policies.permit`, ``model.score``: decided, quotas from a snapshot, nothing metered
+yet) → validate the context (cached per bank and context digest: `gateway.caches.Caches.scoring_contexts`) →
+evaluate → in one transaction the agreement's meters, the request's exposed answers from the (agreement, model,
+output) extraction quota stated in the card (`catalog.models.consume_scores_in`) and the request's audit entry
+(`gateway.journal`: all or nothing). The answer leaves only if that transaction commits; a failed evaluation or a
+quota taken meanwhile by a concurrent call meters nothing. The route (`gateway.routes.models`) pads every answer
+and refusal to the latency bucket.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 import policies
 from catalog import models as model_registry
@@ -26,6 +29,7 @@ from catalog.models import ModelRecord
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
+from gateway.journal import request_entry
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from mpc.he import (
@@ -153,7 +157,7 @@ def score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Aud
     scope = RequestFacts(datasets=sorted(m.source_datasets), columns=_columns(m), purpose=m.purpose)
     policies.check(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope).raise_if_denied()
     _granted(ctx, agreement_id, body)  # before anything is metered
-    policies.authorize(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope)
+    allowed = policies.permit(ctx.engine, actor_of(p), Action.MODEL_SCORE, agreement_id, **scope)
     model = linear_model(ctx, m)
     public, lock = ctx.caches.scoring_contexts.get((p.name, "score", body.layout, context_digest),
                                                    lambda: load_scoring_context(body.context, body.layout))
@@ -163,22 +167,29 @@ def score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Aud
         exposed = scores_exposed(body.layout, len(body.ciphertexts), public.info.poly_modulus_degree)
     ev.details["scores_exposed"] = exposed
     limit = m.limit_for(body.output)
-    used = model_registry.consume_scores(ctx.engine, agreement_id, m.id, exposed, limit, output=body.output)
-    try:
-        with lock:
-            if body.cutoff is not None:
-                out = (decide_rows(public, body.ciphertexts, body.cutoff, model) if body.layout == "row"
-                       else [decide_columns(public, body.ciphertexts, body.cutoff, model)])
-            elif body.layout == "row":
-                out = score_rows(public, body.ciphertexts, model)
-            else:
-                out = [score_columns(public, body.ciphertexts, model)]
-    except BaseException:
-        model_registry.refund_scores(ctx.engine, agreement_id, m.id, exposed, output=body.output)
-        raise
+    # Evaluate first; the ciphertexts leave only once the agreement's meters and the model's quota commit with the
+    # request's entry (one transaction: all or nothing). A quota taken meanwhile by a concurrent call refuses here.
+    with lock:
+        if body.cutoff is not None:
+            out = (decide_rows(public, body.ciphertexts, body.cutoff, model) if body.layout == "row"
+                   else [decide_columns(public, body.ciphertexts, body.cutoff, model)])
+        elif body.layout == "row":
+            out = score_rows(public, body.ciphertexts, model)
+        else:
+            out = [score_columns(public, body.ciphertexts, model)]
     digest = hashlib.sha256()
     for ct in out:
         digest.update(ct.encode() + b"|")
-    ev.output_digest = "sha256:" + digest.hexdigest()
+    output_digest = "sha256:" + digest.hexdigest()
+
+    def answered(_conn: Connection, entry: AuditEvent) -> bool:
+        entry.output_digest = output_digest
+        return True
+
+    with ctx.engine.begin() as conn:
+        allowed.consume_in(conn)
+        used = model_registry.consume_scores_in(conn, agreement_id, m.id, exposed, limit, output=body.output)
+        request_entry(ctx.audit, ev, answered)(conn)
+    ev.output_digest = output_digest
     return {"ciphertexts": out, "layout": body.layout, "output": body.output, "scores_counted": exposed,
             "scores_used": used, "scores_limit": limit}

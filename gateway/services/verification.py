@@ -3,25 +3,30 @@
 Shared by the API (`gateway.routes.verifications`), the console's check page and the anonymous checks
 (`gateway.services.psi`). A check is vetted against the declaration as it stands now (`product_for_check`),
 canonicalised (`sandbox.verify.canonical_subject`, `canonical_params`: one spelling is matched, metered, hashed
-and signed; malformed input costs nothing), authorized and metered (`policies.authorize`), evaluated by one
-canonical statement on the dataset's locked worker, and answered with a signed receipt
-(`gateway.services.receipts`). The caller's `AuditEvent` receives the keyed subject hash (never the subject),
-the question's digest (`question_digest`) and the receipt's digest as the output.
+and signed; malformed input costs nothing), decided (`policies.permit`: policy and quotas, from a snapshot of the
+caller's own counters), evaluated by one canonical statement on the dataset's locked worker, signed
+(`gateway.services.receipts`), and metered with the request's audit entry in one transaction (`_answered`: both
+or neither, `gateway.journal`): the verdict leaves only once that commits; a concurrent call that took the last
+unit meanwhile makes it ``QUOTA_EXCEEDED`` (counters only, the verdict discarded). The caller's `AuditEvent`
+receives the keyed subject hash (never the subject), the question's digest (`question_digest`) and the
+receipt's digest as the output.
 
 Encrypted checks (`check_encrypted`): the bank's BFV context and ``Enc(t)`` in, ``Enc(r·(x − t) + r')`` out
 (`mpc.he.evaluate_masked_sign_with`); the context and ciphertext are validated by a dry evaluation before any
-subject is metered, then every subject is metered in one transaction (all or nothing) with a fresh parameter
-value each (the threshold is hidden, so one ciphertext replayed with the subjects in other slots is a new
-question).
+data is read, the lookup and evaluation (which succeed for any subject set) run, then every subject is metered
+with the request's entry in one transaction (all or nothing) with a fresh parameter value each (the threshold is
+hidden, so one ciphertext replayed with the subjects in other slots is a new question).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from sqlalchemy import Connection
 
 import policies
 from catalog import products, registry
@@ -31,6 +36,7 @@ from catalog.registry import Dataset
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
+from gateway.journal import Journal, request_entry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
@@ -117,18 +123,33 @@ def _view(product: Product, vetted: VettedPredicate) -> dict[str, Any]:
     return {**product.public(), **vetted.public()}
 
 
-def _authorize(ctx: AppContext, p: Principal, agreement_id: str, ds: Dataset, vetted: VettedPredicate,
-               consent_ref: str, purpose: str | None, subject_hash: str, params: dict[str, Any]) -> None:
-    """Decide and meter a plain check. An allowed check's agreement is in force, so only a refused one can be the
-    first touch of an expired agreement: its expiry is recorded then (`note_expiry`), before the refusal leaves.
-    The allowed path — every answered check — thus writes no expiry transaction (docs/performance.md)."""
+def _permit(ctx: AppContext, p: Principal, agreement_id: str, ds: Dataset, vetted: VettedPredicate,
+            consent_ref: str, purpose: str | None, subject_hash: str, params: dict[str, Any]) -> policies.Permit:
+    """Decide a plain check, metering nothing yet (`_answered` meters it with its entry). An allowed check's
+    agreement is in force, so only a refused one can be the first touch of an expired agreement: its expiry is
+    recorded then (`note_expiry`), before the refusal leaves. The allowed path — every answered check — thus
+    writes no expiry transaction (docs/performance.md)."""
     try:
-        policies.authorize(ctx.engine, actor_of(p), Action.VERIFY_CHECK, agreement_id, datasets=[ds.name],
-                           columns={ds.name: sorted(vetted.columns)}, purpose=purpose, consent_ref=consent_ref,
-                           subject_hash=subject_hash, params=params)
+        return policies.permit(ctx.engine, actor_of(p), Action.VERIFY_CHECK, agreement_id, datasets=[ds.name],
+                               columns={ds.name: sorted(vetted.columns)}, purpose=purpose, consent_ref=consent_ref,
+                               subject_hash=subject_hash, params=params)
     except DomainError:
         note_expiry(ctx, agreement_id)
         raise
+
+
+def _answered(ctx: AppContext, ev: AuditEvent, output_digest: str, meter: Callable[[Journal], None]) -> None:
+    """Meter an answer computed but not yet sent, with the request's entry (stating ``output_digest``) in the
+    meters' transaction: both or neither (`gateway.journal`). If the meters are used up meanwhile (a concurrent
+    call took the last unit: ``QUOTA_EXCEEDED``) or the store fails, the answer is discarded and the entry the
+    middleware then writes states the refusal and no output."""
+
+    def answer(_conn: Connection, entry: AuditEvent) -> bool:
+        entry.output_digest = output_digest
+        return True
+
+    meter(request_entry(ctx.audit, ev, answer))
+    ev.output_digest = output_digest
 
 
 # --- products --------------------------------------------------------------------------------------------------
@@ -184,20 +205,23 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
     canonical = canonical_params(vetted, body.params)  # malformed parameters cost nothing
     params_digest = question_digest(product, canonical)
     ev.details.update(params_digest=params_digest)
-    _authorize(ctx, p, body.agreement_id, ds, vetted, body.consent_ref, body.purpose, subject_hash,
-               {"product": product.name, "params": canonical})
+    allowed = _permit(ctx, p, body.agreement_id, ds, vetted, body.consent_ref, body.purpose, subject_hash,
+                      {"product": product.name, "params": canonical})
+    # Decided (quotas from the snapshot) before the statement runs; the verdict leaves only once its meters
+    # commit with the request's entry (`_answered`).
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     result = check_subject(worker, vetted, subject, bind_canonical(vetted, canonical))
     receipt = issue_receipt(ctx, {
         "kind": "verification", "product": product.name, "agreement_id": body.agreement_id,
         "subject_hash": subject_hash, "params_digest": params_digest, "consent_digest": consent,
         "dataset_fingerprint": ds.fingerprint, "result": result})
-    ev.output_digest = sha256(receipt)
+    _answered(ctx, ev, sha256(receipt), lambda journal: allowed.consume(ctx.engine, journal))
     return {"result": result, "receipt": receipt}
 
 
-def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str], param_hash: str) -> None:
-    """Meter every subject of an encrypted check in one transaction (all or nothing)."""
+def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str], param_hash: str,
+                    journal: Journal) -> None:
+    """Meter every subject of an encrypted check in one transaction (all or nothing), ``journal`` its last write."""
     agreement = policies.load_agreement(ctx.engine, agreement_id)
     if agreement is None:  # pragma: no cover - the decision just found it
         raise not_found("agreement")
@@ -209,6 +233,7 @@ def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: li
             for i, h in enumerate(hashes):
                 subject_meters = meters if i == 0 else tuple(m for m in meters if m != CALL)
                 policy_quotas.consume_in(conn, agreement, p.name, subject_meters, now, h, param_hash)
+            journal(conn)
     except DomainError as e:
         e.details = [*e.details, {"subject_index": i}]
         raise
@@ -244,7 +269,8 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
     (public, plan), lock = ctx.caches.sign_contexts.get(key, lambda: load_sign_context(body.context, bounds))
     with lock:
         evaluate_masked_sign_with(public, plan, body.ciphertext, [bounds.value_min] * len(hashes), bounds)
-    _meter_subjects(ctx, p, body.agreement_id, hashes, policies.params_digest(params))
+    # The lookup and the evaluation succeed for any subject set; the ciphertext leaves only once every subject's
+    # meters commit with the request's entry (`_answered`), all or nothing.
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     values, _ = threshold_values(worker, vetted, subjects)
     with lock:
@@ -254,5 +280,7 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
         "subjects": len(hashes), "subject_hashes_digest": sha256("\n".join(hashes)), "consent_digest": consent,
         "request_digest": request_digest, "output_digest": sha256(out),
         "dataset_fingerprint": ds.fingerprint})
-    ev.output_digest = sha256(out)
+    param_hash = policies.params_digest(params)
+    _answered(ctx, ev, sha256(out),
+              lambda journal: _meter_subjects(ctx, p, body.agreement_id, hashes, param_hash, journal))
     return {"ciphertext": out, "receipt": receipt}
