@@ -8,12 +8,17 @@ threshold). Subject identifiers arrive already hashed (the hash of their one can
 `sandbox.verify.canonical_subject`); parameter values are reduced to `params_digest` of their canonical form
 (``8000`` and ``8000.0`` are one value).
 
-Each increment is one conditional ``UPDATE … SET count = count + 1 WHERE … AND count < limit`` after an
-``INSERT … ON CONFLICT DO NOTHING`` of the zero row, so it is atomic on SQLite and PostgreSQL alike and a quota
-can never be overrun by concurrent calls. `consume_in` runs inside the caller's transaction: if any meter is
-exhausted it raises ``QUOTA_EXCEEDED`` (every exhausted meter in the details) and the caller's rollback undoes
-the other increments. On PostgreSQL the per-subject ``verify`` row is updated before the ``param`` check, so
-its row lock serialises concurrent checks on one subject.
+Each increment is one statement, ``INSERT … VALUES (…, 1) ON CONFLICT (key) DO UPDATE SET count = count + 1
+WHERE count < limit RETURNING count`` (no row back: the quota is used up; a limit of 0 writes nothing), so it is
+atomic on SQLite and PostgreSQL alike and a quota can never be overrun by concurrent calls. The distinct-parameter
+cap is one statement too: an ``INSERT … SELECT … WHERE <the value is in the window> OR <fewer than the cap are>
+ON CONFLICT DO UPDATE … RETURNING`` (a value first seen before the window counts as new and gets a fresh
+``first_seen``). `consume_in` runs inside the caller's transaction: if any meter is exhausted it raises
+``QUOTA_EXCEEDED`` (every exhausted meter in the details) and the caller's rollback undoes the other increments.
+On PostgreSQL the per-subject ``verify`` row is upserted before the ``param`` check, and ``ON CONFLICT DO
+UPDATE`` locks the conflicting row even when its condition is false, so that row lock serialises concurrent
+checks on one subject (the cap's count then sees every committed value); every transaction takes the locks in
+the same order (the order of `policies.decision` meters), so two checks cannot deadlock.
 
 `usage` reports calls, jobs, verifications, scores and ε (from the ledger journal, net of refunds, each job
 counted once) per day and, with a price schedule, the billable amount.
