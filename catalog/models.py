@@ -38,8 +38,8 @@ from catalog._tables import metadata, model_score_usage
 from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid
 
 __all__ = ["DECISION_SCORE_RANGE", "DEFAULT_DECISION_LIMIT", "OUTPUTS", "ModelRecord", "Output", "consume_scores",
-           "consume_scores_in", "decisions_to_recover", "get_model", "list_models", "model_registry", "refund_scores",
-           "register_model", "score_usage"]
+           "consume_scores_in", "decisions_to_recover", "get_model", "list_models", "model_registry", "new_model_ids",
+           "refund_scores", "register_model", "register_model_in", "score_usage"]
 
 Output = Literal["decision", "logit"]
 OUTPUTS: tuple[Output, ...] = ("decision", "logit")
@@ -216,11 +216,31 @@ def _row(r: Any) -> ModelRecord:
         valid_until=_utc(r.valid_until), created_at=_utc(r.created_at))
 
 
+def new_model_ids(now: dt.datetime | None = None) -> tuple[str, str]:
+    """A new model's id and certificate id, named before its registration (the release that registers it stores
+    them in its result, in the same transaction: `register_model_in`)."""
+    now = _utc(now or dt.datetime.now(dt.UTC))
+    return "mdl_" + secrets.token_hex(10), f"VBX-MC-{now.year}-{secrets.token_hex(4).upper()}"
+
+
 def register_model(engine: Engine, *, job_id: str, agreement_id: str, owner: str, algorithm: str,
                    purpose: str | None, features: list[str], card: dict[str, Any], weights_path: str,
                    output_digest: str, source_datasets: dict[str, str], valid_days: int = 365,
                    now: dt.datetime | None = None) -> ModelRecord:
     """Record a released model and issue its certificate (``INVALID_REQUEST`` on malformed arguments)."""
+    with engine.begin() as conn:
+        return register_model_in(conn, job_id=job_id, agreement_id=agreement_id, owner=owner, algorithm=algorithm,
+                                 purpose=purpose, features=features, card=card, weights_path=weights_path,
+                                 output_digest=output_digest, source_datasets=source_datasets,
+                                 valid_days=valid_days, now=now)
+
+
+def register_model_in(conn: Connection, *, job_id: str, agreement_id: str, owner: str, algorithm: str,
+                      purpose: str | None, features: list[str], card: dict[str, Any], weights_path: str,
+                      output_digest: str, source_datasets: dict[str, str], valid_days: int = 365,
+                      now: dt.datetime | None = None, ids: tuple[str, str] | None = None) -> ModelRecord:
+    """`register_model` inside the caller's transaction (a release registers its model in the release's own:
+    both or neither), under ``ids`` (`new_model_ids`) when the caller named them first."""
     now = _utc(now or dt.datetime.now(dt.UTC))
     if not 1 <= valid_days <= 3660:
         raise invalid("a model certificate is valid for 1 to 3660 days")
@@ -228,18 +248,16 @@ def register_model(engine: Engine, *, job_id: str, agreement_id: str, owner: str
         raise invalid("weights_path is relative to the models directory")
     if not features or not source_datasets:
         raise invalid("a model names its features and source datasets")
-    model_id = "mdl_" + secrets.token_hex(10)
-    certificate = f"VBX-MC-{now.year}-{secrets.token_hex(4).upper()}"
-    with engine.begin() as conn:
-        conn.execute(model_registry.insert().values(
-            id=model_id, certificate_id=certificate, job_id=job_id, agreement_id=agreement_id, owner=owner,
-            algorithm=algorithm, purpose=purpose, features_json=json.dumps(list(features)),
-            card_json=json.dumps(card, sort_keys=True), weights_path=weights_path, output_digest=output_digest,
-            source_datasets_json=json.dumps(dict(source_datasets), sort_keys=True), valid_days=valid_days,
-            valid_from=now, valid_until=now + dt.timedelta(days=valid_days), created_at=now))
-    rec = get_model(engine, model_id)
-    assert rec is not None
-    return rec
+    model_id, certificate = ids or new_model_ids(now)
+    conn.execute(model_registry.insert().values(
+        id=model_id, certificate_id=certificate, job_id=job_id, agreement_id=agreement_id, owner=owner,
+        algorithm=algorithm, purpose=purpose, features_json=json.dumps(list(features)),
+        card_json=json.dumps(card, sort_keys=True), weights_path=weights_path, output_digest=output_digest,
+        source_datasets_json=json.dumps(dict(source_datasets), sort_keys=True), valid_days=valid_days,
+        valid_from=now, valid_until=now + dt.timedelta(days=valid_days), created_at=now))
+    r = conn.execute(select(model_registry).where(model_registry.c.id == model_id)).first()
+    assert r is not None
+    return _row(r)
 
 
 def get_model(engine: Engine, model_id: str) -> ModelRecord | None:

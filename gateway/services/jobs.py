@@ -4,8 +4,9 @@ submit (vet + price in the sandbox, then `policies.submit`: meters, and on ``aut
 → owner review (exact spec, hash, cost, the run on the mock) → approve (charge) / reject → the worker claims,
 executes, passes the release gate → release (auto) or wait for the owner's release (custom code) → result.
 Every move commits with its audit entry (`gateway.journal`): the request's own (passed as ``ev``) for the
-submission, approval, rejection, cancellation and the owner's release; the worker's ``system`` entries for the
-claim, failure, success and release; an inline query's debit carries ``job.charge`` and its release or failure the
+submission, approval, rejection, cancellation and the owner's release (from the API or the console's forms); the
+worker's ``system`` entries for the claim, failure, success and release (a trained model is registered in the
+release's transaction, `_release`); an inline query's debit carries ``job.charge`` and its release or failure the
 request's entry (intent, then outcome).
 
 Nothing the grantee observes may depend on whether a run failed because of the data:
@@ -528,18 +529,24 @@ def _bucket_end(ctx: AppContext, job: Job) -> dt.datetime | None:
 
 def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = None,
              now: dt.datetime | None = None, request: Journal | None = None) -> Job:
-    """Release through the ledger's guard (a refunded job never releases), registering models first; the
-    ``job.release`` entry (and ``request``'s, if any) commit with the release."""
-    result, ref = out.result, None
+    """Release through the ledger's guard (a refunded job never releases); a trained model is registered (catalog
+    ``model_registry``, its ids named first and stored in the result) in the release's own transaction, before
+    the ``job.release`` entry (and ``request``'s, if any): the model, the release and their entries commit
+    together or not at all — no registered model without its release and entry, no release without its model."""
+    result, ref, register = out.result, None, None
     if out.model is not None:
-        rec = model_registry.register_model(ctx.engine, job_id=job.id, agreement_id=job.agreement_id, **out.model)
-        ref = rec.id
-        result = {**result, "model_id": rec.id, "certificate_id": rec.certificate_id}
+        ref, certificate = model_registry.new_model_ids()
+        result = {**result, "model_id": ref, "certificate_id": certificate}
+        model = out.model
+
+        def register(conn: Connection) -> None:
+            model_registry.register_model_in(conn, job_id=job.id, agreement_id=job.agreement_id,
+                                             ids=(ref, certificate), **model)
     extra = {"released_by": approved_by} if approved_by else {}
     entry = _system(ctx, job, AuditAction.JOB_RELEASE, output_digest=out.output_digest, output_kind=out.kind,
                     **({"model_id": ref} if ref else {}), **extra)
     return policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest,
-                            now=now, journal=both(entry, request))
+                            now=now, journal=both(register, entry, request))
 
 
 def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
