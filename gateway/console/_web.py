@@ -2,9 +2,14 @@
 
 Every page module (`gateway.console.pages`) uses these and nothing else of the web layer: `signed_in` loads the
 session from its cookie (and checks the page's roles), `posted_form` checks a form's origin and CSRF token,
-`render` fills a template, `guarded` turns an ended session, a CSRF failure or a `DomainError` into a page that
-says why (with the error catalog's code and HTTP status). The Content-Security-Policy and anti-framing headers
-are added by the audit middleware (`gateway.console.SECURITY_HEADERS`).
+`render` fills a template, `guarded` turns an ended session, a CSRF failure, a `DomainError` or a store that could
+not commit (`gateway.errors.store_unavailable`: ``503 UNAVAILABLE`` with ``Retry-After``, a "try again" page) into
+a page that says why (with the error catalog's code and HTTP status). The Content-Security-Policy and
+anti-framing headers are added by the audit middleware (`gateway.console.SECURITY_HEADERS`).
+
+A form that changes state (`form_event`) passes the request's `AuditEvent` to the same service call the API makes,
+so its entry — stating the form's ``303`` redirect — commits in the transaction of the change (`gateway.journal`);
+the middleware then appends nothing more for it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 import policies
-from catalog.errors import POLICY_DENIED, UNAUTHENTICATED, DomainError
+from catalog.errors import POLICY_DENIED, UNAUTHENTICATED, UNAVAILABLE, DomainError
 from gateway import errors
 from gateway.audit import AuditEvent
 from gateway.console.sessions import (
@@ -39,8 +44,8 @@ from gateway.services.jobs import actor_of
 from vocab.errors import ErrorCode
 
 __all__ = ["COOKIE", "COOKIE_PATH", "LOGIN_CSRF_COOKIE", "PAGE", "STATIC_DIR", "CsrfFailed", "audit_event",
-           "ctx_of", "guarded", "in_thread", "posted_form", "redirect", "render", "session_actor", "session_store",
-           "sign_in_page", "signed_in"]
+           "ctx_of", "form_event", "guarded", "in_thread", "posted_form", "redirect", "render", "session_actor",
+           "session_store", "sign_in_page", "signed_in"]
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -63,6 +68,15 @@ def audit_event(request: Request) -> AuditEvent:
     ev = getattr(request.state, "audit", None)
     if ev is None:
         ev = request.state.audit = AuditEvent()
+    return ev
+
+
+def form_event(request: Request) -> AuditEvent:
+    """The request's audit entry for a form that changes state and answers with a redirect: it states the ``303``
+    up front, because a journal writes it in the transaction of the change (`gateway.journal`), before the page
+    answers. A refusal or failure afterwards states its own status (the middleware completes the entry)."""
+    ev = audit_event(request)
+    ev.details["status"] = 303
     return ev
 
 
@@ -110,13 +124,23 @@ def _refusal(request: Request, session: Session | None, code: str, message: str,
     ev = audit_event(request)
     ev.decision, ev.code = ("error" if code == "INTERNAL" else "deny"), code
     status = errors.CATALOG[ErrorCode(code)][0] if code in errors.CATALOG else 500
-    return render(request, "refused.html", session, status=status, code=code, message=message,
-                  details=details or [])
+    retry = code == UNAVAILABLE
+    resp = render(request, "refused.html", session, status=status, code=code, message=message,
+                  details=details or [], retry=retry)
+    if retry:
+        resp.headers["Retry-After"] = str(errors.STORE_RETRY_AFTER_S)
+    return resp
+
+
+STORE_DOWN = ("The service's store is unavailable just now, so this could not be done. A change is made together "
+              "with its audit entry or not at all: reload the page to see where things stand, then try again in a "
+              "moment.")
 
 
 def guarded(fn: Callable[P, Any]) -> Callable[P, Any]:
     """Turn refusals into pages: an ended session → the sign-in page with the reason (401); a CSRF failure → 403
-    with the reason; a `DomainError` → its code, message and status."""
+    with the reason; a `DomainError` → its code, message and status; a store that could not commit or answer (its
+    transaction rolled back whole, the change and its entry together) → 503 ``UNAVAILABLE``, "try again"."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -136,6 +160,11 @@ def guarded(fn: Callable[P, Any]) -> Callable[P, Any]:
             return _refusal(request, session, POLICY_DENIED, f"Refused: {e}. Reload the page and try again.")
         except DomainError as e:
             return _refusal(request, getattr(request.state, "console_session", None), e.code, e.message, e.details)
+        except Exception as e:
+            if not errors.store_unavailable(e):
+                raise
+            errors.from_exception(e)  # logs the cause
+            return _refusal(request, getattr(request.state, "console_session", None), UNAVAILABLE, STORE_DOWN)
 
     return wrapper
 

@@ -1,5 +1,8 @@
 """Data owners' pages: proposing an agreement over their datasets, and deciding on jobs (approve the reviewed
-spec, reject with a reason, release a custom job's output) through `gateway.services.jobs`."""
+spec, reject with a reason, release a custom job's output) through `gateway.services.jobs`.
+
+Each form passes the request's audit entry (`form_event`) exactly as the API's route does, so the change and
+its entry commit in one transaction (`gateway.journal`)."""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from catalog import registry
 from catalog.errors import INVALID_REQUEST, DomainError, not_found
 from gateway import identities, strict_json
 from gateway.console._web import (
-    audit_event,
     ctx_of,
+    form_event,
     guarded,
     in_thread,
     posted_form,
@@ -25,7 +28,7 @@ from gateway.console._web import (
     signed_in,
 )
 from gateway.services import jobs as jobflow
-from gateway.services.agreements import check_grantee
+from gateway.services.agreements import agreement_entry, check_grantee
 from vocab.jobs import JobKind
 from vocab.roles import ANALYSTS, Role
 
@@ -87,12 +90,15 @@ async def agreement_create(request: Request) -> Response:
     raw = await request.form()
     form = await posted_form(request, session)
     kinds = [str(k) for k in raw.getlist("job_kinds")]
-    ctx, ev = ctx_of(request), audit_event(request)
+    ctx, ev = ctx_of(request), form_event(request)
     doc = _document(form, kinds)
 
     def create() -> policies.Agreement:
         check_grantee(ctx, doc)
-        return policies.create_agreement(ctx.engine, session_actor(session), doc)
+        new_id = policies.new_agreement_id()  # named first: its entry commits with the proposal
+        return policies.create_agreement(ctx.engine, session_actor(session), doc, agreement_id=new_id,
+                                         journal=agreement_entry(ctx, ev, new_id, "grantee", "document_hash",
+                                                                 datasets=True))
 
     ag = await in_thread(create)
     ev.agreement_id, ev.dataset = ag.id, ",".join(ag.document.datasets)
@@ -103,7 +109,7 @@ async def agreement_create(request: Request) -> Response:
 @router.post("/jobs/{job_id}/{action}", name="console.job.decide")
 @guarded
 async def job_decide(request: Request, job_id: str, action: str) -> Response:
-    ev = audit_event(request)
+    ev = form_event(request)
     ev.action = f"console.job.{action[:20]}"
     ev.details["job_id"] = job_id[:64]
     session = await signed_in(request, Role.OWNER)
@@ -112,17 +118,17 @@ async def job_decide(request: Request, job_id: str, action: str) -> Response:
 
     def run() -> None:
         if action == "approve":
-            j = jobflow.approve_job(ctx, actor, job_id, form.get("spec_hash", ""))
+            j = jobflow.approve_job(ctx, actor, job_id, form.get("spec_hash", ""), ev)
             ev.epsilon, ev.delta = str(j.cost.epsilon), str(j.cost.delta)
         elif action == "reject":
             reason = form.get("reason", "").strip()
             if not reason:
                 raise DomainError(INVALID_REQUEST, "a rejection needs a reason the grantee will read",
                                   [{"field": "reason"}])
-            j = jobflow.reject_job(ctx, actor, job_id, reason[:500])
+            j = jobflow.reject_job(ctx, actor, job_id, reason[:500], ev)
             ev.details["reason"] = reason[:500]
         elif action == "release":
-            j, digest = jobflow.release_job(ctx, actor, job_id)
+            j, digest = jobflow.release_job(ctx, actor, job_id, ev)
             ev.output_digest = digest
         else:
             raise not_found("action")

@@ -23,6 +23,7 @@ from gateway.console._web import (
     LOGIN_CSRF_COOKIE,
     audit_event,
     ctx_of,
+    form_event,
     guarded,
     in_thread,
     posted_form,
@@ -36,7 +37,7 @@ from gateway.console._web import (
 from gateway.console.sessions import same_token
 from gateway.services import jobs as jobflow
 from gateway.services import psi as psi_service
-from gateway.services.agreements import note_expiry, quotas_today
+from gateway.services.agreements import agreement_entry, note_expiry, quotas_today
 from gateway.services.datasets import public_view
 from vocab.roles import Role
 
@@ -161,7 +162,7 @@ async def agreement(request: Request, agreement_id: str) -> Response:
 @router.post("/agreements/{agreement_id}/{action}", name="console.agreement.transition")
 @guarded
 async def agreement_transition(request: Request, agreement_id: str, action: str) -> Response:
-    ev = audit_event(request)
+    ev = form_event(request)
     ev.action, ev.agreement_id = f"console.agreement.{action[:20]}", agreement_id[:40]
     session = await signed_in(request)
     await posted_form(request, session)
@@ -171,9 +172,11 @@ async def agreement_transition(request: Request, agreement_id: str, action: str)
         raise not_found("action")
     ctx = ctx_of(request)
 
-    def run() -> None:
+    def run() -> None:  # the transition and its entry: one transaction (`gateway.journal`), as the API's
         note_expiry(ctx, agreement_id)
-        fns[action](ctx.engine, session_actor(session), agreement_id)
+        fields = ("document_hash",) if action == "accept" else ()
+        fns[action](ctx.engine, session_actor(session), agreement_id,
+                    journal=agreement_entry(ctx, ev, agreement_id, *fields))
 
     await in_thread(run)
     return redirect(f"/console/agreements/{agreement_id}")

@@ -4,7 +4,8 @@ Each test drives a real gateway and fails one transaction on purpose, either *in
 written (the disk is full: ``OSError(ENOSPC)``), or *at its commit* (the store refuses the commit: an
 ``OperationalError``). Afterwards the change and its entry are both there or both absent — the ledger, the job,
 the meters, the dataset, the agreement unchanged and no entry stating the change — and the caller got a stable
-``503 UNAVAILABLE`` with ``Retry-After``, never a 500. The retry then succeeds with exactly one entry.
+``503 UNAVAILABLE`` with ``Retry-After``, never a 500 (the console: a "try again" page with the same status and
+header). The retry then succeeds with exactly one entry.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import json
+import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Connection, event
 from sqlalchemy.exc import OperationalError
@@ -492,3 +495,160 @@ def test_an_entry_written_with_the_meters_states_the_padded_duration(parties, mo
     entries = _allowed(parties, "verify.check")
     assert len(entries) == 2 and all("outcome_of" not in e["details"] for e in entries)
     assert all(e["details"]["ms"] >= 400 for e in entries)
+
+
+# --- the console's forms: the same journal as the API, the entry stating the form's redirect ----------------------
+#
+# A form's change and the console request's entry commit in one transaction; the middleware appends nothing more
+# for it. A store that cannot commit leaves neither and answers a "try again" page: 503 UNAVAILABLE, Retry-After.
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def _console(parties: Any, who: str) -> httpx.Client:
+    """An HTTP client holding a console session of ``who`` (signed in as a browser would)."""
+    web = httpx.Client(base_url=parties.service.url, follow_redirects=False, timeout=60)
+    page = web.get("/console/login")
+    token = getattr(parties, who)._http.headers["Authorization"].split()[1]
+    r = web.post("/console/login", data={"token": token, "csrf": _csrf(page.text)})
+    assert r.status_code == 303, r.text
+    return web
+
+
+def _csrf(html: str) -> str:
+    m = CSRF.search(html)
+    assert m, "no CSRF field on the page"
+    return m.group(1)
+
+
+def _form(web: httpx.Client, path: str, page: str, data: dict[str, str] | None = None) -> Any:
+    """Post a form the way the page does: with the CSRF token the page carries."""
+    return web.post(path, data={"csrf": _csrf(web.get(page).text), **(data or {})})
+
+
+def _try_again_page(r: Any) -> None:
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers.get("Retry-After", "").isdigit()
+    assert "try again" in r.text.lower() and "UNAVAILABLE" in r.text
+
+
+def _one_form_entry(parties: Any, action: str) -> dict[str, Any]:
+    (entry,) = _allowed(parties, action)
+    assert entry["details"]["status"] == 303 and "outcome_of" not in entry["details"]
+    assert [e["decision"] for e in _entries(parties, action)].count("allow") == 1
+    return entry
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_console_approval_and_rejection_commit_with_their_entries_or_not_at_all(parties, fault, mode):
+    ag, job = _pending_job(parties)
+    spent = _spent(parties, ag["id"])
+    web = _console(parties, "owner")
+    page = f"/console/jobs/{job['id']}"
+    try:
+        f = fault(mode, "console.job.approve")
+        r = _form(web, f"{page}/approve", page, {"spec_hash": job["spec_hash"]})
+        assert f.fired == 1
+        _try_again_page(r)
+        assert parties.owner.job(job["id"])["state"] == "pending_approval" and _spent(parties, ag["id"]) == spent
+        assert [(e["decision"], e["code"], e["details"]["status"])
+                for e in _entries(parties, "console.job.approve")] == [("deny", "UNAVAILABLE", 503)]
+        r = _form(web, f"{page}/approve", page, {"spec_hash": job["spec_hash"]})
+        assert r.status_code == 303 and r.headers["location"] == page
+        assert parties.owner.job(job["id"])["state"] == "approved"
+        assert _spent(parties, ag["id"]) == spent + Fraction(1, 4)
+        entry = _one_form_entry(parties, "console.job.approve")
+        assert entry["details"]["job_id"] == job["id"] and entry["epsilon"] == "1/4" and entry["role"] == "owner"
+
+        _, other = _pending_job(parties)
+        page = f"/console/jobs/{other['id']}"
+        f = fault(mode, "console.job.reject")
+        _try_again_page(_form(web, f"{page}/reject", page, {"reason": "too fine-grained"}))
+        assert f.fired == 1 and parties.owner.job(other["id"])["state"] == "pending_approval"
+        assert _allowed(parties, "console.job.reject") == []
+        assert _form(web, f"{page}/reject", page, {"reason": "too fine-grained"}).status_code == 303
+        assert parties.owner.job(other["id"])["state"] == "rejected"
+        entry = _one_form_entry(parties, "console.job.reject")
+        assert entry["details"]["job_id"] == other["id"] and entry["details"]["reason"] == "too fine-grained"
+    finally:
+        web.close()
+    _verified(parties)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_console_agreement_forms_commit_with_their_entries_or_not_at_all(parties, fault, mode):
+    doc = {"title": "t", "grantee": "risk-lab", "datasets": ["tax_income"],
+           "columns": {"tax_income": ["district", "monthly_income"]}, "purposes": ["credit_risk"],
+           "job_kinds": ["query"], "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z",
+           "budget": {"epsilon": 5, "delta": "1e-6"}, "min_group_units": 5, "quotas": {"calls_per_day": 100},
+           "approval": "auto_within_budget", "exit": {"on_expiry": "seal_outputs"}}
+    owner, operator = _console(parties, "owner"), _console(parties, "operator")
+    try:
+        f = fault(mode, "console.agreement.create")
+        new = "/console/agreements/new"
+        _try_again_page(_form(owner, "/console/agreements", new, {"document": json.dumps(doc)}))
+        assert f.fired == 1 and parties.owner.agreements() == []
+        assert _allowed(parties, "console.agreement.create") == []
+        r = _form(owner, "/console/agreements", new, {"document": json.dumps(doc)})
+        assert r.status_code == 303, r.text
+        (ag,) = parties.owner.agreements()
+        created = _one_form_entry(parties, "console.agreement.create")
+        assert created["agreement_id"] == ag["id"] and created["details"]["document_hash"] == ag["document_hash"]
+        page = f"/console/agreements/{ag['id']}"
+        for action, web, state_before in (("accept", operator, "proposed"), ("suspend", owner, "active"),
+                                          ("revoke", owner, "suspended")):
+            f = fault(mode, f"console.agreement.{action}")
+            _try_again_page(_form(web, f"{page}/{action}", page))
+            assert f.fired == 1 and parties.owner.agreement(ag["id"])["state"] == state_before
+            assert _allowed(parties, f"console.agreement.{action}") == []
+            r = _form(web, f"{page}/{action}", page)
+            assert r.status_code == 303 and r.headers["location"] == page
+            entry = _one_form_entry(parties, f"console.agreement.{action}")
+            assert entry["agreement_id"] == ag["id"]
+        assert parties.owner.agreement(ag["id"])["state"] == "revoked"
+        assert _allowed(parties, "console.agreement.accept")[0]["details"]["document_hash"] == ag["document_hash"]
+    finally:
+        owner.close()
+        operator.close()
+    _verified(parties)
+
+
+# --- a trained model's registration: in its release's transaction --------------------------------------------------
+
+TRAIN = {"dataset": "tax_income", "features": ["district", "age", "monthly_income", "tax_paid"],
+         "label": "has_default", "model": "logistic_regression", "epochs": 1, "batch_size": 256, "epsilon": 1.0,
+         "delta": 1e-6, "max_grad_norm": 1.0}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_trained_models_registration_commits_with_its_release_and_entry_or_not_at_all(parties, fault, mode):
+    from catalog import models
+
+    ctx = parties.service.ctx
+    ag = parties.agreement(budget={"epsilon": 5, "delta": "1e-5"})  # two runs
+    job = parties.operator.submit_job(ag["id"], "train", TRAIN)
+    assert job["state"] == "approved"
+    claimed = jobflow.claim_next(ctx, "worker-a")
+    assert claimed is not None and claimed.id == job["id"]
+    f = fault(mode, "job.release")
+    with pytest.raises((OSError, OperationalError)):
+        jobflow.run_claimed(ctx, claimed)
+    assert f.fired == 1 and parties.operator.job(job["id"])["state"] == "succeeded"
+    assert [m for m in models.list_models(ctx.engine) if m.job_id == job["id"]] == []  # no model without release
+    assert _entries(parties, "job.release") == []
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)  # the lease runs out: the sweep fails it, charged
+    (swept,) = leases.sweep(ctx, now=later)
+    assert swept.after.state is policies.JobState.FAILED
+    assert [m for m in models.list_models(ctx.engine) if m.job_id == job["id"]] == []
+
+    again = parties.operator.submit_job(ag["id"], "train", TRAIN)
+    claimed = jobflow.claim_next(ctx, "worker-a")
+    assert claimed is not None and claimed.id == again["id"]
+    assert jobflow.run_claimed(ctx, claimed).state is policies.JobState.RELEASED
+    result = parties.operator.job_result(again["id"])["result"]
+    (model,) = [m for m in models.list_models(ctx.engine) if m.job_id == again["id"]]
+    assert (model.id, model.certificate_id) == (result["model_id"], result["certificate_id"])
+    (release,) = _entries(parties, "job.release")
+    assert release["details"]["job_id"] == again["id"] and release["details"]["model_id"] == model.id
+    _verified(parties)
