@@ -231,9 +231,12 @@ def snapshot_in(
     """`snapshot` within ``conn``'s transaction (the decision's reads share one)."""
     m, p = t.metering.c, t.metering_params.c
     day = _day(now)
+    # the day's rows of this principal, but of the ``verify`` rows only this subject's: a principal verifies many
+    # subjects a day, and reading every one of their rows made each check's cost grow with the day's checks
     rows = conn.execute(
         select(m.kind, m.subject_hash, m["count"].label("n"))
-        .where(m.agreement_id == agreement.id, m.principal == principal, m.day == day)
+        .where(m.agreement_id == agreement.id, m.principal == principal, m.day == day,
+               or_(m.kind != VERIFY, m.subject_hash == (subject_hash or "")))
     ).all()
     distinct, is_new = 0, False
     if subject_hash:
