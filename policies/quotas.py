@@ -35,7 +35,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, exists, func, literal, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid, not_found
@@ -107,24 +107,52 @@ _METER_KEY = ("agreement_id", "principal", "kind", "day", "subject_hash")
 _PARAM_KEY = ("agreement_id", "subject_hash", "param_hash")
 
 
-def _upsert(conn: Connection) -> Any:
-    """The dialect's ``INSERT … ON CONFLICT`` construct, or None on a store without one."""
-    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(conn.dialect.name)
+def _meter_upsert(insert: Any) -> Any:
+    """The first unit inserts the row at 1; later ones add 1 while below ``:limit``; a row back means counted. On
+    PostgreSQL the conflicting row is locked even when the condition is false (the lock ordering of `consume_in`)."""
+    m = t.metering.c
+    ins = insert(t.metering).values(count=1, **{k: bindparam(f"k_{k}") for k in _METER_KEY})
+    return ins.on_conflict_do_update(
+        index_elements=list(_METER_KEY), set_={"count": m["count"] + 1}, where=m["count"] < bindparam("limit"),
+    ).returning(m["count"])
+
+
+def _param_upsert(insert: Any) -> Any:
+    """The value is (re)recorded if it is already in the window or the window holds fewer than ``:cap`` values; a
+    value seen before the window counts as new and gets a fresh first_seen, one seen inside keeps its own. No row
+    back means the cap refused it."""
+    p = t.metering_params.c
+    key = [p.agreement_id == bindparam("k_agreement_id"), p.subject_hash == bindparam("k_subject_hash")]
+    start = bindparam("start", type_=p.first_seen.type)
+    fresh = exists().where(*key, p.param_hash == bindparam("k_param_hash"), p.first_seen >= start)
+    in_window = select(func.count()).select_from(t.metering_params).where(*key, p.first_seen >= start)
+    candidate = select(
+        bindparam("k_agreement_id", type_=p.agreement_id.type), bindparam("k_subject_hash", type_=p.subject_hash.type),
+        bindparam("k_param_hash", type_=p.param_hash.type), bindparam("now", type_=p.first_seen.type),
+    ).where(or_(fresh, in_window.scalar_subquery() < bindparam("cap")))
+    ins = insert(t.metering_params).from_select([*_PARAM_KEY, "first_seen"], candidate)
+    return ins.on_conflict_do_update(
+        index_elements=list(_PARAM_KEY),
+        set_={"first_seen": case((p.first_seen >= start, p.first_seen), else_=ins.excluded.first_seen)},
+    ).returning(p.first_seen)
+
+
+# Built once per dialect with bind parameters, so a check constructs no statement (SQLAlchemy's compiled cache
+# then serves every call); other dialects take the read-then-write paths below.
+_UPSERTS: dict[str, tuple[Any, Any]] = {
+    name: (_meter_upsert(insert), _param_upsert(insert))
+    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
 
 
 def _bump(conn: Connection, key: dict[str, str], limit: int) -> bool:
     m = t.metering.c
     if limit <= 0:  # nothing is allowed: no row may reach 1
         return False
-    insert = _upsert(conn)
-    if insert is not None:
-        # One statement: the first unit inserts the row at 1; later ones add 1 while below the limit. On PostgreSQL
-        # the conflicting row is locked even when the condition is false (the lock ordering of `consume_in`).
-        ins = insert(t.metering).values(**key, count=1)
-        stmt = ins.on_conflict_do_update(
-            index_elements=list(_METER_KEY), set_={"count": m["count"] + 1}, where=m["count"] < limit,
-        ).returning(m["count"])
-        return conn.execute(stmt).first() is not None
+    upserts = _UPSERTS.get(conn.dialect.name)
+    if upserts is not None:
+        params = {f"k_{k}": v for k, v in key.items()}
+        return conn.execute(upserts[0], {**params, "limit": limit}).first() is not None
     # other dialects: plain check-then-insert inside the transaction
     found = conn.execute(select(m.id).where(*[m[k] == v for k, v in key.items()])).first()
     if found is None:
@@ -141,25 +169,12 @@ def _bump_param(conn: Connection, ag: Agreement, subject_hash: str, param_hash: 
     q = ag.document.quotas
     p = t.metering_params.c
     start = now - dt.timedelta(days=q.distinct_params_window_days)
+    upserts = _UPSERTS.get(conn.dialect.name)
+    if upserts is not None:
+        params = {"k_agreement_id": ag.id, "k_subject_hash": subject_hash, "k_param_hash": param_hash, "now": now,
+                  "start": start, "cap": q.distinct_params_per_subject}
+        return conn.execute(upserts[1], params).first() is not None
     key = [p.agreement_id == ag.id, p.subject_hash == subject_hash]
-    insert = _upsert(conn)
-    if insert is not None:
-        # One statement: the value is (re)recorded if it is already in the window or the window holds fewer than
-        # the cap; a value seen before the window counts as new and gets a fresh first_seen, one seen inside keeps
-        # its own. No row back means the cap refused it.
-        fresh = exists().where(*key, p.param_hash == param_hash, p.first_seen >= start)
-        in_window = (select(func.count()).select_from(t.metering_params).where(*key, p.first_seen >= start)
-                     .scalar_subquery())
-        candidate = select(
-            literal(ag.id, p.agreement_id.type), literal(subject_hash, p.subject_hash.type),
-            literal(param_hash, p.param_hash.type), literal(now, p.first_seen.type),
-        ).where(or_(fresh, in_window < q.distinct_params_per_subject))
-        ins = insert(t.metering_params).from_select([*_PARAM_KEY, "first_seen"], candidate)
-        stmt = ins.on_conflict_do_update(
-            index_elements=list(_PARAM_KEY),
-            set_={"first_seen": case((p.first_seen >= start, p.first_seen), else_=ins.excluded.first_seen)},
-        ).returning(p.first_seen)
-        return conn.execute(stmt).first() is not None
     # other dialects: read, count, then write inside the transaction
     row = conn.execute(select(p.first_seen).where(*key, p.param_hash == param_hash)).first()
     if row is not None and row.first_seen >= start:
@@ -215,6 +230,16 @@ def consume(
         write(conn, journal)
 
 
+_m, _p = t.metering.c, t.metering_params.c
+# The day's rows of this principal, but of the ``verify`` rows only this subject's: a principal verifies many
+# subjects a day, and reading every one of their rows would make each check's cost grow with the day's checks.
+_DAY_ROWS = select(_m.kind, _m.subject_hash, _m["count"].label("n")).where(
+    _m.agreement_id == bindparam("ag"), _m.principal == bindparam("principal"), _m.day == bindparam("day"),
+    or_(_m.kind != VERIFY, _m.subject_hash == bindparam("subject")))
+_WINDOW_PARAMS = select(_p.param_hash).where(
+    _p.agreement_id == bindparam("ag"), _p.subject_hash == bindparam("subject"), _p.first_seen >= bindparam("start"))
+
+
 def snapshot(
     engine: Engine, agreement: Agreement, principal: str, *, now: dt.datetime | None = None,
     subject_hash: str | None = None, param_hash: str | None = None,
@@ -229,22 +254,13 @@ def snapshot_in(
     param_hash: str | None = None,
 ) -> QuotaUsage:
     """`snapshot` within ``conn``'s transaction (the decision's reads share one)."""
-    m, p = t.metering.c, t.metering_params.c
-    day = _day(now)
-    # the day's rows of this principal, but of the ``verify`` rows only this subject's: a principal verifies many
-    # subjects a day, and reading every one of their rows made each check's cost grow with the day's checks
-    rows = conn.execute(
-        select(m.kind, m.subject_hash, m["count"].label("n"))
-        .where(m.agreement_id == agreement.id, m.principal == principal, m.day == day,
-               or_(m.kind != VERIFY, m.subject_hash == (subject_hash or "")))
-    ).all()
+    rows = conn.execute(_DAY_ROWS, {"ag": agreement.id, "principal": principal, "day": _day(now),
+                                    "subject": subject_hash or ""}).all()
     distinct, is_new = 0, False
     if subject_hash:
         start = now - dt.timedelta(days=agreement.document.quotas.distinct_params_window_days)
-        seen = set(conn.execute(
-            select(p.param_hash).where(p.agreement_id == agreement.id, p.subject_hash == subject_hash,
-                                       p.first_seen >= start)
-        ).scalars())
+        seen = set(conn.execute(_WINDOW_PARAMS, {"ag": agreement.id, "subject": subject_hash, "start": start})
+                   .scalars())
         distinct, is_new = len(seen), param_hash is not None and param_hash not in seen
     counts = {k: sum(int(r.n) for r in rows if r.kind == k and (k != VERIFY or r.subject_hash == subject_hash))
               for k in _KINDS}
