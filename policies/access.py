@@ -18,11 +18,12 @@ from typing import TypedDict, Unpack
 
 from sqlalchemy import Connection, Engine
 
+from catalog import registry
 from policies import ledger, quotas
 from policies import negative_list as neg
 from policies._clock import aware
 from policies.actor import Actor
-from policies.agreements.record import Agreement, catalog_records, load_agreement
+from policies.agreements.record import Agreement, load_agreement_in
 from policies.budget import Budget
 from policies.decision import RULES, Action, Decision, DecisionContext, decide, meters_for
 from policies.journal import Journal
@@ -45,20 +46,24 @@ def build_context(
     param_hash: str | None = None,
     fingerprints: Mapping[str, str] | None = None,
 ) -> DecisionContext:
-    """Load everything `decide` needs for ``action``. Call outside any write transaction."""
+    """Load everything `decide` needs for ``action``, in one read transaction (one connection and, on SQLite,
+    one ``BEGIN IMMEDIATE`` instead of one per read), so the decision sees one consistent state. Call outside
+    any write transaction."""
     action = Action(action)
-    ag = load_agreement(engine, agreement) if isinstance(agreement, str) else agreement
     requested = tuple(sorted(set(datasets)))
     cols = {ds: frozenset(c) for ds, c in (columns or {}).items()}
     rule = RULES[action]
-    records = catalog_records(engine, (ag.document.datasets if ag else ()) + requested + tuple(cols)) \
-        if ag is not None else {}
-    usage = quotas.snapshot(engine, ag, actor.name, now=now, subject_hash=subject_hash, param_hash=param_hash) \
-        if ag is not None and rule.meters else None
-    remaining = ledger.remaining(engine, ag.id) if ag is not None and rule.spends and cost is not None else {}
+    with engine.connect() as conn:
+        ag = load_agreement_in(conn, agreement) if isinstance(agreement, str) else agreement
+        records = registry.get_many_in(conn, ag.document.datasets + requested + tuple(cols)) \
+            if ag is not None else {}
+        usage = quotas.snapshot_in(conn, ag, actor.name, aware(now), subject_hash, param_hash) \
+            if ag is not None and rule.meters else None
+        remaining = ledger.remaining_in(conn, ag.id) if ag is not None and rule.spends and cost is not None else {}
+        negative_list = neg.load_in(conn)
     return DecisionContext(
         actor=actor, action=action, now=now, agreement=ag, datasets=records, requested=requested, columns=cols,
-        purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, negative_list=neg.load(engine),
+        purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, negative_list=negative_list,
         usage=usage, cost=cost, remaining=remaining, fingerprints=fingerprints,
     )
 
