@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java
+.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java cluster-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ java:
 test: $(STAMP_DEV) sandbox-deps browser postgres java
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 $(PYTEST_ARGS)
+
+# The docker/compose.yaml topology as local processes: a throwaway PostgreSQL, two gateways, two job workers, Spark
+# local; runs the scale scenario (Spark query, budget race across gateways, kill -9 of a gateway). docs/deploy.md.
+cluster-test: $(STAMP_DEV) postgres java
+	$(VENV)/bin/pytest -m cluster tests/system/cluster -x
 
 # The committed HTTP contract; tests/test_openapi_drift.py fails when it is stale.
 openapi: $(STAMP_RUN)
