@@ -65,8 +65,9 @@ def test_services_form_the_documented_topology() -> None:
     # every process sees the same home parts; keys come from their own volume
     mounts = {v.split(":")[1] for v in services["gateway-1"]["volumes"]}
     assert {"/srv/veilbox/data", "/srv/veilbox/models", "/srv/veilbox/work", "/srv/veilbox/keys"} <= mounts
-    for name in ("gateway-2", "worker-1", "worker-2", "init"):
+    for name in ("gateway-1", "gateway-2", "worker-1", "worker-2", "init"):
         assert services[name]["volumes"] == services["gateway-1"]["volumes"]
+        assert services[name]["pid"] == "host"  # temporary-file sweeps judge writers by process id
 
 
 def test_every_veilbox_command_exists() -> None:
