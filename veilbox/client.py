@@ -10,6 +10,10 @@ Every non-2xx answer raises `ApiError` carrying the stable error ``code``, the p
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -55,6 +59,40 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code} ({self.status}): {self.message}"
+
+
+#: The binary form of the encrypted endpoints' bodies (docs/api.md, "Binary bodies for ciphertexts").
+HE_MEDIA_TYPE = "application/vnd.veilbox.he+octet-stream"
+_MAGIC = b"VBHE\x01"
+_U32 = struct.Struct(">I")
+
+
+def encode_frame(header: dict[str, Any], blobs: list[tuple[str, bytes]]) -> bytes:
+    """``"VBHE" 0x01 | u32 header length | header JSON (with "blobs": each blob's field) | (u32 length | bytes)*``."""
+    head = json.dumps({**header, "blobs": [n for n, _ in blobs]}, separators=(",", ":")).encode()
+    parts = [_MAGIC, _U32.pack(len(head)), head]
+    for _, raw in blobs:
+        parts += [_U32.pack(len(raw)), raw]
+    return b"".join(parts)
+
+
+def decode_frame(frame: bytes) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """The header and the ``(field, bytes)`` blobs of a frame; ``ValueError`` if it does not parse."""
+    if frame[:len(_MAGIC)] != _MAGIC or len(frame) < len(_MAGIC) + 4:
+        raise ValueError("not a Veilbox HE frame")
+    at = len(_MAGIC) + 4
+    (size,) = _U32.unpack_from(frame, len(_MAGIC))
+    header = json.loads(frame[at:at + size])
+    at += size
+    names = header.pop("blobs", [])
+    blobs: list[tuple[str, bytes]] = []
+    for name in names:
+        (n,) = _U32.unpack_from(frame, at)
+        blobs.append((name, frame[at + 4:at + 4 + n]))
+        at += 4 + n
+    if at != len(frame):
+        raise ValueError("a truncated or overlong Veilbox HE frame")
+    return header, blobs
 
 
 class Client:
@@ -265,28 +303,71 @@ class Client:
         return self._json("POST", f"/v1/verifications/{name}/check", json=body)
 
     def check_encrypted(self, name: str, agreement_id: str, subjects: list[str | int], context: str,
-                        ciphertext: str, *, consent_ref: str, purpose: str | None = None) -> dict[str, Any]:
-        """Bank: masked-sign threshold checks under the bank's BFV key (see `veilbox.bank`)."""
-        body: dict[str, Any] = {"agreement_id": agreement_id, "subjects": subjects, "context": context,
-                                "ciphertext": ciphertext, "consent_ref": consent_ref}
+                        ciphertext: str, *, consent_ref: str, purpose: str | None = None,
+                        binary: bool = True) -> dict[str, Any]:
+        """Bank: masked-sign threshold checks under the bank's BFV key (see `veilbox.bank`). ``binary`` (the
+        default) sends and receives the ciphertexts as raw bytes in a frame (`HE_MEDIA_TYPE`) instead of base64
+        JSON; the answer is the same dict either way."""
+        body: dict[str, Any] = {"agreement_id": agreement_id, "subjects": subjects, "consent_ref": consent_ref}
         if purpose is not None:
             body["purpose"] = purpose
-        return self._json("POST", f"/v1/verifications/{name}/check-encrypted", json=body)
+        path = f"/v1/verifications/{name}/check-encrypted"
+        if binary:
+            return self._frame(path, body, [("context", context), ("ciphertext", ciphertext)], (), ("ciphertext",))
+        return self._json("POST", path, json={**body, "context": context, "ciphertext": ciphertext})
 
     def score(self, model_id: str, context: str, ciphertexts: list[str], layout: str = "columns",
               agreement_id: str | None = None, *, cutoff: str | None = None,
-              output: str | None = None) -> dict[str, Any]:
+              output: str | None = None, binary: bool = True) -> dict[str, Any]:
         """Bank: encrypted decisions against the encrypted ``cutoff`` (the service's default output), or logits with
         ``output="logit"`` where the agreement grants them (see `veilbox.bank.decide_applicants`,
-        `veilbox.bank.score_applicants`)."""
-        body: dict[str, Any] = {"context": context, "ciphertexts": ciphertexts, "layout": layout}
+        `veilbox.bank.score_applicants`). ``binary`` (the default) sends and receives the ciphertexts as raw bytes
+        in a frame (`HE_MEDIA_TYPE`) instead of base64 JSON; the answer is the same dict either way."""
+        body: dict[str, Any] = {"layout": layout}
         if agreement_id is not None:
             body["agreement_id"] = agreement_id
-        if cutoff is not None:
-            body["cutoff"] = cutoff
         if output is not None:
             body["output"] = output
-        return self._json("POST", f"/v1/models/{model_id}/score", json=body)
+        path = f"/v1/models/{model_id}/score"
+        if binary:
+            blobs = [("context", context), *(("ciphertexts", ct) for ct in ciphertexts)]
+            if cutoff is not None:
+                blobs.append(("cutoff", cutoff))
+            return self._frame(path, body, blobs, ("ciphertexts",), ())
+        body.update(context=context, ciphertexts=ciphertexts)
+        if cutoff is not None:
+            body["cutoff"] = cutoff
+        return self._json("POST", path, json=body)
+
+    def _frame(self, path: str, header: dict[str, Any], blobs: list[tuple[str, str]], list_fields: tuple[str, ...],
+               blob_fields: tuple[str, ...]) -> dict[str, Any]:
+        """POST a binary frame (base64 ``blobs`` sent raw) and read the framed answer back into its JSON form.
+        A blob that is not strict base64 goes in the JSON form instead, for the service to refuse as it would."""
+        try:
+            raw_blobs = [(name, binascii.a2b_base64(b64, strict_mode=True)) for name, b64 in blobs]
+        except (binascii.Error, ValueError, TypeError):
+            body = dict(header)
+            for name, b64 in blobs:
+                if name in list_fields:
+                    body.setdefault(name, []).append(b64)
+                else:
+                    body[name] = b64
+            answer: dict[str, Any] = self._json("POST", path, json=body)
+            return answer
+        frame = encode_frame(header, raw_blobs)
+        r = self.request("POST", path, content=frame,
+                         headers={"Content-Type": HE_MEDIA_TYPE, "Accept": f"{HE_MEDIA_TYPE}, application/json"})
+        if r.headers.get("content-type", "").split(";")[0].strip() != HE_MEDIA_TYPE:
+            plain: dict[str, Any] = r.json()
+            return plain
+        out, raw = decode_frame(r.content)
+        for name in list_fields:
+            out[name] = [base64.b64encode(b).decode("ascii") for n, b in raw if n == name]
+        for name in blob_fields:
+            found = [b for n, b in raw if n == name]
+            if found:
+                out[name] = base64.b64encode(found[0]).decode("ascii")
+        return out
 
     # --- secure aggregation ---
     def secagg_open(self, agreement_id: str, participants: list[str], threshold: int, vector_length: int, *,

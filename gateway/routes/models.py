@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from catalog import models as model_registry
 from catalog.errors import not_found
-from gateway import latency
+from gateway import he_frames, latency
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.models import MODEL_EXAMPLE, Model, ScoreAnswer
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy
@@ -68,17 +68,29 @@ def show(model_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
 # --- encrypted scoring -----------------------------------------------------------------------------------------
 
 
+_SCORE_EXAMPLE = {"context": "<base64 public CKKS context>", "ciphertexts": ["<base64 Enc(x)>"], "layout": "columns",
+                  "output": "decision", "cutoff": "<base64 Enc(t)>", "agreement_id": "agr_1b61737f85dc4169584d"}
+_SCORE_FIELDS = {"list_fields": ("ciphertexts",), "blob_fields": ("context", "cutoff")}
+
+
 @router.post("/models/{model_id}/score", name="model.score", response_model=ScoreAnswer, **OUT,
              **doc("Score encrypted applicants: decisions, or logits where granted (bank)",
                    ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
                    ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID,
-                   request_example={"context": "<base64 public CKKS context>", "ciphertexts": ["<base64 Enc(x)>"],
-                                    "layout": "columns", "output": "decision", "cutoff": "<base64 Enc(t)>",
-                                    "agreement_id": "agr_1b61737f85dc4169584d"}))
-async def score(model_id: str, body: ScoreBody, p: Heavy, ctx: Ctx, ev: Audit,
-                _idem: Idempotent) -> dict[str, Any]:
-    """Encrypted scoring: decisions (default) or granted logits under the bank's key; the weights never leave."""
-    ev.agreement_id = body.agreement_id
+                   media={"application/json": {},
+                          he_frames.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+                   model=ScoreAnswer,
+                   openapi_extra=he_frames.request_body_doc(
+                       ScoreBody, _SCORE_EXAMPLE, "Blobs: context, then each of ciphertexts, then cutoff "
+                       "(decision only). The answer comes as a frame (blobs: ciphertexts) when Accept names "
+                       "this type.")))
+async def score(model_id: str, request: Request, p: Heavy, ctx: Ctx, ev: Audit, _idem: Idempotent) -> Any:
+    """Encrypted scoring: decisions (default) or granted logits under the bank's key; the weights never leave.
+    The body is JSON (base64 ciphertexts) or a binary frame (`gateway.he_frames`), the answer likewise."""
     async with latency.padded(ctx.settings.latency_bucket_ms):
+        body = await he_frames.read_body(request, ScoreBody, **_SCORE_FIELDS)
+        ev.agreement_id = body.agreement_id
         out: dict[str, Any] = await run_in_threadpool(scoring.score, ctx, p, model_id, body, ev)
+        if he_frames.wants_binary(request):
+            return he_frames.binary_answer(out, list_fields=("ciphertexts",))
         return out

@@ -40,10 +40,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from fastapi.concurrency import run_in_threadpool
 
 from catalog.products import ProductSpec
+from gateway import he_frames
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.verifications import CheckAnswer, EncryptedCheckAnswer, Product
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy, Owner
@@ -109,19 +110,30 @@ async def check(name: str, body: CheckBody, p: CurrentPrincipal, ctx: Ctx, ev: A
     return out
 
 
+_ENCRYPTED_EXAMPLE = {"agreement_id": "agr_1b61737f85dc4169584d", "subjects": ["P0000001", "P0000002"],
+                      "context": "<base64 public BFV context>", "ciphertext": "<base64 Enc(t)>",
+                      "consent_ref": "consent-2026-0002"}
+
+
 @checks.post("/verifications/{name}/check-encrypted", name="verify.check_encrypted",
              response_model=EncryptedCheckAnswer, **OUT,
              **doc("Threshold checks for many subjects under the bank's key (bank)", *_CHECK_ERRORS,
                    ErrorCode.CIPHERTEXT_INVALID,
-                   request_example={"agreement_id": "agr_1b61737f85dc4169584d", "subjects": ["P0000001", "P0000002"],
-                                    "context": "<base64 public BFV context>", "ciphertext": "<base64 Enc(t)>",
-                                    "consent_ref": "consent-2026-0002"}))
-async def check_encrypted(name: str, body: EncryptedCheckBody, p: Heavy, ctx: Ctx,
-                          ev: Audit, _idem: Idempotent) -> dict[str, Any]:
+                   media={"application/json": {}, he_frames.MEDIA_TYPE: {"schema": {"type": "string",
+                                                                                     "format": "binary"}}},
+                   model=EncryptedCheckAnswer,
+                   openapi_extra=he_frames.request_body_doc(
+                       EncryptedCheckBody, _ENCRYPTED_EXAMPLE, "Blobs: context, then ciphertext. The answer "
+                       "comes as a frame (header: receipt; blob: ciphertext) when Accept names this type.")))
+async def check_encrypted(name: str, request: Request, p: Heavy, ctx: Ctx, ev: Audit, _idem: Idempotent) -> Any:
     """Threshold checks for many subjects under the bank's BFV key: ``{"ciphertext"}`` decrypts, per slot, to
-    a value that is positive exactly when the subject passes (unknown subjects: negative)."""
+    a value that is positive exactly when the subject passes (unknown subjects: negative). The body is JSON
+    (base64) or a binary frame (`gateway.he_frames`), the answer likewise."""
+    body = await he_frames.read_body(request, EncryptedCheckBody, blob_fields=("context", "ciphertext"))
     ev.agreement_id = body.agreement_id
     out: dict[str, Any] = await run_in_threadpool(verification.check_encrypted, ctx, p, name, body, ev)
+    if he_frames.wants_binary(request):
+        return he_frames.binary_answer(out, blob_fields=("ciphertext",))
     return out
 
 
