@@ -228,3 +228,5 @@ def test_kill_one_gateway_mid_load(cluster: Cluster) -> None:
                  for e in regulator.audit(action="job.recover", limit=1000)["entries"]}
     assert {j.id for j in failed} <= recovered
     assert regulator.audit_verify()["ok"] is True
+    print(f"kill -9: {len(jobs)} jobs, {len(failed)} stranded on the killed gateway taken over by the sweep, "
+          f"{sum(1 for _, r in on_b if isinstance(r, dict))} answers from the surviving gateway")
