@@ -12,7 +12,10 @@ Measured at N = 8192 (CKKS 60/40/40/60, scale 2^40; BFV with a 45-bit plain modu
 - through the gateway (real HTTP on loopback, a fresh home, latency buckets off): one applicant scored end to
   end (bank encrypts → ``POST /v1/models/{id}/score`` → bank decrypts) in the row layout (the SDK's 60/40/60
   context, ~12 MB with rotation keys, sent with every request) and in the column layout, a 4096-applicant
-  column batch, a plain ``/check`` and a 1024-subject ``/check-encrypted``.
+  column batch, a plain ``/check`` and a 1024-subject ``/check-encrypted``; for the column batch and the
+  encrypted check also the JSON (base64) form against the SDK's default binary frame (docs/api.md, "Binary bodies
+  for ciphertexts"), the request alone (ciphertexts made beforehand) and its HE evaluation measured in-process, so
+  the service time beyond the HE evaluation is their difference (the check evaluates twice: dry, then real).
 
 Prints exactly one JSON line on stdout; progress goes to stderr. ``--quick``: fewer repetitions.
 """
@@ -38,6 +41,7 @@ from mpc.he import (  # noqa: E402
     LinearModel,
     SignBounds,
     client,
+    decide_columns,
     evaluate_masked_sign_with,
     load_scoring_context,
     load_sign_context,
@@ -181,12 +185,47 @@ def _register_bench_model(ctx: Any, d_features: list[str]) -> str:
                  enc.feature_names)
     card = {"model": "logistic_regression", "input_width": enc.width, "encoding": enc.model_dump(mode="json"),
             "weights": {"sha256": "sha256:" + hashlib.sha256(out.read_bytes()).hexdigest()},
-            "scoring": {"max_scores_per_agreement": 10**12}}
+            "scoring": {"max_scores_per_agreement": 10**12, "max_decisions_per_agreement": 10**12}}
     rec = models.register_model(ctx.engine, job_id="job_bench", agreement_id="agr_bench", owner="bench",
                                 algorithm="logistic_regression", purpose="credit_risk", features=d_features,
                                 card=card, weights_path="bench/model.safetensors", output_digest="sha256:" + "0" * 64,
                                 source_datasets={"tax_income": ds.fingerprint})
     return rec.id
+
+
+def _bench_linear(ctx: Any, model_id: str) -> LinearModel:
+    from catalog import models
+    from gateway.services.scoring import linear_model
+
+    m = models.get_model(ctx.engine, model_id)
+    assert m is not None
+    return linear_model(ctx, m)
+
+
+def _product_bounds(ctx: Any, name: str) -> SignBounds:
+    """The sign box the service evaluates the product's encrypted checks with."""
+    from catalog import products, registry
+    from sandbox.verify import sign_box, vet_predicate
+
+    product = products.get_product(ctx.engine, name)
+    assert product is not None
+    ds = registry.get(ctx.engine, product.dataset)
+    assert ds is not None
+    vetted = vet_predicate(product.predicate, product.params, ds, product.subject_column)
+    assert vetted.threshold is not None
+    return SignBounds(*sign_box(vetted.threshold))
+
+
+def _json_client() -> type:
+    from veilbox.client import Client
+
+    class JsonClient(Client):
+        """The SDK with the JSON (base64) form of the encrypted calls, for comparison."""
+
+        def score(self, *a: Any, **kw: Any) -> dict[str, Any]:
+            return super().score(*a, **kw, binary=False)
+
+    return JsonClient
 
 
 def bench_gateway(repeats: int) -> dict[str, Any]:
@@ -200,6 +239,8 @@ def bench_gateway(repeats: int) -> dict[str, Any]:
     from veilbox import bank as bank_sdk
     from veilbox.client import Client
 
+    _JsonClient = _json_client()
+    he_client = client
     log("gateway: a fresh home, data, agreement, model …")
     root = Path(tempfile.mkdtemp(prefix="veilbox-bench-he-"))
     data = generate(root / "incoming" / "tax", rows=5000, seed=11)
@@ -210,7 +251,9 @@ def bench_gateway(repeats: int) -> dict[str, Any]:
     with BackgroundServer(ctx) as srv:
         admin = Client(srv.url, token, timeout=600)
         owner = admin.with_token(admin.create_principal("tax", "owner")["token"])
-        bank = admin.with_token(admin.create_principal("bank", "bank")["token"])
+        bank_token = admin.create_principal("bank", "bank")["token"]
+        bank = admin.with_token(bank_token)
+        bank_json = _JsonClient(srv.url, bank_token, timeout=600)
         owner.register_dataset(json.loads(data.tax_income_spec.read_text()))
         ag = owner.propose_agreement({
             "title": "bench", "grantee": "bank", "datasets": ["tax_income"], "columns": {"tax_income": features},
@@ -238,6 +281,17 @@ def bench_gateway(repeats: int) -> dict[str, Any]:
         row_s, row_out = timed(lambda: score(row_keys, x), repeats)
         col_s, _ = timed(lambda: score(col_keys, x), repeats)
         batch_s, batch_out = timed(lambda: score(col_keys, batch), max(1, repeats // 3))
+        batch_json_s, _ = timed(lambda: bank_sdk.score_applicants(bank_json, model_id, batch, keys=col_keys,
+                                                                  agreement_id=agreement), max(1, repeats // 3))
+        cts = he_client.encrypt_columns(col_keys.context, batch)
+        cut = he_client.encrypt_cutoffs(col_keys.context, np.zeros(BATCH))
+        http_bin_s, _ = timed(lambda: bank.score(model_id, col_keys.public, cts, "columns", agreement,
+                                                 cutoff=cut), repeats)
+        http_json_s, _ = timed(lambda: bank.score(model_id, col_keys.public, cts, "columns", agreement,
+                                                  cutoff=cut, binary=False), repeats)
+        public = load_scoring_context(col_keys.public, "columns")
+        lin = _bench_linear(ctx, model_id)
+        eval_col_s, _ = timed(lambda: decide_columns(public, cts, cut, lin), repeats)
         log("gateway: verification …")
         check_s, _ = timed(lambda: bank.check("income_at_least", agreement, "P0000001", {"threshold": 8000},
                                               consent_ref="bench"), repeats)
@@ -248,6 +302,17 @@ def bench_gateway(repeats: int) -> dict[str, Any]:
         enc_s, _ = timed(lambda: bank_sdk.check_thresholds(bank, "income_at_least", agreement, subjects, thresholds,
                                                           consent_ref="bench", keys=bfv, info=info),
                          max(1, repeats // 3))
+        named: list[str | int] = list(subjects)
+        t_ct = he_client.encrypt_thresholds(bfv.context, np.asarray(thresholds, dtype=np.int64))
+        chk_bin_s, _ = timed(lambda: bank.check_encrypted("income_at_least", agreement, named, bfv.public, t_ct,
+                                                          consent_ref="bench"), repeats)
+        chk_json_s, _ = timed(lambda: bank.check_encrypted("income_at_least", agreement, named, bfv.public, t_ct,
+                                                           consent_ref="bench", binary=False), repeats)
+        bounds = _product_bounds(ctx, "income_at_least")
+        sign_public, plan = load_sign_context(bfv.public, bounds)
+        values = [bounds.value_min] * len(subjects)
+        sign_eval_s, _ = timed(lambda: evaluate_masked_sign_with(sign_public, plan, t_ct, values, bounds), repeats)
+        bank_json.close()
         admin.close()
     ctx.close()
     log(f"gateway: row single applicant {row_s * 1e3:.0f} ms, columns single {col_s * 1e3:.0f} ms, "
@@ -261,6 +326,21 @@ def bench_gateway(repeats: int) -> dict[str, Any]:
         "scores_counted": {"row_single": int(row_out.scores_counted), "columns_batch": int(batch_out.scores_counted)},
         "check_ms": round(check_s * 1e3, 2),
         "check_encrypted_1024_ms": round(enc_s * 1e3, 1),
+        # the SDK's default (binary frames) vs the JSON form, a 4096-applicant column batch
+        "columns_batch_json_ms": round(batch_json_s * 1e3, 1),
+        "columns_batch_json_applicants_per_s": round(BATCH / batch_json_s),
+        # the request alone (ciphertexts made beforehand, answer not decrypted): decisions, 4096 applicants
+        "columns_request_binary_ms": round(http_bin_s * 1e3, 1),
+        "columns_request_json_ms": round(http_json_s * 1e3, 1),
+        "columns_request_binary_applicants_per_s": round(BATCH / http_bin_s),
+        "columns_request_json_applicants_per_s": round(BATCH / http_json_s),
+        "columns_decide_evaluation_ms": round(eval_col_s * 1e3, 1),
+        # the 1024-subject check request alone, and its time beyond the HE work (a dry and a real evaluation)
+        "check_encrypted_1024_request_binary_ms": round(chk_bin_s * 1e3, 1),
+        "check_encrypted_1024_request_json_ms": round(chk_json_s * 1e3, 1),
+        "check_encrypted_1024_evaluation_ms": round(sign_eval_s * 1e3, 1),
+        "check_encrypted_1024_beyond_he_binary_ms": round((chk_bin_s - 2 * sign_eval_s) * 1e3, 1),
+        "check_encrypted_1024_beyond_he_json_ms": round((chk_json_s - 2 * sign_eval_s) * 1e3, 1),
         "check_encrypted_subjects_per_s": round(len(subjects) / enc_s),
         "latency_bucket_ms": 0,
     }
