@@ -13,9 +13,10 @@ Measured at N = 8192 (CKKS 60/40/40/60, scale 2^40; BFV with a 45-bit plain modu
   end (bank encrypts → ``POST /v1/models/{id}/score`` → bank decrypts) in the row layout (the SDK's 60/40/60
   context, ~12 MB with rotation keys, sent with every request) and in the column layout, a 4096-applicant
   column batch, a plain ``/check`` and a 1024-subject ``/check-encrypted``; for the column batch and the
-  encrypted check also the JSON (base64) form against the SDK's default binary frame (docs/api.md, "Binary bodies
-  for ciphertexts"), the request alone (ciphertexts made beforehand) and its HE evaluation measured in-process, so
-  the service time beyond the HE evaluation is their difference (the check evaluates twice: dry, then real).
+  encrypted check also the JSON (base64) form against the SDK's default binary frame
+  (docs/api.md, "Binary bodies for ciphertexts"), the request alone (ciphertexts made beforehand) and its HE
+  evaluation measured in-process, so the service time beyond the HE evaluation is their difference (the check
+  evaluates twice: dry, then real).
 
 Prints exactly one JSON line on stdout; progress goes to stderr. ``--quick``: fewer repetitions.
 """

@@ -5,6 +5,7 @@
 - `deps`: authentication and role checks as typed dependencies (`CurrentPrincipal`, `Owner`, `Regulator`…).
 - `errors`: the one error catalog (code → status, public message).
 - `audit`: the hash-chained, signed audit log.
+- `he_frames`: the binary form of the encrypted endpoints' bodies (raw ciphertexts instead of base64 JSON).
 - `identities`, `keys`, `settings`, `context`, `schema` (Alembic migrations), `server`.
 """
 

@@ -24,6 +24,8 @@ row ciphertext or per declared column applicant; logits: `mpc.he.scores_exposed`
 column request; ``QUOTA_EXCEEDED`` beyond it) → evaluate → on a failed evaluation give the answers back. Every
 answer and refusal is audited (model, layout, output, counts, request digest; the output digest on success) and
 padded to the latency bucket. The orchestration is `gateway.services.scoring`; this module parses, pads and shapes.
+The body is JSON (base64 ciphertexts) or a binary frame of raw ciphertexts, and the answer a frame when ``Accept``
+asks for it (`gateway.he_frames`; docs/api.md, "Binary bodies for ciphertexts").
 """
 
 from __future__ import annotations

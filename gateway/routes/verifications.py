@@ -33,7 +33,8 @@ time; the signature is Ed25519 by the service key (`GET /audit/public-key`) over
 payload (`gateway.services.receipts`). `veilbox.bank.verify_receipt` checks one offline.
 
 The orchestration is `gateway.services.verification` (shared with the console); this module parses, calls it
-and shapes the answer.
+and shapes the answer. ``check-encrypted`` also takes and gives its ciphertexts as raw bytes in a binary frame
+(`gateway.he_frames`; docs/api.md, "Binary bodies for ciphertexts").
 """
 
 from __future__ import annotations
