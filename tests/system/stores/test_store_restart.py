@@ -99,9 +99,9 @@ def test_database_restart_under_load_answers_503_never_500(parties, own_pg: PgSe
 def _lease_live(ctx, job_id: str) -> bool:
     import datetime as dt
 
-    import policies
+    from policies.jobs import load_job
 
-    job = policies.load_job(ctx.engine, job_id)
+    job = load_job(ctx.engine, job_id)
     return job is not None and job.lease_expires_at is not None and job.lease_expires_at > dt.datetime.now(dt.UTC)
 
 
