@@ -99,10 +99,15 @@ def test_database_restart_under_load_answers_503_never_500(parties, own_pg: PgSe
 def _lease_live(ctx, job_id: str) -> bool:
     import datetime as dt
 
-    from policies.jobs import load_job
+    from sqlalchemy import select
 
-    job = load_job(ctx.engine, job_id)
-    return job is not None and job.lease_expires_at is not None and job.lease_expires_at > dt.datetime.now(dt.UTC)
+    from policies import _tables as pt
+
+    with ctx.engine.connect() as conn:
+        until = conn.execute(select(pt.jobs.c.lease_expires_at).where(pt.jobs.c.id == job_id)).scalar_one_or_none()
+    if until is not None and until.tzinfo is None:
+        until = until.replace(tzinfo=dt.UTC)
+    return until is not None and until > dt.datetime.now(dt.UTC)
 
 
 def _wait_for(cond, what: str, timeout_s: float = 120.0) -> None:
