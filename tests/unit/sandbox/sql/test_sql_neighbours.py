@@ -41,6 +41,7 @@ from catalog.registry import Dataset
 from sandbox import QueryPlan, QueryWorker, TableView, prepare, run
 from sandbox.engine.worker import EngineFailure
 from sandbox.sql.service import _request
+from tests.unit.sandbox.sql.conftest import Home
 from tests.unit.sandbox.sql.sqlgen import Grammar, Target
 
 ATTACKS = Path(__file__).resolve().parents[3] / "data" / "attacks"
@@ -94,7 +95,11 @@ def _variants(base: pa.Table, i: int) -> dict[str, pa.Table]:
 
 
 @pytest.fixture(scope="module")
-def neighbours(home: Any) -> Iterator[Neighbours]:
+def neighbours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neighbours]:
+    """The registrations live in a catalog of their own: every module that uses this fixture (it is imported by
+    the Spark equivalence gate too) registers ``nb_*`` afresh, whatever the order or the worker the modules run
+    in, without colliding with another module's registration in the session's shared catalog."""
+    home = Home(tmp_path_factory.mktemp("neighbours"))
     src = home.incoming / "neighbours"
     gen = generate(src, rows=ROWS, seed=11)
     base = pq.read_table(gen.tax_income)
