@@ -230,12 +230,57 @@ def test_per_unit_bounding(register_units: Any) -> None:
             assert len(run(grouped, w).rows) == 2
 
 
+#: False-failure probability allowed to each exact binomial check of the noise distribution below.
+NOISE_ALPHA = 1e-7
+
+
+def _binomial_acceptance(n: int, p: float, alpha: float) -> tuple[int, int]:
+    """``(lo, hi)`` with ``P(X < lo) + P(X > hi) <= alpha`` for ``X ~ Binomial(n, p)``: exact tails, each at most
+    ``alpha / 2``, summed from the probability mass function in log space (no normal approximation)."""
+    log_pmf = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+               + (k * math.log(p) if k else 0.0) + ((n - k) * math.log1p(-p) if n - k else 0.0)
+               for k in range(n + 1)]
+    pmf = [math.exp(v) for v in log_pmf]
+    lo, acc = 0, 0.0
+    while lo <= n and acc + pmf[lo] <= alpha / 2:
+        acc += pmf[lo]
+        lo += 1
+    hi, acc = n, 0.0
+    while hi >= 0 and acc + pmf[hi] <= alpha / 2:
+        acc += pmf[hi]
+        hi -= 1
+    return lo, hi
+
+
 def test_noisy_count_error_matches_the_analytic_scale(tables: dict, worker: QueryWorker, exact: Any) -> None:
+    """The released count's error is discrete Laplace of the plan's scale, centred on the truth.
+
+    Three exact binomial checks on ``N`` independent releases, each failing falsely with probability at most
+    ``NOISE_ALPHA`` (so the test as a whole at most 3e-7): the share of errors with ``|e| <= scale`` and the
+    share within the published 95 % half-width, against their exact probabilities ``1 - 2q^k/(1+q)`` with
+    ``q = e^(-1/scale)`` (``P(|X| >= k)`` of the discrete Laplace), and the signs of the non-zero errors
+    (a fair coin when the noise is unbiased). With ``N = 1500`` a noise scale off by a factor 1.5 or 2/3 fails
+    the first check with probability above 0.999, a factor 1.25 or 0.8 with probability about 0.9; a sample
+    standard deviation within a fixed ±15 % is no such bound (the discrete Laplace's heavy tails put a 400-draw
+    sample sd outside it about once in a few hundred runs)."""
     plan = prepare("SELECT COUNT(*) AS n FROM tax_income WHERE gender = 'F'", tables, epsilon=Fraction(1, 4))
     truth = exact("SELECT COUNT(*) FROM tax_income WHERE gender = 'F'")[0][0]
-    errors = [run(plan, worker).rows[0][0] - truth for _ in range(400)]
-    sd = plan.mechanisms[0].std  # scale 4: sd ≈ 5.6; the sample sd over 400 runs is within ±10 % w.h.p.
-    assert statistics.pstdev(errors) == pytest.approx(sd, rel=0.15)
-    assert abs(statistics.fmean(errors)) < 4 * sd / math.sqrt(400)
+    n = 1500
+    errors = [run(plan, worker).rows[0][0] - truth for _ in range(n)]
+    mech = plan.mechanisms[0]
+    assert mech.scale == pytest.approx(4.0)  # sensitivity 1 (one row per unit), epsilon 1/4
+    q = math.exp(-1.0 / mech.scale)
+
+    def inside(k: int) -> float:  # P(|X| < k) for k >= 1
+        return 1.0 - 2.0 * q**k / (1.0 + q)
+
+    k_mid = math.floor(mech.scale) + 1  # |e| <= scale: probability about 0.68, where the check is most sensitive
+    lo, hi = _binomial_acceptance(n, inside(k_mid), NOISE_ALPHA)
+    assert lo <= sum(abs(e) < k_mid for e in errors) <= hi, (lo, hi)
     half = plan.expected_error()["n"]
-    assert 0.92 <= sum(abs(e) < half for e in errors) / len(errors) <= 0.99
+    assert inside(math.ceil(half)) >= 0.95  # the published half-width is a true 95 % interval of this noise
+    lo, hi = _binomial_acceptance(n, inside(math.ceil(half)), NOISE_ALPHA)
+    assert lo <= sum(abs(e) < half for e in errors) <= hi, (lo, hi)
+    signed = [e for e in errors if e != 0]
+    lo, hi = _binomial_acceptance(len(signed), 0.5, NOISE_ALPHA)
+    assert lo <= sum(e > 0 for e in signed) <= hi, (lo, hi)
