@@ -7,7 +7,11 @@ all busy still answers them (`tests/system/http/gateway/test_health_ready.py`, `
 
 - ``/health`` (liveness) answers from the event loop alone: no store, engine or file access.
 - ``/ready`` (readiness) runs its checks (`Probes`) on one small executor of its own, never the shared pool,
-  bounded by `READY_TIMEOUT_S`, and single-flight (concurrent callers share the probe under way):
+  bounded by `READY_TIMEOUT_S`, and single-flight (concurrent callers share the probe under way). The store and
+  audit checks open a connection of their own for each probe (an engine without a pool, `probe_engine`), never
+  one of the request pool's: a gateway whose pool is taken by requests (on PostgreSQL, ``VEILBOX_DB_POOL_SIZE`` +
+  overflow) still answers, and a store that went away is seen at once, not through a stale pooled connection.
+  This costs the store at most one extra connection per process, for milliseconds:
 
   - ``store``: the metadata store answers a trivial query;
   - ``audit``: the signed audit head is readable and consistent with the chain (one statement, one snapshot:
@@ -27,18 +31,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import os
 import threading
 from typing import Any
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import Connection, Engine, create_engine, func, literal, select
+from sqlalchemy.pool import NullPool
 
 from gateway import _tables as t
 from gateway.context import AppContext
 
 log = logging.getLogger("veilbox.gateway")
 
-__all__ = ["READY_TIMEOUT_S", "RETRY_AFTER_S", "Probes", "failing"]
+__all__ = ["READY_TIMEOUT_S", "RETRY_AFTER_S", "Probes", "failing", "probe_engine"]
 
 #: The longest ``/ready`` waits for the store and audit checks before it answers ``timeout``.
 READY_TIMEOUT_S = 2.0
@@ -46,17 +52,30 @@ READY_TIMEOUT_S = 2.0
 RETRY_AFTER_S = 5
 
 
+def probe_engine(engine: Engine, timeout_s: float = READY_TIMEOUT_S) -> Engine:
+    """An engine on ``engine``'s store without a pool: each use opens (and closes) a connection of its own, so
+    the readiness checks never wait for the request pool; on PostgreSQL connecting gives up after about
+    ``timeout_s`` (a server that does not answer leaves no probe thread stuck)."""
+    if engine.dialect.name == "sqlite":
+        return create_engine(
+            engine.url, poolclass=NullPool, connect_args={"check_same_thread": False, "timeout": timeout_s}
+        )
+    return create_engine(engine.url, poolclass=NullPool, connect_args={"connect_timeout": max(1, math.ceil(timeout_s))})
+
+
 class Probes:
     """The readiness checks of one app, on a one-thread executor of their own (closed with the app)."""
 
     def __init__(self, ctx: AppContext, worker: Any = None, timeout_s: float = READY_TIMEOUT_S) -> None:
         self.ctx, self.worker, self.timeout_s = ctx, worker, timeout_s
+        self.engine = probe_engine(ctx.engine, timeout_s)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="veilbox-ready")
         self._pending: concurrent.futures.Future[dict[str, str]] | None = None
         self._guard = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.engine.dispose()
 
     async def ready(self) -> dict[str, str]:
         """Each check's word: ``ok`` (or ``off`` for a worker this process does not run) or what failed."""
@@ -75,27 +94,27 @@ class Probes:
 
     def _store_checks(self) -> dict[str, str]:
         try:
-            with self.ctx.engine.connect() as conn:
+            with self.engine.connect() as conn:
                 conn.execute(select(literal(1))).scalar_one()
+                audit = self._audit(conn)
         except Exception:
             log.warning("readiness: the store is unreachable", exc_info=True)
             return {"store": "unreachable", "audit": "unreachable"}
-        return {"store": "ok", "audit": self._audit()}
+        return {"store": "ok", "audit": audit}
 
-    def _audit(self) -> str:
+    def _audit(self, conn: Connection) -> str:
         head, log_ = t.audit_head, t.audit_entries
         newest = select(func.max(log_.c.seq)).scalar_subquery()
         at_head = select(log_.c.hash).where(log_.c.seq == head.c.seq).scalar_subquery()
-        try:
-            with self.ctx.engine.connect() as conn:  # one statement: one snapshot of the head and the chain
-                row = conn.execute(
-                    select(head.c.seq, head.c.hash, at_head.label("entry_hash"), newest.label("newest")).where(
-                        head.c.id == 1
-                    )
-                ).first()
-                if row is None:  # a fresh store: no entry, no head
-                    empty = conn.execute(select(func.count()).select_from(log_)).scalar_one() == 0
-                    return "ok" if empty else "missing"
+        try:  # one statement: one snapshot of the head and the chain
+            row = conn.execute(
+                select(head.c.seq, head.c.hash, at_head.label("entry_hash"), newest.label("newest")).where(
+                    head.c.id == 1
+                )
+            ).first()
+            if row is None:  # a fresh store: no entry, no head
+                empty = conn.execute(select(func.count()).select_from(log_)).scalar_one() == 0
+                return "ok" if empty else "missing"
         except Exception:
             log.warning("readiness: the audit head is unreadable", exc_info=True)
             return "unreachable"
