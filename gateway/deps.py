@@ -215,7 +215,9 @@ LANE_ROUTES = frozenset({"job.submit", "query.preview", "query.run"})
 
 async def heavy_call(request: Request, p: CurrentPrincipal, ev: Audit) -> AsyncIterator[Principal]:
     """The caller of a heavy call (a query, a preview, a job submission, scoring, an encrypted, anonymous or PSI
-    check), holding one of its ``VEILBOX_MAX_INFLIGHT_PER_PRINCIPAL`` slots until the call ends; a query, preview
+    check), holding one of its ``VEILBOX_MAX_INFLIGHT_PER_PRINCIPAL`` slots until the call ends (the route's function
+    returns: both places are given back before the answer is sent, so a caller holding its answer may call again
+    at once, `Heavy`); a query, preview
     or job submission (`LANE_ROUTES`) then also holds a place in the service's heavy lane (`HeavyLane`:
     ``VEILBOX_HEAVY_LANE`` at once, ``VEILBOX_HEAVY_QUEUE`` more waiting at most ``VEILBOX_HEAVY_WAIT_S``).
     Refusals come before the route's service runs — nothing is charged, the refusal is audited under the route's
@@ -249,4 +251,4 @@ async def heavy_call(request: Request, p: CurrentPrincipal, ev: Audit) -> AsyncI
         slots.release(p.id)
 
 
-Heavy = Annotated[Principal, Depends(heavy_call)]
+Heavy = Annotated[Principal, Depends(heavy_call, scope="function")]  # places given back before the answer leaves
