@@ -176,20 +176,30 @@ class Recorder:
             return
         status: int | None = None
         chunks: list[bytes] = []
-        complete = False
+        complete = finished = False
+
+        def reservation() -> Reservation | None:
+            r = scope.get("state", {}).get(_STATE_KEY)
+            return r if isinstance(r, Reservation) else None
 
         async def capture(message: Message) -> None:
-            nonlocal status, complete
+            nonlocal status, complete, finished
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
                 complete = not message.get("more_body", False)
+                r = reservation()
+                if complete and r is not None:
+                    # Stored before the last byte leaves: a retry sent the moment the caller has the answer
+                    # replays it (stored after, the retry could still find the key in progress).
+                    await run_in_threadpool(_finish, r, status, b"".join(chunks))
+                    finished = True
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
-            r = scope.get("state", {}).get(_STATE_KEY)
-            if isinstance(r, Reservation):
+            r = reservation()
+            if r is not None and not finished:
                 await run_in_threadpool(_finish, r, status if complete else None, b"".join(chunks))
