@@ -4,7 +4,6 @@ and the audit chain verifies."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter
@@ -13,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.pg import PgServer, PgUnavailable
+from tests.conftest import started_pg_server
+from tests.pg import PgServer
 
 SQL = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
 TERMINAL = {"released", "failed", "rejected", "cancelled"}
@@ -22,14 +22,7 @@ TERMINAL = {"released", "failed", "rejected", "cancelled"}
 @pytest.fixture(scope="module")
 def own_pg() -> Iterator[PgServer]:
     """A cluster of this module's own: the test stops and starts it."""
-    try:
-        server = PgServer().start()
-    except PgUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {e}")
-        pytest.skip(str(e))
-    yield server
-    server.stop()
+    yield from started_pg_server()
 
 
 @pytest.fixture
