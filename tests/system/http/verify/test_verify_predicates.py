@@ -58,7 +58,7 @@ def people(tmp_path_factory):
     catalog_tables.metadata.create_all(engine)
     spec = DatasetSpec.model_validate({**SPEC, "source": str(src)})
     ds = registry.register(engine, spec, "owner", root / "data", [src.parent], 1 << 30).dataset
-    worker = QueryWorker({ds.name: ds.path}, threads=1, memory_limit="256MB", timeout_s=10)
+    worker = QueryWorker({ds.name: ds.path}, threads=1, memory_limit="256MB", timeout_s=60)
     worker.start()
     yield ds, worker
     worker.stop()

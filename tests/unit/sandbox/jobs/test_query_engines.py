@@ -50,7 +50,7 @@ def plan(dataset: Dataset) -> QueryPlan:
 
 @pytest.fixture
 def engines() -> Iterator[QueryEngines]:
-    e = QueryEngines(threads=1, memory_limit="256MB", timeout_s=20, per_dataset=2, wait_s=WAIT_S)
+    e = QueryEngines(threads=1, memory_limit="256MB", timeout_s=60, per_dataset=2, wait_s=WAIT_S)
     yield e
     e.close()
 
@@ -122,7 +122,7 @@ def test_a_lease_beyond_the_pool_waits_for_a_worker_to_come_back(engines, datase
 
 
 def test_a_lease_that_waits_too_long_fails_before_reading(dataset):
-    engines = QueryEngines(threads=1, memory_limit="256MB", timeout_s=20, per_dataset=1, wait_s=0.05)
+    engines = QueryEngines(threads=1, memory_limit="256MB", timeout_s=60, per_dataset=1, wait_s=0.05)
     try:
         with engines.lease(dataset), pytest.raises(EngineFailure) as e, engines.lease(dataset):
             pass

@@ -67,7 +67,7 @@ def two_tables(datasets: dict[str, Dataset]) -> dict[str, TableView]:
 
 @pytest.fixture(scope="session")
 def worker(datasets: dict[str, Dataset]) -> Iterator[QueryWorker]:
-    w = QueryWorker({n: d.path for n, d in datasets.items()}, threads=2, memory_limit="1GB", timeout_s=20)
+    w = QueryWorker({n: d.path for n, d in datasets.items()}, threads=2, memory_limit="1GB", timeout_s=60)
     w.start()
     yield w
     w.stop()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not nowrite.supported(), reason="the write guard
 @pytest.fixture(scope="module")
 def guarded(datasets: dict[str, Dataset]) -> Iterator[QueryWorker]:
     """A worker granted tax_income only; enterprise_registry's file sits in the same data directory."""
-    w = QueryWorker({"tax_income": datasets["tax_income"].path}, threads=2, memory_limit="512MB", timeout_s=20)
+    w = QueryWorker({"tax_income": datasets["tax_income"].path}, threads=2, memory_limit="512MB", timeout_s=60)
     w.start()
     yield w
     w.stop()
@@ -296,6 +296,6 @@ def test_what_ingest_proved_needs_no_bounding(per_unit: int, declared: int, elid
         assert (r.sql, r.params, r.bound_check, r.unbounded_sql) == (plan.canonical.unbounded_sql, {}, None, None)
     else:
         assert r.sql == plan.canonical.sql and r.bound_check == (ds.name, "uid", declared)
-    with QueryWorker({ds.name: ds.path}, threads=1, memory_limit="256MB", timeout_s=20) as w:
+    with QueryWorker({ds.name: ds.path}, threads=1, memory_limit="256MB", timeout_s=60) as w:
         rows = sorted(tuple(x) for x in w.execute(r))
     assert sum(x[1] for x in rows) == 30 * min(per_unit, declared)

@@ -118,7 +118,7 @@ def neighbours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neighbours]
     assert datasets["beyond"].ingest_report["out_of_domain"].get("has_default") == 1
     assert datasets["beyond"].ingest_report["clamped"].get("monthly_income") == 1
     view = TableView(datasets["with"], GRANTED)
-    workers = {n: QueryWorker({view.name: d.path}, threads=1, memory_limit="256MB", timeout_s=20)
+    workers = {n: QueryWorker({view.name: d.path}, threads=1, memory_limit="256MB", timeout_s=60)
                for n, d in datasets.items()}
     try:
         for w in workers.values():

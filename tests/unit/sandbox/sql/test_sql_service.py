@@ -215,7 +215,7 @@ def test_per_unit_bounding(register_units: Any) -> None:
     one = register_units("dup_units_m1", 200, 3, 1)
     two = register_units("dup_units_m2", 200, 3, 2)
     with QueryWorker({one.name: one.path, two.name: two.path}, threads=1, memory_limit="256MB",
-                     timeout_s=20) as w:
+                     timeout_s=60) as w:
         for ds, m in ((one, 1), (two, 2)):
             tv = {ds.name: TableView(ds, frozenset({"region", "amount"}))}
             plan = prepare(f"SELECT COUNT(*) AS n, SUM(amount) AS s FROM {ds.name}", tv, epsilon=60)
