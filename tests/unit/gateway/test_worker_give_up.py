@@ -12,21 +12,7 @@ from sqlalchemy import select
 from gateway.context import init_home, open_context
 from gateway.worker import JobWorker
 from policies import _tables as pt
-
-
-def _running_job(engine, job_id: str, owner: str, expires: dt.datetime) -> None:
-    now = dt.datetime.now(dt.UTC)
-    with engine.begin() as conn:
-        if conn.execute(pt.agreements.select()).first() is None:
-            conn.execute(pt.agreements.insert().values(
-                id="ag_1", owner="tax", grantee="bank", title="t", state="active", version=1, document_hash="x",
-                document_json="{}", valid_from=now, valid_until=now, created_at=now, updated_at=now,
-                expired_recorded=False))
-        conn.execute(pt.jobs.insert().values(
-            id=job_id, agreement_id="ag_1", kind="query", spec_json="{}", spec_hash="sha256:x",
-            fingerprints_json='{"tax_income": "sha256:f"}', columns_json="{}", inline=False, state="running",
-            created_by="bank", created_at=now, updated_at=now, cost_epsilon="1/1", cost_delta="0/1",
-            worker_id=owner, started_at=now, lease_owner=owner, lease_expires_at=expires))
+from tests.unit.gateway.test_job_leases import _running_job
 
 
 def _job(engine, job_id: str) -> tuple[str, str | None]:
