@@ -1,4 +1,4 @@
-# Veilbox: `make demo` sets up .venv and runs the end-to-end story; `make test` lints and runs the suite.
+# Veilbox: `make demo` sets up .venv (and bubblewrap) and runs the end-to-end story; `make test` lints and runs the suite.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -26,7 +26,9 @@ $(STAMP_DEV): pyproject.toml $(STAMP_RUN)
 
 venv: $(STAMP_RUN)
 
-demo: $(STAMP_RUN)
+# The demo's custom-code chapter runs user code under bubblewrap: `sandbox-deps` installs it when missing (apt only
+# then, so a second `make demo` installs nothing).
+demo: $(STAMP_RUN) sandbox-deps
 	$(VENV)/bin/veilbox demo
 
 lint: $(STAMP_DEV)
