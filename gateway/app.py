@@ -33,6 +33,7 @@ from gateway import console, deps, errors, health, journal, latency
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
+from gateway.routes import docs as docs_routes
 from gateway.routes import psi as psi_routes
 from gateway.services import idempotency
 from gateway.worker import JobWorker
@@ -105,6 +106,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         summary="Usable but invisible (可用不可见): aggregates, models and verdicts leave; raw data never does.",
         description="HTTP contract v1. Every error body is `{\"error\": {\"code\", \"message\", \"details\"}}`.",
         dependencies=[Depends(deps.strict_input)],  # before every route's own dependencies and validation
+        docs_url=None,  # /docs and /redoc come from gateway.routes.docs, with bundled assets (no CDN)
+        redoc_url=None,
     )
     app.state.ctx = ctx
     app.state.probes = probes
@@ -174,6 +177,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         return response
 
     app.include_router(system.router)
+    docs_routes.mount(app)
     app.mount("/console/static", StaticFiles(directory=console.STATIC_DIR), name="console.static")
     app.include_router(console.router)
     for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
