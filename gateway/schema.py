@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, MetaData
 
 import policies
 from catalog import _tables as catalog_tables
+from catalog import keyring as _keyring  # noqa: F401  (declares the wrapped keys on the catalog's metadata)
 from catalog import models as _models  # noqa: F401  (declares the model registry on the catalog's metadata)
 from gateway import _tables as gateway_tables
 
