@@ -101,7 +101,9 @@ def current_principal(
         raise DomainError(UNAUTHENTICATED, "a bearer token is required")
     p = identities.authenticate(ctx.engine, creds.credentials.strip())
     if p is None:
-        raise DomainError(UNAUTHENTICATED, "missing, invalid or expired token")
+        reason = identities.refusal_reason(ctx.engine, creds.credentials.strip())
+        raise DomainError(UNAUTHENTICATED, "missing, invalid or expired token",
+                          [{"reason": reason}] if reason else None)
     ev.actor, ev.role = p.name, p.role.value
     request.state.principal = p
     return p

@@ -2,6 +2,13 @@
 
 Tokens are 256-bit random strings shown once at creation; only their SHA-256 is stored (a high-entropy token
 needs no slow hash). Lookup is by hash, so token comparison never leaks timing about stored values.
+
+An admin manages principals (`disable`, `enable`, `rotate`, `set_expiry`): each change commits in one
+transaction with its audit entry (the caller's ``journal``, `gateway.journal`) and with the revocation of the
+principal's console sessions (disabling, rotating, or an expiry already past), so the principal's next call —
+API or console — is refused: ``UNAUTHENTICATED`` with reason ``principal.disabled`` or ``token.expired`` for a
+token that was valid (`refusal_reason`), none for a token that never was or was rotated away (its hash is no
+longer stored). A rotated token is dead the moment the rotation commits; the new one is returned once.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from catalog.errors import ALREADY_EXISTS, DomainError, invalid
+from catalog.errors import ALREADY_EXISTS, NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
 from gateway import _tables as t
+from gateway.journal import Journal
 from vocab.roles import Role
 
 TOKEN_PREFIX = "vbx_"  # noqa: S105 - a public prefix, not a secret
@@ -84,6 +92,19 @@ def _usable(r: Any) -> Principal | None:
     return Principal(r.id, r.name, RoleName(r.role))
 
 
+def refusal_reason(engine: Engine, token: str) -> str | None:
+    """Why a token that `authenticate` refused was refused, when it names a principal (its holder already
+    knows it): ``principal.disabled`` or ``token.expired``; ``None`` for a token unknown or rotated away."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    with engine.connect() as conn:
+        r = conn.execute(select(t.principals.c.disabled).where(t.principals.c.token_hash == hash_token(token))
+                         ).first()
+    if r is None:
+        return None
+    return "principal.disabled" if r.disabled else "token.expired"
+
+
 def by_name(engine: Engine, name: str) -> Principal | None:
     with engine.connect() as conn:
         r = conn.execute(select(t.principals).where(t.principals.c.name == name)).first()
@@ -102,3 +123,97 @@ def list_principals(engine: Engine) -> list[Principal]:
     with engine.connect() as conn:
         rows = conn.execute(select(t.principals).order_by(t.principals.c.name)).all()
     return [Principal(r.id, r.name, RoleName(r.role)) for r in rows]
+
+
+@dataclass(frozen=True)
+class PrincipalRecord:
+    """A principal as an admin sees it: who, which role, since when, until when, and whether disabled."""
+
+    id: str
+    name: str
+    role: RoleName
+    created_at: dt.datetime
+    created_by: str | None
+    expires_at: dt.datetime
+    disabled: bool
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at <= dt.datetime.now(dt.UTC)
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _record(r: Any) -> PrincipalRecord:
+    return PrincipalRecord(r.id, r.name, RoleName(r.role), _aware(r.created_at), r.created_by, _aware(r.expires_at),
+                           bool(r.disabled))
+
+
+def records(engine: Engine) -> list[PrincipalRecord]:
+    """Every principal with its state, by name (admin views)."""
+    with engine.connect() as conn:
+        return [_record(r) for r in conn.execute(select(t.principals).order_by(t.principals.c.name))]
+
+
+def names_by_id(engine: Engine) -> dict[str, str]:
+    """Principal id → name (to show names beside ids)."""
+    with engine.connect() as conn:
+        return {r.id: r.name for r in conn.execute(select(t.principals.c.id, t.principals.c.name))}
+
+
+def _change(engine: Engine, name: str, journal: Journal | None, **values: Any) -> PrincipalRecord:
+    """Update principal ``name`` with ``values`` and revoke its console sessions when ``values`` withdraw its
+    access, then write ``journal``: one transaction (`gateway.journal`)."""
+    p = t.principals
+    with engine.begin() as conn:
+        row = conn.execute(select(p).where(p.c.name == name).with_for_update()).first()
+        if row is None:
+            raise DomainError(NOT_FOUND_OR_FORBIDDEN, "no principal has this name")
+        conn.execute(p.update().where(p.c.id == row.id).values(**values))
+        after = conn.execute(select(p).where(p.c.id == row.id)).one()
+        rec = _record(after)
+        if rec.disabled or rec.expired or "token_hash" in values:
+            _revoke_sessions(conn, rec.id)
+        if journal is not None:
+            journal(conn)
+    return rec
+
+
+def _revoke_sessions(conn: Connection, principal_id: str) -> None:
+    s = t.console_sessions
+    conn.execute(s.update().where(s.c.principal_id == principal_id, s.c.revoked.is_(False)).values(revoked=True))
+
+
+def _not_self(name: str, admin: str | None, what: str) -> None:
+    if admin is not None and name == admin:
+        raise invalid(f"an admin cannot {what} their own principal", [{"field": "name", "reason": "principal.self"}])
+
+
+def disable(engine: Engine, name: str, journal: Journal | None = None, admin: str | None = None) -> PrincipalRecord:
+    """Disable principal ``name``: its token is refused from now on and its console sessions end."""
+    _not_self(name, admin, "disable")
+    return _change(engine, name, journal, disabled=True)
+
+
+def enable(engine: Engine, name: str, journal: Journal | None = None) -> PrincipalRecord:
+    """Enable principal ``name`` again (its token, unless expired or rotated, works again)."""
+    return _change(engine, name, journal, disabled=False)
+
+
+def rotate(engine: Engine, name: str, journal: Journal | None = None) -> tuple[PrincipalRecord, str]:
+    """Give principal ``name`` a new token (returned once); the old one is dead when this returns, and the
+    principal's console sessions end."""
+    token = new_token()
+    return _change(engine, name, journal, token_hash=hash_token(token)), token
+
+
+def set_expiry(engine: Engine, name: str, expires_at: dt.datetime, journal: Journal | None = None,
+               admin: str | None = None) -> PrincipalRecord:
+    """Set when principal ``name``'s token stops working (UTC when naive); a time already past ends its access
+    and its console sessions now."""
+    expires_at = _aware(expires_at).astimezone(dt.UTC)
+    if expires_at <= dt.datetime.now(dt.UTC):
+        _not_self(name, admin, "expire")
+    return _change(engine, name, journal, expires_at=expires_at)

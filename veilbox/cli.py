@@ -12,9 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from veilbox import cli_psi, cli_work
+from veilbox import cli_audit, cli_psi, cli_work
 from veilbox._cli_common import HomeOpt, JsonOpt, client, emit, err, out, state
 from veilbox.client import ApiError
+from vocab.i18n import _
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 principal_app = typer.Typer(help="Principals and their roles (admin).", no_args_is_help=True)
@@ -155,6 +156,46 @@ def principal_me() -> None:
         emit(c.me(), True)
 
 
+@principal_app.command("disable")
+def principal_disable(name: str, as_json: JsonOpt = False) -> None:
+    """Disable a principal (admin): its next call is refused and its console sessions end."""
+    with client() as c:
+        p = c.disable_principal(name)
+    emit(p, True) if as_json else out.print(_("%(name)s is disabled", name=p["name"]))
+
+
+@principal_app.command("enable")
+def principal_enable(name: str, as_json: JsonOpt = False) -> None:
+    """Enable a disabled principal again (admin)."""
+    with client() as c:
+        p = c.enable_principal(name)
+    emit(p, True) if as_json else out.print(_("%(name)s is enabled", name=p["name"]))
+
+
+@principal_app.command("rotate")
+def principal_rotate(name: str, as_json: JsonOpt = False) -> None:
+    """Give a principal a new token (admin); prints it once. The old token stops working at once."""
+    with client() as c:
+        p = c.rotate_principal(name)
+    if as_json:
+        emit(p, True)
+    else:
+        out.print(_("%(name)s new token:", name=p["name"]), f"[bold]{p['token']}[/]")
+
+
+@principal_app.command("expire")
+def principal_expire(name: str, at: Annotated[str, typer.Option(
+        "--at", help="ISO-8601 time the token stops working (UTC without an offset); 'now' ends access now")],
+                     as_json: JsonOpt = False) -> None:
+    """Set when a principal's token stops working (admin)."""
+    import datetime as dt
+
+    when = dt.datetime.now(dt.UTC).isoformat() if at == "now" else at
+    with client() as c:
+        p = c.expire_principal(name, when)
+    emit(p, True) if as_json else out.print(_("%(name)s expires at %(at)s", name=p["name"], at=p["expires_at"]))
+
+
 # -- datasets -------------------------------------------------------------------------------------------
 @dataset_app.command("register")
 def dataset_register(
@@ -220,8 +261,16 @@ def audit_list(since: int = 0, limit: int = 50, as_json: JsonOpt = False) -> Non
 
 @audit_app.command("verify")
 def audit_verify(home: Annotated[Path | None, typer.Option(
-        "--home", help="verify a local home offline instead of asking the gateway")] = None) -> None:
+        "--home", help="verify a local home offline instead of asking the gateway")] = None,
+        anchors: Annotated[Path | None, typer.Option(
+            "--anchors", help="also prove the chain extends every signed head anchored in this file (存证)")] = None,
+        public_key: Annotated[Path | None, typer.Option(
+            "--public-key", help="with --anchors: the service's PEM public key to check the anchors with")] = None,
+) -> None:
     """Check the hash chain and signed checkpoints; exit 1 and name the first bad seq on failure."""
+    if anchors is not None:
+        cli_audit.verify_anchors(home, anchors, public_key)
+        return
     if home is not None:
         from gateway.context import open_context
 
@@ -516,6 +565,7 @@ def federated_join(
 
 cli_work.register(app)
 cli_psi.register(app, verify_app)
+cli_audit.register(audit_app)
 
 
 def main() -> None:

@@ -141,6 +141,20 @@ class Client:
     def principals(self) -> list[PrincipalInfo]:
         return self._json("GET", "/v1/principals")
 
+    def disable_principal(self, name: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/principals/{name}/disable")
+
+    def enable_principal(self, name: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/principals/{name}/enable")
+
+    def rotate_principal(self, name: str) -> dict[str, Any]:
+        """A new token for ``name`` (in ``token``, shown once); the previous one stops working."""
+        return self._json("POST", f"/v1/principals/{name}/rotate")
+
+    def expire_principal(self, name: str, expires_at: str) -> dict[str, Any]:
+        """Set when ``name``'s token stops working (ISO-8601; a past time ends its access now)."""
+        return self._json("POST", f"/v1/principals/{name}/expiry", json={"expires_at": expires_at})
+
     # -- catalog -------------------------------------------------------------------------------------------
     def register_dataset(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/v1/datasets", json=spec)
