@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java cluster-test
+.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java cluster-test font messages
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,29 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: browser tests will be skipped"; fi; }
 
+# The bundled fonts: Droid Sans Fallback (CJK, Apache-2.0, Debian `fonts-droid-fallback`) and DejaVu Sans (Latin,
+# Greek and symbols such as ε, free licence, `fonts-dejavu-core`). The console serves the CJK font (@font-face, CSP
+# 'self') and the PDF reports embed both, so Chinese never depends on the viewer's or the server's own fonts.
+FONT_DIR := gateway/console/static/fonts
+FONTS := $(FONT_DIR)/DroidSansFallbackFull.ttf $(FONT_DIR)/DejaVuSans.ttf $(FONT_DIR)/DejaVuSans-Bold.ttf
+font: $(FONTS)
+$(FONTS):
+	@test -f /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf -a -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-droid-fallback fonts-dejavu-core >/dev/null; \
+	  else echo "fonts missing: apt-get install fonts-droid-fallback fonts-dejavu-core"; exit 1; fi; }
+	mkdir -p $(FONT_DIR)
+	cp /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+	  /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf $(FONT_DIR)/
+	cp /usr/share/doc/fonts-droid-fallback/copyright $(FONT_DIR)/LICENSE-DroidSansFallback.txt
+	cp /usr/share/doc/fonts-dejavu-core/copyright $(FONT_DIR)/LICENSE-DejaVu.txt
+
+# Extract every translatable message (babel.cfg) and merge it into the zh-CN catalog; translate the new entries.
+messages: $(STAMP_DEV)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k gettext -k ngettext:1,2 --no-location --sort-output \
+	  --omit-header -o vocab/locale/messages.pot .
+	$(VENV)/bin/pybabel update -i vocab/locale/messages.pot -d vocab/locale -l zh_CN --no-location --no-fuzzy-matching \
+	  --ignore-obsolete
+
 # The custom-code runner isolates user code with bubblewrap (Debian package `bubblewrap`); install it when missing.
 sandbox-deps:
 	@command -v bwrap >/dev/null 2>&1 || { \
@@ -63,7 +86,7 @@ java:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
 	  else echo "java missing: the Spark engine tests will be skipped"; fi; }
 
-test: $(STAMP_DEV) sandbox-deps browser postgres java
+test: $(STAMP_DEV) sandbox-deps browser postgres java font
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 --durations=30 $(PYTEST_ARGS)
 

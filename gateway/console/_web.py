@@ -42,7 +42,7 @@ from gateway.console.sessions import (
 from gateway.context import AppContext
 from gateway.services.jobs import actor_of
 from vocab.errors import ErrorCode
-from vocab.i18n import gettext, ngettext
+from vocab.i18n import current_language, gettext, ngettext
 
 __all__ = ["COOKIE", "COOKIE_PATH", "LOGIN_CSRF_COOKIE", "PAGE", "STATIC_DIR", "CsrfFailed", "audit_event",
            "ctx_of", "form_event", "guarded", "in_thread", "posted_form", "redirect", "render", "session_actor",
@@ -53,6 +53,7 @@ STATIC_DIR = HERE / "static"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.add_extension("jinja2.ext.i18n")
 templates.env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
+templates.env.globals["current_language"] = current_language  # the request's language (pages/language.py)
 PAGE = 100  # entries per page of a listing read from the audit log
 P = ParamSpec("P")
 
