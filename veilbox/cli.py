@@ -1,5 +1,9 @@
-"""`veilbox`: the command line for every role. Talks to a running gateway over HTTP (`--url`/`--token` or
-VEILBOX_URL/VEILBOX_TOKEN); `init`, `serve`, `worker`, `datagen`, `demo` and `audit verify --home` work locally."""
+"""`veilbox`: the command line for every role. Talks to a running gateway over HTTP (`veilbox login` once, or
+`--url`/`--token`, or VEILBOX_URL/VEILBOX_TOKEN); `init`, `serve`, `worker`, `datagen`, `demo` and
+`audit verify --home` work locally. Add `--json` for machine output and `--debug` for tracebacks.
+
+Conventions shared by every command (connection, profile, --json, id prefixes, one-line errors, exit codes, help
+text): veilbox/_cli_common.py."""
 
 from __future__ import annotations
 
@@ -12,9 +16,24 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from veilbox import cli_audit, cli_psi, cli_work
-from veilbox._cli_common import HomeOpt, JsonOpt, client, emit, err, out, state
-from veilbox.client import ApiError
+from veilbox import cli_audit, cli_he, cli_profile, cli_psi, cli_work
+from veilbox._cli_common import (
+    EXIT_NOT_READY,
+    AgreementOpt,
+    CliError,
+    HomeOpt,
+    JsonOpt,
+    client,
+    emit,
+    err,
+    fields_table,
+    out,
+    read_json,
+    resolve_agreement,
+    run,
+    state,
+    wants_json,
+)
 from vocab.i18n import _
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,10 +50,17 @@ app.add_typer(verify_app, name="verify")
 
 @app.callback()
 def _global(
-    url: Annotated[str, typer.Option(envvar="VEILBOX_URL", help="gateway URL")] = "http://127.0.0.1:8000",
-    token: Annotated[str | None, typer.Option(envvar="VEILBOX_TOKEN", help="bearer token")] = None,
+    url: Annotated[str | None, typer.Option(
+        envvar="VEILBOX_URL", help="gateway URL (default: the profile's, else http://127.0.0.1:8000)")] = None,
+    token: Annotated[str | None, typer.Option(
+        envvar="VEILBOX_TOKEN", help="bearer token (default: the profile's, see `veilbox login`)")] = None,
+    profile: Annotated[str, typer.Option(
+        envvar="VEILBOX_PROFILE", help="saved profile to use (`veilbox login --profile NAME`)")] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON output for any command")] = False,
+    debug: Annotated[bool, typer.Option(
+        "--debug", envvar="VEILBOX_DEBUG", help="show the traceback of a failure")] = False,
 ) -> None:
-    state.url, state.token = url, token
+    state.url, state.token, state.profile, state.json, state.debug = url, token, profile, as_json, debug
 
 
 def _settings(home: Path | None, **kw: Any) -> Any:
@@ -48,18 +74,31 @@ def _settings(home: Path | None, **kw: Any) -> Any:
 # -- local commands ----------------------------------------------------------------------------------------
 @app.command()
 def init(home: HomeOpt = None, as_json: JsonOpt = False,
-         hash_alg: Annotated[str, typer.Option(help="audit chain hash: sha256 or sm3")] = "sha256") -> None:
+         suite: Annotated[str | None, typer.Option(
+             help="cryptographic suite, fixed for the home: intl (SHA-256, Ed25519, AES-256-GCM) or sm "
+             "(SM3, SM2, SM4-GCM) (default $VEILBOX_SUITE or intl)")] = None,
+         hash_alg: Annotated[str | None, typer.Option(
+             help="deprecated alias of --suite: sm3 means --suite sm, sha256 --suite intl")] = None,
+         token_only: Annotated[bool, typer.Option(
+             "--token-only", help="print only the admin token (for `TOKEN=$(veilbox init … --token-only)`)")] = False,
+         ) -> None:
     """Create a service home: directories, keys, metadata schema and the admin principal."""
+    from pydantic import ValidationError
+
     from gateway.context import AlreadyInitialised, init_home
 
-    s = _settings(home, hash_alg=hash_alg)
+    try:
+        s = _settings(home, **_given(suite=suite, hash_alg=hash_alg))
+    except ValidationError as e:  # an unknown suite, or --hash-alg contradicting --suite
+        raise CliError(str(e.errors()[0]["msg"]), _("use --suite intl or --suite sm"), code=2) from None
     try:
         token = init_home(s)
     except AlreadyInitialised as e:
-        err.print(f"[red]{e}[/]")
-        raise typer.Exit(1) from None
-    data = {"home": str(s.home.resolve()), "admin_token": token}
-    if as_json:
+        raise CliError(str(e), _("pick another --home, or use the existing one"), code=1) from None
+    data = {"home": str(s.home.resolve()), "admin_token": token, "suite": s.suite}
+    if token_only:
+        print(token)
+    elif wants_json(as_json):
         out.print_json(json.dumps(data))
     else:
         out.print(f"Initialised [bold]{data['home']}[/]\nadmin token (shown once): [bold]{token}[/]")
@@ -108,7 +147,8 @@ def worker(
 def datagen(
     out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("veilbox-data"),
     rows: Annotated[int, typer.Option(help="people in tax_income")] = 100_000,
-    seed: int = 20261122,
+    seed: Annotated[int, typer.Option(help="seed of the synthetic generator (same seed, same data)")] = 20261122,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write the synthetic city data family (tax_income, enterprise_registry) with declaration files."""
     from tqdm import tqdm
@@ -132,16 +172,26 @@ def demo(home: HomeOpt = None, rows: Annotated[int, typer.Option(help="people to
 
 # -- principals -----------------------------------------------------------------------------------------
 @principal_app.command("add")
-def principal_add(name: str, role: Annotated[str, typer.Option(help="admin|owner|operator|bank|regulator")],
-                  as_json: JsonOpt = False) -> None:
-    """Create a principal; prints its token once."""
+def principal_add(name: Annotated[str, typer.Argument(help="the principal's unique name (e.g. city-tax)")],
+                  role: Annotated[str, typer.Option(help="admin|owner|operator|bank|regulator")],
+                  as_json: JsonOpt = False,
+                  token_only: Annotated[bool, typer.Option(
+                      "--token-only", help="print only the token (for `TOKEN=$(veilbox principal add …)`)")] = False,
+                  ) -> None:
+    """Create a principal (admin); prints its token once."""
     with client() as c:
         p = c.create_principal(name, role)
-    emit(p, True) if as_json else out.print(f"{p['name']} ({p['role']}) token: [bold]{p['token']}[/]")
+    if token_only:
+        print(p["token"])
+    elif wants_json(as_json):
+        emit(p, True)
+    else:
+        out.print(_("%(name)s (%(role)s) token:", name=p["name"], role=p["role"]), f"[bold]{p['token']}[/]")
 
 
 @principal_app.command("list")
 def principal_list(as_json: JsonOpt = False) -> None:
+    """Every principal with its role (admin)."""
     with client() as c:
         ps = c.principals()
     t = Table("id", "name", "role")
@@ -151,9 +201,11 @@ def principal_list(as_json: JsonOpt = False) -> None:
 
 
 @principal_app.command("me")
-def principal_me() -> None:
+def principal_me(as_json: JsonOpt = False) -> None:
+    """Who the token belongs to (any role)."""
     with client() as c:
-        emit(c.me(), True)
+        me = c.me()
+    emit(me, as_json, fields_table(dict(me)))
 
 
 @principal_app.command("disable")
@@ -204,7 +256,7 @@ def dataset_register(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a dataset (owner): the server copies the source into the sandbox and fingerprints it."""
-    spec = json.loads(spec_file.read_text())
+    spec = read_json(spec_file)
     if source:
         spec["source"] = source
     with client() as c, out.status("registering (validate, clamp, copy, fingerprint)…"):
@@ -222,22 +274,28 @@ def dataset_register(
 
 @dataset_app.command("list")
 def dataset_list(as_json: JsonOpt = False) -> None:
+    """The catalog: every registered dataset with its owner, grade and fingerprint."""
     with client() as c:
         dss = c.datasets()
     t = Table("name", "owner", "grade", "personal", "columns", "fingerprint")
     for d in dss:
-        t.add_row(d["name"], d["owner"], d["grade"], str(d["personal"]), str(len(d["columns"])), d["fingerprint"][:23])
+        t.add_row(d["name"], d["owner"], d["grade"], str(d["personal"]), str(len(d["columns"])), d["fingerprint"])
     emit(dss, as_json, t)
 
 
 @dataset_app.command("show")
-def dataset_show(name: str) -> None:
+def dataset_show(name: Annotated[str, typer.Argument(help="dataset name")], as_json: JsonOpt = False) -> None:
+    """One dataset's declaration, columns, bounds and fingerprint."""
     with client() as c:
-        emit(c.dataset(name), True)
+        ds = c.dataset(name)
+    emit(ds, as_json, fields_table(ds, title=name))
 
 
 @dataset_app.command("mock")
-def dataset_mock(name: str, rows: int = 10, seed: int = 0, as_json: JsonOpt = False) -> None:
+def dataset_mock(name: Annotated[str, typer.Argument(help="dataset name")],
+                 rows: Annotated[int, typer.Option(help="rows to draw")] = 10,
+                 seed: Annotated[int, typer.Option(help="seed (same seed, same rows)")] = 0,
+                 as_json: JsonOpt = False) -> None:
     """Synthetic rows from the declaration (never from the data)."""
     with client() as c:
         m = c.mock(name, rows, seed)
@@ -249,7 +307,9 @@ def dataset_mock(name: str, rows: int = 10, seed: int = 0, as_json: JsonOpt = Fa
 
 # -- audit ------------------------------------------------------------------------------------------------
 @audit_app.command("list")
-def audit_list(since: int = 0, limit: int = 50, as_json: JsonOpt = False) -> None:
+def audit_list(since: Annotated[int, typer.Option(help="first seq to show")] = 0,
+               limit: Annotated[int, typer.Option(help="entries to show")] = 50, as_json: JsonOpt = False) -> None:
+    """Audit entries from --since on (regulators see all; others their own)."""
     with client() as c:
         page = c.audit(since, limit)
     t = Table("seq", "ts", "actor", "action", "agreement", "dataset", "decision", "code", "ε")
@@ -288,10 +348,12 @@ def audit_verify(home: Annotated[Path | None, typer.Option(
 
 
 @audit_app.command("export")
-def audit_export(out_file: Annotated[Path, typer.Option("--out")] = Path("veilbox-audit.parquet")) -> None:
+def audit_export(out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write")]
+                 = Path("veilbox-audit.parquet"), as_json: JsonOpt = False) -> None:
+    """Every audit entry you may see as one Parquet file (regulator)."""
     with client() as c:
         out_file.write_bytes(c.audit_export())
-    out.print(f"wrote {out_file}")
+    emit({"wrote": str(out_file)}, True) if wants_json(as_json) else out.print(_("wrote %(path)s", path=str(out_file)))
 
 
 @audit_app.command("lineage")
@@ -321,6 +383,7 @@ def audit_report(
     month: Annotated[str, typer.Option(help="YYYY-MM (UTC)")],
     fmt: Annotated[str, typer.Option("--format", help="json | pdf | parquet (the month's entries)")] = "json",
     out_file: Annotated[Path | None, typer.Option("--out", help="write the PDF or Parquet here")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """The monthly report: counts per agreement, dataset and product, ε debited, chain status (regulator)."""
     with client() as c:
@@ -330,7 +393,7 @@ def audit_report(
         return
     target = out_file or Path(f"veilbox-{'report' if fmt == 'pdf' else 'audit'}-{month}.{fmt}")
     target.write_bytes(data)
-    out.print(f"wrote {target}")
+    emit({"wrote": str(target)}, True) if wants_json(as_json) else out.print(_("wrote %(path)s", path=str(target)))
 
 
 # -- verification ---------------------------------------------------------------------------------------
@@ -347,14 +410,17 @@ def _param(text: str) -> tuple[str, Any]:
 
 @verify_app.command("define")
 def verify_define(spec_file: Annotated[Path, typer.Argument(help="product JSON as in docs/api.md (name, dataset, "
-                                                                  "subject_column, predicate, params)")]) -> None:
+                                                                  "subject_column, predicate, params)")],
+                  as_json: JsonOpt = False) -> None:
     """Define a verification product over one of your datasets (owner); the predicate is vetted like SQL."""
+    spec = read_json(spec_file)
     with client() as c:
-        emit(c.define_verification(json.loads(spec_file.read_text())), True)
+        emit(c.define_verification(spec), True)
 
 
 @verify_app.command("list")
 def verify_list(as_json: JsonOpt = False) -> None:
+    """The verification products you may ask or own."""
     with client() as c:
         items = c.verifications()
     t = Table("name", "dataset", "subject", "predicate", "params", "encrypted form")
@@ -368,11 +434,12 @@ def verify_list(as_json: JsonOpt = False) -> None:
 
 @verify_app.command("check")
 def verify_check(
-    name: str,
-    agreement: Annotated[str, typer.Option(help="agreement id (agr_…)")],
+    name: Annotated[str, typer.Argument(help="product name")],
+    agreement: AgreementOpt,
     subject: Annotated[str, typer.Option(help="the subject's identifier")],
     consent: Annotated[str, typer.Option(help="reference to the subject's consent")],
     param: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (JSON value), repeatable")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Ask a product's question about one subject (bank): prints the answer and the signed receipt."""
     params = dict(_param(p) for p in (param or []))
@@ -392,13 +459,15 @@ RoundOpt = Annotated[str, typer.Option("--round", help="round id (sa-…)")]
 
 @secagg_app.command("open")
 def secagg_open(
-    agreement: Annotated[str, typer.Option(help="agreement id (agr_…) with job kind train")],
+    agreement: Annotated[str, typer.Option(help="agreement id (agr_…; a unique prefix is enough) with job kind train",
+                                           callback=resolve_agreement)],
     participant: Annotated[list[str], typer.Option(help="participant principal name, repeatable (order matters; at "
                                                         "least 3 parties to the agreement, never yourself)")],
     threshold: Annotated[int, typer.Option(help="t: a strict majority of the participants, at least 3")],
     length: Annotated[int, typer.Option(help="words per input vector")],
-    modulus_bits: int = 32,
+    modulus_bits: Annotated[int, typer.Option(help="bits of the sum's modulus (words are mod 2^bits)")] = 32,
     stage_timeout: Annotated[float, typer.Option(help="seconds before a stage closes on its own")] = 300.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Open a round (operator); prints its id and public config."""
     with client() as c:
@@ -410,6 +479,7 @@ def secagg_open(
 def secagg_list(
     waiting: Annotated[bool, typer.Option("--waiting", help="only rounds whose current stage waits for you")] = False,
     wait: Annotated[float, typer.Option(help="with --waiting: seconds to wait for one (≤ 30)")] = 0.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """The rounds you opened or take part in (holders: `--waiting` shows the rounds to join)."""
     with client() as c:
@@ -417,14 +487,14 @@ def secagg_list(
 
 
 @secagg_app.command("status")
-def secagg_status(round_id: RoundOpt) -> None:
+def secagg_status(round_id: RoundOpt, as_json: JsonOpt = False) -> None:
     """A round's public config, stage, deadline, survivors and task (the opener also sees who is pending)."""
     with client() as c:
         emit(c.secagg_round(round_id), True)
 
 
 @secagg_app.command("close")
-def secagg_close(round_id: RoundOpt) -> None:
+def secagg_close(round_id: RoundOpt, as_json: JsonOpt = False) -> None:
     """End the current stage now (the round's opener)."""
     with client() as c:
         emit(c.secagg_close(round_id), True)
@@ -438,6 +508,7 @@ def secagg_join(
     column: Annotated[list[str] | None, typer.Option(help="column to sum (with --parquet), repeatable")] = None,
     clip: Annotated[float | None, typer.Option(help="fixed-point bound for float inputs")] = None,
     timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 3600.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Take part in a round as a holder: your vector leaves only masked."""
     from veilbox.secagg_client import join_round, round_config, vector_from_npy, vector_from_parquet
@@ -464,6 +535,7 @@ def secagg_result(
     wait: Annotated[float, typer.Option(help="seconds to wait for the round to finish (≤ 30)")] = 25.0,
     clip: Annotated[float | None, typer.Option(help="decode a fixed-point sum with this bound")] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="write the sum to this .npy file")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """The sum of the survivors' inputs (the round's opener)."""
     import numpy as np
@@ -475,7 +547,7 @@ def secagg_result(
         result = c.secagg_result(round_id, wait=wait)
         if not result["ready"]:
             emit(result, True)
-            raise typer.Exit(3)
+            raise typer.Exit(EXIT_NOT_READY)
         total = decode_sum(result)
         values: Any = total
         if clip is not None:
@@ -499,14 +571,16 @@ def federated_train(
     rounds: Annotated[int, typer.Option(help="Newton rounds (one secure-aggregation round each)")] = 4,
     epsilon: Annotated[float, typer.Option(help="total ε over all rounds")] = 2.0,
     delta: Annotated[float, typer.Option(help="total δ")] = 1e-5,
-    max_rows_per_holder: int = 100_000,
+    max_rows_per_holder: Annotated[int, typer.Option(help="rows one holder may contribute (bounds its influence)")
+                                   ] = 100_000,
     stage_timeout: Annotated[float, typer.Option(help="seconds before a stage closes without the silent")] = 120.0,
     out_file: Annotated[Path | None, typer.Option("--out", help="write the model card (JSON) here")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Coordinate a federated DP training (operator): the holders run `veilbox federated join`."""
     from veilbox.federated import Coordinator, FederatedPlan, encoding_from_declaration
 
-    encoding = encoding_from_declaration(json.loads(declaration.read_text()), feature, label)
+    encoding = encoding_from_declaration(read_json(declaration), feature, label)
     plan = FederatedPlan.calibrate(encoding, holder, threshold, rounds, epsilon, delta,
                                    max_rows_per_holder=max_rows_per_holder)
     err.print(f"plan {plan.plan_id} ({plan.digest()}): σ_local={plan.sigma_local:,.1f} steps of γ={plan.gamma:.3g}; "
@@ -533,6 +607,7 @@ def federated_join(
     ledger: Annotated[Path | None, typer.Option(help="your record of contributions (default: DATA.ledger.json)")
                       ] = None,
     timeout: Annotated[float, typer.Option(help="stop after this many seconds")] = 3600.0,
+    as_json: JsonOpt = False,
 ) -> None:
     """Answer federated training rounds as a holder: checks each plan, adds its noise, joins over secure aggregation.
 
@@ -541,9 +616,9 @@ def federated_join(
     from veilbox.federated import FederatedPlan, Holder
 
     if max_epsilon is None and plan_digest is None:
-        err.print("[red]refusing to join[/]: give your lifetime ε cap (--max-epsilon) or pin the plan by its digest "
-                  "(--plan-digest); a plan id alone does not fix the plan's ε")
-        raise typer.Exit(2)
+        raise CliError(_("refusing to join without a lifetime ε cap or a pinned plan"),
+                       _("give --max-epsilon, or pin the plan by its digest with --plan-digest (a plan id alone does "
+                         "not fix the plan's ε)"))
     if max_epsilon is not None and not max_epsilon > 0:
         raise typer.BadParameter("--max-epsilon must be positive")
     err.print(f"accepting: plan {plan_digest or plan or 'any'}; lifetime ε cap "
@@ -565,17 +640,14 @@ def federated_join(
 
 cli_work.register(app)
 cli_psi.register(app, verify_app)
+cli_he.register(cli_work.model_app, verify_app)
 cli_audit.register(audit_app)
+cli_profile.register(app)
 
 
 def main() -> None:
-    try:
-        app()
-    except ApiError as e:
-        err.print(f"[red]{e.code}[/] ({e.status}): {e.message}")
-        for d in e.details:
-            err.print(f"  - {json.dumps(d)}")
-        sys.exit(1)
+    """The `veilbox` entry point: one-line errors and stable exit codes (`veilbox._cli_common.run`)."""
+    run(app)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ import typer
 from rich.table import Table
 
 from veilbox import bank_psi
-from veilbox._cli_common import JsonOpt, client, emit
+from veilbox._cli_common import AgreementOpt, JsonOpt, client, emit
 
 psi_app = typer.Typer(help="Private set intersection (the bank's list never leaves in clear).", no_args_is_help=True)
 
-AgreementOpt = Annotated[str, typer.Option(help="agreement id (agr_…)")]
 DatasetOpt = Annotated[str, typer.Option(help="dataset name")]
 IdsOpt = Annotated[Path, typer.Option("--ids", help="file with one id per line (the bank's list)")]
 
@@ -32,25 +31,37 @@ def _table(data: dict[str, Any]) -> Table:
 
 
 @psi_app.command("size")
-def psi_size(agreement: AgreementOpt, dataset: DatasetOpt, ids: IdsOpt,
-             epsilon: Annotated[str, typer.Option(help="ε to spend on the noisy size")],
-             purpose: Annotated[str | None, typer.Option(help="one of the agreement's purposes")] = None,
-             as_json: JsonOpt = False) -> None:
+def psi_size(
+    agreement: AgreementOpt,
+    dataset: DatasetOpt,
+    ids: IdsOpt,
+    epsilon: Annotated[str, typer.Option(help="ε to spend on the noisy size")],
+    purpose: Annotated[str | None, typer.Option(help="one of the agreement's purposes")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """How many of your ids the dataset holds, with DP noise (ε charged on the agreement)."""
     with client() as c:
         r = bank_psi.psi_size(c, agreement, dataset, _ids(ids), epsilon=epsilon, purpose=purpose)
-    data = {"size": r.size, "epsilon": r.epsilon, "accuracy_95": r.accuracy_95, "bank_ids": len(_ids(ids)),
-            "receipt": r.receipt}
+    data = {
+        "size": r.size,
+        "epsilon": r.epsilon,
+        "accuracy_95": r.accuracy_95,
+        "bank_ids": len(_ids(ids)),
+        "receipt": r.receipt,
+    }
     emit(data, as_json, _table(data))
 
 
 @psi_app.command("members")
-def psi_members(agreement: AgreementOpt, dataset: DatasetOpt, ids: IdsOpt,
-                consent: Annotated[str | None, typer.Option(help="consent reference used for every id")] = None,
-                consents: Annotated[Path | None, typer.Option(help="file: one consent reference per id, in order")]
-                = None,
-                purpose: Annotated[str | None, typer.Option(help="one of the agreement's purposes")] = None,
-                as_json: JsonOpt = False) -> None:
+def psi_members(
+    agreement: AgreementOpt,
+    dataset: DatasetOpt,
+    ids: IdsOpt,
+    consent: Annotated[str | None, typer.Option(help="consent reference used for every id")] = None,
+    consents: Annotated[Path | None, typer.Option(help="file: one consent reference per id, in order")] = None,
+    purpose: Annotated[str | None, typer.Option(help="one of the agreement's purposes")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Which of your ids the dataset holds (where the agreement grants psi_members)."""
     refs: list[str] | str | None = consent
     if consents is not None:

@@ -1,11 +1,12 @@
 """`veilbox agreement|query|job|model|negative-list`: agreements, private SQL and the job workflow from the shell.
 
-Registered on the main app by `veilbox.cli`; shares its connection and output helpers (`veilbox._cli_common`).
+Registered on the main app by `veilbox.cli`; shares its connection, output, id-prefix and error conventions
+(`veilbox._cli_common`). Query answers and job results are tables with each noisy value's 95% interval; `--json`
+gives the gateway's answer unchanged.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,55 +14,84 @@ import typer
 from rich.table import Table
 
 from veilbox import _cli_common as base
+from vocab.i18n import _
 from vocab.jobs import QUEUED_KINDS
 
-agreement_app = typer.Typer(help="Agreements (授权运营协议): owners propose, grantees accept; budgets and usage.",
-                            no_args_is_help=True)
-query_app = typer.Typer(help="Differentially private SQL under an agreement (preview spends nothing).",
-                        no_args_is_help=True)
-job_app = typer.Typer(help="Jobs (query, train, code): submit, review, approve or reject, release, result.",
-                      no_args_is_help=True)
+agreement_app = typer.Typer(
+    help="Agreements (授权运营协议): owners propose, grantees accept; budgets and usage.", no_args_is_help=True
+)
+query_app = typer.Typer(
+    help="Differentially private SQL under an agreement (preview spends nothing).", no_args_is_help=True
+)
+job_app = typer.Typer(
+    help="Jobs (query, train, code): submit, review, approve or reject, release, result.", no_args_is_help=True
+)
 model_app = typer.Typer(help="Released models: cards and certificates (weights never leave).", no_args_is_help=True)
-negative_app = typer.Typer(help="The negative list (负面清单) no agreement can override (admin edits).",
-                           no_args_is_help=True)
+negative_app = typer.Typer(
+    help="The negative list (负面清单) no agreement can override (admin edits).", no_args_is_help=True
+)
 
 JsonOpt = base.JsonOpt
-AgreementArg = Annotated[str, typer.Argument(help="agreement id (agr_…)")]
-JobArg = Annotated[str, typer.Argument(help="job id (job_…)")]
-
-
-def _doc(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        base.err.print(f"[red]cannot read {path}:[/] {e}")
-        raise typer.Exit(2) from None
-    if not isinstance(data, dict):
-        base.err.print(f"[red]{path} must hold a JSON object[/]")
-        raise typer.Exit(2)
-    return data
+AgreementArg = base.AgreementArg
+JobArg = base.JobArg
+IdOnlyOpt = Annotated[bool, typer.Option("--id-only", help="print only the id (for `ID=$(veilbox …)`)")]
+_doc = base.read_json
 
 
 def _agreements_table(items: list[dict[str, Any]]) -> Table:
     t = Table("id", "title", "owner", "grantee", "state", "datasets", "approval", "valid until")
     for a in items:
-        t.add_row(a["id"], a["title"], a["owner"], a["grantee"], a["state"], ",".join(a["datasets"]),
-                  a["approval"], str(a["valid_until"])[:19])
+        t.add_row(
+            a["id"],
+            a["title"],
+            a["owner"],
+            a["grantee"],
+            a["state"],
+            ",".join(a["datasets"]),
+            a["approval"],
+            str(a["valid_until"])[:19],
+        )
     return t
 
 
 @agreement_app.command("propose")
-def agreement_propose(document: Annotated[Path, typer.Argument(help="JSON document as in docs/api.md, Agreements")],
-                      as_json: JsonOpt = False) -> None:
+def agreement_propose(
+    document: Annotated[Path, typer.Argument(help="JSON document as in docs/api.md, Agreements")],
+    as_json: JsonOpt = False,
+    id_only: IdOnlyOpt = False,
+) -> None:
     """Owner: propose an agreement over your datasets (state `proposed`)."""
+    body = _doc(document)
     with base.client() as c:
-        ag = c.propose_agreement(_doc(document))
-    base.emit(ag, as_json, _agreements_table([ag]))
+        ag = c.propose_agreement(body)
+    _agreement_out(ag, as_json, id_only)
+
+
+@agreement_app.command("amend")
+def agreement_amend(
+    agreement_id: AgreementArg,
+    document: Annotated[Path, typer.Argument(help="the whole new JSON document (docs/api.md)")],
+    as_json: JsonOpt = False,
+    id_only: IdOnlyOpt = False,
+) -> None:
+    """Owner: replace a proposed agreement's document; it is `proposed` again until the grantee accepts."""
+    body = _doc(document)
+    with base.client() as c:
+        ag = c.amend_agreement(agreement_id, body)
+    _agreement_out(ag, as_json, id_only)
+
+
+def _agreement_out(ag: dict[str, Any], as_json: bool, id_only: bool) -> None:
+    if id_only:
+        print(ag["id"])
+    else:
+        base.emit(ag, as_json, _agreements_table([ag]))
 
 
 @agreement_app.command("list")
-def agreement_list(state: Annotated[str | None, typer.Option(help="filter on the effective state")] = None,
-                   as_json: JsonOpt = False) -> None:
+def agreement_list(
+    state: Annotated[str | None, typer.Option(help="filter on the effective state")] = None, as_json: JsonOpt = False
+) -> None:
     """Agreements you own or hold (regulators: all)."""
     with base.client() as c:
         items = c.agreements(state)
@@ -69,14 +99,19 @@ def agreement_list(state: Annotated[str | None, typer.Option(help="filter on the
 
 
 @agreement_app.command("show")
-def agreement_show(agreement_id: AgreementArg) -> None:
+def agreement_show(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:
+    """One agreement: its document, state, version and document hash."""
     with base.client() as c:
-        base.emit(c.agreement(agreement_id), True)
+        ag = c.agreement(agreement_id)
+    base.emit(ag, as_json, base.fields_table(ag, title=ag["id"]))
 
 
 @agreement_app.command("accept")
-def agreement_accept(agreement_id: AgreementArg, document_hash: Annotated[str | None, typer.Option(
-        help="bind the acceptance to the version you read")] = None, as_json: JsonOpt = False) -> None:
+def agreement_accept(
+    agreement_id: AgreementArg,
+    document_hash: Annotated[str | None, typer.Option(help="bind the acceptance to the version you read")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Grantee: accept a proposed agreement (it becomes active inside its validity window)."""
     with base.client() as c:
         ag = c.accept_agreement(agreement_id, document_hash)
@@ -105,65 +140,114 @@ def agreement_budget(agreement_id: AgreementArg, as_json: JsonOpt = False) -> No
         b = c.budget(agreement_id)
     t = Table("dataset", "ε spent", "ε remaining", "δ spent", "δ remaining")
     for ds, acc in b["datasets"].items():
-        t.add_row(ds, acc["spent"]["epsilon"], acc["remaining"]["epsilon"], acc["spent"]["delta"],
-                  acc["remaining"]["delta"])
+        t.add_row(
+            ds, acc["spent"]["epsilon"], acc["remaining"]["epsilon"], acc["spent"]["delta"], acc["remaining"]["delta"]
+        )
     base.emit(b, as_json, t)
 
 
 @agreement_app.command("usage")
-def agreement_usage(agreement_id: AgreementArg, since: str | None = None, until: str | None = None,
-                    as_json: JsonOpt = False) -> None:
+def agreement_usage(
+    agreement_id: AgreementArg,
+    since: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD (UTC)")] = None,
+    until: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD (UTC)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Calls, jobs, verifications and ε per day (parties and regulators)."""
     with base.client() as c:
         u = c.usage(agreement_id, since, until)
     t = Table("day", "calls", "jobs", "verifications", "scores", "ε")
     for d in u["days"]:
-        t.add_row(d["day"], str(d["calls"]), str(d["jobs"]), str(d["verifications"]), str(d["scores"]),
-                  str(d["epsilon"]))
+        t.add_row(
+            d["day"], str(d["calls"]), str(d["jobs"]), str(d["verifications"]), str(d["scores"]), str(d["epsilon"])
+        )
     base.emit(u, as_json, t)
 
 
 def _answer_table(r: dict[str, Any]) -> Table:
+    """A DP answer: one column per output column; a noisy value is shown with its 95% interval (value ± bar)."""
     bars = r.get("error_bars") or {}
-    t = Table(*[f"{c} (±{bars[c]:.3g})" if isinstance(bars.get(c), float) else c for c in r["columns"]],
-              caption=f"ε {r['cost']['epsilon']} · suppressed groups {r['suppressed_groups']} · "
-                      f"{r.get('output_digest', '')[:23]}…")
+    cols = list(r["columns"])
+    headers = [_("%(col)s (95%% interval)", col=c) if isinstance(bars.get(c), int | float) else c for c in cols]
+    cost = r.get("cost") or {}
+    caption = _("ε %(eps)s · suppressed groups %(n)s", eps=cost.get("epsilon", "?"), n=r.get("suppressed_groups", 0))
+    if r.get("output_digest"):
+        caption += f" · {r['output_digest']}"
+    t = Table(*headers, caption=caption)
     for row in r["rows"]:
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        cells = []
+        for c, v in zip(cols, row, strict=False):
+            bar = bars.get(c)
+            if isinstance(v, int | float) and isinstance(bar, int | float):
+                cells.append(f"{v:.6g} [{v - bar:.6g}, {v + bar:.6g}]")
+            else:
+                cells.append(base.cell(v))
+        t.add_row(*cells)
     return t
 
 
+SqlArg = Annotated[str, typer.Argument(help="the SQL (one SELECT over the agreement's datasets and columns)")]
+
+
 @query_app.command("preview")
-def query_preview(agreement_id: AgreementArg, sql: str, epsilon: Annotated[str, typer.Option(
-        help="ε the query would spend")] = "0.5", as_json: JsonOpt = False) -> None:
+def query_preview(
+    agreement_id: AgreementArg,
+    sql: SqlArg,
+    epsilon: Annotated[str, typer.Option(help="ε the query would spend")] = "0.5",
+    as_json: JsonOpt = False,
+) -> None:
     """Canonical SQL, cost, expected error and the answer on the mock; spends nothing."""
     with base.client() as c:
         pv = c.preview_query(agreement_id, sql, epsilon)
-    if as_json:
+    if base.wants_json(as_json):
         base.emit(pv, True)
         return
-    base.out.print(f"[bold]canonical SQL[/] {pv['canonical_sql']}")
-    base.out.print(f"cost ε={pv['cost']['epsilon']}  expected ±95%: {pv['expected_error']}")
+    base.out.print(_("canonical SQL: %(sql)s", sql=pv["canonical_sql"]))
+    base.out.print(_("cost ε=%(eps)s  expected ±95%%: %(err)s", eps=pv["cost"]["epsilon"], err=pv["expected_error"]))
     base.out.print(_answer_table({**pv["mock_result"], "cost": pv["cost"], "output_digest": "mock"}))
 
 
 @query_app.command("run")
-def query_run(agreement_id: AgreementArg, sql: str, epsilon: Annotated[str, typer.Option(
-        help="ε to spend")] = "0.5", as_json: JsonOpt = False) -> None:
+def query_run(
+    agreement_id: AgreementArg,
+    sql: SqlArg,
+    epsilon: Annotated[str, typer.Option(help="ε to spend")] = "0.5",
+    as_json: JsonOpt = False,
+    id_only: Annotated[bool, typer.Option("--id-only", help="print only the job id (for `JOB=$(…)`)")] = False,
+) -> None:
     """Run a DP query: the noisy answer, or the job id when the owner must approve first."""
     with base.client() as c:
         r = c.query(agreement_id, sql, epsilon)
-    if as_json or r.get("state") != "released":
+    if id_only:
+        print(r.get("job_id", ""))
+    elif base.wants_json(as_json):
         base.emit(r, True)
-        return
-    base.out.print(_answer_table(r))
+    elif r.get("state") == "released" and "rows" in r:
+        base.out.print(_answer_table(r))
+    else:
+        base.out.print(base.fields_table(r))
+        if r.get("state") == "pending_approval":
+            base.out.print(
+                _(
+                    "the owner must approve job %(job)s (`veilbox job review` / `job approve`); then "
+                    "`veilbox job result %(job)s --wait 60`",
+                    job=r.get("job_id", ""),
+                )
+            )
 
 
 def _jobs_table(items: list[dict[str, Any]]) -> Table:
     t = Table("id", "kind", "state", "agreement", "by", "ε", "spec hash")
     for j in items:
-        t.add_row(j["id"], j["kind"], j["state"], j["agreement_id"], j["created_by"], str(j["cost"]["epsilon"]),
-                  j["spec_hash"][:23] + "…")
+        t.add_row(
+            j["id"],
+            j["kind"],
+            j["state"],
+            j["agreement_id"],
+            j["created_by"],
+            str(j["cost"]["epsilon"]),
+            j["spec_hash"],
+        )
     return t
 
 
@@ -175,23 +259,31 @@ def _job_kind(value: str) -> str:
 
 
 @job_app.command("submit")
-def job_submit(agreement_id: AgreementArg,
-               kind: Annotated[str, typer.Option(callback=_job_kind, help=" | ".join(QUEUED_KINDS))],
-               spec: Annotated[Path, typer.Option(help="JSON spec file (docs/api.md, Jobs)")],
-               source: Annotated[Path | None, typer.Option(help="code jobs: Python file put into spec.source")] = None,
-               as_json: JsonOpt = False) -> None:
+def job_submit(
+    agreement_id: AgreementArg,
+    kind: Annotated[str, typer.Option(callback=_job_kind, help=" | ".join(QUEUED_KINDS))],
+    spec: Annotated[Path, typer.Option(help="JSON spec file (docs/api.md, Jobs)")],
+    source: Annotated[Path | None, typer.Option(help="code jobs: Python file put into spec.source")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Grantee: submit a job; it waits for the owner unless the agreement auto-approves."""
     body = _doc(spec)
     if source is not None:
-        body["source"] = source.read_text()
+        try:
+            body["source"] = source.read_text()
+        except OSError as e:
+            raise base.CliError(
+                _("cannot read %(path)s: %(cause)s", path=str(source), cause=e.strerror or str(e)), _("check the path")
+            ) from None
     with base.client() as c:
         j = c.submit_job(agreement_id, kind, body)
     base.emit(j, as_json, _jobs_table([j]))
 
 
 @job_app.command("list")
-def job_list(state: Annotated[str | None, typer.Option(help="e.g. pending_approval")] = None,
-             as_json: JsonOpt = False) -> None:
+def job_list(
+    state: Annotated[str | None, typer.Option(help="e.g. pending_approval")] = None, as_json: JsonOpt = False
+) -> None:
     """Owners: jobs on their data; grantees: their own."""
     with base.client() as c:
         items = c.jobs(state)
@@ -199,21 +291,49 @@ def job_list(state: Annotated[str | None, typer.Option(help="e.g. pending_approv
 
 
 @job_app.command("show")
-def job_show(job_id: JobArg) -> None:
+def job_show(job_id: JobArg, as_json: JsonOpt = False) -> None:
+    """One job: kind, state, agreement, cost and spec hash."""
     with base.client() as c:
-        base.emit(c.job(job_id), True)
+        j = c.job(job_id)
+    base.emit(j, as_json, base.fields_table(j, title=j["id"]))
 
 
 @job_app.command("review")
-def job_review(job_id: JobArg) -> None:
+def job_review(
+    job_id: JobArg,
+    as_json: JsonOpt = False,
+    spec_hash_only: Annotated[
+        bool, typer.Option("--spec-hash-only", help='print only the spec hash to approve (for `--spec-hash "$(…)"`)')
+    ] = False,
+) -> None:
     """The exact spec, its hash, the cost and the run on the mock (owners also see pending outputs)."""
     with base.client() as c:
-        base.emit(c.job_review(job_id), True)
+        rv = c.job_review(job_id)
+    if spec_hash_only:
+        print(rv["job"]["spec_hash"])
+        return
+    if base.wants_json(as_json):
+        base.emit(rv, True)
+        return
+    base.out.print(base.fields_table(rv["job"], title=rv["job"]["id"]))
+    rest = {k: v for k, v in rv.items() if k != "job"}
+    if rest:
+        base.out.print(base.fields_table(rest, title=_("review")))
+    base.out.print(
+        _(
+            "approve exactly this spec: veilbox job approve %(job)s --spec-hash %(hash)s",
+            job=rv["job"]["id"],
+            hash=rv["job"]["spec_hash"],
+        )
+    )
 
 
 @job_app.command("approve")
-def job_approve(job_id: JobArg, spec_hash: Annotated[str, typer.Option(
-        help="the spec hash you reviewed (from `job review`)")], as_json: JsonOpt = False) -> None:
+def job_approve(
+    job_id: JobArg,
+    spec_hash: Annotated[str, typer.Option(help="the spec hash you reviewed (from `job review`)")],
+    as_json: JsonOpt = False,
+) -> None:
     """Owner: approve the reviewed spec; the budget is charged now."""
     with base.client() as c:
         j = c.approve_job(job_id, spec_hash)
@@ -221,8 +341,9 @@ def job_approve(job_id: JobArg, spec_hash: Annotated[str, typer.Option(
 
 
 @job_app.command("reject")
-def job_reject(job_id: JobArg, reason: Annotated[str, typer.Option(help="shown to the grantee")],
-               as_json: JsonOpt = False) -> None:
+def job_reject(
+    job_id: JobArg, reason: Annotated[str, typer.Option(help="shown to the grantee")], as_json: JsonOpt = False
+) -> None:
     """Owner: reject a pending job or refuse a custom job's output."""
     with base.client() as c:
         j = c.reject_job(job_id, reason)
@@ -246,12 +367,34 @@ def job_cancel(job_id: JobArg, as_json: JsonOpt = False) -> None:
 
 
 @job_app.command("result")
-def job_result(job_id: JobArg, wait: Annotated[float, typer.Option(help="seconds to wait for release")] = 0) -> None:
-    """The released output (grantee)."""
+def job_result(
+    job_id: JobArg,
+    wait: Annotated[float, typer.Option(help="seconds to wait for release")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """The released output (grantee): a query's table with 95% intervals, or the job's output fields."""
     with base.client() as c:
         if wait > 0:
-            c.wait_job(job_id, timeout=wait)
-        base.emit(c.job_result(job_id), True)
+            try:
+                c.wait_job(job_id, timeout=wait)
+            except TimeoutError:
+                raise base.CliError(
+                    _("job %(job)s is not finished after %(s)s s", job=job_id, s=wait),
+                    _("wait longer (--wait) or check it with `veilbox job show %(job)s`", job=job_id),
+                    code=base.EXIT_NOT_READY,
+                ) from None
+        res = c.job_result(job_id)
+    if base.wants_json(as_json):
+        base.emit(res, True)
+        return
+    result = res.get("result")
+    if isinstance(result, dict) and "columns" in result and "rows" in result:
+        base.out.print(_answer_table(result))
+    else:
+        base.out.print(base.fields_table(res, title=job_id))
+
+
+ModelArg = Annotated[str, typer.Argument(help="model id (from `veilbox model list`)")]
 
 
 @model_app.command("list")
@@ -261,20 +404,29 @@ def model_list(as_json: JsonOpt = False) -> None:
         items = c.models()
     t = Table("id", "certificate", "algorithm", "purpose", "features", "valid until", "trained by")
     for m in items:
-        t.add_row(m["id"], m["certificate"]["id"], m["algorithm"], m["purpose"] or "", ",".join(m["features"]),
-                  m["certificate"]["valid_until"][:10], m["trained_by"])
+        t.add_row(
+            m["id"],
+            m["certificate"]["id"],
+            m["algorithm"],
+            m["purpose"] or "",
+            ",".join(m["features"]),
+            m["certificate"]["valid_until"][:10],
+            m["trained_by"],
+        )
     base.emit(items, as_json, t)
 
 
 @model_app.command("show")
-def model_show(model_id: str) -> None:
+def model_show(model_id: ModelArg, as_json: JsonOpt = False) -> None:
     """One model's card: encoding, DP guarantee, metrics, source datasets, certificate."""
     with base.client() as c:
-        base.emit(c.model(model_id), True)
+        m = c.model(model_id)
+    base.emit(m, as_json, base.fields_table(m, title=model_id))
 
 
 @negative_app.command("list")
 def negative_list(as_json: JsonOpt = False) -> None:
+    """Every entry of the negative list (everyone may read it)."""
     with base.client() as c:
         items = c.negative_list()
     t = Table("id", "kind", "value", "note")
@@ -284,18 +436,30 @@ def negative_list(as_json: JsonOpt = False) -> None:
 
 
 @negative_app.command("add")
-def negative_add(kind: Annotated[str, typer.Argument(help="dataset | column | purpose")],
-                 value: Annotated[str, typer.Argument(help="dataset, dataset.column or purpose")],
-                 note: str = "") -> None:
+def negative_add(
+    kind: Annotated[str, typer.Argument(help="dataset | column | purpose")],
+    value: Annotated[str, typer.Argument(help="dataset, dataset.column or purpose")],
+    note: Annotated[str, typer.Option(help="why it is forbidden (shown with refusals)")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Admin: forbid a dataset, a column or a purpose for every agreement."""
     with base.client() as c:
-        base.emit(c.add_negative(kind, value, note), True)
+        e = c.add_negative(kind, value, note)
+    base.emit(e, as_json, base.fields_table(e))
 
 
 @negative_app.command("remove")
-def negative_remove(entry_id: str) -> None:
+def negative_remove(
+    entry_id: Annotated[str, typer.Argument(help="entry id (from `veilbox negative-list list`)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Admin: remove an entry from the negative list."""
     with base.client() as c:
         c.remove_negative(entry_id)
-    base.out.print(f"removed {entry_id}")
+    if base.wants_json(as_json):
+        base.emit({"removed": entry_id}, True)
+    else:
+        base.out.print(_("removed %(id)s", id=entry_id))
 
 
 def register(app: typer.Typer) -> None:

@@ -38,14 +38,16 @@ def test_owner_operator_and_regulator_from_the_shell(parties, tmp_path):
     assert pv["cost"]["epsilon"] == 0.5
     pending = json.loads(veilbox(url, parties.operator, "query", "run", ag["id"],
                                  "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district",
-                                 "--epsilon", "0.5").stdout)
+                                 "--epsilon", "0.5", "--json").stdout)
     assert pending["state"] == "pending_approval"
     queue = json.loads(veilbox(url, parties.owner, "job", "list", "--state", "pending_approval", "--json").stdout)
     assert [j["id"] for j in queue] == [pending["job_id"]]
-    review = json.loads(veilbox(url, parties.owner, "job", "review", pending["job_id"]).stdout)
+    review = json.loads(veilbox(url, parties.owner, "job", "review", pending["job_id"], "--json").stdout)
     veilbox(url, parties.owner, "job", "approve", pending["job_id"], "--spec-hash", review["job"]["spec_hash"])
-    res = json.loads(veilbox(url, parties.operator, "job", "result", pending["job_id"], "--wait", "60").stdout)
+    res = json.loads(veilbox(url, parties.operator, "job", "result", pending["job_id"], "--wait", "60", "--json").stdout)
     assert res["result"]["columns"] == ["district", "n"]
+    table = veilbox(url, parties.operator, "job", "result", pending["job_id"][:10]).stdout  # a unique id prefix
+    assert "n (95% interval)" in table and res["result"]["rows"][0][0] in table
     budget = veilbox(url, parties.operator, "agreement", "budget", ag["id"]).stdout
     assert "1.5" in budget
     usage = json.loads(veilbox(url, parties.regulator, "agreement", "usage", ag["id"], "--json").stdout)
