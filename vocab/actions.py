@@ -35,6 +35,8 @@ class AuditAction(StrEnum):
     FILES_SWEEP = "files.sweep"
     SECAGG_STAGE = "secagg.stage"
     SECAGG_ABORT = "secagg.abort"
+    AUDIT_ANCHOR = "audit.anchor"
+    AUDIT_ARCHIVE = "audit.archive"
 
 
 A = AuditAction
@@ -60,6 +62,8 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.FILES_SWEEP: "at start-up, temporary files a crashed writer left in the home were removed (count and names)",
         A.SECAGG_STAGE: "a secure-aggregation round's stage closed (all arrived, deadline or its opener), with counts",
         A.SECAGG_ABORT: "a secure-aggregation round aborted (deadline, below threshold, its opener): nothing released",
+        A.AUDIT_ANCHOR: "one attempt to anchor the signed audit head (存证) at the configured sink: seq, hash, outcome",
+        A.AUDIT_ARCHIVE: "signed segments of the audit log were archived under the home (first and last seq, count)",
     }
 )
 del A
