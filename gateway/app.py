@@ -9,7 +9,8 @@ locked, out of space) is ``UNAVAILABLE`` (503) with ``Retry-After``.
 
 Audit: the middleware creates each request's `AuditEvent`. A request that changes state has its entry written by
 a journal in the transaction of the change (`gateway.journal`: both or neither); the middleware appends the entry
-of every other request when the answer leaves, and for a journaled one only an outcome the entry does not state.
+of every other request when the answer leaves, and for a journaled one only an outcome the entry does not state;
+reads of the audit log and job polls are entered once per principal, action and minute (`gateway.reads`).
 If the entry cannot be written the answer is replaced by ``UNAVAILABLE``: an unaudited answer never leaves.
 """
 
@@ -29,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, UNAVAILABLE, DomainError
-from gateway import console, deps, errors, health, journal, latency
+from gateway import console, deps, errors, health, journal, latency, reads
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
@@ -169,8 +170,9 @@ def create_app(ctx: AppContext) -> FastAPI:
                     if not written.states(ev):  # the answer changed after the change committed: say so too
                         ev.details["outcome_of"] = written.seq
                         await run_in_threadpool(ctx.audit.append, ev)
-                else:  # nothing journaled, or rolled back with its transaction: the request's entry now
-                    await run_in_threadpool(ctx.audit.append, ev)
+                else:  # nothing journaled, or rolled back with its transaction: the request's entry now (a
+                    # repeated read of the audit log or a job poll in the same minute: none, `gateway.reads`)
+                    await run_in_threadpool(reads.record, ctx.audit, ev)
             except Exception:  # an unaudited action must not be released
                 log.exception("audit append failed")
                 response = errors.error_response(UNAVAILABLE, headers=_retry_hint(UNAVAILABLE))
