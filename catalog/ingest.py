@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 from catalog.columns import ColumnInfo, ColumnSpec, DatasetSpec, Kind, Role
 from catalog.durable import fsync_file, temp_path
 from catalog.errors import NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
-from catalog.fingerprint import HashAlg, file_fingerprint
+from catalog.fingerprint import HashAlg, digest, file_fingerprint
+from catalog.sealed import Sealer
 
 BATCH_ROWS = 1 << 20
 
@@ -74,6 +75,7 @@ class Ingested:
     tmp_path: Path
     fingerprint: str
     report: IngestReport
+    key_id: str | None = None  # the data key the copy is sealed under (None: a plain copy)
 
 
 def source_not_found() -> DomainError:
@@ -244,22 +246,28 @@ def _clamp(col: pa.Array, lo: float, hi: float, kind: Kind) -> tuple[pa.Array, i
     return col, int(n)
 
 
-def _rows_per_unit_max(path: Path, id_col: str) -> int:
+def _rows_per_unit_max(path: Path | pa.Buffer, id_col: str) -> int:
     """The most rows any one privacy unit has in the written copy (counted over the whole file: a unit's rows may
     span batches). The DP SQL engine skips per-unit bounding when this is within ``max_rows_per_unit``."""
-    ids = pq.read_table(path, columns=[id_col])
+    ids = pq.read_table(pa.BufferReader(path) if isinstance(path, pa.Buffer) else path, columns=[id_col])
     counts = ids.group_by(id_col).aggregate([(id_col, "count")])
     return int(pc.max(counts.column(f"{id_col}_count")).as_py() or 0)
 
 
-def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "sha256") -> Ingested:
-    """Validate, clamp and copy ``source``; return the temporary Parquet copy and its fingerprint."""
+def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "sha256",
+           sealer: Sealer | None = None) -> Ingested:
+    """Validate, clamp and copy ``source``; return the temporary Parquet copy and its fingerprint.
+
+    With ``sealer`` the Parquet copy is built in this process's memory and only its sealed form is written
+    (`catalog.sealed`, under a fresh data key ``dataset:<name>-<random>``: `Ingested.key_id`); the fingerprint
+    is that of the plaintext Parquet bytes either way, so a reader verifies what it decrypted."""
     schema, batches = _batches(source, spec)
     infos = check_spec(spec, schema)
     report = IngestReport()
     id_col = next(c for c, i in infos.items() if i.role is Role.ID)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(out_dir / f"{spec.name}.parquet", f"ingest-{spec.name}")
+    sink: Path | pa.BufferOutputStream = tmp if sealer is None else pa.BufferOutputStream()
     writer: pq.ParquetWriter | None = None
     try:
         for batch in batches:
@@ -287,7 +295,7 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
                 cols[c] = a
             table = pa.table(cols)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
             writer.write_table(table, row_group_size=BATCH_ROWS)
             report.rows += table.num_rows
         if writer is None:
@@ -310,7 +318,31 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
     if report.rows == 0:
         tmp.unlink(missing_ok=True)
         raise invalid("source has no rows with a privacy unit")
+    if isinstance(sink, pa.BufferOutputStream):
+        assert sealer is not None
+        plain = sink.getvalue()
+        report.rows_per_unit_max = _rows_per_unit_max(plain, id_col)
+        data = plain.to_pybytes()
+        del plain
+        fp = digest(data, hash_alg)
+        key_id = f"dataset:{spec.name}-{os.urandom(8).hex()}"
+        try:
+            sealer.write_temp(tmp, key_id, data, new_key=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            _forget_key(sealer, key_id)
+            raise
+        report.bytes = tmp.stat().st_size
+        return Ingested(infos, tmp, fp, report, key_id)
     report.rows_per_unit_max = _rows_per_unit_max(tmp, id_col)
     fsync_file(tmp)
     report.bytes = tmp.stat().st_size
     return Ingested(infos, tmp, file_fingerprint(tmp, hash_alg), report)
+
+
+def _forget_key(sealer: Sealer, key_id: str) -> None:
+    """Destroy the data key of a copy that will not be registered (none was created: nothing to do)."""
+    try:
+        sealer.keys.destroy(key_id)
+    except LookupError:
+        pass

@@ -36,6 +36,7 @@ from catalog.durable import commit_temp
 from catalog.errors import ALREADY_EXISTS, INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.fingerprint import HashAlg, file_fingerprint
 from catalog.ingest import IngestReport, ingest, resolve_source, source_changed, source_identity
+from catalog.sealed import Sealer
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,12 @@ def register(
     max_source_bytes: int,
     hash_alg: HashAlg = "sha256",
     journal: Callable[[Connection], None] | None = None,
+    sealer: Sealer | None = None,
 ) -> Registration:
     """Validate, copy and record a dataset; all or nothing. ``import_roots``: the directories ``owner`` may read
     (see the module docstring). ``journal`` is called in the transaction that inserts the row, as its last write
-    (the caller's audit entry commits with the registration or not at all)."""
+    (the caller's audit entry commits with the registration or not at all). With ``sealer`` the copy is sealed at
+    rest under a data key of its own (`catalog.sealed`); a registration that fails destroys that key."""
     if get(engine, spec.name) is not None:
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists")
     if spec.engine == "spark" and not spark_installed():  # fail closed, nothing copied
@@ -178,14 +181,20 @@ def register(
     source_fp = file_fingerprint(source, hash_alg)
     with engine.connect() as conn:  # refuse early, before the copy; checked again where the row is inserted
         _refuse_if_taken(conn, owner, source_fp)
-    ing = ingest(spec, source, data_dir, hash_alg)
+    ing = ingest(spec, source, data_dir, hash_alg, sealer)
+
+    def discard() -> None:
+        ing.tmp_path.unlink(missing_ok=True)
+        if sealer is not None and ing.key_id is not None:
+            sealer.keys.destroy(ing.key_id)
+
     try:
         after = source_identity(source)
     except BaseException:
-        ing.tmp_path.unlink(missing_ok=True)
+        discard()
         raise
     if after != before:  # truncated, rewritten or replaced while it was fingerprinted and copied
-        ing.tmp_path.unlink(missing_ok=True)
+        discard()
         raise source_changed()
     ing.report.source_fingerprint = source_fp
     final = data_dir / f"{spec.name}-{ing.fingerprint.split(':', 1)[1][:16]}.parquet"
@@ -215,10 +224,10 @@ def register(
             if journal is not None:
                 journal(conn)
     except IntegrityError:
-        ing.tmp_path.unlink(missing_ok=True)
+        discard()
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists") from None
     except BaseException:
-        ing.tmp_path.unlink(missing_ok=True)
+        discard()
         final.unlink(missing_ok=True)
         raise
     ds = get(engine, spec.name)

@@ -54,6 +54,7 @@ from sqlglot import exp, parse
 from sqlglot.errors import SqlglotError
 
 from catalog.errors import QUERY_REJECTED, UNAVAILABLE, DomainError
+from catalog.sealed import Sealer, is_sealed, memory_file
 from sandbox.engine.worker import EngineFailure, ExecRequest
 
 __all__ = ["DEFAULT_MASTER", "SparkUnsupported", "SparkWorker", "available", "check_plan", "require_available",
@@ -275,11 +276,13 @@ class SparkWorker:
     temporary view of the registered Parquet file. Same interface as `sandbox.engine.worker.QueryWorker`."""
 
     def __init__(self, data_paths: Mapping[str, Path | str], master: str = DEFAULT_MASTER,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, sealer: Sealer | None = None) -> None:
         if len(data_paths) != 1:
             raise ValueError("a Spark worker serves exactly one dataset")
         ((self.name, path),) = data_paths.items()
         self.path = str(path)
+        self.sealer = sealer
+        self._memfd: int | None = None
         self.master = master
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
@@ -312,17 +315,36 @@ class SparkWorker:
                 return
             try:
                 s = session(self.master).newSession()
-                s.read.parquet(self.path).createOrReplaceTempView(self.name)
+                s.read.parquet(self._readable()).createOrReplaceTempView(self.name)
             except Exception as e:
                 log.error("spark worker failed to start: %s", type(e).__name__)
                 self._session = None
+                self._close_memfd()
                 raise EngineFailure("unavailable") from None
             self._session = s
             self._bounded.clear()
 
+    def _readable(self) -> str:
+        """The path Spark reads: the registered file, or — sealed at rest (`catalog.sealed`) — an anonymous memory
+        file of this process holding its plaintext (``/proc/<pid>/fd/<fd>``, sealed against writes; the JVM this
+        process started reads it; closed when the worker stops)."""
+        if not is_sealed(Path(self.path)):
+            return self.path
+        if self.sealer is None:
+            raise LookupError("a sealed dataset and no key service")
+        self._close_memfd()
+        self._memfd = memory_file(f"veilbox-{self.name}", self.sealer.read_file(Path(self.path)))
+        return f"file:///proc/{os.getpid()}/fd/{self._memfd}"
+
+    def _close_memfd(self) -> None:
+        fd, self._memfd = self._memfd, None
+        if fd is not None:
+            os.close(fd)
+
     def stop(self) -> None:
         """Drop the view and forget the session (the shared context stays for other datasets)."""
         with self._lock:
+            self._close_memfd()
             s, self._session = self._session, None
             if s is not None:
                 try:

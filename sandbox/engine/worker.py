@@ -7,9 +7,13 @@ Guarantees:
 - The child first makes itself unable to write any file (`sandbox.engine.nowrite.forbid_file_writes`, a
   seccomp filter on all its threads), then builds its connection with `connect_locked` (DESIGN.md lockdown
   order) over views that read the registered Parquet files **in place** (``allowed_paths`` = exactly those
-  files; nothing is copied into memory). Where the guard is unavailable (not Linux x86-64/AArch64, no
-  seccomp) it materialises the tables instead, as before, with empty allow-lists. It executes only what the
-  parent sends: canonical SQL produced by the rewriter (plus the salt as a bound parameter).
+  files; nothing is copied into memory). A registered file sealed at rest (`catalog.sealed`) is first
+  decrypted by the child into an anonymous memory file of its own (``memfd``, sealed against writes), and the
+  view reads that: the parent sends the suite and the file's data key in the start frame over the child's stdin
+  (never argv, environment or disk), so plaintext exists only in the child's memory and dies with it. Where
+  the guard is unavailable (not Linux x86-64/AArch64, no seccomp) it materialises the tables instead, as
+  before, with empty allow-lists. It executes only what the parent sends: canonical SQL produced by the
+  rewriter (plus the salt as a bound parameter).
 - Only aggregate rows leave the child. Besides the rewriter's guarantee (aggregate-only SQL over a public key
   table), the child refuses any result with more rows than the plan's key count, a different column count, or
   a non-scalar value.
@@ -27,6 +31,7 @@ units' rows in the registered file.)
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import json
@@ -40,7 +45,10 @@ import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from catalog.sealed import Sealer
 
 __all__ = ["EngineFailure", "ExecRequest", "QueryWorker"]
 
@@ -101,8 +109,30 @@ def _recv(inp: IO[bytes]) -> dict[str, Any]:
     return msg
 
 
+def open_sealed(data_paths: Mapping[str, str], suite: str | None, keys: Mapping[str, str]) -> dict[str, str]:
+    """``data_paths`` with every sealed file replaced by an anonymous memory file of this process holding its
+    plaintext (``/proc/self/fd/<fd>``, sealed against writes; `catalog.sealed.memory_file`). A plain file stays
+    as it is (a home registered before encryption at rest)."""
+    from catalog.sealed import GivenKeys, Sealer, is_sealed, memory_file
+
+    out: dict[str, str] = {}
+    for name, path in data_paths.items():
+        if not is_sealed(Path(path)):
+            out[name] = path
+            continue
+        if suite is None:
+            raise ValueError("a sealed file and no suite")
+        given = GivenKeys({k: base64.b64decode(v) for k, v in keys.items()})
+        plain = Sealer(suite, given).read_file(Path(path))
+        fd = memory_file(f"veilbox-{name}", plain)
+        del plain
+        out[name] = f"/proc/self/fd/{fd}"
+    return out
+
+
 def _serve(inp: IO[bytes], out: IO[bytes], data_paths: dict[str, str], threads: int, memory_limit: str,
-           timeout_s: float) -> None:  # pragma: no cover - runs in the child process
+           timeout_s: float, suite: str | None = None,
+           keys: Mapping[str, str] | None = None) -> None:  # pragma: no cover - runs in the child process
     import duckdb
 
     from sandbox.engine.hardening import connect_locked, quote_ident
@@ -112,7 +142,8 @@ def _serve(inp: IO[bytes], out: IO[bytes], data_paths: dict[str, str], threads: 
         in_place = forbid_file_writes()
         if not in_place:
             _log.warning("file-write guard unavailable: tables are materialised in memory")
-        con = connect_locked({k: Path(v) for k, v in data_paths.items()}, threads=threads,
+        readable = open_sealed(data_paths, suite, keys or {})  # plaintext in this process's memory only
+        con = connect_locked({k: Path(v) for k, v in readable.items()}, threads=threads,
                              memory_limit=memory_limit, in_place=in_place)
     except Exception as e:
         _log.error("worker failed to load its tables: %s", type(e).__name__)
@@ -182,7 +213,8 @@ def _child_main() -> None:  # pragma: no cover - runs in the child process
     sys.stdout = sys.stderr
     inp = sys.stdin.buffer
     cfg = _recv(inp)
-    _serve(inp, out, cfg["data_paths"], int(cfg["threads"]), str(cfg["memory_limit"]), float(cfg["timeout_s"]))
+    _serve(inp, out, cfg["data_paths"], int(cfg["threads"]), str(cfg["memory_limit"]), float(cfg["timeout_s"]),
+           cfg.get("suite"), cfg.get("keys"))
 
 
 class QueryWorker:
@@ -195,10 +227,11 @@ class QueryWorker:
     """
 
     def __init__(self, data_paths: Mapping[str, Path | str], threads: int = 2, memory_limit: str = "2GB",
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, sealer: Sealer | None = None) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self.data_paths = {k: str(v) for k, v in data_paths.items()}
+        self.sealer = sealer
         self.threads = threads
         self.memory_limit = memory_limit
         self.timeout_s = timeout_s
@@ -230,6 +263,11 @@ class QueryWorker:
     def _start(self) -> None:
         if self.alive:
             return
+        try:
+            keys = self._keys()
+        except Exception as e:  # no key service, a destroyed data key, a damaged header: nothing starts
+            _log.error("worker cannot get its data keys: %s", type(e).__name__)
+            raise EngineFailure("unavailable") from None
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         proc = subprocess.Popen(
@@ -240,13 +278,28 @@ class QueryWorker:
         self._proc = proc
         try:
             _send(proc.stdin, {"data_paths": self.data_paths, "threads": self.threads,
-                               "memory_limit": self.memory_limit, "timeout_s": self.timeout_s})
+                               "memory_limit": self.memory_limit, "timeout_s": self.timeout_s, **keys})
             ready = self._reply(_START_TIMEOUT_S)
         except (EOFError, OSError, TimeoutError):
             ready = {"ready": False}
         if not ready.get("ready"):
             self._kill()
             raise EngineFailure("unavailable")
+
+    def _keys(self) -> dict[str, Any]:
+        """The suite and the data keys of the sealed files, for the child (sent over its stdin pipe only)."""
+        from catalog.sealed import is_sealed, key_id_of
+
+        sealed = [Path(p) for p in self.data_paths.values() if is_sealed(Path(p))]
+        if not sealed:
+            return {}
+        if self.sealer is None:
+            raise LookupError("a sealed dataset and no key service")
+        keys = {}
+        for p in sealed:
+            kid = key_id_of(p)
+            keys[kid] = base64.b64encode(self.sealer.keys.data_key(kid)).decode()
+        return {"suite": self.sealer.suite_name, "keys": keys}
 
     def _reply(self, timeout: float) -> dict[str, Any]:
         proc = self._proc

@@ -82,6 +82,7 @@ class JobEnv:
     memory_limit: str = "2GB"
     timeout_s: float = 600.0
     query_engines: Any = None  # sandbox.jobs.query.QueryEngines (locked DuckDB workers), shared by jobs
+    sealer: Any = None  # catalog.sealed.Sealer: opens the files sealed at rest (None: plain files only)
     agreement: Agreement | None = None  # the job's agreement as loaded when it started (set per job)
     extra: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. coderun config/limits)
 

@@ -50,6 +50,7 @@ from catalog.durable import atomic_write_bytes
 from catalog.errors import APPROVAL_REQUIRED, INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.mock import mock_table
 from catalog.registry import Dataset
+from catalog.sealed import Sealer, is_sealed
 from policies import Agreement, Budget, BudgetError, Job, spec_hash
 from sandbox.coderun import (
     CodeFailure,
@@ -176,9 +177,11 @@ def _tensors(data: bytes) -> dict[str, Any]:
     return {k: {"dtype": v["dtype"], "shape": v["shape"]} for k, v in header.items() if k != "__metadata__"}
 
 
-def _project(ds: Dataset, cols: tuple[str, ...], dst: Path) -> None:
-    """Stream ``cols`` of the registered Parquet file into ``dst`` (the only file the sandbox is given)."""
-    f = pq.ParquetFile(ds.path)
+def _project(ds: Dataset, cols: tuple[str, ...], dst: Path, sealer: Sealer | None = None) -> None:
+    """Stream ``cols`` of the registered Parquet file into ``dst`` (the only file the sandbox is given); a file
+    sealed at rest is decrypted in this process's memory first (`catalog.sealed`)."""
+    path = Path(ds.path)
+    f = pq.ParquetFile(pa.BufferReader(sealer.read_file(path)) if sealer is not None and is_sealed(path) else path)
     schema = pa.schema([f.schema_arrow.field(c) for c in cols])
     with pq.ParquetWriter(dst, schema) as w:
         for batch in f.iter_batches(batch_size=1 << 16, columns=list(cols)):
@@ -251,7 +254,7 @@ class CodeHandler:
         try:
             staged = scratch / f"{ds.name}.parquet"
             try:
-                _project(ds, cols, staged)
+                _project(ds, cols, staged, env.sealer)
             except Exception:  # reading the registered file: data was read, so the run is charged
                 raise JobFailed(FAILED, "the granted columns could not be staged for the run",
                                 cause="code.staging_failed") from None

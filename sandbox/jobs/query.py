@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from catalog.errors import INVALID_REQUEST, DomainError
 from catalog.registry import Dataset
+from catalog.sealed import Sealer
 from policies import Agreement, Budget, Job
 from sandbox.dp import as_fraction
 from sandbox.engine import EngineFailure, QueryWorker
@@ -82,9 +83,11 @@ class QueryEngines:
     times one worker's memory (``memory_limit`` each), the short calls' worker only once they are used."""
 
     def __init__(self, threads: int = 2, memory_limit: str = "2GB", timeout_s: float = 30.0, *,
-                 per_dataset: int = 2, wait_s: float = 60.0, spark_master: str = SPARK_MASTER) -> None:
+                 per_dataset: int = 2, wait_s: float = 60.0, spark_master: str = SPARK_MASTER,
+                 sealer: Sealer | None = None) -> None:
         if per_dataset < 1:
             raise ValueError("per_dataset must be at least 1")
+        self.sealer = sealer  # opens the datasets sealed at rest (catalog.sealed); None: plain files only
         self.threads, self.memory_limit, self.timeout_s = threads, memory_limit, timeout_s
         self.spark_master = spark_master
         self.per_dataset, self.wait_s = per_dataset, wait_s
@@ -104,7 +107,7 @@ class QueryEngines:
             if current is not None:
                 current[1].stop()
             w = QueryWorker({ds.name: ds.path}, threads=self.threads, memory_limit=self.memory_limit,
-                            timeout_s=self.timeout_s)
+                            timeout_s=self.timeout_s, sealer=self.sealer)
             w.start()
             self._short[ds.name] = (ds.fingerprint, w)
             return w
@@ -171,9 +174,9 @@ class QueryEngines:
         """The engine a query on ``ds`` runs on: its declared engine (``duckdb`` or ``spark``)."""
         if ds.engine == "spark":  # same interface (start, execute, stop, alive): sandbox.engine.spark
             return cast(QueryWorker, SparkWorker({ds.name: ds.path}, master=self.spark_master,
-                                                 timeout_s=self.timeout_s))
+                                                 timeout_s=self.timeout_s, sealer=self.sealer))
         return QueryWorker({ds.name: ds.path}, threads=self.threads, memory_limit=self.memory_limit,
-                           timeout_s=self.timeout_s)
+                           timeout_s=self.timeout_s, sealer=self.sealer)
 
     def _give_back(self, pool: EnginePool, worker: QueryWorker) -> None:
         with self._cond:

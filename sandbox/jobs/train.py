@@ -45,6 +45,7 @@ from typing import Any
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.mock import mock_table
 from catalog.registry import Dataset
+from catalog.sealed import Sealer
 from policies import Agreement, Budget, Job
 from sandbox.jobs.base import BEFORE_READ, JobEnv, JobFailed, Output, Plan, agreement_dataset
 from sandbox.train import ResourceLimits, TrainingPlan, TrainSpec, check_spec, encoding_for, parse_spec, plan_training
@@ -125,12 +126,12 @@ def _mp() -> Any:
 
 
 def _train_in_child(conn: Connection, spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
-                    limits: ResourceLimits) -> None:
+                    limits: ResourceLimits, sealer: Sealer | None = None) -> None:
     """Runs in the child: train, then send ``("ok", weights, card_json, digest)`` or ``("error", code, stage)``."""
     from sandbox.train import train
 
     try:
-        res = train(spec, plan, dataset, out_dir, limits=limits)
+        res = train(spec, plan, dataset, out_dir, limits=limits, sealer=sealer)
         conn.send(("ok", str(res.weights_path), res.card.canonical_json().decode(), res.output_digest))
     except DomainError as e:
         stage = next((str(d["stage"]) for d in e.details if isinstance(d, dict) and "stage" in d), None)
@@ -233,7 +234,9 @@ class TrainHandler:
         ok = answered = False
         try:
             try:
-                proc = self._start(_train_in_child, (send, p.spec, p.plan, p.dataset, out_dir, limits))
+                # the child gets the dataset's data key only (sealed at rest), over its pipe, never on disk
+                reader = None if env.sealer is None else env.sealer.for_files(Path(p.dataset.path))
+                proc = self._start(_train_in_child, (send, p.spec, p.plan, p.dataset, out_dir, limits, reader))
             except Exception:  # no child, so nothing read: the one refunded failure of a run
                 raise JobFailed(BEFORE_READ, "the training process could not be started", before_read=True,
                                 cause="train.unavailable") from None

@@ -17,11 +17,13 @@ but its own id.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
 
 from catalog.registry import Dataset
+from catalog.sealed import Sealer, readable_path
 from sandbox.engine.lockdown import locked_connection
 from sandbox.train.encoding import FeatureEncoding
 from sandbox.train.plan import HOLDOUT_DENOMINATOR
@@ -62,15 +64,16 @@ def _literal(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def open_locked(dataset: Dataset, limits: ResourceLimits) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection that can read ``dataset``'s file through the view ``data`` only."""
-    path = str(dataset.path)
+def open_locked(dataset: Dataset, limits: ResourceLimits, path: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection that can read ``dataset``'s file (or ``path``, the readable form of a file
+    sealed at rest: `catalog.sealed.readable_path`) through the view ``data`` only."""
+    path_s = str(path if path is not None else dataset.path)
 
     def load(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({_literal(path)})")
+        con.execute(f"CREATE VIEW data AS SELECT * FROM read_parquet({_literal(path_s)})")
 
     return locked_connection(load, threads=limits.threads, memory_limit=limits.memory_limit,
-                             allowed_paths=[path])
+                             allowed_paths=[path_s])
 
 
 def training_sql(dataset: Dataset, encoding: FeatureEncoding) -> str:
@@ -84,11 +87,24 @@ def training_sql(dataset: Dataset, encoding: FeatureEncoding) -> str:
 
 
 def read_splits(dataset: Dataset, encoding: FeatureEncoding,
-                limits: ResourceLimits | None = None) -> tuple[Split, Split]:
-    """(training split, held-out split), encoded; rows with a null or out-of-domain label are dropped."""
-    con = open_locked(dataset, limits or ResourceLimits())
+                limits: ResourceLimits | None = None, sealer: Sealer | None = None) -> tuple[Split, Split]:
+    """(training split, held-out split), encoded; rows with a null or out-of-domain label are dropped. A dataset
+    sealed at rest is decrypted by ``sealer`` into this process's memory only (`catalog.sealed.readable_path`)."""
     xs: dict[bool, list[np.ndarray]] = {False: [], True: []}
     ys: dict[bool, list[np.ndarray]] = {False: [], True: []}
+    with readable_path(Path(dataset.path), sealer) as path:
+        _read_into(open_locked(dataset, limits or ResourceLimits(), path), dataset, encoding, xs, ys)
+
+    def build(side: bool) -> Split:
+        if not ys[side]:
+            return Split(np.zeros((0, encoding.width), np.float32), np.zeros(0, np.float32))
+        return Split(np.ascontiguousarray(np.concatenate(xs[side])), np.concatenate(ys[side]))
+
+    return build(False), build(True)
+
+
+def _read_into(con: duckdb.DuckDBPyConnection, dataset: Dataset, encoding: FeatureEncoding,
+               xs: dict[bool, list[np.ndarray]], ys: dict[bool, list[np.ndarray]]) -> None:
     try:
         reader = con.sql(training_sql(dataset, encoding)).to_arrow_reader(BATCH_ROWS)
         for batch in reader:
@@ -101,10 +117,3 @@ def read_splits(dataset: Dataset, encoding: FeatureEncoding,
                 ys[side].append(y[keep])
     finally:
         con.close()
-
-    def build(side: bool) -> Split:
-        if not ys[side]:
-            return Split(np.zeros((0, encoding.width), np.float32), np.zeros(0, np.float32))
-        return Split(np.ascontiguousarray(np.concatenate(xs[side])), np.concatenate(ys[side]))
-
-    return build(False), build(True)

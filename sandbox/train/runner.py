@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from catalog.durable import atomic_path, atomic_write_bytes
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.registry import Dataset
+from catalog.sealed import Sealer
 from sandbox.dp.prv import epsilon_for
 from sandbox.train._data import ResourceLimits, Split, read_splits
 from sandbox.train._models import build_model, first_layer, tensors_of
@@ -228,7 +229,8 @@ def _software() -> dict[str, str]:
 
 
 def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
-          progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None) -> TrainingResult:
+          progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None,
+          sealer: Sealer | None = None) -> TrainingResult:
     """Train ``spec`` on ``dataset`` exactly as ``plan`` says; write weights and card into ``out_dir``.
 
     ``plan`` must come from `plan_training` for this very spec (checked by hash); the gateway has charged
@@ -247,7 +249,7 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
     card_path = out_dir / CARD_FILE
     stage = "read"
     try:
-        train_split, held_out = read_splits(dataset, encoding, limits)
+        train_split, held_out = read_splits(dataset, encoding, limits, sealer)
         stage = "standardise"
         std = dp_standardisation(train_split.x, encoding, plan.planned_train_rows, plan.standardisation_epsilon)
         train_split = Split(std.apply(train_split.x), train_split.y)
