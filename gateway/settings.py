@@ -6,9 +6,10 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.retention import ACCESS_AUDIT_FLOOR_DAYS
 from sandbox.sql.vet import MAX_SQL_CHARS
 
 
@@ -90,6 +91,15 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
     job_lease_s: float = Field(default=30.0, gt=0, le=3600, description="how long a job's worker lease holds "
                                "without a heartbeat (renewed every third of it); then a sweeper takes the job over")
+    anchor_sink: str | None = Field(default=None, description="where the signed audit head is anchored (存证) "
+                                    "(VEILBOX_ANCHOR_SINK): file:/path/anchors.jsonl, or an https:// webhook of an "
+                                    "evidence service (http:// only to a loopback host)")
+    anchor_every_s: float = Field(default=3600.0, ge=1, le=30 * 86_400, description="how often the job worker "
+                                  "anchors the signed head when it advanced (VEILBOX_ANCHOR_EVERY_S)")
+    anchor_hmac_key: SecretStr | None = Field(default=None, description="key of the HMAC over each webhook anchor "
+                                              "(VEILBOX_ANCHOR_HMAC_KEY, at least 32 characters)")
+    audit_retention_days: int = Field(default=365, le=100 * 366, description="declared retention of the access "
+                                      "audit (VEILBOX_AUDIT_RETENTION_DAYS); below six months (183) is refused")
     console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, description="console sessions end when idle")
     console_session_hours: int = Field(default=8, ge=1, le=7 * 24, description="and at the latest after this")
 
@@ -133,6 +143,11 @@ class Settings(BaseSettings):
                 raise UnsafeSettings("VEILBOX_IMPORT_ROOTS must not include '/'")
             if home.is_relative_to(r) or r.is_relative_to(home / "data") or r.is_relative_to(home / "keys"):
                 raise UnsafeSettings("an import root must not contain VEILBOX_HOME nor lie inside data/ or keys/")
+        if self.audit_retention_days < ACCESS_AUDIT_FLOOR_DAYS:
+            raise UnsafeSettings(f"VEILBOX_AUDIT_RETENTION_DAYS={self.audit_retention_days} is below the declared "
+                                 f"floor of {ACCESS_AUDIT_FLOOR_DAYS} days (six months) for the access audit")
+        if self.anchor_sink is not None:
+            _check_anchor_sink(self.anchor_sink, self.anchor_hmac_key)
         if self.env == "production":
             if self.latency_bucket_ms == 0:
                 raise UnsafeSettings("latency padding cannot be disabled in production (timing channel)")
@@ -144,6 +159,23 @@ class Settings(BaseSettings):
                 "put a TLS proxy in front and set VEILBOX_TLS_TERMINATED=true"
             )
         return self
+
+
+def _check_anchor_sink(sink: str, key: SecretStr | None) -> None:
+    """A file sink names an absolute path; a webhook is https (http only to a loopback host) and has an HMAC key."""
+    if sink.startswith("file:"):
+        if not Path(sink.removeprefix("file:")).is_absolute():
+            raise UnsafeSettings("VEILBOX_ANCHOR_SINK=file:… must name an absolute path")
+        return
+    from urllib.parse import urlsplit
+
+    u = urlsplit(sink)
+    if u.scheme not in ("https", "http") or not u.hostname:
+        raise UnsafeSettings("VEILBOX_ANCHOR_SINK must be file:/path or an https:// URL")
+    if u.scheme == "http" and not _is_loopback(u.hostname):
+        raise UnsafeSettings("an anchoring webhook must use https (plain http only to a loopback host)")
+    if key is None or len(key.get_secret_value()) < 32:
+        raise UnsafeSettings("an anchoring webhook needs VEILBOX_ANCHOR_HMAC_KEY of at least 32 characters")
 
 
 def _is_loopback(host: str) -> bool:

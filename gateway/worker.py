@@ -18,6 +18,9 @@ SIGTERM/SIGINT to them and starts a child again when one dies. Stopping (`JobWor
 finish for ``VEILBOX_WORKER_STOP_GRACE_S`` and then gives it up: the worker ends its own lease and sweeps, so the
 job is failed and refunded at once (``job.recover``) instead of waiting for the lease to expire. A second
 SIGTERM/SIGINT gives it up without waiting.
+
+With ``VEILBOX_ANCHOR_SINK`` set, the loop also anchors the signed audit head every ``VEILBOX_ANCHOR_EVERY_S``
+when it advanced (`gateway.anchoring`, on a thread of its own so a slow evidence service never delays a job).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from types import FrameType
 
 import policies
+from gateway import anchoring
 from gateway.context import AppContext, open_context
 from gateway.services import jobs as jobflow
 from gateway.services import leases
@@ -55,6 +59,7 @@ class JobWorker:
         self._thread = threading.Thread(target=self._loop, name="veilbox-worker", daemon=True)
         self._swept_at = 0.0
         self._current: str | None = None  # the job this worker runs now
+        self.anchorer = anchoring.scheduled(ctx.audit, ctx.settings)  # 存证 duty, None without a sink
 
     def start(self) -> None:
         self.start_recovery()
@@ -133,6 +138,8 @@ class JobWorker:
             try:
                 if time.monotonic() - self._swept_at >= sweep_every:
                     self.sweep()
+                if self.anchorer is not None:
+                    self.anchorer.tick_in_background()
                 busy = self.run_once()
             except Exception:  # the loop must survive a broken job or a store hiccup
                 log.exception("worker iteration failed")
