@@ -25,7 +25,7 @@ from catalog.datagen import generate  # noqa: E402
 from catalog.store import make_engine  # noqa: E402
 from gateway import _tables as gt  # noqa: E402
 from gateway.audit import AuditEvent, AuditLog  # noqa: E402
-from gateway.keys import create_keys, load_keys  # noqa: E402
+from gateway.keys import Keys  # noqa: E402
 
 
 class PeakRSS:
@@ -87,8 +87,7 @@ def main() -> None:
             t0 = time.perf_counter()
             registry.register(engine, spec, "owner", tmp / "data", [cache], 1 << 40)
             t_reg = time.perf_counter() - t0
-        create_keys(tmp / "keys")
-        log = AuditLog(engine, load_keys(tmp / "keys"), "sha256", 100)
+        log = AuditLog(engine, Keys.generate(), "sha256", 100)
         t0 = time.perf_counter()
         for i in range(a.appends):
             log.append(AuditEvent(actor="bench", role="operator", action="query.run", details={"i": i}))

@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from catalog.keyring import Keyring
 from gateway.services.rounds import RoundRegistry
 from gateway.settings import Settings
 from sandbox.psi import SetupStore
@@ -153,7 +154,7 @@ class Caches:
     inflight: InFlight
 
     @classmethod
-    def create(cls, settings: Settings) -> Caches:
+    def create(cls, settings: Settings, keyring: Keyring | None = None) -> Caches:
         return cls(sign_contexts=ContextCache(), scoring_contexts=ContextCache(), model_weights=ValueCache(),
-                   review_locks=KeyedLocks(), psi_setups=SetupStore(settings.work_dir, settings.keys_dir),
+                   review_locks=KeyedLocks(), psi_setups=SetupStore(settings.work_dir, settings.keys_dir, keyring),
                    secagg_rounds=RoundRegistry(), inflight=InFlight(settings.max_inflight_per_principal))

@@ -12,13 +12,15 @@ from sqlalchemy import Engine, select
 
 from catalog.durable import sweep_temp
 from catalog.fingerprint import HashAlg
+from catalog.keyring import Keyring
 from catalog.store import make_engine
 from gateway import _tables as t
 from gateway import identities, schema
 from gateway.audit import AuditEvent, AuditLog
 from gateway.caches import Caches
-from gateway.keys import Keys, create_keys, load_keys
+from gateway.keys import Keys, create_keys, import_key_files, load_keys
 from gateway.legacy_outputs import import_side_files
+from gateway.masterkey import open_keyring
 from gateway.settings import Settings, UnsafeSettings
 from vocab.actions import AuditAction
 from vocab.roles import SYSTEM, Role
@@ -33,6 +35,7 @@ class AppContext:
     settings: Settings
     engine: Engine
     keys: Keys
+    keyring: Keyring  # wrapped data keys and secrets (catalog.keyring), unwrapped by the master key
     audit: AuditLog
     caches: Caches  # in-memory state of this context (gateway.caches), created by open_context
     runtime: Any = None  # gateway.services.jobs.Runtime, created on first use (query engines, job environment)
@@ -56,12 +59,13 @@ def init_home(settings: Settings) -> str:
     os.chmod(home, 0o700)
     for d in (settings.data_dir, settings.models_dir, settings.work_dir, home / "import"):
         d.mkdir(parents=True, exist_ok=True)
-    create_keys(settings.keys_dir)
     engine = make_engine(settings.db_url)
     try:
         schema.upgrade(engine)
         if _meta(engine, "hash_alg") is not None:
             raise AlreadyInitialised(f"{home} is already initialised")
+        # the master key: the configured one, else a new key file beside (never inside) the home
+        create_keys(open_keyring(home, engine, create=True), settings.keys_dir)
         with engine.begin() as conn:
             conn.execute(t.service_meta.insert().values(key="hash_alg", value=settings.hash_alg))
             conn.execute(t.service_meta.insert().values(key="initialised_at",
@@ -88,11 +92,24 @@ def open_context(settings: Settings, engine: Engine | None = None) -> AppContext
     if alg != settings.hash_alg and "VEILBOX_HASH_ALG" in os.environ:
         raise UnsafeSettings(f"the audit chain of this home uses {alg}; VEILBOX_HASH_ALG={settings.hash_alg} "
                              "would break verification")
-    keys = load_keys(settings.keys_dir)
+    keyring = _keyring(settings, engine)
+    keys = load_keys(keyring)
     import_side_files(engine, settings.work_dir)  # outputs of an older home kept as files: now job_outputs rows
     audit = AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every)
     sweep_temp_files(settings, audit)
-    return AppContext(settings, engine, keys, audit, Caches.create(settings))
+    return AppContext(settings, engine, keys, keyring, audit, Caches.create(settings, keyring))
+
+
+def _keyring(settings: Settings, engine: Engine) -> Keyring:
+    """The home's keyring (`gateway.masterkey`: fails closed without its master key). A home made before the keys
+    were wrapped has them as plaintext files in ``keys/``: they are wrapped into the store under the configured
+    master key (the default key file beside the home is created for it) and deleted, once."""
+    legacy = (settings.keys_dir / "audit_ed25519.pem").exists()
+    keyring = open_keyring(settings.home, engine, create=legacy)
+    if legacy:
+        import_key_files(keyring, settings.keys_dir)
+        create_keys(keyring, settings.keys_dir)  # what such a home lacked: the token pepper
+    return keyring
 
 
 def sweep_temp_files(settings: Settings, audit: AuditLog) -> list[str]:

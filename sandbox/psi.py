@@ -1,6 +1,8 @@
 """The service side of PSI and anonymous verification: keys, per-dataset-version setups, bucket verdicts.
 
-Keys: one 32-byte master secret in ``<keys dir>/psi_master.key`` (0600, created once, never served). Each setup
+Keys: one 32-byte master secret, created once and never served: in the service, stored wrapped by the master key
+(``secret:psi-master`` in `catalog.keyring`); a `SetupStore` without a keyring keeps it in
+``<keys dir>/psi_master.key`` (0600). Each setup
 uses its own scalar ``b = HKDF(master, purpose | fingerprint | column)``: ``size`` (psi_size), ``members``
 (psi_members) and ``anon`` (anonymous checks) never share a key, so what a bank learns under one protocol
 (members' evaluations, one anonymous evaluation per call) is useless against another's set.
@@ -47,6 +49,7 @@ import numpy as np
 from catalog.columns import Kind, Role
 from catalog.durable import atomic_path, atomic_write_bytes
 from catalog.errors import POLICY_DENIED, DomainError, invalid
+from catalog.keyring import SECRET_PREFIX, Keyring
 from catalog.registry import Dataset
 from mpc import psi
 from mpc.psi import group
@@ -54,7 +57,8 @@ from sandbox.engine.hardening import quote_ident
 from sandbox.engine.worker import ExecRequest
 from sandbox.verify import Executor, VettedPredicate
 
-MASTER_KEY = "psi_master.key"
+MASTER_KEY = "psi_master.key"  # the secret as a file: a store without a keyring (tests of the setups alone)
+KEYRING_SECRET = "psi-master"  # noqa: S105 - the keyring's name of the secret, not a secret
 PURPOSES = {"size": psi.SIZE, "members": psi.MEMBERS, "anon": psi.ANON}
 #: Buckets whose decoded points an anonymous setup keeps (decoding is about a third of an answer's work).
 POINT_CACHE_BUCKETS = 256
@@ -145,12 +149,23 @@ class AnonSetup:
 class SetupStore:
     """Computes each setup once per dataset version and key, caches it on disk and in memory."""
 
-    def __init__(self, work_dir: Path, keys_dir: Path) -> None:
+    def __init__(self, work_dir: Path, keys_dir: Path, keyring: Keyring | None = None) -> None:
         self.root = work_dir / "psi"
         self.keys_dir = keys_dir
+        self.keyring = keyring  # the service's: the master secret is stored wrapped (secret:psi-master)
         self._lock = threading.Lock()
         self._psi: dict[str, PsiSetup] = {}
         self._anon: dict[str, AnonSetup] = {}
+
+    def _master(self) -> bytes:
+        if self.keyring is None:
+            return master_key(self.keys_dir)
+        return self.keyring.secret_or_new(KEYRING_SECRET, lambda: os.urandom(32))
+
+    def _has_master(self) -> bool:
+        if self.keyring is None:
+            return (self.keys_dir / MASTER_KEY).exists()
+        return self.keyring.exists(SECRET_PREFIX + KEYRING_SECRET)
 
     @contextmanager
     def _exclusive(self, digest: str) -> Iterator[None]:
@@ -164,7 +179,7 @@ class SetupStore:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _key(self, purpose: str, ds: Dataset, column: str) -> tuple[int, str]:
-        master = master_key(self.keys_dir)
+        master = self._master()
         key_id = hashlib.sha256(b"veilbox-psi-key-id|" + master).hexdigest()[:16]
         label = f"{purpose}|{ds.fingerprint}|{column}".encode()
         digest = hashlib.sha256(label + b"|" + key_id.encode()).hexdigest()[:32]
@@ -228,7 +243,7 @@ class SetupStore:
         """Whether the PSI setups (``size``, ``members``) of the dataset's current version are computed (on disk
         or in memory). Reads only: creates no key and computes nothing (the owner's dataset page)."""
         id_columns = ds.columns_with(Role.ID)
-        if not id_columns or not (self.keys_dir / MASTER_KEY).exists():
+        if not id_columns or not self._has_master():
             return {"size": False, "members": False}
         out = {}
         for purpose in ("size", "members"):

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from catalog.store import make_engine
 from gateway import _tables as t
 from gateway.audit import AuditEvent, AuditLog, entry_hash
-from gateway.keys import create_keys, load_keys
+from gateway.keys import Keys
 
 N, EVERY = 23, 5
+KEYS = Keys.generate()  # the log's signing key (in memory: the store's keyring is not under test here)
 STRING_FIELDS = ("ts", "actor", "role", "action", "agreement_id", "dataset", "decision", "code", "epsilon",
                  "output_digest", "subject_hash", "details", "prev_hash", "hash")
 
@@ -22,10 +23,9 @@ STRING_FIELDS = ("ts", "actor", "role", "action", "agreement_id", "dataset", "de
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     d = tmp_path_factory.mktemp("audit")
-    create_keys(d / "keys")
     e = make_engine(f"sqlite:///{d / 'tpl.db'}")
     t.metadata.create_all(e)
-    log = AuditLog(e, load_keys(d / "keys"), "sha256", EVERY)
+    log = AuditLog(e, KEYS, "sha256", EVERY)
     for i in range(N):
         log.append(AuditEvent(actor=f"user{i % 3}", role="operator", action="query.run", agreement_id="a1",
                               dataset="tax_income", epsilon="1/10", details={"i": i}))
@@ -40,7 +40,7 @@ def fresh(template, tmp_path, alg="sha256"):
     p = tmp_path / f"copy-{uuid.uuid4().hex}.db"  # fresh name: no stale WAL from an earlier example
     shutil.copy(template / "tpl.db", p)
     e = make_engine(f"sqlite:///{p}")
-    return AuditLog(e, load_keys(template / "keys"), alg, EVERY), sqlite3.connect(p, isolation_level=None)
+    return AuditLog(e, KEYS, alg, EVERY), sqlite3.connect(p, isolation_level=None)
 
 
 def test_untouched_log_verifies(template, tmp_path):
@@ -139,7 +139,7 @@ def test_sm3_chain(template, tmp_path):
     d.mkdir()
     e = make_engine(f"sqlite:///{d / 'a.db'}")
     t.metadata.create_all(e)
-    log = AuditLog(e, load_keys(template / "keys"), "sm3", 2)
+    log = AuditLog(e, KEYS, "sm3", 2)
     for i in range(5):
         log.append(AuditEvent(action=f"a{i}"))
     assert log.verify().ok

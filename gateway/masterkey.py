@@ -1,0 +1,99 @@
+"""Which master key a home's keys are wrapped by, from the environment: the provider a process opens the keyring with.
+
+Settings (environment, prefix ``VEILBOX_``; at most one of the three kinds):
+
+- ``VEILBOX_MASTER_KEY_FILE``: a key file of 32 bytes outside the home, mode 0600 (`catalog.keyring.FileProvider`).
+- ``VEILBOX_MASTER_KEY``: the base64 of 32 bytes (`catalog.keyring.EnvProvider`).
+- ``VEILBOX_PKCS11_MODULE`` (the PKCS#11 library), ``VEILBOX_PKCS11_TOKEN_LABEL`` (``veilbox``),
+  ``VEILBOX_PKCS11_PIN``, ``VEILBOX_PKCS11_KEY_LABEL`` (``veilbox-master``): an AES key in a token
+  (`catalog.keyring.Pkcs11Provider`).
+
+With none of them set, the master key is the file `catalog.keyring.default_key_file` names: ``<home>.master.key``
+*beside* the home (``./.veilbox.master.key`` for ``./.veilbox``), which `veilbox init` creates (mode 0600). So
+`make demo` and a home on a laptop work with no configuration, and a copy of the home alone carries no key.
+Production names its master key explicitly (docs/deploy.md, "Key handling").
+
+A process that finds no master key, or one that does not unwrap the home's keys, refuses to start with a
+`catalog.keyring.MasterKeyError` naming the reason (``master_key.missing``, ``master_key.wrong``,
+``master_key.unsafe``, ``master_key.unavailable``) and what to set: it fails closed, never with fresh keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Engine
+
+from catalog.keyring import (
+    EnvProvider,
+    FileProvider,
+    Keyring,
+    MasterKeyError,
+    MasterKeyProvider,
+    Pkcs11Provider,
+    create_key_file,
+    default_key_file,
+)
+
+__all__ = ["HOW_TO", "MasterKeySettings", "open_keyring", "provider"]
+
+HOW_TO = ("set VEILBOX_MASTER_KEY_FILE (a 0600 key file outside the home), VEILBOX_MASTER_KEY (base64 of 32 "
+          "bytes) or VEILBOX_PKCS11_MODULE (with VEILBOX_PKCS11_TOKEN_LABEL, VEILBOX_PKCS11_PIN, "
+          "VEILBOX_PKCS11_KEY_LABEL) to the master key this home's keys are wrapped by")
+
+
+class MasterKeySettings(BaseSettings):
+    """Where the master key is (module docstring); read from the environment when a home is opened."""
+
+    model_config = SettingsConfigDict(env_prefix="VEILBOX_", extra="ignore")
+
+    master_key_file: Path | None = None
+    master_key: SecretStr | None = None
+    pkcs11_module: str | None = None
+    pkcs11_token_label: str = "veilbox"  # noqa: S105 - a label, not a secret
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_key_label: str = "veilbox-master"
+
+
+def provider(home: Path, ms: MasterKeySettings | None = None, create: bool = False) -> MasterKeyProvider:
+    """The master-key provider configured for ``home``. ``create`` (`veilbox init`, `veilbox keys rotate`) makes
+    the default key file beside the home, or the token's AES key, when there is none; otherwise a missing key is
+    `MasterKeyError` (``master_key.missing``)."""
+    ms = ms or MasterKeySettings()
+    chosen = [n for n, v in (("VEILBOX_MASTER_KEY_FILE", ms.master_key_file), ("VEILBOX_MASTER_KEY", ms.master_key),
+                             ("VEILBOX_PKCS11_MODULE", ms.pkcs11_module)) if v]
+    if len(chosen) > 1:
+        raise MasterKeyError("master_key.unsafe", f"set only one master key, not {' and '.join(chosen)}")
+    if ms.pkcs11_module:
+        pin = ms.pkcs11_pin.get_secret_value() if ms.pkcs11_pin else ""
+        return Pkcs11Provider(ms.pkcs11_module, ms.pkcs11_token_label, pin, ms.pkcs11_key_label, create=create)
+    if ms.master_key is not None:
+        return EnvProvider(ms.master_key.get_secret_value())
+    path = ms.master_key_file or default_key_file(home)
+    if create and not path.exists():
+        create_key_file(path, home)
+    try:
+        return FileProvider(path, home)
+    except MasterKeyError as e:
+        if e.reason != "master_key.missing":
+            raise
+        where = "VEILBOX_MASTER_KEY_FILE names" if ms.master_key_file else "the default master key file would be"
+        raise MasterKeyError("master_key.missing", f"no master key for {home}: {where} {path}, which does not "
+                             f"exist; {HOW_TO}") from None
+
+
+def open_keyring(home: Path, engine: Engine, create: bool = False) -> Keyring:
+    """The home's keyring, its provider checked against the keys it holds: a master key that does not unwrap them
+    is `MasterKeyError` (``master_key.wrong``) naming the master key they are wrapped by."""
+    keyring = Keyring(engine, provider(home, create=create))
+    status = keyring.status()
+    if status["wrapped_keys"]:
+        try:
+            keyring.secret("audit-signing")
+        except MasterKeyError as e:
+            raise MasterKeyError("master_key.wrong", f"the configured master key ({status['provider']}) does not "
+                                 f"unwrap this home's keys, wrapped by {', '.join(status['wrapped_by'])}; "
+                                 f"{HOW_TO}") from e
+    return keyring
