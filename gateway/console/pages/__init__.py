@@ -5,6 +5,7 @@ console's public interface: the audit log records the route names as actions).
 - `owner`: proposing agreements, deciding on jobs;
 - `bank`: verification checks, PSI and anonymous checks, receipts;
 - `regulator`: the audit log (also owners, in their scope), chain verification, lineage, charts, reports;
+- `admin`: principals (create, disable, new token, expiry), the negative list, the service's health;
 - `fallback`: any other path is a not-found page.
 
 Order matters where paths overlap: ``/agreements/new`` (owner) is matched before ``/agreements/{agreement_id}``
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from gateway.console.pages import bank, fallback, owner, regulator, shared
+from gateway.console.pages import admin, bank, fallback, owner, regulator, shared
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-for _pages in (owner, bank, regulator, shared, fallback):
+for _pages in (admin, owner, bank, regulator, shared, fallback):
     router.include_router(_pages.router, include_in_schema=False)
