@@ -351,11 +351,29 @@ def fail(e: BaseException) -> NoReturn:
     sys.exit(EXIT_BUG)
 
 
-def run(app: typer.Typer) -> None:
-    """Run the CLI; any failure is one line on stderr and a stable exit code (see the module docstring)."""
+def _usage(e: Any) -> NoReturn:
+    """A click usage error (typer bundles its own click) as one line, or the help when no arguments were given."""
+    ctx = getattr(e, "ctx", None)
+    if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help())
+        sys.exit(e.exit_code)
+    where = ctx.command_path if ctx is not None else "veilbox"
+    _say(e.format_message(), _("see `%(cmd)s --help`", cmd=where))
+    sys.exit(e.exit_code)
+
+
+def run(app: typer.Typer, args: list[str] | None = None) -> NoReturn:
+    """Run the CLI (``args`` default to ``sys.argv``) and exit; any failure is one line on stderr and a stable exit
+    code (see the module docstring)."""
     try:
-        app()
+        rv = app(args=args, prog_name="veilbox", standalone_mode=False)
     except SystemExit:
         raise
     except BaseException as e:  # every failure becomes one line (the traceback only with --debug)
+        if hasattr(e, "format_message") and hasattr(e, "exit_code"):
+            _usage(e)
+        if type(e).__name__ == "Abort":
+            _say(_("aborted"), "")
+            sys.exit(EXIT_API)
         fail(e)
+    sys.exit(rv if isinstance(rv, int) else 0)

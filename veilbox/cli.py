@@ -208,8 +208,11 @@ def principal_me(as_json: JsonOpt = False) -> None:
     emit(me, as_json, fields_table(dict(me)))
 
 
+PrincipalArg = Annotated[str, typer.Argument(help="the principal's name")]
+
+
 @principal_app.command("disable")
-def principal_disable(name: str, as_json: JsonOpt = False) -> None:
+def principal_disable(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     """Disable a principal (admin): its next call is refused and its console sessions end."""
     with client() as c:
         p = c.disable_principal(name)
@@ -217,7 +220,7 @@ def principal_disable(name: str, as_json: JsonOpt = False) -> None:
 
 
 @principal_app.command("enable")
-def principal_enable(name: str, as_json: JsonOpt = False) -> None:
+def principal_enable(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     """Enable a disabled principal again (admin)."""
     with client() as c:
         p = c.enable_principal(name)
@@ -225,7 +228,7 @@ def principal_enable(name: str, as_json: JsonOpt = False) -> None:
 
 
 @principal_app.command("rotate")
-def principal_rotate(name: str, as_json: JsonOpt = False) -> None:
+def principal_rotate(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     """Give a principal a new token (admin); prints it once. The old token stops working at once."""
     with client() as c:
         p = c.rotate_principal(name)
@@ -236,7 +239,7 @@ def principal_rotate(name: str, as_json: JsonOpt = False) -> None:
 
 
 @principal_app.command("expire")
-def principal_expire(name: str, at: Annotated[str, typer.Option(
+def principal_expire(name: PrincipalArg, at: Annotated[str, typer.Option(
         "--at", help="ISO-8601 time the token stops working (UTC without an offset); 'now' ends access now")],
                      as_json: JsonOpt = False) -> None:
     """Set when a principal's token stops working (admin)."""
@@ -326,6 +329,7 @@ def audit_verify(home: Annotated[Path | None, typer.Option(
             "--anchors", help="also prove the chain extends every signed head anchored in this file (存证)")] = None,
         public_key: Annotated[Path | None, typer.Option(
             "--public-key", help="with --anchors: the service's PEM public key to check the anchors with")] = None,
+        as_json: JsonOpt = False,
 ) -> None:
     """Check the hash chain and signed checkpoints; exit 1 and name the first bad seq on failure."""
     if anchors is not None:

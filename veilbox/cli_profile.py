@@ -9,12 +9,13 @@ pick one, default ``default``. ``--url``/``--token`` and ``VEILBOX_URL``/``VEILB
 from __future__ import annotations
 
 import sys
+import time
 from typing import Annotated
 
+import httpx
 import typer
 
 from veilbox import _cli_common as base
-from veilbox.client import Client
 from vocab.i18n import _
 
 
@@ -35,6 +36,10 @@ def login(
     check: Annotated[
         bool, typer.Option("--check/--no-check", help="ask the gateway who the token belongs to before saving it")
     ] = True,
+    wait: Annotated[
+        float,
+        typer.Option(help="seconds to wait for a gateway that is still starting (e.g. right after `veilbox serve &`)"),
+    ] = 0.0,
     profile: base.ProfileOpt = None,
     as_json: base.JsonOpt = False,
 ) -> None:
@@ -48,8 +53,16 @@ def login(
     record: dict[str, str] = {"url": url.rstrip("/"), "token": token}
     if check:
         base.state.url = record["url"]
-        with Client(record["url"], token) as c:
-            me = c.me()
+        deadline = time.monotonic() + wait
+        with base.Client(record["url"], token) as c:
+            while True:
+                try:
+                    me = c.me()
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.2)
         record |= {"name": me["name"], "role": me["role"]}
     path = base.save_profile(record)
     shown = {k: v for k, v in record.items() if k != "token"} | {"profile": base.state.profile, "path": str(path)}

@@ -73,7 +73,7 @@ def psi_members(
 
 
 def check_anonymous(
-    name: str,
+    name: Annotated[str, typer.Argument(help="product name")],
     agreement: AgreementOpt,
     subject: Annotated[str, typer.Option(help="the subject's identifier (never sent)")],
     consent: Annotated[str, typer.Option(help="reference to the subject's consent")],
