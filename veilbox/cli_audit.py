@@ -1,7 +1,8 @@
 """`veilbox audit anchor|archive|verify-archive` and `veilbox audit verify --anchors`: anchoring the signed audit
 head (存证) and the archive of signed audit segments (`gateway.anchoring`, `gateway.archive`).
 
-`anchor`, `archive` and `verify-archive` work on a local home (``--home``, default ``$VEILBOX_HOME``): they need the
+Each prints its result as JSON (``--json`` is accepted for symmetry). `anchor`, `archive` and `verify-archive` work
+on a local home (``--home``, default ``$VEILBOX_HOME``): they need the
 store and the signing key. `verify --anchors FILE` checks a local home, or — without ``--home`` — the chain the
 gateway exports (regulator), recomputed here, against the public key given with ``--public-key`` (else the
 gateway's own). Registered on ``veilbox audit`` by `veilbox.cli`.
@@ -77,6 +78,7 @@ def register(audit_app: typer.Typer) -> None:
         home: base.HomeOpt = None,
         sink: Annotated[str | None, typer.Option(
             "--sink", help="file:/path/anchors.jsonl or an https:// webhook (default VEILBOX_ANCHOR_SINK)")] = None,
+        as_json: base.JsonOpt = False,
     ) -> None:
         """Anchor the signed audit head (存证) at the sink now, even when it did not advance; exit 1 if every
         attempt failed."""
@@ -86,8 +88,7 @@ def register(audit_app: typer.Typer) -> None:
         try:
             target = sink_from_settings(ctx.settings, sink)
             if target is None:
-                base.err.print(_("no anchoring sink: set VEILBOX_ANCHOR_SINK or give --sink"))
-                raise typer.Exit(2)
+                raise base.CliError(_("no anchoring sink is configured"), _("set VEILBOX_ANCHOR_SINK or give --sink"))
             result = Anchorer(ctx.audit, target).anchor(force=True).as_dict()
         finally:
             ctx.close()
@@ -103,14 +104,14 @@ def register(audit_app: typer.Typer) -> None:
         = None,
         upto: Annotated[int | None, typer.Option("--upto", min=1, help="archive the entries up to this seq")] = None,
         segment_size: Annotated[int, typer.Option("--segment-size", min=1, help="entries per segment")] = 10_000,
+        as_json: base.JsonOpt = False,
     ) -> None:
         """Write the audit entries not archived yet as signed segments under the home's archive/audit/ (the live
         log keeps them)."""
         from gateway.archive import archive, archive_dir
 
         if (before is None) == (upto is None):
-            base.err.print(_("give exactly one of --before and --upto"))
-            raise typer.Exit(2)
+            raise base.CliError(_("nothing says what to archive"), _("give exactly one of --before and --upto"))
         when = None
         if before is not None:
             when = dt.datetime.fromisoformat(before)
@@ -133,6 +134,7 @@ def register(audit_app: typer.Typer) -> None:
             "--public-key", help="verify with this PEM public key instead of the home's")] = None,
         live: Annotated[bool, typer.Option(
             "--live/--no-live", help="also check the chain continues into the home's live log")] = True,
+        as_json: base.JsonOpt = False,
     ) -> None:
         """Check every archived segment's signature, the chain across segments and into the live log; exit 1
         naming the first bad segment and seq."""
