@@ -63,8 +63,8 @@ $(FONTS):
 messages: $(STAMP_DEV)
 	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k gettext -k ngettext:1,2 --no-location --sort-output \
 	  --omit-header -o vocab/locale/messages.pot .
-	$(VENV)/bin/pybabel update -i vocab/locale/messages.pot -d vocab/locale -l zh_CN --no-location --no-fuzzy-matching \
-	  --ignore-obsolete
+	$(VENV)/bin/pybabel update -i vocab/locale/messages.pot -d vocab/locale -l zh_CN --no-fuzzy-matching \
+	  --ignore-obsolete --no-wrap
 
 # The custom-code runner isolates user code with bubblewrap (Debian package `bubblewrap`); install it when missing.
 sandbox-deps:

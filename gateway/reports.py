@@ -3,9 +3,16 @@
 `monthly(ctx, "2026-11")` counts the month's audit entries per agreement, per dataset and per product (the kind
 of output: private SQL, a job kind, a verification product, a scored model, secure aggregation), with allowed,
 denied and failed calls, the outputs released (entries carrying an output digest) and the ε the ledger debited
-net of refunds; it states the chain verification at the time of the report and the first and last ``seq`` of
-the month, so the figures can be checked against the signed log. `render_pdf` lays the same figures out with
-fpdf2 (pure Python); `entries_parquet` exports exactly the month's entries.
+net of refunds; each agreement row names its title and its parties (owner and grantee by name) and its budget
+(granted, spent to date, left). It states the chain verification at the time of the report, the signed audit head
+it checked (seq, hash, Ed25519 signature, key id) and the first and last ``seq`` of the month, so the figures can
+be checked against the signed log; ``daily`` holds the month's party calls and net ε per day (the charts).
+
+`render_pdf` lays the same figures out with fpdf2 in the current language (`vocab.i18n`): the bundled fonts
+(`gateway.fonts`: DejaVu Sans, and Droid Sans Fallback for every CJK character) are embedded, so Chinese titles,
+names and labels print; table cells wrap instead of being cut; every page is numbered "n of N"; ε is a decimal
+(`decimal_text`: 2.1, never 21/10); a missing value prints as "—", never "None"; two bar charts (ε per agreement,
+calls per day). `entries_parquet` exports exactly the month's entries.
 
 `series(ctx, days)` gives, per agreement and day, the calls (audit entries of the parties, not of the worker)
 and the ε debited net of refunds (ledger), for the regulator's charts.
@@ -14,6 +21,7 @@ and the ε debited net of refunds (ledger), for the regulator's charts.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import io
 import json
 from collections import Counter, defaultdict
@@ -27,11 +35,37 @@ from sqlalchemy import and_, select
 
 from catalog.errors import invalid
 from gateway import _tables as t
+from gateway import fonts
 from gateway.audit import FIELDS
 from gateway.context import AppContext
 from policies import _tables as pt
+from vocab.i18n import _
 
-__all__ = ["MonthlyReport", "entries_parquet", "month_bounds", "monthly", "render_pdf", "series"]
+__all__ = ["MonthlyReport", "decimal_text", "entries_parquet", "month_bounds", "monthly", "render_pdf", "series"]
+
+NONE = "—"  # a value the store does not have: never printed as "None"
+
+
+def decimal_text(value: Fraction | float | str | int | None, places: int = 9) -> str:
+    """An exact amount as a decimal (``Fraction(21, 10)`` → ``2.1``; at most ``places`` decimals, no exponent)."""
+    if value is None:
+        return NONE
+    fr = Fraction(value)
+    with decimal.localcontext() as c:
+        c.prec = 40
+        q = (decimal.Decimal(fr.numerator) / decimal.Decimal(fr.denominator)).quantize(
+            decimal.Decimal(1).scaleb(-places), rounding=decimal.ROUND_HALF_EVEN)
+    out = format(q.normalize(), "f")
+    return "0" if out in ("-0", "0") else out
+
+
+def text_of(value: Any) -> str:
+    """A cell's text: None is "—"; exact amounts are decimals."""
+    if value is None:
+        return NONE
+    if isinstance(value, Fraction):
+        return decimal_text(value)
+    return str(value)
 
 
 def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
@@ -108,6 +142,9 @@ class MonthlyReport:
     datasets: list[Row] = field(default_factory=list)
     products: list[Row] = field(default_factory=list)
     actions: list[tuple[str, int]] = field(default_factory=list)
+    head: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, str] = field(default_factory=dict)
+    daily: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         def rows(xs: list[Row]) -> list[dict[str, Any]]:
@@ -116,7 +153,8 @@ class MonthlyReport:
         return {"month": self.month, "generated_at": self.generated_at, "entries": self.entries,
                 "first_seq": self.first_seq, "last_seq": self.last_seq, "chain": self.chain,
                 "agreements": self.agreements, "datasets": rows(self.datasets), "products": rows(self.products),
-                "actions": [{"action": a, "count": n} for a, n in self.actions]}
+                "actions": [{"action": a, "count": n} for a, n in self.actions], "head": self.head,
+                "budget": self.budget, "daily": self.daily}
 
 
 def _month_entries(ctx: AppContext, month: str) -> list[dict[str, Any]]:
@@ -138,41 +176,90 @@ def _epsilon_by_agreement(ctx: AppContext, start: dt.datetime, end: dt.datetime)
     return out
 
 
+def _epsilon_by_day(ctx: AppContext, start: dt.datetime, end: dt.datetime) -> dict[str, Fraction]:
+    b = pt.budget_entries.c
+    out: dict[str, Fraction] = defaultdict(Fraction)
+    with ctx.engine.connect() as conn:
+        for r in conn.execute(select(b.kind, b.epsilon, b.ts).where(and_(b.ts >= start, b.ts < end))):
+            ts = r.ts if r.ts.tzinfo else r.ts.replace(tzinfo=dt.UTC)
+            out[ts.date().isoformat()] += (1 if r.kind == "debit" else -1) * Fraction(r.epsilon)
+    return out
+
+
+def _budgets(ctx: AppContext) -> dict[str, tuple[Fraction, Fraction]]:
+    """Per agreement: (ε granted, ε spent to date), summed over its datasets' accounts."""
+    a = pt.budget_accounts.c
+    out: dict[str, tuple[Fraction, Fraction]] = {}
+    with ctx.engine.connect() as conn:
+        for r in conn.execute(select(a.agreement_id, a.epsilon_total, a.epsilon_spent)):
+            total, spent = out.get(r.agreement_id, (Fraction(0), Fraction(0)))
+            out[r.agreement_id] = (total + Fraction(r.epsilon_total), spent + Fraction(r.epsilon_spent))
+    return out
+
+
+def _signed_head(ctx: AppContext) -> dict[str, Any]:
+    """The signed audit head as stored: seq, hash, Ed25519 signature and the signing key's id."""
+    with ctx.engine.connect() as conn:
+        h = conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1)).first()
+    if h is None:
+        return {}
+    return {"seq": h.seq, "hash": h.hash, "signature": h.signature, "key_id": ctx.audit.keys.key_id}
+
+
 def monthly(ctx: AppContext, month: str) -> MonthlyReport:
     start, end = month_bounds(month)
     entries = _month_entries(ctx, month)
+    head = _signed_head(ctx)
     chain = ctx.audit.verify().as_dict()
     per_agreement: dict[str, Row] = {}
     per_dataset: dict[str, Row] = {}
     per_product: dict[str, Row] = {}
     actions: Counter[str] = Counter()
+    days = [(start + dt.timedelta(days=i)).date().isoformat() for i in range((end - start).days)]
+    day_calls: Counter[str] = Counter()
     for x in entries:
         details = json.loads(x["details"]) if x["details"] else {}
         actions[x["action"]] += 1
         if x["agreement_id"]:
             per_agreement.setdefault(x["agreement_id"], Row(x["agreement_id"])).add(x["decision"], x["output_digest"])
+            if x["role"] != "system":
+                day_calls[x["ts"][:10]] += 1
         for ds in (x["dataset"] or "").split(","):
             if ds:
                 per_dataset.setdefault(ds, Row(ds)).add(x["decision"], x["output_digest"])
         product = product_of(x["action"], details if isinstance(details, dict) else {})
         per_product.setdefault(product, Row(product)).add(x["decision"], x["output_digest"])
     eps = _epsilon_by_agreement(ctx, start, end)
+    day_eps = _epsilon_by_day(ctx, start, end)
+    budgets = _budgets(ctx)
     with ctx.engine.connect() as conn:
         parties = {r.id: (r.owner, r.grantee, r.title) for r in
                    conn.execute(select(pt.agreements.c.id, pt.agreements.c.owner, pt.agreements.c.grantee,
                                        pt.agreements.c.title))}
     agreements = []
+    totals = {"granted": Fraction(0), "spent": Fraction(0), "debited": Fraction(0)}
     for aid in sorted(set(per_agreement) | set(eps)):
         row = per_agreement.get(aid, Row(aid))
         owner, grantee, title = parties.get(aid, (None, None, None))
+        granted, spent = budgets.get(aid, (Fraction(0), Fraction(0)))
+        debited = eps.get(aid, Fraction(0))
+        totals["granted"] += granted
+        totals["spent"] += spent
+        totals["debited"] += debited
         agreements.append({**row.__dict__, "owner": owner, "grantee": grantee, "title": title,
-                           "epsilon_debited": float(eps.get(aid, Fraction(0))),
-                           "epsilon_exact": str(eps.get(aid, Fraction(0)))})
+                           "epsilon_debited": float(debited), "epsilon_exact": str(debited),
+                           "epsilon": decimal_text(debited), "epsilon_granted": decimal_text(granted),
+                           "epsilon_spent": decimal_text(spent), "epsilon_left": decimal_text(granted - spent)})
+    budget = {"epsilon_granted": decimal_text(totals["granted"]), "epsilon_spent": decimal_text(totals["spent"]),
+              "epsilon_left": decimal_text(totals["granted"] - totals["spent"]),
+              "epsilon_debited": decimal_text(totals["debited"])}
+    daily = [{"day": d, "calls": day_calls.get(d, 0), "epsilon": float(day_eps.get(d, Fraction(0)))} for d in days]
     return MonthlyReport(
         month=month, generated_at=_iso(dt.datetime.now(dt.UTC)), entries=len(entries),
         first_seq=entries[0]["seq"] if entries else None, last_seq=entries[-1]["seq"] if entries else None,
         chain=chain, agreements=agreements, datasets=sorted(per_dataset.values(), key=lambda r: r.name),
-        products=sorted(per_product.values(), key=lambda r: (-r.calls, r.name)), actions=actions.most_common())
+        products=sorted(per_product.values(), key=lambda r: (-r.calls, r.name)), actions=actions.most_common(),
+        head=head, budget=budget, daily=daily)
 
 
 def entries_parquet(ctx: AppContext, month: str) -> bytes:
@@ -185,51 +272,140 @@ def entries_parquet(ctx: AppContext, month: str) -> bytes:
     return buf.getvalue()
 
 
+def product_label(name: str) -> str:
+    """A product's name in the current language (the JSON keeps the English one)."""
+    head, sep, rest = name.partition(": ")
+    if sep:
+        return f"{_(head)}: {rest}"
+    if name.endswith(" job") and name != "jobs":
+        return _("%(kind)s job", kind=name.removesuffix(" job"))
+    return _(name)
+
+
+def chain_status(chain: dict[str, Any]) -> str:
+    """The verification result in words."""
+    if chain.get("ok"):
+        return _("Audit chain verified: %(n)s entries, every checkpoint and the signed head check.",
+                 n=chain.get("entries"))
+    return _("Audit chain BROKEN at seq %(seq)s: %(reason)s.", seq=text_of(chain.get("first_bad_seq")),
+             reason=text_of(chain.get("reason")))
+
+
+COUNTS = ("calls", "allowed", "denied", "failed", "outputs")
+
+
+def count_label(name: str) -> str:
+    return {"calls": _("calls"), "allowed": _("allowed"), "denied": _("denied"), "failed": _("failed"),
+            "outputs": _("outputs")}[name]
+
+
 def render_pdf(report: MonthlyReport) -> bytes:
-    """The report as a PDF (fpdf2, core fonts: text is kept to Latin-1)."""
+    """The report as a PDF in the current language, with the bundled fonts embedded (Chinese prints)."""
     from fpdf import FPDF
+    from fpdf.fonts import FontFace
 
-    def text(value: Any) -> str:
-        return str(value).encode("latin-1", "replace").decode("latin-1")
+    class Doc(FPDF):
+        def footer(self) -> None:
+            self.set_y(-12)
+            self.set_font("sans", "", 8)
+            self.cell(0, 8, _("Veilbox monthly report %(month)s · page %(page)s of %(pages)s", month=report.month,
+                              page=self.page_no(), pages="{nb}"), align="C")
 
-    pdf = FPDF(orientation="P", unit="mm", format="A4")
-    pdf.set_title(f"Veilbox monthly report {report.month}")
+    pdf = Doc(orientation="P", unit="mm", format="A4")
+    pdf.add_font("sans", "", str(fonts.path(fonts.SANS)))
+    pdf.add_font("sans", "B", str(fonts.path(fonts.SANS_BOLD)))
+    pdf.add_font("cjk", "", str(fonts.path(fonts.CJK)))
+    pdf.set_fallback_fonts(["cjk"], exact_match=False)
+    pdf.set_title(_("Veilbox monthly report %(month)s", month=report.month))
     pdf.set_author("Veilbox")
+    pdf.set_auto_page_break(True, margin=16)
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(0, 10, text(f"Veilbox monthly report - {report.month}"), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    chain = report.chain
-    status = "verified" if chain.get("ok") else f"BROKEN at seq {chain.get('first_bad_seq')} ({chain.get('reason')})"
-    for line in (f"Generated {report.generated_at}",
-                 f"Audit chain: {status}; {chain.get('entries')} entries, head {str(chain.get('head'))[:32]}",
-                 f"This month: {report.entries} entries, seq {report.first_seq} to {report.last_seq}"):
-        pdf.cell(0, 6, text(line), new_x="LMARGIN", new_y="NEXT")
+    width = pdf.epw
 
-    def table(title: str, header: list[str], rows: list[list[Any]], widths: list[int]) -> None:
-        pdf.ln(4)
-        pdf.set_font("Helvetica", "B", 12)
-        pdf.cell(0, 8, text(title), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "B", 8)
-        for h, w in zip(header, widths, strict=True):
-            pdf.cell(w, 6, text(h), border=1)
-        pdf.ln()
-        pdf.set_font("Helvetica", "", 8)
-        if not rows:
-            pdf.cell(sum(widths), 6, "none", border=1, new_x="LMARGIN", new_y="NEXT")
-        for row in rows:
-            for v, w in zip(row, widths, strict=True):
-                pdf.cell(w, 6, text(v)[: max(4, w // 2)], border=1)
-            pdf.ln()
+    def para(line: str, size: float = 10, style: str = "", height: float = 5.5) -> None:
+        pdf.set_font("sans", style, size)
+        pdf.multi_cell(width, height, line, align="L", new_x="LMARGIN", new_y="NEXT")
 
-    counts = ["calls", "allowed", "denied", "failed", "outputs"]
-    table("Per agreement", ["agreement", "owner", "grantee", *counts, "epsilon"],
-          [[a["name"], a["owner"], a["grantee"], *(a[c] for c in counts), f"{a['epsilon_debited']:.4g}"]
-           for a in report.agreements], [40, 25, 25, 14, 14, 14, 14, 14, 18])
-    table("Per dataset", ["dataset", *counts], [[r.name, *(getattr(r, c) for c in counts)] for r in report.datasets],
-          [60, 20, 20, 20, 20, 20])
-    table("Per product", ["product", *counts], [[r.name, *(getattr(r, c) for c in counts)] for r in report.products],
-          [60, 20, 20, 20, 20, 20])
+    def heading(line: str) -> None:
+        pdf.ln(3)
+        para(line, 12, "B", 7)
+
+    para(_("Veilbox monthly report %(month)s", month=report.month), 16, "B", 9)
+    para(_("Generated %(ts)s UTC.", ts=report.generated_at[:19].replace("T", " ")))
+    para(_("This month: %(n)s audit entries, seq %(first)s to %(last)s.", n=report.entries,
+           first=text_of(report.first_seq), last=text_of(report.last_seq)))
+
+    heading(_("Audit chain and signed head (全程留痕)"))
+    para(chain_status(report.chain), style="B")
+    head = report.head
+    if head:
+        para(_("Signed head: seq %(seq)s, hash %(hash)s", seq=head["seq"], hash=head["hash"]), 9)
+        para(_("Ed25519 signature (key %(key)s):", key=head["key_id"]), 9)
+        para(head["signature"], 8)
+    else:
+        para(_("No signed head yet: the audit log is empty."), 9)
+
+    def table(title: str, header: list[str], rows: list[list[Any]], widths: tuple[float, ...],
+              numeric_from: int) -> None:
+        heading(title)
+        pdf.set_font("sans", "", 8)
+        align = tuple("LEFT" if i < numeric_from else "RIGHT" for i in range(len(widths)))
+        with pdf.table(col_widths=widths, text_align=align, line_height=4.5, padding=1, repeat_headings=1,
+                       headings_style=FontFace(fill_color=(235, 238, 242))) as tbl:
+            tbl.row([text_of(h) for h in header])
+            if not rows:
+                tbl.row([_("none")] + [""] * (len(header) - 1))
+            for row in rows:
+                tbl.row([text_of(v) for v in row])
+
+    counts = [count_label(c) for c in COUNTS]
+
+    def named(a: dict[str, Any]) -> str:
+        return f"{a['title']}\n{a['name']}" if a["title"] else a["name"]
+
+    table(_("Per agreement (授权运营协议)"),
+          [_("agreement"), _("parties: owner → grantee"), *counts, _("ε debited")],
+          [[named(a), f"{text_of(a['owner'])}\n→ {text_of(a['grantee'])}", *(a[c] for c in COUNTS), a["epsilon"]]
+           for a in report.agreements], (52, 48, 15, 15, 15, 15, 15, 15), 2)
+    table(_("Privacy budget per agreement"),
+          [_("agreement"), _("ε granted"), _("ε spent to date"), _("ε left"), _("ε debited this month")],
+          [[named(a), a["epsilon_granted"], a["epsilon_spent"], a["epsilon_left"], a["epsilon"]]
+           for a in report.agreements]
+          + [[_("total"), report.budget.get("epsilon_granted"), report.budget.get("epsilon_spent"),
+              report.budget.get("epsilon_left"), report.budget.get("epsilon_debited")]],
+          (70, 30, 30, 30, 30), 1)
+    table(_("Per dataset"), [_("dataset"), *counts], [[r.name, *(getattr(r, c) for c in COUNTS)]
+                                                     for r in report.datasets], (90, 20, 20, 20, 20, 20), 1)
+    table(_("Per product"), [_("product"), *counts], [[product_label(r.name), *(getattr(r, c) for c in COUNTS)]
+                                                     for r in report.products], (90, 20, 20, 20, 20, 20), 1)
+
+    def bars(title: str, items: list[tuple[str, float, str]]) -> None:
+        """A horizontal bar chart: one labelled bar per item (label wraps, value printed after the bar)."""
+        heading(title)
+        if not items:
+            para(_("No activity."), 9)
+            return
+        top = max(v for _l, v, _t in items) or 1.0
+        label_w, bar_w = 60.0, width - 60.0 - 22.0
+        pdf.set_font("sans", "", 8)
+        for label, value, shown in items:
+            measured = pdf.multi_cell(label_w, 4.5, label, align="L", dry_run=True, output="HEIGHT")
+            h = max(5.0, float(measured) if isinstance(measured, (int, float)) else 5.0)
+            if pdf.will_page_break(h):
+                pdf.add_page()
+            x, y = pdf.get_x(), pdf.get_y()
+            pdf.multi_cell(label_w, 4.5, label, align="L", new_x="RIGHT", new_y="TOP")
+            pdf.set_fill_color(31, 119, 180)
+            pdf.rect(x + label_w + 1, y + 0.8, max(0.3, bar_w * value / top), 3.4, style="F")
+            pdf.set_xy(x + label_w + 2 + bar_w, y)
+            pdf.cell(20, 4.5, shown, align="R")
+            pdf.set_xy(x, y + h + 0.5)
+
+    bars(_("Chart: ε debited this month per agreement"),
+         [(f"{a['title'] or a['name']} ({a['name']})", a["epsilon_debited"], a["epsilon"])
+          for a in report.agreements])
+    bars(_("Chart: calls by the agreements' parties per day"),
+         [(d["day"], float(d["calls"]), str(d["calls"])) for d in report.daily if d["calls"]])
     return bytes(pdf.output())
 
 

@@ -28,7 +28,7 @@ from fastapi.templating import Jinja2Templates
 
 import policies
 from catalog.errors import POLICY_DENIED, UNAUTHENTICATED, UNAVAILABLE, DomainError
-from gateway import errors
+from gateway import errors, reports
 from gateway.audit import AuditEvent
 from gateway.console.sessions import (
     COOKIE,
@@ -54,6 +54,9 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.add_extension("jinja2.ext.i18n")
 templates.env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
 templates.env.globals["current_language"] = current_language  # the request's language (pages/language.py)
+templates.env.globals.update(decimal_text=reports.decimal_text, text_of=reports.text_of,  # "—" for None, ε as decimal
+                             chain_status=reports.chain_status, count_label=reports.count_label,
+                             product_label=reports.product_label)
 PAGE = 100  # entries per page of a listing read from the audit log
 P = ParamSpec("P")
 
