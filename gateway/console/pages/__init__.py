@@ -2,25 +2,29 @@
 console's public interface: the audit log records the route names as actions).
 
 - `shared`: sign-in and sign-out, home, the catalog, agreements and jobs (every signed-in principal);
+- `operator`: the grantees' query workspace (preview, submit), training and custom-code job forms, a released
+  result as CSV (operators and banks);
 - `owner`: proposing agreements, deciding on jobs;
 - `bank`: verification checks, PSI and anonymous checks, receipts;
 - `regulator`: the audit log (also owners, in their scope), chain verification, lineage, charts, reports;
+- `language`: the language switch (zh-CN or en), and the dependency that applies the choice to every page;
 - `admin`: principals (create, disable, new token, expiry), the negative list, the service's health;
 - `fallback`: any other path is a not-found page.
 
-Order matters where paths overlap: ``/agreements/new`` (owner) is matched before ``/agreements/{agreement_id}``
+Order matters where paths overlap: ``POST /jobs/new/{kind}`` (operator) before ``POST /jobs/{job_id}/{action}``
+(owner), ``/agreements/new`` (owner) is matched before ``/agreements/{agreement_id}``
 (shared), and the catch-all comes last. Pages call services (`gateway.services`), `policies` and `catalog`, never
 `gateway.routes` (import-linter).
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from gateway.console.pages import admin, bank, fallback, owner, regulator, shared
+from gateway.console.pages import admin, bank, fallback, language, operator, owner, regulator, shared
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/console", include_in_schema=False)
-for _pages in (admin, owner, bank, regulator, shared, fallback):
+router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(language.apply)])
+for _pages in (admin, operator, owner, bank, regulator, shared, language, fallback):
     router.include_router(_pages.router, include_in_schema=False)

@@ -62,14 +62,15 @@ def test_parse_po_handles_continuations_plurals_and_fuzzy_entries() -> None:
 
 @pytest.mark.parametrize(("english", "chinese"), [
     ("owner", "数源单位"), ("Per agreement (授权运营协议)", "按协议（授权运营协议）"), ("Verify", "核验"),
-    ("usable but invisible (可用不可见)", "可用不可见"), ("Audit chain and signed head (全程留痕)", "审计链与签名链头（全程留痕）"),
+    ("usable but invisible (可用不可见)", "可用不可见"),
+    ("Audit chain and signed head (全程留痕)", "审计链与签名链头（全程留痕）"),
     ("PSI & anonymous checks", "隐私求交与匿踪查询"),
 ])
 def test_policy_terms_follow_the_glossary(english: str, chinese: str) -> None:
     assert catalog("zh-CN")[english] == chinese
     glossary = (ROOT / "docs" / "glossary.md").read_text(encoding="utf-8")
-    for term in ("授权运营协议", "可用不可见", "原始数据不出域", "核验", "匿踪查询", "分类分级", "负面清单", "数据主管部门", "备案",
-                 "整改", "收益分配", "国产密码", "全程留痕", "数源单位"):
+    for term in ("授权运营协议", "可用不可见", "原始数据不出域", "核验", "匿踪查询", "分类分级", "负面清单",
+                 "数据主管部门", "备案", "整改", "收益分配", "国产密码", "全程留痕", "数源单位"):
         assert term in glossary
 
 
