@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tests.system.http.console.conftest import COUNT_BY_DISTRICT
@@ -59,6 +60,14 @@ def test_preview_costs_nothing_and_submit_charges_once(console: Any) -> None:
     assert parties.operator.budget(ag["id"])["exact"]["epsilon_spent"] == "0.5"
     entries = parties.regulator.audit(action="console.query.submit")["entries"]
     assert len(entries) == 2 and [json.loads(e["details"]).get("resubmitted") for e in entries] == [None, True]
+
+    r = _preview(console, web, ag["id"])  # a fresh form, posted three times at once
+    data = {**data, "csrf": console.csrf_in(r.text), **_form(r.text)}
+    with ThreadPoolExecutor(3) as pool:
+        raced = list(pool.map(lambda _: web.post("/console/query/submit", data=data), range(3)))
+    assert {x.status_code for x in raced} == {303} and len({x.headers["location"] for x in raced}) == 1
+    assert len(_jobs(parties, ag["id"])) == 2
+    assert parties.operator.budget(ag["id"])["exact"]["epsilon_spent"] == "1"
 
     done = parties.operator.wait_job(job_id)
     assert done["state"] == "released"
