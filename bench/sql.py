@@ -228,11 +228,13 @@ def gateway_latencies(rows: int, runs: int, threads: int, memory_limit: str) -> 
             spec = DatasetSpec.model_validate(json.loads((gen_dir / "tax_income.spec.json").read_text()))
             registry.register(ctx.engine, spec, owner="bench-owner", data_dir=settings.data_dir,
                               import_roots=[gen_dir], max_source_bytes=1 << 40)
-            identities.create_principal(ctx.engine, "bench-owner", "owner", created_by=None)
+            identities.create_principal(ctx.engine, "bench-owner", "owner", created_by=None,
+                                        pepper=ctx.keys.token_pepper)
         op = identities.by_name(ctx.engine, "bench-op")
         if op is not None:
             raise SystemExit(f"{home} holds a previous run; delete it")
-        _, token = identities.create_principal(ctx.engine, "bench-op", "operator", created_by=None)
+        _, token = identities.create_principal(ctx.engine, "bench-op", "operator", created_by=None,
+                                               pepper=ctx.keys.token_pepper)
         doc = {"title": "bench", "grantee": "bench-op", "datasets": ["tax_income"],
                "columns": {"tax_income": sorted(GRANTED)}, "purposes": ["statistics"], "job_kinds": ["query"],
                "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2099-01-01T00:00:00Z",

@@ -504,7 +504,7 @@ def stages(setup: dict[str, Any], n: int) -> dict[str, Any]:
     event.listen(ctx.engine, "commit", on_end("commit"))
     event.listen(ctx.engine, "rollback", on_end("rollback"))
     try:
-        p = identities.authenticate(ctx.engine, setup["bank_token"])
+        p = identities.authenticate(ctx.engine, setup["bank_token"], pepper=ctx.keys.token_pepper)
         assert p is not None
         agreement = setup["bank_agreement"]
         product, ds, vetted = verification.product_for_check(ctx, "income_at_least", AuditEvent())
@@ -544,7 +544,7 @@ def stages(setup: dict[str, Any], n: int) -> dict[str, Any]:
             verification.check_answer(ctx, p, "income_at_least", body, ev)
             audited(ev)
 
-        analyst = identities.authenticate(ctx.engine, setup["analyst_token"])
+        analyst = identities.authenticate(ctx.engine, setup["analyst_token"], pepper=ctx.keys.token_pepper)
         assert analyst is not None
 
         def query(i: int) -> None:
@@ -554,7 +554,8 @@ def stages(setup: dict[str, Any], n: int) -> dict[str, Any]:
             audited(ev)
 
         plan: list[tuple[str, Any]] = [
-            ("auth: token lookup", lambda i: identities.authenticate(ctx.engine, setup["bank_token"])),
+            ("auth: token lookup",
+             lambda i: identities.authenticate(ctx.engine, setup["bank_token"], pepper=ctx.keys.token_pepper)),
             ("product + dataset read, predicate vetted", lambda i: verification.product_for_check(
                 ctx, "income_at_least", AuditEvent())),
             ("  of which vet_predicate", lambda i: vet_predicate(product.predicate, product.params, ds,

@@ -99,9 +99,9 @@ def current_principal(
 ) -> Principal:
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise DomainError(UNAUTHENTICATED, "a bearer token is required")
-    p = identities.authenticate(ctx.engine, creds.credentials.strip())
+    p = identities.authenticate(ctx.engine, creds.credentials.strip(), pepper=ctx.keys.token_pepper)
     if p is None:
-        reason = identities.refusal_reason(ctx.engine, creds.credentials.strip())
+        reason = identities.refusal_reason(ctx.engine, creds.credentials.strip(), pepper=ctx.keys.token_pepper)
         raise DomainError(UNAUTHENTICATED, "missing, invalid or expired token",
                           [{"reason": reason}] if reason else None)
     ev.actor, ev.role = p.name, p.role.value

@@ -1,7 +1,11 @@
 """Principals and bearer tokens.
 
-Tokens are 256-bit random strings shown once at creation; only their SHA-256 is stored (a high-entropy token
-needs no slow hash). Lookup is by hash, so token comparison never leaks timing about stored values.
+Tokens are 256-bit random strings shown once at creation; only a peppered hash is stored: HMAC-SHA256 under the
+service's token pepper (a secret wrapped by the master key, `gateway.keys`) of the token's SHA-256 (a high-entropy
+token needs no slow hash). Without the pepper, write access to the store cannot mint a token (a row for a token of
+one's own choosing needs its peppered hash). Lookup is by hash, so token comparison never leaks timing about stored
+values. A store from before the pepper kept the plain SHA-256: `pepper_stored_hashes` turns each into its peppered
+form once, when the home is opened (a keyed hash of what is stored, so every token keeps working).
 
 An admin manages principals (`disable`, `enable`, `rotate`, `set_expiry`): each change commits in one
 transaction with its audit entry (the caller's ``journal``, `gateway.journal`) and with the revocation of the
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -43,8 +48,35 @@ class Principal:
     role: RoleName
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+#: ``service_meta`` key recording that the stored token hashes are peppered.
+HASH_SCHEME_KEY, HASH_SCHEME = "token_hash", "hmac-sha256(pepper, sha256)"
+
+
+def _pepper(stored: str, pepper: bytes) -> str:
+    if len(pepper) < 32:
+        raise ValueError("the token pepper is 32 bytes")
+    return hmac.new(pepper, stored.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_token(token: str, pepper: bytes) -> str:
+    """The stored form of ``token``: its SHA-256, keyed by the service's pepper."""
+    return _pepper(hashlib.sha256(token.encode()).hexdigest(), pepper)
+
+
+def pepper_stored_hashes(engine: Engine, pepper: bytes) -> int:
+    """Pepper the plain SHA-256 token hashes of a store from before the pepper, once (recorded in
+    ``service_meta``, in the same transaction). Returns how many were rewritten."""
+    with engine.begin() as conn:
+        done = conn.execute(select(t.service_meta.c.value).where(t.service_meta.c.key == HASH_SCHEME_KEY)
+                            .with_for_update()).first()
+        if done is not None:
+            return 0
+        rows = conn.execute(select(t.principals.c.id, t.principals.c.token_hash)).all()
+        for pid, stored in rows:
+            conn.execute(t.principals.update().where(t.principals.c.id == pid)
+                         .values(token_hash=_pepper(stored, pepper)))
+        conn.execute(t.service_meta.insert().values(key=HASH_SCHEME_KEY, value=HASH_SCHEME))
+    return len(rows)
 
 
 def new_token() -> str:
@@ -52,7 +84,7 @@ def new_token() -> str:
 
 
 def create_principal(engine: Engine, name: str, role: str, created_by: str | None,
-                     ttl_days: int = 365) -> tuple[Principal, str]:
+                     ttl_days: int = 365, *, pepper: bytes) -> tuple[Principal, str]:
     """Create a principal; returns it and its token (the only time the token is visible)."""
     if not NAME_RE.match(name):
         raise invalid("name must be 2-63 characters of a-z, 0-9, '.', '_' or '-'",
@@ -67,18 +99,18 @@ def create_principal(engine: Engine, name: str, role: str, created_by: str | Non
     try:
         with engine.begin() as conn:
             conn.execute(t.principals.insert().values(
-                id=pid, name=name, role=role_.value, token_hash=hash_token(token), created_at=now,
+                id=pid, name=name, role=role_.value, token_hash=hash_token(token, pepper), created_at=now,
                 created_by=created_by, expires_at=now + dt.timedelta(days=ttl_days), disabled=False))
     except IntegrityError:
         raise DomainError(ALREADY_EXISTS, "a principal with this name already exists") from None
     return Principal(pid, name, role_), token
 
 
-def authenticate(engine: Engine, token: str) -> Principal | None:
+def authenticate(engine: Engine, token: str, *, pepper: bytes) -> Principal | None:
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     with engine.connect() as conn:
-        r = conn.execute(select(t.principals).where(t.principals.c.token_hash == hash_token(token))).first()
+        r = conn.execute(select(t.principals).where(t.principals.c.token_hash == hash_token(token, pepper))).first()
     return _usable(r)
 
 
@@ -92,14 +124,14 @@ def _usable(r: Any) -> Principal | None:
     return Principal(r.id, r.name, RoleName(r.role))
 
 
-def refusal_reason(engine: Engine, token: str) -> str | None:
+def refusal_reason(engine: Engine, token: str, *, pepper: bytes) -> str | None:
     """Why a token that `authenticate` refused was refused, when it names a principal (its holder already
     knows it): ``principal.disabled`` or ``token.expired``; ``None`` for a token unknown or rotated away."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     with engine.connect() as conn:
-        r = conn.execute(select(t.principals.c.disabled).where(t.principals.c.token_hash == hash_token(token))
-                         ).first()
+        r = conn.execute(select(t.principals.c.disabled)
+                         .where(t.principals.c.token_hash == hash_token(token, pepper))).first()
     if r is None:
         return None
     return "principal.disabled" if r.disabled else "token.expired"
@@ -202,11 +234,12 @@ def enable(engine: Engine, name: str, journal: Journal | None = None) -> Princip
     return _change(engine, name, journal, disabled=False)
 
 
-def rotate(engine: Engine, name: str, journal: Journal | None = None) -> tuple[PrincipalRecord, str]:
+def rotate(engine: Engine, name: str, journal: Journal | None = None, *,
+           pepper: bytes) -> tuple[PrincipalRecord, str]:
     """Give principal ``name`` a new token (returned once); the old one is dead when this returns, and the
     principal's console sessions end."""
     token = new_token()
-    return _change(engine, name, journal, token_hash=hash_token(token)), token
+    return _change(engine, name, journal, token_hash=hash_token(token, pepper)), token
 
 
 def set_expiry(engine: Engine, name: str, expires_at: dt.datetime, journal: Journal | None = None,

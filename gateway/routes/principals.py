@@ -72,7 +72,7 @@ _CHANGE_ERRORS = (ErrorCode.POLICY_DENIED, ErrorCode.NOT_FOUND_OR_FORBIDDEN)
 def create_principal(body: PrincipalCreate, admin: Admin, ctx: Ctx, ev: Audit) -> PrincipalCreated:
     ev.details.update(name=body.name, new_role=body.role.value)
     p, token = identities.create_principal(ctx.engine, body.name, body.role.value, created_by=admin.name,
-                                           ttl_days=ctx.settings.token_ttl_days)
+                                           ttl_days=ctx.settings.token_ttl_days, pepper=ctx.keys.token_pepper)
     return PrincipalCreated(id=p.id, name=p.name, role=p.role, token=token)
 
 
@@ -106,7 +106,7 @@ def enable(name: str, _: Admin, ctx: Ctx, ev: Audit) -> PrincipalState:
              **doc("Give a principal a new token, shown once; the old token stops working at once and its "
                    "console sessions end (admin)", *_CHANGE_ERRORS, response_example=examples.ROTATED))
 def rotate(name: str, _: Admin, ctx: Ctx, ev: Audit) -> PrincipalRotated:
-    rec, token = identities.rotate(ctx.engine, name, _noted(ctx, ev, name))
+    rec, token = identities.rotate(ctx.engine, name, _noted(ctx, ev, name), pepper=ctx.keys.token_pepper)
     return PrincipalRotated(**_state(rec).model_dump(), token=token)
 
 

@@ -68,7 +68,7 @@ async def principal_create(request: Request) -> Response:
     name, role = form.get("name", "").strip(), form.get("role", "")
     ev.details.update(name=name[:64], new_role=role[:16])
     p, token = await in_thread(identities.create_principal, ctx.engine, name, role, session.principal.name,
-                               ctx.settings.token_ttl_days)
+                               ctx.settings.token_ttl_days, pepper=ctx.keys.token_pepper)
     return await _principals_page(request, session, shown_once=(p.name, token))
 
 
@@ -82,7 +82,8 @@ async def principal_change(request: Request, name: str, action: str) -> Response
         ev = audit_event(request)
         ev.action = "console.admin.principal.rotate"
         ev.details["name"] = name[:64]
-        _, token = await in_thread(identities.rotate, ctx.engine, name, request_entry(ctx.audit, ev))
+        _, token = await in_thread(identities.rotate, ctx.engine, name, request_entry(ctx.audit, ev),
+                                   pepper=ctx.keys.token_pepper)
         return await _principals_page(request, session, shown_once=(name, token))
     ev = form_event(request)
     ev.action = f"console.admin.principal.{action[:20]}"

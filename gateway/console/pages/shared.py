@@ -60,7 +60,8 @@ async def login(request: Request) -> Response:
         ev.decision, ev.code, ev.details["reason"] = "deny", POLICY_DENIED, "console.csrf"
         return sign_in_page(request, "The sign-in form expired or was posted from elsewhere; please try again.",
                            status=403)
-    principal = await in_thread(identities.authenticate, ctx.engine, form.get("token", "").strip())
+    principal = await in_thread(identities.authenticate, ctx.engine, form.get("token", "").strip(),
+                                pepper=ctx.keys.token_pepper)
     if principal is None:
         ev.decision, ev.code = "deny", UNAUTHENTICATED
         return sign_in_page(request, "That token is not valid (unknown, disabled or expired).", status=401)
