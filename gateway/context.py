@@ -65,12 +65,15 @@ def init_home(settings: Settings) -> str:
         if _meta(engine, "hash_alg") is not None:
             raise AlreadyInitialised(f"{home} is already initialised")
         # the master key: the configured one, else a new key file beside (never inside) the home
-        create_keys(open_keyring(home, engine, create=True), settings.keys_dir)
+        keyring = open_keyring(home, engine, create=True)
+        create_keys(keyring, settings.keys_dir)
         with engine.begin() as conn:
             conn.execute(t.service_meta.insert().values(key="hash_alg", value=settings.hash_alg))
             conn.execute(t.service_meta.insert().values(key="initialised_at",
                                                         value=dt.datetime.now(dt.UTC).isoformat()))
-        _, token = identities.create_principal(engine, "admin", Role.ADMIN, created_by=None,
+        pepper = load_keys(keyring).token_pepper
+        identities.pepper_stored_hashes(engine, pepper)  # records that every token hash of this home is peppered
+        _, token = identities.create_principal(engine, "admin", Role.ADMIN, created_by=None, pepper=pepper,
                                                ttl_days=settings.token_ttl_days)
         ctx = open_context(settings, engine=engine)
         ctx.audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.SERVICE_INIT,
@@ -94,6 +97,7 @@ def open_context(settings: Settings, engine: Engine | None = None) -> AppContext
                              "would break verification")
     keyring = _keyring(settings, engine)
     keys = load_keys(keyring)
+    identities.pepper_stored_hashes(engine, keys.token_pepper)  # a store from before the pepper: once
     import_side_files(engine, settings.work_dir)  # outputs of an older home kept as files: now job_outputs rows
     audit = AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every)
     sweep_temp_files(settings, audit)
