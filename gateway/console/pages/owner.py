@@ -17,6 +17,7 @@ from catalog import registry
 from catalog.errors import INVALID_REQUEST, DomainError, not_found
 from gateway import identities, strict_json
 from gateway.console._web import (
+    audit_event,
     ctx_of,
     form_event,
     guarded,
@@ -81,6 +82,19 @@ def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
         "quotas": {"calls_per_day": num("calls_per_day", "1000")},
     }
     return doc
+
+
+@router.get("/agreements/{agreement_id}/confirm/{action}", name="console.agreement.confirm")
+@guarded
+async def agreement_confirm(request: Request, agreement_id: str, action: str) -> Response:
+    """The step before suspending or revoking: what the change does, and the reason the audit entry records."""
+    session = await signed_in(request, Role.OWNER)
+    if action not in ("suspend", "revoke"):
+        raise not_found("action")
+    ctx = ctx_of(request)
+    audit_event(request).agreement_id = agreement_id[:40]
+    ag = await in_thread(policies.get_agreement, ctx.engine, session_actor(session), agreement_id)
+    return render(request, "agreement_confirm.html", session, ag=ag.public(), action=action)
 
 
 @router.post("/agreements", name="console.agreement.create")

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 import policies
 from catalog import registry
-from catalog.errors import POLICY_DENIED, UNAUTHENTICATED, DomainError, not_found
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, UNAUTHENTICATED, DomainError, not_found
 from catalog.mock import mock_table
 from gateway import identities
 from gateway.console import charts
@@ -39,6 +39,7 @@ from gateway.services import jobs as jobflow
 from gateway.services import psi as psi_service
 from gateway.services.agreements import agreement_entry, note_expiry, quotas_today
 from gateway.services.datasets import public_view
+from vocab.i18n import _
 from vocab.roles import Role
 
 router = APIRouter(include_in_schema=False)
@@ -160,17 +161,28 @@ async def agreement(request: Request, agreement_id: str) -> Response:
     return render(request, "agreement.html", session, gauge=gauge, **data)
 
 
+#: Agreement transitions the console makes only after a confirmation page and with a reason (`pages.owner`).
+CONFIRMED = ("suspend", "revoke")
+
+
 @router.post("/agreements/{agreement_id}/{action}", name="console.agreement.transition")
 @guarded
 async def agreement_transition(request: Request, agreement_id: str, action: str) -> Response:
     ev = form_event(request)
     ev.action, ev.agreement_id = f"console.agreement.{action[:20]}", agreement_id[:40]
     session = await signed_in(request)
-    await posted_form(request, session)
+    form = await posted_form(request, session)
     fns: dict[str, Callable[..., Any]] = {"accept": policies.accept, "suspend": policies.suspend,
                                           "resume": policies.resume, "revoke": policies.revoke}
     if action not in fns:
         raise not_found("action")
+    if action in CONFIRMED:  # only from the confirmation page (pages.owner), with the reason the entry records
+        reason = form.get("reason", "").strip()
+        if form.get("confirmed") != "yes" or not reason:
+            raise DomainError(INVALID_REQUEST, _("Suspending or revoking an agreement needs its confirmation "
+                                                 "page and a reason."),
+                              [{"field": "reason", "reason": "confirmation.required"}])
+        ev.details["reason"] = reason[:500]
     ctx = ctx_of(request)
 
     def run() -> None:  # the transition and its entry: one transaction (`gateway.journal`), as the API's

@@ -186,14 +186,21 @@ def test_owner_creates_suspends_and_revokes_agreements(console: Any) -> None:
     bank = console.web("bank")
     assert console.post(bank, f"/console/agreements/{ag_id}/accept", f"/console/agreements/{ag_id}").status_code == 303
     assert console.parties.owner.agreement(ag_id)["state"] == "active"
+    unconfirmed = console.post(web, f"/console/agreements/{ag_id}/revoke", f"/console/agreements/{ag_id}")
+    assert unconfirmed.status_code == 422 and console.parties.owner.agreement(ag_id)["state"] == "active"
     for action, state in (("suspend", "suspended"), ("resume", "active"), ("revoke", "revoked")):
-        r = console.post(web, f"/console/agreements/{ag_id}/{action}", f"/console/agreements/{ag_id}")
+        page = f"/console/agreements/{ag_id}/confirm/{action}" if action != "resume" else f"/console/agreements/{ag_id}"
+        r = console.post(web, f"/console/agreements/{ag_id}/{action}", page,
+                         {"confirmed": "yes", "reason": f"{action}: audit finding"})
         assert r.status_code == 303
         assert f"state-{state}" in web.get(f"/console/agreements/{ag_id}").text
     actions = [e["action"] for e in _entries(console, agreement_id=ag_id) if e["action"].startswith("console.agr")]
-    assert [a for a in actions if a != "console.agreement"] == [
-        "console.agreement.create", "console.agreement.accept", "console.agreement.suspend",
-        "console.agreement.resume", "console.agreement.revoke"]
+    assert [a for a in actions if a not in ("console.agreement", "console.agreement.confirm")] == [
+        "console.agreement.create", "console.agreement.accept", "console.agreement.revoke",  # unconfirmed: refused
+        "console.agreement.suspend", "console.agreement.resume", "console.agreement.revoke"]
+    revoked = [e for e in _entries(console, agreement_id=ag_id) if e["action"] == "console.agreement.revoke"]
+    assert [(e["decision"], json.loads(e["details"]).get("reason")) for e in revoked] == [
+        ("deny", None), ("allow", "revoke: audit finding")]
 
 
 def test_datasets_show_schema_and_a_mock_preview(console: Any) -> None:

@@ -599,10 +599,11 @@ def test_console_agreement_forms_commit_with_their_entries_or_not_at_all(parties
         for action, web, state_before in (("accept", operator, "proposed"), ("suspend", owner, "active"),
                                           ("revoke", owner, "suspended")):
             f = fault(mode, f"console.agreement.{action}")
-            _try_again_page(_form(web, f"{page}/{action}", page))
+            confirmed = {"confirmed": "yes", "reason": "audit finding"}  # suspend and revoke need both
+            _try_again_page(_form(web, f"{page}/{action}", page, confirmed))
             assert f.fired == 1 and parties.owner.agreement(ag["id"])["state"] == state_before
             assert _allowed(parties, f"console.agreement.{action}") == []
-            r = _form(web, f"{page}/{action}", page)
+            r = _form(web, f"{page}/{action}", page, confirmed)
             assert r.status_code == 303 and r.headers["location"] == page
             entry = _one_form_entry(parties, f"console.agreement.{action}")
             assert entry["agreement_id"] == ag["id"]
