@@ -1,21 +1,27 @@
-"""Oversight pages: the audit log (regulators, and owners in their scope), the chain verification, lineage, charts
-and the monthly reports (regulators), read through `gateway.services.audit`, `gateway.lineage` and
-`gateway.reports`."""
+"""Oversight pages: the audit log (regulators, and owners in their scope: newest first, the count of every entry
+the filters match, date pickers, agreement titles beside ids, the filtered view exported as CSV or Parquet), the
+chain verification, lineage, charts and the monthly reports (regulators), read through `gateway.services.audit`,
+`gateway.lineage` and `gateway.reports`."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from typing import Any
 from urllib.parse import urlencode
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from catalog.errors import not_found
+from catalog.errors import INVALID_REQUEST, DomainError, not_found
 from gateway import lineage, reports
 from gateway.console import charts
 from gateway.console._web import (
     PAGE,
+    audit_event,
     ctx_of,
     guarded,
     in_thread,
@@ -23,30 +29,96 @@ from gateway.console._web import (
     signed_in,
 )
 from gateway.services import audit as audit_service
+from vocab.i18n import _
 from vocab.roles import Role
 
 router = APIRouter(include_in_schema=False)
 
 
-AUDIT_FILTERS = ("agreement_id", "dataset", "actor", "action", "decision", "ts_from", "ts_to")
+AUDIT_FILTERS = ("agreement_id", "dataset", "actor", "action", "decision")
+DATES = ("date_from", "date_to")  # the date pickers (UTC days, both inclusive)
+
+
+def _filters(request: Request) -> tuple[dict[str, str], dict[str, str]]:
+    """The form's filters as typed (to fill the form again) and as the service reads them (the days become
+    ``ts_from`` inclusive and ``ts_to`` exclusive, the day after the last one)."""
+    form = {k: request.query_params.get(k, "").strip()[:100] for k in (*AUDIT_FILTERS, *DATES)}
+    service: dict[str, str] = {k: form[k] for k in AUDIT_FILTERS}
+    for key, target, shift in (("date_from", "ts_from", 0), ("date_to", "ts_to", 1)):
+        if form[key]:
+            try:
+                day = dt.date.fromisoformat(form[key])
+            except ValueError:
+                raise DomainError(INVALID_REQUEST, _("Pick the dates with the date fields (YYYY-MM-DD)."),
+                                  [{"field": key}]) from None
+            service[target] = (day + dt.timedelta(days=shift)).isoformat()
+    return form, service
 
 
 @router.get("/audit", name="console.audit")
 @guarded
-async def audit(request: Request, since: int = 0) -> Response:
+async def audit(request: Request, before: int | None = None) -> Response:
+    """The log newest first, a page of `PAGE` at a time (``before``: the oldest ``seq`` of the page above), with
+    the count of every entry the filters match and agreement titles beside their ids."""
     session = await signed_in(request, Role.REGULATOR, Role.OWNER)
     ctx = ctx_of(request)
-    filters = {k: request.query_params.get(k, "").strip()[:100] for k in AUDIT_FILTERS}
+    form, filters = _filters(request)
 
-    def load() -> tuple[list[dict[str, Any]], int | None]:
-        rows = audit_service.page(ctx, session.principal, max(0, since), PAGE + 1, filters)["entries"]
-        more = len(rows) > PAGE  # one entry past the page says whether a next page exists
-        return rows[:PAGE], (rows[PAGE - 1]["seq"] if more else None)
+    def load() -> dict[str, Any]:
+        rows = audit_service.newest_page(ctx, session.principal, before, PAGE + 1, filters)
+        more = len(rows) > PAGE  # one entry past the page says whether an older page exists
+        rows = rows[:PAGE]
+        return {"entries": rows, "next": rows[-1]["seq"] if more else None,
+                "totals": audit_service.totals(ctx, session.principal, filters),
+                "titles": audit_service.agreement_titles(ctx, (r["agreement_id"] for r in rows))}
 
-    rows, nxt = await in_thread(load)
-    query = urlencode({k: v for k, v in filters.items() if v})
-    return render(request, "audit.html", session, entries=rows, filters=filters, since=since, next=nxt,
-                  query=query)
+    data = await in_thread(load)
+    query = urlencode({k: v for k, v in form.items() if v})
+    return render(request, "audit.html", session, filters=form, before=before, query=query, **data)
+
+
+EXPORT_FIELDS = ("seq", "ts", "actor", "role", "action", "agreement_id", "dataset", "decision", "code", "epsilon",
+                 "delta", "output_digest", "subject_hash", "details", "prev_hash", "hash")
+
+
+def _export(ctx: Any, principal: Any, filters: dict[str, str], fmt: str) -> bytes:
+    """The filtered view (the reader's scope and filters), oldest first, as CSV or Parquet, with agreement titles."""
+    rows = list(audit_service.filtered(ctx, principal, filters))
+    titles = audit_service.agreement_titles(ctx, (r["agreement_id"] for r in rows))
+    cols = (*EXPORT_FIELDS, "agreement_title")
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow([_cell(r.get(c)) for c in EXPORT_FIELDS] + [_cell(titles.get(r["agreement_id"] or ""))])
+        return buf.getvalue().encode()
+    table = pa.table({c: [r[c] for r in rows] for c in EXPORT_FIELDS}
+                     | {"agreement_title": [titles.get(r["agreement_id"] or "") for r in rows]})
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd")
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+@router.get("/audit/export.{fmt}", name="console.audit.export")
+@guarded
+async def audit_export(request: Request, fmt: str) -> Response:
+    session = await signed_in(request, Role.REGULATOR, Role.OWNER)
+    if fmt not in ("csv", "parquet"):
+        raise not_found("format")
+    _, filters = _filters(request)
+    audit_event(request).details.update(format=fmt, filters={k: v for k, v in filters.items() if v})
+    data = await in_thread(_export, ctx_of(request), session.principal, filters, fmt)
+    media = "text/csv; charset=utf-8" if fmt == "csv" else "application/vnd.apache.parquet"
+    return Response(data, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="veilbox-audit.{fmt}"'})
 
 
 @router.get("/audit/verify", name="console.audit.verify")

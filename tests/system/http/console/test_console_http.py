@@ -332,24 +332,30 @@ def test_bank_checks_a_subject_from_the_console(console: Any, city_data: Any) ->
     assert [e["subject_hash"] is not None for e in entries[:2]] == [True, True]
 
 
-def test_the_audit_browser_pages_by_seq_without_an_empty_last_page(console: Any) -> None:
+def test_the_audit_browser_pages_newest_first_without_an_empty_last_page(console: Any) -> None:
     from gateway.audit import AuditEvent
 
     audit = console.parties.service.ctx.audit
     for i in range(205):
         audit.append(AuditEvent(actor="pager", role="operator", action="query.run", details={"i": i}))
     web = console.web("regulator")
-    page = web.get("/console/audit", params={"actor": "pager"})
-    seqs, nexts = [], 0
-    while True:
-        seqs += [int(x) for x in re.findall(r'<tr class="decision-allow"><td>(\d+)</td>', page.text)]
-        link = re.search(r'href="/console/audit\?since=(\d+)[^"]*" rel="next"', page.text)
-        if not link:
-            break
-        nexts += 1
-        page = web.get("/console/audit", params={"since": link.group(1), "actor": "pager"})
-    assert len(seqs) == 205 and seqs == sorted(seqs) and nexts == 2
+
+    def read_all() -> tuple[list[int], int, str]:
+        page = web.get("/console/audit", params={"actor": "pager"})
+        seqs, nexts = [], 0
+        while True:
+            seqs += [int(x) for x in re.findall(r'<tr class="decision-allow"><td>(\d+)</td>', page.text)]
+            link = re.search(r'href="/console/audit\?before=(\d+)[^"]*" rel="next"', page.text)
+            if not link:
+                return seqs, nexts, page.text
+            nexts += 1
+            page = web.get("/console/audit", params={"before": link.group(1), "actor": "pager"})
+
+    seqs, nexts, _ = read_all()
+    assert len(seqs) == 205 and seqs == sorted(seqs, reverse=True) and nexts == 2
+    assert "205 entries match: 205 allowed, 0 refused, 0 errors." in web.get(
+        "/console/audit", params={"actor": "pager"}).text
     for i in range(95):  # exactly 300 now: the third page is full and has no link to an empty fourth
         audit.append(AuditEvent(actor="pager", role="operator", action="query.run", details={"i": i}))
-    third = web.get("/console/audit", params={"since": seqs[199], "actor": "pager"})
-    assert third.text.count('<tr class="decision-allow">') == 100 and 'rel="next"' not in third.text
+    seqs, nexts, third = read_all()
+    assert len(seqs) == 300 and nexts == 2 and third.count('<tr class="decision-allow">') == 100
