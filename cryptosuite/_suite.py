@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import base64
 import hmac as _hmac
 import os
+import textwrap
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -16,6 +18,10 @@ from cryptosuite import sm2
 
 DEFAULT_SUITE = "intl"
 SUITES = ("intl", "sm")
+# SubjectPublicKeyInfo of an SM2 key: id-ecPublicKey with the curve sm2p256v1 (1.2.156.10197.1.301), then the
+# 65-byte uncompressed point, as OpenSSL and GmSSL write it.
+_SM2_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a811ccf5501822d034200")
+_PEM_HEAD, _PEM_TAIL = "-----BEGIN PUBLIC KEY-----", "-----END PUBLIC KEY-----"
 NONCE_SIZE = 12
 TAG_SIZE = 16
 
@@ -55,6 +61,16 @@ class VerifyKey(ABC):
     def key_id(self) -> str:
         return f"{self.algorithm}:{_hash(self.hash_name, self.raw).hex()[:16]}"
 
+    @property
+    def pem(self) -> str:
+        """The key as a PEM SubjectPublicKeyInfo (the algorithm is in it: Ed25519 or SM2's curve OID)."""
+        return (
+            f"{_PEM_HEAD}\n" + "\n".join(textwrap.wrap(base64.b64encode(self.spki()).decode(), 64)) + f"\n{_PEM_TAIL}\n"
+        )
+
+    @abstractmethod
+    def spki(self) -> bytes: ...
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, VerifyKey) and other.text == self.text
 
@@ -87,6 +103,9 @@ class Ed25519VerifyKey(VerifyKey):
     @property
     def raw(self) -> bytes:
         return self._raw
+
+    def spki(self) -> bytes:
+        return self._key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def verify(self, data: bytes, signature: bytes) -> bool:
         try:
@@ -134,6 +153,9 @@ class Sm2VerifyKey(VerifyKey):
     def raw(self) -> bytes:
         return self._raw
 
+    def spki(self) -> bytes:
+        return _SM2_SPKI_PREFIX + self._raw
+
     def verify(self, data: bytes, signature: bytes) -> bool:
         return sm2.verify(self._raw, data, signature)
 
@@ -160,7 +182,10 @@ class Sm2SigningKey(SigningKey):
 
 
 def load_verify_key(text: str) -> VerifyKey:
-    """The published form ``"ed25519:<hex>"`` or ``"sm2:<hex>"`` as a key; ``ValueError`` when malformed."""
+    """A published key as a key: ``"ed25519:<hex>"``, ``"sm2:<hex>"`` or a PEM SubjectPublicKeyInfo of either; the
+    algorithm is learnt from the key. ``ValueError`` when malformed or of another algorithm."""
+    if text.lstrip().startswith(_PEM_HEAD):
+        return _load_pem(text)
     alg, _, hexkey = text.strip().partition(":")
     try:
         raw = bytes.fromhex(hexkey)
@@ -171,6 +196,23 @@ def load_verify_key(text: str) -> VerifyKey:
     if alg == "sm2" and len(raw) == 65:
         return Sm2VerifyKey(raw)
     raise ValueError(f"unknown or malformed public key {alg!r}")
+
+
+def _load_pem(text: str) -> VerifyKey:
+    body = text.strip().removeprefix(_PEM_HEAD).removesuffix(_PEM_TAIL)
+    try:
+        der = base64.b64decode("".join(body.split()), validate=True)
+    except ValueError:
+        raise ValueError("malformed PEM public key") from None
+    if der.startswith(_SM2_SPKI_PREFIX) and len(der) == len(_SM2_SPKI_PREFIX) + 65:
+        return Sm2VerifyKey(der[len(_SM2_SPKI_PREFIX) :])
+    try:
+        key = serialization.load_der_public_key(der)
+    except Exception:  # cryptography raises ValueError or UnsupportedAlgorithm
+        raise ValueError("malformed or unsupported PEM public key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("neither an Ed25519 nor an SM2 public key")
+    return Ed25519VerifyKey(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""The audit log (全程留痕): an append-only hash chain with Ed25519-signed checkpoints.
+"""The audit log (全程留痕): an append-only hash chain with signed checkpoints.
 
-Guarantee. Entry ``i`` stores ``hash_i = H(prev_hash ‖ canonical(entry_i))`` with ``H`` = SHA-256 or SM3
-(chosen at ``veilbox init``, recorded in the store). Every ``checkpoint_every`` entries the pair
-``(seq, hash)`` is signed with the service's Ed25519 key, and the head ``(seq, hash)`` is re-signed on every
-append. Verification recomputes the whole chain and checks every signature, so
+Guarantee. Entry ``i`` stores ``hash_i = H(prev_hash ‖ canonical(entry_i))`` with ``H`` the hash of the home's
+cryptographic suite (SHA-256 for ``intl``, SM3 for ``sm``; fixed at ``veilbox init --suite``, recorded in the
+store). Every ``checkpoint_every`` entries the pair ``(seq, hash)`` is signed with the service's key (Ed25519 or
+SM2, `gateway.keys`, `cryptosuite`), and the head ``(seq, hash)`` is re-signed on every append. Verification
+recomputes the whole chain and checks every signature, so
 
 - a modified, inserted, deleted or reordered entry breaks the chain at its ``seq``;
 - rewriting the chain from an entry onward (no signing key) breaks the next checkpoint or the head;
@@ -33,11 +34,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, Select, and_, false, func, or_, select
 
 from catalog.fingerprint import HashAlg, hasher
+from cryptosuite import VerifyKey, load_verify_key
 from gateway import _tables as t
 from gateway.keys import Keys
 from vocab.actions import INCIDENT_ACTIONS, AuditAction
@@ -184,14 +184,15 @@ class AuditLog:
         return buf.getvalue()
 
     # -- verification ------------------------------------------------------------------------------------
-    def verify(self, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
-        pk = public_key or self.keys.public
+    def verify(self, public_key: VerifyKey | str | None = None) -> VerifyReport:
+        """Recompute the chain and check every signature with ``public_key`` (the service's own by default; a
+        published key or PEM names its algorithm, `cryptosuite.load_verify_key`)."""
+        pk = load_verify_key(public_key) if isinstance(public_key, str) else (public_key or self.keys.public)
 
         def sig_ok(seq: int, h: str, sig_hex: str) -> bool:
             try:
-                pk.verify(bytes.fromhex(sig_hex), _sig_message(seq, h))
-                return True
-            except (InvalidSignature, ValueError):
+                return pk.verify(_sig_message(seq, h), bytes.fromhex(sig_hex))
+            except ValueError:
                 return False
 
         with self.engine.connect() as conn:

@@ -66,8 +66,9 @@ def init_home(settings: Settings) -> str:
             raise AlreadyInitialised(f"{home} is already initialised")
         # the master key: the configured one, else a new key file beside (never inside) the home
         keyring = open_keyring(home, engine, create=True)
-        create_keys(keyring, settings.keys_dir)
+        create_keys(keyring, settings.keys_dir, settings.suite)
         with engine.begin() as conn:
+            conn.execute(t.service_meta.insert().values(key="suite", value=settings.suite))
             conn.execute(t.service_meta.insert().values(key="hash_alg", value=settings.hash_alg))
             conn.execute(t.service_meta.insert().values(key="initialised_at",
                                                         value=dt.datetime.now(dt.UTC).isoformat()))
@@ -77,7 +78,7 @@ def init_home(settings: Settings) -> str:
                                                ttl_days=settings.token_ttl_days)
         ctx = open_context(settings, engine=engine)
         ctx.audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.SERVICE_INIT,
-                                    details={"hash_alg": settings.hash_alg}))
+                                    details={"suite": settings.suite, "hash_alg": settings.hash_alg}))
         ctx.audit.append(AuditEvent(actor="system", role=SYSTEM, action=AuditAction.PRINCIPAL_CREATE,
                                     details={"name": "admin", "role": Role.ADMIN}))
         return token
@@ -92,12 +93,17 @@ def open_context(settings: Settings, engine: Engine | None = None) -> AppContext
     alg = _meta(engine, "hash_alg")
     if alg is None:
         raise RuntimeError(f"{settings.home} is not initialised: run `veilbox init`")
-    if alg != settings.hash_alg and "VEILBOX_HASH_ALG" in os.environ:
-        raise UnsafeSettings(f"the audit chain of this home uses {alg}; VEILBOX_HASH_ALG={settings.hash_alg} "
-                             "would break verification")
+    # the cryptographic suite is the home's (fixed at init); a home older than the setting has its chain hash only
+    suite = _meta(engine, "suite") or ("sm" if alg == "sm3" else "intl")
+    if settings.suite_given and (settings.suite != suite or settings.hash_alg != alg):
+        raise UnsafeSettings(f"this home uses the {suite} cryptographic suite (audit chain {alg}); the setting "
+                             f"suite={settings.suite} (hash {settings.hash_alg}) disagrees: fixed at `veilbox init`")
+    settings.adopt_suite(suite)
     keyring = _keyring(settings, engine)
     keys = load_keys(keyring)
     identities.pepper_stored_hashes(engine, keys.token_pepper)  # a store from before the pepper: once
+    if _meta(engine, "suite") is not None and keys.suite.name != suite:
+        raise UnsafeSettings(f"this home's signing key is {keys.signing.algorithm}, not of its suite {suite}")
     import_side_files(engine, settings.work_dir)  # outputs of an older home kept as files: now job_outputs rows
     audit = AuditLog(engine, keys, cast(HashAlg, alg), settings.checkpoint_every)
     sweep_temp_files(settings, audit)

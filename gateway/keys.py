@@ -10,16 +10,15 @@ were wrapped kept them as files in ``keys/``: `import_key_files` wraps them into
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from catalog.keyring import Keyring
+from cryptosuite import SigningKey, Suite, VerifyKey, suite_of
 
 SIGNING_KEY = "audit_ed25519.pem"  # a home made before the keys were wrapped: imported and deleted
 PUBLIC_KEY = "audit_ed25519.pub.pem"
@@ -33,30 +32,49 @@ PEPPER_SECRET = "token-pepper"  # noqa: S105 - a name, not a secret
 PSI_SECRET = "psi-master"  # noqa: S105 - a name, not a secret
 
 
-def _save_signing(sk: Ed25519PrivateKey) -> bytes:
-    """The signing key as the bytes the keyring wraps (PKCS#8 DER)."""
-    return sk.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+_SM2_TAG = b"sm2:"  # an SM2 signing key is stored as this tag and the 32 bytes of d
 
 
-def _load_signing(raw: bytes) -> Ed25519PrivateKey:
+def _save_signing(sk: SigningKey) -> bytes:
+    """The signing key as the bytes the keyring wraps: PKCS#8 DER for Ed25519 (intl), ``sm2:`` + d for SM2 (sm)."""
+    if sk.algorithm == "sm2":
+        return _SM2_TAG + sk.private_bytes()
+    priv = Ed25519PrivateKey.from_private_bytes(sk.private_bytes())
+    return priv.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
+
+
+def _load_signing(raw: bytes) -> SigningKey:
+    """The signing key of whichever suite the home was initialised with (`cryptosuite`)."""
+    if raw.startswith(_SM2_TAG):
+        try:
+            return suite_of("sm").signing_key_from_bytes(raw[len(_SM2_TAG):])
+        except ValueError:
+            raise RuntimeError("the stored signing key is malformed") from None
     sk = serialization.load_der_private_key(raw, password=None)
     if not isinstance(sk, Ed25519PrivateKey):
         raise RuntimeError("the stored signing key is malformed")
-    return sk
+    return suite_of("intl").signing_key_from_bytes(
+        sk.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()))
 
 
-def _write_public(keys_dir: Path, sk: Ed25519PrivateKey) -> None:
+def public_key_file(algorithm: str) -> str:
+    """Where the public half is exported: ``audit_ed25519.pub.pem`` or ``audit_sm2.pub.pem``."""
+    return f"audit_{algorithm}.pub.pem"
+
+
+def _write_public(keys_dir: Path, sk: SigningKey) -> None:
     keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pem = sk.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    path = keys_dir / PUBLIC_KEY
+    pem = sk.public.pem.encode()
+    path = keys_dir / public_key_file(sk.algorithm)
     if not path.exists() or path.read_bytes() != pem:
         path.write_bytes(pem)
 
 
-def create_keys(keyring: Keyring, keys_dir: Path) -> None:
-    """Create each secret the store lacks, wrapped (existing ones are kept), and export the public key."""
-    signing = keyring.secret_or_new(SIGNING_SECRET, lambda: _save_signing(Ed25519PrivateKey.generate()))
+def create_keys(keyring: Keyring, keys_dir: Path, suite: str = "intl") -> None:
+    """Create each secret the store lacks, wrapped (existing ones are kept), and export the public key. The signing
+    key is of ``suite`` (`cryptosuite.suite_of`): Ed25519 or SM2."""
+    signing = keyring.secret_or_new(SIGNING_SECRET, lambda: _save_signing(suite_of(suite).new_signing_key()))
     keyring.secret_or_new(SUBJECT_SECRET, lambda: os.urandom(32))
     keyring.secret_or_new(PEPPER_SECRET, lambda: os.urandom(32))
     _write_public(keys_dir, _load_signing(signing))
@@ -82,32 +100,40 @@ def _pem_to_der(pem: bytes) -> bytes:
     sk = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(sk, Ed25519PrivateKey):
         raise RuntimeError("key files are malformed")
-    return _save_signing(sk)
+    return sk.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
 
 
 @dataclass(frozen=True)
 class Keys:
-    signing: Ed25519PrivateKey
+    signing: SigningKey  # cryptosuite: Ed25519 (intl) or SM2 (sm); ``sign(data) -> bytes``
     subject_key: bytes
     token_pepper: bytes = field(default=b"", repr=False)
 
     @classmethod
-    def generate(cls) -> Keys:
+    def generate(cls, suite: str = "intl") -> Keys:
         """Fresh keys held in memory only (tests and benchmarks of the audit log)."""
-        return cls(Ed25519PrivateKey.generate(), os.urandom(32), os.urandom(32))
+        return cls(suite_of(suite).new_signing_key(), os.urandom(32), os.urandom(32))
 
     @property
-    def public(self) -> Ed25519PublicKey:
-        return self.signing.public_key()
+    def suite(self) -> Suite:
+        """The home's cryptographic suite, the one of its signing key."""
+        return suite_of("sm" if self.signing.algorithm == "sm2" else "intl")
+
+    @property
+    def public(self) -> VerifyKey:
+        """The published key: ``verify(data, signature) -> bool``, ``pem``, ``text``, ``algorithm``."""
+        return self.signing.public
 
     @property
     def key_id(self) -> str:
-        raw = self.public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
+        """``<algorithm>:`` and 16 hex digits of the suite's hash of the raw public key."""
+        return self.public.key_id
 
     def subject_hash(self, subject: str) -> str:
-        """Keyed hash of a subject identifier: stable for joins in the logs, useless for dictionary attacks."""
-        return "hs:" + hmac.new(self.subject_key, subject.encode(), hashlib.sha256).hexdigest()[:32]
+        """Keyed hash of a subject identifier (the suite's HMAC): stable for joins in the logs, useless for
+        dictionary attacks."""
+        return "hs:" + self.suite.hmac_hex(self.subject_key, subject.encode())[:32]
 
 
 def load_keys(keyring: Keyring) -> Keys:

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from gateway.retention import ACCESS_AUDIT_FLOOR_DAYS
 from sandbox.sql.vet import MAX_SQL_CHARS
 
+SUITE_HASH = {"intl": "sha256", "sm": "sm3"}  # cryptosuite.suite_of(name).hash_name, spelt out for pydantic
+
 
 class UnsafeSettings(ValueError):
     """A combination of settings that would weaken a guarantee; the service refuses to start."""
@@ -23,7 +25,11 @@ class Settings(BaseSettings):
     home: Path = Path(".veilbox")
     env: Literal["development", "test", "production"] = "development"
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
-    hash_alg: Literal["sha256", "sm3"] = "sha256"
+    suite: Literal["intl", "sm"] = Field(default="intl", description="the cryptographic suite (VEILBOX_SUITE): intl "
+                                         "(SHA-256, Ed25519, AES-256-GCM) or sm (SM3, SM2, SM4-GCM); fixed at "
+                                         "`veilbox init --suite`, a gateway whose setting disagrees refuses to start")
+    hash_alg: Literal["sha256", "sm3"] = Field(default="sha256", description="the suite's hash, derived from `suite` "
+                                               "(VEILBOX_HASH_ALG, deprecated: sm3 alone means suite sm)")
     checkpoint_every: int = Field(default=100, ge=1, le=100_000)
     import_roots: list[Path] = Field(default_factory=list, description="where dataset sources may be read: each "
                                      "owner only from <root>/<owner name>/")
@@ -133,6 +139,29 @@ class Settings(BaseSettings):
         (principal names are single path components: `gateway.identities.NAME_RE`). Files elsewhere — in the
         root itself, or in another owner's directory — are never read for this owner (`catalog.registry`)."""
         return [root / owner for root in self.effective_import_roots]
+
+    @model_validator(mode="after")
+    def _derive_hash_alg(self) -> Settings:
+        """``hash_alg`` follows ``suite``; an explicit ``hash_alg`` alone (the deprecated alias) picks the suite."""
+        given = self.model_fields_set
+        by_hash = {"sha256": "intl", "sm3": "sm"}
+        if "hash_alg" in given and "suite" not in given:
+            self.__dict__["suite"] = by_hash[self.hash_alg]  # not marked as given: the home may still decide
+        elif "hash_alg" in given and by_hash[self.hash_alg] != self.suite:
+            raise UnsafeSettings(f"hash_alg={self.hash_alg} contradicts suite={self.suite} (the suite's hash is "
+                                 f"{SUITE_HASH[self.suite]})")
+        self.__dict__["hash_alg"] = SUITE_HASH[self.suite]
+        return self
+
+    def adopt_suite(self, suite: str) -> None:
+        """Take the home's suite (`gateway.context.open_context`) without marking it as given."""
+        self.__dict__["suite"] = suite
+        self.__dict__["hash_alg"] = SUITE_HASH[suite]
+
+    @property
+    def suite_given(self) -> bool:
+        """Whether the suite (or its deprecated alias ``hash_alg``) was set explicitly, not left to the home."""
+        return bool({"suite", "hash_alg"} & self.model_fields_set)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

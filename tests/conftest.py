@@ -97,10 +97,22 @@ def database_url(store: str, request: pytest.FixtureRequest) -> str | None:
     return request.getfixturevalue("pg_url") if store == "postgresql" else None
 
 
+#: Both cryptographic suites (docs/crypto.md): ``@BOTH_SUITES`` on a test runs it once per suite, the home made with
+#: ``veilbox init --suite``; every other test runs on the default ``intl``.
+BOTH_SUITES = pytest.mark.parametrize("crypto_suite", ["intl", "sm"])
+
+
 @pytest.fixture
-def settings(tmp_path: Path, city_data: Generated, database_url: str | None) -> Settings:
+def crypto_suite() -> str:
+    """The cryptographic suite of the test's home (`settings`): ``intl`` unless a test parametrises it."""
+    return "intl"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, city_data: Generated, database_url: str | None, crypto_suite: str) -> Settings:
     return Settings(home=tmp_path / "home", import_roots=[city_data.tax_income.parent.parent, tmp_path / "import"],
-                    latency_bucket_ms=0, checkpoint_every=5, env="test", database_url=database_url)
+                    latency_bucket_ms=0, checkpoint_every=5, env="test", database_url=database_url,
+                    suite=crypto_suite)
 
 
 @dataclass

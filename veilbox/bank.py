@@ -26,8 +26,9 @@ Keys never leave the bank. The helpers wrap `mpc.he.client` (TenSEAL) and the SD
 - **Threshold checks** (BFV masked sign): the bank encrypts its thresholds t (``Enc(−t)`` for ``<=`` products,
   as the product's ``encrypted_form`` says) and reads ``x ≥ t`` (or ``x ≤ t``) from the sign of each slot.
   Thresholds must lie within the product's declared ``threshold_bounds``; unknown subjects read ``false``.
-- **Receipts**: ``vbr1.<payload>.<signature>``, Ed25519 by the service key over ``veilbox-receipt|v1|`` +
-  payload; `verify_receipt` checks one offline against ``GET /v1/audit/public-key``.
+- **Receipts**: ``vbr1.<payload>.<signature>``, by the service key over ``veilbox-receipt|v1|`` + payload
+  (Ed25519 or SM2, the home's cryptographic suite); `verify_receipt` checks one offline against
+  ``GET /v1/audit/public-key``, learning the algorithm from the key itself (`cryptosuite.load_verify_key`).
 """
 
 from __future__ import annotations
@@ -40,11 +41,9 @@ from typing import Any, Literal
 
 import numpy as np
 import tenseal as ts
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from numpy.typing import NDArray
 
+from cryptosuite import load_verify_key
 from mpc.he import client as he
 from sandbox.train.encoding import FeatureEncoding
 from veilbox.client import Client
@@ -262,19 +261,18 @@ def _unb64url(text: str) -> bytes:
 
 
 def verify_receipt(receipt: str, public_key_pem: str) -> dict[str, Any]:
-    """The claims of a service receipt after checking its Ed25519 signature; ``ValueError`` if it fails."""
+    """The claims of a service receipt after checking its signature with the published key (Ed25519 or SM2, named
+    by the key: `cryptosuite.load_verify_key`); ``ValueError`` if it fails."""
     try:
         tag, payload_b64, sig_b64 = receipt.split(".")
         payload, signature = _unb64url(payload_b64), _unb64url(sig_b64)
-        key = serialization.load_pem_public_key(public_key_pem.encode())
+        key = load_verify_key(public_key_pem)
     except (ValueError, TypeError):
         raise ValueError("malformed receipt") from None
-    if tag != "vbr1" or not isinstance(key, Ed25519PublicKey):
+    if tag != "vbr1":
         raise ValueError("unknown receipt format")
-    try:
-        key.verify(signature, RECEIPT_PREFIX + payload)
-    except InvalidSignature:
-        raise ValueError("the receipt's signature does not verify") from None
+    if not key.verify(RECEIPT_PREFIX + payload, signature):
+        raise ValueError("the receipt's signature does not verify")
     claims: dict[str, Any] = json.loads(payload)
     return claims
 

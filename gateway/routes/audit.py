@@ -87,7 +87,5 @@ def output_lineage(key: str, _: Regulator, ctx: Ctx, ev: Audit) -> dict[str, Any
 @router.get("/audit/public-key", name="audit.public_key", response_model=PublicKey, **OUT,
             **doc("The service's Ed25519 public key (receipts and checkpoints)"))
 def public_key(_: CurrentPrincipal, ctx: Ctx) -> dict[str, str]:
-    from cryptography.hazmat.primitives import serialization
-
-    pem = ctx.keys.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return {"key_id": ctx.keys.key_id, "algorithm": "ed25519", "hash_alg": ctx.audit.alg, "pem": pem.decode()}
+    pub = ctx.keys.public  # the home's suite (cryptosuite): Ed25519 or SM2, the algorithm named in the PEM too
+    return {"key_id": ctx.keys.key_id, "algorithm": pub.algorithm, "hash_alg": ctx.audit.alg, "pem": pub.pem}

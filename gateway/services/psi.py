@@ -40,8 +40,8 @@ from gateway.journal import request_entry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry, quotas_today
 from gateway.services.jobs import actor_of
+from gateway.services.receipts import digest as _digest
 from gateway.services.receipts import issue_receipt, read_receipt
-from gateway.services.receipts import sha256 as _sha256
 from gateway.services.verification import product_for_check as _product
 from gateway.services.verification import question_digest
 from mpc import psi
@@ -268,10 +268,10 @@ def size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> SizeO
     receipt = issue_receipt(ctx, {
         "kind": "psi.size", "agreement_id": body.agreement_id, "dataset": ds.name, "job_id": job_id,
         "dataset_fingerprint": ds.fingerprint, "bank_ids": len(query), "epsilon": str(epsilon),
-        "request_digest": _sha256(body.elements), "size": noisy})
+        "request_digest": _digest(ctx, body.elements), "size": noisy})
 
     def charged(_conn: Connection, entry: AuditEvent) -> bool:  # the request's entry commits with the debit
-        entry.epsilon, entry.delta, entry.output_digest = str(epsilon), "0", _sha256(receipt)
+        entry.epsilon, entry.delta, entry.output_digest = str(epsilon), "0", _digest(ctx, receipt)
         entry.details.update(job_id=job_id)
         return True
 
@@ -283,7 +283,7 @@ def size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> SizeO
 
     policy_ledger.charge(ctx.engine, body.agreement_id, [ds.name], cost, job_id, journal=metered)
     ev.epsilon, ev.delta = str(epsilon), "0"
-    ev.output_digest = _sha256(receipt)
+    ev.output_digest = _digest(ctx, receipt)
     ev.details.update(job_id=job_id)
     return SizeOut(size=noisy, epsilon=str(epsilon), noise_scale=mechanism.scale,
                    accuracy_95=mechanism.accuracy(0.05), bank_ids=len(query), receipt=receipt)
@@ -297,7 +297,7 @@ def members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) ->
     if ds.personal and not refs_ok:
         raise invalid("a personal dataset needs one consent reference per id",
                       [{"field": "consent_refs", "problem": f"{len(elements)} non-empty references expected"}])
-    consent = _sha256("\n".join(body.consent_refs))
+    consent = _digest(ctx, "\n".join(body.consent_refs))
     ev.details.update(bank_ids=len(elements), consent_digest=consent)
     _check(ctx, p, Action.PSI_MEMBERS, body.agreement_id, ds, body.purpose, consent_ref=consent)
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
@@ -309,8 +309,8 @@ def members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) ->
     receipt = issue_receipt(ctx, {
         "kind": "psi.members", "agreement_id": body.agreement_id, "dataset": ds.name,
         "dataset_fingerprint": ds.fingerprint, "bank_ids": len(elements), "consent_digest": consent,
-        "request_digest": _sha256(body.elements), "output_digest": _sha256(out)})
-    _metered(ctx, ev, allowed, _sha256(receipt))  # nothing leaves unless the meters commit with the entry
+        "request_digest": _digest(ctx, body.elements), "output_digest": _digest(ctx, out)})
+    _metered(ctx, ev, allowed, _digest(ctx, receipt))  # nothing leaves unless the meters commit with the entry
     return MembersOut(elements=_b64(out), receipt=receipt)
 
 
@@ -360,7 +360,7 @@ def anonymous_info(ctx: AppContext, p: Principal, name: str, agreement_id: str |
 
 def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBody, ev: AuditEvent) -> AnonCheckOut:
     """One anonymous check: labels only the bank can open for its own subject, metered per bucket."""
-    consent = _sha256(body.consent_ref)
+    consent = _digest(ctx, body.consent_ref)
     ev.details.update(consent_digest=consent)
     product, ds, vetted, setup = _anon_setup(ctx, name, ev, min_bucket(ctx, p, body.agreement_id))
     if body.bucket_bits != setup.bits or body.bucket >= (1 << setup.bits):
@@ -392,8 +392,8 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
         "kind": "verification.anonymous", "product": product.name, "agreement_id": body.agreement_id,
         "bucket_hash": bucket_hash, "bucket_size": len(members), "params_digest": params_digest,
         "consent_digest": consent, "dataset_fingerprint": ds.fingerprint, "aad": aad,
-        "answer_digest": _sha256(answer.evaluated + answer.labels)})
-    _metered(ctx, ev, allowed, _sha256(receipt))  # nothing leaves unless the meters commit with the entry
+        "answer_digest": _digest(ctx, answer.evaluated + answer.labels)})
+    _metered(ctx, ev, allowed, _digest(ctx, receipt))  # nothing leaves unless the meters commit with the entry
     return AnonCheckOut(evaluated=_b64(answer.evaluated), labels=_b64(answer.labels), aad=aad,
                         bucket_size=len(members), receipt=receipt)
 
@@ -442,4 +442,4 @@ def read_bank_receipt(ctx: AppContext, p: Principal, receipt: str) -> dict[str, 
         raise DomainError(POLICY_DENIED, "that receipt was not issued under an agreement you hold",
                           [{"field": "receipt", "reason": "receipt.not_yours"}])
     shown = [(k, claims[k]) for k in RECEIPT_SHOWN if k in claims]
-    return {"claims": shown, "digest": _sha256(receipt)}
+    return {"claims": shown, "digest": _digest(ctx, receipt)}

@@ -2,31 +2,31 @@
 
 The payload names what was answered (product or dataset, agreement, hashed subject(s), digests of the
 parameters, consent reference and ciphertexts, the result where the service knows it) and when; the signature is
-Ed25519 by the service key (`GET /audit/public-key`) over ``veilbox-receipt|v1|`` + payload.
-`veilbox.bank.verify_receipt` checks one offline; `read_receipt` checks one here (the console's receipt reader).
+the service key's (`GET /audit/public-key`: Ed25519 in the ``intl`` suite, SM2 in ``sm``, `cryptosuite`) over
+``veilbox-receipt|v1|`` + payload, and the digests are the suite's (``sha256:`` or ``sm3:``).
+`veilbox.bank.verify_receipt` checks one offline, learning the algorithm from the published key; `read_receipt`
+checks one here (the console's receipt reader).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import json
 import secrets
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-
 from gateway.context import AppContext
 
-__all__ = ["RECEIPT_PREFIX", "issue_receipt", "read_receipt", "sha256"]
+__all__ = ["RECEIPT_PREFIX", "digest", "issue_receipt", "read_receipt"]
 
 RECEIPT_PREFIX = b"veilbox-receipt|v1|"
 
 
-def sha256(data: str | bytes) -> str:
-    """``sha256:<hex>`` of ``data`` (text as UTF-8): the digests audit entries and receipts carry."""
-    return "sha256:" + hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+def digest(ctx: AppContext, data: str | bytes) -> str:
+    """``<hash>:<hex>`` of ``data`` (text as UTF-8) with the home's suite (``sha256:`` or ``sm3:``): the digests
+    audit entries and receipts carry."""
+    return ctx.keys.suite.digest(data.encode() if isinstance(data, str) else data)
 
 
 def _b64url(data: bytes) -> str:
@@ -44,14 +44,15 @@ def issue_receipt(ctx: AppContext, claims: dict[str, Any]) -> str:
 
 
 def read_receipt(ctx: AppContext, receipt: str) -> dict[str, Any] | None:
-    """The claims of a receipt this service signed (the ``vbr1`` tag and the Ed25519 signature checked), else
-    ``None``."""
+    """The claims of a receipt this service signed (the ``vbr1`` tag and the service key's signature checked),
+    else ``None``."""
     try:
         tag, payload_b64, sig_b64 = receipt.split(".")
         payload, signature = (base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)) for x in (payload_b64, sig_b64))
-        ctx.keys.public.verify(signature, RECEIPT_PREFIX + payload)
+        if not ctx.keys.public.verify(RECEIPT_PREFIX + payload, signature):
+            return None
         claims = json.loads(payload)
-    except (ValueError, InvalidSignature):
+    except ValueError:
         return None
     if tag != "vbr1" or not isinstance(claims, dict):
         return None

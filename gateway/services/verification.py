@@ -40,7 +40,7 @@ from gateway.journal import Journal, request_entry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
-from gateway.services.receipts import issue_receipt, sha256
+from gateway.services.receipts import digest, issue_receipt
 from mpc.he import SignBounds, evaluate_masked_sign_with, load_sign_context
 from policies import Action
 from policies import quotas as policy_quotas
@@ -196,7 +196,7 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
     """One plain check (API and console): vet, canonicalise, authorize and meter, run on the locked worker, sign
     a receipt. The subject's canonical spelling is what is matched, metered, hashed, audited and signed; a
     malformed subject or parameter is refused before anything is metered."""
-    consent = sha256(body.consent_ref)
+    consent = digest(ctx, body.consent_ref)
     ev.details.update(consent_digest=consent)
     product, ds, vetted = product_for_check(ctx, name, ev)
     subject = canonical_subject(vetted.subject_kind, body.subject)  # malformed subjects cost nothing
@@ -215,7 +215,7 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
         "kind": "verification", "product": product.name, "agreement_id": body.agreement_id,
         "subject_hash": subject_hash, "params_digest": params_digest, "consent_digest": consent,
         "dataset_fingerprint": ds.fingerprint, "result": result})
-    _answered(ctx, ev, sha256(receipt), lambda journal: allowed.consume(ctx.engine, journal))
+    _answered(ctx, ev, digest(ctx, receipt), lambda journal: allowed.consume(ctx.engine, journal))
     return {"result": result, "receipt": receipt}
 
 
@@ -242,8 +242,8 @@ def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: li
 def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedCheckBody,
                     ev: AuditEvent) -> dict[str, Any]:
     """Threshold checks for many subjects under the bank's BFV key (see the module docstring)."""
-    consent = sha256(body.consent_ref)
-    request_digest = sha256(body.context.encode() + b"|" + body.ciphertext.encode())
+    consent = digest(ctx, body.consent_ref)
+    request_digest = digest(ctx, body.context.encode() + b"|" + body.ciphertext.encode())
     ev.details.update(subjects=len(body.subjects), consent_digest=consent, request_digest=request_digest)
     product, ds, vetted = product_for_check(ctx, name, ev)
     threshold = vetted.threshold
@@ -265,7 +265,7 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
     bounds = SignBounds(*sign_box(threshold))
     # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
     # data read, result discarded) before any subject's allowance is used.
-    key = (p.name, "sign", repr(sign_box(threshold)), sha256(body.context))
+    key = (p.name, "sign", repr(sign_box(threshold)), digest(ctx, body.context))
     (public, plan), lock = ctx.caches.sign_contexts.get(key, lambda: load_sign_context(body.context, bounds))
     with lock:
         evaluate_masked_sign_with(public, plan, body.ciphertext, [bounds.value_min] * len(hashes), bounds)
@@ -277,10 +277,10 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
         out = evaluate_masked_sign_with(public, plan, body.ciphertext, values, bounds)
     receipt = issue_receipt(ctx, {
         "kind": "verification.encrypted", "product": product.name, "agreement_id": body.agreement_id,
-        "subjects": len(hashes), "subject_hashes_digest": sha256("\n".join(hashes)), "consent_digest": consent,
-        "request_digest": request_digest, "output_digest": sha256(out),
+        "subjects": len(hashes), "subject_hashes_digest": digest(ctx, "\n".join(hashes)), "consent_digest": consent,
+        "request_digest": request_digest, "output_digest": digest(ctx, out),
         "dataset_fingerprint": ds.fingerprint})
     param_hash = policies.params_digest(params)
-    _answered(ctx, ev, sha256(out),
+    _answered(ctx, ev, digest(ctx, out),
               lambda journal: _meter_subjects(ctx, p, body.agreement_id, hashes, param_hash, journal))
     return {"ciphertext": out, "receipt": receipt}

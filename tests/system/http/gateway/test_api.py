@@ -4,7 +4,10 @@ import json
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from gateway.audit import canonical
+from tests.conftest import BOTH_SUITES
 from veilbox.client import ApiError
 
 OWNER = "city-tax-bureau"  # the synthetic city lies in <import root>/city-tax-bureau/ (tests/conftest.py)
@@ -119,22 +122,39 @@ def test_audit_scope_by_role(service, tax_spec):
     assert codes(lambda: analyst.audit_verify()) == ("POLICY_DENIED", 403)
 
 
-def test_verify_and_export_over_http(service, tax_spec):
+@BOTH_SUITES
+def test_verify_and_export_over_http(service, tax_spec, crypto_suite):
     import io
 
     import pyarrow.parquet as pq
 
+    from cryptosuite import load_verify_key, suite_of
+
+    suite = suite_of(crypto_suite)
     reg = service.principal("regulator", "regulator")
     service.principal(OWNER, "owner").register_dataset(tax_spec)
     v = reg.audit_verify()
     assert v["ok"] and v["first_bad_seq"] is None
+    published = reg.audit_public_key()
+    assert (published["algorithm"], published["hash_alg"]) == (suite.signature_name, suite.hash_name)
+    key = load_verify_key(published["pem"])  # the algorithm is learnt from the published key alone
+    assert key.algorithm == suite.signature_name and service.ctx.audit.verify(public_key=published["pem"]).ok
+    assert len(v["head"]) == 64 and service.ctx.audit.entries(limit=1)[0][0]["hash"] == suite.hexdigest(
+        b"0" * 64 + b"\n" + canonical(service.ctx.audit.entries(limit=1)[0][0]))
+    other = suite_of("sm" if crypto_suite == "intl" else "intl").new_signing_key().public
+    assert not service.ctx.audit.verify(public_key=other).ok  # a head signed by another key is refused
+    with service.ctx.engine.begin() as c:  # a forged signed head: the chain is intact, the signature is not
+        sig = c.execute(text("SELECT signature FROM audit_head WHERE id=1")).scalar_one()
+        forged = sig[:-2] + ("00" if sig[-2:] != "00" else "01")
+        c.execute(text("UPDATE audit_head SET signature=:s WHERE id=1"), {"s": forged})
+    assert reg.audit_verify()["reason"] == "signed head is invalid"  # its own entry then re-signs the head
     table = pq.read_table(io.BytesIO(reg.audit_export()))
     assert table.num_rows >= v["entries"]
     with service.ctx.engine.begin() as c:
         c.exec_driver_sql("UPDATE audit_entries SET actor='mallory' WHERE seq=3")
     v = reg.audit_verify()
     assert not v["ok"] and v["first_bad_seq"] == 3
-    assert reg.audit_public_key()["algorithm"] == "ed25519"
+
 
 
 def test_entries_hold_no_raw_values(service, tax_spec, city_data):

@@ -9,6 +9,8 @@ import re
 
 import pytest
 
+from cryptosuite import suite_of
+from tests.conftest import BOTH_SUITES
 from veilbox import bank as bank_sdk
 from veilbox.client import ApiError
 
@@ -110,14 +112,21 @@ def test_unknown_subject_looks_like_a_no(world):
                  consent_ref="consent-001")[:2] == ("QUOTA_EXCEEDED", 429)
 
 
-def test_receipts_verify_and_tampering_is_detected(world):
+@BOTH_SUITES
+def test_receipts_verify_and_tampering_is_detected(world, crypto_suite):
+    suite = suite_of(crypto_suite)
     row = _some(world, 1)[0]
     r = world.bank.check("income_at_least", world.agreement["id"], row["person_id"], {"threshold": 1000},
                          consent_ref="consent-xyz")
     pem = world.bank.audit_public_key()["pem"]
-    claims = bank_sdk.verify_receipt(r["receipt"], pem)
+    claims = bank_sdk.verify_receipt(r["receipt"], pem)  # the SDK learns Ed25519 or SM2 from the key
     assert claims["product"] == "income_at_least" and claims["agreement_id"] == world.agreement["id"]
     assert claims["result"] is True and claims["subject_hash"].startswith("hs:")
+    assert claims["key_id"].startswith(suite.signature_name + ":")
+    assert claims["consent_digest"] == suite.digest(b"consent-xyz")  # digests are the suite's hash
+    other = suite_of("sm" if crypto_suite == "intl" else "intl").new_signing_key().public.pem
+    with pytest.raises(ValueError):  # a key of the other suite never verifies it
+        bank_sdk.verify_receipt(r["receipt"], other)
     assert row["person_id"] not in r["receipt"]
     tag, payload, sig = r["receipt"].split(".")
     forged = bank_sdk._unb64url(payload).replace(b'"result":true', b'"result":false')
