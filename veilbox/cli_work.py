@@ -171,8 +171,6 @@ def _answer_table(r: dict[str, Any]) -> Table:
     headers = [_("%(col)s (95%% interval)", col=c) if isinstance(bars.get(c), int | float) else c for c in cols]
     cost = r.get("cost") or {}
     caption = _("ε %(eps)s · suppressed groups %(n)s", eps=cost.get("epsilon", "?"), n=r.get("suppressed_groups", 0))
-    if r.get("output_digest"):
-        caption += f" · {r['output_digest']}"
     t = Table(*headers, caption=caption)
     for row in r["rows"]:
         cells = []
@@ -187,6 +185,12 @@ def _answer_table(r: dict[str, Any]) -> Table:
 
 
 SqlArg = Annotated[str, typer.Argument(help="the SQL (one SELECT over the agreement's datasets and columns)")]
+
+
+def _print_answer(r: dict[str, Any]) -> None:
+    base.out.print(_answer_table(r))
+    if r.get("output_digest"):
+        base.out.print(_("output digest: %(digest)s", digest=r["output_digest"]), soft_wrap=True)
 
 
 @query_app.command("preview")
@@ -204,7 +208,7 @@ def query_preview(
         return
     base.out.print(_("canonical SQL: %(sql)s", sql=pv["canonical_sql"]))
     base.out.print(_("cost ε=%(eps)s  expected ±95%%: %(err)s", eps=pv["cost"]["epsilon"], err=pv["expected_error"]))
-    base.out.print(_answer_table({**pv["mock_result"], "cost": pv["cost"], "output_digest": "mock"}))
+    base.out.print(_answer_table({**pv["mock_result"], "cost": pv["cost"]}))
 
 
 @query_app.command("run")
@@ -223,7 +227,7 @@ def query_run(
     elif base.wants_json(as_json):
         base.emit(r, True)
     elif r.get("state") == "released" and "rows" in r:
-        base.out.print(_answer_table(r))
+        _print_answer(r)
     else:
         base.out.print(base.fields_table(r))
         if r.get("state") == "pending_approval":
@@ -316,7 +320,17 @@ def job_review(
         base.emit(rv, True)
         return
     base.out.print(base.fields_table(rv["job"], title=rv["job"]["id"]))
-    rest = {k: v for k, v in rv.items() if k != "job"}
+    plan, mock = rv.get("plan") or {}, rv.get("mock") or {}
+    if plan.get("canonical_sql"):
+        base.out.print(_("canonical SQL: %(sql)s", sql=plan["canonical_sql"]), soft_wrap=True)
+    if plan.get("expected_error"):
+        base.out.print(_("expected ±95%%: %(err)s", err=plan["expected_error"]))
+    if isinstance(mock.get("mock_result"), dict):
+        base.out.print(_("the run on the mock (synthetic rows, never the data):"))
+        base.out.print(_answer_table({**mock["mock_result"], "cost": mock.get("cost") or plan.get("cost") or {}}))
+    rest = {k: v for k, v in rv.items() if k not in ("job", "plan", "mock")}
+    rest |= {f"plan.{k}": v for k, v in plan.items() if k not in ("canonical_sql", "expected_error")}
+    rest |= {f"mock.{k}": v for k, v in mock.items() if k not in ("canonical_sql", "mock_result", "cost")}
     if rest:
         base.out.print(base.fields_table(rest, title=_("review")))
     base.out.print(
@@ -389,7 +403,7 @@ def job_result(
         return
     result = res.get("result")
     if isinstance(result, dict) and "columns" in result and "rows" in result:
-        base.out.print(_answer_table(result))
+        _print_answer(result)
     else:
         base.out.print(base.fields_table(res, title=job_id))
 
