@@ -1,7 +1,13 @@
 """Banks' pages: plain verification checks (核验, exactly as ``POST /v1/verifications/{name}/check``, through
 `gateway.services.verification`), and PSI and anonymous checks (匿踪查询): the agreements granting them, the bank's
 history read from its own audit entries, and reading a receipt back (`gateway.services.psi`). Ids are blinded on
-the bank's machine, never typed here."""
+the bank's machine, never typed here.
+
+Encrypted checks (`verify_encrypted`) are encrypted with a key pair made on the bank's machine: the console, which
+runs no JavaScript and must never hold the bank's secret key, explains this and offers the SDK snippet to run them
+(a download). The checks page (`checks_page`) lists the bank's plain, encrypted and anonymous checks and its
+scores with their receipt digests (its own audit entries), and verifies a pasted receipt's signature
+(`read_any_receipt`)."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from pydantic import ValidationError
 
 import policies
 from catalog import products
-from catalog.errors import INVALID_REQUEST, DomainError
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from gateway import latency
 from gateway.console._web import (
     PAGE,
@@ -33,8 +39,10 @@ from gateway.console.sessions import Session
 from gateway.context import AppContext
 from gateway.services import audit as audit_service
 from gateway.services import psi as psi_service
+from gateway.services.receipts import digest, read_receipt
 from gateway.services.verification import CheckBody, check_answer
 from vocab.actions import AuditAction
+from vocab.i18n import _
 from vocab.roles import Role
 
 router = APIRouter(include_in_schema=False)
@@ -177,3 +185,135 @@ async def psi_receipt(request: Request) -> Response:
     read = psi_service.read_bank_receipt(ctx_of(request), session.principal, form.get("receipt", "").strip()[:20_000])
     ev.output_digest = read["digest"]
     return await _psi_render(request, session, form.get("since", ""), receipt=read)
+
+
+# --- checks, scoring and receipts -------------------------------------------------------------------------------
+
+CHECK_HISTORY = (("verify.check", "plain"), (AuditAction.CONSOLE_VERIFY_CHECK.value, "plain"),
+                 ("verify.check_encrypted", "encrypted"), ("verify.check_anonymous", "anonymous"),
+                 ("model.score", "scoring"))
+RECEIPT_CLAIMS = ("kind", "issued_at", "agreement_id", "product", "model_id", "dataset", "result", "subjects",
+                  "bank_ids", "epsilon", "size", "bucket_size", "consent_digest", "params_digest")
+
+
+def _check_history(ctx: AppContext, session: Session, ts_from: str) -> list[dict[str, Any]]:
+    """The bank's own answered checks and scores since ``ts_from``, newest first (its audit entries, read like the
+    audit page: `gateway.services.audit.page` scoped to the principal; at most `PAGE` of each kind)."""
+    rows: list[dict[str, Any]] = []
+    for action, kind in CHECK_HISTORY:
+        page = audit_service.page(ctx, session.principal, 0, PAGE,
+                                  {"action": action, "decision": "allow", "actor": session.principal.name,
+                                   "ts_from": ts_from})["entries"]
+        rows += [{**r, "details": _details(r), "kind": kind} for r in page if r.get("output_digest")]
+    return sorted(rows, key=lambda r: r["seq"], reverse=True)
+
+
+def read_any_receipt(ctx: AppContext, session: Session, receipt: str) -> dict[str, Any]:
+    """Any receipt this service signed (verification, encrypted check, score, PSI, anonymous check), after
+    checking the service key's signature (as `veilbox.bank.verify_receipt` does offline) and that it was issued under
+    an agreement the bank holds; its claims and digest (the history's receipt digest)."""
+    claims = read_receipt(ctx, receipt)
+    if claims is None:
+        raise DomainError(INVALID_REQUEST, _("That is not a receipt signed by this service (the signature does not "
+                                             "verify)."), [{"field": "receipt", "reason": "receipt.invalid"}])
+    ag = policies.load_agreement(ctx.engine, str(claims.get("agreement_id", "")))
+    if ag is None or ag.grantee != session.principal.name:
+        raise DomainError(POLICY_DENIED, _("That receipt was not issued under an agreement you hold."),
+                          [{"field": "receipt", "reason": "receipt.not_yours"}])
+    shown = [(k, claims[k]) for k in RECEIPT_CLAIMS if k in claims]
+    return {"claims": shown, "digest": digest(ctx, receipt)}
+
+
+async def _checks_render(request: Request, session: Session, since: str = "", **extra: Any) -> Response:
+    ctx = ctx_of(request)
+    try:
+        start = dt.date.fromisoformat(since.strip()) if since.strip() else None
+    except ValueError:
+        raise DomainError(INVALID_REQUEST, "since must be a date (YYYY-MM-DD)", [{"field": "since"}]) from None
+    start = start or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORY_DAYS)
+    rows = await in_thread(_check_history, ctx, session, f"{start.isoformat()}T00:00:00")
+    return render(request, "checks.html", session, since=start.isoformat(), history=rows, **extra)
+
+
+@router.get("/checks", name="console.checks")
+@guarded
+async def checks_page(request: Request, since: str = "") -> Response:
+    """The bank's checks (plain, encrypted, anonymous) and scores with their receipt digests, and a receipt
+    reader."""
+    session = await signed_in(request, Role.BANK)
+    return await _checks_render(request, session, since)
+
+
+@router.post("/checks/receipt", name="console.checks.receipt")
+@guarded
+async def checks_receipt(request: Request) -> Response:
+    """Verify a pasted receipt's signature and show its claims beside the history."""
+    ev = audit_event(request)
+    session = await signed_in(request, Role.BANK)
+    form = await posted_form(request, session)
+    read = await in_thread(read_any_receipt, ctx_of(request), session, form.get("receipt", "").strip()[:20_000])
+    ev.output_digest = read["digest"]
+    return await _checks_render(request, session, form.get("since", ""), receipt=read)
+
+
+SDK_SNIPPET = '''"""Encrypted threshold checks from the bank's machine (Veilbox SDK).
+
+The thresholds are encrypted here with a BFV key pair made on this machine; the service compares them with the
+owner's data under encryption and never sees a threshold or the secret key. Run:
+
+    pip install veilbox
+    VEILBOX_URL=%(url)s VEILBOX_TOKEN=<your token> python encrypted_check.py
+
+"""
+
+import os
+
+from veilbox import bank
+from veilbox.client import Client
+
+client = Client(os.environ["VEILBOX_URL"], os.environ["VEILBOX_TOKEN"])
+keys = bank.verification_keys()  # the secret key never leaves this process
+answers, receipt = bank.check_thresholds(
+    client, %(product)r, %(agreement)r,
+    subjects=["SUBJECT-1", "SUBJECT-2"],  # your subjects
+    thresholds=[5000, 8000],              # one integer threshold per subject, encrypted before it is sent
+    consent_ref="CONSENT-REF",
+    keys=keys,
+)
+print(answers)
+print(receipt)  # paste it on the console's Checks & receipts page to verify it, or bank.verify_receipt offline
+'''
+
+
+def _snippet(request: Request, product: str, agreement: str) -> str:
+    return SDK_SNIPPET % {"url": str(request.base_url).rstrip("/"), "product": product or "PRODUCT",
+                          "agreement": agreement or "AGREEMENT_ID"}
+
+
+@router.get("/verify/encrypted", name="console.verify.encrypted")
+@guarded
+async def verify_encrypted(request: Request, product: str = "", agreement: str = "") -> Response:
+    """Encrypted checks: why they run on the bank's side, and the SDK snippet to run them."""
+    session = await signed_in(request, Role.BANK)
+    ctx = ctx_of(request)
+
+    def load() -> dict[str, Any]:
+        prods = [p.public() for p in products.list_products(ctx.engine)]
+        ags = [a.public() for a in policies.list_agreements(ctx.engine, session_actor(session), state="active")
+               if "verify" in a.document.job_kinds and a.grantee == session.principal.name]
+        return {"products": [p for p in prods if p.get("encrypted_form")], "agreements": ags}
+
+    data = await in_thread(load)
+    chosen_product = product or (data["products"][0]["name"] if data["products"] else "")
+    chosen_ag = agreement or (data["agreements"][0]["id"] if data["agreements"] else "")
+    return render(request, "verify_encrypted.html", session, snippet=_snippet(request, chosen_product, chosen_ag),
+                  product=chosen_product, agreement=chosen_ag, **data)
+
+
+@router.get("/verify/encrypted_check.py", name="console.verify.sdk")
+@guarded
+async def verify_sdk(request: Request, product: str = "", agreement: str = "") -> Response:
+    """The SDK snippet as a file to download (nothing secret: the keys are made on the bank's machine)."""
+    await signed_in(request, Role.BANK)
+    return Response(_snippet(request, product[:100], agreement[:64]), media_type="text/x-python; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="encrypted_check.py"'})
