@@ -298,7 +298,11 @@ class QueryHandler:
         name = qp.query.table.name
         cols = tuple(sorted(qp.query.columns - {qp.query.table.id_column}))
         return Plan(datasets=(name,), columns={name: cols}, cost=Budget(eps, delta),
-                    summary={"canonical_sql": qp.canonical_sql, "expected_error": qp.expected_error()})
+                    summary={"canonical_sql": qp.canonical_sql, "expected_error": qp.expected_error(),
+                             # what each error figure is of, for the owner's review in plain words
+                             "aggregates": {o.name: qp.query.aggregates[o.index].func
+                                            for o in qp.query.outputs if o.kind == "agg"},
+                             "min_group_units": qp.min_group_units})
 
     def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
                env: JobEnv) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from gateway.console._web import (
 )
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import agreement_entry, check_grantee
+from vocab.i18n import _
 from vocab.jobs import JobKind
 from vocab.roles import ANALYSTS, Role
 
@@ -82,6 +83,58 @@ def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
         "quotas": {"calls_per_day": num("calls_per_day", "1000")},
     }
     return doc
+
+
+def _num(x: float) -> str:
+    """A figure for people: two significant digits, thousands separated."""
+    if abs(x) >= 100:
+        return f"{round(x):,}"
+    return f"{float(f'{x:.2g}'):g}"
+
+
+def owner_review(ctx: Any, actor: policies.Actor, job: Any, review: dict[str, Any]) -> dict[str, Any]:
+    """The owner's review of a pending job in plain words: the columns read, the agreement's ε now and after this
+    job, and the accuracy of each aggregate. The plan's ``expected_error`` of an average is stated for the smallest
+    group the release allows (``min_group_units``, with the column's bounds as worst case), which beside the mock's
+    means reads as a useless answer (± 1.8 million on averages of about 100,000); an average's error shrinks with
+    its group's size, so it is stated here for the groups this query will have: the dataset's rows (known to its
+    owner) over the groups of the answer on the mock, and for the smallest releasable group as the worst case.
+    A count's or a sum's error does not depend on the group's size (the noise is added once per group)."""
+    plan = review.get("plan") or {}
+    out: dict[str, Any] = {"columns": plan.get("columns") or {}, "accuracy": []}
+    try:
+        status = policies.read_budget(ctx.engine, actor, job.agreement_id)
+        now = status.remaining.epsilon
+        out["eps_now"], out["eps_after"] = f"{float(now):g}", f"{float(now - job.cost.epsilon):g}"
+    except DomainError:
+        pass
+    errors, funcs = plan.get("expected_error") or {}, plan.get("aggregates") or {}
+    smallest = max(int(plan.get("min_group_units") or 1), 1)
+    mock = (review.get("mock") or {}).get("mock_result") if isinstance(review.get("mock"), dict) else None
+    groups = max(len((mock or {}).get("rows") or []), 1)
+    rows = sum((d.rows or 0) for d in (registry.get(ctx.engine, n) for n in plan.get("datasets") or []) if d)
+    typical = max(rows // groups, 1) if rows else None
+    for col, hw in errors.items():
+        if not isinstance(hw, int | float):
+            continue
+        func = funcs.get(col)
+        if func == "avg" and typical:
+            text = _("%(col)s: ± %(hw)s on the average of a group of about %(n)s (this dataset's %(rows)s rows over "
+                     "the %(g)s groups of the answer on the mock), with 95 %% confidence; at worst ± %(worst)s, for "
+                     "the smallest group that can be released (%(min)s)", col=col, hw=_num(hw * smallest / typical),
+                     n=f"{typical:,}", rows=f"{rows:,}", g=groups, worst=_num(hw), min=smallest)
+        elif func == "avg":
+            text = _("%(col)s: ± %(worst)s on the average of the smallest group that can be released (%(min)s), "
+                     "less in proportion for bigger groups, with 95 %% confidence", col=col, worst=_num(hw),
+                     min=smallest)
+        elif func == "count":
+            text = _("%(col)s: ± %(hw)s on each count, whatever the group's size, with 95 %% confidence", col=col,
+                     hw=_num(hw))
+        else:
+            text = _("%(col)s: ± %(hw)s on each total, whatever the group's size, with 95 %% confidence", col=col,
+                     hw=_num(hw))
+        out["accuracy"].append(text)
+    return out
 
 
 @router.get("/agreements/{agreement_id}/confirm/{action}", name="console.agreement.confirm")

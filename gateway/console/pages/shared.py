@@ -34,6 +34,7 @@ from gateway.console._web import (
     sign_in_page,
     signed_in,
 )
+from gateway.console.pages import owner as owner_pages
 from gateway.console.sessions import same_token
 from gateway.services import jobs as jobflow
 from gateway.services import psi as psi_service
@@ -218,6 +219,7 @@ async def job(request: Request, job_id: str) -> Response:
         out: dict[str, Any] = {"job": j, "review": None, "result": None}
         if session.principal.role == Role.OWNER:
             out["review"] = jobflow.review_job(ctx, actor, job_id)
+            out["plain"] = owner_pages.owner_review(ctx, actor, j, out["review"])
         if j.state.value == "released":
             try:
                 out["result"] = jobflow.job_result(ctx, actor, job_id)

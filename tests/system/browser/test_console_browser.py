@@ -62,7 +62,7 @@ def test_owner_approves_and_regulator_traces_it(browser: Any, console: Any) -> N
     owner.get_by_role("link", name=console.job_id).click()
     job = console.parties.owner.job(console.job_id)
     assert owner.locator("#spec-hash").inner_text() == job["spec_hash"]
-    assert owner.get_by_label("result on the mock data").is_visible()
+    assert owner.locator("#plain-review").is_visible() and owner.locator("#mock-table").is_visible()
     _shot(owner, "owner-review")
     owner.get_by_role("button", name="Approve this exact job").click()
     owner.wait_for_url(f"**/console/jobs/{console.job_id}")
