@@ -138,11 +138,24 @@ class Sealer:
     def suite(self) -> Suite:
         return suite_of(self.suite_name)
 
-    def for_files(self, *paths: Path) -> Sealer:
-        """A sealer that can open exactly ``paths`` (those sealed) and nothing else: their data keys fetched now
-        (`GivenKeys`), for a process that reads them later without the key service."""
+    def for_files(self, *paths: Path, write: tuple[str, ...] = ()) -> Sealer:
+        """A sealer that can open exactly ``paths`` (those sealed) and seal under the object ids ``write`` (their
+        keys created here if need be: `key_for`), nothing else: the keys fetched now (`GivenKeys`), for a process
+        that works later without the key service (the training child)."""
         ids = {key_id_of(p) for p in paths if is_sealed(p)}
-        return Sealer(self.suite_name, GivenKeys({i: self.keys.data_key(i) for i in ids}))
+        given = {i: self.keys.data_key(i) for i in ids} | {i: self.key_for(i) for i in write}
+        return Sealer(self.suite_name, GivenKeys(given))
+
+    def key_for(self, object_id: str) -> bytes:
+        """``object_id``'s data key, created on first use (a retried job seals under the key of its first try)."""
+        try:
+            return self.keys.data_key(object_id)
+        except LookupError:
+            pass
+        try:
+            return self.keys.new_data_key(object_id)
+        except Exception:  # created meanwhile by a racing caller (ALREADY_EXISTS): read it
+            return self.keys.data_key(object_id)
 
     def _aead_key(self, suite: Suite, data_key: bytes) -> bytes:
         return suite.hmac(data_key, _KDF_LABEL)[: suite.aead_key_size]

@@ -25,6 +25,7 @@ from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract.datasets import DATASET_EXAMPLE, Dataset, MockTable
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.journal import request_entry
+from gateway.sealing import sealer_of
 from gateway.services.datasets import public_view
 
 router = APIRouter(tags=["datasets"])
@@ -51,7 +52,7 @@ async def register(spec: DatasetSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict
     try:
         reg = await run_in_threadpool(registry.register, ctx.engine, spec, owner.name, s.data_dir,
                                       s.owner_import_dirs(owner.name), s.max_source_bytes, s.hash_alg,
-                                      journal=request_entry(ctx.audit, ev, registered))
+                                      journal=request_entry(ctx.audit, ev, registered), sealer=sealer_of(ctx))
     except DomainError as e:
         reasons = [d["reason"] for d in e.details if isinstance(d.get("reason"), str)]
         if reasons:

@@ -77,6 +77,7 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.journal import Journal, both, refusal, request_entry, system_entry
+from gateway.sealing import sealer_of
 from gateway.services.agreements import note_expiry
 from gateway.services.leases import WORKER, Heartbeat, process_id
 from policies import Action, Actor, Job, JobState, ledger
@@ -116,13 +117,14 @@ def runtime(ctx: AppContext) -> Runtime:
     with _runtime_lock:
         if ctx.runtime is None:
             s = ctx.settings
+            sealer = sealer_of(ctx)  # the registered copies are sealed at rest (catalog.sealed)
             engines = QueryEngines(threads=s.engine_threads, memory_limit=s.engine_memory,
                                    timeout_s=s.query_timeout_s, per_dataset=s.engines_per_dataset,
-                                   wait_s=s.engine_wait_s, spark_master=s.spark_master)
+                                   wait_s=s.engine_wait_s, spark_master=s.spark_master, sealer=sealer)
             s.work_dir.mkdir(parents=True, exist_ok=True)
             env = JobEnv(data_dir=s.data_dir, models_dir=s.models_dir, work_dir=s.work_dir,
                          threads=s.engine_threads, memory_limit=s.engine_memory, timeout_s=s.job_timeout_s,
-                         query_engines=engines,
+                         query_engines=engines, sealer=sealer,
                          extra={"latency_bucket_ms": s.latency_bucket_ms, "max_sql_chars": s.max_sql_chars})
             ctx.runtime = Runtime(engines, env)
         rt: Runtime = ctx.runtime

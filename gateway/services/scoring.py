@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,10 +25,12 @@ import policies
 from catalog import models as model_registry
 from catalog.errors import INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError, not_found
 from catalog.models import ModelRecord
+from catalog.sealed import SealedError, readable_path
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.journal import request_entry
+from gateway.sealing import sealer_of
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from mpc.he import (
@@ -79,13 +80,17 @@ def _load_linear_model(ctx: AppContext, m: ModelRecord) -> LinearModel:
     if not path.is_relative_to(root) or not path.is_file():
         raise DomainError(INTERNAL, "model weights unavailable")
     expected = (m.card.get("weights") or {}).get("sha256") if isinstance(m.card, dict) else None
-    if isinstance(expected, str):
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
-        if expected.removeprefix("sha256:") != actual:
-            raise DomainError(INTERNAL, "model weights do not match the card")
-    try:
-        w, b, names = load_linear_weights(Path(path))
-    except DomainError:
+    try:  # weights sealed at rest are decrypted into this process's memory only (catalog.sealed)
+        with readable_path(path, sealer_of(ctx)) as readable:
+            if isinstance(expected, str):
+                actual = hashlib.sha256(readable.read_bytes()).hexdigest()
+                if expected.removeprefix("sha256:") != actual:
+                    raise DomainError(INTERNAL, "model weights do not match the card")
+            try:
+                w, b, names = load_linear_weights(readable)
+            except DomainError:
+                raise DomainError(INTERNAL, "model weights unreadable") from None
+    except SealedError:  # its data key destroyed, or the file tampered with
         raise DomainError(INTERNAL, "model weights unreadable") from None
     width = m.card.get("input_width") if isinstance(m.card, dict) else None
     if isinstance(width, int) and width != len(names):

@@ -285,7 +285,11 @@ class CodeHandler:
         out_dir = Path(env.models_dir) / job.id
         out_dir.mkdir(parents=True, exist_ok=True)
         weights = out_dir / WEIGHTS_FILE
-        atomic_write_bytes(weights, outcome.output_bytes)  # fsynced before the job's output row commits
+        if env.sealer is not None:  # sealed at rest under the model's own data key (catalog.sealed)
+            env.sealer.key_for(f"model:{job.id}")
+            env.sealer.write_file(weights, f"model:{job.id}", outcome.output_bytes)
+        else:
+            atomic_write_bytes(weights, outcome.output_bytes)  # fsynced before the job's output row commits
         card = {
             "card_version": 1,
             "model": "custom_code",

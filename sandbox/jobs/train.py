@@ -126,12 +126,12 @@ def _mp() -> Any:
 
 
 def _train_in_child(conn: Connection, spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
-                    limits: ResourceLimits, sealer: Sealer | None = None) -> None:
+                    limits: ResourceLimits, sealer: Sealer | None = None, model_key: str | None = None) -> None:
     """Runs in the child: train, then send ``("ok", weights, card_json, digest)`` or ``("error", code, stage)``."""
     from sandbox.train import train
 
     try:
-        res = train(spec, plan, dataset, out_dir, limits=limits, sealer=sealer)
+        res = train(spec, plan, dataset, out_dir, limits=limits, sealer=sealer, model_key=model_key)
         conn.send(("ok", str(res.weights_path), res.card.canonical_json().decode(), res.output_digest))
     except DomainError as e:
         stage = next((str(d["stage"]) for d in e.details if isinstance(d, dict) and "stage" in d), None)
@@ -234,9 +234,13 @@ class TrainHandler:
         ok = answered = False
         try:
             try:
-                # the child gets the dataset's data key only (sealed at rest), over its pipe, never on disk
-                reader = None if env.sealer is None else env.sealer.for_files(Path(p.dataset.path))
-                proc = self._start(_train_in_child, (send, p.spec, p.plan, p.dataset, out_dir, limits, reader))
+                # the child gets two data keys only, the dataset's and the model's (files sealed at rest,
+                # catalog.sealed), over its pipe, never on disk
+                model_key = None if env.sealer is None else f"model:{out_dir.name}"
+                keys = None if env.sealer is None else env.sealer.for_files(
+                    Path(p.dataset.path), write=(f"model:{out_dir.name}",))
+                proc = self._start(_train_in_child, (send, p.spec, p.plan, p.dataset, out_dir, limits, keys,
+                                                     model_key))
             except Exception:  # no child, so nothing read: the one refunded failure of a run
                 raise JobFailed(BEFORE_READ, "the training process could not be started", before_read=True,
                                 cause="train.unavailable") from None

@@ -69,7 +69,7 @@ from sandbox.train.metrics import release_metrics
 from sandbox.train.plan import TrainingPlan
 from sandbox.train.spec import TrainSpec, structural_problems
 from sandbox.train.standardise import Standardisation, dp_standardisation
-from sandbox.train.weights import save_weights
+from sandbox.train.weights import save_weights, weights_bytes
 
 __all__ = ["ProgressFn", "TrainingResult", "train"]
 
@@ -230,13 +230,15 @@ def _software() -> dict[str, str]:
 
 def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
           progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None,
-          sealer: Sealer | None = None) -> TrainingResult:
+          sealer: Sealer | None = None, model_key: str | None = None) -> TrainingResult:
     """Train ``spec`` on ``dataset`` exactly as ``plan`` says; write weights and card into ``out_dir``.
 
     ``plan`` must come from `plan_training` for this very spec (checked by hash); the gateway has charged
     ``plan.cost`` already. ``progress(done_steps, total_steps)`` is called about every 1 % of the steps; a
     `DomainError` raised from it aborts the run and propagates unchanged (any other exception becomes the
     scrubbed ``INTERNAL``). ``out_dir`` should be private to this job: on failure its model files are removed.
+    ``sealer`` opens a dataset sealed at rest; with ``model_key`` as well, the weights and the card are written
+    only sealed under that object id's data key (`catalog.sealed`); the digests stay over their plaintext.
     """
     if plan.spec_sha256 != spec.sha256():
         raise DomainError(INVALID_REQUEST, "the training plan was made for a different spec")
@@ -264,9 +266,14 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
             metrics = release_metrics(_logits(fitted.model, held_out.x), held_out.y, plan.metrics_epsilon)
         stage = "write"
         out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(weights_path) as tmp:  # fsynced and renamed before the job's row commits
-            save_weights(tensors_of(fitted.model), tmp, spec.model, encoding.feature_names)
-        weights_bytes = weights_path.read_bytes()
+        seal = sealer if sealer is not None and model_key is not None else None
+        if seal is not None and model_key is not None:  # fsynced and renamed before the job's row commits
+            weights_data = weights_bytes(tensors_of(fitted.model), spec.model, encoding.feature_names)
+            seal.write_file(weights_path, model_key, weights_data)
+        else:
+            with atomic_path(weights_path) as tmp:  # fsynced and renamed before the job's row commits
+                save_weights(tensors_of(fitted.model), tmp, spec.model, encoding.feature_names)
+            weights_data = weights_path.read_bytes()
         card = ModelCard(
             model=spec.model,
             hidden=spec.hidden_units,
@@ -310,15 +317,18 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
                              split="train: ids whose salted md5 is not 0 mod 5; held out: the rest"),),
             metrics=metrics,
             weights=WeightsRef(file=WEIGHTS_FILE, format="safetensors",
-                               sha256="sha256:" + hashlib.sha256(weights_bytes).hexdigest()),
+                               sha256="sha256:" + hashlib.sha256(weights_data).hexdigest()),
             model_extraction_bound=extraction_bound(spec.model, encoding.width, spec.hidden_units),
             limits=LIMITS,
             warnings=plan.warnings,
             software=_software(),
         )
         card_bytes = card.canonical_json()
-        atomic_write_bytes(card_path, card_bytes)
-        digest = "sha256:" + hashlib.sha256(weights_bytes + card_bytes).hexdigest()
+        if seal is not None and model_key is not None:
+            seal.write_file(card_path, model_key, card_bytes)
+        else:
+            atomic_write_bytes(card_path, card_bytes)
+        digest = "sha256:" + hashlib.sha256(weights_data + card_bytes).hexdigest()
         return TrainingResult(weights_path=weights_path, card=card, output_digest=digest)
     except BaseException as e:
         for f in (weights_path, card_path):

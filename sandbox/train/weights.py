@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import save, save_file
 
 from catalog.errors import invalid
 
-__all__ = ["FORMAT", "load_linear_weights", "read_metadata", "save_weights"]
+__all__ = ["FORMAT", "load_linear_weights", "read_metadata", "save_weights", "weights_bytes"]
 
 FORMAT = "veilbox.dp_model"
 VERSION = "1"
@@ -29,6 +29,13 @@ def save_weights(tensors: dict[str, np.ndarray], path: Path, model: str, feature
     arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
     meta = {"format": FORMAT, "version": VERSION, "model": model, "feature_names": json.dumps(feature_names)}
     save_file(arrays, str(path), metadata=meta)
+
+
+def weights_bytes(tensors: dict[str, np.ndarray], model: str, feature_names: list[str]) -> bytes:
+    """What `save_weights` writes, as bytes in memory (sealed at rest by the caller: `catalog.sealed`)."""
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items()}
+    meta = {"format": FORMAT, "version": VERSION, "model": model, "feature_names": json.dumps(feature_names)}
+    return save(arrays, metadata=meta)
 
 
 def read_metadata(path: Path) -> dict[str, str]:
