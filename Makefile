@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java cluster-test font messages
+.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java cluster-test font messages softhsm
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,13 @@ messages: $(STAMP_DEV)
 	$(VENV)/bin/pybabel update -i vocab/locale/messages.pot -d vocab/locale -l zh_CN --no-fuzzy-matching \
 	  --ignore-obsolete --no-wrap
 
+# The PKCS#11 master-key provider is tested against a real software token: SoftHSM2 (Debian `softhsm2`); install it
+# when missing (tests/unit/catalog/test_keyring_pkcs11.py skips without it, except in CI).
+softhsm:
+	@command -v softhsm2-util >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
+	  else echo "softhsm2 missing: the PKCS#11 master-key test will be skipped"; fi; }
+
 # The custom-code runner isolates user code with bubblewrap (Debian package `bubblewrap`); install it when missing.
 sandbox-deps:
 	@command -v bwrap >/dev/null 2>&1 || { \
@@ -86,7 +93,7 @@ java:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
 	  else echo "java missing: the Spark engine tests will be skipped"; fi; }
 
-test: $(STAMP_DEV) sandbox-deps browser postgres java font
+test: $(STAMP_DEV) sandbox-deps browser postgres java font softhsm
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 --durations=30 $(PYTEST_ARGS)
 

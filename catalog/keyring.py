@@ -318,9 +318,9 @@ class Pkcs11Provider:
             ) from None
 
     def _params(self, nonce: bytes, key_id: str) -> Any:
-        from pkcs11.mechanisms import Mechanism
+        from pkcs11.mechanisms import GCMParams, Mechanism
 
-        return Mechanism.AES_GCM, (nonce, _aad(key_id), 128)
+        return Mechanism.AES_GCM, GCMParams(nonce, _aad(key_id), 128)
 
     def wrap(self, key_id: str, plaintext_key: bytes) -> bytes:
         nonce = os.urandom(_NONCE)

@@ -16,15 +16,20 @@ Production names its master key explicitly (docs/deploy.md, "Key handling").
 A process that finds no master key, or one that does not unwrap the home's keys, refuses to start with a
 `catalog.keyring.MasterKeyError` naming the reason (``master_key.missing``, ``master_key.wrong``,
 ``master_key.unsafe``, ``master_key.unavailable``) and what to set: it fails closed, never with fresh keys.
+
+Rotation (`veilbox keys rotate`: `new_provider`, `rotate`) re-wraps every key under a new master key in one
+transaction, audited (``keys.rotate``); no data is re-encrypted and the old master key is no longer needed.
+`destroy_data_key` crypto-shreds one object (``keys.destroy``); `status` is what `veilbox keys status` prints.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from catalog.keyring import (
     EnvProvider,
@@ -36,8 +41,16 @@ from catalog.keyring import (
     create_key_file,
     default_key_file,
 )
+from gateway.audit import AuditEvent
+from vocab.actions import AuditAction
+from vocab.roles import SYSTEM
 
-__all__ = ["HOW_TO", "MasterKeySettings", "open_keyring", "provider"]
+if TYPE_CHECKING:
+    from gateway.context import AppContext
+
+__all__ = [
+    "HOW_TO", "MasterKeySettings", "destroy_data_key", "new_provider", "open_keyring", "provider", "rotate", "status",
+]
 
 HOW_TO = ("set VEILBOX_MASTER_KEY_FILE (a 0600 key file outside the home), VEILBOX_MASTER_KEY (base64 of 32 "
           "bytes) or VEILBOX_PKCS11_MODULE (with VEILBOX_PKCS11_TOKEN_LABEL, VEILBOX_PKCS11_PIN, "
@@ -97,3 +110,53 @@ def open_keyring(home: Path, engine: Engine, create: bool = False) -> Keyring:
                                  f"unwrap this home's keys, wrapped by {', '.join(status['wrapped_by'])}; "
                                  f"{HOW_TO}") from e
     return keyring
+
+
+def new_provider(home: Path, *, to_file: Path | None = None, to_env: str | None = None,
+                 to_pkcs11: str | None = None, token_label: str = "veilbox", pin: str = "",  # noqa: S107
+                 key_label: str = "veilbox-master") -> MasterKeyProvider:
+    """The master key to rotate to (exactly one kind): a key file outside the home (created, mode 0600, when it
+    does not exist), the base64 value of a new environment key, or a PKCS#11 token's AES key (generated in the
+    token when it has none under ``key_label``)."""
+    if sum(x is not None for x in (to_file, to_env, to_pkcs11)) != 1:
+        raise ValueError("name exactly one new master key")
+    if to_file is not None:
+        if not to_file.exists():
+            create_key_file(to_file, home)
+        return FileProvider(to_file, home)
+    if to_env is not None:
+        return EnvProvider(to_env)
+    assert to_pkcs11 is not None
+    return Pkcs11Provider(to_pkcs11, token_label, pin, key_label, create=True)
+
+
+def rotate(ctx: AppContext, new: MasterKeyProvider, actor: str = "system") -> dict[str, Any]:
+    """Re-wrap every key of ``ctx``'s home under ``new`` (`catalog.keyring.Keyring.rewrap_all`: one transaction,
+    no data re-encrypted), audited as ``keys.rotate`` in that transaction. Afterwards only ``new`` opens the home:
+    set it for every process and restart them; the old master key is no longer needed."""
+    old, count = ctx.keyring.provider.describe(), ctx.keyring.count()
+    if new.describe() == old:
+        raise MasterKeyError("master_key.unsafe", "the new master key is the current one")
+
+    def journal(conn: Connection) -> None:
+        ctx.audit.append_in(conn, AuditEvent(actor=actor, role=SYSTEM, action=AuditAction.KEYS_ROTATE,
+                                             details={"from": old, "to": new.describe(), "keys": count}))
+
+    n = ctx.keyring.rewrap_all(new, journal=journal)
+    return {"from": old, "to": new.describe(), "rewrapped": n}
+
+
+def destroy_data_key(ctx: AppContext, object_id: str, actor: str, role: str, dataset: str | None = None) -> bool:
+    """Crypto-shred ``object_id``: delete its wrapped data key, audited as ``keys.destroy`` in the same transaction
+    (``dataset`` names the dataset it protected, so its owner reads the entry). Returns whether it had a key."""
+
+    def journal(conn: Connection) -> None:
+        ctx.audit.append_in(conn, AuditEvent(actor=actor, role=role, action=AuditAction.KEY_DESTROY,
+                                             dataset=dataset, details={"object": object_id}))
+
+    return ctx.keyring.destroy(object_id, journal=journal)
+
+
+def status(ctx: AppContext) -> dict[str, Any]:
+    """The provider, how many keys it wraps (by kind) and which providers wrapped them; never a key."""
+    return ctx.keyring.status()

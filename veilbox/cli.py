@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from veilbox import cli_audit, cli_he, cli_profile, cli_psi, cli_work
+from veilbox import cli_audit, cli_he, cli_keys, cli_profile, cli_psi, cli_work
 from veilbox._cli_common import (
     EXIT_NOT_READY,
     AgreementOpt,
@@ -647,6 +647,7 @@ cli_psi.register(app, verify_app)
 cli_he.register(cli_work.model_app, verify_app)
 cli_audit.register(audit_app)
 cli_profile.register(app)
+cli_keys.register(app)
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ class AuditAction(StrEnum):
     CONSOLE_VERIFY_CHECK = "console.verify.check"
     CONSOLE_PSI_RECEIPT = "console.psi.receipt"
     FILES_SWEEP = "files.sweep"
+    KEYS_ROTATE = "keys.rotate"
+    KEY_DESTROY = "keys.destroy"
     SECAGG_STAGE = "secagg.stage"
     SECAGG_ABORT = "secagg.abort"
     AUDIT_ANCHOR = "audit.anchor"
@@ -60,6 +62,8 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.CONSOLE_VERIFY_CHECK: "a plain verification check from the console (keyed subject hash only)",
         A.CONSOLE_PSI_RECEIPT: "a bank read one of its PSI or anonymous-check receipts in the console",
         A.FILES_SWEEP: "at start-up, temporary files a crashed writer left in the home were removed (count and names)",
+        A.KEYS_ROTATE: "the master key was rotated: every wrapped key re-wrapped (old and new provider, count)",
+        A.KEY_DESTROY: "a data key was destroyed (crypto-shredding): what it encrypted is unreadable for good",
         A.SECAGG_STAGE: "a secure-aggregation round's stage closed (all arrived, deadline or its opener), with counts",
         A.SECAGG_ABORT: "a secure-aggregation round aborted (deadline, below threshold, its opener): nothing released",
         A.AUDIT_ANCHOR: "one attempt to anchor the signed audit head (存证) at the configured sink: seq, hash, outcome",
