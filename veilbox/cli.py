@@ -163,11 +163,15 @@ def datagen(
 
 
 @app.command()
-def demo(home: HomeOpt = None, rows: Annotated[int, typer.Option(help="people to generate")] = 50_000) -> None:
+def demo(home: HomeOpt = None, rows: Annotated[int, typer.Option(help="people to generate")] = 50_000,
+         suite: Annotated[str, typer.Option(
+             help="cryptographic suite of the demo's home: intl or sm (SM3, SM2, SM4-GCM)")] = "intl") -> None:
     """Run the whole story end to end on synthetic data, over real HTTP, and print what happened."""
     from veilbox.demo import run_demo
 
-    run_demo(home, rows)
+    if suite not in ("intl", "sm"):
+        raise CliError(_("unknown suite %(suite)s", suite=suite), _("use --suite intl or --suite sm"), code=2)
+    run_demo(home, rows, suite)
 
 
 # -- principals -----------------------------------------------------------------------------------------

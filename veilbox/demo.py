@@ -205,7 +205,8 @@ def chapter_regulator(story: Story, home: Path | None = None) -> None:
                        + (f"; PDF at {home / f'report-{month}.pdf'}" if home is not None else ""))
 
 
-def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
+def run_demo(home: Path | None = None, rows: int = 50_000, suite: str = "intl") -> None:
+    """The whole story on a fresh home of the cryptographic suite ``suite`` (``intl`` or ``sm``: SM3, SM2, SM4)."""
     from catalog.datagen import generate
     from gateway.context import init_home, open_context
     from gateway.server import BackgroundServer
@@ -220,13 +221,13 @@ def run_demo(home: Path | None = None, rows: int = 50_000) -> None:
     home = _prepare_home(home)
     (home / MARKER).write_text("demo home; `veilbox demo --home` may wipe it\n")
     console.rule("[bold]Veilbox demo: usable but invisible (可用不可见)")
-    settings = Settings(home=home / "service", import_roots=[home / "incoming"])
+    settings = Settings(home=home / "service", import_roots=[home / "incoming"], suite=suite)
     with console.status(f"generating {rows} synthetic people…"):  # into the tax bureau's own import directory
         data = generate(settings.owner_import_dirs(DATA_OWNER)[0], rows=rows)
     admin_token = init_home(settings)
     ctx = open_context(settings)
     with BackgroundServer(ctx) as server:
-        console.print(f"gateway listening on {server.url} (home {settings.home})")
+        console.print(f"gateway listening on {server.url} (home {settings.home}, cryptographic suite {suite})")
         admin = Client(server.url, admin_token)
         story = Story(admin)
         chapter_setup(story)

@@ -20,9 +20,9 @@ PSI_KINDS = ["verify", "psi_size", "psi_members", "verify_anonymous"]
 
 
 @pytest.fixture
-def settings(tmp_path: Path, city_data: Any) -> Settings:
+def settings(tmp_path: Path, city_data: Any, crypto_suite: str) -> Settings:
     return Settings(home=tmp_path / "home", import_roots=[city_data.tax_income.parent.parent, tmp_path / "import"],
-                    latency_bucket_ms=0, checkpoint_every=5, env="test", anon_min_bucket=K)
+                    latency_bucket_ms=0, checkpoint_every=5, env="test", anon_min_bucket=K, suite=crypto_suite)
 
 
 @dataclass
