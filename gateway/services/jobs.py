@@ -374,11 +374,13 @@ def note_job(ev: AuditEvent, job: Job) -> None:
 
 
 def submit(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Mapping[str, Any], ev: AuditEvent, *,
-           purpose: str | None = None) -> Job:
+           purpose: str | None = None, job_id: str | None = None) -> Job:
     """``POST /jobs``: note the agreement's expiry, submit (`submit_job`), audit the job and its spec hash; a job
-    the agreement auto-approved is charged (ε, δ on the entry) and wakes the worker."""
+    the agreement auto-approved is charged (ε, δ on the entry) and wakes the worker. ``job_id`` (default: a fresh
+    one) names the job; a second submission under the same id fails on the job's primary key with nothing
+    metered or charged (the console's one-time form tokens rely on it)."""
     note_expiry(ctx, agreement_id)
-    job_id = policies.new_job_id()
+    job_id = job_id or policies.new_job_id()
 
     def prepare(conn: Connection, entry: AuditEvent) -> bool:  # the request's entry, in the submission's transaction
         _note_submitted(entry, job_in(conn, job_id))
