@@ -194,6 +194,7 @@ def build_world(home: Path, city_data: Generated) -> Iterator[FuzzWorld]:
             tokens[role] = admin.create_principal(name, role)["token"]
         for name in HOLDERS[1:]:
             admin.create_principal(name, "bank")
+        admin.create_principal("spare-bank", "bank")  # the principal the admin's changes are fuzzed on
         c = {r: Client(srv.url, t) for r, t in tokens.items()}
         tax_spec = json.loads(city_data.tax_income_spec.read_text())
         c["owner"].register_dataset(tax_spec)
@@ -253,6 +254,11 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
         ("GET", "/v1/principals"): [("admin", {}, {}, None)],
         ("POST", "/v1/principals"): [("admin", {}, {}, {"name": "new-bank", "role": "bank"})],
         ("GET", "/v1/principals/me"): [("bank", {}, {}, None)],
+        ("POST", "/v1/principals/{name}/disable"): [("admin", {"name": "spare-bank"}, {}, None)],
+        ("POST", "/v1/principals/{name}/enable"): [("admin", {"name": "spare-bank"}, {}, None)],
+        ("POST", "/v1/principals/{name}/rotate"): [("admin", {"name": "spare-bank"}, {}, None)],
+        ("POST", "/v1/principals/{name}/expiry"): [("admin", {"name": "spare-bank"}, {},
+                                                     {"expires_at": "2099-01-01T00:00:00Z"})],
         ("GET", "/v1/datasets"): [("operator", {}, {}, None)],
         ("POST", "/v1/datasets"): [("owner", {}, {}, {**tax_spec, "name": "tax_income_2"}),
                                    ("owner", {}, {}, {**tax_spec, "name": "tax3",
