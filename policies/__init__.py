@@ -6,7 +6,9 @@ Module map (the gateway imports only the names re-exported here):
 - `agreements`: `agreements.document` — the agreement document (`AgreementDocument`, pydantic, versioned by
   canonical hash); `agreements.record` — the stored `Agreement`, `effective_state` (``expired`` is derived) and
   `outputs_sealed` (exit clause); `agreements.lifecycle` — `create_agreement`, `accept`, `suspend`, `resume`,
-  `revoke`, `amend_agreement` and `record_expiry` (once).
+  `revoke`, `amend_agreement` and `record_expiry` (once); `agreements.filing` — filing (备案): `submit_for_filing`,
+  `file_agreement`, `refuse`, `activate`, the data authority's `authority_suspend`/`authority_resume`, sign-offs
+  (`reviews`) and rectification orders (`issue_order`, `close_order`, `list_orders`).
 - `negative_list`: admin-managed entries (dataset, ``dataset.column``, purpose) no agreement can override.
 - `decision`: `decide(ctx) -> Decision(allow, reasons)`, pure, reporting every reason; `Decision.error()` maps
   a denial to one `DomainError` (not-found-or-forbidden > inactive > budget > quota > policy).
@@ -31,6 +33,21 @@ from policies._tables import metadata
 from policies.access import Permit, authorize, check, permit, read_budget, read_usage
 from policies.actor import Actor, Role
 from policies.agreements.document import AgreementDocument, parse_document
+from policies.agreements.filing import (
+    Order,
+    SignOff,
+    activate,
+    authority_resume,
+    authority_suspend,
+    close_order,
+    issue_order,
+    list_orders,
+    new_order_id,
+    refuse,
+    reviews,
+)
+from policies.agreements.filing import file as file_agreement
+from policies.agreements.filing import submit as submit_for_filing
 from policies.agreements.lifecycle import (
     accept,
     agreement_in,
@@ -101,39 +118,49 @@ __all__ = [
     "Journal",
     "NegativeEntry",
     "NegativeList",
+    "Order",
     "Permit",
     "QuotaUsage",
     "Reason",
     "Role",
+    "SignOff",
     "Swept",
     "Usage",
     "accept",
+    "activate",
     "add_entry",
     "agreement_in",
     "amend_agreement",
     "approve",
+    "authority_resume",
+    "authority_suspend",
     "authorize",
     "cancel",
     "charge",
     "check",
     "claim_next",
+    "close_order",
     "create_agreement",
     "decide",
     "effective_state",
     "fail",
+    "file_agreement",
     "get_agreement",
     "get_job",
     "get_result",
+    "issue_order",
     "job_in",
     "job_output",
     "jobs_visible_to",
     "list_agreements",
     "list_entries",
     "list_jobs",
+    "list_orders",
     "load_agreement",
     "metadata",
     "new_agreement_id",
     "new_job_id",
+    "new_order_id",
     "outputs_sealed",
     "params_digest",
     "parse_document",
@@ -143,16 +170,19 @@ __all__ = [
     "record_expiries",
     "record_expiry",
     "refund",
+    "refuse",
     "reject",
     "release",
     "remaining",
     "remove_entry",
     "renew_lease",
     "resume",
+    "reviews",
     "revoke",
     "spec_hash",
     "start",
     "submit",
+    "submit_for_filing",
     "succeed",
     "suspend",
     "sweep_expired",

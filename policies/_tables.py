@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false, true
 from sqlalchemy.types import TypeDecorator
 
 from vocab.jobs import STORED_KINDS
@@ -87,7 +88,15 @@ agreements = Table(
     Column("revoked_at", UTCDateTime, nullable=True),
     Column("expired_recorded", Boolean, nullable=False, default=False),
     Column("expired_recorded_at", UTCDateTime, nullable=True),
+    # filing (备案, migration 0013): whether acceptance leads to review and filing, the number issued, when, and
+    # who suspended (the owner's suspension the owner lifts, the authority's only the authority)
+    Column("filing_required", Boolean, nullable=False, default=False, server_default=false()),
+    Column("filing_number", String(24), nullable=True),
+    Column("filed_at", UTCDateTime, nullable=True),
+    Column("suspended_by", String(16), nullable=True),
+    Column("migration_noted", Boolean, nullable=False, default=True, server_default=true()),
     CheckConstraint(_in("state", AGREEMENT_STATES), name="ck_agreements_state"),
+    UniqueConstraint("filing_number", name="uq_agreements_filing_number"),
     CheckConstraint("version >= 1", name="ck_agreements_version"),
 )
 
@@ -100,6 +109,35 @@ agreement_versions = Table(
     Column("document_json", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("agreement_id", "version"),
+)
+
+agreement_reviews = Table(  # every sign-off of a review (备案审查): who, verdict, reasons, the hash reviewed
+    "agreement_reviews",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("agreement_id", String(40), ForeignKey("agreements.id"), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("document_hash", String(80), nullable=False),
+    Column("reviewer", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("verdict", String(16), nullable=False),
+    Column("reasons", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    CheckConstraint("verdict IN ('approve', 'refuse')", name="ck_agreement_reviews_verdict"),
+)
+
+rectification_orders = Table(  # rectification orders (整改) the authority issues on an agreement
+    "rectification_orders",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("agreement_id", String(40), ForeignKey("agreements.id"), nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("opened_by", String(64), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_by", String(64), nullable=True),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Column("closing_note", Text, nullable=True),
 )
 
 negative_list = Table(

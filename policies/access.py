@@ -23,7 +23,7 @@ from policies import ledger, quotas
 from policies import negative_list as neg
 from policies._clock import aware
 from policies.actor import Actor
-from policies.agreements.record import Agreement, load_agreement_in
+from policies.agreements.record import Agreement, load_agreement_in, open_orders_in
 from policies.budget import Budget
 from policies.decision import RULES, Action, Decision, DecisionContext, decide, meters_for
 from policies.journal import Journal
@@ -61,10 +61,11 @@ def build_context(
             if ag is not None and rule.meters else None
         remaining = ledger.remaining_in(conn, ag.id) if ag is not None and rule.spends and cost is not None else {}
         negative_list = neg.load_in(conn)
+        orders = open_orders_in(conn, ag.id) if ag is not None else ()
     return DecisionContext(
         actor=actor, action=action, now=now, agreement=ag, datasets=records, requested=requested, columns=cols,
         purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, negative_list=negative_list,
-        usage=usage, cost=cost, remaining=remaining, fingerprints=fingerprints,
+        usage=usage, cost=cost, remaining=remaining, fingerprints=fingerprints, orders=orders,
     )
 
 

@@ -9,12 +9,13 @@ agreement's scope, the quotas and the budget are consulted.
 A denied decision maps to one `DomainError` (`Decision.error`), by precedence:
 
 1. ``NOT_FOUND_OR_FORBIDDEN`` when the agreement does not exist or the actor is no party to it (neither the
-   owner, the grantee nor a regulator) — such callers must not learn that it exists, so no details;
+   owner, the grantee, a regulator nor the data authority) — such callers must not learn that it exists, so no details;
 2. ``AGREEMENT_INACTIVE`` for any state reason (expired, revoked, suspended, not yet active, sealed outputs);
 3. ``BUDGET_EXHAUSTED``; 4. ``QUOTA_EXCEEDED``; 5. ``POLICY_DENIED`` for everything else.
 
 Details carry every reason as ``{"reason", "message", "dataset"?, "column"?, "purpose"?}``: names from the
-declarations and the agreement, never data values.
+declarations and the agreement, never data values; then one ``{"reason": "rectification.open", "message"}`` per
+open rectification order (整改) of the agreement (its deadline and text), on every refusal a party sees.
 
 Quota and budget reasons here come from snapshots; the authoritative checks are the atomic ones in
 `policies.quotas` (conditional increments) and `policies.ledger` (check-then-debit in one transaction).
@@ -56,6 +57,16 @@ class Action(StrEnum):
     AGREEMENT_SUSPEND = "agreement.suspend"
     AGREEMENT_RESUME = "agreement.resume"
     AGREEMENT_REVOKE = "agreement.revoke"
+    # filing (备案, docs/agreements.md): the owner submits, the authority files or refuses, the owner activates
+    AGREEMENT_SUBMIT = "agreement.submit"
+    AGREEMENT_FILE = "agreement.file"
+    AGREEMENT_REFUSE = "agreement.refuse"
+    AGREEMENT_ACTIVATE = "agreement.activate"
+    # the data authority's own suspension (lifted only by the authority) and rectification orders (整改)
+    AUTHORITY_SUSPEND = "authority.suspend"
+    AUTHORITY_RESUME = "authority.resume"
+    ORDER_ISSUE = "order.issue"
+    ORDER_CLOSE = "order.close"
     QUERY_PREVIEW = "query.preview"
     QUERY_RUN = "query.run"
     JOB_SUBMIT = "job.submit"
@@ -77,10 +88,11 @@ class Action(StrEnum):
 # Effective agreement states (stored states plus the derived "expired").
 _AS = AgreementState
 PROPOSED, ACTIVE, SUSPENDED, REVOKED, EXPIRED = _AS.PROPOSED, _AS.ACTIVE, _AS.SUSPENDED, _AS.REVOKED, _AS.EXPIRED
+ACCEPTED, UNDER_REVIEW, RETURNED, FILED = _AS.ACCEPTED, _AS.UNDER_REVIEW, _AS.RETURNED, _AS.FILED
 ALL_STATES = frozenset(AgreementState)
 
-OWNER, GRANTEE, REGULATOR = Party.OWNER, Party.GRANTEE, Party.REGULATOR
-_READERS = frozenset({OWNER, GRANTEE, REGULATOR})
+OWNER, GRANTEE, REGULATOR, AUTHORITY = Party.OWNER, Party.GRANTEE, Party.REGULATOR, Party.AUTHORITY
+_READERS = frozenset({OWNER, GRANTEE, REGULATOR, AUTHORITY})
 
 # Meters (see policies.quotas): "call" per data-plane request, "job" per job, "score" per HE scoring call,
 # "verify" per (subject, day), "param" distinct parameter values per subject per window.
@@ -103,6 +115,7 @@ class Rule:
 _ACTIVE = frozenset({ACTIVE})
 _GRANTEE = frozenset({GRANTEE})
 _OWNER = frozenset({OWNER})
+_AUTHORITY = frozenset({AUTHORITY})
 _BANK = frozenset({Role.BANK})
 
 
@@ -116,7 +129,16 @@ RULES: Mapping[Action, Rule] = {
     Action.AGREEMENT_ACCEPT: Rule(_GRANTEE, frozenset({PROPOSED}), scope=True),
     Action.AGREEMENT_SUSPEND: Rule(_OWNER, _ACTIVE),
     Action.AGREEMENT_RESUME: Rule(_OWNER, frozenset({SUSPENDED}), scope=True),
-    Action.AGREEMENT_REVOKE: Rule(_OWNER, frozenset({PROPOSED, ACTIVE, SUSPENDED})),
+    Action.AGREEMENT_REVOKE: Rule(_OWNER, frozenset({PROPOSED, ACCEPTED, UNDER_REVIEW, RETURNED, FILED, ACTIVE,
+                                                     SUSPENDED})),
+    Action.AGREEMENT_SUBMIT: Rule(_OWNER, frozenset({ACCEPTED, RETURNED}), scope=True),
+    Action.AGREEMENT_FILE: Rule(_AUTHORITY, frozenset({UNDER_REVIEW}), scope=True),
+    Action.AGREEMENT_REFUSE: Rule(_AUTHORITY, frozenset({UNDER_REVIEW})),
+    Action.AGREEMENT_ACTIVATE: Rule(_OWNER, frozenset({FILED}), scope=True),
+    Action.AUTHORITY_SUSPEND: Rule(_AUTHORITY, frozenset({ACTIVE, SUSPENDED})),
+    Action.AUTHORITY_RESUME: Rule(_AUTHORITY, frozenset({SUSPENDED}), scope=True),
+    Action.ORDER_ISSUE: Rule(_AUTHORITY, ALL_STATES - {REVOKED, EXPIRED}),
+    Action.ORDER_CLOSE: Rule(_AUTHORITY, ALL_STATES),
     Action.QUERY_PREVIEW: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind=_needs(JobKind.QUERY), meters=(CALL,)),
     Action.QUERY_RUN: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind=_needs(JobKind.QUERY), meters=(CALL, JOB),
                             spends=True),
@@ -160,6 +182,11 @@ MESSAGES: Mapping[str, str] = {
     "agreement.expired": "the agreement's validity period has ended",
     "agreement.not_yet_valid": "the agreement's validity period has not started",
     "agreement.outputs_sealed": "the agreement has ended and its exit clause seals all outputs",
+    "agreement.not_submitted": "the agreement is accepted but not yet submitted for filing (备案)",
+    "agreement.under_review": "the agreement is under review by the data authority",
+    "agreement.returned": "the data authority returned the agreement to its owner",
+    "agreement.not_activated": "the agreement is filed but its owner has not activated it",
+    "agreement.suspended_by_authority": "the data authority suspended the agreement; only it can resume it",
     "dataset.missing": "a dataset of the agreement is no longer registered",
     "dataset.core_grade": "core-grade datasets can never be placed under an agreement",
     "dataset.negative_list": "the dataset is on the negative list",
@@ -201,6 +228,11 @@ STATE_REASONS = frozenset(
         "agreement.expired",
         "agreement.not_yet_valid",
         "agreement.outputs_sealed",
+        "agreement.not_submitted",
+        "agreement.under_review",
+        "agreement.returned",
+        "agreement.not_activated",
+        "agreement.suspended_by_authority",
     }
 )
 _STATE_REASON_OF: dict[str, str] = {
@@ -209,6 +241,10 @@ _STATE_REASON_OF: dict[str, str] = {
     SUSPENDED: "agreement.suspended",
     REVOKED: "agreement.revoked",
     EXPIRED: "agreement.expired",
+    ACCEPTED: "agreement.not_submitted",
+    UNDER_REVIEW: "agreement.under_review",
+    RETURNED: "agreement.returned",
+    FILED: "agreement.not_activated",
 }
 
 
@@ -247,6 +283,7 @@ class Decision:
     allow: bool
     reasons: tuple[Reason, ...]
     action: Action
+    orders: tuple[str, ...] = ()  # open rectification orders (整改), shown on every refusal a party sees
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -261,6 +298,7 @@ class Decision:
         if codes & _HIDING:
             return DomainError(NOT_FOUND_OR_FORBIDDEN, "agreement not found")
         details: list[dict[str, Any]] = [r.as_dict() for r in self.reasons]
+        details += [{"reason": "rectification.open", "message": text} for text in self.orders]
         if codes & STATE_REASONS:
             return DomainError(AGREEMENT_INACTIVE, "the agreement does not allow this in its current state",
                                details)
@@ -309,6 +347,7 @@ class DecisionContext:
     cost: Budget | None = None
     remaining: Mapping[str, Budget] = field(default_factory=dict)
     fingerprints: Mapping[str, str] | None = None
+    orders: tuple[str, ...] = ()  # the agreement's open rectification orders (整改), as the grantee reads them
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -358,6 +397,8 @@ def _party_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reas
         party.add(GRANTEE)
     if actor.role is Role.REGULATOR:
         party.add(REGULATOR)
+    if actor.role is Role.AUTHORITY:
+        party.add(AUTHORITY)
     if not party:
         return [Reason("agreement.not_party")]
     as_allowed = party & rule.parties
@@ -373,6 +414,8 @@ def _party_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reas
             return actor.role is Role.OWNER
         if p == GRANTEE:
             return actor.role in rule.grantee_roles
+        if p == AUTHORITY:
+            return actor.role is Role.AUTHORITY
         return actor.role is Role.REGULATOR
 
     if not any(role_ok(p) for p in as_allowed):
@@ -389,6 +432,13 @@ def _state_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reas
         out.append(Reason("agreement.not_yet_valid"))
     if ctx.action is Action.JOB_RESULT and ag.outputs_sealed(ctx.now):
         out.append(Reason("agreement.outputs_sealed"))
+    # an owner's suspension is the owner's to lift, the authority's only the authority's
+    if ctx.action is Action.AGREEMENT_RESUME and ag.suspended_by == "authority":
+        out.append(Reason("agreement.suspended_by_authority"))
+    if ctx.action is Action.AUTHORITY_RESUME and ag.suspended_by != "authority":
+        out.append(Reason("agreement.suspended"))
+    if ctx.action is Action.AUTHORITY_SUSPEND and ag.suspended_by == "authority":
+        out.append(Reason("agreement.suspended"))
     return out
 
 
@@ -475,7 +525,7 @@ def decide(ctx: DecisionContext) -> Decision:
     if rule.spends and ctx.cost is not None:
         reasons += _budget_reasons(ctx, ag)
     unique = tuple(dict.fromkeys(reasons))
-    return Decision(not unique, unique, ctx.action)
+    return Decision(not unique, unique, ctx.action, ctx.orders)
 
 
 def meters_for(action: Action) -> tuple[str, ...]:

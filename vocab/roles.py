@@ -21,6 +21,8 @@ class Role(StrEnum):
     OPERATOR = "operator"  # an analyst: runs queries, training and custom code under an agreement
     BANK = "bank"  # an analyst that verifies, scores and intersects sets under an agreement
     REGULATOR = "regulator"  # reads every agreement, audit entry and report; changes nothing
+    AUTHORITY = "authority"  # the data authority (数据主管部门): reviews and files (备案) agreements, suspends
+    # any agreement, disables or re-enables any principal, issues rectification orders (整改)
 
 
 #: The roles that may be the grantee of an agreement (the analysts).
@@ -36,3 +38,4 @@ class Party(StrEnum):
     OWNER = "owner"  # the agreement's data owner
     GRANTEE = "grantee"  # the analyst the agreement grants access to
     REGULATOR = "regulator"  # any regulator (a party to every agreement, read-only)
+    AUTHORITY = "authority"  # the data authority (a party to every agreement: review, filing, suspension, orders)

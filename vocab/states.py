@@ -24,6 +24,10 @@ class JobState(StrEnum):
 
 class AgreementState(StrEnum):
     PROPOSED = "proposed"
+    ACCEPTED = "accepted"  # accepted by the grantee, waiting for the owner to submit it for filing
+    UNDER_REVIEW = "under_review"  # submitted to the data authority (数据主管部门)
+    RETURNED = "returned"  # refused at review: back with the owner, with the reasons
+    FILED = "filed"  # filed (备案) with its number; the owner activates it
     ACTIVE = "active"
     SUSPENDED = "suspended"
     REVOKED = "revoked"

@@ -4,11 +4,14 @@
 (each amendment of a proposed agreement bumps ``version`` and is kept in ``agreement_versions``; the budget
 accounts are opened or replaced in the same transaction). The transitions (stored states)::
 
-    proposed --accept (grantee, inside the validity window)--> active
-    active  --suspend (owner)--> suspended --resume (owner)--> active
-    proposed | active | suspended --revoke (owner)--> revoked
+    proposed --accept (grantee, inside the validity window)--> active     (filing not required)
+    proposed --accept (grantee)--> accepted                               (filing required: then
+                                                                           `policies.agreements.filing`)
+    active  --suspend (owner)--> suspended --resume (owner)--> active     (not a suspension by the authority)
+    any state but revoked --revoke (owner)--> revoked
 
-each decided by `policies.decision` and guarded against concurrent change. ``expired`` is derived
+``filing_required`` is fixed when the agreement is proposed (the home's choice, docs/agreements.md). Each
+transition is decided by `policies.decision` and guarded against concurrent change. ``expired`` is derived
 (`policies.agreements.record.effective_state`); `record_expiry` persists ``expired_recorded`` once and returns
 True only the first time, so the gateway writes exactly one audit entry.
 """
@@ -43,6 +46,7 @@ from policies.agreements.record import (
     catalog_records,
     effective_state,
     load_agreement,
+    open_orders_in,
 )
 from policies.decision import Action, Decision, DecisionContext, Reason, decide, scope_reasons
 from policies.journal import Journal, write
@@ -100,6 +104,7 @@ def new_agreement_id() -> str:
 def create_agreement(
     engine: Engine, actor: Actor, document: AgreementDocument | Mapping[str, Any], *,
     now: dt.datetime | None = None, agreement_id: str | None = None, journal: Journal | None = None,
+    filing_required: bool = False,
 ) -> Agreement:
     """Propose an agreement (``POST /agreements``). The actor must be an owner and own every dataset.
 
@@ -108,6 +113,7 @@ def create_agreement(
     ``POLICY_DENIED`` for core-grade datasets, negative-list hits, or personal data without a purpose.
     The budget accounts are opened in the same transaction, and ``journal`` (`policies.journal`) records the
     proposal in it; ``agreement_id`` (default: a fresh one) lets the caller name it beforehand.
+    ``filing_required``: acceptance leads to review and filing (备案) before the agreement can be active.
     """
     now = aware(now)
     doc = _as_document(document)
@@ -120,7 +126,7 @@ def create_agreement(
                 id=agreement_id, owner=actor.name, grantee=doc.grantee, title=doc.title,
                 state=AgreementState.PROPOSED.value, version=1, document_hash=digest, document_json=doc_json,
                 valid_from=doc.valid_from, valid_until=doc.valid_until, created_at=now, updated_at=now,
-                expired_recorded=False,
+                expired_recorded=False, filing_required=filing_required,
             )
         )
         conn.execute(t.agreement_versions.insert().values(
@@ -136,15 +142,16 @@ def amend_agreement(
     engine: Engine, actor: Actor, agreement_id: str, document: AgreementDocument | Mapping[str, Any], *,
     now: dt.datetime | None = None, journal: Journal | None = None,
 ) -> Agreement:
-    """Replace the document of a *proposed* agreement (owner only): version + 1, new hash, fresh accounts;
+    """Replace the document of a *proposed* agreement, or of one the data authority *returned* (owner only):
+    version + 1, new hash, fresh accounts, state ``proposed`` (the grantee accepts the new version again);
     ``journal`` records the amendment in its transaction."""
     now = aware(now)
     ag = load_agreement(engine, agreement_id)
     if ag is None or ag.owner != actor.name:
         raise DomainError(NOT_FOUND_OR_FORBIDDEN, "agreement not found")
     doc = _as_document(document)
-    if effective_state(ag, now) is not AgreementState.PROPOSED:
-        raise DomainError(AGREEMENT_INACTIVE, "only a proposed agreement can be amended",
+    if effective_state(ag, now) not in (AgreementState.PROPOSED, AgreementState.RETURNED):
+        raise DomainError(AGREEMENT_INACTIVE, "only a proposed or returned agreement can be amended",
                           [Reason("agreement.already_active").as_dict()])
     if doc.grantee != ag.grantee:
         raise invalid("an amendment cannot change the grantee")
@@ -153,9 +160,10 @@ def amend_agreement(
     with engine.begin() as conn:
         res = conn.execute(
             update(t.agreements)
-            .where(t.agreements.c.id == agreement_id, t.agreements.c.state == "proposed",
+            .where(t.agreements.c.id == agreement_id, t.agreements.c.state == ag.state.value,
                    t.agreements.c.version == ag.version)
-            .values(version=ag.version + 1, document_hash=digest, document_json=doc_json, title=doc.title,
+            .values(state=AgreementState.PROPOSED.value, version=ag.version + 1, document_hash=digest,
+                    document_json=doc_json, title=doc.title,
                     valid_from=doc.valid_from, valid_until=doc.valid_until, updated_at=now)
         )
         if res.rowcount != 1:
@@ -176,8 +184,10 @@ def decide_on(
 ) -> Decision:
     """`decide` for an action on the agreement as a whole (no datasets/columns of a request)."""
     records = catalog_records(engine, agreement.document.datasets) if agreement else {}
+    with engine.connect() as conn:
+        orders = open_orders_in(conn, agreement.id) if agreement else ()
     return decide(DecisionContext(actor=actor, action=action, now=now, agreement=agreement,
-                                  datasets=records, negative_list=neg.load(engine)))
+                                  datasets=records, negative_list=neg.load(engine), orders=orders))
 
 
 def get_agreement(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> Agreement:
@@ -193,12 +203,12 @@ def get_agreement(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.da
 def list_agreements(
     engine: Engine, actor: Actor, *, now: dt.datetime | None = None, state: str | None = None,
 ) -> list[Agreement]:
-    """``GET /agreements``: regulators see all; others the agreements they own or are granted. ``state``
-    filters on the effective state."""
+    """``GET /agreements``: regulators and the data authority see all; others the agreements they own or are
+    granted. ``state`` filters on the effective state."""
     now = aware(now)
     a = t.agreements.c
     q = select(t.agreements).order_by(a.created_at, a.id)
-    if actor.role is not Role.REGULATOR:
+    if actor.role not in (Role.REGULATOR, Role.AUTHORITY):
         q = q.where(or_(a.owner == actor.name, a.grantee == actor.name))
     with engine.connect() as conn:
         rows = conn.execute(q).all()
@@ -211,6 +221,7 @@ def list_agreements(
 def _transition(
     engine: Engine, actor: Actor, agreement_id: str, action: Action, to_state: AgreementState,
     now: dt.datetime, stamp: str | None, document_hash: str | None = None, journal: Journal | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Agreement:
     ag = load_agreement(engine, agreement_id)
     decide_on(engine, actor, action, ag, now).raise_if_denied()
@@ -218,7 +229,7 @@ def _transition(
     if document_hash is not None and document_hash != ag.document_hash:
         raise DomainError(INVALID_REQUEST, "the agreement changed since you read it",
                           [Reason("agreement.version_mismatch").as_dict()])
-    values: dict[str, Any] = {"state": to_state.value, "updated_at": now}
+    values: dict[str, Any] = {"state": to_state.value, "updated_at": now, **(extra or {})}
     if stamp:
         values[stamp] = now
     a = t.agreements.c
@@ -241,10 +252,13 @@ def accept(
     engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
     document_hash: str | None = None, journal: Journal | None = None,
 ) -> Agreement:
-    """``POST /agreements/{id}/accept`` (grantee): proposed → active, only inside the validity window.
-    With ``document_hash`` the acceptance is bound to the exact version the grantee read. Every transition takes a
-    ``journal`` (`policies.journal`) recording it in its transaction."""
-    return _transition(engine, actor, agreement_id, Action.AGREEMENT_ACCEPT, AgreementState.ACTIVE, aware(now),
+    """``POST /agreements/{id}/accept`` (grantee): proposed → active, only inside the validity window (proposed →
+    accepted when the agreement needs filing, 备案). With ``document_hash`` the acceptance is bound to the exact
+    version the grantee read. Every transition takes a ``journal`` (`policies.journal`) recording it in its
+    transaction."""
+    ag = load_agreement(engine, agreement_id)
+    to = AgreementState.ACCEPTED if ag is not None and ag.filing_required else AgreementState.ACTIVE
+    return _transition(engine, actor, agreement_id, Action.AGREEMENT_ACCEPT, to, aware(now),
                        "accepted_at", document_hash, journal)
 
 
@@ -252,19 +266,20 @@ def suspend(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime
             journal: Journal | None = None) -> Agreement:
     """``POST /agreements/{id}/suspend`` (owner): active → suspended."""
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_SUSPEND, AgreementState.SUSPENDED,
-                       aware(now), "suspended_at", journal=journal)
+                       aware(now), "suspended_at", journal=journal, extra={"suspended_by": "owner"})
 
 
 def resume(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
            journal: Journal | None = None) -> Agreement:
-    """``POST /agreements/{id}/resume`` (owner): suspended → active (not once expired)."""
+    """``POST /agreements/{id}/resume`` (owner): suspended → active (not once expired, nor when the data
+    authority suspended it)."""
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_RESUME, AgreementState.ACTIVE, aware(now),
-                       None, journal=journal)
+                       None, journal=journal, extra={"suspended_by": None})
 
 
 def revoke(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
            journal: Journal | None = None) -> Agreement:
-    """``POST /agreements/{id}/revoke`` (owner): proposed | active | suspended → revoked (final). The exit
+    """``POST /agreements/{id}/revoke`` (owner): any state but revoked → revoked (final). The exit
     clause applies from now on."""
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_REVOKE, AgreementState.REVOKED, aware(now),
                        "revoked_at", journal=journal)

@@ -2,9 +2,14 @@
 
 Stored states and the transitions between them are made by `policies.agreements.lifecycle`::
 
-    proposed --accept (grantee, inside the validity window)--> active
-    active  --suspend (owner)--> suspended --resume (owner)--> active
-    proposed | active | suspended --revoke (owner)--> revoked
+    proposed --accept (grantee, inside the validity window)--> active          (filing not required)
+    proposed --accept--> accepted --submit (owner)--> under_review             (filing required, 备案)
+    under_review --file (authority, number issued)--> filed --activate (owner)--> active
+    under_review --refuse (authority, with reasons)--> returned --submit | amend (owner)--> under_review | proposed
+    active  --suspend (owner or authority)--> suspended --resume (whoever suspended)--> active
+    any but revoked --revoke (owner)--> revoked
+
+(docs/agreements.md; the filing transitions are `policies.agreements.filing`).
 
 ``expired`` is *derived*: `effective_state` returns it whenever ``now >= valid_until`` (unless revoked), and
 every decision uses the effective state. After revocation or expiry the exit clause applies: with
@@ -49,6 +54,10 @@ class Agreement:
     revoked_at: dt.datetime | None
     expired_recorded: bool
     expired_recorded_at: dt.datetime | None
+    filing_required: bool = False
+    filing_number: str | None = None
+    filed_at: dt.datetime | None = None
+    suspended_by: str | None = None  # "owner" or "authority" while suspended
 
     def effective_state(self, now: dt.datetime) -> AgreementState:
         """The state every access enforces at ``now`` (see `effective_state`)."""
@@ -77,6 +86,10 @@ class Agreement:
             "suspended_at": iso(self.suspended_at),
             "revoked_at": iso(self.revoked_at),
             "outputs_sealed": self.outputs_sealed(now),
+            "filing_required": self.filing_required,
+            "filing_number": self.filing_number,
+            "filed_at": iso(self.filed_at),
+            "suspended_by": self.suspended_by,
         }
 
 
@@ -122,6 +135,10 @@ def agreement_from_row(r: Any) -> Agreement:
         revoked_at=r.revoked_at,
         expired_recorded=bool(r.expired_recorded),
         expired_recorded_at=r.expired_recorded_at,
+        filing_required=bool(r.filing_required),
+        filing_number=r.filing_number,
+        filed_at=r.filed_at,
+        suspended_by=r.suspended_by,
     )
 
 
@@ -141,3 +158,16 @@ def catalog_records(engine: Engine, names: Iterable[str]) -> dict[str, Dataset |
     """Catalog records by name (``None`` for unregistered). Call outside any write transaction."""
     with engine.connect() as conn:
         return registry.get_many_in(conn, names)
+
+
+def order_notice(order_id: str, deadline: dt.datetime, text: str) -> str:
+    """What every refusal under an agreement says while one of its rectification orders (整改) is open."""
+    return f"rectification order (整改) {order_id}, due {deadline.date().isoformat()}: {text}"
+
+
+def open_orders_in(conn: Connection, agreement_id: str) -> tuple[str, ...]:
+    """The notices of the agreement's open rectification orders, oldest first (`policies.agreements.filing`)."""
+    o = t.rectification_orders.c
+    rows = conn.execute(select(o.id, o.deadline, o.text).where(o.agreement_id == agreement_id, o.closed_at.is_(None))
+                        .order_by(o.opened_at, o.id)).all()
+    return tuple(order_notice(r.id, r.deadline, r.text) for r in rows)

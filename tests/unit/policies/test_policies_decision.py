@@ -26,20 +26,29 @@ from policies.negative_list import NegativeList
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 AFTER = dt.datetime(2027, 2, 1, tzinfo=dt.UTC)  # past valid_until
-ROLES = ("admin", "owner", "operator", "bank", "regulator")
-STATES = ("proposed", "active", "suspended", "revoked", "expired")
+ROLES = ("admin", "owner", "operator", "bank", "regulator", "authority")
+STATES = ("proposed", "accepted", "under_review", "returned", "filed", "active", "suspended", "revoked", "expired")
 ALL = " ".join(STATES)
-READERS = "owner operator bank regulator"
+READERS = "owner operator bank regulator authority"
 
 # The expected matrix, written from the specification (docs/api.md + the issue), not from the code: for each action,
 # the roles that may take it when they are the natural party (owner = the agreement's owner, operator/bank = its
-# grantee, regulator = any regulator; admin is never a party), and the agreement states in which it is allowed.
+# grantee, regulator = any regulator, authority = the data authority;
+# admin is never a party), and the agreement states in which it is allowed.
 EXPECTED: dict[str, tuple[str, str]] = {
     "agreement.read": (READERS, ALL),
     "agreement.accept": ("operator bank", "proposed"),
     "agreement.suspend": ("owner", "active"),
     "agreement.resume": ("owner", "suspended"),
-    "agreement.revoke": ("owner", "proposed active suspended"),
+    "agreement.revoke": ("owner", "proposed accepted under_review returned filed active suspended"),
+    "agreement.submit": ("owner", "accepted returned"),
+    "agreement.file": ("authority", "under_review"),
+    "agreement.refuse": ("authority", "under_review"),
+    "agreement.activate": ("owner", "filed"),
+    "authority.suspend": ("authority", "active suspended"),  # suspended by its owner: the authority takes it over
+    "authority.resume": ("authority", "suspended"),  # only a suspension by the authority (see the cells' agreement)
+    "order.issue": ("authority", "proposed accepted under_review returned filed active suspended"),
+    "order.close": ("authority", ALL),
     "query.preview": ("operator bank", "active"),
     "query.run": ("operator bank", "active"),
     "job.submit": ("operator bank", "active"),
@@ -77,7 +86,7 @@ def records(template_db: Any) -> dict[str, Dataset | None]:
         engine.dispose()
 
 
-def make_agreement(grantee: str, state: str, **doc: Any) -> Agreement:
+def make_agreement(grantee: str, state: str, suspended_by: str | None = None, **doc: Any) -> Agreement:
     document = policies.AgreementDocument.model_validate({
         "title": "t", "grantee": grantee, "datasets": ["tax_income", "enterprise_registry"],
         "columns": {"tax_income": ["age", "monthly_income", "district"], "enterprise_registry": ["employees"]},
@@ -91,6 +100,7 @@ def make_agreement(grantee: str, state: str, **doc: Any) -> Agreement:
         id="agr_x", owner=OWNER_NAME, grantee=grantee, state=AgreementState(stored), version=1,
         document_hash=document.digest(), document=document, created_at=NOW, updated_at=NOW, accepted_at=None,
         suspended_at=None, revoked_at=None, expired_recorded=False, expired_recorded_at=None,
+        suspended_by=suspended_by,
     )
 
 
@@ -121,7 +131,7 @@ def actor_for(role: str) -> tuple[Actor, str]:
         return Actor(OPERATOR_NAME, role), OPERATOR_NAME
     if role == "bank":
         return Actor(BANK_NAME, role), BANK_NAME
-    return Actor({"admin": "root", "regulator": "cac-wuxi"}[role], role), BANK_NAME
+    return Actor({"admin": "root", "regulator": "cac-wuxi", "authority": "data-bureau"}[role], role), BANK_NAME
 
 
 def expected_code(role: str, action: str, state: str, roles: set[str], states: set[str]) -> str | None:
@@ -140,7 +150,8 @@ def expected_code(role: str, action: str, state: str, roles: set[str], states: s
 def test_matrix(role: str, action: str, state: str, records: dict[str, Dataset | None]) -> None:
     roles, states = (set(x.split()) for x in EXPECTED[action])
     actor, grantee = actor_for(role)
-    decision = decide(context(actor, action, make_agreement(grantee, state), state, records))
+    by = "authority" if action == "authority.resume" else None
+    decision = decide(context(actor, action, make_agreement(grantee, state, by), state, records))
     want = expected_code(role, action, state, roles, states)
     assert decision.allow is (want is None), decision.codes
     err = decision.error()

@@ -1,0 +1,288 @@
+"""Filing (备案) and the data authority's powers over an agreement (docs/agreements.md).
+
+When an agreement needs filing (``filing_required``, fixed at its proposal), the grantee's acceptance leads to
+``accepted`` and then::
+
+    accepted | returned --submit (owner)--> under_review
+    under_review --file (authority: sign-off, number issued)--> filed --activate (owner)--> active
+    under_review --refuse (authority: sign-off with reasons)--> returned   (the owner amends or submits again)
+    active | suspended (by the owner) --authority_suspend--> suspended --authority_resume (authority)--> active
+
+Every sign-off (``agreement_reviews``) names the reviewer, the verdict, the reasons and the document hash the
+reviewer read: a sign-off on any other version is refused (``agreement.version_mismatch``). Filing numbers are
+``BA-<year>-<six digits>``, unique, in the order filed. Rectification orders (整改, ``rectification_orders``) carry
+a deadline and a text; while open, every refusal a party of the agreement sees lists them
+(`policies.agreements.record.open_orders_in`, read by `policies.access.build_context`); an open order blocks
+nothing by itself — the authority suspends the agreement to stop calls. Each change commits with its
+``journal`` (`policies.journal`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from catalog.errors import AGREEMENT_INACTIVE, INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
+from policies import _tables as t
+from policies._clock import aware
+from policies.actor import Actor
+from policies.agreements.lifecycle import _transition, decide_on
+from policies.agreements.record import Agreement, load_agreement, order_notice
+from policies.decision import Action, Reason
+from policies.journal import Journal, write
+from vocab.states import AgreementState
+
+__all__ = ["Order", "SignOff", "activate", "authority_resume", "authority_suspend", "close_order", "file",
+           "issue_order", "list_orders", "new_order_id", "refuse", "reviews", "submit"]
+
+MAX_TEXT = 2000
+
+
+@dataclass(frozen=True)
+class SignOff:
+    """One sign-off of a review: who, with which role, approve or refuse, why, on which document."""
+
+    agreement_id: str
+    version: int
+    document_hash: str
+    reviewer: str
+    role: str
+    verdict: str
+    reasons: list[str]
+    at: dt.datetime
+
+    def public(self) -> dict[str, Any]:
+        """The API view."""
+        return {"agreement_id": self.agreement_id, "version": self.version, "document_hash": self.document_hash,
+                "reviewer": self.reviewer, "role": self.role, "verdict": self.verdict, "reasons": self.reasons,
+                "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
+class Order:
+    """A rectification order (整改) on an agreement."""
+
+    id: str
+    agreement_id: str
+    text: str
+    deadline: dt.datetime
+    opened_by: str
+    opened_at: dt.datetime
+    closed_by: str | None
+    closed_at: dt.datetime | None
+    closing_note: str | None
+
+    @property
+    def open(self) -> bool:
+        """True until the authority closes the order."""
+        return self.closed_at is None
+
+    def notice(self) -> str:
+        """What every refusal under the agreement says while the order is open."""
+        return order_notice(self.id, self.deadline, self.text)
+
+    def public(self) -> dict[str, Any]:
+        """The API view."""
+
+        def iso(x: dt.datetime | None) -> str | None:
+            return x.isoformat() if x else None
+
+        return {"id": self.id, "agreement_id": self.agreement_id, "text": self.text,
+                "deadline": self.deadline.isoformat(), "opened_by": self.opened_by,
+                "opened_at": self.opened_at.isoformat(), "open": self.open, "closed_by": self.closed_by,
+                "closed_at": iso(self.closed_at), "closing_note": self.closing_note}
+
+
+def _order(r: Any) -> Order:
+    return Order(r.id, r.agreement_id, r.text, r.deadline, r.opened_by, r.opened_at, r.closed_by, r.closed_at,
+                 r.closing_note)
+
+
+def _reasons(reasons: list[str] | tuple[str, ...], *, required: bool) -> list[str]:
+    out = [r.strip() for r in reasons if r and r.strip()]
+    if required and not out:
+        raise invalid("a refusal states its reasons", [{"field": "reasons", "reason": "reasons.missing"}])
+    if any(len(r) > MAX_TEXT for r in out) or len(out) > 20:
+        raise invalid("at most 20 reasons of at most 2000 characters", [{"field": "reasons",
+                                                                         "reason": "reasons.too_long"}])
+    return out
+
+
+def _check_hash(ag: Agreement, document_hash: str) -> None:
+    if document_hash != ag.document_hash:
+        raise DomainError(INVALID_REQUEST, "the agreement changed since you read it",
+                          [Reason("agreement.version_mismatch").as_dict()])
+
+
+def submit(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Agreement:
+    """``POST /agreements/{id}/submit`` (owner): accepted | returned → under_review."""
+    return _transition(engine, actor, agreement_id, Action.AGREEMENT_SUBMIT, AgreementState.UNDER_REVIEW,
+                       aware(now), None, journal=journal)
+
+
+def _next_number(conn: Connection, year: int) -> str:
+    prefix = f"BA-{year}-"
+    last = conn.execute(select(t.agreements.c.filing_number).where(t.agreements.c.filing_number.like(prefix + "%"))
+                        .order_by(t.agreements.c.filing_number.desc()).limit(1)).scalar()
+    n = int(last[len(prefix):]) + 1 if last else 1
+    return f"{prefix}{n:06d}"
+
+
+def _sign_off(engine: Engine, actor: Actor, agreement_id: str, action: Action, verdict: str,
+              to_state: AgreementState, document_hash: str, reasons: list[str], now: dt.datetime,
+              journal: Journal | None) -> Agreement:
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, action, ag, now).raise_if_denied()
+    assert ag is not None
+    _check_hash(ag, document_hash)
+    a = t.agreements.c
+    for _attempt in range(5):  # two filings at once may pick one number: the unique constraint decides
+        try:
+            with engine.begin() as conn:
+                values: dict[str, Any] = {"state": to_state.value, "updated_at": now}
+                if to_state is AgreementState.FILED:
+                    values.update(filing_number=_next_number(conn, now.year), filed_at=now)
+                res = conn.execute(update(t.agreements).where(
+                    a.id == agreement_id, a.state == ag.state.value, a.version == ag.version,
+                    a.valid_until > now).values(**values))
+                if res.rowcount != 1:
+                    raise DomainError(AGREEMENT_INACTIVE, "the agreement changed concurrently; read it again",
+                                      [Reason("agreement.version_mismatch").as_dict()])
+                conn.execute(insert(t.agreement_reviews).values(
+                    agreement_id=agreement_id, version=ag.version, document_hash=ag.document_hash,
+                    reviewer=actor.name, role=str(actor.role), verdict=verdict, reasons=json.dumps(reasons),
+                    at=now))
+                write(conn, journal)
+            break
+        except IntegrityError:
+            continue
+    else:
+        raise DomainError(AGREEMENT_INACTIVE, "the agreement changed concurrently; read it again",
+                          [Reason("agreement.version_mismatch").as_dict()])
+    out = load_agreement(engine, agreement_id)
+    assert out is not None
+    return out
+
+
+def file(engine: Engine, actor: Actor, agreement_id: str, *, document_hash: str,
+         reasons: list[str] | tuple[str, ...] = (), now: dt.datetime | None = None,
+         journal: Journal | None = None) -> Agreement:
+    """``POST /agreements/{id}/file`` (data authority): under_review → filed, with the authority's approving
+    sign-off on ``document_hash`` and a new filing number."""
+    return _sign_off(engine, actor, agreement_id, Action.AGREEMENT_FILE, "approve", AgreementState.FILED,
+                     document_hash, _reasons(reasons, required=False), aware(now), journal)
+
+
+def refuse(engine: Engine, actor: Actor, agreement_id: str, *, document_hash: str,
+           reasons: list[str] | tuple[str, ...], now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Agreement:
+    """``POST /agreements/{id}/refuse`` (data authority): under_review → returned to the owner, with the reasons
+    (at least one) and the document hash reviewed."""
+    return _sign_off(engine, actor, agreement_id, Action.AGREEMENT_REFUSE, "refuse", AgreementState.RETURNED,
+                     document_hash, _reasons(reasons, required=True), aware(now), journal)
+
+
+def activate(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+             journal: Journal | None = None) -> Agreement:
+    """``POST /agreements/{id}/activate`` (owner): filed → active, inside the validity window."""
+    return _transition(engine, actor, agreement_id, Action.AGREEMENT_ACTIVATE, AgreementState.ACTIVE, aware(now),
+                       None, journal=journal)
+
+
+def authority_suspend(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+                      journal: Journal | None = None) -> Agreement:
+    """``POST /authority/agreements/{id}/suspend``: active (or suspended by its owner) → suspended by the
+    authority; only the authority resumes it."""
+    return _transition(engine, actor, agreement_id, Action.AUTHORITY_SUSPEND, AgreementState.SUSPENDED,
+                       aware(now), "suspended_at", journal=journal, extra={"suspended_by": "authority"})
+
+
+def authority_resume(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
+                     journal: Journal | None = None) -> Agreement:
+    """``POST /authority/agreements/{id}/resume``: suspended by the authority → active (not once expired)."""
+    return _transition(engine, actor, agreement_id, Action.AUTHORITY_RESUME, AgreementState.ACTIVE, aware(now),
+                       None, journal=journal, extra={"suspended_by": None})
+
+
+def reviews(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> list[SignOff]:
+    """The sign-offs of an agreement, oldest first (its parties, regulators and the authority)."""
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, Action.AGREEMENT_READ, ag, aware(now)).raise_if_denied()
+    r = t.agreement_reviews.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.agreement_reviews).where(r.agreement_id == agreement_id)
+                            .order_by(r.id)).all()
+    return [SignOff(x.agreement_id, x.version, x.document_hash, x.reviewer, x.role, x.verdict,
+                    json.loads(x.reasons), x.at) for x in rows]
+
+
+def new_order_id() -> str:
+    """A fresh order id (``ord_`` and 16 hex digits)."""
+    return "ord_" + secrets.token_hex(8)
+
+
+def issue_order(engine: Engine, actor: Actor, agreement_id: str, text: str, deadline: dt.datetime, *,
+                now: dt.datetime | None = None, order_id: str | None = None,
+                journal: Journal | None = None) -> Order:
+    """``POST /authority/agreements/{id}/orders`` (data authority): a rectification order with its deadline."""
+    now = aware(now)
+    text = text.strip()
+    if not text or len(text) > MAX_TEXT:
+        raise invalid("an order has a text of 1 to 2000 characters", [{"field": "text", "reason": "text.length"}])
+    deadline = aware(deadline)
+    if deadline <= now:
+        raise invalid("the deadline must be in the future", [{"field": "deadline", "reason": "deadline.past"}])
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, Action.ORDER_ISSUE, ag, now).raise_if_denied()
+    order_id = order_id or new_order_id()
+    with engine.begin() as conn:
+        conn.execute(insert(t.rectification_orders).values(
+            id=order_id, agreement_id=agreement_id, text=text, deadline=deadline, opened_by=actor.name,
+            opened_at=now))
+        write(conn, journal)
+    return _load_order(engine, order_id)
+
+
+def _load_order(engine: Engine, order_id: str) -> Order:
+    with engine.connect() as conn:
+        r = conn.execute(select(t.rectification_orders).where(t.rectification_orders.c.id == order_id)).first()
+    if r is None:
+        raise DomainError(NOT_FOUND_OR_FORBIDDEN, "order not found")
+    return _order(r)
+
+
+def close_order(engine: Engine, actor: Actor, order_id: str, *, note: str = "", now: dt.datetime | None = None,
+                journal: Journal | None = None) -> Order:
+    """``POST /authority/orders/{id}/close`` (data authority): the order is closed (once)."""
+    now = aware(now)
+    order = _load_order(engine, order_id)
+    decide_on(engine, actor, Action.ORDER_CLOSE, load_agreement(engine, order.agreement_id), now).raise_if_denied()
+    if len(note) > MAX_TEXT:
+        raise invalid("a closing note has at most 2000 characters", [{"field": "note", "reason": "text.length"}])
+    o = t.rectification_orders.c
+    with engine.begin() as conn:
+        res = conn.execute(update(t.rectification_orders).where(o.id == order_id, o.closed_at.is_(None))
+                           .values(closed_by=actor.name, closed_at=now, closing_note=note.strip() or None))
+        if res.rowcount != 1:
+            raise DomainError(INVALID_REQUEST, "the order is already closed",
+                              [{"field": "order", "reason": "order.closed"}])
+        write(conn, journal)
+    return _load_order(engine, order_id)
+
+
+def list_orders(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> list[Order]:
+    """An agreement's orders, newest first (its parties, regulators and the authority)."""
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, Action.AGREEMENT_READ, ag, aware(now)).raise_if_denied()
+    o = t.rectification_orders.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.rectification_orders).where(o.agreement_id == agreement_id)
+                            .order_by(o.opened_at.desc(), o.id)).all()
+    return [_order(r) for r in rows]
