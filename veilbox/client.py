@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 import httpx
 
+from vocab.i18n import current_language
 from vocab.states import JobState
 
 #: States ``wait_job`` stops at: every final state, and ``succeeded`` (a custom job's output awaiting release).
@@ -99,6 +100,7 @@ class Client:
     def __init__(self, url: str, token: str | None = None, timeout: float = 120.0,
                  transport: httpx.BaseTransport | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers["Accept-Language"] = current_language()  # VEILBOX_LANG: the language of reports the gateway renders
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 

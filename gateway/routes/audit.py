@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -15,6 +15,7 @@ from gateway.deps import Audit, Ctx, CurrentPrincipal, Regulator
 from gateway.lineage import trace
 from gateway.reports import monthly
 from gateway.services import audit as audit_service
+from vocab.i18n import language_of, set_language
 
 router = APIRouter(tags=["audit"])
 
@@ -58,10 +59,13 @@ async def export(_: Regulator, ctx: Ctx, format: str = Query("parquet")) -> Resp
 @router.get("/audit/report", name="audit.report",
             **doc("The monthly report as JSON or PDF, or the month's entries as Parquet (regulator)",
                   ErrorCode.POLICY_DENIED, model=MonthlyReport, media={"application/json": {}, **PDF, **PARQUET}))
-async def monthly_report(_: Regulator, ctx: Ctx, month: str = Query(..., description="YYYY-MM (UTC)"),
+async def monthly_report(_: Regulator, ctx: Ctx, request: Request,
+                         month: str = Query(..., description="YYYY-MM (UTC)"),
                          format: str = Query("json", description="json | pdf | parquet (the month's entries)"),
                          ) -> Response:
     """The regulator's monthly report: counts per agreement, dataset and product, ε debited, chain status."""
+    # The PDF is in the language of Accept-Language (zh-CN or en), else the server's (VEILBOX_LANG).
+    set_language(language_of(request.headers.get("accept-language")))
     if format not in ("json", "pdf", "parquet"):
         raise invalid("format must be json, pdf or parquet", [{"field": "format"}])
     if format == "json":

@@ -8,7 +8,11 @@ import datetime as dt
 import io
 from typing import Any
 
+import httpx
 import pypdf
+
+from veilbox.client import Client
+from vocab.i18n import use_language
 
 TITLE = "无锡市税务局授权运营协议：小微企业信贷风险评估"
 
@@ -48,3 +52,18 @@ def test_the_switch_never_redirects_off_the_console(console: Any) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/console/", target
     unknown = web.get("/console/lang", params={"to": "fr", "next": "/console/jobs"})
     assert unknown.status_code == 303 and "set-cookie" not in unknown.headers
+
+
+def test_the_api_report_pdf_follows_accept_language(console: Any) -> None:
+    """`veilbox audit report --format pdf` sends VEILBOX_LANG as Accept-Language (veilbox.client)."""
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    token = console.token_of(console.parties.regulator)
+    texts = {}
+    for lang in ("zh-CN,zh;q=0.9", "en-GB"):
+        r = httpx.get(f"{console.url}/v1/audit/report", params={"month": month, "format": "pdf"}, timeout=60,
+                      headers={"Authorization": f"Bearer {token}", "Accept-Language": lang})
+        assert r.status_code == 200
+        texts[lang] = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(r.content)).pages)
+    assert "审计链核验通过" in texts["zh-CN,zh;q=0.9"] and "Audit chain verified" in texts["en-GB"]
+    with use_language("zh-CN"):
+        assert Client(console.url, token)._http.headers["Accept-Language"] == "zh-CN"
