@@ -1,11 +1,16 @@
 """An admin and an owner in a real browser (Playwright driving Debian chromium), in English and Chinese: the admin
 disables a principal from the Principals page and that principal's next API call is refused; the owner revokes an
 agreement through its confirmation page, which will not submit without a reason, and the reason is in the audit
-entry. Screenshots go to test-artifacts/console/."""
+entry; the regulator finds that entry with the filters and date pickers and exports the filtered view as CSV.
+Screenshots go to test-artifacts/console/."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,5 +76,22 @@ def test_admin_disables_and_owner_revokes_with_confirmation(browser: Any, partie
     (entry,) = [e for e in parties.regulator.audit(limit=1000, action="console.agreement.revoke")["entries"]
                 if e["decision"] == "allow"]
     assert json.loads(entry["details"])["reason"] == "the grantee breached the purpose clause"
-    for page in (admin, owner):
+
+    reg = _signed_in(browser, url, token_of(parties.regulator), lang)
+    reg.goto("/console/audit")
+    assert reg.evaluate(UNLABELLED) == [] and _nameless(reg) == []
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    reg.locator("#f-action").fill("console.agreement.revoke")
+    reg.locator("#f-from").fill(today)
+    reg.locator("#f-to").fill(today)
+    reg.locator("form.filters button[type=submit]").click()
+    reg.wait_for_url("**/console/audit?*")
+    assert reg.locator("table.audit tbody tr").count() == 1 and "District statistics" in reg.locator(
+        "table.audit tbody tr").inner_text()
+    _shot(reg, f"regulator-audit-filtered-{lang}")
+    with reg.expect_download() as download:
+        reg.locator("#export-csv").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [(r["action"], r["agreement_title"]) for r in rows] == [("console.agreement.revoke", "District statistics")]
+    for page in (admin, owner, reg):
         page.context.close()
