@@ -65,7 +65,7 @@ def init_home(settings: Settings) -> str:
         if _meta(engine, "hash_alg") is not None:
             raise AlreadyInitialised(f"{home} is already initialised")
         # the master key: the configured one, else a new key file beside (never inside) the home
-        keyring = open_keyring(home, engine, create=True)
+        keyring = open_keyring(home, engine, create=True, ms=settings)
         create_keys(keyring, settings.keys_dir, settings.suite)
         with engine.begin() as conn:
             conn.execute(t.service_meta.insert().values(key="suite", value=settings.suite))
@@ -115,7 +115,7 @@ def _keyring(settings: Settings, engine: Engine) -> Keyring:
     were wrapped has them as plaintext files in ``keys/``: they are wrapped into the store under the configured
     master key (the default key file beside the home is created for it) and deleted, once."""
     legacy = (settings.keys_dir / "audit_ed25519.pem").exists()
-    keyring = open_keyring(settings.home, engine, create=legacy)
+    keyring = open_keyring(settings.home, engine, create=legacy, ms=settings)
     if legacy:
         import_key_files(keyring, settings.keys_dir)
         create_keys(keyring, settings.keys_dir)  # what such a home lacked: the token pepper

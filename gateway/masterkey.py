@@ -47,6 +47,7 @@ from vocab.roles import SYSTEM
 
 if TYPE_CHECKING:
     from gateway.context import AppContext
+    from gateway.settings import Settings
 
 __all__ = [
     "HOW_TO", "MasterKeySettings", "destroy_data_key", "new_provider", "open_keyring", "provider", "rotate", "status",
@@ -58,7 +59,8 @@ HOW_TO = ("set VEILBOX_MASTER_KEY_FILE (a 0600 key file outside the home), VEILB
 
 
 class MasterKeySettings(BaseSettings):
-    """Where the master key is (module docstring); read from the environment when a home is opened."""
+    """Where the master key is (module docstring), from the environment: the same fields as
+    `gateway.settings.Settings`' (which a service passes instead), for callers without a Settings."""
 
     model_config = SettingsConfigDict(env_prefix="VEILBOX_", extra="ignore")
 
@@ -70,7 +72,7 @@ class MasterKeySettings(BaseSettings):
     pkcs11_key_label: str = "veilbox-master"
 
 
-def provider(home: Path, ms: MasterKeySettings | None = None, create: bool = False) -> MasterKeyProvider:
+def provider(home: Path, ms: MasterKeySettings | Settings | None = None, create: bool = False) -> MasterKeyProvider:
     """The master-key provider configured for ``home``. ``create`` (`veilbox init`, `veilbox keys rotate`) makes
     the default key file beside the home, or the token's AES key, when there is none; otherwise a missing key is
     `MasterKeyError` (``master_key.missing``)."""
@@ -97,10 +99,12 @@ def provider(home: Path, ms: MasterKeySettings | None = None, create: bool = Fal
                              f"exist; {HOW_TO}") from None
 
 
-def open_keyring(home: Path, engine: Engine, create: bool = False) -> Keyring:
-    """The home's keyring, its provider checked against the keys it holds: a master key that does not unwrap them
-    is `MasterKeyError` (``master_key.wrong``) naming the master key they are wrapped by."""
-    keyring = Keyring(engine, provider(home, create=create))
+def open_keyring(home: Path, engine: Engine, create: bool = False,
+                 ms: MasterKeySettings | Settings | None = None) -> Keyring:
+    """The home's keyring, its provider (``ms``: the service's settings, else the environment) checked against the
+    keys it holds: a master key that does not unwrap them is `MasterKeyError` (``master_key.wrong``) naming the
+    master key they are wrapped by."""
+    keyring = Keyring(engine, provider(home, ms, create=create))
     status = keyring.status()
     if status["wrapped_keys"]:
         try:

@@ -108,6 +108,16 @@ class Settings(BaseSettings):
                                       "audit (VEILBOX_AUDIT_RETENTION_DAYS); below six months (183) is refused")
     console_idle_minutes: int = Field(default=30, ge=1, le=24 * 60, description="console sessions end when idle")
     console_session_hours: int = Field(default=8, ge=1, le=7 * 24, description="and at the latest after this")
+    # The master key wrapping every data key and service secret (gateway.masterkey; at most one kind; none: the
+    # key file beside the home that `veilbox init` creates, <home>.master.key)
+    master_key_file: Path | None = Field(default=None, description="a 0600 key file of 32 bytes outside the home "
+                                         "(VEILBOX_MASTER_KEY_FILE; `veilbox init` creates it when missing)")
+    master_key: SecretStr | None = Field(default=None, description="the base64 of 32 bytes (VEILBOX_MASTER_KEY)")
+    pkcs11_module: str | None = Field(default=None, description="a PKCS#11 library holding the master key as an "
+                                      "AES key (VEILBOX_PKCS11_MODULE)")
+    pkcs11_token_label: str = Field(default="veilbox", description="its token (VEILBOX_PKCS11_TOKEN_LABEL)")
+    pkcs11_pin: SecretStr | None = Field(default=None, description="its user PIN (VEILBOX_PKCS11_PIN)")
+    pkcs11_key_label: str = Field(default="veilbox-master", description="its AES key (VEILBOX_PKCS11_KEY_LABEL)")
 
     @property
     def db_url(self) -> str:

@@ -66,8 +66,8 @@ def test_a_copy_of_the_home_without_its_master_key_yields_no_key(tmp_path: Path,
 
 
 def test_a_key_file_inside_the_home_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VEILBOX_MASTER_KEY_FILE", str(tmp_path / "home" / "keys" / "master.key"))
     s = _settings(tmp_path)
-    monkeypatch.setenv("VEILBOX_MASTER_KEY_FILE", str(s.home / "keys" / "master.key"))
     with pytest.raises(MasterKeyError) as e:
         init_home(s)
     assert e.value.reason == "master_key.unsafe"
@@ -88,7 +88,7 @@ def test_rotation_and_destruction_are_audited(tmp_path: Path, database_url: str 
     with pytest.raises(MasterKeyError):
         open_context(s)
     monkeypatch.setenv("VEILBOX_MASTER_KEY", new)
-    ctx = open_context(s)
+    ctx = open_context(_settings(tmp_path, database_url))  # the settings read the new key from the environment
     try:
         assert ctx.keyring.data_key("dataset:tax_income") == key
         assert masterkey.status(ctx)["wrapped_by"] == [EnvProvider(new).describe()]
