@@ -140,6 +140,30 @@ rectification_orders = Table(  # rectification orders (整改) the authority iss
     Column("closing_note", Text, nullable=True),
 )
 
+complaints = Table(  # complaints and objections (投诉与异议, `policies.complaints`); subjects only as keyed hashes
+    "complaints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("target_kind", String(16), nullable=False),
+    Column("target", String(80), nullable=False),
+    Column("agreement_id", String(40), nullable=True, index=True),
+    Column("subject_hash", String(128), nullable=True, index=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("filer", String(64), nullable=False, index=True),
+    Column("filer_role", String(16), nullable=False),
+    Column("on_behalf", Boolean, nullable=False, default=False),
+    Column("text", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("history_json", Text, nullable=False),
+    CheckConstraint(_in("kind", ("complaint", "objection")), name="ck_complaints_kind"),
+    CheckConstraint(_in("target_kind", ("agreement", "job", "output", "subject")), name="ck_complaints_target_kind"),
+    CheckConstraint(_in("state", ("open", "investigating", "resolved", "rejected")), name="ck_complaints_state"),
+)
+
 negative_list = Table(
     "negative_list",
     metadata,
