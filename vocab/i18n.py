@@ -26,7 +26,7 @@ from contextvars import ContextVar, Token
 from pathlib import Path
 
 __all__ = ["DEFAULT", "LANGUAGES", "_", "catalog", "current_language", "gettext", "language_of", "ngettext",
-           "set_language", "use_language"]
+           "set_language", "term", "use_language"]
 
 LANGUAGES = ("en", "zh-CN")
 DEFAULT = "en"
@@ -150,3 +150,18 @@ def ngettext(singular: str, plural: str, n: int, **values: object) -> str:
 
 
 _ = gettext
+
+
+def term(value: str) -> str:
+    """A role or state name (`vocab.roles`, `vocab.states`) in the current language; anything else unchanged.
+    The console shows ``owner`` as 数源单位 and ``filed`` as 已备案 (docs/glossary.md)."""
+    labels = {
+        "admin": _("admin"), "owner": _("owner"), "operator": _("operator"), "bank": _("bank"),
+        "regulator": _("regulator"), "authority": _("authority"), "grantee": _("grantee"),
+        "pending_approval": _("pending approval"), "approved": _("approved"), "running": _("running"),
+        "succeeded": _("succeeded"), "released": _("released"), "rejected": _("rejected"), "failed": _("failed"),
+        "cancelled": _("cancelled"), "proposed": _("proposed"), "accepted": _("accepted"),
+        "under_review": _("under review"), "returned": _("returned"), "filed": _("filed"), "active": _("active"),
+        "suspended": _("suspended"), "revoked": _("revoked"), "expired": _("expired"),
+    }
+    return labels.get(value, value)

@@ -42,7 +42,7 @@ from gateway.console.sessions import (
 from gateway.context import AppContext
 from gateway.services.jobs import actor_of
 from vocab.errors import ErrorCode
-from vocab.i18n import current_language, gettext, ngettext
+from vocab.i18n import current_language, gettext, ngettext, term
 
 __all__ = ["COOKIE", "COOKIE_PATH", "LOGIN_CSRF_COOKIE", "PAGE", "STATIC_DIR", "CsrfFailed", "audit_event",
            "ctx_of", "form_event", "guarded", "in_thread", "posted_form", "redirect", "render", "session_actor",
@@ -54,6 +54,7 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.add_extension("jinja2.ext.i18n")
 templates.env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
 templates.env.globals["current_language"] = current_language  # the request's language (pages/language.py)
+templates.env.globals["term"] = term  # a role or state name in that language
 templates.env.globals.update(decimal_text=reports.decimal_text, text_of=reports.text_of,  # "—" for None, ε as decimal
                              chain_status=reports.chain_status, count_label=reports.count_label,
                              product_label=reports.product_label)
@@ -90,7 +91,7 @@ def form_event(request: Request) -> AuditEvent:
 def session_store(ctx: AppContext) -> SessionStore:
     s = ctx.settings
     return SessionStore(ctx.engine, dt.timedelta(minutes=s.console_idle_minutes),
-                        dt.timedelta(hours=s.console_session_hours))
+                        dt.timedelta(hours=s.console_session_hours), suite=ctx.keys.suite)
 
 
 def _session(request: Request) -> Session:

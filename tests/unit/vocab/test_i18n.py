@@ -99,3 +99,14 @@ def test_the_context_wins_over_veilbox_lang_which_wins_over_english(monkeypatch:
 
 def test_english_has_no_catalog() -> None:
     assert i18n.catalog("en") == {}
+
+
+def test_role_and_state_names() -> None:
+    from vocab.i18n import term
+
+    with use_language("zh-CN"):
+        assert (term("owner"), term("authority"), term("filed"), term("under_review")) == (
+            "数源单位", "数据主管部门", "已备案", "审核中")
+        assert term("something-else") == "something-else"
+    with use_language("en"):
+        assert term("under_review") == "under review" and term("active") == "active"
