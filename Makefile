@@ -65,6 +65,7 @@ messages: $(STAMP_DEV)
 	  --omit-header -o vocab/locale/messages.pot .
 	$(VENV)/bin/pybabel update -i vocab/locale/messages.pot -d vocab/locale -l zh_CN --no-fuzzy-matching \
 	  --ignore-obsolete --no-wrap
+	rm -f vocab/locale/messages.pot
 
 # The PKCS#11 master-key provider is tested against a real software token: SoftHSM2 (Debian `softhsm2`); install it
 # when missing (tests/unit/catalog/test_keyring_pkcs11.py skips without it, except in CI).
