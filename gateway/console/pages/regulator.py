@@ -145,9 +145,9 @@ async def charts_page(request: Request, days: int = 30) -> Response:
     data = await in_thread(reports.series, ctx_of(request), days)
     cumulative = {a: [sum(v[: i + 1]) for i in range(len(v))] for a, v in data["epsilon"].items()}
     return render(request, "charts.html", session, days=days, data=data,
-                  eps_chart=charts.line_chart(f"ε spent per agreement, cumulative, last {days} days",
+                  eps_chart=charts.line_chart(_("ε spent per agreement, cumulative, last %(days)s days", days=days),
                                               data["days"], cumulative),
-                  calls_chart=charts.line_chart(f"calls per agreement per day, last {days} days",
+                  calls_chart=charts.line_chart(_("calls per agreement per day, last %(days)s days", days=days),
                                                 data["days"], data["calls"]))
 
 
