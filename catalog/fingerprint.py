@@ -1,4 +1,6 @@
-"""Content fingerprints of registered data: SHA-256 (default) or SM3, both through OpenSSL (`cryptography`)."""
+"""Content fingerprints of registered data with the hash of the home's cryptographic suite (`cryptosuite`):
+``sha256:`` (intl) or ``sm3:`` (sm), both through OpenSSL (`cryptography`). The gateway passes the home's
+``hash_alg`` (`gateway.settings.Settings.hash_alg`, derived from the suite)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,16 @@ from typing import Literal
 
 from cryptography.hazmat.primitives import hashes
 
+from cryptosuite import suite_of
+
 HashAlg = Literal["sha256", "sm3"]
-_ALGS: dict[str, type[hashes.HashAlgorithm]] = {"sha256": hashes.SHA256, "sm3": hashes.SM3}
+_SUITE_OF: dict[str, str] = {"sha256": "intl", "sm3": "sm"}
 
 
 def hasher(alg: HashAlg) -> hashes.Hash:
+    """An incremental hash of the suite whose hash is ``alg``."""
     try:
-        return hashes.Hash(_ALGS[alg]())
+        return suite_of(_SUITE_OF[alg]).hasher()
     except KeyError:
         raise ValueError(f"unknown hash algorithm {alg!r}") from None
 

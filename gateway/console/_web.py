@@ -91,7 +91,7 @@ def form_event(request: Request) -> AuditEvent:
 def session_store(ctx: AppContext) -> SessionStore:
     s = ctx.settings
     return SessionStore(ctx.engine, dt.timedelta(minutes=s.console_idle_minutes),
-                        dt.timedelta(hours=s.console_session_hours))
+                        dt.timedelta(hours=s.console_session_hours), suite=ctx.keys.suite)
 
 
 def _session(request: Request) -> Session:

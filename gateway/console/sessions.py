@@ -2,7 +2,8 @@
 
 - **Login** takes a principal's token, checks it like the API does (`identities.authenticate`) and creates a new
   session: a fresh 256-bit random cookie value (never reused, so a planted cookie cannot be "upgraded" by a login —
-  no session fixation), of which only the SHA-256 is stored, and a fresh 256-bit CSRF token bound to it.
+  no session fixation), of which only the hash is stored (the home's suite: SHA-256 or SM3), and a fresh 256-bit
+  CSRF token bound to it.
 - **Cookie:** ``veilbox_console``, ``HttpOnly``, ``SameSite=Strict``, ``Path=/console``, ``Secure`` when the
   service is behind TLS (``VEILBOX_TLS_TERMINATED``).
 - **Expiry:** idle (``VEILBOX_CONSOLE_IDLE_MINUTES``, default 30) and absolute (``VEILBOX_CONSOLE_SESSION_HOURS``,
@@ -15,7 +16,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
+from cryptosuite import Suite, suite_of
 from gateway import _tables as t
 from gateway.identities import Principal, RoleName
 
@@ -41,6 +42,9 @@ class SessionEnded(Exception):
         self.reason = reason
 
 
+INTL = suite_of("intl")
+
+
 @dataclass(frozen=True)
 class Session:
     principal: Principal
@@ -48,8 +52,9 @@ class Session:
     expires_at: dt.datetime
 
 
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+def _hash(value: str, suite: Suite = INTL) -> str:
+    """What the store keeps of a session cookie: its hash with the home's suite (SHA-256 or SM3)."""
+    return suite.hexdigest(value.encode())
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -63,8 +68,8 @@ def same_token(given: str | None, expected: str) -> bool:
 
 class SessionStore:
     def __init__(self, engine: Engine, idle: dt.timedelta, absolute: dt.timedelta,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
-        self.engine, self.idle, self.absolute, self.clock = engine, idle, absolute, clock
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC), suite: Suite = INTL) -> None:
+        self.engine, self.idle, self.absolute, self.clock, self.suite = engine, idle, absolute, clock, suite
 
     def create(self, principal: Principal) -> tuple[str, Session]:
         """A new session for ``principal``; returns the cookie value (shown once) and the session."""
@@ -72,7 +77,7 @@ class SessionStore:
         expires = now + self.absolute
         with self.engine.begin() as conn:
             conn.execute(t.console_sessions.insert().values(
-                id_hash=_hash(value), principal_id=principal.id, csrf=csrf, created_at=now, last_seen=now,
+                id_hash=_hash(value, self.suite), principal_id=principal.id, csrf=csrf, created_at=now, last_seen=now,
                 expires_at=expires, revoked=False))
         return value, Session(principal, csrf, expires)
 
@@ -84,7 +89,8 @@ class SessionStore:
         s, p = t.console_sessions, t.principals
         with self.engine.begin() as conn:
             row = conn.execute(select(s, p.c.name, p.c.role, p.c.disabled, p.c.expires_at.label("p_expires"))
-                               .join(p, p.c.id == s.c.principal_id).where(s.c.id_hash == _hash(value))).first()
+                               .join(p, p.c.id == s.c.principal_id)
+                               .where(s.c.id_hash == _hash(value, self.suite))).first()
             if row is None or row.revoked:
                 raise SessionEnded("Your session has ended. Please sign in again.")
             if _aware(row.expires_at) <= now:
@@ -101,5 +107,5 @@ class SessionStore:
     def revoke(self, value: str | None) -> None:
         if value:
             with self.engine.begin() as conn:
-                conn.execute(t.console_sessions.update().where(t.console_sessions.c.id_hash == _hash(value))
+                conn.execute(t.console_sessions.update().where(t.console_sessions.c.id_hash == _hash(value, self.suite))
                              .values(revoked=True))

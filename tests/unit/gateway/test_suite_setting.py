@@ -7,7 +7,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from catalog.fingerprint import digest
 from cryptosuite import suite_of
+from gateway.console import sessions
+from gateway.console._web import session_store
 from gateway.context import init_home, open_context
 from gateway.settings import Settings, UnsafeSettings
 
@@ -36,5 +39,7 @@ def test_an_sm_home_uses_sm_everywhere_and_refuses_a_disagreeing_gateway(tmp_pat
         assert first["details"].find('"suite":"sm"') >= 0
         assert ctx.audit.verify().ok and ctx.audit.verify(public_key=ctx.keys.public.pem).ok
         assert not ctx.audit.verify(public_key=suite_of("intl").new_signing_key().public).ok
+        assert session_store(ctx).suite is sm and sessions._hash("cookie", sm) == sm.hexdigest(b"cookie")
+        assert settings.hash_alg == "sm3" and digest(b"x", settings.hash_alg).startswith("sm3:")  # fingerprints
     finally:
         ctx.close()
