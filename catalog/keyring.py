@@ -30,8 +30,11 @@ key, the subject-hash key, the token pepper, the PSI master secret — `gateway.
 ``rewrap_all`` take a ``journal`` (`policies.journal`): the deletion or rotation and its audit entry commit
 together. Encrypt with the data key through the cryptographic suite's AEAD; never write a data key to a file.
 
-Wrapping uses AES-256-GCM (`_seal`/`_open`, the one place to switch to the suite's AEAD) under the file or
-environment key, with the key id as authenticated data; the stored blob is ``b"\\x01" + nonce + ciphertext``.
+Under a file or environment key, wrapping uses the home's suite (`_RawKeyProvider.use_suite`, set when the home
+is opened): AES-256-GCM under the master key for ``intl`` (blob ``b"\\x01" + nonce + ciphertext``), SM4-GCM
+(`cryptosuite`) under a 128-bit key derived from it by HMAC-SM3 for ``sm`` (blob ``b"\\x03" + …``), the key id
+as authenticated data either way; unwrapping reads the blob's first byte, so a home's keys unwrap whichever suite
+wrapped them. A PKCS#11 token wraps with its own AES-GCM (blob ``b"\\x02" + …``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog import _tables
 from catalog.errors import ALREADY_EXISTS, DomainError
+from cryptosuite import AeadError, suite_of
 
 __all__ = [
     "KEY_BYTES",
@@ -71,7 +75,9 @@ __all__ = [
 
 KEY_BYTES = 32
 SECRET_PREFIX = "secret:"  # noqa: S105 - an id prefix, not a secret
-_WRAP_V1 = b"\x01"
+_WRAP_V1 = b"\x01"  # AES-256-GCM under the raw master key
+_WRAP_SM4 = b"\x03"  # SM4-GCM under HMAC-SM3(master, label)[:16]
+_SM4_LABEL = b"veilbox-wrap-key|sm4-gcm"
 _NONCE = 12
 _MAX_ID = 200
 
@@ -156,16 +162,31 @@ class _RawKeyProvider:
         if len(master) != KEY_BYTES:
             raise MasterKeyError("master_key.unsafe", f"a master key is exactly {KEY_BYTES} bytes")
         self._master = master
+        self.suite = "intl"
+
+    def use_suite(self, suite: str) -> None:
+        """Wrap with ``suite``'s AEAD from now on (``intl``: AES-256-GCM, ``sm``: SM4-GCM)."""
+        if suite not in ("intl", "sm"):
+            raise ValueError(f"unknown suite {suite!r}")
+        self.suite = suite
+
+    def _sm4_key(self) -> bytes:
+        sm = suite_of("sm")
+        return sm.hmac(self._master, _SM4_LABEL)[: sm.aead_key_size]
 
     def wrap(self, key_id: str, plaintext_key: bytes) -> bytes:
+        if self.suite == "sm":
+            return _WRAP_SM4 + suite_of("sm").aead_encrypt(self._sm4_key(), plaintext_key, _aad(key_id))
         return _WRAP_V1 + _seal(self._master, plaintext_key, _aad(key_id))
 
     def unwrap(self, key_id: str, wrapped: bytes) -> bytes:
-        if wrapped[:1] != _WRAP_V1:
+        if wrapped[:1] not in (_WRAP_V1, _WRAP_SM4):
             raise MasterKeyError("master_key.wrong", f"the key of {key_id!r} is not wrapped by this kind of master key")
         try:
+            if wrapped[:1] == _WRAP_SM4:
+                return suite_of("sm").aead_decrypt(self._sm4_key(), wrapped[1:], _aad(key_id))
             return _open(self._master, wrapped[1:], _aad(key_id))
-        except (InvalidTag, ValueError):
+        except (InvalidTag, AeadError, ValueError):
             raise MasterKeyError(
                 "master_key.wrong",
                 f"the master key ({self.describe()}) does not unwrap the "

@@ -104,7 +104,11 @@ def open_keyring(home: Path, engine: Engine, create: bool = False,
     """The home's keyring, its provider (``ms``: the service's settings, else the environment) checked against the
     keys it holds: a master key that does not unwrap them is `MasterKeyError` (``master_key.wrong``) naming the
     master key they are wrapped by."""
-    keyring = Keyring(engine, provider(home, ms, create=create))
+    p = provider(home, ms, create=create)
+    suite = getattr(ms, "suite", None)
+    if suite is not None and hasattr(p, "use_suite"):
+        p.use_suite(suite)  # file and environment keys wrap with the home's suite's AEAD
+    keyring = Keyring(engine, p)
     status = keyring.status()
     if status["wrapped_keys"]:
         try:
@@ -139,6 +143,8 @@ def rotate(ctx: AppContext, new: MasterKeyProvider, actor: str = "system") -> di
     no data re-encrypted), audited as ``keys.rotate`` in that transaction. Afterwards only ``new`` opens the home:
     set it for every process and restart them; the old master key is no longer needed."""
     old, count = ctx.keyring.provider.describe(), ctx.keyring.count()
+    if hasattr(new, "use_suite"):
+        new.use_suite(getattr(ctx.keyring.provider, "suite", None) or ctx.settings.suite)
     if new.describe() == old:
         raise MasterKeyError("master_key.unsafe", "the new master key is the current one")
 

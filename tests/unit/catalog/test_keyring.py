@@ -125,3 +125,19 @@ def test_failed_rotation_changes_nothing(keyring: Keyring) -> None:
     with pytest.raises(MasterKeyError):
         Keyring(keyring.engine, new).data_key("dataset:b")
     keyring.data_key("dataset:b")
+
+
+def test_sm_homes_wrap_with_sm4_gcm_and_older_wraps_still_open() -> None:
+    p = _env()
+    key = os.urandom(32)
+    intl = p.wrap("dataset:a", key)
+    p.use_suite("sm")
+    sm = p.wrap("dataset:a", key)
+    assert intl[:1] == b"\x01" and sm[:1] == b"\x03" and key not in sm
+    assert p.unwrap("dataset:a", sm) == key == p.unwrap("dataset:a", intl)
+    with pytest.raises(MasterKeyError):
+        p.unwrap("dataset:b", sm)
+    other = _env()
+    other.use_suite("sm")
+    with pytest.raises(MasterKeyError):
+        other.unwrap("dataset:a", sm)

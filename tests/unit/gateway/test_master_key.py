@@ -129,3 +129,16 @@ def test_a_home_from_before_wrapping_is_imported_once(tmp_path: Path) -> None:
         assert identities.pepper_stored_hashes(ctx.engine, ctx.keys.token_pepper) == 0  # once
     finally:
         ctx.close()
+
+
+def test_an_sm_home_wraps_its_keys_with_sm4_gcm(tmp_path: Path) -> None:
+    s = Settings(home=tmp_path / "home", env="test", latency_bucket_ms=0, suite="sm")
+    init_home(s)
+    ctx = open_context(s)
+    try:
+        with ctx.engine.connect() as conn:
+            blobs = [bytes(r[0]) for r in conn.execute(data_keys.select().with_only_columns(data_keys.c.wrapped))]
+        assert blobs and all(b[:1] == b"\x03" for b in blobs)  # catalog.keyring: SM4-GCM wraps
+        assert ctx.keys.signing.algorithm == "sm2"
+    finally:
+        ctx.close()
