@@ -342,7 +342,7 @@ def fail(e: BaseException) -> NoReturn:
         _say(_("invalid JSON: %(cause)s", cause=str(e)), _("fix the input"))
         sys.exit(EXIT_USAGE)
     if type(e).__name__ == "MasterKeyError":  # catalog.keyring: the home's master key is missing, unsafe or wrong
-        _say(str(e), _("see docs/deploy.md, \"Key handling\""))
+        _say(str(e), _('see docs/deploy.md, "Key handling"'))
         sys.exit(EXIT_USAGE)
     if isinstance(e, KeyboardInterrupt):
         _say(_("interrupted"), "")

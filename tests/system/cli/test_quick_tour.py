@@ -16,7 +16,7 @@ from tests.conftest import REPO
 
 def tour_block() -> str:
     readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Quick tour"):]
+    section = readme[readme.index("## Quick tour") :]
     m = re.search(r"```bash\n(.*?)```", section, re.S)
     assert m, "the quick tour has no ```bash block"
     return m.group(1)

@@ -59,8 +59,9 @@ def test_unreachable_gateway_and_no_token(capsys: pytest.CaptureFixture[str]) ->
     assert code == base.EXIT_USAGE and "no token — run `veilbox login`" in one_line(err)
 
 
-def test_http_errors_carry_the_stable_code_and_what_to_do(monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_http_errors_carry_the_stable_code_and_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     body = {"error": {"code": "POLICY_DENIED", "message": "owners only", "details": []}}
     gateway(monkeypatch, lambda _: httpx.Response(403, json=body))
     code, _, err = cli(capsys, "--token", "t", "principal", "add", "x", "--role", "owner")

@@ -36,18 +36,27 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return int(ex.value.code or 0), got.out, got.err
 
 
-def test_login_whoami_logout(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_login_whoami_logout(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, _, err = cli(capsys, "login", "--url", "http://gw:8000", "--token", "good", "--profile", "tax")
     assert code == 0, err
     path = tmp_path / "config" / "veilbox" / "profiles" / "tax.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert json.loads(path.read_text()) == {"url": "http://gw:8000", "token": "good", "name": "city-tax",
-                                            "role": "owner"}
+    assert json.loads(path.read_text()) == {
+        "url": "http://gw:8000",
+        "token": "good",
+        "name": "city-tax",
+        "role": "owner",
+    }
     monkeypatch.setenv("VEILBOX_PROFILE", "tax")
     code, out, _ = cli(capsys, "--json", "whoami")
-    assert code == 0 and json.loads(out) == {"url": "http://gw:8000", "name": "city-tax", "role": "owner",
-                                             "credentials": "profile tax"}
+    assert code == 0 and json.loads(out) == {
+        "url": "http://gw:8000",
+        "name": "city-tax",
+        "role": "owner",
+        "credentials": "profile tax",
+    }
     # the environment still overrides the profile
     monkeypatch.setenv("VEILBOX_TOKEN", "stale")
     code, _, err = cli(capsys, "whoami")
@@ -59,8 +68,9 @@ def test_login_whoami_logout(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     assert code == base.EXIT_USAGE and "no token" in err
 
 
-def test_a_bad_token_is_not_saved_and_a_readable_profile_is_refused(capsys: pytest.CaptureFixture[str],
-                                                                    tmp_path: Path) -> None:
+def test_a_bad_token_is_not_saved_and_a_readable_profile_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, _, err = cli(capsys, "login", "--token", "bad")
     assert code == base.EXIT_API and "UNAUTHENTICATED" in err
     profiles = tmp_path / "config" / "veilbox" / "profiles"

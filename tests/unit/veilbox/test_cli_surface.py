@@ -31,8 +31,13 @@ def _commands(cmd: Any, path: str) -> Iterator[tuple[str, Any]]:
 
 def test_the_walk_sees_the_whole_tree() -> None:
     paths = {path for path, _ in _commands(typer.main.get_command(app), "veilbox")}
-    assert {"veilbox login", "veilbox agreement amend", "veilbox job result", "veilbox model score",
-            "veilbox verify check-encrypted"} <= paths
+    assert {
+        "veilbox login",
+        "veilbox agreement amend",
+        "veilbox job result",
+        "veilbox model score",
+        "veilbox verify check-encrypted",
+    } <= paths
 
 
 def test_every_command_argument_and_option_has_help() -> None:
@@ -49,7 +54,9 @@ def test_every_command_argument_and_option_has_help() -> None:
 
 
 def test_every_command_takes_json() -> None:
-    lacking = [path for path, cmd in _commands(typer.main.get_command(app), "veilbox")
-               if not _is_group(cmd) and path not in NO_JSON
-               and not any("--json" in p.opts for p in cmd.params)]
+    lacking = [
+        path
+        for path, cmd in _commands(typer.main.get_command(app), "veilbox")
+        if not _is_group(cmd) and path not in NO_JSON and not any("--json" in p.opts for p in cmd.params)
+    ]
     assert not lacking, "without --json: " + ", ".join(lacking)

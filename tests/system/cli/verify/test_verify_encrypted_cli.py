@@ -19,18 +19,54 @@ def test_check_encrypted_from_the_shell(world, capsys: pytest.CaptureFixture[str
         args += ["--subject", r["person_id"], "--threshold", str(t)]
     token = world.bank._http.headers["Authorization"].split()[1]
     with pytest.raises(SystemExit) as ex:
-        base.run(app, ["--url", world.parties.service.url, "--token", token, "--json", "verify", "check-encrypted",
-                       "income_at_least", "--agreement", world.agreement["id"], *args, "--consent", "consent-cli"])
+        base.run(
+            app,
+            [
+                "--url",
+                world.parties.service.url,
+                "--token",
+                token,
+                "--json",
+                "verify",
+                "check-encrypted",
+                "income_at_least",
+                "--agreement",
+                world.agreement["id"],
+                *args,
+                "--consent",
+                "consent-cli",
+            ],
+        )
     got = capsys.readouterr()
     assert ex.value.code == 0, got.err
     out = json.loads(got.out)
-    assert [a["result"] for a in out["results"]] == [r["monthly_income"] >= t for r, t in
-                                                     zip(rows, thresholds, strict=True)]
+    assert [a["result"] for a in out["results"]] == [
+        r["monthly_income"] >= t for r, t in zip(rows, thresholds, strict=True)
+    ]
     assert out["receipt"].startswith("vbr1.")
     # a threshold count that does not match the subjects is a one-line usage error, nothing sent
     with pytest.raises(SystemExit) as ex:
-        base.run(app, ["--url", world.parties.service.url, "--token", token, "verify", "check-encrypted",
-                       "income_at_least", "--agreement", world.agreement["id"], "--subject", "P1",
-                       "--threshold", "1", "--threshold", "2", "--consent", "c"])
+        base.run(
+            app,
+            [
+                "--url",
+                world.parties.service.url,
+                "--token",
+                token,
+                "verify",
+                "check-encrypted",
+                "income_at_least",
+                "--agreement",
+                world.agreement["id"],
+                "--subject",
+                "P1",
+                "--threshold",
+                "1",
+                "--threshold",
+                "2",
+                "--consent",
+                "c",
+            ],
+        )
     err = capsys.readouterr().err.strip()
     assert ex.value.code == base.EXIT_USAGE and err.startswith("error: ") and len(err.splitlines()) == 1
