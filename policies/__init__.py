@@ -42,9 +42,12 @@ from policies.agreements.filing import (
     close_order,
     issue_order,
     list_orders,
+    load_order,
     new_order_id,
+    note_migration,
     refuse,
     reviews,
+    unnoted_migrations,
 )
 from policies.agreements.filing import file as file_agreement
 from policies.agreements.filing import submit as submit_for_filing
@@ -157,10 +160,12 @@ __all__ = [
     "list_jobs",
     "list_orders",
     "load_agreement",
+    "load_order",
     "metadata",
     "new_agreement_id",
     "new_job_id",
     "new_order_id",
+    "note_migration",
     "outputs_sealed",
     "params_digest",
     "parse_document",
@@ -186,5 +191,6 @@ __all__ = [
     "succeed",
     "suspend",
     "sweep_expired",
+    "unnoted_migrations",
     "usage",
 ]

@@ -196,6 +196,56 @@ class Client:
     def amend_agreement(self, agreement_id: str, document: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", f"/v1/agreements/{agreement_id}/amend", json=document)
 
+    # filing (备案) and the data authority (docs/agreements.md)
+    def submit_agreement(self, agreement_id: str) -> dict[str, Any]:
+        """The owner submits an accepted (or returned) agreement for filing."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/submit")
+
+    def activate_agreement(self, agreement_id: str) -> dict[str, Any]:
+        """The owner activates a filed agreement."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/activate")
+
+    def file_agreement(self, agreement_id: str, document_hash: str, reasons: list[str] | None = None,
+                       ) -> dict[str, Any]:
+        """The data authority files an agreement under review (its sign-off on ``document_hash``)."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/file",
+                          json={"document_hash": document_hash, "reasons": reasons or []})
+
+    def refuse_agreement(self, agreement_id: str, document_hash: str, reasons: list[str]) -> dict[str, Any]:
+        """The data authority returns an agreement under review to its owner with the reasons."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/refuse",
+                          json={"document_hash": document_hash, "reasons": reasons})
+
+    def agreement_reviews(self, agreement_id: str) -> list[dict[str, Any]]:
+        """The sign-offs of an agreement's filing reviews."""
+        out: list[dict[str, Any]] = self._json("GET", f"/v1/agreements/{agreement_id}/reviews")
+        return out
+
+    def authority_suspend(self, agreement_id: str, reason: str) -> dict[str, Any]:
+        """The data authority suspends an agreement (only it resumes it)."""
+        return self._json("POST", f"/v1/authority/agreements/{agreement_id}/suspend", json={"reason": reason})
+
+    def authority_resume(self, agreement_id: str, reason: str) -> dict[str, Any]:
+        """The data authority lifts its suspension."""
+        return self._json("POST", f"/v1/authority/agreements/{agreement_id}/resume", json={"reason": reason})
+
+    def issue_order(self, agreement_id: str, text: str, deadline: str) -> dict[str, Any]:
+        """The data authority issues a rectification order (整改) with its deadline (ISO-8601)."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/orders", json={"text": text, "deadline": deadline})
+
+    def orders(self, agreement_id: str) -> list[dict[str, Any]]:
+        """An agreement's rectification orders, newest first."""
+        out: list[dict[str, Any]] = self._json("GET", f"/v1/agreements/{agreement_id}/orders")
+        return out
+
+    def close_order(self, order_id: str, note: str = "") -> dict[str, Any]:
+        """The data authority closes a rectification order."""
+        return self._json("POST", f"/v1/orders/{order_id}/close", json={"note": note})
+
+    def authority_set_principal(self, name: str, disabled: bool) -> dict[str, Any]:
+        """The data authority disables (or enables again) any principal."""
+        return self._json("POST", f"/v1/authority/principals/{name}/{'disable' if disabled else 'enable'}")
+
     def budget(self, agreement_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/agreements/{agreement_id}/budget")
 

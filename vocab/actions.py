@@ -19,6 +19,7 @@ class AuditAction(StrEnum):
     SERVICE_INIT = "service.init"
     PRINCIPAL_CREATE = "principal.create"
     AGREEMENT_EXPIRE = "agreement.expire"
+    AGREEMENT_MIGRATE = "agreement.migrate"
     REQUEST_TOO_LARGE = "request.too_large"
     REQUEST_UNKNOWN = "unknown"
     REQUEST_UNMATCHED = "unmatched"
@@ -48,6 +49,7 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.SERVICE_INIT: "the service initialised its store and created the first admin",
         A.PRINCIPAL_CREATE: "a principal was created (by an admin, or the first admin at initialisation)",
         A.AGREEMENT_EXPIRE: "an agreement's validity period ended (recorded once, the first time anyone touches it)",
+        A.AGREEMENT_MIGRATE: "an agreement in force before filing (备案) existed was filed by the upgrade",
         A.REQUEST_TOO_LARGE: "a /v1 body over the size limit was refused before routing",
         A.REQUEST_UNKNOWN: "a request whose action is not yet known (replaced by its route's name)",
         A.REQUEST_UNMATCHED: "a request that matched no route",

@@ -21,6 +21,8 @@ AGREEMENT_EXAMPLE: dict[str, Any] = {
     "price": {"per_call": "0.01", "per_job": "1", "per_epsilon": "2.5", "currency": "CNY"},
     "created_at": "2026-12-03T03:45:12.211541+00:00", "accepted_at": "2026-12-03T03:45:12.321243+00:00",
     "suspended_at": None, "revoked_at": None, "outputs_sealed": False,
+    "filing_required": True, "filing_number": "BA-2026-000123", "filed_at": "2026-12-03T03:50:02.118305+00:00",
+    "suspended_by": None,
 }
 
 
@@ -30,7 +32,8 @@ class Agreement(Open):
 
     model_config = ConfigDict(json_schema_extra=example(AGREEMENT_EXAMPLE))
     id: str
-    state: str = Field(description="effective state: proposed | active | suspended | revoked | expired")
+    state: str = Field(description="effective state: proposed | accepted | under_review | returned | filed | active "
+                                   "| suspended | revoked | expired (docs/agreements.md)")
     version: int
     document_hash: str = Field(description="what an acceptance is bound to")
     owner: str
@@ -53,6 +56,61 @@ class Agreement(Open):
     suspended_at: str | None
     revoked_at: str | None
     outputs_sealed: bool = Field(description="released outputs are sealed (after revocation or expiry)")
+    filing_required: bool = Field(description="acceptance leads to review and filing (备案) before activation")
+    filing_number: str | None = Field(description="the filing number (备案号), once filed: BA-<year>-<six digits>")
+    filed_at: str | None
+    suspended_by: str | None = Field(description="owner | authority while suspended (only they resume)")
+
+
+class SignOff(Out):
+    """One sign-off of a filing review: who, approve or refuse, why, and the document hash reviewed."""
+
+    model_config = ConfigDict(json_schema_extra=example({
+        "agreement_id": "agr_1b61737f85dc4169584d", "version": 1,
+        "document_hash": "sha256:ecc1841d66a0a8306b606200a00a6d2ce16c39be93e09bb5bd647fc58caede3c",
+        "reviewer": "data-bureau", "role": "authority", "verdict": "refuse",
+        "reasons": ["the purpose does not name the lending product"], "at": "2026-12-03T03:49:12.008112+00:00"}))
+    agreement_id: str
+    version: int
+    document_hash: str
+    reviewer: str
+    role: str
+    verdict: str = Field(description="approve | refuse")
+    reasons: list[str]
+    at: str
+
+
+ORDER_EXAMPLE: dict[str, Any] = {
+    "id": "ord_5f0c1d2e3a4b5c6d", "agreement_id": "agr_1b61737f85dc4169584d",
+    "text": "Publish the consent notice for the verification product", "deadline": "2027-01-15T00:00:00+00:00",
+    "opened_by": "data-bureau", "opened_at": "2026-12-03T03:52:40.512214+00:00", "open": True, "closed_by": None,
+    "closed_at": None, "closing_note": None,
+}
+
+
+class RectificationOrder(Out):
+    """A rectification order (整改): listed on every refusal under the agreement until the authority closes it."""
+
+    model_config = ConfigDict(json_schema_extra=example(ORDER_EXAMPLE))
+    id: str
+    agreement_id: str
+    text: str
+    deadline: str
+    opened_by: str
+    opened_at: str
+    open: bool
+    closed_by: str | None
+    closed_at: str | None
+    closing_note: str | None
+
+
+class PrincipalStatus(Out):
+    """A principal as the data authority sees it after disabling or enabling it."""
+
+    model_config = ConfigDict(json_schema_extra=example({"name": "risk-lab", "role": "bank", "disabled": True}))
+    name: str
+    role: str
+    disabled: bool
 
 
 class Pair(Out):

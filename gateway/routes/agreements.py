@@ -2,12 +2,17 @@
 
 Every route that names an agreement first records its expiry once (`gateway.services.agreements.note_expiry`)
 so the audit log shows when an agreement lapsed even though no scheduler runs.
+
+Filing (备案, docs/agreements.md): the owner submits an accepted agreement and activates a filed one; the data
+authority (role ``authority``) files or refuses it with a sign-off on the document hash it read, suspends and
+resumes any agreement, issues and closes rectification orders (整改), and disables or enables any principal (the
+admin's service, `gateway.identities`). Regulators read all of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
 from fastapi.concurrency import run_in_threadpool
@@ -15,14 +20,37 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import policies
 from catalog.errors import invalid
+from gateway import identities
 from gateway.contract import OUT, ErrorCode
 from gateway.contract import doc as describe
-from gateway.contract.agreements import NEGATIVE_EXAMPLE, Agreement, Budget, NegativeEntry, Usage, document_body
-from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner
-from gateway.services.agreements import agreement_entry, check_grantee, note_expiry
+from gateway.contract.agreements import (
+    NEGATIVE_EXAMPLE,
+    ORDER_EXAMPLE,
+    Agreement,
+    Budget,
+    NegativeEntry,
+    PrincipalStatus,
+    RectificationOrder,
+    SignOff,
+    Usage,
+    document_body,
+)
+from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner, require_role
+from gateway.identities import Principal, RoleName
+from gateway.journal import request_entry
+from gateway.services.agreements import (
+    agreement_entry,
+    check_grantee,
+    filing_required,
+    note_expiry,
+    note_migrations,
+)
 from gateway.services.jobs import actor_of
 
 router = APIRouter(tags=["agreements"])
+
+#: The data authority (数据主管部门).
+Authority = Annotated[Principal, require_role(RoleName.AUTHORITY)]
 
 AGREEMENT_EXAMPLE = {
     "title": "SME credit model", "grantee": "risk-lab", "datasets": ["tax_income"],
@@ -44,6 +72,7 @@ def create(owner: Owner, ctx: Ctx, ev: Audit,
     check_grantee(ctx, doc)
     new_id = policies.new_agreement_id()  # named first: its entry commits with the proposal
     ag = policies.create_agreement(ctx.engine, actor_of(owner), doc, agreement_id=new_id,
+                                   filing_required=filing_required(ctx.engine),
                                    journal=agreement_entry(ctx, ev, new_id, "grantee", "document_hash", datasets=True))
     ev.agreement_id = ag.id
     ev.dataset = ",".join(ag.document.datasets)
@@ -52,10 +81,11 @@ def create(owner: Owner, ctx: Ctx, ev: Audit,
 
 
 @router.get("/agreements", name="agreement.list", response_model=list[Agreement], **OUT,
-            **describe("The agreements you own or hold (regulators: all)"))
+            **describe("The agreements you own or hold (regulators and the authority: all)"))
 def list_agreements(p: CurrentPrincipal, ctx: Ctx, state: str | None = Query(
         None, description="filter on the effective state")) -> list[dict[str, Any]]:
-    """Agreements the caller owns or holds (regulators: all)."""
+    """Agreements the caller owns or holds (regulators and the data authority: all)."""
+    note_migrations(ctx)
     return [ag.public() for ag in policies.list_agreements(ctx.engine, actor_of(p), state=state)]
 
 
@@ -80,7 +110,8 @@ class AcceptBody(BaseModel):
                                                           "bd647fc58caede3c"}))
 def accept(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
            body: AcceptBody | None = None) -> dict[str, Any]:
-    """The grantee accepts: ``proposed`` → ``active`` (only inside the validity window)."""
+    """The grantee accepts: ``proposed`` → ``active`` (only inside the validity window); ``accepted`` when the
+    agreement needs filing (备案)."""
     ev.agreement_id = agreement_id
     note_expiry(ctx, agreement_id)
     ag = policies.accept(ctx.engine, actor_of(p), agreement_id, document_hash=body.document_hash if body else None,
@@ -107,6 +138,157 @@ def _owner_transition(name: str, fn: Any, doc: str) -> None:
 _owner_transition("suspend", policies.suspend, "The owner pauses an active agreement (every call is refused).")
 _owner_transition("resume", policies.resume, "The owner resumes a suspended agreement.")
 _owner_transition("revoke", policies.revoke, "The owner ends the agreement for good; released outputs are sealed.")
+_owner_transition("submit", policies.submit_for_filing,
+                  "The owner submits an accepted (or returned) agreement to the data authority for filing (备案).")
+_owner_transition("activate", policies.activate, "The owner activates a filed agreement.")
+
+
+# --- filing (备案) and the data authority ----------------------------------------------------------------------
+
+
+class SignOffBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    document_hash: str = Field(description="the hash of the document version reviewed (GET /agreements/{id})")
+    reasons: list[str] = Field(default_factory=list, max_length=20,
+                               description="why (required to refuse): each at most 2000 characters")
+
+
+_HASH = "sha256:ecc1841d66a0a8306b606200a00a6d2ce16c39be93e09bb5bd647fc58caede3c"
+
+
+@router.post("/agreements/{agreement_id}/file", name="agreement.file", response_model=Agreement, **OUT,
+             **describe("File an agreement under review and issue its number (备案, data authority)",
+                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                        request_example={"document_hash": _HASH, "reasons": ["scope and purposes checked"]}))
+def file_agreement(agreement_id: str, authority: Authority, ctx: Ctx, ev: Audit, body: SignOffBody) -> dict[str, Any]:
+    """The authority's approving sign-off on the version it read: ``under_review`` → ``filed``, with a number."""
+    ev.agreement_id = agreement_id
+    note_expiry(ctx, agreement_id)
+    ev.details.update(document_hash=body.document_hash, reasons=body.reasons)
+    ag = policies.file_agreement(ctx.engine, actor_of(authority), agreement_id, document_hash=body.document_hash,
+                                 reasons=body.reasons,
+                                 journal=agreement_entry(ctx, ev, agreement_id, "filing_number"))
+    ev.details["filing_number"] = ag.filing_number
+    return ag.public()
+
+
+@router.post("/agreements/{agreement_id}/refuse", name="agreement.refuse", response_model=Agreement, **OUT,
+             **describe("Refuse an agreement under review: back to its owner with the reasons (data authority)",
+                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                        request_example={"document_hash": _HASH,
+                                         "reasons": ["the purpose does not name the lending product"]}))
+def refuse_agreement(agreement_id: str, authority: Authority, ctx: Ctx, ev: Audit,
+                     body: SignOffBody) -> dict[str, Any]:
+    """The authority's refusing sign-off: ``under_review`` → ``returned``; the owner amends or submits again."""
+    ev.agreement_id = agreement_id
+    note_expiry(ctx, agreement_id)
+    ev.details.update(document_hash=body.document_hash, reasons=body.reasons)
+    return policies.refuse(ctx.engine, actor_of(authority), agreement_id, document_hash=body.document_hash,
+                           reasons=body.reasons, journal=agreement_entry(ctx, ev, agreement_id)).public()
+
+
+@router.get("/agreements/{agreement_id}/reviews", name="agreement.reviews", response_model=list[SignOff], **OUT,
+            **describe("The sign-offs of an agreement's filing reviews", ErrorCode.NOT_FOUND_OR_FORBIDDEN))
+def agreement_reviews(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> list[dict[str, Any]]:
+    """Every sign-off, oldest first: reviewer, verdict, reasons, the document hash reviewed."""
+    ev.agreement_id = agreement_id
+    return [s.public() for s in policies.reviews(ctx.engine, actor_of(p), agreement_id)]
+
+
+class SuspendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=2000, description="why (in the audit log)")
+
+
+def _authority_transition(name: str, fn: Any, doc: str, summary: str) -> None:
+    def route(agreement_id: str, authority: Authority, ctx: Ctx, ev: Audit, body: SuspendBody) -> dict[str, Any]:
+        ev.agreement_id = agreement_id
+        ev.details["reason"] = body.reason
+        note_expiry(ctx, agreement_id)
+        result: dict[str, Any] = fn(ctx.engine, actor_of(authority), agreement_id,
+                                    journal=agreement_entry(ctx, ev, agreement_id)).public()
+        return result
+
+    route.__doc__ = doc
+    router.add_api_route(f"/authority/agreements/{{agreement_id}}/{name}", route, methods=["POST"],
+                         name=f"authority.{name}", response_model=Agreement, **OUT,
+                         **describe(summary, ErrorCode.POLICY_DENIED, ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                                    ErrorCode.AGREEMENT_INACTIVE,
+                                    request_example={"reason": "the consent notice is missing"}))
+
+
+_authority_transition("suspend", policies.authority_suspend,
+                      "The authority suspends an agreement: every call is refused; only the authority resumes it.",
+                      "Suspend any agreement (data authority)")
+_authority_transition("resume", policies.authority_resume, "The authority lifts its own suspension.",
+                      "Resume an agreement the authority suspended (data authority)")
+
+
+class OrderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=2000, description="what must be rectified")
+    deadline: dt.datetime = Field(description="by when (ISO-8601, with its zone)")
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field("", max_length=2000)
+
+
+@router.post("/agreements/{agreement_id}/orders", name="order.issue", status_code=status.HTTP_201_CREATED,
+             response_model=RectificationOrder, **OUT,
+             **describe("Issue a rectification order (整改) on an agreement (data authority)",
+                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                        status=201, request_example={k: ORDER_EXAMPLE[k] for k in ("text", "deadline")}))
+def issue_order(agreement_id: str, authority: Authority, ctx: Ctx, ev: Audit, body: OrderBody) -> dict[str, Any]:
+    """While open, every refusal a party of the agreement sees lists the order's deadline and text."""
+    ev.agreement_id = agreement_id
+    note_expiry(ctx, agreement_id)
+    order_id = policies.new_order_id()
+    ev.details.update(order_id=order_id, deadline=body.deadline.isoformat(), text=body.text)
+    return policies.issue_order(ctx.engine, actor_of(authority), agreement_id, body.text, body.deadline,
+                                order_id=order_id, journal=request_entry(ctx.audit, ev)).public()
+
+
+@router.get("/agreements/{agreement_id}/orders", name="order.list", response_model=list[RectificationOrder], **OUT,
+            **describe("An agreement's rectification orders (整改), newest first", ErrorCode.NOT_FOUND_OR_FORBIDDEN))
+def list_orders(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> list[dict[str, Any]]:
+    """Open and closed orders (the parties, regulators and the authority)."""
+    ev.agreement_id = agreement_id
+    return [o.public() for o in policies.list_orders(ctx.engine, actor_of(p), agreement_id)]
+
+
+@router.post("/orders/{order_id}/close", name="order.close", response_model=RectificationOrder, **OUT,
+             **describe("Close a rectification order (data authority)", ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+                        ErrorCode.POLICY_DENIED, ErrorCode.INVALID_REQUEST,
+                        request_example={"note": "notice published on the bank's site"}))
+def close_order(order_id: str, authority: Authority, ctx: Ctx, ev: Audit, body: CloseBody) -> dict[str, Any]:
+    """The order stops being listed on refusals."""
+    ev.details.update(order_id=order_id, note=body.note)
+    ev.agreement_id = policies.load_order(ctx.engine, order_id).agreement_id
+    return policies.close_order(ctx.engine, actor_of(authority), order_id, note=body.note,
+                                journal=request_entry(ctx.audit, ev)).public()
+
+
+def _principal_change(name: str, disabled: bool) -> None:
+    def route(principal: str, authority: Authority, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+        ev.details["name"] = principal
+        journal = request_entry(ctx.audit, ev)
+        r = (identities.disable(ctx.engine, principal, journal, admin=authority.name) if disabled
+             else identities.enable(ctx.engine, principal, journal))
+        return {"name": r.name, "role": r.role.value if hasattr(r.role, "value") else str(r.role),
+                "disabled": r.disabled}
+
+    route.__doc__ = ("The authority disables a principal: its next call is refused and its console sessions end."
+                     if disabled else "The authority enables a disabled principal again.")
+    router.add_api_route(f"/authority/principals/{{principal}}/{name}", route, methods=["POST"],
+                         name=f"authority.principal.{name}", response_model=PrincipalStatus, **OUT,
+                         **describe(f"{name.capitalize()} any principal (data authority)", ErrorCode.POLICY_DENIED,
+                                    ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.INVALID_REQUEST))
+
+
+_principal_change("disable", True)
+_principal_change("enable", False)
 
 
 @router.post("/agreements/{agreement_id}/amend", name="agreement.amend", response_model=Agreement, **OUT,

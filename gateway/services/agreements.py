@@ -4,18 +4,23 @@
 is written (no scheduler runs, so the audit log still shows when it lapsed), in the transaction recording the
 expiry. `agreement_entry`: the request's entry for an agreement's change, written in the change's transaction
 (`gateway.journal`). `check_grantee`: one answer for a grantee that does not exist, is disabled or expired, or has
-another role (no existence oracle).
+another role (no existence oracle). `filing_required` / `set_filing`: the home's choice whether agreements are filed
+(备案) before they are active (``service_meta`` key ``agreement_filing``; docs/agreements.md). `note_migrations`:
+the one ``agreement.migrate`` entry for each agreement migration 0013 filed, written the first time anyone touches
+or lists agreements after the upgrade.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, delete, select
 
 import policies
 from catalog.errors import INVALID_REQUEST, DomainError
+from gateway import _tables as gt
 from gateway import identities
 from gateway.audit import AuditEvent
 from gateway.journal import Journal, request_entry, system_entry
@@ -25,14 +30,49 @@ if TYPE_CHECKING:  # gateway.context imports the services' round registry (gatew
 from vocab.actions import AuditAction
 from vocab.roles import ANALYSTS, SYSTEM, Role
 
-__all__ = ["GRANTEE_ROLES", "agreement_entry", "check_grantee", "note_expiry", "quotas_today"]
+__all__ = ["FILING_KEY", "GRANTEE_ROLES", "agreement_entry", "check_grantee", "filing_required", "note_expiry",
+           "note_migrations", "quotas_today", "set_filing"]
+
+#: The ``service_meta`` key holding the home's filing choice: ``required`` (set by ``veilbox init``) or absent.
+FILING_KEY = "agreement_filing"
 
 GRANTEE_ROLES = tuple(r.value for r in Role if r in ANALYSTS)  # operator, bank
 
 
+def filing_required(engine: Engine) -> bool:
+    """Whether agreements proposed now need review and filing (备案) before they can be active."""
+    with engine.connect() as conn:
+        value = conn.execute(select(gt.service_meta.c.value).where(gt.service_meta.c.key == FILING_KEY)).scalar()
+    return value == "required"
+
+
+def set_filing(engine: Engine, required: bool) -> None:
+    """Set the home's filing choice (agreements already proposed keep theirs)."""
+    with engine.begin() as conn:
+        conn.execute(delete(gt.service_meta).where(gt.service_meta.c.key == FILING_KEY))
+        if required:
+            conn.execute(gt.service_meta.insert().values(key=FILING_KEY, value="required"))
+
+
+def _fixed(ev: AuditEvent) -> Callable[[Connection], AuditEvent]:
+    return lambda _conn: ev
+
+
+def note_migrations(ctx: AppContext) -> None:
+    """Write one ``agreement.migrate`` entry (role ``system``) for each agreement migration 0013 filed, once, in
+    the transaction that marks it noted."""
+    for agreement_id, number in policies.unnoted_migrations(ctx.engine):
+        ev = AuditEvent(actor="system", role=SYSTEM, action=AuditAction.AGREEMENT_MIGRATE, agreement_id=agreement_id,
+                        details={"filing_number": number, "note": "in force before filing (备案) existed: filed by "
+                                 "the upgrade"})
+        policies.note_migration(ctx.engine, agreement_id, journal=system_entry(ctx.audit, _fixed(ev)))
+
+
 def note_expiry(ctx: AppContext, agreement_id: str) -> None:
     """Write the one ``agreement.expire`` audit entry the first time anyone touches an expired agreement, in the
-    transaction that records the expiry (`gateway.journal`)."""
+    transaction that records the expiry (`gateway.journal`); and the ``agreement.migrate`` entries not yet
+    written (`note_migrations`)."""
+    note_migrations(ctx)
     ev = AuditEvent(actor="system", role=SYSTEM, action=AuditAction.AGREEMENT_EXPIRE, agreement_id=agreement_id,
                     details={"exit": "seal_outputs"})
     policies.record_expiry(ctx.engine, agreement_id, journal=system_entry(ctx.audit, lambda _conn: ev))

@@ -39,7 +39,8 @@ from policies.journal import Journal, write
 from vocab.states import AgreementState
 
 __all__ = ["Order", "SignOff", "activate", "authority_resume", "authority_suspend", "close_order", "file",
-           "issue_order", "list_orders", "new_order_id", "refuse", "reviews", "submit"]
+           "issue_order", "list_orders", "load_order", "new_order_id", "note_migration", "refuse", "reviews", "submit",
+           "unnoted_migrations"]
 
 MAX_TEXT = 2000
 
@@ -247,10 +248,11 @@ def issue_order(engine: Engine, actor: Actor, agreement_id: str, text: str, dead
             id=order_id, agreement_id=agreement_id, text=text, deadline=deadline, opened_by=actor.name,
             opened_at=now))
         write(conn, journal)
-    return _load_order(engine, order_id)
+    return load_order(engine, order_id)
 
 
-def _load_order(engine: Engine, order_id: str) -> Order:
+def load_order(engine: Engine, order_id: str) -> Order:
+    """The stored order, without any authorization (``NOT_FOUND_OR_FORBIDDEN`` when there is none)."""
     with engine.connect() as conn:
         r = conn.execute(select(t.rectification_orders).where(t.rectification_orders.c.id == order_id)).first()
     if r is None:
@@ -262,7 +264,7 @@ def close_order(engine: Engine, actor: Actor, order_id: str, *, note: str = "", 
                 journal: Journal | None = None) -> Order:
     """``POST /authority/orders/{id}/close`` (data authority): the order is closed (once)."""
     now = aware(now)
-    order = _load_order(engine, order_id)
+    order = load_order(engine, order_id)
     decide_on(engine, actor, Action.ORDER_CLOSE, load_agreement(engine, order.agreement_id), now).raise_if_denied()
     if len(note) > MAX_TEXT:
         raise invalid("a closing note has at most 2000 characters", [{"field": "note", "reason": "text.length"}])
@@ -274,7 +276,7 @@ def close_order(engine: Engine, actor: Actor, order_id: str, *, note: str = "", 
             raise DomainError(INVALID_REQUEST, "the order is already closed",
                               [{"field": "order", "reason": "order.closed"}])
         write(conn, journal)
-    return _load_order(engine, order_id)
+    return load_order(engine, order_id)
 
 
 def list_orders(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None) -> list[Order]:
@@ -286,3 +288,23 @@ def list_orders(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.date
         rows = conn.execute(select(t.rectification_orders).where(o.agreement_id == agreement_id)
                             .order_by(o.opened_at.desc(), o.id)).all()
     return [_order(r) for r in rows]
+
+
+def unnoted_migrations(engine: Engine) -> list[tuple[str, str]]:
+    """(agreement id, filing number) of the agreements migration 0013 filed whose audit entry is not written yet."""
+    a = t.agreements.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(a.id, a.filing_number).where(a.migration_noted.is_(False)).order_by(a.id)).all()
+    return [(r.id, r.filing_number) for r in rows]
+
+
+def note_migration(engine: Engine, agreement_id: str, *, journal: Journal | None = None) -> bool:
+    """Mark the migration of ``agreement_id`` as noted; True only the first time (``journal`` then records it in
+    the same transaction)."""
+    a = t.agreements.c
+    with engine.begin() as conn:
+        res = conn.execute(update(t.agreements).where(a.id == agreement_id, a.migration_noted.is_(False))
+                           .values(migration_noted=True))
+        if res.rowcount == 1:
+            write(conn, journal)
+    return res.rowcount == 1

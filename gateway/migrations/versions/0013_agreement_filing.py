@@ -36,7 +36,7 @@ def _in(values: tuple[str, ...]) -> str:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("agreements", recreate="always") as b:
+    with op.batch_alter_table("agreements", recreate="auto") as b:
         b.drop_constraint("ck_agreements_state", type_="check")
         b.create_check_constraint("ck_agreements_state", _in(_NEW))
         b.add_column(sa.Column("filing_required", sa.Boolean(), nullable=False, server_default=sa.false()))
@@ -103,7 +103,7 @@ def downgrade() -> None:
     conn.execute(sa.text("UPDATE agreements SET state = 'proposed' WHERE state IN "
                          "('accepted', 'under_review', 'returned')"))
     conn.execute(sa.text("UPDATE agreements SET state = 'active' WHERE state = 'filed'"))
-    with op.batch_alter_table("agreements", recreate="always") as b:
+    with op.batch_alter_table("agreements", recreate="auto") as b:
         b.drop_constraint("uq_agreements_filing_number", type_="unique")
         b.drop_column("migration_noted")
         b.drop_column("suspended_by")
