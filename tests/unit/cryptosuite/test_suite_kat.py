@@ -140,6 +140,9 @@ def test_round_trip_and_tampering(name):
     other = suite_of("sm" if name == "intl" else "intl")
     assert not other.verify(pub, b"checkpoint", sig)  # a key of the other suite is refused, never tried
     assert s.signing_key_from_bytes(sk.private_bytes()).public == sk.public
+    assert load_verify_key(sk.public.pem) == sk.public  # the PEM names the algorithm
+    if name == "sm":  # id-ecPublicKey on sm2p256v1, as OpenSSL and GmSSL write an SM2 key
+        assert "MFkwEwYHKoZIzj0CAQYIKoEcz1UBgi0DQgAE" in sk.public.pem
     key = s.new_aead_key()
     blob = s.aead_encrypt(key, b"secret", b"ctx")
     assert s.aead_decrypt(key, blob, b"ctx") == b"secret"
