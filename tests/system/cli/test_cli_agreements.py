@@ -44,7 +44,8 @@ def test_owner_operator_and_regulator_from_the_shell(parties, tmp_path):
     assert [j["id"] for j in queue] == [pending["job_id"]]
     review = json.loads(veilbox(url, parties.owner, "job", "review", pending["job_id"], "--json").stdout)
     veilbox(url, parties.owner, "job", "approve", pending["job_id"], "--spec-hash", review["job"]["spec_hash"])
-    res = json.loads(veilbox(url, parties.operator, "job", "result", pending["job_id"], "--wait", "60", "--json").stdout)
+    res = json.loads(veilbox(url, parties.operator, "job", "result", pending["job_id"], "--wait", "60",
+                             "--json").stdout)
     assert res["result"]["columns"] == ["district", "n"]
     table = veilbox(url, parties.operator, "job", "result", pending["job_id"][:10]).stdout  # a unique id prefix
     assert "n (95% interval)" in table and res["result"]["rows"][0][0] in table
