@@ -96,7 +96,7 @@ __all__ = ["INCIDENT", "Runtime", "actor_of", "approve_job", "cancel_job", "clai
            "run_claimed", "run_inline", "run_query", "runtime", "submit", "submit_job"]
 
 INCIDENT = AuditAction.JOB_INCIDENT  # audit action of a failure behind a charged job: owner, admin, regulator only
-REVIEW_VERSION = 1  # part of the stored review's key: a new review format is computed afresh
+REVIEW_VERSION = 2  # part of the stored review's key: a new format is computed afresh (2: the plan names aggregates)
 _runtime_lock = threading.Lock()
 _sleep = time.sleep  # the waits of `_bucket_end` (a test replaces it to observe them without waiting)
 
