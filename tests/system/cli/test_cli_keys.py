@@ -2,18 +2,18 @@
 
 import base64
 import json
-import os
-import subprocess
-import sys
 
+import pytest
+import uvicorn
 from typer.testing import CliRunner
 
 from catalog.keyring import default_key_file
 from veilbox._cli_common import CliError
+from veilbox._cli_common import run as run_cli
 from veilbox.cli import app
 
 
-def test_keys_status_rotate_and_serve_without_the_master_key(tmp_path, monkeypatch):
+def test_keys_status_rotate_and_serve_without_the_master_key(tmp_path, monkeypatch, capsys):
     for var in ("VEILBOX_MASTER_KEY", "VEILBOX_MASTER_KEY_FILE", "VEILBOX_PKCS11_MODULE"):
         monkeypatch.delenv(var, raising=False)
     home, runner = tmp_path / "home", CliRunner()
@@ -37,9 +37,11 @@ def test_keys_status_rotate_and_serve_without_the_master_key(tmp_path, monkeypat
     assert (new.stat().st_mode & 0o777) == 0o600
     old.unlink()
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VEILBOX_")}
-    r = subprocess.run([sys.executable, "-m", "veilbox.cli", "serve", "--home", str(home), "--port", "0"],
-                       capture_output=True, text=True, timeout=120, env=env)
-    assert r.returncode == 2 and "master_key.missing" in r.stderr and "VEILBOX_MASTER_KEY_FILE" in r.stderr, r.stderr
+    # `veilbox serve` as its entry point runs it (veilbox.cli:main → run): one line on stderr, exit 2, never serving
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("served without its master key"))
+    with pytest.raises(SystemExit) as exited:
+        run_cli(app, ["serve", "--home", str(home), "--port", "0"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "master_key.missing" in err and "VEILBOX_MASTER_KEY_FILE" in err, err
     monkeypatch.setenv("VEILBOX_MASTER_KEY_FILE", str(new))
     assert json.loads(run("keys", "status", "--home", home, "--json"))["provider"].startswith(f"file:{new}")
