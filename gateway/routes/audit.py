@@ -89,7 +89,7 @@ def output_lineage(key: str, _: Regulator, ctx: Ctx, ev: Audit) -> dict[str, Any
 
 
 @router.get("/audit/public-key", name="audit.public_key", response_model=PublicKey, **OUT,
-            **doc("The service's Ed25519 public key (receipts and checkpoints)"))
+            **doc("The service's signing public key (receipts and checkpoints): Ed25519 or SM2, the home's suite"))
 def public_key(_: CurrentPrincipal, ctx: Ctx) -> dict[str, str]:
     pub = ctx.keys.public  # the home's suite (cryptosuite): Ed25519 or SM2, the algorithm named in the PEM too
     return {"key_id": ctx.keys.key_id, "algorithm": pub.algorithm, "hash_alg": ctx.audit.alg, "pem": pub.pem}

@@ -29,8 +29,8 @@ predicate true for every declared row (`sandbox.verify_membership`).
 
 Receipts are ``vbr1.<payload>.<signature>`` (base64url): the payload names the product, agreement, hashed
 subject(s), digests of the parameters, consent reference and ciphertexts, the result (plain checks) and the
-time; the signature is Ed25519 by the service key (`GET /audit/public-key`) over ``veilbox-receipt|v1|`` +
-payload (`gateway.services.receipts`). `veilbox.bank.verify_receipt` checks one offline.
+time; the signature is the service key's (`GET /audit/public-key`: Ed25519 or SM2, the home's suite) over
+``veilbox-receipt|v1|`` + payload (`gateway.services.receipts`). `veilbox.bank.verify_receipt` checks one offline.
 
 The orchestration is `gateway.services.verification` (shared with the console); this module parses, calls it
 and shapes the answer. ``check-encrypted`` also takes and gives its ciphertexts as raw bytes in a binary frame

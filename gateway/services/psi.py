@@ -432,7 +432,7 @@ def bank_agreements(ctx: AppContext, p: Principal) -> list[dict[str, Any]]:
 
 
 def read_bank_receipt(ctx: AppContext, p: Principal, receipt: str) -> dict[str, Any]:
-    """A PSI or anonymous-check receipt's claims, after checking the service's Ed25519 signature (as
+    """A PSI or anonymous-check receipt's claims, after checking the service key's signature (as
     `veilbox.bank.verify_receipt` does offline) and that it was issued under an agreement the bank holds."""
     claims = read_receipt(ctx, receipt)
     if claims is None or claims.get("kind") not in RECEIPT_KINDS:

@@ -133,14 +133,16 @@ def _granted(ctx: AppContext, agreement_id: str, body: ScoreBody) -> None:
 def score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: AuditEvent) -> dict[str, Any]:
     """Score the bank's encrypted applicants with the model (see the module docstring for the order of checks);
     fills ``ev`` with the model, layout, output, counts and digests."""
-    context_digest = "sha256:" + hashlib.sha256(body.context.encode()).hexdigest()
-    h = hashlib.sha256(context_digest.encode())
+    suite = ctx.keys.suite  # the home's cryptographic suite: sha256: or sm3: digests
+    context_digest = suite.digest(body.context.encode())
+    h = suite.hasher()
+    h.update(context_digest.encode())
     for ct in body.ciphertexts:
         h.update(b"|" + ct.encode())
     if body.cutoff is not None:
         h.update(b"|cutoff|" + body.cutoff.encode())
     ev.details.update(model_id=model_id, layout=body.layout, output=body.output, ciphertexts=len(body.ciphertexts),
-                      request_digest="sha256:" + h.hexdigest())
+                      request_digest=f"{suite.hash_name}:{h.finalize().hex()}")
     decision = body.output == "decision"
     if decision != (body.cutoff is not None):
         raise DomainError(INVALID_REQUEST, "a decision needs the encrypted cut-off; a logit takes none",
@@ -182,10 +184,10 @@ def score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Aud
             out = score_rows(public, body.ciphertexts, model)
         else:
             out = [score_columns(public, body.ciphertexts, model)]
-    digest = hashlib.sha256()
+    digest = suite.hasher()
     for ct in out:
         digest.update(ct.encode() + b"|")
-    output_digest = "sha256:" + digest.hexdigest()
+    output_digest = f"{suite.hash_name}:{digest.finalize().hex()}"
 
     def answered(_conn: Connection, entry: AuditEvent) -> bool:
         entry.output_digest = output_digest
