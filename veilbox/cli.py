@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from veilbox import cli_audit, cli_he, cli_keys, cli_profile, cli_psi, cli_work
+from veilbox import cli_audit, cli_authority, cli_he, cli_keys, cli_profile, cli_psi, cli_work
 from veilbox._cli_common import (
     EXIT_NOT_READY,
     AgreementOpt,
@@ -81,6 +81,9 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
              help="deprecated alias of --suite: sm3 means --suite sm, sha256 --suite intl")] = None,
          token_only: Annotated[bool, typer.Option(
              "--token-only", help="print only the admin token (for `TOKEN=$(veilbox init … --token-only)`)")] = False,
+         filing: Annotated[bool, typer.Option(
+             "--filing/--no-filing", help="agreements are reviewed and filed (备案) by the data authority before "
+             "they can be active (docs/agreements.md)")] = False,
          ) -> None:
     """Create a service home: directories, keys, metadata schema and the admin principal."""
     from pydantic import ValidationError
@@ -95,6 +98,15 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
         token = init_home(s)
     except AlreadyInitialised as e:
         raise CliError(str(e), _("pick another --home, or use the existing one"), code=1) from None
+    if filing:
+        from catalog.store import make_engine
+        from gateway.services.agreements import set_filing
+
+        engine = make_engine(s.db_url)
+        try:
+            set_filing(engine, True)
+        finally:
+            engine.dispose()
     data = {"home": str(s.home.resolve()), "admin_token": token, "suite": s.suite}
     if token_only:
         print(token)
@@ -652,6 +664,7 @@ cli_he.register(cli_work.model_app, verify_app)
 cli_audit.register(audit_app)
 cli_profile.register(app)
 cli_keys.register(app)
+cli_authority.register(app)
 
 
 def main() -> None:

@@ -131,6 +131,8 @@ def _transition(name: str, doc: str) -> None:
 _transition("suspend", "Owner: pause an active agreement.")
 _transition("resume", "Owner: resume a suspended agreement.")
 _transition("revoke", "Owner: end an agreement for good; released outputs are sealed.")
+_transition("submit", "Owner: submit an accepted (or returned) agreement to the data authority for filing (备案).")
+_transition("activate", "Owner: activate a filed agreement.")
 
 
 @agreement_app.command("budget")
