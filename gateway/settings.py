@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
     job_lease_s: float = Field(default=30.0, gt=0, le=3600, description="how long a job's worker lease holds "
                                "without a heartbeat (renewed every third of it); then a sweeper takes the job over")
+    complaint_days: int = Field(default=15, ge=1, le=365, description="days from filing to a complaint's or "
+                                "objection's deadline (VEILBOX_COMPLAINT_DAYS)")
     anchor_sink: str | None = Field(default=None, description="where the signed audit head is anchored (存证) "
                                     "(VEILBOX_ANCHOR_SINK): file:/path/anchors.jsonl, or an https:// webhook of an "
                                     "evidence service (http:// only to a loopback host)")

@@ -41,8 +41,20 @@ from policies.jobs import load_job
 from policies.journal import Journal, write
 from vocab.roles import Role
 
-__all__ = ["DEFAULT_DAYS", "KINDS", "OPEN_STATES", "STATES", "TARGETS", "Complaint", "file_complaint",
-           "list_complaints", "new_complaint_id", "show_complaint", "subject_suspended", "transition"]
+__all__ = [
+    "DEFAULT_DAYS",
+    "KINDS",
+    "OPEN_STATES",
+    "STATES",
+    "TARGETS",
+    "Complaint",
+    "file_complaint",
+    "list_complaints",
+    "new_complaint_id",
+    "show_complaint",
+    "subject_suspended",
+    "transition",
+]
 
 #: Days from filing to the deadline by which the complaint should be decided, unless configured.
 DEFAULT_DAYS = 15
@@ -54,8 +66,7 @@ OPEN_STATES = ("open", "investigating")
 MAX_TEXT = 2000
 _HASH = re.compile(r"^hs:[0-9a-f]{32}$")
 #: state reached -> the states it may be reached from
-_MOVES: dict[str, tuple[str, ...]] = {"investigating": ("open",), "resolved": OPEN_STATES,
-                                      "rejected": OPEN_STATES}
+_MOVES: dict[str, tuple[str, ...]] = {"investigating": ("open",), "resolved": OPEN_STATES, "rejected": OPEN_STATES}
 
 
 @dataclass(frozen=True)
@@ -82,23 +93,52 @@ class Complaint:
     @property
     def suspends_subject(self) -> bool:
         """Whether this complaint suspends its subject's checks now (an owner's open objection on a subject)."""
-        return self.kind == "objection" and self.subject_hash is not None and self.on_behalf \
-            and self.state in OPEN_STATES
+        return (
+            self.kind == "objection" and self.subject_hash is not None and self.on_behalf and self.state in OPEN_STATES
+        )
 
     def public(self) -> dict[str, Any]:
         """The API view (the subject only as its keyed hash)."""
-        return {"id": self.id, "kind": self.kind, "target_kind": self.target_kind, "target": self.target,
-                "agreement_id": self.agreement_id, "subject_hash": self.subject_hash, "owner": self.owner,
-                "filer": self.filer, "filer_role": self.filer_role, "on_behalf": self.on_behalf, "text": self.text,
-                "state": self.state, "deadline": self.deadline.isoformat(), "created_at": self.created_at.isoformat(),
-                "updated_at": self.updated_at.isoformat(), "suspends_subject": self.suspends_subject,
-                "history": self.history}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "target_kind": self.target_kind,
+            "target": self.target,
+            "agreement_id": self.agreement_id,
+            "subject_hash": self.subject_hash,
+            "owner": self.owner,
+            "filer": self.filer,
+            "filer_role": self.filer_role,
+            "on_behalf": self.on_behalf,
+            "text": self.text,
+            "state": self.state,
+            "deadline": self.deadline.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "suspends_subject": self.suspends_subject,
+            "history": self.history,
+        }
 
 
 def _row(r: Any) -> Complaint:
-    return Complaint(r.id, r.kind, r.target_kind, r.target, r.agreement_id, r.subject_hash, r.owner, r.filer,
-                     r.filer_role, bool(r.on_behalf), r.text, r.state, r.deadline, r.created_at, r.updated_at,
-                     json.loads(r.history_json))
+    return Complaint(
+        r.id,
+        r.kind,
+        r.target_kind,
+        r.target,
+        r.agreement_id,
+        r.subject_hash,
+        r.owner,
+        r.filer,
+        r.filer_role,
+        bool(r.on_behalf),
+        r.text,
+        r.state,
+        r.deadline,
+        r.created_at,
+        r.updated_at,
+        json.loads(r.history_json),
+    )
 
 
 def new_complaint_id() -> str:
@@ -129,8 +169,14 @@ def _party_agreement(engine: Engine, actor: Actor, agreement_id: str) -> str:
     return ag.owner
 
 
-def _route(engine: Engine, actor: Actor, target_kind: str, target: str | None, agreement_id: str | None,
-           subject_hash: str | None) -> tuple[str, str, str | None, str | None]:
+def _route(
+    engine: Engine,
+    actor: Actor,
+    target_kind: str,
+    target: str | None,
+    agreement_id: str | None,
+    subject_hash: str | None,
+) -> tuple[str, str, str | None, str | None]:
     """(target, owner routed to, agreement id, subject hash) for a filing, or the refusal."""
     if target_kind == "agreement":
         if not target:
@@ -156,10 +202,21 @@ def _route(engine: Engine, actor: Actor, target_kind: str, target: str | None, a
     return subject_hash, owner, agreement_id, subject_hash
 
 
-def file_complaint(engine: Engine, actor: Actor, *, kind: str, target_kind: str, text: str,
-                   target: str | None = None, agreement_id: str | None = None, subject_hash: str | None = None,
-                   days: int = DEFAULT_DAYS, complaint_id: str | None = None, now: dt.datetime | None = None,
-                   journal: Journal | None = None) -> Complaint:
+def file_complaint(
+    engine: Engine,
+    actor: Actor,
+    *,
+    kind: str,
+    target_kind: str,
+    text: str,
+    target: str | None = None,
+    agreement_id: str | None = None,
+    subject_hash: str | None = None,
+    days: int = DEFAULT_DAYS,
+    complaint_id: str | None = None,
+    now: dt.datetime | None = None,
+    journal: Journal | None = None,
+) -> Complaint:
     """File a complaint or an objection (any principal but a regulator), routed to the owner concerned and the
     authority, due ``days`` from now. An owner's objection naming a subject is filed on the person's behalf and
     suspends the subject's checks under the owner's agreements while it is open."""
@@ -171,17 +228,31 @@ def file_complaint(engine: Engine, actor: Actor, *, kind: str, target_kind: str,
     if not 1 <= days <= 365:
         raise _field("days", "days.range", "the deadline is 1 to 365 days away")
     text = _text(text)
-    target, owner, agreement_id, subject_hash = _route(engine, actor, target_kind, target, agreement_id,
-                                                       subject_hash)
+    target, owner, agreement_id, subject_hash = _route(engine, actor, target_kind, target, agreement_id, subject_hash)
     on_behalf = target_kind == "subject" and actor.role == Role.OWNER and actor.name == owner
     complaint_id = complaint_id or new_complaint_id()
     history = [{"state": "open", "by": actor.name, "role": str(actor.role), "reasons": [], "at": now.isoformat()}]
     with engine.begin() as conn:
-        conn.execute(insert(t.complaints).values(
-            id=complaint_id, kind=kind, target_kind=target_kind, target=target, agreement_id=agreement_id,
-            subject_hash=subject_hash, owner=owner, filer=actor.name, filer_role=str(actor.role),
-            on_behalf=on_behalf, text=text, state="open", deadline=now + dt.timedelta(days=days), created_at=now,
-            updated_at=now, history_json=json.dumps(history)))
+        conn.execute(
+            insert(t.complaints).values(
+                id=complaint_id,
+                kind=kind,
+                target_kind=target_kind,
+                target=target,
+                agreement_id=agreement_id,
+                subject_hash=subject_hash,
+                owner=owner,
+                filer=actor.name,
+                filer_role=str(actor.role),
+                on_behalf=on_behalf,
+                text=text,
+                state="open",
+                deadline=now + dt.timedelta(days=days),
+                created_at=now,
+                updated_at=now,
+                history_json=json.dumps(history),
+            )
+        )
         write(conn, journal)
     return _load(engine, complaint_id)
 
@@ -230,9 +301,16 @@ def list_complaints(engine: Engine, actor: Actor, *, state: str | None = None, l
     return [_row(r) for r in rows]
 
 
-def transition(engine: Engine, actor: Actor, complaint_id: str, to: str, *,
-               reasons: list[str] | tuple[str, ...] = (), now: dt.datetime | None = None,
-               journal: Journal | None = None) -> Complaint:
+def transition(
+    engine: Engine,
+    actor: Actor,
+    complaint_id: str,
+    to: str,
+    *,
+    reasons: list[str] | tuple[str, ...] = (),
+    now: dt.datetime | None = None,
+    journal: Journal | None = None,
+) -> Complaint:
     """Move a complaint (the owner it is routed to, the authority, an admin): ``investigating``, or ``resolved`` /
     ``rejected`` with at least one reason. Resolving or rejecting an objection lifts its subject's suspension."""
     now = aware(now)
@@ -245,20 +323,32 @@ def transition(engine: Engine, actor: Actor, complaint_id: str, to: str, *,
         raise _field("reasons", "reasons.too_long", "at most 20 reasons of at most 2000 characters")
     c = show_complaint(engine, actor, complaint_id)
     if not _may_move(actor, c):
-        raise DomainError(NOT_FOUND_OR_FORBIDDEN, "only the owner it is routed to, the authority or an admin "
-                                                  "decides a complaint")
+        raise DomainError(
+            NOT_FOUND_OR_FORBIDDEN, "only the owner it is routed to, the authority or an admin decides a complaint"
+        )
     if c.state not in _MOVES[to]:
-        raise DomainError(INVALID_REQUEST, f"a complaint in state {c.state} cannot become {to}",
-                          [{"field": "state", "reason": "complaint.state"}])
-    history = [*c.history, {"state": to, "by": actor.name, "role": str(actor.role), "reasons": out,
-                            "at": now.isoformat()}]
+        raise DomainError(
+            INVALID_REQUEST,
+            f"a complaint in state {c.state} cannot become {to}",
+            [{"field": "state", "reason": "complaint.state"}],
+        )
+    history = [
+        *c.history,
+        {"state": to, "by": actor.name, "role": str(actor.role), "reasons": out, "at": now.isoformat()},
+    ]
     col = t.complaints.c
     with engine.begin() as conn:
-        res = conn.execute(update(t.complaints).where(col.id == complaint_id, col.state == c.state)
-                           .values(state=to, updated_at=now, history_json=json.dumps(history)))
+        res = conn.execute(
+            update(t.complaints)
+            .where(col.id == complaint_id, col.state == c.state)
+            .values(state=to, updated_at=now, history_json=json.dumps(history))
+        )
         if res.rowcount != 1:
-            raise DomainError(INVALID_REQUEST, "the complaint changed concurrently; read it again",
-                              [{"field": "state", "reason": "complaint.state"}])
+            raise DomainError(
+                INVALID_REQUEST,
+                "the complaint changed concurrently; read it again",
+                [{"field": "state", "reason": "complaint.state"}],
+            )
         write(conn, journal)
     return _load(engine, complaint_id)
 
@@ -266,9 +356,21 @@ def transition(engine: Engine, actor: Actor, complaint_id: str, to: str, *,
 def subject_suspended_in(conn: Connection, agreement_id: str, subject_hashes: list[str]) -> bool:
     """Whether any of the subjects has an open objection its owner filed with the agreement's owner."""
     c, a = t.complaints.c, t.agreements.c
-    return bool(conn.execute(select(exists().where(and_(
-        c.kind == "objection", c.on_behalf.is_(True), c.state.in_(OPEN_STATES), c.subject_hash.in_(subject_hashes),
-        c.owner == select(a.owner).where(a.id == agreement_id).scalar_subquery())))).scalar())
+    return bool(
+        conn.execute(
+            select(
+                exists().where(
+                    and_(
+                        c.kind == "objection",
+                        c.on_behalf.is_(True),
+                        c.state.in_(OPEN_STATES),
+                        c.subject_hash.in_(subject_hashes),
+                        c.owner == select(a.owner).where(a.id == agreement_id).scalar_subquery(),
+                    )
+                )
+            )
+        ).scalar()
+    )
 
 
 def subject_suspended(engine: Engine, agreement_id: str, subject_hashes: list[str]) -> bool:

@@ -246,6 +246,29 @@ class Client:
         """The data authority disables (or enables again) any principal."""
         return self._json("POST", f"/v1/authority/principals/{name}/{'disable' if disabled else 'enable'}")
 
+    # -- complaints and objections (投诉与异议) ------------------------------------------------------------------
+    def file_complaint(self, target_kind: str, text: str, *, kind: str = "complaint", target: str | None = None,
+                       agreement_id: str | None = None, subject: str | int | None = None,
+                       subject_hash: str | None = None) -> dict[str, Any]:
+        """File a complaint or objection; a subject by its raw id (owners, on the person's behalf) or its hash."""
+        body: dict[str, Any] = {"kind": kind, "target_kind": target_kind, "text": text}
+        for k, v in (("target", target), ("agreement_id", agreement_id), ("subject", subject),
+                     ("subject_hash", subject_hash)):
+            if v is not None:
+                body[k] = v
+        return self._json("POST", "/v1/complaints", json=body)
+
+    def complaints(self, state: str | None = None) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = self._json("GET", "/v1/complaints", params={"state": state} if state else {})
+        return out
+
+    def complaint(self, complaint_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/complaints/{complaint_id}")
+
+    def move_complaint(self, complaint_id: str, step: str, reasons: list[str] | None = None) -> dict[str, Any]:
+        """``step`` is investigate, resolve or reject (the last two with reasons)."""
+        return self._json("POST", f"/v1/complaints/{complaint_id}/{step}", json={"reasons": reasons or []})
+
     def budget(self, agreement_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/agreements/{agreement_id}/budget")
 

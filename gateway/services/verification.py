@@ -16,6 +16,9 @@ Encrypted checks (`check_encrypted`): the bank's BFV context and ``Enc(t)`` in, 
 data is read, the lookup and evaluation (which succeed for any subject set) run, then every subject is metered
 with the request's entry in one transaction (all or nothing) with a fresh parameter value each (the threshold is
 hidden, so one ciphertext replayed with the subjects in other slots is a new question).
+
+Objections (`refuse_if_objected`): after the policy decision and before anything is read or metered, a check
+naming a subject its owner's open objection suspends is refused (``POLICY_DENIED``, reason ``subject.unavailable``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from sqlalchemy import Connection
 
 import policies
 from catalog import products, registry
-from catalog.errors import INVALID_REQUEST, DomainError, invalid, not_found
+from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError, invalid, not_found
 from catalog.products import Product, ProductSpec
 from catalog.registry import Dataset
 from gateway.audit import AuditEvent
@@ -42,7 +45,7 @@ from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
 from gateway.services.receipts import digest, issue_receipt
 from mpc.he import SignBounds, evaluate_masked_sign_with, load_sign_context
-from policies import Action
+from policies import Action, complaints
 from policies import quotas as policy_quotas
 from policies.decision import CALL, meters_for
 from sandbox.verify import (
@@ -59,7 +62,8 @@ from sandbox.verify import (
 from sandbox.verify_membership import prove_membership_hidden
 
 __all__ = ["MAX_ENCRYPTED_SUBJECTS", "CheckBody", "EncryptedCheckBody", "check_answer", "check_encrypted",
-           "define_product", "list_products", "product_for_check", "question_digest", "show_product"]
+           "define_product", "list_products", "product_for_check", "question_digest", "refuse_if_objected",
+           "show_product"]
 
 #: Subjects per encrypted check (each is metered in the request's one transaction).
 MAX_ENCRYPTED_SUBJECTS = 1024
@@ -138,6 +142,17 @@ def _permit(ctx: AppContext, p: Principal, agreement_id: str, ds: Dataset, vette
         raise
 
 
+def refuse_if_objected(ctx: AppContext, agreement_id: str, subject_hashes: list[str]) -> None:
+    """Refuse a check, after its policy decision and before anything is read or metered, when one of its subjects
+    is suspended by an objection the agreement's owner filed on the person's behalf (`policies.complaints`). The
+    refusal is the plain ``POLICY_DENIED`` with the reason ``subject.unavailable``: it names no complaint, filer,
+    date or reason, so the caller learns only that this subject cannot be checked now (docs/mechanisms/
+    verification.md, "Objections")."""
+    if complaints.subject_suspended(ctx.engine, agreement_id, subject_hashes):
+        raise DomainError(POLICY_DENIED, "this subject cannot be checked under this agreement at present",
+                          [{"reason": "subject.unavailable"}])
+
+
 def _answered(ctx: AppContext, ev: AuditEvent, output_digest: str, meter: Callable[[Journal], None]) -> None:
     """Meter an answer computed but not yet sent, with the request's entry (stating ``output_digest``) in the
     meters' transaction: both or neither (`gateway.journal`). If the meters are used up meanwhile (a concurrent
@@ -207,6 +222,7 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
     ev.details.update(params_digest=params_digest)
     allowed = _permit(ctx, p, body.agreement_id, ds, vetted, body.consent_ref, body.purpose, subject_hash,
                       {"product": product.name, "params": canonical})
+    refuse_if_objected(ctx, body.agreement_id, [subject_hash])
     # Decided (quotas from the snapshot) before the statement runs; the verdict leaves only once its meters
     # commit with the request's entry (`_answered`).
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
@@ -262,6 +278,7 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
     policies.check(ctx.engine, actor_of(p), Action.VERIFY_CHECK, body.agreement_id, datasets=[ds.name],
                    columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose, consent_ref=body.consent_ref,
                    subject_hash=hashes[0], params=params).raise_if_denied()
+    refuse_if_objected(ctx, body.agreement_id, hashes)
     bounds = SignBounds(*sign_box(threshold))
     # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
     # data read, result discarded) before any subject's allowance is used.

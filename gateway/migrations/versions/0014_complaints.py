@@ -43,8 +43,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("history_json", sa.Text(), nullable=False),
         sa.CheckConstraint("kind IN ('complaint', 'objection')", name="ck_complaints_kind"),
-        sa.CheckConstraint("target_kind IN ('agreement', 'job', 'output', 'subject')",
-                           name="ck_complaints_target_kind"),
+        sa.CheckConstraint(
+            "target_kind IN ('agreement', 'job', 'output', 'subject')", name="ck_complaints_target_kind"
+        ),
         sa.CheckConstraint("state IN ('open', 'investigating', 'resolved', 'rejected')", name="ck_complaints_state"),
         sa.PrimaryKeyConstraint("id"),
     )
