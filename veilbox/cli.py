@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from veilbox import cli_audit, cli_authority, cli_he, cli_keys, cli_profile, cli_psi, cli_work
+from veilbox import cli_audit, cli_authority, cli_complaints, cli_he, cli_keys, cli_profile, cli_psi, cli_work
 from veilbox._cli_common import (
     EXIT_NOT_READY,
     AgreementOpt,
@@ -107,13 +107,19 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
             set_filing(engine, True)
         finally:
             engine.dispose()
-    data = {"home": str(s.home.resolve()), "admin_token": token, "suite": s.suite}
+    from gateway.masterkey import provider
+
+    # where the master key is (path or token and a fingerprint: never the key); it never lies in the home
+    data = {"home": str(s.home.resolve()), "admin_token": token, "suite": s.suite,
+            "master_key": provider(s.home, s).describe()}
     if token_only:
         print(token)
     elif wants_json(as_json):
         out.print_json(json.dumps(data))
     else:
         out.print(f"Initialised [bold]{data['home']}[/]\nadmin token (shown once): [bold]{token}[/]")
+        out.print(_("master key (kept outside the home; back it up apart from it): %(where)s",
+                    where=data["master_key"]))
 
 
 def _given(**kw: Any) -> dict[str, Any]:
@@ -665,6 +671,7 @@ cli_audit.register(audit_app)
 cli_profile.register(app)
 cli_keys.register(app)
 cli_authority.register(app)
+cli_complaints.register(app)
 
 
 def main() -> None:
