@@ -23,8 +23,9 @@ def test_keys_status_rotate_and_serve_without_the_master_key(tmp_path, monkeypat
         assert r.exit_code == 0, r.output
         return r.output
 
-    run("init", "--home", home, "--json")
+    init = json.loads(run("init", "--home", home, "--json"))
     old = default_key_file(home)
+    assert init["master_key"].startswith(f"file:{old} fp=")  # beside the home, named, never printed
     status = json.loads(run("keys", "status", "--home", home, "--json"))
     assert status["provider"].startswith(f"file:{old}") and status["wrapped_keys"] >= 3
     assert not any(form in run("keys", "status", "--home", home) for form in
