@@ -32,7 +32,7 @@ demo: $(STAMP_RUN) sandbox-deps
 	$(VENV)/bin/veilbox demo
 
 lint: $(STAMP_DEV)
-	$(VENV)/bin/ruff check vocab catalog policies sandbox mpc gateway veilbox tests bench
+	$(VENV)/bin/ruff check vocab cryptosuite catalog policies sandbox mpc gateway veilbox tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
