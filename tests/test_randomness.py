@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("catalog", "policies", "sandbox", "mpc", "gateway", "veilbox")
+PACKAGES = ("cryptosuite", "catalog", "policies", "sandbox", "mpc", "gateway", "veilbox")
 SYNTHETIC_ONLY = {"catalog/datagen.py", "catalog/mock.py"}
 
 
