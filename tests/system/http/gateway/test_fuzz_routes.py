@@ -51,7 +51,7 @@ from veilbox.client import Client
 
 ROLES = ("admin", "owner", "operator", "bank", "regulator")
 GROUPS = ("system", "principals", "datasets", "agreements", "jobs", "models", "verification", "secure aggregation",
-          "psi", "audit")
+          "psi", "audit", "complaints")
 #: Operations whose valid requests do real work (HE evaluation, a DuckDB query): fewer examples in `make test`.
 EXPENSIVE = {("POST", "/v1/models/{model_id}/score"), ("POST", "/v1/verifications/{name}/check-encrypted"),
              ("POST", "/v1/queries"), ("POST", "/v1/queries/preview"), ("POST", "/v1/datasets"),
@@ -215,13 +215,14 @@ def build_world(home: Path, city_data: Generated) -> Iterator[FuzzWorld]:
         queued = c["operator"].submit_job(auto["id"], "query", {"sql": SUM_SQL, "epsilon": "0.25"})
         neg = c["admin"].add_negative("purpose", "advertising", "fuzz")
         rnd = c["operator"].secagg_open(auto["id"], [*PARTICIPANTS], 3, 4)
+        complaint = c["bank"].file_complaint("agreement", "answers were slow", target=bank_ag["id"])
         ids = {
             "auto": auto["id"], "each": each["id"], "bank_ag": bank_ag["id"], "proposed": proposed["id"],
             "draft": draft["id"], "proposed_hash": proposed.get("document_hash", ""), "model": model.id,
             "released_job": released["job_id"], "pending_job": pending["job_id"], "queued_job": queued["id"],
             "digest": c["operator"].job_result(released["job_id"])["output_digest"], "negative": neg["id"],
             "round": rnd["id"], "pending_hash": c["owner"].job_review(pending["job_id"])["job"]["spec_hash"],
-            "subject": "P0000001",
+            "subject": "P0000001", "complaint": complaint["id"],
         }
         ckks = bank_sdk.scoring_keys("columns")
         bfv = bank_sdk.verification_keys()
@@ -361,6 +362,17 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
         ("GET", "/v1/lineage/{key}"): [("regulator", {"key": i["digest"]}, {}, None),
                                        ("regulator", {"key": i["released_job"]}, {}, None)],
         ("GET", "/v1/audit/public-key"): [("bank", {}, {}, None)],
+        ("POST", "/v1/complaints"): [
+            ("bank", {}, {}, {"kind": "complaint", "target_kind": "agreement", "target": i["bank_ag"], "text": "slow"}),
+            ("owner", {}, {}, {"kind": "objection", "target_kind": "subject", "subject_hash": "hs:" + "0" * 32,
+                               "text": "the person objects"})],
+        ("GET", "/v1/complaints"): [("regulator", {}, {"state": "open"}, None)],
+        ("GET", "/v1/complaints/{complaint_id}"): [("owner", {"complaint_id": i["complaint"]}, {}, None)],
+        ("POST", "/v1/complaints/{complaint_id}/investigate"): [("owner", {"complaint_id": i["complaint"]}, {}, {})],
+        ("POST", "/v1/complaints/{complaint_id}/resolve"): [
+            ("owner", {"complaint_id": i["complaint"]}, {}, {"reasons": ["fixed"]})],
+        ("POST", "/v1/complaints/{complaint_id}/reject"): [
+            ("owner", {"complaint_id": i["complaint"]}, {}, {"reasons": ["no basis"]})],
     }
     out: dict[tuple[str, str], list[Req]] = {}
     for (method, tmpl), rows in b.items():
