@@ -117,7 +117,8 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
     elif wants_json(as_json):
         out.print_json(json.dumps(data))
     else:
-        out.print(f"Initialised [bold]{data['home']}[/]\nadmin token (shown once): [bold]{token}[/]")
+        out.print(_("Initialised %(home)s\nadmin token (shown once): %(token)s", home=f"[bold]{data['home']}[/]",
+                    token=f"[bold]{token}[/]"))
         out.print(_("master key (kept outside the home; back it up apart from it): %(where)s",
                     where=data["master_key"]))
 
@@ -289,12 +290,13 @@ def dataset_register(
     if as_json:
         emit(ds, True)
         return
-    out.print(f"registered [bold]{ds['name']}[/] rows={ds['rows']} fingerprint={ds['fingerprint']}")
+    out.print(_("registered %(name)s rows=%(rows)s fingerprint=%(fp)s", name=f"[bold]{ds['name']}[/]", rows=ds["rows"],
+                fp=ds["fingerprint"]))
     ing = ds.get("ingest", {})
     if ing.get("clamped"):
-        out.print(f"clamped to declared bounds: {ing['clamped']}")
+        out.print(_("clamped to declared bounds: %(n)s", n=ing["clamped"]))
     if ing.get("out_of_domain"):
-        out.print(f"values outside declared domains: {ing['out_of_domain']}")
+        out.print(_("values outside declared domains: %(n)s", n=ing["out_of_domain"]))
 
 
 @dataset_app.command("list")
@@ -426,7 +428,7 @@ def audit_report(
 def _param(text: str) -> tuple[str, Any]:
     name, sep, raw = text.partition("=")
     if not sep or not name:
-        raise typer.BadParameter(f"expected NAME=VALUE, got {text!r}")
+        raise typer.BadParameter(_("expected NAME=VALUE, got %(text)r", text=text))
     try:
         value = json.loads(raw)
     except ValueError:
@@ -540,14 +542,14 @@ def secagg_join(
     from veilbox.secagg_client import join_round, round_config, vector_from_npy, vector_from_parquet
 
     if (vector_file is None) == (parquet is None):
-        raise typer.BadParameter("give exactly one of --vector-file or --parquet")
+        raise typer.BadParameter(_("give exactly one of --vector-file or --parquet"))
     with client() as c:
         config = round_config(c.secagg_round(round_id))
         if vector_file is not None:
             vector = vector_from_npy(vector_file, config, clip)
         else:
             if clip is None or not column:
-                raise typer.BadParameter("--parquet needs --column (repeatable) and --clip")
+                raise typer.BadParameter(_("--parquet needs --column (repeatable) and --clip"))
             assert parquet is not None
             vector = vector_from_parquet(parquet, column, config, clip)
         outcome = join_round(c, round_id, vector, config=config, timeout_s=timeout)
@@ -613,8 +615,8 @@ def federated_train(
               f"vector length {plan.vector_length}")
     with client() as c:
         model = Coordinator(c, agreement, plan, stage_timeout_s=stage_timeout).train(
-            lambda r, _: err.print(f"round {r.index}: survivors {list(r.survivors)}"
-                                   + (f" (aborted: {r.aborted})" if r.aborted else "")))
+            lambda r, _result: err.print(_("round %(i)s: survivors %(who)s", i=r.index, who=list(r.survivors))
+                                         + (_(" (aborted: %(why)s)", why=r.aborted) if r.aborted else "")))
     card = model.card()
     if out_file is not None:
         out_file.write_text(json.dumps(card, indent=2))
@@ -646,7 +648,7 @@ def federated_join(
                        _("give --max-epsilon, or pin the plan by its digest with --plan-digest (a plan id alone does "
                          "not fix the plan's ε)"))
     if max_epsilon is not None and not max_epsilon > 0:
-        raise typer.BadParameter("--max-epsilon must be positive")
+        raise typer.BadParameter(_("--max-epsilon must be positive"))
     err.print(f"accepting: plan {plan_digest or plan or 'any'}; lifetime ε cap "
               f"{'none' if max_epsilon is None else max_epsilon}; δ cap {'none' if max_delta is None else max_delta}")
 

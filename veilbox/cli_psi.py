@@ -11,6 +11,7 @@ from rich.table import Table
 
 from veilbox import bank_psi
 from veilbox._cli_common import AgreementOpt, JsonOpt, client, emit
+from vocab.i18n import _
 
 psi_app = typer.Typer(help="Private set intersection (the bank's list never leaves in clear).", no_args_is_help=True)
 
@@ -85,7 +86,7 @@ def check_anonymous(
     for p in param or []:
         key, sep, value = p.partition("=")
         if not sep:
-            raise typer.BadParameter("NAME=VALUE expected")
+            raise typer.BadParameter(_("NAME=VALUE expected"))
         try:
             params[key] = json.loads(value)
         except ValueError:

@@ -260,7 +260,7 @@ def _jobs_table(items: list[dict[str, Any]]) -> Table:
 def _job_kind(value: str) -> str:
     """A kind that can be submitted as a job (`vocab.jobs.QUEUED_KINDS`), else a usage error before any request."""
     if value not in QUEUED_KINDS:
-        raise typer.BadParameter(f"must be one of {', '.join(QUEUED_KINDS)}")
+        raise typer.BadParameter(_("must be one of %(kinds)s", kinds=", ".join(QUEUED_KINDS)))
     return value
 
 
