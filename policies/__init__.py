@@ -22,6 +22,8 @@ Module map (the gateway imports only the names re-exported here):
   released results; outputs awaiting the owner's release
   and owner-only failure detail (`job_output`, ``job_outputs``), written with the state change.
 - `quotas`: metering with atomic increments, quota checks, `usage` and billing.
+- `complaints`: complaints and objections (投诉与异议): filing, routing, who reads and moves them, and the
+  subjects an owner's open objection suspends from checks (`subject_suspended`).
 - `journal`: the ``journal`` hook every state-changing function takes (the caller's audit entry, written in the
   transaction of the change).
 
