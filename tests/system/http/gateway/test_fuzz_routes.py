@@ -190,7 +190,7 @@ def build_world(home: Path, city_data: Generated) -> Iterator[FuzzWorld]:
         admin = Client(srv.url, admin_token)
         tokens = {"admin": admin_token}
         for role, name in (("owner", "city-tax-bureau"), ("operator", "risk-lab"), ("bank", "icbc-wuxi"),
-                           ("regulator", "city-data-regulator")):
+                           ("regulator", "city-data-regulator"), ("authority", "data-bureau")):
             tokens[role] = admin.create_principal(name, role)["token"]
         for name in HOLDERS[1:]:
             admin.create_principal(name, "bank")
@@ -277,6 +277,29 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
         ("POST", "/v1/agreements/{agreement_id}/amend"): [
             ("owner", {"agreement_id": i["draft"]}, {}, _agreement_doc("icbc-wuxi", title="amended"))],
         ("GET", "/v1/agreements/{agreement_id}/budget"): [("operator", {"agreement_id": i["auto"]}, {}, None)],
+        # filing (备案) and the data authority: on the draft, so the other groups keep their agreements active
+        ("POST", "/v1/agreements/{agreement_id}/submit"): [("owner", {"agreement_id": i["draft"]}, {}, None)],
+        ("POST", "/v1/agreements/{agreement_id}/activate"): [("owner", {"agreement_id": i["draft"]}, {}, None)],
+        ("POST", "/v1/agreements/{agreement_id}/file"): [
+            ("authority", {"agreement_id": i["draft"]}, {}, {"document_hash": "sha256:" + "0" * 64,
+                                                             "reasons": ["checked"]})],
+        ("POST", "/v1/agreements/{agreement_id}/refuse"): [
+            ("authority", {"agreement_id": i["draft"]}, {}, {"document_hash": "sha256:" + "0" * 64,
+                                                             "reasons": ["no purpose"]})],
+        ("GET", "/v1/agreements/{agreement_id}/reviews"): [("regulator", {"agreement_id": i["auto"]}, {}, None)],
+        ("POST", "/v1/authority/agreements/{agreement_id}/suspend"): [
+            ("authority", {"agreement_id": i["draft"]}, {}, {"reason": "inspection"})],
+        ("POST", "/v1/authority/agreements/{agreement_id}/resume"): [
+            ("authority", {"agreement_id": i["draft"]}, {}, {"reason": "rectified"})],
+        ("POST", "/v1/agreements/{agreement_id}/orders"): [
+            ("authority", {"agreement_id": i["draft"]}, {}, {"text": "fix", "deadline": "2099-01-01T00:00:00Z"})],
+        ("GET", "/v1/agreements/{agreement_id}/orders"): [("regulator", {"agreement_id": i["draft"]}, {}, None)],
+        ("POST", "/v1/orders/{order_id}/close"): [("authority", {"order_id": "ord_0000000000000000"}, {},
+                                                   {"note": "done"})],
+        ("POST", "/v1/authority/principals/{principal}/disable"): [("authority", {"principal": "spare-bank"}, {},
+                                                                    None)],
+        ("POST", "/v1/authority/principals/{principal}/enable"): [("authority", {"principal": "spare-bank"}, {},
+                                                                   None)],
         ("GET", "/v1/usage"): [("owner", {}, {"agreement_id": i["auto"], "since": "2026-01-01",
                                               "until": "2026-12-31"}, None)],
         ("GET", "/v1/negative-list"): [("owner", {}, {}, None)],
