@@ -182,9 +182,14 @@ def _details(entry) -> dict:
 
 def _own_view(client, since: int) -> list[tuple]:
     """The caller's own audit entries after ``since``, without what differs between any two requests (time,
-    sequence, hashes, ids, digests of noisy answers)."""
+    sequence, hashes, ids, digests of noisy answers), and without the caller's own polls, which are entered once a
+    minute (`gateway.reads`): whether a poll is entered depends on the clock and the caller's earlier reads."""
+    from gateway.reads import COALESCED
+
     out = []
     for e in client.audit(since=since, limit=1000)["entries"]:
+        if e["action"] in COALESCED:
+            continue
         d = {k: v for k, v in _details(e).items() if k not in ("ms", "job_id")}
         out.append((e["actor"], e["role"], e["action"], e["agreement_id"], e["dataset"], e["decision"], e["code"],
                     e["epsilon"], e["delta"], e["output_digest"] is not None, e["subject_hash"],
