@@ -61,7 +61,7 @@ $(FONTS):
 
 # Extract every translatable message (babel.cfg) and merge it into the zh-CN catalog; translate the new entries.
 messages: $(STAMP_DEV)
-	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k gettext -k ngettext:1,2 --no-location --sort-output \
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _ -k gettext -k gettext_noop -k ngettext:1,2 --no-location --sort-output \
 	  --omit-header -o vocab/locale/messages.pot .
 	$(VENV)/bin/pybabel update -i vocab/locale/messages.pot -d vocab/locale -l zh_CN --no-fuzzy-matching \
 	  --ignore-obsolete --no-wrap

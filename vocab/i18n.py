@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar, Token
 from pathlib import Path
 
-__all__ = ["DEFAULT", "LANGUAGES", "_", "catalog", "current_language", "gettext", "language_of", "ngettext",
-           "set_language", "term", "use_language"]
+__all__ = ["DEFAULT", "LANGUAGES", "_", "catalog", "current_language", "gettext", "gettext_noop", "language_of",
+           "ngettext", "set_language", "term", "use_language"]
 
 LANGUAGES = ("en", "zh-CN")
 DEFAULT = "en"
@@ -147,6 +147,11 @@ def ngettext(singular: str, plural: str, n: int, **values: object) -> str:
     else:
         text = singular if n == 1 else plural
     return text % values
+
+
+def gettext_noop(message: str) -> str:
+    """Mark a message kept in a constant for extraction (``make messages``); translate it where it is shown."""
+    return message
 
 
 _ = gettext

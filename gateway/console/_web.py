@@ -42,7 +42,7 @@ from gateway.console.sessions import (
 from gateway.context import AppContext
 from gateway.services.jobs import actor_of
 from vocab.errors import ErrorCode
-from vocab.i18n import current_language, gettext, ngettext, term
+from vocab.i18n import current_language, gettext, gettext_noop, ngettext, term
 
 __all__ = ["COOKIE", "COOKIE_PATH", "LOGIN_CSRF_COOKIE", "PAGE", "STATIC_DIR", "CsrfFailed", "audit_event",
            "ctx_of", "form_event", "guarded", "in_thread", "posted_form", "redirect", "render", "session_actor",
@@ -107,8 +107,9 @@ def session_actor(session: Session) -> policies.Actor:
 
 def _require(session: Session, *roles: str) -> None:
     if session.principal.role.value not in roles:
-        raise DomainError(POLICY_DENIED, f"This page is for {' or '.join(roles)} principals; you are signed in as "
-                          f"{session.principal.role.value}.", [{"reason": "role.not_allowed"}])
+        message = gettext("This page is for %(roles)s principals; you are signed in as %(role)s.",
+                          roles=gettext(" or ").join(term(r) for r in roles), role=term(session.principal.role.value))
+        raise DomainError(POLICY_DENIED, message, [{"reason": "role.not_allowed"}])
 
 
 async def posted_form(request: Request, session: Session) -> dict[str, str]:
@@ -116,10 +117,10 @@ async def posted_form(request: Request, session: Session) -> dict[str, str]:
     origin = request.headers.get("origin")
     schemes = {request.url.scheme, "https"} if ctx_of(request).settings.tls_terminated else {request.url.scheme}
     if origin and origin not in {f"{scheme}://{request.url.netloc}" for scheme in schemes}:  # TLS ends at a proxy
-        raise CsrfFailed("the form was posted from another site")
+        raise CsrfFailed(gettext("the form was posted from another site"))
     form = {k: str(v) for k, v in (await request.form()).items()}
     if not same_token(form.get("csrf"), session.csrf):
-        raise CsrfFailed("the form's security token is missing or wrong")
+        raise CsrfFailed(gettext("the form's security token is missing or wrong"))
     return form
 
 
@@ -140,9 +141,9 @@ def _refusal(request: Request, session: Session | None, code: str, message: str,
     return resp
 
 
-STORE_DOWN = ("The service's store is unavailable just now, so this could not be done. A change is made together "
-              "with its audit entry or not at all: reload the page to see where things stand, then try again in a "
-              "moment.")
+STORE_DOWN = gettext_noop("The service's store is unavailable just now, so this could not be done. A change is made "
+                          "together with its audit entry or not at all: reload the page to see where things stand, "
+                          "then try again in a moment.")
 
 
 def guarded(fn: Callable[P, Any]) -> Callable[P, Any]:
@@ -165,14 +166,15 @@ def guarded(fn: Callable[P, Any]) -> Callable[P, Any]:
             ev = audit_event(request)
             ev.details["reason"] = "console.csrf"
             session = getattr(request.state, "console_session", None)
-            return _refusal(request, session, POLICY_DENIED, f"Refused: {e}. Reload the page and try again.")
+            return _refusal(request, session, POLICY_DENIED,
+                            gettext("Refused: %(why)s. Reload the page and try again.", why=e))
         except DomainError as e:
             return _refusal(request, getattr(request.state, "console_session", None), e.code, e.message, e.details)
         except Exception as e:
             if not errors.store_unavailable(e):
                 raise
             errors.from_exception(e)  # logs the cause
-            return _refusal(request, getattr(request.state, "console_session", None), UNAVAILABLE, STORE_DOWN)
+            return _refusal(request, getattr(request.state, "console_session", None), UNAVAILABLE, gettext(STORE_DOWN))
 
     return wrapper
 

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 from cryptosuite import Suite, suite_of
 from gateway import _tables as t
 from gateway.identities import Principal, RoleName
+from vocab.i18n import _
 
 COOKIE = "veilbox_console"
 LOGIN_CSRF_COOKIE = "veilbox_console_login"
@@ -84,7 +85,7 @@ class SessionStore:
     def load(self, value: str | None) -> Session:
         """The live session behind a cookie value (and mark it seen), or `SessionEnded` with the reason."""
         if not value or len(value) > 100:
-            raise SessionEnded("Please sign in.")
+            raise SessionEnded(_("Please sign in."))
         now = self.clock()
         s, p = t.console_sessions, t.principals
         with self.engine.begin() as conn:
@@ -92,15 +93,15 @@ class SessionStore:
                                .join(p, p.c.id == s.c.principal_id)
                                .where(s.c.id_hash == _hash(value, self.suite))).first()
             if row is None or row.revoked:
-                raise SessionEnded("Your session has ended. Please sign in again.")
+                raise SessionEnded(_("Your session has ended. Please sign in again."))
             if _aware(row.expires_at) <= now:
-                raise SessionEnded("Your session expired (maximum session length reached). Please sign in again.")
+                raise SessionEnded(_("Your session expired (maximum session length reached). Please sign in again."))
             if _aware(row.last_seen) + self.idle <= now:
                 conn.execute(s.update().where(s.c.id_hash == row.id_hash).values(revoked=True))
-                raise SessionEnded("Your session expired after inactivity. Please sign in again.")
+                raise SessionEnded(_("Your session expired after inactivity. Please sign in again."))
             if row.disabled or _aware(row.p_expires) <= now:
                 conn.execute(s.update().where(s.c.id_hash == row.id_hash).values(revoked=True))
-                raise SessionEnded("Your access has been withdrawn or has expired.")
+                raise SessionEnded(_("Your access has been withdrawn or has expired."))
             conn.execute(s.update().where(s.c.id_hash == row.id_hash).values(last_seen=now))
         return Session(Principal(row.principal_id, row.name, RoleName(row.role)), row.csrf, _aware(row.expires_at))
 

@@ -98,7 +98,7 @@ async def verify_check(request: Request) -> Response:
                              consent_ref=form.get("consent_ref", "").strip(),
                              purpose=form.get("purpose", "").strip() or None)
         except ValidationError as e:
-            raise DomainError(INVALID_REQUEST, "the check is not complete",
+            raise DomainError(INVALID_REQUEST, _("the check is not complete"),
                               [{"field": ".".join(str(x) for x in err["loc"]), "problem": err["msg"]}
                                for err in e.errors()]) from None
         out = await in_thread(check_answer, ctx, session.principal, form.get("product", ""), body, ev)
@@ -149,7 +149,7 @@ async def _psi_render(request: Request, session: Session, since: str = "", curso
     try:
         start = dt.date.fromisoformat(since.strip()) if since.strip() else None
     except ValueError:
-        raise DomainError(INVALID_REQUEST, "since must be a date (YYYY-MM-DD)", [{"field": "since"}]) from None
+        raise DomainError(INVALID_REQUEST, _("since must be a date (YYYY-MM-DD)"), [{"field": "since"}]) from None
     start = start or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORY_DAYS)
     cursors = cursors or {"size": 0, "members": 0, "anon": 0}
 
@@ -229,7 +229,7 @@ async def _checks_render(request: Request, session: Session, since: str = "", **
     try:
         start = dt.date.fromisoformat(since.strip()) if since.strip() else None
     except ValueError:
-        raise DomainError(INVALID_REQUEST, "since must be a date (YYYY-MM-DD)", [{"field": "since"}]) from None
+        raise DomainError(INVALID_REQUEST, _("since must be a date (YYYY-MM-DD)"), [{"field": "since"}]) from None
     start = start or dt.datetime.now(dt.UTC).date() - dt.timedelta(days=HISTORY_DAYS)
     rows = await in_thread(_check_history, ctx, session, f"{start.isoformat()}T00:00:00")
     return render(request, "checks.html", session, since=start.isoformat(), history=rows, **extra)

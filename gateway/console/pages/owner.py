@@ -60,9 +60,9 @@ def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
         try:
             pasted = strict_json.loads(form["document"].encode())
         except ValueError:
-            raise DomainError(INVALID_REQUEST, "the JSON document is not valid JSON") from None
+            raise DomainError(INVALID_REQUEST, _("the JSON document is not valid JSON")) from None
         if not isinstance(pasted, dict):
-            raise DomainError(INVALID_REQUEST, "the JSON document must be an object")
+            raise DomainError(INVALID_REQUEST, _("the JSON document must be an object"))
         return pasted
     ds = form.get("dataset", "")
 
@@ -71,7 +71,7 @@ def _document(form: dict[str, str], kinds: list[str]) -> dict[str, Any]:
         try:
             return int(raw) if raw.isdigit() else float(raw)
         except ValueError:
-            raise DomainError(INVALID_REQUEST, f"{name} must be a number", [{"field": name}]) from None
+            raise DomainError(INVALID_REQUEST, _("%(name)s must be a number", name=name), [{"field": name}]) from None
 
     doc: dict[str, Any] = {
         "title": form.get("title", ""), "grantee": form.get("grantee", ""), "datasets": [ds] if ds else [],
@@ -190,7 +190,7 @@ async def job_decide(request: Request, job_id: str, action: str) -> Response:
         elif action == "reject":
             reason = form.get("reason", "").strip()
             if not reason:
-                raise DomainError(INVALID_REQUEST, "a rejection needs a reason the grantee will read",
+                raise DomainError(INVALID_REQUEST, _("a rejection needs a reason the grantee will read"),
                                   [{"field": "reason"}])
             j = jobflow.reject_job(ctx, actor, job_id, reason[:500], ev)
             ev.details["reason"] = reason[:500]

@@ -60,13 +60,13 @@ async def login(request: Request) -> Response:
     form = {k: str(v) for k, v in (await request.form()).items()}
     if not same_token(form.get("csrf"), request.cookies.get(LOGIN_CSRF_COOKIE) or "\0"):
         ev.decision, ev.code, ev.details["reason"] = "deny", POLICY_DENIED, "console.csrf"
-        return sign_in_page(request, "The sign-in form expired or was posted from elsewhere; please try again.",
+        return sign_in_page(request, _("The sign-in form expired or was posted from elsewhere; please try again."),
                            status=403)
     principal = await in_thread(identities.authenticate, ctx.engine, form.get("token", "").strip(),
                                 pepper=ctx.keys.token_pepper)
     if principal is None:
         ev.decision, ev.code = "deny", UNAUTHENTICATED
-        return sign_in_page(request, "That token is not valid (unknown, disabled or expired).", status=401)
+        return sign_in_page(request, _("That token is not valid (unknown, disabled or expired)."), status=401)
     value, session = await in_thread(session_store(ctx).create, principal)
     ev.actor, ev.role = principal.name, principal.role.value
     resp = redirect("/console/")
@@ -82,7 +82,7 @@ async def logout(request: Request) -> Response:
     session = await signed_in(request)
     await posted_form(request, session)
     await in_thread(session_store(ctx_of(request)).revoke, request.cookies.get(COOKIE))
-    resp = sign_in_page(request, "You are signed out.")
+    resp = sign_in_page(request, _("You are signed out."))
     resp.delete_cookie(COOKIE, path=COOKIE_PATH)
     return resp
 

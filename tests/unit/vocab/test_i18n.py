@@ -17,7 +17,7 @@ from vocab.i18n import _, catalog, current_language, language_of, ngettext, pars
 ROOT = Path(__file__).resolve().parents[3]
 PO = ROOT / "vocab" / "locale" / "zh_CN" / "LC_MESSAGES" / "messages.po"
 PLACEHOLDER = re.compile(r"%(?:\(\w+\))?[sdrf%]")
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "gettext": None, "gettext_noop": None, "ngettext": (1, 2)}
 
 
 def _used_messages() -> set[str]:
