@@ -274,12 +274,16 @@ def entries_parquet(ctx: AppContext, month: str) -> bytes:
 
 def product_label(name: str) -> str:
     """A product's name in the current language (the JSON keeps the English one)."""
+    labels = {"private SQL": _("private SQL"), "jobs": _("jobs"), "verification": _("verification"),
+              "model": _("model"), "models": _("models"), "secure aggregation": _("secure aggregation"),
+              "agreements": _("agreements"), "catalog": _("catalog"), "audit": _("audit"),
+              "identities and sessions": _("identities and sessions"), "console": _("console"), "other": _("other")}
     head, sep, rest = name.partition(": ")
     if sep:
-        return f"{_(head)}: {rest}"
+        return f"{labels.get(head, head)}: {rest}"
     if name.endswith(" job") and name != "jobs":
         return _("%(kind)s job", kind=name.removesuffix(" job"))
-    return _(name)
+    return labels.get(name, name)
 
 
 def chain_status(chain: dict[str, Any]) -> str:

@@ -65,6 +65,7 @@ def test_the_pdf_prints_names_whole_chinese_decimals_and_never_none(pdf_text: di
         assert f"第 1 页，共 {pages} 页" in text and f"第 {pages} 页，共 {pages} 页" in text
         assert "审计链核验通过：共 4 条记录" in text and "签名链头：序号 4" in text
         assert "数源单位" in text and "被授权方" in text and "隐私预算" in text
+        assert "隐私 SQL" in text and "按产品" in text  # product names too
 
 
 def test_the_pdf_states_a_broken_chain_and_its_seq() -> None:
