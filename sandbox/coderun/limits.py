@@ -80,6 +80,7 @@ class SandboxConfig:
     uid_span: int = 1 << 20
     site_dirs: tuple[str, ...] | None = None
     staging_dir: str | None = None  # where per-run private directories are made (default: tempdir)
+    tmpfs_dir: str | None = None  # memory-backed filesystem for a real run's input (default /dev/shm; see tmpfs)
     cgroup: Literal["auto", "off", "required"] = "auto"  # run-wide memory/pids cap (see _cgroup)
     cgroup_parent: str | None = None  # cgroup v2: a delegated directory with memory+pids enabled
 

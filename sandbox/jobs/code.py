@@ -3,10 +3,12 @@
 Spec (docs/api.md, "Jobs"): ``{"dataset", "source", "entrypoint" (default "main"), "outputs": {"kind": "json"|"model",
 "max_bytes"}, "epsilon"? (default 0), "purpose"?}``. The function is called as ``entrypoint(inputs)`` where
 ``inputs[<dataset>]`` is a ``pyarrow.Table`` of the columns the agreement grants on that dataset — nothing else:
-the runner gets a column-projected copy written into the job's scratch directory (never the registered file),
-and columns with role ``never_output`` are dropped even if granted. A job on a dataset of which the agreement
-grants a ``join_key`` column is refused (``POLICY_DENIED``, reason ``column.join_key_for_code``): a key shared
-across datasets would let non-DP output link people to other data.
+the runner gets a column-projected copy written into a 0700 directory on a tmpfs the worker owns (never the
+registered file, never the home's disk: `sandbox.coderun.tmpfs`; without a tmpfs the job fails before reading,
+refunded, cause ``code.tmpfs_unavailable``), removed after the run; columns with role ``never_output`` are
+dropped even if granted. A job on a dataset of which the agreement grants a ``join_key`` column is refused
+(``POLICY_DENIED``, reason ``column.join_key_for_code``): a key shared across datasets would let non-DP output
+link people to other data.
 
 Custom code is **not** differentially private. Its cost is what the spec declares (default 0, charged like any
 other job), and it leaves only through two owner decisions:
@@ -64,6 +66,7 @@ from sandbox.coderun import (
     code_hash,
     dry_run_on_mock,
     run_code,
+    tmpfs,
 )
 from sandbox.jobs.base import BEFORE_READ, JobEnv, JobFailed, Output, Plan, agreement_dataset, digest_json
 from sandbox.jobs.train import model_valid_days
@@ -248,9 +251,7 @@ class CodeHandler:
             raise JobFailed("code.cost_changed", before_read=True)
         config, limits = _config(env), _limits(env)
         self._require_sandbox(config)
-        scratch = Path(env.work_dir) / "code" / job.id
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True, mode=0o700)
+        scratch = _private_scratch(env, config, job.id)
         try:
             staged = scratch / f"{ds.name}.parquet"
             try:
@@ -260,7 +261,8 @@ class CodeHandler:
                                 cause="code.staging_failed") from None
             try:
                 outcome = run_code(cs.source, cs.entrypoint, {ds.name: staged}, cs.outputs.kind,
-                                   cs.outputs.max_bytes, limits, config=config, expected_code_hash=cs.code_hash)
+                                   cs.outputs.max_bytes, limits, expected_code_hash=cs.code_hash,
+                                   config=dataclasses.replace(config, staging_dir=str(scratch)))
             except DomainError as e:
                 if e.code == APPROVAL_REQUIRED:  # checked before anything runs
                     raise JobFailed("code.hash_mismatch", before_read=True) from None
@@ -326,6 +328,20 @@ class CodeHandler:
                             cause="code.sandbox_unavailable") from None
         with self._lock:
             self._usable.add(config)
+
+
+def _private_scratch(env: JobEnv, config: SandboxConfig, job_id: str) -> Path:
+    """The run's 0700 directory on a tmpfs (`sandbox.coderun.tmpfs`); refused before any data is read without one.
+
+    Also clears what a dead worker left there, and the plaintext scratch ``work/code/`` of older versions."""
+    shutil.rmtree(Path(env.work_dir) / "code", ignore_errors=True)
+    tmpfs.sweep_stale(config.tmpfs_dir)
+    try:
+        return tmpfs.private_dir(config.tmpfs_dir, job_id)
+    except (tmpfs.TmpfsUnavailable, OSError):
+        raise JobFailed(BEFORE_READ, "no tmpfs (memory-backed filesystem) to stage the granted columns on, so "
+                        "they are not written to disk; see the host log", before_read=True,
+                        cause="code.tmpfs_unavailable") from None
 
 
 def _config(env: JobEnv) -> SandboxConfig:

@@ -12,7 +12,7 @@ import pytest
 
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
 from policies import Budget
-from sandbox.coderun import SandboxConfig, code_hash
+from sandbox.coderun import SandboxConfig, code_hash, tmpfs
 from sandbox.jobs import HANDLERS, JobFailed, digest_json, gate
 from sandbox.jobs.code import CodeHandler
 
@@ -192,3 +192,35 @@ def test_a_model_output_is_written_with_a_card_that_says_it_is_not_dp(world, cod
     assert m is not None and m["algorithm"] == "custom_code" and m["weights_path"] == f"{job.id}/model.safetensors"
     assert m["owner"] == "risk-lab" and m["source_datasets"] == {"tax_income": world.dataset.fingerprint}
     json.dumps(m, allow_nan=False)
+
+
+def test_the_granted_columns_are_staged_on_a_tmpfs_and_removed_after_the_run(world, code_limits, monkeypatch):
+    made: list[Any] = []
+    real = tmpfs.private_dir
+
+    def spy(root, label):
+        made.append(real(root, label))
+        return made[-1]
+
+    monkeypatch.setattr(tmpfs, "private_dir", spy)
+    (world.env.work_dir / "code" / "old-job").mkdir(parents=True)  # an older version's plaintext scratch
+    h, ag = CodeHandler(), world.agreement()
+    job = world.start(h, ag, _spec())
+    h.execute(job, world.datasets, _env(world, ag, code_limits))
+    assert len(made) == 1 and tmpfs.filesystem_of(made[0].parent) in tmpfs.MEMORY_FILESYSTEMS
+    assert not made[0].exists()  # removed after the run
+    assert not (world.env.work_dir / "code").exists()  # nothing on the home's disk
+
+
+def test_refuses_to_stage_without_a_tmpfs(world, code_limits, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if tmpfs.filesystem_of(disk) in tmpfs.MEMORY_FILESYSTEMS:
+        pytest.skip("the test directory is itself on a tmpfs here")
+    h, ag = CodeHandler(), world.agreement()
+    job = world.start(h, ag, _spec())
+    env = _env(world, ag, code_limits, code_config=SandboxConfig(tmpfs_dir=str(disk)))
+    with pytest.raises(JobFailed) as e:
+        h.execute(job, world.datasets, env)
+    assert (e.value.reason, e.value.cause) == ("worker.unavailable_before_read", "code.tmpfs_unavailable")
+    assert e.value.before_read and list(disk.iterdir()) == []  # refunded; nothing written to the disk
