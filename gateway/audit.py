@@ -245,11 +245,12 @@ class AuditLog:
 
 
 def scope_for(role: str, name: str, owned_datasets: list[str], owned_agreements: list[str]) -> Any:
-    """Which entries a principal may read: regulators all; owners those touching their data; admins their own and
+    """Which entries a principal may read: regulators and the data authority (数据主管部门, which supervises every
+    agreement) all; owners those touching their data; admins their own and
     every incident (``job.incident``); others their own. "Their own" is the entries of their requests: the
     service's entries (role ``system``: the job worker, expiry) never count, whatever a principal is named."""
     e = t.audit_entries.c
-    if role == Role.REGULATOR:
+    if role in (Role.REGULATOR, Role.AUTHORITY):
         return None
     own = and_(e.actor == name, e.role != SYSTEM)
     if role == Role.OWNER:

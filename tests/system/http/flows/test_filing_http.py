@@ -94,6 +94,9 @@ def test_an_authority_takes_an_agreement_from_proposal_to_filing_to_suspension(p
     for name in ("agreement.accept", "agreement.submit", "agreement.refuse", "agreement.file", "agreement.activate",
                  "authority.suspend", "order.issue", "authority.resume", "order.close"):
         assert name in actions, name
+    # the authority supervises: it reads the whole log, the grantee's own requests included
+    seen = authority.audit(agreement_id=aid, limit=500)["entries"]
+    assert {e["action"] for e in seen} >= {"agreement.accept", "agreement.file"}
 
 
 def test_without_filing_acceptance_activates_and_the_authority_still_suspends(parties):
