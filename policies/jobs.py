@@ -13,10 +13,11 @@ A failure after the run read data is charged like a release (`fail` with ``refun
 fails may depend on the data, so the refund must not. Agreements with ``approval = "auto_within_budget"``
 skip the owner: submission charges and approves at once.
 
-Approval is bound to what the owner saw: `approve` must name the job's ``spec_hash`` (sha256 of the canonical
-JSON spec), and the datasets' fingerprints recorded at submission must still be current — otherwise the job is
-rejected with ``dataset.changed``. The check is repeated when a worker claims the job (it then fails with
-``dataset.changed`` and is refunded), and a claimed job whose agreement is no longer active fails likewise.
+Approval is bound to what the owner saw: `approve` must name the job's ``spec_hash`` (the home suite's hash,
+``sha256:`` or ``sm3:``, of the canonical JSON spec), and the datasets' fingerprints recorded at submission must
+still be current — otherwise the job is rejected with ``dataset.changed``. The check is repeated when a worker
+claims the job (it then fails with ``dataset.changed`` and is refunded), and a claimed job whose agreement is no
+longer active fails likewise.
 
 Outputs that are not (yet) the released result live in ``job_outputs``, written in the transaction of the
 state change that produces or ends them: `succeed` stores the output awaiting the owner's release
@@ -64,9 +65,10 @@ from catalog.errors import (
     DomainError,
     invalid,
 )
+from catalog.fingerprint import HashAlg
 from policies import _tables as t
 from policies import ledger, quotas
-from policies._canonical import MAX_SPEC_BYTES, canonical_json, json_digest, sha256_digest
+from policies._canonical import MAX_SPEC_BYTES, canonical_json, json_digest, text_digest
 from policies._clock import aware
 from policies._exact import from_db, to_db
 from policies.access import build_context
@@ -183,9 +185,9 @@ class JobResult:
     result_ref: str | None
 
 
-def spec_hash(spec: Mapping[str, Any]) -> str:
-    """``"sha256:<hex>"`` of the canonical JSON of a spec (what an approval is bound to)."""
-    return json_digest(dict(spec))
+def spec_hash(spec: Mapping[str, Any], hash_alg: HashAlg = "sha256") -> str:
+    """``"<alg>:<hex>"`` of the canonical JSON of a spec (what an approval is bound to), with the home's hash."""
+    return json_digest(dict(spec), hash_alg)
 
 
 def _row_to_job(r: Any) -> Job:
@@ -317,6 +319,7 @@ def submit(
     lease_s: float = DEFAULT_LEASE_S,
     job_id: str | None = None,
     journal: Journal | None = None,
+    hash_alg: HashAlg = "sha256",
 ) -> Job:
     """``POST /jobs`` (and ``POST /queries`` with ``kind="query", inline=True``), by the grantee.
 
@@ -368,7 +371,7 @@ def submit(
         quotas.consume_in(conn, ag, actor.name, meters_for(action), now)
         conn.execute(t.jobs.insert().values(
             id=job_id, agreement_id=ag.id, kind=job_kind.value, spec_json=spec_text,
-            spec_hash=sha256_digest(spec_text), fingerprints_json=json.dumps(fingerprints, sort_keys=True),
+            spec_hash=text_digest(spec_text, hash_alg), fingerprints_json=json.dumps(fingerprints, sort_keys=True),
             columns_json=json.dumps(cols, sort_keys=True), purpose=purpose, inline=inline and auto,
             state=S.PENDING_APPROVAL.value, created_by=actor.name, created_at=now, updated_at=now,
             cost_epsilon=to_db(cost.epsilon), cost_delta=to_db(cost.delta),
@@ -649,10 +652,11 @@ def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: 
 def release(
     engine: Engine, job_id: str, *, result: Any = None, result_ref: str | None = None,
     output_digest: str | None = None, now: dt.datetime | None = None, journal: Journal | None = None,
+    hash_alg: HashAlg = "sha256",
 ) -> Job:
     """``succeeded`` → ``released``, storing the released output (JSON ``result`` and/or a blob ``result_ref``) and its
-    ``output_digest`` (default: sha256 of the canonical JSON result). Refuses a job whose budget was refunded:
-    an output whose cost was given back must never leave."""
+    ``output_digest`` (default: the home's hash, ``hash_alg``, of the canonical JSON result). Refuses a job whose
+    budget was refunded: an output whose cost was given back must never leave."""
     now = aware(now)
     if result is None and result_ref is None:
         raise invalid("a release stores a result or a result reference")
@@ -663,7 +667,7 @@ def release(
     if output_digest is None:
         if result_json is None:
             raise invalid("a released blob needs its output digest")
-        output_digest = sha256_digest(result_json)
+        output_digest = text_digest(result_json, hash_alg)
     if len(output_digest) > 80 or ":" not in output_digest:
         raise invalid("output digest must be '<alg>:<hex>'")
     with engine.begin() as conn:

@@ -70,6 +70,7 @@ from catalog.errors import (
     DomainError,
     invalid,
 )
+from catalog.fingerprint import HashAlg
 from catalog.registry import Dataset
 from gateway import _tables as gt
 from gateway import job_kinds
@@ -124,7 +125,7 @@ def runtime(ctx: AppContext) -> Runtime:
             s.work_dir.mkdir(parents=True, exist_ok=True)
             env = JobEnv(data_dir=s.data_dir, models_dir=s.models_dir, work_dir=s.work_dir,
                          threads=s.engine_threads, memory_limit=s.engine_memory, timeout_s=s.job_timeout_s,
-                         query_engines=engines, sealer=sealer,
+                         query_engines=engines, sealer=sealer, hash_alg=s.hash_alg,
                          extra={"latency_bucket_ms": s.latency_bucket_ms, "max_sql_chars": s.max_sql_chars})
             ctx.runtime = Runtime(engines, env)
         rt: Runtime = ctx.runtime
@@ -181,7 +182,8 @@ def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec
     plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets))
     return policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
                            columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline,
-                           lease_owner=lease, lease_s=ctx.settings.job_lease_s, job_id=job_id, journal=journal)
+                           lease_owner=lease, lease_s=ctx.settings.job_lease_s, job_id=job_id, journal=journal,
+                           hash_alg=ctx.settings.hash_alg)
 
 
 def preview_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[str, Any],
@@ -577,7 +579,7 @@ def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
         cause = f"job.{e.code.lower()}" if isinstance(e, DomainError) else "worker.error"
         return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=cause), ev)
     try:
-        out = _gated(kind, out, ctx.settings.models_dir)
+        out = _gated(kind, out, ctx.settings.models_dir, ctx.settings.hash_alg)
     except JobFailed as e:
         return _fail(ctx, job, e, ev)
     detail = dict(out.owner_detail or {})
@@ -610,11 +612,12 @@ def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
         return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=f"release.{e.code.lower()}"), ev)
 
 
-def _gated(kind: str, out: Output, models_dir: Any) -> Output:
+def _gated(kind: str, out: Output, models_dir: Any, hash_alg: HashAlg = "sha256") -> Output:
     """``out`` if the release gate lets it leave; else its fallback (drawn once, gated too) carrying the refusal
     as its incident; else `JobFailed` (charged: the output was computed on data)."""
     try:
         gate.check(kind, out, models_dir)
+        gate.suite_digest(out, hash_alg)
         return out
     except JobFailed as refused:
         if out.fallback is None:
@@ -623,6 +626,7 @@ def _gated(kind: str, out: Output, models_dir: Any) -> Output:
     try:
         fb = out.fallback()
         gate.check(kind, fb, models_dir)
+        gate.suite_digest(fb, hash_alg)
     except Exception:
         log.exception("the fallback output was refused too")
         raise JobFailed(f"{kind}.failed", cause=cause) from None

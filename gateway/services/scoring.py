@@ -15,7 +15,6 @@ and refusal to the latency bucket.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +23,7 @@ from sqlalchemy import Connection
 import policies
 from catalog import models as model_registry
 from catalog.errors import INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError, not_found
+from catalog.fingerprint import digest as fingerprint_digest
 from catalog.models import ModelRecord
 from catalog.sealed import SealedError, readable_path
 from gateway.audit import AuditEvent
@@ -82,9 +82,12 @@ def _load_linear_model(ctx: AppContext, m: ModelRecord) -> LinearModel:
     expected = (m.card.get("weights") or {}).get("sha256") if isinstance(m.card, dict) else None
     try:  # weights sealed at rest are decrypted into this process's memory only (catalog.sealed)
         with readable_path(path, sealer_of(ctx)) as readable:
-            if isinstance(expected, str):
-                actual = hashlib.sha256(readable.read_bytes()).hexdigest()
-                if expected.removeprefix("sha256:") != actual:
+            if isinstance(expected, str):  # "<alg>:<hex>" of the home's suite (a bare hex is SHA-256)
+                alg, _, hexdigest = expected.rpartition(":")
+                if alg not in ("", "sha256", "sm3"):
+                    raise DomainError(INTERNAL, "model weights do not match the card")
+                actual = fingerprint_digest(readable.read_bytes(), "sm3" if alg == "sm3" else "sha256")
+                if actual.partition(":")[2] != hexdigest:
                     raise DomainError(INTERNAL, "model weights do not match the card")
             try:
                 w, b, names = load_linear_weights(readable)

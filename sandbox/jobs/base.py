@@ -26,7 +26,6 @@ job kind may release, and its digest must match.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
+from catalog.fingerprint import HashAlg, digest, file_fingerprint
 from catalog.registry import Dataset
 from policies import Agreement, Budget, Job
 from sandbox.sql.service import BEFORE_READ
@@ -84,6 +84,7 @@ class JobEnv:
     query_engines: Any = None  # sandbox.jobs.query.QueryEngines (locked DuckDB workers), shared by jobs
     sealer: Any = None  # catalog.sealed.Sealer: opens the files sealed at rest (None: plain files only)
     agreement: Agreement | None = None  # the job's agreement as loaded when it started (set per job)
+    hash_alg: HashAlg = "sha256"  # the home suite's hash: output digests are ``sha256:`` (intl) or ``sm3:`` (sm)
     extra: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. coderun config/limits)
 
 
@@ -124,19 +125,16 @@ class Handler(Protocol):
         """Run an approved, charged job on the raw data; `JobFailed` when it produces nothing releasable."""
 
 
-def digest_json(value: Any) -> str:
-    """``sha256:<hex>`` of the canonical JSON of ``value`` (sorted keys, no whitespace)."""
+def digest_json(value: Any, alg: HashAlg = "sha256") -> str:
+    """``<alg>:<hex>`` of the canonical JSON of ``value`` (sorted keys, no whitespace), with the home suite's hash
+    (``sha256:`` intl, ``sm3:`` sm)."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+    return digest(text.encode(), alg)
 
 
-def digest_file(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes, read in 1 MiB chunks (model weights can be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+def digest_file(path: Path, alg: HashAlg = "sha256") -> str:
+    """``<alg>:<hex>`` of a file's bytes, read in 1 MiB chunks (model weights can be large)."""
+    return file_fingerprint(Path(path), alg)
 
 
 def agreement_dataset(agreement: Agreement, datasets: Mapping[str, Dataset], name: str) -> Dataset:

@@ -36,7 +36,6 @@ run was launched (``code.sandbox_error``) is charged too: the runner cannot prov
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shutil
 import threading
@@ -50,6 +49,7 @@ import pyarrow.parquet as pq
 from catalog.columns import Role
 from catalog.durable import atomic_write_bytes
 from catalog.errors import APPROVAL_REQUIRED, INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError
+from catalog.fingerprint import digest as fingerprint_digest
 from catalog.mock import mock_table
 from catalog.registry import Dataset
 from catalog.sealed import Sealer, is_sealed
@@ -278,7 +278,7 @@ class CodeHandler:
                   "duration_s": outcome.duration_s, "run_id": outcome.run_id, "code_hash": cs.code_hash}
         if outcome.output_kind == "json":
             value = outcome.value()
-            return Output(kind="json", result=value, output_digest=digest_json(value), release="owner",
+            return Output(kind="json", result=value, output_digest=digest_json(value, env.hash_alg), release="owner",
                           owner_detail=detail)
         return self._model_output(job, cs, ds, cols, outcome, env, detail)
 
@@ -302,10 +302,11 @@ class CodeHandler:
             "cost": cs.cost.as_json(),
             "data": [{"dataset": ds.name, "fingerprint": ds.fingerprint, "columns": list(cols)}],
             "tensors": _tensors(outcome.output_bytes),
-            "weights": {"file": WEIGHTS_FILE, "format": "safetensors", "sha256": outcome.digest},
+            "weights": {"file": WEIGHTS_FILE, "format": "safetensors",
+                        "sha256": fingerprint_digest(outcome.output_bytes, env.hash_alg)},
         }
         card_bytes = json.dumps(card, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-        digest = "sha256:" + hashlib.sha256(outcome.output_bytes + card_bytes).hexdigest()
+        digest = fingerprint_digest(outcome.output_bytes + card_bytes, env.hash_alg)
         ag = env.agreement
         purpose = cs.purpose or job.purpose or (
             ag.document.purposes[0] if ag is not None and len(ag.document.purposes) == 1 else None)

@@ -323,7 +323,8 @@ class QueryHandler:
         engines: QueryEngines = env.query_engines
         try:
             with engines.lease(qp.query.table.dataset) as worker:
-                res = run(qp, worker, latency_bucket_ms=int(env.extra.get("latency_bucket_ms", 0)))
+                res = run(qp, worker, latency_bucket_ms=int(env.extra.get("latency_bucket_ms", 0)),
+                          hash_alg=env.hash_alg)
         except EngineFailure:  # no worker could start or come free in time: nothing was sent
             raise JobFailed(BEFORE_READ, "the query worker could not start", before_read=True) from None
         except DomainError as e:  # raised only before the data query is sent
@@ -331,7 +332,7 @@ class QueryHandler:
             if reason == BEFORE_READ:
                 raise JobFailed(BEFORE_READ, "the query worker could not start", before_read=True) from None
             raise JobFailed("query.failed", cause=f"query.{e.code.lower()}") from None
-        return _output(res, lambda: _output(release_empty(qp, "release.refused")))
+        return _output(res, lambda: _output(release_empty(qp, "release.refused", env.hash_alg)))
 
 
 def _output(res: QueryResult, fallback: Any = None) -> Output:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
+from catalog.fingerprint import HashAlg
 from catalog.mock import mock_table
 from catalog.registry import Dataset
 from catalog.sealed import Sealer
@@ -126,12 +127,14 @@ def _mp() -> Any:
 
 
 def _train_in_child(conn: Connection, spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
-                    limits: ResourceLimits, sealer: Sealer | None = None, model_key: str | None = None) -> None:
+                    limits: ResourceLimits, sealer: Sealer | None = None, model_key: str | None = None,
+                    hash_alg: HashAlg = "sha256") -> None:
     """Runs in the child: train, then send ``("ok", weights, card_json, digest)`` or ``("error", code, stage)``."""
     from sandbox.train import train
 
     try:
-        res = train(spec, plan, dataset, out_dir, limits=limits, sealer=sealer, model_key=model_key)
+        res = train(spec, plan, dataset, out_dir, limits=limits, sealer=sealer, model_key=model_key,
+                    hash_alg=hash_alg)
         conn.send(("ok", str(res.weights_path), res.card.canonical_json().decode(), res.output_digest))
     except DomainError as e:
         stage = next((str(d["stage"]) for d in e.details if isinstance(d, dict) and "stage" in d), None)
@@ -240,7 +243,7 @@ class TrainHandler:
                 keys = None if env.sealer is None else env.sealer.for_files(
                     Path(p.dataset.path), write=(f"model:{out_dir.name}",))
                 proc = self._start(_train_in_child, (send, p.spec, p.plan, p.dataset, out_dir, limits, keys,
-                                                     model_key))
+                                                     model_key, env.hash_alg))
             except Exception:  # no child, so nothing read: the one refunded failure of a run
                 raise JobFailed(BEFORE_READ, "the training process could not be started", before_read=True,
                                 cause="train.unavailable") from None

@@ -33,7 +33,6 @@ gate refuses an answer computed on data).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -50,6 +49,8 @@ from typing import Any
 import pyarrow as pa
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
+from catalog.fingerprint import HashAlg
+from catalog.fingerprint import digest as fingerprint_digest
 from catalog.mock import mock_table
 from sandbox.dp.budget import MAX_EPSILON, as_fraction, split_epsilon
 from sandbox.dp.samplers import DiscreteLaplace
@@ -225,8 +226,10 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def run(plan: QueryPlan, worker: QueryWorker, *, latency_bucket_ms: int = 0) -> QueryResult:
-    """Execute ``plan`` on ``worker``, noise, suppress and release. The caller has charged ``plan.cost``.
+def run(plan: QueryPlan, worker: QueryWorker, *, latency_bucket_ms: int = 0,
+        hash_alg: HashAlg = "sha256") -> QueryResult:
+    """Execute ``plan`` on ``worker``, noise, suppress and release. The caller has charged ``plan.cost``; the
+    output digest is the home suite's hash (``hash_alg``: ``sha256:`` or ``sm3:``).
 
     The noise vectors are drawn (OpenDP, data-independent) while the worker computes the true ones. Raises only
     before the data query is sent (``INTERNAL``, reason ``worker.unavailable_before_read``); afterwards every
@@ -252,17 +255,17 @@ def run(plan: QueryPlan, worker: QueryWorker, *, latency_bucket_ms: int = 0) -> 
             incident, true = "engine.error", _zeros(plan)
         noise = pending.result()
         noisy = [[t + e for t, e in zip(tv, nv, strict=True)] for tv, nv in zip(true, noise, strict=True)]
-        out = _release(plan, noisy)
+        out = _release(plan, noisy, hash_alg=hash_alg)
         return out if incident is None else replace(out, incident=incident)
     finally:
         _pad(start, latency_bucket_ms)
 
 
-def release_empty(plan: QueryPlan, incident: str) -> QueryResult:
+def release_empty(plan: QueryPlan, incident: str, hash_alg: HashAlg = "sha256") -> QueryResult:
     """The answer over an empty input with fresh noise: what leaves instead of an answer computed on data that
     cannot be released (the noise is drawn anew, so nothing of the refused answer's noise is revealed)."""
     n = len(plan.keys.rows)
-    return replace(_release(plan, [m.noise(n) for m in plan.mechanisms]), incident=incident)
+    return replace(_release(plan, [m.noise(n) for m in plan.mechanisms], hash_alg=hash_alg), incident=incident)
 
 
 def _zeros(plan: QueryPlan) -> list[list[int]]:
@@ -295,7 +298,8 @@ def _aggregate_value(plan: QueryPlan, agg: int, vecs: list[list[int]], i: int) -
     return min(max(avg, a.bounds[0]), a.bounds[1])
 
 
-def _release(plan: QueryPlan, vecs: list[list[int]], exact: bool = False) -> QueryResult:
+def _release(plan: QueryPlan, vecs: list[list[int]], exact: bool = False,
+             hash_alg: HashAlg = "sha256") -> QueryResult:
     q = plan.query
     uv = plan.canonical.unit_vector
     units = vecs[uv] if uv is not None else None
@@ -333,7 +337,7 @@ def _release(plan: QueryPlan, vecs: list[list[int]], exact: bool = False) -> Que
     body = {"columns": plan.columns, "rows": rows, "suppressed_groups": suppressed, "cost": cost,
             "error_bars": bars}
     canon = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    digest = "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+    digest = fingerprint_digest(canon.encode(), hash_alg)
     return QueryResult(plan.columns, rows, suppressed, cost, bars, digest)
 
 

@@ -33,7 +33,8 @@ Mechanism, step by step:
 6. The held-out metrics are released with OpenDP's discrete Laplace (`sandbox.train.metrics` through
    `sandbox.dp.DiscreteLaplace`).
 7. Weights go to ``model.safetensors`` (never pickle), the card to ``model_card.json``; the output digest is
-   ``sha256(weights bytes ‖ canonical card JSON)``.
+   ``H(weights bytes ‖ canonical card JSON)`` with the home suite's hash ``H`` (``sha256:`` intl, ``sm3:`` sm;
+   the card's ``weights.sha256`` field carries the weights' digest with its prefix in either suite).
 
 Failures inside steps 2–7 surface as ``INTERNAL`` "training failed" with the stage name only: no tensor, value
 or library message reaches the caller.
@@ -42,7 +43,6 @@ or library message reaches the caller.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import logging
 import secrets
@@ -58,6 +58,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from catalog.durable import atomic_path, atomic_write_bytes
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
+from catalog.fingerprint import HashAlg
+from catalog.fingerprint import digest as fingerprint_digest
 from catalog.registry import Dataset
 from catalog.sealed import Sealer
 from sandbox.dp.prv import epsilon_for
@@ -230,7 +232,8 @@ def _software() -> dict[str, str]:
 
 def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
           progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None,
-          sealer: Sealer | None = None, model_key: str | None = None) -> TrainingResult:
+          sealer: Sealer | None = None, model_key: str | None = None,
+          hash_alg: HashAlg = "sha256") -> TrainingResult:
     """Train ``spec`` on ``dataset`` exactly as ``plan`` says; write weights and card into ``out_dir``.
 
     ``plan`` must come from `plan_training` for this very spec (checked by hash); the gateway has charged
@@ -317,7 +320,7 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
                              split="train: ids whose salted md5 is not 0 mod 5; held out: the rest"),),
             metrics=metrics,
             weights=WeightsRef(file=WEIGHTS_FILE, format="safetensors",
-                               sha256="sha256:" + hashlib.sha256(weights_data).hexdigest()),
+                               sha256=fingerprint_digest(weights_data, hash_alg)),
             model_extraction_bound=extraction_bound(spec.model, encoding.width, spec.hidden_units),
             limits=LIMITS,
             warnings=plan.warnings,
@@ -328,7 +331,7 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
             seal.write_file(card_path, model_key, card_bytes)
         else:
             atomic_write_bytes(card_path, card_bytes)
-        digest = "sha256:" + hashlib.sha256(weights_data + card_bytes).hexdigest()
+        digest = fingerprint_digest(weights_data + card_bytes, hash_alg)
         return TrainingResult(weights_path=weights_path, card=card, output_digest=digest)
     except BaseException as e:
         for f in (weights_path, card_path):
