@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from catalog.keyring import Keyring
+from catalog.sealed import Sealer
 from gateway.services.rounds import RoundRegistry
 from gateway.settings import Settings
 from sandbox.psi import SetupStore
@@ -155,6 +156,8 @@ class Caches:
 
     @classmethod
     def create(cls, settings: Settings, keyring: Keyring | None = None) -> Caches:
+        sealer = None if keyring is None else Sealer(settings.suite, keyring)  # PSI setups sealed at rest
         return cls(sign_contexts=ContextCache(), scoring_contexts=ContextCache(), model_weights=ValueCache(),
-                   review_locks=KeyedLocks(), psi_setups=SetupStore(settings.work_dir, settings.keys_dir, keyring),
+                   review_locks=KeyedLocks(), psi_setups=SetupStore(settings.work_dir, settings.keys_dir, keyring,
+                                                                    sealer),
                    secagg_rounds=RoundRegistry(), inflight=InFlight(settings.max_inflight_per_principal))

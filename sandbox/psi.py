@@ -19,6 +19,13 @@ only in their dummies, and their intersection would reveal the real size the pad
 anonymous setup keeps, per subject, its canonical spelling, evaluation and bucket hash, and the number of bucket
 bits for the minimum bucket size ``k`` (`mpc.psi.choose_bits`).
 
+Sealed at rest: given the home's sealer (`catalog.sealed.Sealer`, the service passes `gateway.sealing`'s), every
+file of a setup — ``set.bin``, ``meta.json``, ``evaluated.bin``, ``subjects.json`` and the psi_size tables — is
+written sealed under the setup's own data key ``psi:<digest>`` and opened in memory only; a plain file written
+before sealing is read once and re-sealed in place under the setup's lock (same content, so the same padded set).
+A copy of the home without its master key holds no setup's ids or evaluations. Without a sealer (tests of the
+setups alone) the files are plain.
+
 psi_size tables: the bank's double-blinded set for a setup is stored per (bank, setup) under
 ``<work dir>/psi/<digest>/size-<bank digest>-<set digest>.npy`` (64-bit tags only).
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import threading
@@ -47,10 +55,11 @@ from typing import Any
 import numpy as np
 
 from catalog.columns import Kind, Role
-from catalog.durable import atomic_path, atomic_write_bytes
+from catalog.durable import atomic_write_bytes
 from catalog.errors import POLICY_DENIED, DomainError, invalid
 from catalog.keyring import SECRET_PREFIX, Keyring
 from catalog.registry import Dataset
+from catalog.sealed import Sealer, is_sealed
 from mpc import psi
 from mpc.psi import group
 from sandbox.engine.hardening import quote_ident
@@ -149,8 +158,10 @@ class AnonSetup:
 class SetupStore:
     """Computes each setup once per dataset version and key, caches it on disk and in memory."""
 
-    def __init__(self, work_dir: Path, keys_dir: Path, keyring: Keyring | None = None) -> None:
+    def __init__(self, work_dir: Path, keys_dir: Path, keyring: Keyring | None = None,
+                 sealer: Sealer | None = None) -> None:
         self.root = work_dir / "psi"
+        self.sealer = sealer  # the home's: setups are sealed at rest under psi:<digest> (module docstring)
         self.keys_dir = keys_dir
         self.keyring = keyring  # the service's: the master secret is stored wrapped (secret:psi-master)
         self._lock = threading.Lock()
@@ -178,6 +189,26 @@ class SetupStore:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def _write(self, path: Path, digest: str, data: bytes) -> None:
+        """``data`` into ``path`` atomically: sealed under ``psi:<digest>`` when the store has a sealer."""
+        if self.sealer is None:
+            atomic_write_bytes(path, data)
+            return
+        object_id = f"psi:{digest}"
+        self.sealer.key_for(object_id)
+        self.sealer.write_file(path, object_id, data)
+
+    def _read(self, path: Path, digest: str) -> bytes:
+        """``path``'s content in memory; a plain file met with a sealer is re-sealed in place (caller holds the
+        setup's lock, or the file is written once and never changes)."""
+        if self.sealer is None:
+            return path.read_bytes()
+        if is_sealed(path):
+            return self.sealer.read_file(path)
+        data = path.read_bytes()
+        self._write(path, digest, data)
+        return data
+
     def _key(self, purpose: str, ds: Dataset, column: str) -> tuple[int, str]:
         master = self._master()
         key_id = hashlib.sha256(b"veilbox-psi-key-id|" + master).hexdigest()[:16]
@@ -201,17 +232,17 @@ class SetupStore:
             meta = directory / "meta.json"
             with self._exclusive(digest):  # another process may be computing it: wait, then read its copy
                 if path.exists() and meta.exists():
-                    elements = group.split(path.read_bytes())
-                    ids = int(json.loads(meta.read_text())["ids"])
+                    elements = group.split(self._read(path, digest))
+                    ids = int(json.loads(self._read(meta, digest))["ids"])
                 else:
                     domain = PURPOSES[purpose]
                     ids_list = read_ids(worker, ds, column)
                     elements = psi.server_set(key, psi.evaluate_ids(key, ids_list, domain, _processes()), domain)
                     ids = len(ids_list)
                     directory.mkdir(parents=True, exist_ok=True)
-                    atomic_write_bytes(path, group.join(elements))  # set first: meta.json marks it complete
+                    self._write(path, digest, group.join(elements))  # set first: meta.json marks it complete
                     meta_json = {"ids": ids, "purpose": purpose, "fingerprint": ds.fingerprint}
-                    atomic_write_bytes(meta, json.dumps(meta_json).encode())
+                    self._write(meta, digest, json.dumps(meta_json).encode())
             setup = PsiSetup(digest, directory, key, elements, ids)
             self._psi[digest] = setup
             return setup
@@ -226,14 +257,14 @@ class SetupStore:
             directory = self.root / digest
             with self._exclusive(digest):  # deterministic, but computed once across processes all the same
                 if (directory / "subjects.json").exists():
-                    subjects = json.loads((directory / "subjects.json").read_text())
-                    evaluated = group.split((directory / "evaluated.bin").read_bytes())
+                    subjects = json.loads(self._read(directory / "subjects.json", digest))
+                    evaluated = group.split(self._read(directory / "evaluated.bin", digest))
                 else:
                     subjects = read_ids(worker, ds, column)
                     evaluated = psi.evaluate_ids(key, subjects, psi.ANON, _processes())
                     directory.mkdir(parents=True, exist_ok=True)
-                    atomic_write_bytes(directory / "evaluated.bin", group.join(evaluated))  # subjects.json last
-                    atomic_write_bytes(directory / "subjects.json", json.dumps(subjects).encode())
+                    self._write(directory / "evaluated.bin", digest, group.join(evaluated))  # subjects.json last
+                    self._write(directory / "subjects.json", digest, json.dumps(subjects).encode())
             hashes = psi.bucket_hashes(subjects)
             setup = AnonSetup(digest, key, subjects, evaluated, hashes, psi.choose_bits(hashes, k), k)
             self._anon[f"{digest}|{k}"] = setup
@@ -263,8 +294,9 @@ class SetupStore:
         table_id = hashlib.sha256(table.tobytes()).hexdigest()[:32]
         path = self._table_path(setup, bank, table_id)
         if not path.exists():
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.save(f, table)
+            buf = io.BytesIO()
+            np.save(buf, table)
+            self._write(path, setup.digest, buf.getvalue())
         return table_id
 
     def table(self, setup: PsiSetup, bank: str, table_id: str) -> np.ndarray:
@@ -276,7 +308,7 @@ class SetupStore:
         if not path.exists():
             raise invalid("setup_id is not a setup of this dataset version for you (a new dataset version needs a "
                           "new setup)", [{"field": "setup_id", "problem": "unknown"}])
-        return np.load(path)
+        return np.load(io.BytesIO(self._read(path, setup.digest)))  # a table is written once, never changed
 
 
 def bucket_sql(vetted: VettedPredicate) -> str:

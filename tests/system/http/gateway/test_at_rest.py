@@ -1,6 +1,7 @@
 """Encryption at rest, end to end on a real gateway, once per suite: a registered dataset, a query, a DP-SGD
 training release and the scoring read all work with the master key; a copy of ``VEILBOX_HOME`` taken without the
-master key holds no file that opens as Parquet or as a model and none of the raw sample values; destroying the
+master key holds no file that opens as Parquet or as a model and none of the raw sample values, PSI setups
+included (sealed, `sandbox.psi`) and no custom-code input (staged on a tmpfs, never in the home); destroying the
 dataset's data key makes it unreadable (docs/crypto.md "Encryption at rest")."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from catalog import models, registry
 from catalog.sealed import SealedError, is_sealed, key_id_of
 from gateway.sealing import sealer_of
+from gateway.services import jobs as jobflow
 from gateway.services.scoring import linear_model
 from sandbox.engine import EngineFailure, QueryWorker
 from tests.conftest import BOTH_SUITES
@@ -80,6 +82,12 @@ def test_a_stolen_home_without_the_master_key_yields_no_data_and_no_model(partie
     weights = svc.settings.models_dir / m.weights_path
     assert is_sealed(weights) and is_sealed(weights.parent / "model_card.json")
     assert len(linear_model(ctx, m).weights) == m.card["input_width"]  # the scoring read decrypts in memory
+    worker = jobflow.runtime(ctx).engines.worker_for(ds)  # PSI setups: the members set and the anonymous subjects
+    ctx.caches.psi_setups.psi(worker, ds, "members")
+    ctx.caches.psi_setups.anon(worker, ds, "person_id", 10)
+    psi_files = [p for p in (svc.settings.work_dir / "psi").rglob("*") if p.is_file() and p.suffix != ".lock"]
+    assert {p.name for p in psi_files} >= {"set.bin", "meta.json", "evaluated.bin", "subjects.json"}
+    assert all(is_sealed(p) for p in psi_files)
 
     stolen = tmp_path / "stolen"
     shutil.copytree(svc.settings.home, stolen)
@@ -87,6 +95,7 @@ def test_a_stolen_home_without_the_master_key_yields_no_data_and_no_model(partie
     assert files
     ids = pq.read_table(city_data.tax_income, columns=["person_id"]).column("person_id").to_pylist()[:200]
     needles = [str(i).encode() for i in ids]
+    assert not (stolen / svc.settings.work_dir.relative_to(svc.settings.home) / "code").exists()  # code input: tmpfs
     for p in files:
         assert not _opens_as_parquet(p), p
         assert not _opens_as_model(p), p
