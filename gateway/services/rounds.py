@@ -70,7 +70,6 @@ its kind and the round's size, before it is parsed. The registry itself (`RoundR
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import threading
 import time
@@ -92,6 +91,8 @@ from catalog.errors import (
     QUOTA_EXCEEDED,
     DomainError,
 )
+from catalog.fingerprint import HashAlg
+from catalog.fingerprint import digest as fingerprint_digest
 from gateway import _tables as t
 from gateway import identities
 from gateway.audit import AuditEvent, AuditLog
@@ -216,9 +217,10 @@ def max_message_bytes(config: RoundConfig, endpoint: str) -> int:
     raise KeyError(endpoint)
 
 
-def sum_digest(total: NDArray[np.uint32]) -> str:
-    """``sha256:`` of the sum as little-endian uint32 words: the round's output digest in the audit log."""
-    return "sha256:" + hashlib.sha256(total.astype("<u4", copy=False).tobytes()).hexdigest()
+def sum_digest(total: NDArray[np.uint32], alg: HashAlg = "sha256") -> str:
+    """The home suite's digest (``sha256:`` intl, ``sm3:`` sm) of the sum as little-endian uint32 words: the
+    round's output digest in the audit log."""
+    return fingerprint_digest(total.astype("<u4", copy=False).tobytes(), alg)
 
 
 @dataclass(eq=False)
@@ -309,10 +311,11 @@ class Released:
     total: NDArray[np.uint32]
     survivors: tuple[str, ...]
     modulus_bits: int
+    hash_alg: HashAlg = "sha256"  # the home suite's hash (`RoundRegistry.hash_alg`)
 
     @property
     def digest(self) -> str:
-        return sum_digest(self.total)
+        return sum_digest(self.total, self.hash_alg)
 
     def to_json(self) -> dict[str, Any]:
         return {"round_id": self.round_id, "stage": Stage.DONE.value, "ready": True,
@@ -418,14 +421,15 @@ class RoundRegistry:
         self.retain_s = retain_s
         self.engine = engine
         self.audit = audit
+        self.hash_alg: HashAlg = "sha256"  # the home suite's hash for a released sum's digest (`bind`)
         #: Bumped after every change this registry commits (a hint for waiting callers; the store is the truth).
         self.generation = 0
         self._generation_lock = threading.Lock()
 
-    def bind(self, engine: Engine, audit: AuditLog) -> RoundRegistry:
-        """Attach the store and the audit log the rounds live in (once per context)."""
+    def bind(self, engine: Engine, audit: AuditLog, hash_alg: HashAlg = "sha256") -> RoundRegistry:
+        """Attach the store and the audit log the rounds live in (once per context), and the home suite's hash."""
         if self.engine is None or self.audit is None:
-            self.engine, self.audit = engine, audit
+            self.engine, self.audit, self.hash_alg = engine, audit, hash_alg
         return self
 
     def _store(self) -> tuple[Engine, AuditLog]:
@@ -585,7 +589,7 @@ class RoundRegistry:
             if rnd.stage is not Stage.DONE or not rnd.core.get("result"):
                 return Published(rnd.id, rnd.stage, None, None)
             total = np.frombuffer(base64.b64decode(rnd.core["result"]), dtype=np.dtype("<u4")).astype(np.uint32)
-            return Released(rnd.id, total, rnd.survivors, rnd.config.modulus_bits)
+            return Released(rnd.id, total, rnd.survivors, rnd.config.modulus_bits, self.hash_alg)
 
     def status(self, rnd: Round, who: str) -> dict[str, Any]:
         """The round's public state; the opener also sees who the current stage still waits for."""
@@ -764,7 +768,7 @@ def rounds_for(ctx: Any) -> RoundRegistry:
     """The round registry of the service context ``ctx`` (`gateway.caches.Caches.secagg_rounds`: its clock and
     limits, one per context), bound to the context's store and audit log."""
     reg: RoundRegistry = ctx.caches.secagg_rounds
-    return reg.bind(ctx.engine, ctx.audit)
+    return reg.bind(ctx.engine, ctx.audit, ctx.settings.hash_alg)
 
 
 # --- who may open a round and read its sum (the routes' and the CLI's path) --------------------------------------
