@@ -9,6 +9,8 @@ console's public interface: the audit log records the route names as actions).
 - `regulator`: the audit log (also owners, in their scope), chain verification, lineage, charts, reports;
 - `language`: the language switch (zh-CN or en), and the dependency that applies the choice to every page;
 - `admin`: principals (create, disable, new token, expiry), the negative list, the service's health;
+- `authority`: the data authority's review queue, sign-offs (file or refuse), suspension and resumption, rectification
+  orders (整改) and principals (disable, enable);
 - `complaints`: complaints and objections (file; the owner's and the authority's queue; regulators read-only);
 - `fallback`: any other path is a not-found page.
 
@@ -22,10 +24,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from gateway.console.pages import admin, bank, complaints, fallback, language, operator, owner, regulator, shared
+from gateway.console.pages import (
+    admin,
+    authority,
+    bank,
+    complaints,
+    fallback,
+    language,
+    operator,
+    owner,
+    regulator,
+    shared,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(language.apply)])
-for _pages in (admin, operator, owner, bank, regulator, complaints, shared, language, fallback):
+for _pages in (admin, authority, operator, owner, bank, regulator, complaints, shared, language, fallback):
     router.include_router(_pages.router, include_in_schema=False)

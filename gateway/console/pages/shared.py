@@ -154,7 +154,8 @@ async def agreement(request: Request, agreement_id: str) -> Response:
         jobs = policies.jobs_visible_to(ctx.engine, actor, agreement_id=agreement_id)
         return {"ag": ag.public(), "budget": status.as_json(), "remaining": status.remaining.as_json(),
                 "usage": usage, "jobs": jobs, "quotas": quotas_today(ag, usage, today),
-                "verify_per_subject": ag.document.quotas.verify_per_subject_per_day}
+                "verify_per_subject": ag.document.quotas.verify_per_subject_per_day,
+                "orders": [o for o in policies.list_orders(ctx.engine, actor, agreement_id) if o.open]}
 
     data = await in_thread(load)
     b = data["budget"]
@@ -174,7 +175,8 @@ async def agreement_transition(request: Request, agreement_id: str, action: str)
     session = await signed_in(request)
     form = await posted_form(request, session)
     fns: dict[str, Callable[..., Any]] = {"accept": policies.accept, "suspend": policies.suspend,
-                                          "resume": policies.resume, "revoke": policies.revoke}
+                                          "resume": policies.resume, "revoke": policies.revoke,
+                                          "submit": policies.submit_for_filing, "activate": policies.activate}
     if action not in fns:
         raise not_found("action")
     if action in CONFIRMED:  # only from the confirmation page (pages.owner), with the reason the entry records
