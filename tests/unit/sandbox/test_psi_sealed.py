@@ -14,6 +14,7 @@ from catalog.sealed import Sealer, is_sealed
 from sandbox import psi as setups
 
 IDS = [f"P{i:05d}" for i in range(40)]
+NO_WORKER: Any = None  # read_ids is replaced: no worker is asked
 
 
 class _Keys:
@@ -45,8 +46,8 @@ def read_ids(monkeypatch):
 def test_every_file_of_a_setup_is_sealed_under_its_own_key(tmp_path, read_ids, suite):
     keys = _Keys()
     store = setups.SetupStore(tmp_path / "work", tmp_path / "keys", sealer=Sealer(suite, keys))
-    size = store.psi(None, _dataset(), "size")
-    anon = store.anon(None, _dataset(), "person_id", 4)
+    size = store.psi(NO_WORKER, _dataset(), "size")
+    anon = store.anon(NO_WORKER, _dataset(), "person_id", 4)
     returned = setups.psi.evaluate(setups.group.derive_key(b"b" * 32, b"bank"), size.elements)
     table_id = store.store_table(size, "bank_a", returned)
     files = [p for p in (tmp_path / "work" / "psi").rglob("*") if p.is_file() and p.suffix != ".lock"]
@@ -54,15 +55,15 @@ def test_every_file_of_a_setup_is_sealed_under_its_own_key(tmp_path, read_ids, s
     assert all(is_sealed(p) for p in files) and not any(b"P000" in p.read_bytes() for p in files)
     assert set(keys.keys) == {f"psi:{size.digest}", f"psi:{anon.digest}"}
     again = setups.SetupStore(tmp_path / "work", tmp_path / "keys", sealer=Sealer(suite, keys))
-    assert again.psi(None, _dataset(), "size").elements == size.elements  # the same padded set, read back
-    assert again.anon(None, _dataset(), "person_id", 4).subjects == IDS
+    assert again.psi(NO_WORKER, _dataset(), "size").elements == size.elements  # the same padded set, read back
+    assert again.anon(NO_WORKER, _dataset(), "person_id", 4).subjects == IDS
     assert (again.table(size, "bank_a", table_id) == store.table(size, "bank_a", table_id)).all()
 
 
 def test_a_plain_setup_from_before_is_resealed_with_the_same_set(tmp_path, read_ids):
-    plain = setups.SetupStore(tmp_path / "work", tmp_path / "keys").psi(None, _dataset(), "members")
+    plain = setups.SetupStore(tmp_path / "work", tmp_path / "keys").psi(NO_WORKER, _dataset(), "members")
     set_file = plain.directory / "set.bin"
     assert not is_sealed(set_file)
     sealed = setups.SetupStore(tmp_path / "work", tmp_path / "keys", sealer=Sealer("intl", _Keys()))
-    assert sealed.psi(None, _dataset(), "members").elements == plain.elements
+    assert sealed.psi(NO_WORKER, _dataset(), "members").elements == plain.elements
     assert is_sealed(set_file) and is_sealed(plain.directory / "meta.json")
