@@ -6,6 +6,7 @@ The gateway handles agreements and approval; this package runs what was approved
 - `source`: `check_source` (static refusal before anything runs) and `code_hash` (what approvals bind to).
 - `outputs`: `OutputSpec` and the parent's validation of JSON and safetensors outputs.
 - `limits`: `Limits` (per-run resources) and `SandboxConfig` (host tools, uid range).
+- `tmpfs`: where a real run's plaintext input is staged — a 0700 directory on a tmpfs, never the home's disk.
 - `result`: `CodeResult` / `CodeFailure` and the scrubbed failure-reason vocabulary.
 - internals: `_bwrap` (the mount/namespace/privilege layout), `_seccomp` (the syscall deny list),
   `_cgroup` (the per-run memory/pids cap), `_harness` (the trusted script that runs inside the sandbox).
