@@ -72,7 +72,7 @@ def create(owner: Owner, ctx: Ctx, ev: Audit,
     check_grantee(ctx, doc)
     new_id = policies.new_agreement_id()  # named first: its entry commits with the proposal
     ag = policies.create_agreement(ctx.engine, actor_of(owner), doc, agreement_id=new_id,
-                                   filing_required=filing_required(ctx.engine),
+                                   filing_required=filing_required(ctx.engine), hash_alg=ctx.settings.hash_alg,
                                    journal=agreement_entry(ctx, ev, new_id, "grantee", "document_hash", datasets=True))
     ev.agreement_id = ag.id
     ev.dataset = ",".join(ag.document.datasets)
@@ -300,7 +300,7 @@ def amend(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit,
     """A new version of the document; it goes back to ``proposed`` until the grantee accepts it again."""
     ev.agreement_id = agreement_id
     check_grantee(ctx, doc)
-    ag = policies.amend_agreement(ctx.engine, actor_of(owner), agreement_id, doc,
+    ag = policies.amend_agreement(ctx.engine, actor_of(owner), agreement_id, doc, hash_alg=ctx.settings.hash_alg,
                                   journal=agreement_entry(ctx, ev, agreement_id, "version", "document_hash"))
     ev.details.update(version=ag.version, document_hash=ag.document_hash)
     return ag.public()

@@ -40,9 +40,10 @@ from pydantic import (
 from catalog.columns import NAME_RE
 from catalog.columns import Role as ColumnRole
 from catalog.errors import invalid
+from catalog.fingerprint import HashAlg
 from catalog.registry import Dataset
 from policies import negative_list as neg
-from policies._canonical import canonical_json, sha256_digest
+from policies._canonical import canonical_json, text_digest
 from policies._exact import exact_str, parse_storable
 from policies.budget import Budget
 
@@ -249,9 +250,10 @@ class AgreementDocument(_Model):
         """The canonical JSON text of `as_json` (what the hash covers and the store keeps)."""
         return canonical_json(self.as_json())
 
-    def digest(self) -> str:
-        """``"sha256:<hex>"`` of the canonical JSON: what an acceptance is bound to."""
-        return sha256_digest(self.canonical_json())
+    def digest(self, hash_alg: HashAlg = "sha256") -> str:
+        """``"<alg>:<hex>"`` of the canonical JSON with the home suite's hash (``sha256:`` intl, ``sm3:`` sm): what
+        an acceptance is bound to."""
+        return text_digest(self.canonical_json(), hash_alg)
 
 
 def parse_document(data: Mapping[str, Any]) -> AgreementDocument:

@@ -34,6 +34,7 @@ from catalog.errors import (
     DomainError,
     invalid,
 )
+from catalog.fingerprint import HashAlg
 from policies import _tables as t
 from policies import ledger
 from policies import negative_list as neg
@@ -104,7 +105,7 @@ def new_agreement_id() -> str:
 def create_agreement(
     engine: Engine, actor: Actor, document: AgreementDocument | Mapping[str, Any], *,
     now: dt.datetime | None = None, agreement_id: str | None = None, journal: Journal | None = None,
-    filing_required: bool = False,
+    filing_required: bool = False, hash_alg: HashAlg = "sha256",
 ) -> Agreement:
     """Propose an agreement (``POST /agreements``). The actor must be an owner and own every dataset.
 
@@ -114,12 +115,13 @@ def create_agreement(
     The budget accounts are opened in the same transaction, and ``journal`` (`policies.journal`) records the
     proposal in it; ``agreement_id`` (default: a fresh one) lets the caller name it beforehand.
     ``filing_required``: acceptance leads to review and filing (备案) before the agreement can be active.
+    ``hash_alg``: the home suite's hash of the document hash (``sha256`` intl, ``sm3`` sm).
     """
     now = aware(now)
     doc = _as_document(document)
     _check_document(engine, actor, doc, now)
     agreement_id = agreement_id or new_agreement_id()
-    doc_json, digest = doc.canonical_json(), doc.digest()
+    doc_json, digest = doc.canonical_json(), doc.digest(hash_alg)
     with engine.begin() as conn:
         conn.execute(
             t.agreements.insert().values(
@@ -140,7 +142,7 @@ def create_agreement(
 
 def amend_agreement(
     engine: Engine, actor: Actor, agreement_id: str, document: AgreementDocument | Mapping[str, Any], *,
-    now: dt.datetime | None = None, journal: Journal | None = None,
+    now: dt.datetime | None = None, journal: Journal | None = None, hash_alg: HashAlg = "sha256",
 ) -> Agreement:
     """Replace the document of a *proposed* agreement, or of one the data authority *returned* (owner only):
     version + 1, new hash, fresh accounts, state ``proposed`` (the grantee accepts the new version again);
@@ -156,7 +158,7 @@ def amend_agreement(
     if doc.grantee != ag.grantee:
         raise invalid("an amendment cannot change the grantee")
     _check_document(engine, actor, doc, now)
-    doc_json, digest = doc.canonical_json(), doc.digest()
+    doc_json, digest = doc.canonical_json(), doc.digest(hash_alg)
     with engine.begin() as conn:
         res = conn.execute(
             update(t.agreements)

@@ -1,5 +1,6 @@
-"""A query job's spec hash and output digest are the home suite's hash (``sha256:`` intl, ``sm3:`` sm), the
-release gate lets that digest through, and the audit lineage finds the output by it (docs/crypto.md)."""
+"""An agreement's document hash and a query job's spec hash and output digest are the home suite's hash
+(``sha256:`` intl, ``sm3:`` sm), the release gate lets that digest through, and the audit lineage finds the output
+by it (docs/crypto.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def _canonical(value: object) -> bytes:
 def test_a_query_job_is_digested_with_the_home_suite(parties, crypto_suite):
     suite = suite_of(crypto_suite)
     ag = parties.agreement(approval="owner_each_job")
+    assert ag["document_hash"].startswith(suite.hash_name + ":")  # the agreement document hash too
     done, result = _approved_run(parties, ag["id"])
     assert done["state"] == "released" and done["failure_reason"] is None
     assert done["spec_hash"] == suite.digest(_canonical({"sql": COUNT_BY_DISTRICT, "epsilon": "0.5"}))
