@@ -23,6 +23,12 @@ datasets = Table(
     Column("path", Text, nullable=False),
     Column("ingest_report_json", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # withdrawal (migration 0015): ``registered`` or ``withdrawn`` (the record is kept for good); when and why the
+    # owner withdrew it, and when its copy was disposed of (data key destroyed, sealed file deleted)
+    Column("state", String(16), nullable=False, default="registered", server_default="registered"),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    Column("withdrawn_reason", Text, nullable=True),
+    Column("disposed_at", DateTime(timezone=True), nullable=True),
 )
 
 # Verification products (核验): an owner's predicate template over one row of a dataset, keyed by a subject

@@ -38,6 +38,8 @@ from catalog.fingerprint import HashAlg, file_fingerprint
 from catalog.ingest import IngestReport, ingest, resolve_source, source_changed, source_identity
 from catalog.sealed import Sealer
 
+REGISTERED, WITHDRAWN = "registered", "withdrawn"
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -57,6 +59,13 @@ class Dataset:
     path: Path
     ingest_report: dict[str, Any]
     created_at: dt.datetime
+    state: str = "registered"  # or "withdrawn" (`withdraw_in`): nothing new runs on it; its copy is disposed of
+    withdrawn_at: dt.datetime | None = None
+    disposed_at: dt.datetime | None = None
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.state == WITHDRAWN
 
     @property
     def id_column(self) -> str:
@@ -93,6 +102,9 @@ def _row_to_dataset(r: Any) -> Dataset:
         path=Path(r.path),
         ingest_report=json.loads(r.ingest_report_json),
         created_at=r.created_at,
+        state=r.state,
+        withdrawn_at=r.withdrawn_at,
+        disposed_at=r.disposed_at,
     )
 
 
@@ -233,3 +245,38 @@ def register(
     ds = get(engine, spec.name)
     assert ds is not None
     return Registration(ds, ing.report)
+
+
+# --- withdrawal (docs/agreements.md, "Exit and withdrawal") ------------------------------------------------------
+
+
+def _utc(t_: dt.datetime) -> dt.datetime:
+    return t_ if t_.tzinfo is not None else t_.replace(tzinfo=dt.UTC)
+
+
+def withdraw_in(conn: Connection, name: str, reason: str, now: dt.datetime) -> bool:
+    """Mark ``name`` withdrawn within ``conn``'s transaction (registered → withdrawn; the record is kept). False when
+    it was not registered (already withdrawn, or concurrently)."""
+    d = t.datasets.c
+    res = conn.execute(t.datasets.update().where(d.name == name, d.state == REGISTERED)
+                       .values(state=WITHDRAWN, withdrawn_at=now, withdrawn_reason=reason))
+    return res.rowcount == 1
+
+
+def disposal_due(engine: Engine, grace_s: float, now: dt.datetime) -> list[Dataset]:
+    """Withdrawn datasets whose copy is not disposed of yet and whose grace period (``grace_s``) has ended."""
+    d = t.datasets.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.datasets).where(d.state == WITHDRAWN, d.disposed_at.is_(None))
+                            .order_by(d.name)).all()
+    out = [_row_to_dataset(r) for r in rows]
+    return [ds for ds in out if ds.withdrawn_at is not None
+            and _utc(ds.withdrawn_at) + dt.timedelta(seconds=grace_s) <= now]
+
+
+def mark_disposed_in(conn: Connection, name: str, now: dt.datetime) -> bool:
+    """Record within ``conn``'s transaction that ``name``'s copy was disposed of (once)."""
+    d = t.datasets.c
+    res = conn.execute(t.datasets.update().where(d.name == name, d.state == WITHDRAWN, d.disposed_at.is_(None))
+                       .values(disposed_at=now))
+    return res.rowcount == 1

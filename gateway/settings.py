@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(default=1800.0, gt=0, le=86_400, description="wall clock for train/code jobs")
     job_lease_s: float = Field(default=30.0, gt=0, le=3600, description="how long a job's worker lease holds "
                                "without a heartbeat (renewed every third of it); then a sweeper takes the job over")
+    withdraw_grace_s: float = Field(default=7 * 86_400.0, ge=0, le=366 * 86_400, description="how long a withdrawn "
+                                    "dataset's sealed copy is kept before the job worker destroys its data key and "
+                                    "deletes it (VEILBOX_WITHDRAW_GRACE_S; 0: at the worker's next sweep)")
     complaint_days: int = Field(default=15, ge=1, le=365, description="days from filing to a complaint's or "
                                 "objection's deadline (VEILBOX_COMPLAINT_DAYS)")
     anchor_sink: str | None = Field(default=None, description="where the signed audit head is anchored (存证) "

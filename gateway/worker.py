@@ -19,6 +19,9 @@ finish for ``VEILBOX_WORKER_STOP_GRACE_S`` and then gives it up: the worker ends
 job is failed and refunded at once (``job.recover``) instead of waiting for the lease to expire. A second
 SIGTERM/SIGINT gives it up without waiting.
 
+Each sweep also disposes of withdrawn datasets whose grace period (``VEILBOX_WITHDRAW_GRACE_S``) ended: their
+data key destroyed, their sealed copy deleted, a signed ``dataset.dispose`` entry (`gateway.services.datasets`).
+
 With ``VEILBOX_ANCHOR_SINK`` set, the loop also anchors the signed audit head every ``VEILBOX_ANCHOR_EVERY_S``
 when it advanced (`gateway.anchoring`, on a thread of its own so a slow evidence service never delays a job).
 """
@@ -41,8 +44,8 @@ from types import FrameType
 import policies
 from gateway import anchoring
 from gateway.context import AppContext, open_context
+from gateway.services import datasets, leases
 from gateway.services import jobs as jobflow
-from gateway.services import leases
 from gateway.settings import Settings
 
 log = logging.getLogger("veilbox.worker")
@@ -72,6 +75,15 @@ class JobWorker:
     def sweep(self) -> None:
         self._swept_at = time.monotonic()
         leases.sweep(self.ctx)
+        self.dispose_due()
+
+    def dispose_due(self) -> None:
+        """Withdrawn datasets past their grace period: data key destroyed, sealed copy deleted, signed disposal
+        record (`gateway.services.datasets.dispose_due`); a failure is retried at the next sweep."""
+        try:
+            datasets.dispose_due(self.ctx)
+        except Exception:  # the loop must survive; the next sweep tries again
+            log.exception("disposal of withdrawn datasets failed")
 
     @property
     def alive(self) -> bool:

@@ -188,6 +188,7 @@ MESSAGES: Mapping[str, str] = {
     "agreement.not_activated": "the agreement is filed but its owner has not activated it",
     "agreement.suspended_by_authority": "the data authority suspended the agreement; only it can resume it",
     "dataset.missing": "a dataset of the agreement is no longer registered",
+    "dataset.withdrawn": "the dataset has been withdrawn by its owner; nothing new runs on it",
     "dataset.core_grade": "core-grade datasets can never be placed under an agreement",
     "dataset.negative_list": "the dataset is on the negative list",
     "dataset.outside_agreement": "the dataset is not covered by the agreement",
@@ -371,6 +372,8 @@ def scope_reasons(
         if rec is None:
             out.append(Reason("dataset.missing", dataset=ds))
             continue
+        if rec.withdrawn:
+            out.append(Reason("dataset.withdrawn", dataset=ds))
         if rec.grade is Grade.CORE:
             out.append(Reason("dataset.core_grade", dataset=ds))
         personal = personal or rec.personal

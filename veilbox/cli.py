@@ -318,6 +318,36 @@ def dataset_show(name: Annotated[str, typer.Argument(help="dataset name")], as_j
     emit(ds, as_json, fields_table(ds, title=name))
 
 
+@dataset_app.command("withdraw")
+def dataset_withdraw(
+    name: Annotated[str, typer.Argument(help="dataset name")],
+    reason: Annotated[str, typer.Option("--reason", help="why it is withdrawn (kept in the audit log)")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Withdraw a dataset (its owner or an admin): agreements suspended, open jobs cancelled and refunded; its copy
+    is destroyed after the grace period (VEILBOX_WITHDRAW_GRACE_S), the record is kept."""
+    with client() as c:
+        w = c.withdraw_dataset(name, reason)
+    emit(w, as_json, fields_table(w, title=name))
+
+
+@dataset_app.command("dispose-due")
+def dataset_dispose_due(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Run the disposal duty now on a local home: every withdrawn dataset past its grace period has its data key
+    destroyed and its sealed copy deleted (a signed dataset.dispose audit entry each)."""
+    from gateway.context import open_context
+    from gateway.services.datasets import dispose_due
+    from gateway.settings import Settings
+
+    ctx = open_context(Settings(home=home) if home is not None else Settings())
+    try:
+        done = dispose_due(ctx)
+    finally:
+        ctx.close()
+    data = {"disposed": done}
+    emit(data, as_json, fields_table(data))
+
+
 @dataset_app.command("mock")
 def dataset_mock(name: Annotated[str, typer.Argument(help="dataset name")],
                  rows: Annotated[int, typer.Option(help="rows to draw")] = 10,

@@ -167,6 +167,10 @@ class Client:
     def dataset(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/datasets/{name}")
 
+    def withdraw_dataset(self, name: str, reason: str) -> dict[str, Any]:
+        """Withdraw a dataset (its owner or an admin): agreements suspended, open jobs cancelled and refunded."""
+        return self._json("POST", f"/v1/datasets/{name}/withdraw", json={"reason": reason})
+
     def mock(self, name: str, rows: int = 100, seed: int = 0) -> dict[str, Any]:
         return self._json("GET", f"/v1/datasets/{name}/mock", params={"rows": rows, "seed": seed})
 

@@ -36,6 +36,7 @@ class AuditAction(StrEnum):
     FILES_SWEEP = "files.sweep"
     KEYS_ROTATE = "keys.rotate"
     KEY_DESTROY = "keys.destroy"
+    DATASET_DISPOSE = "dataset.dispose"
     SECAGG_STAGE = "secagg.stage"
     SECAGG_ABORT = "secagg.abort"
     AUDIT_ANCHOR = "audit.anchor"
@@ -65,6 +66,8 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.CONSOLE_PSI_RECEIPT: "a bank read one of its PSI or anonymous-check receipts in the console",
         A.FILES_SWEEP: "at start-up, temporary files a crashed writer left in the home were removed (count and names)",
         A.KEYS_ROTATE: "the master key was rotated: every wrapped key re-wrapped (old and new provider, count)",
+        A.DATASET_DISPOSE: "a withdrawn dataset's copy was disposed of after its grace period: its data key "
+                           "destroyed (crypto-shredding) and its sealed file deleted; the record is kept",
         A.KEY_DESTROY: "a data key was destroyed (crypto-shredding): what it encrypted is unreadable for good",
         A.SECAGG_STAGE: "a secure-aggregation round's stage closed (all arrived, deadline or its opener), with counts",
         A.SECAGG_ABORT: "a secure-aggregation round aborted (deadline, below threshold, its opener): nothing released",

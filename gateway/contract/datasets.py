@@ -62,6 +62,25 @@ class Dataset(Out):
     rows: int | None = Field(description="the owner only; null for everyone else")
     created_at: str
     ingest: IngestReport | None = Field(None, description="the owner only (absent for everyone else)")
+    state: Literal["registered", "withdrawn"] = Field("registered", description="withdrawn: its owner withdrew it "
+                                                      "(nothing new runs on it; its copy is disposed of after the "
+                                                      "grace period, the record is kept)")
+
+
+class Withdrawal(Out):
+    """What a withdrawal did, in the transaction that recorded it (docs/agreements.md, "Exit and withdrawal")."""
+
+    model_config = ConfigDict(json_schema_extra=example({
+        "dataset": "tax_income", "state": "withdrawn", "withdrawn_at": "2026-12-03T10:00:00+00:00",
+        "dispose_after": "2026-12-10T10:00:00+00:00", "agreements_suspended": ["ag_3f2a…"],
+        "jobs_cancelled": ["job_81c0…"], "jobs_refunded": ["job_81c0…"]}))
+    dataset: str
+    state: Literal["withdrawn"]
+    withdrawn_at: str
+    dispose_after: str = Field(description="from then on the job worker destroys its data key and deletes its copy")
+    agreements_suspended: list[str] = Field(description="active agreements naming it, now suspended")
+    jobs_cancelled: list[str] = Field(description="its pending and approved jobs, now cancelled")
+    jobs_refunded: list[str] = Field(description="the cancelled jobs whose charge was refunded")
 
 
 class MockTable(Out):

@@ -1,4 +1,7 @@
-"""Catalog: register, list, show, mock (docs/api.md, "Datasets (catalog)").
+"""Catalog: register, list, show, mock, withdraw (docs/api.md, "Datasets (catalog)").
+
+``POST /datasets/{name}/withdraw`` (the owner or an admin; anyone else ``NOT_FOUND_OR_FORBIDDEN``): see
+`gateway.services.datasets.withdraw`.
 
 ``POST /datasets`` reads the source only from the registering owner's own import directories
 (``<import root>/<owner>/``, `gateway.settings.Settings.owner_import_dirs`). A source outside them — another
@@ -14,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, status
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from catalog import registry
@@ -22,10 +26,11 @@ from catalog.errors import DomainError, not_found
 from catalog.mock import MAX_MOCK_ROWS, mock_table
 from gateway.audit import AuditEvent
 from gateway.contract import OUT, ErrorCode, doc
-from gateway.contract.datasets import DATASET_EXAMPLE, Dataset, MockTable
+from gateway.contract.datasets import DATASET_EXAMPLE, Dataset, MockTable, Withdrawal
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Owner
 from gateway.journal import request_entry
 from gateway.sealing import sealer_of
+from gateway.services import datasets as dataset_service
 from gateway.services.datasets import public_view
 
 router = APIRouter(tags=["datasets"])
@@ -92,3 +97,18 @@ def mock(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
     table = mock_table(ds.name, ds.columns, rows, seed)
     return {"dataset": ds.name, "mock": True, "seed": seed, "columns": table.column_names,
             "rows": [list(r.values()) for r in table.to_pylist()]}
+
+
+class WithdrawBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000, description="why the owner withdraws it (kept in the audit)")
+
+
+@router.post("/datasets/{name}/withdraw", name="dataset.withdraw", response_model=Withdrawal, **OUT,
+             **doc("Withdraw a dataset (its owner or an admin): its agreements are suspended, its open jobs cancelled "
+                   "and refunded, nothing new runs on it (reason dataset.withdrawn); its copy is destroyed after the "
+                   "grace period, the record is kept", ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.INVALID_REQUEST,
+                   request_example={"reason": "the source system is being decommissioned"}))
+async def withdraw(name: str, body: WithdrawBody, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    ev.dataset = name
+    return await run_in_threadpool(dataset_service.withdraw, ctx, p, name, body.reason, ev)

@@ -127,6 +127,26 @@ class QueryEngines:
             pool = self._pools.get(name)
             return 0 if pool is None else len(pool.members) - len(pool.free)
 
+    def retire(self, name: str) -> int:
+        """Retire every worker over dataset ``name`` (it was withdrawn): idle ones stop now, lent ones when they
+        come back, so no process keeps its plaintext in memory. The number stopped now."""
+        with self._short_lock:
+            short = self._short.pop(name, None)
+        with self._cond:
+            pool = self._pools.pop(name, None)
+            idle: list[QueryWorker] = []
+            if pool is not None:
+                pool.retired = True
+                idle = list(pool.free)
+                for w in idle:
+                    pool.members.remove(w)
+                pool.free.clear()
+            self._cond.notify_all()
+        stopping = idle + ([short[1]] if short is not None else [])
+        for w in stopping:
+            w.stop()
+        return len(stopping)
+
     def _pool(self, ds: Dataset, stale: list[QueryWorker]) -> EnginePool:
         pool = self._pools.get(ds.name)
         if pool is None or pool.fingerprint != ds.fingerprint:

@@ -266,6 +266,7 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
                                                       "source": tax_spec["source"] + "\x00.csv"})],
         ("GET", "/v1/datasets/{name}"): [("operator", {"name": "tax_income"}, {}, None)],
         ("GET", "/v1/datasets/{name}/mock"): [("operator", {"name": "tax_income"}, {"rows": 5, "seed": 1}, None)],
+        ("POST", "/v1/datasets/{name}/withdraw"): [("owner", {"name": "tax_income_2"}, {}, {"reason": "retired"})],
         ("POST", "/v1/agreements"): [("owner", {}, {}, _agreement_doc("risk-lab"))],
         ("GET", "/v1/agreements"): [("owner", {}, {"state": "active"}, None)],
         ("GET", "/v1/agreements/{agreement_id}"): [("operator", {"agreement_id": i["auto"]}, {}, None)],
