@@ -1,8 +1,9 @@
 """Principals and bearer tokens.
 
-Tokens are 256-bit random strings shown once at creation; only a peppered hash is stored: HMAC-SHA256 under the
-service's token pepper (a secret wrapped by the master key, `gateway.keys`) of the token's SHA-256 (a high-entropy
-token needs no slow hash). Without the pepper, write access to the store cannot mint a token (a row for a token of
+Tokens are 256-bit random strings shown once at creation; only a peppered hash is stored: the suite's HMAC
+(HMAC-SHA256, or HMAC-SM3 in an `sm` home) under the service's token pepper (a secret wrapped by the master key,
+`gateway.keys.Pepper`, which names the suite) of the token's hash (SHA-256 or SM3; a high-entropy token needs no
+slow hash). Without the pepper, write access to the store cannot mint a token (a row for a token of
 one's own choosing needs its peppered hash). Lookup is by hash, so token comparison never leaks timing about stored
 values. A store from before the pepper kept the plain SHA-256: `pepper_stored_hashes` turns each into its peppered
 form once, when the home is opened (a keyed hash of what is stored, so every token keeps working).
@@ -18,8 +19,6 @@ longer stored). A rotated token is dead the moment the rotation commits; the new
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
 from catalog.errors import ALREADY_EXISTS, NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
+from cryptosuite import Suite, suite_of
 from gateway import _tables as t
 from gateway.journal import Journal
 from vocab.roles import Role
@@ -49,18 +49,25 @@ class Principal:
 
 
 #: ``service_meta`` key recording that the stored token hashes are peppered.
+#: (The value names the intl scheme; an `sm` home peppers with HMAC-SM3 of the SM3 hash, by its `Pepper`.)
 HASH_SCHEME_KEY, HASH_SCHEME = "token_hash", "hmac-sha256(pepper, sha256)"
+
+
+def _suite(pepper: bytes) -> Suite:
+    """The suite a pepper hashes under (`gateway.keys.Pepper` names it; plain bytes: intl)."""
+    return suite_of(getattr(pepper, "suite_name", "intl"))
 
 
 def _pepper(stored: str, pepper: bytes) -> str:
     if len(pepper) < 32:
         raise ValueError("the token pepper is 32 bytes")
-    return hmac.new(pepper, stored.encode(), hashlib.sha256).hexdigest()
+    return _suite(pepper).hmac_hex(bytes(pepper), stored.encode())
 
 
 def hash_token(token: str, pepper: bytes) -> str:
-    """The stored form of ``token``: its SHA-256, keyed by the service's pepper."""
-    return _pepper(hashlib.sha256(token.encode()).hexdigest(), pepper)
+    """The stored form of ``token``: its hash (SHA-256, or SM3 in an `sm` home), keyed by the service's pepper
+    under the same suite's HMAC."""
+    return _pepper(_suite(pepper).hexdigest(token.encode()), pepper)
 
 
 def pepper_stored_hashes(engine: Engine, pepper: bytes) -> int:

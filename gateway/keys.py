@@ -104,11 +104,27 @@ def _pem_to_der(pem: bytes) -> bytes:
                             serialization.NoEncryption())
 
 
+class Pepper(bytes):
+    """The token pepper: 32 secret bytes that also name the suite whose hash and HMAC peppers tokens
+    (`gateway.identities.hash_token`)."""
+
+    suite_name: str
+
+    def __new__(cls, key: bytes, suite_name: str = "intl") -> Pepper:
+        obj = super().__new__(cls, key)
+        obj.suite_name = suite_name
+        return obj
+
+
 @dataclass(frozen=True)
 class Keys:
     signing: SigningKey  # cryptosuite: Ed25519 (intl) or SM2 (sm); ``sign(data) -> bytes``
     subject_key: bytes
     token_pepper: bytes = field(default=b"", repr=False)
+
+    def __post_init__(self) -> None:
+        # the pepper hashes under the home's suite, the one of the signing key
+        object.__setattr__(self, "token_pepper", Pepper(self.token_pepper, self.suite.name))
 
     @classmethod
     def generate(cls, suite: str = "intl") -> Keys:

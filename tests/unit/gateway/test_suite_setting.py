@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from catalog.fingerprint import digest
 from cryptosuite import suite_of
+from gateway import identities
 from gateway.console import sessions
 from gateway.console._web import session_store
 from gateway.context import init_home, open_context
@@ -25,7 +26,7 @@ def test_hash_alg_is_derived_from_the_suite_and_remains_an_alias():
 
 def test_an_sm_home_uses_sm_everywhere_and_refuses_a_disagreeing_gateway(tmp_path):
     home = tmp_path / "home"
-    init_home(Settings(home=home, suite="sm", env="test"))
+    admin_token = init_home(Settings(home=home, suite="sm", env="test"))
     with pytest.raises(UnsafeSettings, match="sm cryptographic suite"):
         open_context(Settings(home=home, suite="intl", env="test"))
     settings = Settings(home=home, env="test")  # no setting: the home decides
@@ -41,5 +42,21 @@ def test_an_sm_home_uses_sm_everywhere_and_refuses_a_disagreeing_gateway(tmp_pat
         assert not ctx.audit.verify(public_key=suite_of("intl").new_signing_key().public).ok
         assert session_store(ctx).suite is sm and sessions._hash("cookie", sm) == sm.hexdigest(b"cookie")
         assert settings.hash_alg == "sm3" and digest(b"x", settings.hash_alg).startswith("sm3:")  # fingerprints
+        # bearer tokens are stored as HMAC-SM3 under the pepper of their SM3 hash, and the admin's still works
+        pepper = ctx.keys.token_pepper
+        assert identities.hash_token("vbx_t", pepper) == sm.hmac_hex(bytes(pepper), sm.hexdigest(b"vbx_t").encode())
+        assert identities.authenticate(ctx.engine, admin_token, pepper=pepper) is not None
     finally:
         ctx.close()
+
+
+def test_intl_token_hashes_are_unchanged():
+    """An intl home's stored token hashes stay HMAC-SHA256 under the pepper of the token's SHA-256 (bit-exact)."""
+    import hashlib
+    import hmac
+
+    from gateway.keys import Keys
+
+    pepper = Keys.generate("intl").token_pepper
+    want = hmac.new(bytes(pepper), hashlib.sha256(b"vbx_t").hexdigest().encode(), hashlib.sha256).hexdigest()
+    assert identities.hash_token("vbx_t", pepper) == want == identities.hash_token("vbx_t", bytes(pepper))
