@@ -34,15 +34,14 @@ Under a file or environment key, wrapping uses the home's suite (`_RawKeyProvide
 is opened): AES-256-GCM under the master key for ``intl`` (blob ``b"\\x01" + nonce + ciphertext``), SM4-GCM
 (`cryptosuite`) under a 128-bit key derived from it by HMAC-SM3 for ``sm`` (blob ``b"\\x03" + …``), the key id
 as authenticated data either way; unwrapping reads the blob's first byte, so a home's keys unwrap whichever suite
-wrapped them. A PKCS#11 token wraps with its own AES-GCM (blob ``b"\\x02" + …``).
+wrapped them. A PKCS#11 token wraps with its own AES-GCM (blob ``b"\\x02" + …``). The fingerprint ``describe()``
+names a file or environment key by is the home suite's HMAC under it (`fingerprint`: HMAC-SM3 in ``sm``).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
-import hmac
 import os
 import secrets
 import stat
@@ -128,9 +127,10 @@ def _aad(key_id: str) -> bytes:
     return b"veilbox-wrap|v1|" + key_id.encode()
 
 
-def fingerprint(master: bytes) -> str:
-    """A public name of a raw master key (an HMAC under it: says nothing about the key)."""
-    return hmac.new(master, b"veilbox master key fingerprint", hashlib.sha256).hexdigest()[:16]
+def fingerprint(master: bytes, suite: str = "intl") -> str:
+    """A public name of a raw master key: the home suite's HMAC under it (HMAC-SHA-256 in ``intl``, HMAC-SM3 in
+    ``sm``), 16 hex digits; says nothing about the key."""
+    return suite_of(suite).hmac_hex(master, b"veilbox master key fingerprint")[:16]
 
 
 # --- providers -------------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ class _RawKeyProvider:
             ) from None
 
     def describe(self) -> str:
-        return f"{self.kind} fp={fingerprint(self._master)}"
+        return f"{self.kind} fp={fingerprint(self._master, self.suite)}"
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
@@ -254,7 +254,7 @@ class FileProvider(_RawKeyProvider):
         self.path = path
 
     def describe(self) -> str:
-        return f"file:{self.path.resolve()} fp={fingerprint(self._master)}"
+        return f"file:{self.path.resolve()} fp={fingerprint(self._master, self.suite)}"
 
 
 class EnvProvider(_RawKeyProvider):
@@ -272,7 +272,7 @@ class EnvProvider(_RawKeyProvider):
         super().__init__(raw)
 
     def describe(self) -> str:
-        return f"env:VEILBOX_MASTER_KEY fp={fingerprint(self._master)}"
+        return f"env:VEILBOX_MASTER_KEY fp={fingerprint(self._master, self.suite)}"
 
 
 _PKCS11_V1 = b"\x02"

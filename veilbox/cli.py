@@ -110,8 +110,11 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
     from gateway.masterkey import provider
 
     # where the master key is (path or token and a fingerprint: never the key); it never lies in the home
+    master = provider(s.home, s)
+    if hasattr(master, "use_suite"):
+        master.use_suite(s.suite)  # its fingerprint is the home suite's HMAC
     data = {"home": str(s.home.resolve()), "admin_token": token, "suite": s.suite,
-            "master_key": provider(s.home, s).describe()}
+            "master_key": master.describe()}
     if token_only:
         print(token)
     elif wants_json(as_json):
