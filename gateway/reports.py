@@ -5,8 +5,9 @@ of output: private SQL, a job kind, a verification product, a scored model, secu
 denied and failed calls, the outputs released (entries carrying an output digest) and the ε the ledger debited
 net of refunds; each agreement row names its title and its parties (owner and grantee by name) and its budget
 (granted, spent to date, left). It states the chain verification at the time of the report, the signed audit head
-it checked (seq, hash, Ed25519 signature, key id) and the first and last ``seq`` of the month, so the figures can
-be checked against the signed log; ``daily`` holds the month's party calls and net ε per day (the charts).
+it checked (seq, hash, the signature named by the home suite's algorithm, Ed25519 or SM2, and the key id) and the
+first and last ``seq`` of the month, so the figures can be checked against the signed log; ``daily`` holds the
+month's party calls and net ε per day (the charts).
 
 `render_pdf` lays the same figures out with fpdf2 in the current language (`vocab.i18n`): the bundled fonts
 (`gateway.fonts`: DejaVu Sans, and Droid Sans Fallback for every CJK character) are embedded, so Chinese titles,
@@ -198,12 +199,14 @@ def _budgets(ctx: AppContext) -> dict[str, tuple[Fraction, Fraction]]:
 
 
 def _signed_head(ctx: AppContext) -> dict[str, Any]:
-    """The signed audit head as stored: seq, hash, Ed25519 signature and the signing key's id."""
+    """The signed audit head as stored: seq, hash, signature, the signing key's id and its algorithm (the home
+    suite's: ``ed25519`` in ``intl``, ``sm2`` in ``sm``)."""
     with ctx.engine.connect() as conn:
         h = conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1)).first()
     if h is None:
         return {}
-    return {"seq": h.seq, "hash": h.hash, "signature": h.signature, "key_id": ctx.audit.keys.key_id}
+    return {"seq": h.seq, "hash": h.hash, "signature": h.signature, "key_id": ctx.audit.keys.key_id,
+            "algorithm": ctx.audit.keys.public.algorithm}
 
 
 def monthly(ctx: AppContext, month: str) -> MonthlyReport:
@@ -270,6 +273,13 @@ def entries_parquet(ctx: AppContext, month: str) -> bytes:
     buf = io.BytesIO()
     pq.write_table(pa.table(cols, schema=schema), buf, compression="zstd")
     return buf.getvalue()
+
+
+def signature_label(head: dict[str, Any]) -> str:
+    """The signed head's signature label naming the home suite's algorithm: Ed25519 in ``intl``, SM2 in ``sm``
+    (the algorithm's name is not translated: the one message serves both)."""
+    label = _("Ed25519 signature (key %(key)s):", key=head["key_id"])
+    return label.replace("Ed25519", "SM2") if head.get("algorithm") == "sm2" else label
 
 
 def product_label(name: str) -> str:
@@ -344,7 +354,7 @@ def render_pdf(report: MonthlyReport) -> bytes:
     head = report.head
     if head:
         para(_("Signed head: seq %(seq)s, hash %(hash)s", seq=head["seq"], hash=head["hash"]), 9)
-        para(_("Ed25519 signature (key %(key)s):", key=head["key_id"]), 9)
+        para(signature_label(head), 9)
         para(head["signature"], 8)
     else:
         para(_("No signed head yet: the audit log is empty."), 9)
