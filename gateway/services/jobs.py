@@ -179,7 +179,7 @@ def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec
     if kind == "query":
         require_min_epsilon(spec, min_query_epsilon(ctx))
         require_sql_length(spec, ctx.settings.max_sql_chars)
-    plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets))
+    plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets), hash_alg=ctx.settings.hash_alg)
     return policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
                            columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline,
                            lease_owner=lease, lease_s=ctx.settings.job_lease_s, job_id=job_id, journal=journal,
@@ -267,7 +267,7 @@ def _stored_review(ctx: AppContext, job: Job, ag: policies.Agreement, datasets: 
         stored = _load_review(ctx, key)
         if stored is not None:
             return stored
-        plan = handler.plan(job.spec, ag, datasets)
+        plan = handler.plan(job.spec, ag, datasets, hash_alg=ctx.settings.hash_alg)
         body = {"plan": {"cost": plan.cost.as_json(), "datasets": list(plan.datasets),
                          "columns": {k: list(v) for k, v in plan.columns.items()}, **plan.summary},
                 "mock": handler.review(job.spec, plan, datasets, replace(runtime(ctx).env, agreement=ag))}

@@ -38,7 +38,7 @@ class CodeResult:
 
     output_bytes: bytes
     output_kind: Literal["json", "model"]
-    digest: str  # "sha256:<hex>" of output_bytes
+    digest: str  # "<alg>:<hex>" of output_bytes, the home suite's hash (sha256: intl, sm3: sm)
     stdout_tail: str  # owner only
     stderr_tail: str  # owner only
     duration_s: float

@@ -22,7 +22,8 @@ Errors and outcomes:
   refunded and retried elsewhere, not reported as the code's failure.
 - `CodeFailure` (returned): the code ran and failed — timeout, a limit, an exception, an invalid or oversized
   output. Its ``reason`` is scrubbed (see `sandbox.coderun.result`); its logs are for the owner only.
-- `CodeResult` (returned): a validated output with its ``sha256`` digest, for the release gate.
+- `CodeResult` (returned): a validated output with its digest, the home suite's hash (``hash_alg``: ``sha256:``
+  in ``intl``, ``sm3:`` in ``sm``); ``expected_code_hash`` is checked with the same hash.
 
 What this does **not** do: decide whether the output may leave. Code can encode raw rows in any output it is
 allowed to return; the owner reviews the code (its `code_hash`), the dry run on mock data and the output
@@ -34,7 +35,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import functools
-import hashlib
 import hmac
 import json
 import logging
@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from catalog.errors import APPROVAL_REQUIRED, INTERNAL, DomainError, invalid
+from catalog.fingerprint import HashAlg, digest
 from sandbox.coderun._bwrap import SANDBOX_TMP, Runtime, SandboxLayout, bwrap_argv, discover_runtime
 from sandbox.coderun._cgroup import RunCgroup, create_run_cgroup
 from sandbox.coderun._seccomp import build_filter
@@ -331,7 +332,7 @@ def _exit_reason(returncode: int | None) -> tuple[str, str]:
 
 
 def _outcome(run: _Run, spec: OutputSpec, payload: bytes, stdout: _Tail, stderr: _Tail, run_id: str,
-             on_mock: bool) -> CodeOutcome:
+             on_mock: bool, hash_alg: HashAlg = "sha256") -> CodeOutcome:
     # Only the harness writes before "ready" (no submitted code has run yet); anything after it may be forged.
     kinds = [e.get("event") for e in run.events]
     ready_at = kinds.index("ready") if "ready" in kinds else len(kinds)
@@ -374,7 +375,7 @@ def _outcome(run: _Run, spec: OutputSpec, payload: bytes, stdout: _Tail, stderr:
     except InvalidOutput as e:
         reason = "output_too_large" if str(e) == "too large" else "invalid_output"
         return failure(reason, f"output rejected: {e}")
-    return CodeResult(output_bytes=out, output_kind=spec.kind, digest="sha256:" + hashlib.sha256(out).hexdigest(),
+    return CodeResult(output_bytes=out, output_kind=spec.kind, digest=digest(out, hash_alg),
                       **logs)
 
 
@@ -401,19 +402,20 @@ def _stage(run_dir: Path, inputs: dict[str, Path], source: str, cfg: dict[str, A
 
 def run_code(source: str, entrypoint: str, inputs: Mapping[str, Path], output_kind: str, max_bytes: int,
              limits: Limits | None = None, *, config: SandboxConfig | None = None,
-             expected_code_hash: str | None = None) -> CodeOutcome:
+             expected_code_hash: str | None = None, hash_alg: HashAlg = "sha256") -> CodeOutcome:
     """Run ``entrypoint(inputs)`` from ``source`` in the sandbox (see the module docstring).
 
     ``inputs`` maps identifier names to Parquet files; the code sees each as ``inputs[name]`` (a
     ``pyarrow.Table``) and at ``/inputs/<name>.parquet``. ``expected_code_hash``, when given, must equal
-    `code_hash` of this submission (the hash the owner approved)."""
+    `code_hash` of this submission (the hash the owner approved) with ``hash_alg``, the home suite's hash, which
+    also digests the output."""
     return _execute(source, entrypoint, inputs, output_kind, max_bytes, limits, config, expected_code_hash,
-                    on_mock=False)
+                    on_mock=False, hash_alg=hash_alg)
 
 
 def _execute(source: str, entrypoint: str, inputs: Mapping[str, Path], output_kind: str, max_bytes: int,
              limits: Limits | None, config: SandboxConfig | None, expected_code_hash: str | None,
-             on_mock: bool) -> CodeOutcome:
+             on_mock: bool, hash_alg: HashAlg = "sha256") -> CodeOutcome:
     limits = limits or Limits()
     config = config or SandboxConfig()
     if not isinstance(limits, Limits):
@@ -421,7 +423,7 @@ def _execute(source: str, entrypoint: str, inputs: Mapping[str, Path], output_ki
     spec = OutputSpec.of({"kind": output_kind, "max_bytes": max_bytes})
     check_source(source, entrypoint)
     if expected_code_hash is not None and not hmac.compare_digest(
-            expected_code_hash.encode(), code_hash(source, entrypoint, spec).encode()):
+            expected_code_hash.encode(), code_hash(source, entrypoint, spec, hash_alg).encode()):
         raise DomainError(APPROVAL_REQUIRED, "the code differs from the approved code")
     checked = _check_inputs(inputs)
     runtime, seccomp = _preflight(config)
@@ -480,7 +482,7 @@ def _execute(source: str, entrypoint: str, inputs: Mapping[str, Path], output_ki
         run.overflow = result.overflow
         run.oom_killed = cgroup is not None and cgroup.oom_killed()
         run.events = _events(bytes(status.buf))
-        return _outcome(run, spec, bytes(result.buf), stdout, stderr, run_id, on_mock)
+        return _outcome(run, spec, bytes(result.buf), stdout, stderr, run_id, on_mock, hash_alg)
     except OSError as e:
         raise _unavailable(f"could not start the sandbox: {e}") from None
     finally:
@@ -497,9 +499,11 @@ def _execute(source: str, entrypoint: str, inputs: Mapping[str, Path], output_ki
 
 
 def dry_run_on_mock(source: str, entrypoint: str, mocks: Mapping[str, pa.Table], output_kind: str, max_bytes: int,
-                    limits: Limits | None = None, *, config: SandboxConfig | None = None) -> CodeOutcome:
+                    limits: Limits | None = None, *, config: SandboxConfig | None = None,
+                    hash_alg: HashAlg = "sha256") -> CodeOutcome:
     """Run the same code in the same sandbox on mock tables (for example `catalog.mock.mock_table`), so the
-    owner sees what it does before approving. The outcome is marked ``on_mock=True``."""
+    owner sees what it does before approving. The outcome is marked ``on_mock=True``; its digest is
+    ``hash_alg``'s (the home suite's hash)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -512,7 +516,8 @@ def dry_run_on_mock(source: str, entrypoint: str, mocks: Mapping[str, pa.Table],
                 raise invalid("mocks must map identifier names to pyarrow Tables")
             paths[name] = Path(tmp) / f"{name}.parquet"
             pq.write_table(table, paths[name])
-        return _execute(source, entrypoint, paths, output_kind, max_bytes, limits, config, None, on_mock=True)
+        return _execute(source, entrypoint, paths, output_kind, max_bytes, limits, config, None, on_mock=True,
+                        hash_alg=hash_alg)
 
 
 def check_sandbox(config: SandboxConfig | None = None) -> None:

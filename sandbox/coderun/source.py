@@ -3,20 +3,21 @@
 `check_source` parses (never executes) the submission in the parent: a syntax error, a source that is too
 large or contains NUL bytes, or an entrypoint that is not a top-level ``def <entrypoint>(inputs)`` is
 refused with ``INVALID_REQUEST`` and every problem found. `code_hash` is the identity the owner approves:
-SHA-256 over a canonical, domain-separated encoding of (source, entrypoint, output kind, max_bytes) —
-change any byte of the source, the entrypoint or the output spec and the approval no longer applies.
+the home suite's hash (SHA-256 in ``intl``, SM3 in ``sm``: ``hash_alg``, prefixed ``sha256:`` or ``sm3:``) over a
+canonical, domain-separated encoding of (source, entrypoint, output kind, max_bytes) — change any byte of the
+source, the entrypoint or the output spec and the approval no longer applies.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import keyword
 from collections.abc import Mapping
 from typing import Any
 
 from catalog.errors import invalid
+from catalog.fingerprint import HashAlg, digest
 from sandbox.coderun.outputs import OutputSpec
 
 __all__ = ["MAX_SOURCE_BYTES", "check_source", "code_hash"]
@@ -70,10 +71,12 @@ def check_source(source: str, entrypoint: str) -> None:
                       [_problem("entrypoint", f"line {fn.lineno}", f"def {entrypoint}(inputs):")])
 
 
-def code_hash(source: str, entrypoint: str, outputs: OutputSpec | Mapping[str, Any]) -> str:
-    """``"sha256:<hex>"`` identity of a submission, the value an owner's approval is bound to."""
+def code_hash(source: str, entrypoint: str, outputs: OutputSpec | Mapping[str, Any],
+              hash_alg: HashAlg = "sha256") -> str:
+    """``"<alg>:<hex>"`` identity of a submission with the home suite's hash (``sha256:`` in ``intl``, ``sm3:`` in
+    ``sm``), the value an owner's approval is bound to."""
     spec = OutputSpec.of(outputs)
     doc = {"entrypoint": entrypoint, "outputs": {"kind": spec.kind, "max_bytes": spec.max_bytes},
            "source": source}
     data = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-    return "sha256:" + hashlib.sha256(_HASH_DOMAIN + data).hexdigest()
+    return digest(_HASH_DOMAIN + data, hash_alg)

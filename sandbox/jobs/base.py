@@ -114,8 +114,10 @@ class Handler(Protocol):
 
     kind: str
 
-    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
-        """Vet ``spec`` against ``agreement`` and price it, reading no raw data; `DomainError` otherwise."""
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset],
+             hash_alg: HashAlg = "sha256") -> Plan:
+        """Vet ``spec`` against ``agreement`` and price it, reading no raw data; `DomainError` otherwise.
+        ``hash_alg`` is the home suite's hash, for the identifiers the plan names (a code or spec hash)."""
 
     def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
                env: JobEnv) -> dict[str, Any]:

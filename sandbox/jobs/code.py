@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from catalog.columns import Role
 from catalog.durable import atomic_write_bytes
 from catalog.errors import APPROVAL_REQUIRED, INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError
+from catalog.fingerprint import HashAlg
 from catalog.fingerprint import digest as fingerprint_digest
 from catalog.mock import mock_table
 from catalog.registry import Dataset
@@ -86,18 +87,21 @@ class CodeSpec:
     """A parsed custom-code spec."""
 
     def __init__(self, dataset: str, source: str, entrypoint: str, outputs: OutputSpec, cost: Budget,
-                 purpose: str | None) -> None:
+                 purpose: str | None, hash_alg: HashAlg = "sha256") -> None:
         self.dataset, self.source, self.entrypoint = dataset, source, entrypoint
         self.outputs, self.cost, self.purpose = outputs, cost, purpose
+        self.hash_alg: HashAlg = hash_alg
 
     @property
     def code_hash(self) -> str:
-        """The submission's identity (`sandbox.coderun.source.code_hash`): what the owner's approval binds to."""
-        return code_hash(self.source, self.entrypoint, self.outputs)
+        """The submission's identity (`sandbox.coderun.source.code_hash`, the home suite's hash ``hash_alg``:
+        ``sha256:`` in ``intl``, ``sm3:`` in ``sm``): what the owner's approval binds to."""
+        return code_hash(self.source, self.entrypoint, self.outputs, self.hash_alg)
 
 
-def parse_code_spec(spec: Mapping[str, Any]) -> CodeSpec:
-    """A `CodeSpec`, or ``INVALID_REQUEST`` listing every malformed field (never echoing the source)."""
+def parse_code_spec(spec: Mapping[str, Any], hash_alg: HashAlg = "sha256") -> CodeSpec:
+    """A `CodeSpec`, or ``INVALID_REQUEST`` listing every malformed field (never echoing the source);
+    ``hash_alg`` is the home suite's hash, which names the code (`CodeSpec.code_hash`)."""
     if not isinstance(spec, Mapping):
         raise DomainError(INVALID_REQUEST, "the code spec must be a JSON object")
     problems: list[dict[str, Any]] = [{"field": k, "problem": "unknown field"} for k in sorted(set(spec) - _SPEC_KEYS)]
@@ -130,7 +134,7 @@ def parse_code_spec(spec: Mapping[str, Any]) -> CodeSpec:
     assert isinstance(dataset, str) and isinstance(source, str) and isinstance(entrypoint, str)
     assert outputs is not None
     check_source(source, entrypoint)
-    return CodeSpec(dataset, source, entrypoint, outputs, cost, purpose)
+    return CodeSpec(dataset, source, entrypoint, outputs, cost, purpose, hash_alg)
 
 
 def _granted(spec: CodeSpec, agreement: Agreement, datasets: Mapping[str, Dataset]) -> tuple[Dataset, tuple[str, ...]]:
@@ -201,9 +205,11 @@ class CodeHandler:
         self._usable: set[SandboxConfig] = set()
         self._lock = threading.Lock()
 
-    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
-        """The granted dataset and columns, the spec's declared cost and the code hash; released by the owner."""
-        cs = parse_code_spec(spec)
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset],
+             hash_alg: HashAlg = "sha256") -> Plan:
+        """The granted dataset and columns, the spec's declared cost and the code hash (``hash_alg``, the home
+        suite's hash); released by the owner."""
+        cs = parse_code_spec(spec, hash_alg)
         ds, cols = _granted(cs, agreement, datasets)
         return Plan(datasets=(ds.name,), columns={ds.name: tuple(sorted(cols))}, cost=cs.cost,
                     summary={"code_hash": cs.code_hash, "entrypoint": cs.entrypoint,
@@ -215,13 +221,14 @@ class CodeHandler:
                env: JobEnv) -> dict[str, Any]:
         """The source, its hash, the input columns and cost, and a dry run of the code on a mock table."""
         assert env.agreement is not None
-        cs = parse_code_spec(spec)
+        cs = parse_code_spec(spec, env.hash_alg)
         ds, cols = _granted(cs, env.agreement, datasets)
         mock = mock_table(ds.name, {c: ds.columns[c] for c in cols}, rows=int(env.extra.get("code_mock_rows",
                                                                                            MOCK_ROWS)))
         try:
             dry = _outcome_json(dry_run_on_mock(cs.source, cs.entrypoint, {ds.name: mock}, cs.outputs.kind,
-                                                cs.outputs.max_bytes, _limits(env), config=_config(env)))
+                                                cs.outputs.max_bytes, _limits(env), config=_config(env),
+                                                hash_alg=env.hash_alg))
         except DomainError as e:
             dry = {"ok": False, "reason": "sandbox.unavailable" if e.code == INTERNAL else e.code.lower()}
         return {
@@ -243,7 +250,7 @@ class CodeHandler:
         if spec_hash(job.spec) != job.spec_hash:
             raise JobFailed("code.spec_changed", before_read=True)
         try:
-            cs = parse_code_spec(job.spec)
+            cs = parse_code_spec(job.spec, env.hash_alg)
             ds, cols = _granted(cs, env.agreement, datasets)
         except DomainError as e:
             raise JobFailed(f"code.{e.code.lower()}", before_read=True) from None
@@ -261,7 +268,7 @@ class CodeHandler:
                                 cause="code.staging_failed") from None
             try:
                 outcome = run_code(cs.source, cs.entrypoint, {ds.name: staged}, cs.outputs.kind,
-                                   cs.outputs.max_bytes, limits, expected_code_hash=cs.code_hash,
+                                   cs.outputs.max_bytes, limits, expected_code_hash=cs.code_hash, hash_alg=env.hash_alg,
                                    config=dataclasses.replace(config, staging_dir=str(scratch)))
             except DomainError as e:
                 if e.code == APPROVAL_REQUIRED:  # checked before anything runs

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from catalog.errors import INVALID_REQUEST, DomainError
+from catalog.fingerprint import HashAlg
 from catalog.registry import Dataset
 from catalog.sealed import Sealer
 from policies import Agreement, Budget, Job
@@ -311,8 +312,10 @@ class QueryHandler:
 
     kind = "query"
 
-    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
-        """The vetted query's table and columns, its (ε, δ) cost, canonical SQL and expected error."""
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset],
+             hash_alg: HashAlg = "sha256") -> Plan:
+        """The vetted query's table and columns, its (ε, δ) cost, canonical SQL and expected error (it names no
+        hash: ``hash_alg`` is unused)."""
         qp = prepare_for(spec, agreement, datasets)
         eps, delta = qp.cost
         name = qp.query.table.name

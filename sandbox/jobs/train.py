@@ -84,9 +84,10 @@ class PreparedTraining:
         return tuple(sorted({*self.spec.features, self.spec.label}))
 
 
-def prepare_training(spec: Mapping[str, Any], agreement: Agreement,
-                     datasets: Mapping[str, Dataset]) -> PreparedTraining:
-    """Parse and check ``spec`` against ``agreement`` and plan it; `DomainError` with every violation."""
+def prepare_training(spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset],
+                     hash_alg: HashAlg = "sha256") -> PreparedTraining:
+    """Parse and check ``spec`` against ``agreement`` and plan it (the plan names the spec by the home suite's hash
+    ``hash_alg``); `DomainError` with every violation."""
     if not isinstance(spec, Mapping):
         raise DomainError(INVALID_REQUEST, "the training spec must be a JSON object")
     raw = {k: v for k, v in spec.items() if k not in _EXTRA_KEYS}
@@ -99,7 +100,7 @@ def prepare_training(spec: Mapping[str, Any], agreement: Agreement,
                             "allowed": list(doc.purposes)}])
     ds = agreement_dataset(agreement, datasets, ts.dataset)
     check_spec(ts, ds, doc.columns.get(ts.dataset, ()))
-    return PreparedTraining(ts, ds, plan_training(ts, ds.rows), purpose)
+    return PreparedTraining(ts, ds, plan_training(ts, ds.rows, hash_alg=hash_alg), purpose)
 
 
 def _json_plan(p: TrainingPlan) -> dict[str, Any]:
@@ -157,19 +158,21 @@ class TrainHandler:
 
     kind = "train"
 
-    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset]) -> Plan:
-        """The dataset and columns read, the DP-SGD plan's cost, and the spec hash and input width."""
-        p = prepare_training(spec, agreement, datasets)
+    def plan(self, spec: Mapping[str, Any], agreement: Agreement, datasets: Mapping[str, Dataset],
+             hash_alg: HashAlg = "sha256") -> Plan:
+        """The dataset and columns read, the DP-SGD plan's cost, and the spec hash (``hash_alg``, the home suite's
+        hash) and input width."""
+        p = prepare_training(spec, agreement, datasets, hash_alg)
         enc = encoding_for(p.spec, p.dataset)
         return Plan(datasets=(p.dataset.name,), columns={p.dataset.name: p.columns}, cost=p.cost,
-                    summary={"spec_sha256": p.spec.sha256(), "input_width": enc.width, "release": "auto",
+                    summary={"spec_sha256": p.spec.sha256(hash_alg), "input_width": enc.width, "release": "auto",
                              "training": _json_plan(p.plan)})
 
     def review(self, spec: Mapping[str, Any], plan: Plan, datasets: Mapping[str, Dataset],
                env: JobEnv) -> dict[str, Any]:
         """The spec, encoding, training plan and cost, with three mock rows shown raw and encoded."""
         assert env.agreement is not None
-        p = prepare_training(spec, env.agreement, datasets)
+        p = prepare_training(spec, env.agreement, datasets, env.hash_alg)
         enc = encoding_for(p.spec, p.dataset)
         shown = [*enc.columns, enc.label]
         mock = mock_table(p.dataset.name, {c: p.dataset.columns[c] for c in shown}, rows=3)
@@ -177,7 +180,7 @@ class TrainHandler:
         return {
             "kind": "train",
             "spec": p.spec.model_dump(mode="json"),
-            "spec_sha256": p.spec.sha256(),
+            "spec_sha256": p.spec.sha256(env.hash_alg),
             "purpose": p.purpose,
             "dataset": {"name": p.dataset.name, "fingerprint": p.dataset.fingerprint},
             "columns_read": list(p.columns),
@@ -196,7 +199,7 @@ class TrainHandler:
         """Train with DP-SGD in a child process; the weights and model card leave as a model output."""
         assert env.agreement is not None
         try:
-            p = prepare_training(job.spec, env.agreement, datasets)
+            p = prepare_training(job.spec, env.agreement, datasets, env.hash_alg)
         except DomainError as e:
             raise JobFailed(f"train.{e.code.lower()}", before_read=True) from None
         if p.cost != job.cost:

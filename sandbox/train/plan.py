@@ -34,6 +34,7 @@ from fractions import Fraction
 from pydantic import BaseModel, ConfigDict
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
+from catalog.fingerprint import HashAlg
 from sandbox.dp.prv import epsilon_for, noise_multiplier_for
 from sandbox.train.spec import ModelKind, TrainSpec
 
@@ -100,8 +101,10 @@ def _exact(x: float) -> Fraction:
     return Fraction(repr(x))
 
 
-def plan_training(spec: TrainSpec, dataset_rows: int, *, metrics_epsilon: float = METRICS_EPSILON) -> TrainingPlan:
-    """Calibrate σ for ``spec`` on a dataset of ``dataset_rows`` rows and state the cost; reads no data."""
+def plan_training(spec: TrainSpec, dataset_rows: int, *, metrics_epsilon: float = METRICS_EPSILON,
+                  hash_alg: HashAlg = "sha256") -> TrainingPlan:
+    """Calibrate σ for ``spec`` on a dataset of ``dataset_rows`` rows and state the cost; reads no data. The plan
+    names its spec by the home suite's hash ``hash_alg`` (`TrainSpec.sha256`)."""
     if isinstance(dataset_rows, bool) or not isinstance(dataset_rows, int) or dataset_rows < 1:
         raise DomainError(INVALID_REQUEST, "the dataset has no rows to train on")
     if not (math.isfinite(metrics_epsilon) and 0 <= metrics_epsilon <= 1):
@@ -132,7 +135,7 @@ def plan_training(spec: TrainSpec, dataset_rows: int, *, metrics_epsilon: float 
     if spec.delta >= 1 / dataset_rows:
         notes.append("delta is not below 1/rows: a (ε, δ) guarantee with such δ allows releasing a few rows")
     return TrainingPlan(
-        spec_sha256=spec.sha256(),
+        spec_sha256=spec.sha256(hash_alg),
         model=spec.model,
         dataset_rows=dataset_rows,
         planned_train_rows=n_train,

@@ -243,7 +243,7 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
     ``sealer`` opens a dataset sealed at rest; with ``model_key`` as well, the weights and the card are written
     only sealed under that object id's data key (`catalog.sealed`); the digests stay over their plaintext.
     """
-    if plan.spec_sha256 != spec.sha256():
+    if plan.spec_sha256 != spec.sha256(hash_alg):  # the plan names its spec with the home suite's hash
         raise DomainError(INVALID_REQUEST, "the training plan was made for a different spec")
     problems = structural_problems(spec, dataset)
     if problems:

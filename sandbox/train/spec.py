@@ -16,7 +16,6 @@ Both run before any data is read and before anything is charged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from catalog.columns import ColumnInfo, Role
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError
+from catalog.fingerprint import HashAlg, digest
 from catalog.registry import Dataset
 
 __all__ = [
@@ -95,9 +95,11 @@ class TrainSpec(BaseModel):
         """Sorted-key, compact JSON of the spec: what `sha256` digests."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
-    def sha256(self) -> str:
-        """``"sha256:<hex>"`` of the canonical JSON: approvals and plans bind to this."""
-        return "sha256:" + hashlib.sha256(self.canonical_json().encode()).hexdigest()
+    def sha256(self, hash_alg: HashAlg = "sha256") -> str:
+        """``"<alg>:<hex>"`` of the canonical JSON with the home suite's hash ``hash_alg`` (``sha256:`` in ``intl``,
+        ``sm3:`` in ``sm``; the name stays for the review's ``spec_sha256`` field): approvals and plans bind to
+        this."""
+        return digest(self.canonical_json().encode(), hash_alg)
 
 
 def parse_spec(raw: Mapping[str, Any]) -> TrainSpec:
