@@ -52,7 +52,6 @@ each sum; the row count of each holder is protected only as part of the noisy to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import secrets
@@ -64,6 +63,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from catalog.fingerprint import HashAlg, digest
 from mpc.secagg.prg import random_unit
 from sandbox.dp.samplers import DiscreteGaussian
 from sandbox.dp.zcdp import ddg_rho, max_rho, zcdp_epsilon
@@ -184,17 +184,19 @@ class FederatedPlan(BaseModel):
         """The standard deviation (in gradient units) of the noise on each coordinate of a sum of ``survivors``."""
         return math.sqrt(survivors) * self.sigma_local * self.gamma
 
-    def digest(self) -> str:
-        """``sha256:<hex>`` of the plan's sorted-key JSON: the identity a holder's accepted plan is bound to."""
+    def digest(self, hash_alg: HashAlg = "sha256") -> str:
+        """``<alg>:<hex>`` of the plan's sorted-key JSON with the home suite's hash ``hash_alg`` (``sha256:`` in
+        ``intl``, ``sm3:`` in ``sm``): the identity a holder's accepted plan is bound to."""
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return "sha256:" + hashlib.sha256(canonical).hexdigest()
+        return digest(canonical, hash_alg)
 
-    def summary(self) -> dict[str, Any]:
-        """What a holder is asked to accept, in one line each: shown before it contributes."""
+    def summary(self, hash_alg: HashAlg = "sha256") -> dict[str, Any]:
+        """What a holder is asked to accept, in one line each: shown before it contributes (the digest with the
+        home suite's hash ``hash_alg``)."""
         g = self.guarantee()
         return {
             "plan_id": self.plan_id,
-            "digest": self.digest(),
+            "digest": self.digest(hash_alg),
             "holders": list(self.holders),
             "threshold": self.threshold,
             "rounds": self.rounds,

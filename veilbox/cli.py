@@ -639,14 +639,14 @@ def federated_train(
     as_json: JsonOpt = False,
 ) -> None:
     """Coordinate a federated DP training (operator): the holders run `veilbox federated join`."""
-    from veilbox.federated import Coordinator, FederatedPlan, encoding_from_declaration
+    from veilbox.federated import Coordinator, FederatedPlan, encoding_from_declaration, home_hash_alg
 
     encoding = encoding_from_declaration(read_json(declaration), feature, label)
     plan = FederatedPlan.calibrate(encoding, holder, threshold, rounds, epsilon, delta,
                                    max_rows_per_holder=max_rows_per_holder)
-    err.print(f"plan {plan.plan_id} ({plan.digest()}): σ_local={plan.sigma_local:,.1f} steps of γ={plan.gamma:.3g}; "
-              f"vector length {plan.vector_length}")
     with client() as c:
+        err.print(f"plan {plan.plan_id} ({plan.digest(home_hash_alg(c))}): σ_local={plan.sigma_local:,.1f} steps of "
+                  f"γ={plan.gamma:.3g}; vector length {plan.vector_length}")
         model = Coordinator(c, agreement, plan, stage_timeout_s=stage_timeout).train(
             lambda r, _result: err.print(_("round %(i)s: survivors %(who)s", i=r.index, who=list(r.survivors))
                                          + (_(" (aborted: %(why)s)", why=r.aborted) if r.aborted else "")))
@@ -663,8 +663,8 @@ def federated_join(
                                                            "contributed before, would exceed it")] = None,
     max_delta: Annotated[float | None, typer.Option(help="refuse plans above this δ")] = None,
     plan: Annotated[str | None, typer.Option(help="only this plan id")] = None,
-    plan_digest: Annotated[str | None, typer.Option(help="only the plan with this digest (sha256:…, printed by "
-                                                         "`federated train`)")] = None,
+    plan_digest: Annotated[str | None, typer.Option(help="only the plan with this digest (sha256:… or sm3:…, the "
+                                                         "home's hash, printed by `federated train`)")] = None,
     ledger: Annotated[Path | None, typer.Option(help="your record of contributions (default: DATA.ledger.json)")
                       ] = None,
     timeout: Annotated[float, typer.Option(help="stop after this many seconds")] = 3600.0,
@@ -674,7 +674,7 @@ def federated_join(
 
     Refuses to run without a lifetime ε cap (--max-epsilon) or a plan pinned by its digest (--plan-digest); prints
     each plan it accepts before contributing to it."""
-    from veilbox.federated import FederatedPlan, Holder
+    from veilbox.federated import FederatedPlan, Holder, home_hash_alg
 
     if max_epsilon is None and plan_digest is None:
         raise CliError(_("refusing to join without a lifetime ε cap or a pinned plan"),
@@ -686,15 +686,16 @@ def federated_join(
               f"{'none' if max_epsilon is None else max_epsilon}; δ cap {'none' if max_delta is None else max_delta}")
 
     def show(accepted: FederatedPlan) -> None:
-        sm = accepted.summary()
+        sm = accepted.summary(alg)
         err.print(f"accepted plan {sm['plan_id']} ({sm['digest']}): holders {', '.join(sm['holders'])}; "
                   f"t={sm['threshold']}; {sm['rounds']} rounds; ε={sm['epsilon']:.4g}, δ={sm['delta']:g}; "
                   f"features {', '.join(sm['features'])} → {sm['label']}")
 
     ledger = ledger or data.with_name(data.name + ".ledger.json")
     with client() as c:
+        alg = home_hash_alg(c)  # the home suite's hash names plans (sha256: intl, sm3: sm)
         report = Holder(c, data, max_epsilon=max_epsilon, max_delta=max_delta, plan_id=plan, plan_digest=plan_digest,
-                        ledger=ledger, on_accept=show).run(timeout_s=timeout)
+                        ledger=ledger, on_accept=show, hash_alg=alg).run(timeout_s=timeout)
     emit({"name": report.name, "accepted": report.accepted, "joined": report.joined, "refused": report.refused},
          True)
 

@@ -22,7 +22,9 @@ earlier plans (its ledger; zCDP adds up, converted by `sandbox.dp.zcdp`), would 
 δ above its cap, a plan other than the one it pinned by digest, a round whose participants or threshold differ from
 the plan, a changed plan, a repeated round index and any round beyond the plan's count. A `Holder` needs a lifetime
 ε cap or a pinned plan digest (else it refuses to start: a plan id alone fixes nothing about ε), and reports each
-plan it accepts (`HolderReport.accepted`, ``on_accept``).
+plan it accepts (`HolderReport.accepted`, ``on_accept``). A plan's digest is the home suite's hash (``sha256:`` in
+an ``intl`` home, ``sm3:`` in an ``sm`` home): a holder learns it from the home (`home_hash_alg`, the published
+key's ``hash_alg``) when it starts answering rounds, unless it is given ``hash_alg``.
 
 The guarantee, the unit of privacy and the known limits: `sandbox.federated` and docs/mechanisms/federated.md.
 """
@@ -43,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
+from catalog.fingerprint import HashAlg
 from mpc.secagg import RoundAborted, RoundConfig, Stage
 from sandbox.dp.zcdp import zcdp_epsilon
 from sandbox.federated import (
@@ -132,6 +135,17 @@ class HolderReport:
     accepted: list[dict[str, Any]] = field(default_factory=list)  # `FederatedPlan.summary` of each plan accepted
 
 
+def home_hash_alg(client: Client) -> HashAlg:
+    """The home suite's hash (``sha256`` or ``sm3``), as its published signing key names it
+    (``GET /v1/audit/public-key``)."""
+    alg = client.audit_public_key().get("hash_alg")
+    if alg == "sm3":
+        return "sm3"
+    if alg == "sha256":
+        return "sha256"
+    raise ValueError(f"the home names an unknown hash {alg!r}")
+
+
 class Holder:
     """A data holder outside the domain: answers the federated rounds it is invited to, from its own Parquet."""
 
@@ -139,7 +153,8 @@ class Holder:
                  max_epsilon: float | None = None, max_delta: float | None = None, plan_id: str | None = None,
                  plan_digest: str | None = None, ledger: Path | None = None,
                  dropouts: Mapping[int, Stage] | None = None,
-                 on_accept: Callable[[FederatedPlan], None] | None = None) -> None:
+                 on_accept: Callable[[FederatedPlan], None] | None = None,
+                 hash_alg: HashAlg | None = None) -> None:
         if max_epsilon is None and plan_digest is None:
             raise ValueError("a holder needs a lifetime ε cap (max_epsilon) or a plan pinned by its digest "
                              "(plan_digest): a plan id alone does not fix the plan's ε")
@@ -150,6 +165,9 @@ class Holder:
         self.name = name or client.me()["name"]
         self.max_epsilon, self.max_delta, self.plan_id = max_epsilon, max_delta, plan_id
         self.plan_digest, self.on_accept = plan_digest, on_accept
+        # the home suite's hash names plans: given, or learnt from the home when `run` starts (sha256 until then)
+        self.hash_alg: HashAlg = hash_alg or "sha256"
+        self._learn_hash = hash_alg is None
         self._accepted: dict[str, dict[str, Any]] = {}  # plan id → summary, in this run
         self.dropouts = dict(dropouts or {})  # round index → go silent before this stage (demos and tests)
         self.ledger_path = ledger  # the holder's own record of its contributions (kept across restarts if set)
@@ -170,7 +188,7 @@ class Holder:
         return dict(data.get("plans", {})) if isinstance(data, dict) else {}
 
     def _record(self, plan: FederatedPlan, index: int) -> None:
-        entry = self._ledger.setdefault(plan.plan_id, {"digest": plan.digest(), "rounds": plan.rounds,
+        entry = self._ledger.setdefault(plan.plan_id, {"digest": plan.digest(self.hash_alg), "rounds": plan.rounds,
                                                        "rho_round": plan.rho_round(), "contributed": []})
         entry["contributed"].append(index)
         self._active.add(plan.plan_id)
@@ -190,7 +208,7 @@ class Holder:
         """Refuse (`PlanRefused`) unless contributing to this round keeps the plan's promise to this holder."""
         if self.plan_id is not None and plan.plan_id != self.plan_id:
             raise PlanRefused("not the plan this holder agreed to")
-        if self.plan_digest is not None and plan.digest() != self.plan_digest:
+        if self.plan_digest is not None and plan.digest(self.hash_alg) != self.plan_digest:
             raise PlanRefused("not the plan this holder pinned (its digest differs)")
         if self.name not in plan.holders:
             raise PlanRefused("the plan does not name this holder")
@@ -201,7 +219,7 @@ class Holder:
         if config.vector_length != plan.vector_length or config.modulus_bits != MODULUS_BITS:
             raise PlanRefused("the round's vector layout differs from the plan's")
         entry = self._ledger.get(plan.plan_id)
-        if entry is not None and entry["digest"] != plan.digest():
+        if entry is not None and entry["digest"] != plan.digest(self.hash_alg):
             raise PlanRefused("the plan changed after this holder first contributed to it")
         done = set(self.contributed(plan.plan_id))
         if index in done or not 0 <= index < plan.rounds or len(done) >= plan.rounds:
@@ -237,7 +255,7 @@ class Holder:
         self.check_plan(plan, config, index)
         vector = self.contribution(plan, task.get("weights", ()))
         if plan.plan_id not in self._accepted:
-            self._accepted[plan.plan_id] = plan.summary()
+            self._accepted[plan.plan_id] = plan.summary(self.hash_alg)
             if self.on_accept is not None:
                 self.on_accept(plan)
         self._record(plan, index)  # counted before anything is sent: conservative
@@ -254,6 +272,8 @@ class Holder:
             rounds: int | None = None) -> HolderReport:
         """Join federated rounds as they open until the plan's rounds (or ``rounds``) are done, ``stop`` is set or
         ``timeout_s`` passes; long-polls ``wait_s`` seconds at a time for a round that waits for this holder."""
+        if self._learn_hash:
+            self.hash_alg, self._learn_hash = home_hash_alg(self.client), False
         report = HolderReport(self.name)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
