@@ -60,7 +60,7 @@ def _filters(request: Request) -> tuple[dict[str, str], dict[str, str]]:
 async def audit(request: Request, before: int | None = None) -> Response:
     """The log newest first, a page of `PAGE` at a time (``before``: the oldest ``seq`` of the page above), with
     the count of every entry the filters match and agreement titles beside their ids."""
-    session = await signed_in(request, Role.REGULATOR, Role.OWNER)
+    session = await signed_in(request, Role.REGULATOR, Role.OWNER, Role.AUTHORITY)
     ctx = ctx_of(request)
     form, filters = _filters(request)
 
@@ -110,7 +110,7 @@ def _cell(value: Any) -> Any:
 @router.get("/audit/export.{fmt}", name="console.audit.export")
 @guarded
 async def audit_export(request: Request, fmt: str) -> Response:
-    session = await signed_in(request, Role.REGULATOR, Role.OWNER)
+    session = await signed_in(request, Role.REGULATOR, Role.OWNER, Role.AUTHORITY)
     if fmt not in ("csv", "parquet"):
         raise not_found("format")
     _, filters = _filters(request)

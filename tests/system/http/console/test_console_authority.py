@@ -32,6 +32,9 @@ def test_authority_reviews_files_suspends_and_orders_in_the_console(parties):
         assert op.get("/console/authority").status_code == 403
         queue = boss.get("/console/authority")
         assert queue.status_code == 200 and f"/console/authority/agreements/{aid}" in queue.text
+        # the authority supervises: it reads the whole audit log, the owner's submission included
+        log = boss.get("/console/audit")
+        assert log.status_code == 200 and 'href="/console/audit"' in log.text and "agreement.submit" in log.text
         review = boss.get(f"/console/authority/agreements/{aid}").text
         assert h in review and 'name="verdict" value="file"' in review
         token = csrf_in(review)
