@@ -247,7 +247,7 @@ class CodeHandler:
     def execute(self, job: Job, datasets: Mapping[str, Dataset], env: JobEnv) -> Output:
         """Run the approved code in the sandbox over the granted columns; its output waits for the owner."""
         assert env.agreement is not None
-        if spec_hash(job.spec) != job.spec_hash:
+        if spec_hash(job.spec, env.hash_alg) != job.spec_hash:  # the home suite's hash, as submitted
             raise JobFailed("code.spec_changed", before_read=True)
         try:
             cs = parse_code_spec(job.spec, env.hash_alg)
