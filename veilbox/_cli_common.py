@@ -45,8 +45,8 @@ from vocab.i18n import _
 out = Console()
 err = Console(stderr=True)
 
-HomeOpt = Annotated[Path | None, typer.Option("--home", help="service home (default $VEILBOX_HOME or ./.veilbox)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable JSON output")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", help=_("service home (default $VEILBOX_HOME or ./.veilbox)"))]
+JsonOpt = Annotated[bool, typer.Option("--json", help=_("machine-readable JSON output"))]
 
 
 def _use_profile(name: str | None) -> str | None:
@@ -59,7 +59,7 @@ ProfileOpt = Annotated[
     str | None,
     typer.Option(
         "--profile",
-        help="profile name (default: the global --profile / VEILBOX_PROFILE, else `default`)",
+        help=_("profile name (default: the global --profile / VEILBOX_PROFILE, else `default`)"),
         callback=_use_profile,
     ),
 ]
@@ -264,12 +264,13 @@ resolve_agreement = _resolver("agr_", lambda c: c.agreements(), "agreement", "ve
 resolve_job = _resolver("job_", lambda c: c.jobs(), "job", "veilbox job list")
 
 AgreementArg = Annotated[
-    str, typer.Argument(help="agreement id (agr_…; a unique prefix is enough)", callback=resolve_agreement)
+    str, typer.Argument(help=_("agreement id (agr_…; a unique prefix is enough)"), callback=resolve_agreement)
 ]
 AgreementOpt = Annotated[
-    str, typer.Option("--agreement", help="agreement id (agr_…; a unique prefix is enough)", callback=resolve_agreement)
+    str,
+    typer.Option("--agreement", help=_("agreement id (agr_…; a unique prefix is enough)"), callback=resolve_agreement),
 ]
-JobArg = Annotated[str, typer.Argument(help="job id (job_…; a unique prefix is enough)", callback=resolve_job)]
+JobArg = Annotated[str, typer.Argument(help=_("job id (job_…; a unique prefix is enough)"), callback=resolve_job)]
 
 
 # -- errors --------------------------------------------------------------------------------------------------

@@ -36,29 +36,36 @@ from veilbox._cli_common import (
 )
 from vocab.i18n import _
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
-principal_app = typer.Typer(help="Principals and their roles (admin).", no_args_is_help=True)
-dataset_app = typer.Typer(help="Datasets in the catalog (owners register; everyone reads schemas and mocks).",
+app = typer.Typer(help=_(
+    "`veilbox`: the command line for every role. Talks to a running gateway over HTTP (`veilbox login` once, or\n"
+    "`--url`/`--token`, or VEILBOX_URL/VEILBOX_TOKEN); `init`, `serve`, `worker`, `datagen`, `demo` and\n"
+    "`audit verify --home` work locally. Add `--json` for machine output and `--debug` for tracebacks.\n"
+    "\n"
+    "Conventions shared by every command (connection, profile, --json, id prefixes, one-line errors, exit codes, help\n"
+    "text): veilbox/_cli_common.py."
+), no_args_is_help=True, pretty_exceptions_enable=False)
+principal_app = typer.Typer(help=_("Principals and their roles (admin)."), no_args_is_help=True)
+dataset_app = typer.Typer(help=_("Datasets in the catalog (owners register; everyone reads schemas and mocks)."),
                           no_args_is_help=True)
-audit_app = typer.Typer(help="The hash-chained audit log (regulators verify and export).", no_args_is_help=True)
+audit_app = typer.Typer(help=_("The hash-chained audit log (regulators verify and export)."), no_args_is_help=True)
 app.add_typer(principal_app, name="principal")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(audit_app, name="audit")
-verify_app = typer.Typer(help="Verification products (核验): owners define yes/no questions, banks ask them.",
+verify_app = typer.Typer(help=_("Verification products (核验): owners define yes/no questions, banks ask them."),
                          no_args_is_help=True)
 app.add_typer(verify_app, name="verify")
 
 @app.callback()
 def _global(
     url: Annotated[str | None, typer.Option(
-        envvar="VEILBOX_URL", help="gateway URL (default: the profile's, else http://127.0.0.1:8000)")] = None,
+        envvar="VEILBOX_URL", help=_("gateway URL (default: the profile's, else http://127.0.0.1:8000)"))] = None,
     token: Annotated[str | None, typer.Option(
-        envvar="VEILBOX_TOKEN", help="bearer token (default: the profile's, see `veilbox login`)")] = None,
+        envvar="VEILBOX_TOKEN", help=_("bearer token (default: the profile's, see `veilbox login`)"))] = None,
     profile: Annotated[str, typer.Option(
-        envvar="VEILBOX_PROFILE", help="saved profile to use (`veilbox login --profile NAME`)")] = "default",
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON output for any command")] = False,
+        envvar="VEILBOX_PROFILE", help=_("saved profile to use (`veilbox login --profile NAME`)"))] = "default",
+    as_json: Annotated[bool, typer.Option("--json", help=_("machine-readable JSON output for any command"))] = False,
     debug: Annotated[bool, typer.Option(
-        "--debug", envvar="VEILBOX_DEBUG", help="show the traceback of a failure")] = False,
+        "--debug", envvar="VEILBOX_DEBUG", help=_("show the traceback of a failure"))] = False,
 ) -> None:
     state.url, state.token, state.profile, state.json, state.debug = url, token, profile, as_json, debug
 
@@ -72,18 +79,19 @@ def _settings(home: Path | None, **kw: Any) -> Any:
 
 
 # -- local commands ----------------------------------------------------------------------------------------
-@app.command()
+@app.command(help=_("Create a service home: directories, keys, metadata schema and the admin principal."))
 def init(home: HomeOpt = None, as_json: JsonOpt = False,
          suite: Annotated[str | None, typer.Option(
-             help="cryptographic suite, fixed for the home: intl (SHA-256, Ed25519, AES-256-GCM) or sm "
-             "(SM3, SM2, SM4-GCM) (default $VEILBOX_SUITE or intl)")] = None,
+             help=_("cryptographic suite, fixed for the home: intl (SHA-256, Ed25519, AES-256-GCM) or sm "
+             "(SM3, SM2, SM4-GCM) (default $VEILBOX_SUITE or intl)"))] = None,
          hash_alg: Annotated[str | None, typer.Option(
-             help="deprecated alias of --suite: sm3 means --suite sm, sha256 --suite intl")] = None,
+             help=_("deprecated alias of --suite: sm3 means --suite sm, sha256 --suite intl"))] = None,
          token_only: Annotated[bool, typer.Option(
-             "--token-only", help="print only the admin token (for `TOKEN=$(veilbox init … --token-only)`)")] = False,
+             "--token-only", help=_("print only the admin token (for `TOKEN=$(veilbox init … "
+                                    "--token-only)`)"))] = False,
          filing: Annotated[bool, typer.Option(
-             "--filing/--no-filing", help="agreements are reviewed and filed (备案) by the data authority before "
-             "they can be active (docs/agreements.md)")] = False,
+             "--filing/--no-filing", help=_("agreements are reviewed and filed (备案) by the data authority before "
+             "they can be active (docs/agreements.md)"))] = False,
          ) -> None:
     """Create a service home: directories, keys, metadata schema and the admin principal."""
     from pydantic import ValidationError
@@ -130,18 +138,21 @@ def _given(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-@app.command()
+@app.command(help=_("Run the HTTP gateway (API under /v1, OpenAPI at /openapi.json, docs at /docs): one process, or "
+                    "--workers N\n"
+           "processes sharing the port and the store. Other settings come from VEILBOX_* (docs/deploy.md)."))
 def serve(
     home: HomeOpt = None,
-    host: Annotated[str | None, typer.Option(help="address to listen on (default $VEILBOX_HOST or 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default $VEILBOX_PORT or 8000)")] = None,
+    host: Annotated[str | None, typer.Option(help=_("address to listen on (default $VEILBOX_HOST or "
+                                                    "127.0.0.1)"))] = None,
+    port: Annotated[int | None, typer.Option(help=_("port (default $VEILBOX_PORT or 8000)"))] = None,
     workers: Annotated[int | None, typer.Option(
         "--workers", min=1, max=64,
-        help="HTTP worker processes over the one store (default $VEILBOX_HTTP_WORKERS or 1)")] = None,
+        help=_("HTTP worker processes over the one store (default $VEILBOX_HTTP_WORKERS or 1)"))] = None,
     embedded_worker: Annotated[bool | None, typer.Option(
         "--embedded-worker/--no-embedded-worker",
-        help="run a job worker inside each HTTP process (default $VEILBOX_WORKER or on, whatever --workers; "
-        "leases keep them apart). Turn it off when `veilbox worker` processes run the jobs")] = None,
+        help=_("run a job worker inside each HTTP process (default $VEILBOX_WORKER or on, whatever --workers; "
+        "leases keep them apart). Turn it off when `veilbox worker` processes run the jobs"))] = None,
 ) -> None:
     """Run the HTTP gateway (API under /v1, OpenAPI at /openapi.json, docs at /docs): one process, or --workers N
     processes sharing the port and the store. Other settings come from VEILBOX_* (docs/deploy.md)."""
@@ -150,11 +161,15 @@ def serve(
     run(_settings(home, **_given(host=host, port=port, http_workers=workers, worker=embedded_worker)))
 
 
-@app.command()
+@app.command(help=_("Run job workers without HTTP: K processes claiming approved jobs from the store's queue, each "
+                    "with its own\n"
+           "id, lease heartbeats and sweeps. SIGTERM/SIGINT stops them after their current job (at most\n"
+           "$VEILBOX_WORKER_STOP_GRACE_S, 30 s; a second signal at once), giving up a job still running (failed and\n"
+           "refunded). Approvals are seen within $VEILBOX_JOB_POLL_S (1 s). Logs go to stderr."))
 def worker(
     home: HomeOpt = None,
     count: Annotated[int | None, typer.Option(
-        "--count", min=1, max=64, help="job worker processes to run (default $VEILBOX_JOB_WORKERS or 1)")] = None,
+        "--count", min=1, max=64, help=_("job worker processes to run (default $VEILBOX_JOB_WORKERS or 1)"))] = None,
 ) -> None:
     """Run job workers without HTTP: K processes claiming approved jobs from the store's queue, each with its own
     id, lease heartbeats and sweeps. SIGTERM/SIGINT stops them after their current job (at most
@@ -165,11 +180,11 @@ def worker(
     raise typer.Exit(run_workers(_settings(home, **_given(job_workers=count))))
 
 
-@app.command()
+@app.command(help=_("Write the synthetic city data family (tax_income, enterprise_registry) with declaration files."))
 def datagen(
-    out_dir: Annotated[Path, typer.Option("--out", help="output directory")] = Path("veilbox-data"),
-    rows: Annotated[int, typer.Option(help="people in tax_income")] = 100_000,
-    seed: Annotated[int, typer.Option(help="seed of the synthetic generator (same seed, same data)")] = 20261122,
+    out_dir: Annotated[Path, typer.Option("--out", help=_("output directory"))] = Path("veilbox-data"),
+    rows: Annotated[int, typer.Option(help=_("people in tax_income"))] = 100_000,
+    seed: Annotated[int, typer.Option(help=_("seed of the synthetic generator (same seed, same data)"))] = 20261122,
     as_json: JsonOpt = False,
 ) -> None:
     """Write the synthetic city data family (tax_income, enterprise_registry) with declaration files."""
@@ -184,10 +199,10 @@ def datagen(
                                "rows": g.rows, "enterprises": g.enterprises}))
 
 
-@app.command()
-def demo(home: HomeOpt = None, rows: Annotated[int, typer.Option(help="people to generate")] = 50_000,
+@app.command(help=_("Run the whole story end to end on synthetic data, over real HTTP, and print what happened."))
+def demo(home: HomeOpt = None, rows: Annotated[int, typer.Option(help=_("people to generate"))] = 50_000,
          suite: Annotated[str, typer.Option(
-             help="cryptographic suite of the demo's home: intl or sm (SM3, SM2, SM4-GCM)")] = "intl") -> None:
+             help=_("cryptographic suite of the demo's home: intl or sm (SM3, SM2, SM4-GCM)"))] = "intl") -> None:
     """Run the whole story end to end on synthetic data, over real HTTP, and print what happened."""
     from veilbox.demo import run_demo
 
@@ -197,12 +212,12 @@ def demo(home: HomeOpt = None, rows: Annotated[int, typer.Option(help="people to
 
 
 # -- principals -----------------------------------------------------------------------------------------
-@principal_app.command("add")
-def principal_add(name: Annotated[str, typer.Argument(help="the principal's unique name (e.g. city-tax)")],
-                  role: Annotated[str, typer.Option(help="admin|owner|operator|bank|regulator")],
+@principal_app.command("add", help=_("Create a principal (admin); prints its token once."))
+def principal_add(name: Annotated[str, typer.Argument(help=_("the principal's unique name (e.g. city-tax)"))],
+                  role: Annotated[str, typer.Option(help=_("admin|owner|operator|bank|regulator"))],
                   as_json: JsonOpt = False,
                   token_only: Annotated[bool, typer.Option(
-                      "--token-only", help="print only the token (for `TOKEN=$(veilbox principal add …)`)")] = False,
+                      "--token-only", help=_("print only the token (for `TOKEN=$(veilbox principal add …)`)"))] = False,
                   ) -> None:
     """Create a principal (admin); prints its token once."""
     with client() as c:
@@ -215,7 +230,7 @@ def principal_add(name: Annotated[str, typer.Argument(help="the principal's uniq
         out.print(_("%(name)s (%(role)s) token:", name=p["name"], role=p["role"]), f"[bold]{p['token']}[/]")
 
 
-@principal_app.command("list")
+@principal_app.command("list", help=_("Every principal with its role (admin)."))
 def principal_list(as_json: JsonOpt = False) -> None:
     """Every principal with its role (admin)."""
     with client() as c:
@@ -226,7 +241,7 @@ def principal_list(as_json: JsonOpt = False) -> None:
     emit(ps, as_json, t)
 
 
-@principal_app.command("me")
+@principal_app.command("me", help=_("Who the token belongs to (any role)."))
 def principal_me(as_json: JsonOpt = False) -> None:
     """Who the token belongs to (any role)."""
     with client() as c:
@@ -234,10 +249,11 @@ def principal_me(as_json: JsonOpt = False) -> None:
     emit(me, as_json, fields_table(dict(me)))
 
 
-PrincipalArg = Annotated[str, typer.Argument(help="the principal's name")]
+PrincipalArg = Annotated[str, typer.Argument(help=_("the principal's name"))]
 
 
-@principal_app.command("disable")
+@principal_app.command("disable", help=_("Disable a principal (admin): its next call is refused and its console "
+                                         "sessions end."))
 def principal_disable(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     """Disable a principal (admin): its next call is refused and its console sessions end."""
     with client() as c:
@@ -245,7 +261,7 @@ def principal_disable(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     emit(p, True) if as_json else out.print(_("%(name)s is disabled", name=p["name"]))
 
 
-@principal_app.command("enable")
+@principal_app.command("enable", help=_("Enable a disabled principal again (admin)."))
 def principal_enable(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     """Enable a disabled principal again (admin)."""
     with client() as c:
@@ -253,7 +269,8 @@ def principal_enable(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     emit(p, True) if as_json else out.print(_("%(name)s is enabled", name=p["name"]))
 
 
-@principal_app.command("rotate")
+@principal_app.command("rotate", help=_("Give a principal a new token (admin); prints it once. The old token stops "
+                                        "working at once."))
 def principal_rotate(name: PrincipalArg, as_json: JsonOpt = False) -> None:
     """Give a principal a new token (admin); prints it once. The old token stops working at once."""
     with client() as c:
@@ -264,9 +281,9 @@ def principal_rotate(name: PrincipalArg, as_json: JsonOpt = False) -> None:
         out.print(_("%(name)s new token:", name=p["name"]), f"[bold]{p['token']}[/]")
 
 
-@principal_app.command("expire")
+@principal_app.command("expire", help=_("Set when a principal's token stops working (admin)."))
 def principal_expire(name: PrincipalArg, at: Annotated[str, typer.Option(
-        "--at", help="ISO-8601 time the token stops working (UTC without an offset); 'now' ends access now")],
+        "--at", help=_("ISO-8601 time the token stops working (UTC without an offset); 'now' ends access now"))],
                      as_json: JsonOpt = False) -> None:
     """Set when a principal's token stops working (admin)."""
     import datetime as dt
@@ -278,10 +295,11 @@ def principal_expire(name: PrincipalArg, at: Annotated[str, typer.Option(
 
 
 # -- datasets -------------------------------------------------------------------------------------------
-@dataset_app.command("register")
+@dataset_app.command("register", help=_("Register a dataset (owner): the server copies the source into the sandbox and "
+                                        "fingerprints it."))
 def dataset_register(
-    spec_file: Annotated[Path, typer.Argument(help="declaration JSON (as written by `veilbox datagen`)")],
-    source: Annotated[str | None, typer.Option(help="override the source path (server side)")] = None,
+    spec_file: Annotated[Path, typer.Argument(help=_("declaration JSON (as written by `veilbox datagen`)"))],
+    source: Annotated[str | None, typer.Option(help=_("override the source path (server side)"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a dataset (owner): the server copies the source into the sandbox and fingerprints it."""
@@ -302,7 +320,7 @@ def dataset_register(
         out.print(_("values outside declared domains: %(n)s", n=ing["out_of_domain"]))
 
 
-@dataset_app.command("list")
+@dataset_app.command("list", help=_("The catalog: every registered dataset with its owner, grade and fingerprint."))
 def dataset_list(as_json: JsonOpt = False) -> None:
     """The catalog: every registered dataset with its owner, grade and fingerprint."""
     with client() as c:
@@ -313,18 +331,20 @@ def dataset_list(as_json: JsonOpt = False) -> None:
     emit(dss, as_json, t)
 
 
-@dataset_app.command("show")
-def dataset_show(name: Annotated[str, typer.Argument(help="dataset name")], as_json: JsonOpt = False) -> None:
+@dataset_app.command("show", help=_("One dataset's declaration, columns, bounds and fingerprint."))
+def dataset_show(name: Annotated[str, typer.Argument(help=_("dataset name"))], as_json: JsonOpt = False) -> None:
     """One dataset's declaration, columns, bounds and fingerprint."""
     with client() as c:
         ds = c.dataset(name)
     emit(ds, as_json, fields_table(ds, title=name))
 
 
-@dataset_app.command("withdraw")
+@dataset_app.command("withdraw", help=_("Withdraw a dataset (its owner or an admin): agreements suspended, open jobs "
+                                        "cancelled and refunded; its copy\n"
+           "is destroyed after the grace period (VEILBOX_WITHDRAW_GRACE_S), the record is kept."))
 def dataset_withdraw(
-    name: Annotated[str, typer.Argument(help="dataset name")],
-    reason: Annotated[str, typer.Option("--reason", help="why it is withdrawn (kept in the audit log)")],
+    name: Annotated[str, typer.Argument(help=_("dataset name"))],
+    reason: Annotated[str, typer.Option("--reason", help=_("why it is withdrawn (kept in the audit log)"))],
     as_json: JsonOpt = False,
 ) -> None:
     """Withdraw a dataset (its owner or an admin): agreements suspended, open jobs cancelled and refunded; its copy
@@ -334,7 +354,9 @@ def dataset_withdraw(
     emit(w, as_json, fields_table(w, title=name))
 
 
-@dataset_app.command("dispose-due")
+@dataset_app.command("dispose-due", help=_("Run the disposal duty now on a local home: every withdrawn dataset past "
+                                           "its grace period has its data key\n"
+           "destroyed and its sealed copy deleted (a signed dataset.dispose audit entry each)."))
 def dataset_dispose_due(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Run the disposal duty now on a local home: every withdrawn dataset past its grace period has its data key
     destroyed and its sealed copy deleted (a signed dataset.dispose audit entry each)."""
@@ -351,10 +373,10 @@ def dataset_dispose_due(home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     emit(data, as_json, fields_table(data))
 
 
-@dataset_app.command("mock")
-def dataset_mock(name: Annotated[str, typer.Argument(help="dataset name")],
-                 rows: Annotated[int, typer.Option(help="rows to draw")] = 10,
-                 seed: Annotated[int, typer.Option(help="seed (same seed, same rows)")] = 0,
+@dataset_app.command("mock", help=_("Synthetic rows from the declaration (never from the data)."))
+def dataset_mock(name: Annotated[str, typer.Argument(help=_("dataset name"))],
+                 rows: Annotated[int, typer.Option(help=_("rows to draw"))] = 10,
+                 seed: Annotated[int, typer.Option(help=_("seed (same seed, same rows)"))] = 0,
                  as_json: JsonOpt = False) -> None:
     """Synthetic rows from the declaration (never from the data)."""
     with client() as c:
@@ -366,9 +388,9 @@ def dataset_mock(name: Annotated[str, typer.Argument(help="dataset name")],
 
 
 # -- audit ------------------------------------------------------------------------------------------------
-@audit_app.command("list")
-def audit_list(since: Annotated[int, typer.Option(help="first seq to show")] = 0,
-               limit: Annotated[int, typer.Option(help="entries to show")] = 50, as_json: JsonOpt = False) -> None:
+@audit_app.command("list", help=_("Audit entries from --since on (regulators see all; others their own)."))
+def audit_list(since: Annotated[int, typer.Option(help=_("first seq to show"))] = 0,
+               limit: Annotated[int, typer.Option(help=_("entries to show"))] = 50, as_json: JsonOpt = False) -> None:
     """Audit entries from --since on (regulators see all; others their own)."""
     with client() as c:
         page = c.audit(since, limit)
@@ -379,13 +401,14 @@ def audit_list(since: Annotated[int, typer.Option(help="first seq to show")] = 0
     emit(page, as_json, t)
 
 
-@audit_app.command("verify")
+@audit_app.command("verify", help=_("Check the hash chain and signed checkpoints; exit 1 and name the first bad seq on "
+                                    "failure."))
 def audit_verify(home: Annotated[Path | None, typer.Option(
-        "--home", help="verify a local home offline instead of asking the gateway")] = None,
+        "--home", help=_("verify a local home offline instead of asking the gateway"))] = None,
         anchors: Annotated[Path | None, typer.Option(
-            "--anchors", help="also prove the chain extends every signed head anchored in this file (存证)")] = None,
+            "--anchors", help=_("also prove the chain extends every signed head anchored in this file (存证)"))] = None,
         public_key: Annotated[Path | None, typer.Option(
-            "--public-key", help="with --anchors: the service's PEM public key to check the anchors with")] = None,
+            "--public-key", help=_("with --anchors: the service's PEM public key to check the anchors with"))] = None,
         as_json: JsonOpt = False,
 ) -> None:
     """Check the hash chain and signed checkpoints; exit 1 and name the first bad seq on failure."""
@@ -408,8 +431,8 @@ def audit_verify(home: Annotated[Path | None, typer.Option(
         raise typer.Exit(1)
 
 
-@audit_app.command("export")
-def audit_export(out_file: Annotated[Path, typer.Option("--out", help="Parquet file to write")]
+@audit_app.command("export", help=_("Every audit entry you may see as one Parquet file (regulator)."))
+def audit_export(out_file: Annotated[Path, typer.Option("--out", help=_("Parquet file to write"))]
                  = Path("veilbox-audit.parquet"), as_json: JsonOpt = False) -> None:
     """Every audit entry you may see as one Parquet file (regulator)."""
     with client() as c:
@@ -417,8 +440,9 @@ def audit_export(out_file: Annotated[Path, typer.Option("--out", help="Parquet f
     emit({"wrote": str(out_file)}, True) if wants_json(as_json) else out.print(_("wrote %(path)s", path=str(out_file)))
 
 
-@audit_app.command("lineage")
-def audit_lineage(key: Annotated[str, typer.Argument(help="an output digest (sha256:…) or a job id")],
+@audit_app.command("lineage", help=_("Where a released output came from: job, agreement, dataset fingerprints, model, "
+                                     "audit entries (regulator)."))
+def audit_lineage(key: Annotated[str, typer.Argument(help=_("an output digest (sha256:…) or a job id"))],
                   as_json: JsonOpt = False) -> None:
     """Where a released output came from: job, agreement, dataset fingerprints, model, audit entries (regulator)."""
     with client() as c:
@@ -439,11 +463,12 @@ def audit_lineage(key: Annotated[str, typer.Argument(help="an output digest (sha
     emit(tr, as_json, t)
 
 
-@audit_app.command("report")
+@audit_app.command("report", help=_("The monthly report: counts per agreement, dataset and product, ε debited, chain "
+                                    "status (regulator)."))
 def audit_report(
-    month: Annotated[str, typer.Option(help="YYYY-MM (UTC)")],
-    fmt: Annotated[str, typer.Option("--format", help="json | pdf | parquet (the month's entries)")] = "json",
-    out_file: Annotated[Path | None, typer.Option("--out", help="write the PDF or Parquet here")] = None,
+    month: Annotated[str, typer.Option(help=_("YYYY-MM (UTC)"))],
+    fmt: Annotated[str, typer.Option("--format", help=_("json | pdf | parquet (the month's entries)"))] = "json",
+    out_file: Annotated[Path | None, typer.Option("--out", help=_("write the PDF or Parquet here"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The monthly report: counts per agreement, dataset and product, ε debited, chain status (regulator)."""
@@ -469,9 +494,10 @@ def _param(text: str) -> tuple[str, Any]:
     return name, value
 
 
-@verify_app.command("define")
-def verify_define(spec_file: Annotated[Path, typer.Argument(help="product JSON as in docs/api.md (name, dataset, "
-                                                                  "subject_column, predicate, params)")],
+@verify_app.command("define", help=_("Define a verification product over one of your datasets (owner); the predicate "
+                                     "is vetted like SQL."))
+def verify_define(spec_file: Annotated[Path, typer.Argument(help=_("product JSON as in docs/api.md (name, dataset, "
+                                                                  "subject_column, predicate, params)"))],
                   as_json: JsonOpt = False) -> None:
     """Define a verification product over one of your datasets (owner); the predicate is vetted like SQL."""
     spec = read_json(spec_file)
@@ -479,7 +505,7 @@ def verify_define(spec_file: Annotated[Path, typer.Argument(help="product JSON a
         emit(c.define_verification(spec), True)
 
 
-@verify_app.command("list")
+@verify_app.command("list", help=_("The verification products you may ask or own."))
 def verify_list(as_json: JsonOpt = False) -> None:
     """The verification products you may ask or own."""
     with client() as c:
@@ -493,13 +519,14 @@ def verify_list(as_json: JsonOpt = False) -> None:
     emit(items, as_json, t)
 
 
-@verify_app.command("check")
+@verify_app.command("check", help=_("Ask a product's question about one subject (bank): prints the answer and the "
+                                    "signed receipt."))
 def verify_check(
-    name: Annotated[str, typer.Argument(help="product name")],
+    name: Annotated[str, typer.Argument(help=_("product name"))],
     agreement: AgreementOpt,
-    subject: Annotated[str, typer.Option(help="the subject's identifier")],
-    consent: Annotated[str, typer.Option(help="reference to the subject's consent")],
-    param: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (JSON value), repeatable")] = None,
+    subject: Annotated[str, typer.Option(help=_("the subject's identifier"))],
+    consent: Annotated[str, typer.Option(help=_("reference to the subject's consent"))],
+    param: Annotated[list[str] | None, typer.Option(help=_("NAME=VALUE (JSON value), repeatable"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask a product's question about one subject (bank): prints the answer and the signed receipt."""
@@ -509,25 +536,26 @@ def verify_check(
 
 
 # -- secure aggregation and federated training ---------------------------------------------------------------------
-secagg_app = typer.Typer(help="Secure aggregation: an operator opens a round, holders join; only the sum leaves.",
+secagg_app = typer.Typer(help=_("Secure aggregation: an operator opens a round, holders join; only the sum leaves."),
                          no_args_is_help=True)
-federated_app = typer.Typer(help="Federated DP training over secure aggregation (holders keep their rows).",
+federated_app = typer.Typer(help=_("Federated DP training over secure aggregation (holders keep their rows)."),
                             no_args_is_help=True)
 app.add_typer(secagg_app, name="secagg")
 app.add_typer(federated_app, name="federated")
-RoundOpt = Annotated[str, typer.Option("--round", help="round id (sa-…)")]
+RoundOpt = Annotated[str, typer.Option("--round", help=_("round id (sa-…)"))]
 
 
-@secagg_app.command("open")
+@secagg_app.command("open", help=_("Open a round (operator); prints its id and public config."))
 def secagg_open(
-    agreement: Annotated[str, typer.Option(help="agreement id (agr_…; a unique prefix is enough) with job kind train",
+    agreement: Annotated[str, typer.Option(help=_("agreement id (agr_…; a unique prefix is enough) with job kind "
+                                                  "train"),
                                            callback=resolve_agreement)],
-    participant: Annotated[list[str], typer.Option(help="participant principal name, repeatable (order matters; at "
-                                                        "least 3 parties to the agreement, never yourself)")],
-    threshold: Annotated[int, typer.Option(help="t: a strict majority of the participants, at least 3")],
-    length: Annotated[int, typer.Option(help="words per input vector")],
-    modulus_bits: Annotated[int, typer.Option(help="bits of the sum's modulus (words are mod 2^bits)")] = 32,
-    stage_timeout: Annotated[float, typer.Option(help="seconds before a stage closes on its own")] = 300.0,
+    participant: Annotated[list[str], typer.Option(help=_("participant principal name, repeatable (order matters; at "
+                                                        "least 3 parties to the agreement, never yourself)"))],
+    threshold: Annotated[int, typer.Option(help=_("t: a strict majority of the participants, at least 3"))],
+    length: Annotated[int, typer.Option(help=_("words per input vector"))],
+    modulus_bits: Annotated[int, typer.Option(help=_("bits of the sum's modulus (words are mod 2^bits)"))] = 32,
+    stage_timeout: Annotated[float, typer.Option(help=_("seconds before a stage closes on its own"))] = 300.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Open a round (operator); prints its id and public config."""
@@ -536,10 +564,12 @@ def secagg_open(
                            stage_timeout_s=stage_timeout), True)
 
 
-@secagg_app.command("list")
+@secagg_app.command("list", help=_("The rounds you opened or take part in (holders: `--waiting` shows the rounds to "
+                                   "join)."))
 def secagg_list(
-    waiting: Annotated[bool, typer.Option("--waiting", help="only rounds whose current stage waits for you")] = False,
-    wait: Annotated[float, typer.Option(help="with --waiting: seconds to wait for one (≤ 30)")] = 0.0,
+    waiting: Annotated[bool, typer.Option("--waiting", help=_("only rounds whose current stage waits for "
+                                                              "you"))] = False,
+    wait: Annotated[float, typer.Option(help=_("with --waiting: seconds to wait for one (≤ 30)"))] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
     """The rounds you opened or take part in (holders: `--waiting` shows the rounds to join)."""
@@ -547,28 +577,30 @@ def secagg_list(
         emit(c.secagg_rounds(waiting_for_me=waiting, wait=wait), True)
 
 
-@secagg_app.command("status")
+@secagg_app.command("status", help=_("A round's public config, stage, deadline, survivors and task (the opener also "
+                                     "sees who is pending)."))
 def secagg_status(round_id: RoundOpt, as_json: JsonOpt = False) -> None:
     """A round's public config, stage, deadline, survivors and task (the opener also sees who is pending)."""
     with client() as c:
         emit(c.secagg_round(round_id), True)
 
 
-@secagg_app.command("close")
+@secagg_app.command("close", help=_("End the current stage now (the round's opener)."))
 def secagg_close(round_id: RoundOpt, as_json: JsonOpt = False) -> None:
     """End the current stage now (the round's opener)."""
     with client() as c:
         emit(c.secagg_close(round_id), True)
 
 
-@secagg_app.command("join")
+@secagg_app.command("join", help=_("Take part in a round as a holder: your vector leaves only masked."))
 def secagg_join(
     round_id: RoundOpt,
-    vector_file: Annotated[Path | None, typer.Option(help=".npy vector: integer words, or floats with --clip")] = None,
-    parquet: Annotated[Path | None, typer.Option(help="Parquet file: contribute the sums of --column")] = None,
-    column: Annotated[list[str] | None, typer.Option(help="column to sum (with --parquet), repeatable")] = None,
-    clip: Annotated[float | None, typer.Option(help="fixed-point bound for float inputs")] = None,
-    timeout: Annotated[float, typer.Option(help="give up after this many seconds")] = 3600.0,
+    vector_file: Annotated[Path | None, typer.Option(help=_(".npy vector: integer words, or floats with "
+                                                            "--clip"))] = None,
+    parquet: Annotated[Path | None, typer.Option(help=_("Parquet file: contribute the sums of --column"))] = None,
+    column: Annotated[list[str] | None, typer.Option(help=_("column to sum (with --parquet), repeatable"))] = None,
+    clip: Annotated[float | None, typer.Option(help=_("fixed-point bound for float inputs"))] = None,
+    timeout: Annotated[float, typer.Option(help=_("give up after this many seconds"))] = 3600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Take part in a round as a holder: your vector leaves only masked."""
@@ -590,12 +622,12 @@ def secagg_join(
           "survived": outcome.survived}, True)
 
 
-@secagg_app.command("result")
+@secagg_app.command("result", help=_("The sum of the survivors' inputs (the round's opener)."))
 def secagg_result(
     round_id: RoundOpt,
-    wait: Annotated[float, typer.Option(help="seconds to wait for the round to finish (≤ 30)")] = 25.0,
-    clip: Annotated[float | None, typer.Option(help="decode a fixed-point sum with this bound")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="write the sum to this .npy file")] = None,
+    wait: Annotated[float, typer.Option(help=_("seconds to wait for the round to finish (≤ 30)"))] = 25.0,
+    clip: Annotated[float | None, typer.Option(help=_("decode a fixed-point sum with this bound"))] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help=_("write the sum to this .npy file"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The sum of the survivors' inputs (the round's opener)."""
@@ -620,22 +652,23 @@ def secagg_result(
                                                              "values_shown": min(20, len(values))}, True)
 
 
-@federated_app.command("train")
+@federated_app.command("train", help=_("Coordinate a federated DP training (operator): the holders run `veilbox "
+                                       "federated join`."))
 def federated_train(
-    agreement: Annotated[str, typer.Option(help="agreement id (agr_…) with job kind train")],
-    holder: Annotated[list[str], typer.Option(help="holder principal name, repeatable (at least 3; each named in "
-                                                   "the agreement's holders)")],
-    declaration: Annotated[Path, typer.Option(help="the dataset declaration (.spec.json) the holders share")],
-    feature: Annotated[list[str], typer.Option(help="feature column, repeatable")],
-    label: Annotated[str, typer.Option(help="label column (two-value domain)")],
-    threshold: Annotated[int, typer.Option(help="t: rounds release only with at least t (≥ 3) survivors")],
-    rounds: Annotated[int, typer.Option(help="Newton rounds (one secure-aggregation round each)")] = 4,
-    epsilon: Annotated[float, typer.Option(help="total ε over all rounds")] = 2.0,
-    delta: Annotated[float, typer.Option(help="total δ")] = 1e-5,
-    max_rows_per_holder: Annotated[int, typer.Option(help="rows one holder may contribute (bounds its influence)")
+    agreement: Annotated[str, typer.Option(help=_("agreement id (agr_…) with job kind train"))],
+    holder: Annotated[list[str], typer.Option(help=_("holder principal name, repeatable (at least 3; each named in "
+                                                   "the agreement's holders)"))],
+    declaration: Annotated[Path, typer.Option(help=_("the dataset declaration (.spec.json) the holders share"))],
+    feature: Annotated[list[str], typer.Option(help=_("feature column, repeatable"))],
+    label: Annotated[str, typer.Option(help=_("label column (two-value domain)"))],
+    threshold: Annotated[int, typer.Option(help=_("t: rounds release only with at least t (≥ 3) survivors"))],
+    rounds: Annotated[int, typer.Option(help=_("Newton rounds (one secure-aggregation round each)"))] = 4,
+    epsilon: Annotated[float, typer.Option(help=_("total ε over all rounds"))] = 2.0,
+    delta: Annotated[float, typer.Option(help=_("total δ"))] = 1e-5,
+    max_rows_per_holder: Annotated[int, typer.Option(help=_("rows one holder may contribute (bounds its influence)"))
                                    ] = 100_000,
-    stage_timeout: Annotated[float, typer.Option(help="seconds before a stage closes without the silent")] = 120.0,
-    out_file: Annotated[Path | None, typer.Option("--out", help="write the model card (JSON) here")] = None,
+    stage_timeout: Annotated[float, typer.Option(help=_("seconds before a stage closes without the silent"))] = 120.0,
+    out_file: Annotated[Path | None, typer.Option("--out", help=_("write the model card (JSON) here"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Coordinate a federated DP training (operator): the holders run `veilbox federated join`."""
@@ -656,18 +689,23 @@ def federated_train(
     emit(card, True)
 
 
-@federated_app.command("join")
+@federated_app.command("join", help=_("Answer federated training rounds as a holder: checks each plan, adds its noise, "
+                                      "joins over secure aggregation.\n"
+           "\n"
+           "Refuses to run without a lifetime ε cap (--max-epsilon) or a plan pinned by its digest (--plan-digest); "
+           "prints\n"
+           "each plan it accepts before contributing to it."))
 def federated_join(
-    data: Annotated[Path, typer.Option(help="your Parquet file (it never leaves this machine)")],
-    max_epsilon: Annotated[float | None, typer.Option(help="your lifetime ε cap: refuse plans that, with what you "
-                                                           "contributed before, would exceed it")] = None,
-    max_delta: Annotated[float | None, typer.Option(help="refuse plans above this δ")] = None,
-    plan: Annotated[str | None, typer.Option(help="only this plan id")] = None,
-    plan_digest: Annotated[str | None, typer.Option(help="only the plan with this digest (sha256:… or sm3:…, the "
-                                                         "home's hash, printed by `federated train`)")] = None,
-    ledger: Annotated[Path | None, typer.Option(help="your record of contributions (default: DATA.ledger.json)")
+    data: Annotated[Path, typer.Option(help=_("your Parquet file (it never leaves this machine)"))],
+    max_epsilon: Annotated[float | None, typer.Option(help=_("your lifetime ε cap: refuse plans that, with what you "
+                                                           "contributed before, would exceed it"))] = None,
+    max_delta: Annotated[float | None, typer.Option(help=_("refuse plans above this δ"))] = None,
+    plan: Annotated[str | None, typer.Option(help=_("only this plan id"))] = None,
+    plan_digest: Annotated[str | None, typer.Option(help=_("only the plan with this digest (sha256:… or sm3:…, the "
+                                                         "home's hash, printed by `federated train`)"))] = None,
+    ledger: Annotated[Path | None, typer.Option(help=_("your record of contributions (default: DATA.ledger.json)"))
                       ] = None,
-    timeout: Annotated[float, typer.Option(help="stop after this many seconds")] = 3600.0,
+    timeout: Annotated[float, typer.Option(help=_("stop after this many seconds"))] = 3600.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer federated training rounds as a holder: checks each plan, adds its noise, joins over secure aggregation.

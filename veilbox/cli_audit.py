@@ -73,11 +73,13 @@ def verify_anchors(home: Path | None, anchors: Path, public_key: Path | None) ->
 
 
 def register(audit_app: typer.Typer) -> None:
-    @audit_app.command("anchor")
+    @audit_app.command("anchor", help=_("Anchor the signed audit head (存证) at the sink now, even when it did not "
+                                        "advance; exit 1 if every\n"
+               "attempt failed."))
     def audit_anchor(
         home: base.HomeOpt = None,
         sink: Annotated[str | None, typer.Option(
-            "--sink", help="file:/path/anchors.jsonl or an https:// webhook (default VEILBOX_ANCHOR_SINK)")] = None,
+            "--sink", help=_("file:/path/anchors.jsonl or an https:// webhook (default VEILBOX_ANCHOR_SINK)"))] = None,
         as_json: base.JsonOpt = False,
     ) -> None:
         """Anchor the signed audit head (存证) at the sink now, even when it did not advance; exit 1 if every
@@ -96,14 +98,16 @@ def register(audit_app: typer.Typer) -> None:
         result["ok"] = result["outcome"] in ("sent", "empty")
         _finish(result)
 
-    @audit_app.command("archive")
+    @audit_app.command("archive", help=_("Write the audit entries not archived yet as signed segments under the home's "
+                                         "archive/audit/ (the live\n"
+               "log keeps them)."))
     def audit_archive(
         home: base.HomeOpt = None,
         before: Annotated[str | None, typer.Option(
-            "--before", help="archive the entries older than this date or time (ISO-8601, UTC without an offset)")]
+            "--before", help=_("archive the entries older than this date or time (ISO-8601, UTC without an offset)"))]
         = None,
-        upto: Annotated[int | None, typer.Option("--upto", min=1, help="archive the entries up to this seq")] = None,
-        segment_size: Annotated[int, typer.Option("--segment-size", min=1, help="entries per segment")] = 10_000,
+        upto: Annotated[int | None, typer.Option("--upto", min=1, help=_("archive the entries up to this seq"))] = None,
+        segment_size: Annotated[int, typer.Option("--segment-size", min=1, help=_("entries per segment"))] = 10_000,
         as_json: base.JsonOpt = False,
     ) -> None:
         """Write the audit entries not archived yet as signed segments under the home's archive/audit/ (the live
@@ -125,15 +129,17 @@ def register(audit_app: typer.Typer) -> None:
         _finish({"ok": True, "dir": str(root), "segments": [
             {k: m[k] for k in ("file", "first_seq", "last_seq", "count", "last_hash")} for m in made]})
 
-    @audit_app.command("verify-archive")
+    @audit_app.command("verify-archive", help=_("Check every archived segment's signature, the chain across segments "
+                                                "and into the live log; exit 1\n"
+               "naming the first bad segment and seq."))
     def audit_verify_archive(
         directory: Annotated[Path | None, typer.Argument(
-            help="the archive folder (default the home's archive/audit/)")] = None,
+            help=_("the archive folder (default the home's archive/audit/)"))] = None,
         home: base.HomeOpt = None,
         public_key: Annotated[Path | None, typer.Option(
-            "--public-key", help="verify with this PEM public key instead of the home's")] = None,
+            "--public-key", help=_("verify with this PEM public key instead of the home's"))] = None,
         live: Annotated[bool, typer.Option(
-            "--live/--no-live", help="also check the chain continues into the home's live log")] = True,
+            "--live/--no-live", help=_("also check the chain continues into the home's live log"))] = True,
         as_json: base.JsonOpt = False,
     ) -> None:
         """Check every archived segment's signature, the chain across segments and into the live log; exit 1

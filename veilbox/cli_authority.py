@@ -17,16 +17,16 @@ from veilbox import _cli_common as base
 from vocab.i18n import _
 
 authority_app = typer.Typer(
-    help="The data authority (数据主管部门): filing (备案), suspension, rectification orders (整改), principals.",
+    help=_("The data authority (数据主管部门): filing (备案), suspension, rectification orders (整改), principals."),
     no_args_is_help=True,
 )
 
 JsonOpt = base.JsonOpt
 AgreementArg = base.AgreementArg
 HashOpt = Annotated[str, typer.Option("--document-hash",
-                                       help="the document hash you reviewed (veilbox agreement show)")]
-ReasonsOpt = Annotated[list[str] | None, typer.Option("--reason", help="a reason (repeat for several)")]
-WhyOpt = Annotated[str, typer.Option("--reason", help="why (recorded in the audit log)")]
+                                       help=_("the document hash you reviewed (veilbox agreement show)"))]
+ReasonsOpt = Annotated[list[str] | None, typer.Option("--reason", help=_("a reason (repeat for several)"))]
+WhyOpt = Annotated[str, typer.Option("--reason", help=_("why (recorded in the audit log)"))]
 
 
 def _agreement_row(ag: dict[str, Any]) -> Table:
@@ -43,7 +43,8 @@ def _orders_table(items: list[dict[str, Any]]) -> Table:
     return t
 
 
-@authority_app.command("file")
+@authority_app.command("file", help=_("File an agreement under review: your sign-off on the version you read, and its "
+                                      "filing number."))
 def file_(agreement_id: AgreementArg, document_hash: HashOpt, reason: ReasonsOpt = None,
           as_json: JsonOpt = False) -> None:
     """File an agreement under review: your sign-off on the version you read, and its filing number."""
@@ -52,9 +53,9 @@ def file_(agreement_id: AgreementArg, document_hash: HashOpt, reason: ReasonsOpt
     base.emit(ag, as_json, _agreement_row(ag))
 
 
-@authority_app.command("refuse")
+@authority_app.command("refuse", help=_("Return an agreement under review to its owner, with the reasons."))
 def refuse(agreement_id: AgreementArg, document_hash: HashOpt,
-           reason: Annotated[list[str], typer.Option("--reason", help="a reason (required; repeat for several)")],
+           reason: Annotated[list[str], typer.Option("--reason", help=_("a reason (required; repeat for several)"))],
            as_json: JsonOpt = False) -> None:
     """Return an agreement under review to its owner, with the reasons."""
     with base.client() as c:
@@ -62,7 +63,8 @@ def refuse(agreement_id: AgreementArg, document_hash: HashOpt,
     base.emit(ag, as_json, _agreement_row(ag))
 
 
-@authority_app.command("reviews")
+@authority_app.command("reviews", help=_("The sign-offs of an agreement's reviews: who, verdict, reasons, the document "
+                                         "hash reviewed."))
 def reviews(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:
     """The sign-offs of an agreement's reviews: who, verdict, reasons, the document hash reviewed."""
     with base.client() as c:
@@ -73,7 +75,8 @@ def reviews(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:
     base.emit(items, as_json, t)
 
 
-@authority_app.command("suspend")
+@authority_app.command("suspend", help=_("Suspend any agreement (every call is refused; only the authority resumes "
+                                         "it)."))
 def suspend(agreement_id: AgreementArg, reason: WhyOpt, as_json: JsonOpt = False) -> None:
     """Suspend any agreement (every call is refused; only the authority resumes it)."""
     with base.client() as c:
@@ -81,7 +84,7 @@ def suspend(agreement_id: AgreementArg, reason: WhyOpt, as_json: JsonOpt = False
     base.emit(ag, as_json, _agreement_row(ag))
 
 
-@authority_app.command("resume")
+@authority_app.command("resume", help=_("Lift the authority's suspension of an agreement."))
 def resume(agreement_id: AgreementArg, reason: WhyOpt, as_json: JsonOpt = False) -> None:
     """Lift the authority's suspension of an agreement."""
     with base.client() as c:
@@ -89,10 +92,11 @@ def resume(agreement_id: AgreementArg, reason: WhyOpt, as_json: JsonOpt = False)
     base.emit(ag, as_json, _agreement_row(ag))
 
 
-@authority_app.command("order")
+@authority_app.command("order", help=_("Issue a rectification order (整改): listed on every refusal under the "
+                                       "agreement until closed."))
 def order(agreement_id: AgreementArg,
-          text: Annotated[str, typer.Option("--text", help="what must be rectified")],
-          deadline: Annotated[str, typer.Option("--deadline", help="by when, ISO-8601 (2027-01-15T00:00:00Z)")],
+          text: Annotated[str, typer.Option("--text", help=_("what must be rectified"))],
+          deadline: Annotated[str, typer.Option("--deadline", help=_("by when, ISO-8601 (2027-01-15T00:00:00Z)"))],
           as_json: JsonOpt = False) -> None:
     """Issue a rectification order (整改): listed on every refusal under the agreement until closed."""
     with base.client() as c:
@@ -100,7 +104,8 @@ def order(agreement_id: AgreementArg,
     base.emit(o, as_json, _orders_table([o]))
 
 
-@authority_app.command("orders")
+@authority_app.command("orders", help=_("An agreement's rectification orders, newest first (parties and regulators may "
+                                        "read them too)."))
 def orders(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:
     """An agreement's rectification orders, newest first (parties and regulators may read them too)."""
     with base.client() as c:
@@ -108,9 +113,9 @@ def orders(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:
     base.emit(items, as_json, _orders_table(items))
 
 
-@authority_app.command("close-order")
-def close_order(order_id: Annotated[str, typer.Argument(help="order id (ord_…)")],
-                note: Annotated[str, typer.Option("--note", help="how it was rectified")] = "",
+@authority_app.command("close-order", help=_("Close a rectification order."))
+def close_order(order_id: Annotated[str, typer.Argument(help=_("order id (ord_…)"))],
+                note: Annotated[str, typer.Option("--note", help=_("how it was rectified"))] = "",
                 as_json: JsonOpt = False) -> None:
     """Close a rectification order."""
     with base.client() as c:
@@ -124,14 +129,15 @@ def _principal(name: str, disabled: bool, as_json: bool) -> None:
     base.emit(p, as_json, base.fields_table(p))
 
 
-@authority_app.command("disable")
-def disable(name: Annotated[str, typer.Argument(help="principal name")], as_json: JsonOpt = False) -> None:
+@authority_app.command("disable", help=_("Disable any principal: its next call is refused and its console sessions "
+                                         "end."))
+def disable(name: Annotated[str, typer.Argument(help=_("principal name"))], as_json: JsonOpt = False) -> None:
     """Disable any principal: its next call is refused and its console sessions end."""
     _principal(name, True, as_json)
 
 
-@authority_app.command("enable")
-def enable(name: Annotated[str, typer.Argument(help="principal name")], as_json: JsonOpt = False) -> None:
+@authority_app.command("enable", help=_("Enable a disabled principal again."))
+def enable(name: Annotated[str, typer.Argument(help=_("principal name"))], as_json: JsonOpt = False) -> None:
     """Enable a disabled principal again."""
     _principal(name, False, as_json)
 

@@ -16,12 +16,12 @@ from veilbox import _cli_common as base
 from vocab.i18n import _
 
 complaint_app = typer.Typer(
-    help="Complaints and objections (投诉与异议) on an agreement, job, output or subject.", no_args_is_help=True
+    help=_("Complaints and objections (投诉与异议) on an agreement, job, output or subject."), no_args_is_help=True
 )
 
 JsonOpt = base.JsonOpt
-IdArg = Annotated[str, typer.Argument(help="complaint id (cmp_…)")]
-ReasonsOpt = Annotated[list[str], typer.Option("--reason", help="a reason (required; repeat for several)")]
+IdArg = Annotated[str, typer.Argument(help=_("complaint id (cmp_…)"))]
+ReasonsOpt = Annotated[list[str], typer.Option("--reason", help=_("a reason (required; repeat for several)"))]
 
 
 def _table(items: list[dict[str, Any]]) -> Table:
@@ -43,23 +43,29 @@ def _one(c: dict[str, Any]) -> Table:
     return base.fields_table({k: v for k, v in c.items() if k != "history"}, title=_("Complaint"))
 
 
-@complaint_app.command("file")
+@complaint_app.command(
+    "file", help=_("File a complaint or objection; it is routed to the owner concerned and the data authority.")
+)
 def file_(
-    text: Annotated[str, typer.Argument(help="what the complaint or objection is about")],
-    target_kind: Annotated[str, typer.Option("--on", help="agreement, job, output or subject")],
-    target: Annotated[str | None, typer.Option("--target", help="the agreement's or job's id")] = None,
-    objection: Annotated[bool, typer.Option("--objection", help="an objection (异议) rather than a complaint")] = False,
+    text: Annotated[str, typer.Argument(help=_("what the complaint or objection is about"))],
+    target_kind: Annotated[str, typer.Option("--on", help=_("agreement, job, output or subject"))],
+    target: Annotated[str | None, typer.Option("--target", help=_("the agreement's or job's id"))] = None,
+    objection: Annotated[
+        bool, typer.Option("--objection", help=_("an objection (异议) rather than a complaint"))
+    ] = False,
     agreement_id: Annotated[
-        str | None, typer.Option("--agreement", help="for a subject: the agreement it is named under")
+        str | None, typer.Option("--agreement", help=_("for a subject: the agreement it is named under"))
     ] = None,
     subject: Annotated[
         str | None,
         typer.Option(
             "--subject",
-            help="the person's raw id (owners, on the person's behalf): hashed by the gateway, never stored",
+            help=_("the person's raw id (owners, on the person's behalf): hashed by the gateway, never stored"),
         ),
     ] = None,
-    subject_hash: Annotated[str | None, typer.Option("--subject-hash", help="the subject's keyed hash (hs:…)")] = None,
+    subject_hash: Annotated[
+        str | None, typer.Option("--subject-hash", help=_("the subject's keyed hash (hs:…)"))
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """File a complaint or objection; it is routed to the owner concerned and the data authority."""
@@ -76,9 +82,9 @@ def file_(
     base.emit(out, as_json, _one(out))
 
 
-@complaint_app.command("list")
+@complaint_app.command("list", help=_("The complaints you may read, newest first."))
 def list_(
-    state: Annotated[str | None, typer.Option("--state", help="open, investigating, resolved or rejected")] = None,
+    state: Annotated[str | None, typer.Option("--state", help=_("open, investigating, resolved or rejected"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The complaints you may read, newest first."""
@@ -87,7 +93,7 @@ def list_(
     base.emit(items, as_json, _table(items))
 
 
-@complaint_app.command("show")
+@complaint_app.command("show", help=_("One complaint and its history of moves with their reasons."))
 def show(complaint_id: IdArg, as_json: JsonOpt = False) -> None:
     """One complaint and its history of moves with their reasons."""
     with base.client() as c:
@@ -102,7 +108,9 @@ def show(complaint_id: IdArg, as_json: JsonOpt = False) -> None:
         base.out.print(t)
 
 
-@complaint_app.command("investigate")
+@complaint_app.command(
+    "investigate", help=_("Start investigating an open complaint (its owner, the authority, an admin).")
+)
 def investigate(complaint_id: IdArg, as_json: JsonOpt = False) -> None:
     """Start investigating an open complaint (its owner, the authority, an admin)."""
     with base.client() as c:
@@ -110,7 +118,9 @@ def investigate(complaint_id: IdArg, as_json: JsonOpt = False) -> None:
     base.emit(out, as_json, _one(out))
 
 
-@complaint_app.command("resolve")
+@complaint_app.command(
+    "resolve", help=_("Resolve a complaint, with the reasons; a resolved objection restores the person's checks.")
+)
 def resolve(complaint_id: IdArg, reason: ReasonsOpt, as_json: JsonOpt = False) -> None:
     """Resolve a complaint, with the reasons; a resolved objection restores the person's checks."""
     with base.client() as c:
@@ -118,7 +128,9 @@ def resolve(complaint_id: IdArg, reason: ReasonsOpt, as_json: JsonOpt = False) -
     base.emit(out, as_json, _one(out))
 
 
-@complaint_app.command("reject")
+@complaint_app.command(
+    "reject", help=_("Reject a complaint, with the reasons; a rejected objection restores the person's checks.")
+)
 def reject(complaint_id: IdArg, reason: ReasonsOpt, as_json: JsonOpt = False) -> None:
     """Reject a complaint, with the reasons; a rejected objection restores the person's checks."""
     with base.client() as c:

@@ -43,26 +43,29 @@ def _applicants(path: Path) -> list[dict[str, Any]]:
 
 
 def model_score(
-    model_id: Annotated[str, typer.Argument(help="model id (from `veilbox model list`)")],
+    model_id: Annotated[str, typer.Argument(help=_("model id (from `veilbox model list`)"))],
     applicants: Annotated[
-        Path, typer.Option(help="JSON list of applicants (feature name → value, as in the model card), or JSON lines")
+        Path,
+        typer.Option(help=_("JSON list of applicants (feature name → value, as in the model card), or JSON lines")),
     ],
     agreement: Annotated[
         str | None,
         typer.Option(
-            help="agreement id (agr_…; a unique prefix is enough) the scores are metered on",
+            help=_("agreement id (agr_…; a unique prefix is enough) the scores are metered on"),
             callback=lambda v: base.resolve_agreement(v) if v else v,
         ),
     ] = None,
     cutoff: Annotated[
         float,
-        typer.Option(help="decision cut-off in logit units (σ(cut-off) is the probability threshold; 0 means 0.5)"),
+        typer.Option(help=_("decision cut-off in logit units (σ(cut-off) is the probability threshold; 0 means 0.5)")),
     ] = 0.0,
     logits: Annotated[
         bool,
-        typer.Option("--logits", help="ask for the logits themselves (only where the agreement grants score_logits)"),
+        typer.Option(
+            "--logits", help=_("ask for the logits themselves (only where the agreement grants score_logits)")
+        ),
     ] = False,
-    layout: Annotated[str, typer.Option(help="columns (many applicants per request) | row")] = "columns",
+    layout: Annotated[str, typer.Option(help=_("columns (many applicants per request) | row"))] = "columns",
     as_json: base.JsonOpt = False,
 ) -> None:
     """Score applicants under encryption (bank): a decision per applicant against your encrypted cut-off, or logits.
@@ -105,14 +108,16 @@ def model_score(
 
 
 def check_encrypted(
-    name: Annotated[str, typer.Argument(help="product name (one with an encrypted form)")],
+    name: Annotated[str, typer.Argument(help=_("product name (one with an encrypted form)"))],
     agreement: base.AgreementOpt,
-    subject: Annotated[list[str], typer.Option(help="subject identifier, repeatable (one per --threshold)")],
+    subject: Annotated[list[str], typer.Option(help=_("subject identifier, repeatable (one per --threshold)"))],
     threshold: Annotated[
         list[int],
-        typer.Option(help="integer threshold for the subject at the same position, repeatable (never sent in clear)"),
+        typer.Option(
+            help=_("integer threshold for the subject at the same position, repeatable (never sent in clear)")
+        ),
     ],
-    consent: Annotated[str, typer.Option(help="reference to the subjects' consent")],
+    consent: Annotated[str, typer.Option(help=_("reference to the subjects' consent"))],
     as_json: base.JsonOpt = False,
 ) -> None:
     """Threshold checks under your BFV key (bank): the service never sees a threshold; prints answers and receipt."""
@@ -133,5 +138,17 @@ def check_encrypted(
 
 
 def register(model_app: typer.Typer, verify_app: typer.Typer) -> None:
-    model_app.command("score")(model_score)
-    verify_app.command("check-encrypted")(check_encrypted)
+    model_app.command(
+        "score",
+        help=_(
+            "Score applicants under encryption (bank): a decision per applicant against your encrypted cut-off, or "
+            "logits.\n\nThe service sees only ciphertexts; the features and the cut-off never leave in clear."
+        ),
+    )(model_score)
+    verify_app.command(
+        "check-encrypted",
+        help=_(
+            "Threshold checks under your BFV key (bank): the service never sees a threshold; prints answers and "
+            "receipt."
+        ),
+    )(check_encrypted)

@@ -16,7 +16,7 @@ import typer
 from veilbox import _cli_common as base
 from vocab.i18n import _
 
-keys_app = typer.Typer(help="The master key that wraps every data key and service secret (local home).",
+keys_app = typer.Typer(help=_("The master key that wraps every data key and service secret (local home)."),
                        no_args_is_help=True)
 
 
@@ -27,7 +27,7 @@ def _open(home: Path | None) -> Any:
     return open_context(Settings(home=home) if home is not None else Settings())
 
 
-@keys_app.command("status")
+@keys_app.command("status", help=_("Show the master-key provider and how many keys it wraps (no secret is printed)."))
 def status(home: base.HomeOpt = None, as_json: base.JsonOpt = False) -> None:
     """Show the master-key provider and how many keys it wraps (no secret is printed)."""
     from gateway.masterkey import status as key_status
@@ -40,19 +40,22 @@ def status(home: base.HomeOpt = None, as_json: base.JsonOpt = False) -> None:
     base.emit(data, as_json, base.fields_table(data))
 
 
-@keys_app.command("rotate")
+@keys_app.command("rotate", help=_("Re-wrap every key under a new master key (no data is re-encrypted; the old key is "
+                                   "no longer needed).\n"
+           "\n"
+           "Stop every gateway and worker of the home first; afterwards start them with the new master key set."))
 def rotate(
     home: base.HomeOpt = None,
     to_file: Annotated[Path | None, typer.Option(
-        "--to-file", help="a key file outside the home (created with mode 0600 when it does not exist)")] = None,
+        "--to-file", help=_("a key file outside the home (created with mode 0600 when it does not exist)"))] = None,
     to_env: Annotated[bool, typer.Option(
-        "--to-env", help="the base64 key in VEILBOX_NEW_MASTER_KEY (then run with VEILBOX_MASTER_KEY set to it)")
+        "--to-env", help=_("the base64 key in VEILBOX_NEW_MASTER_KEY (then run with VEILBOX_MASTER_KEY set to it)"))
     ] = False,
     to_pkcs11: Annotated[str | None, typer.Option(
-        "--to-pkcs11", help="a PKCS#11 module; its token's AES key is generated when missing (PIN from "
-        "VEILBOX_NEW_PKCS11_PIN, else VEILBOX_PKCS11_PIN)")] = None,
-    token_label: Annotated[str, typer.Option(help="with --to-pkcs11: the token's label")] = "veilbox",  # noqa: S107
-    key_label: Annotated[str, typer.Option(help="with --to-pkcs11: the AES key's label")] = "veilbox-master",
+        "--to-pkcs11", help=_("a PKCS#11 module; its token's AES key is generated when missing (PIN from "
+        "VEILBOX_NEW_PKCS11_PIN, else VEILBOX_PKCS11_PIN)"))] = None,
+    token_label: Annotated[str, typer.Option(help=_("with --to-pkcs11: the token's label"))] = "veilbox",  # noqa: S107
+    key_label: Annotated[str, typer.Option(help=_("with --to-pkcs11: the AES key's label"))] = "veilbox-master",
     as_json: base.JsonOpt = False,
 ) -> None:
     """Re-wrap every key under a new master key (no data is re-encrypted; the old key is no longer needed).

@@ -23,22 +23,26 @@ def login(
     url: Annotated[
         str | None,
         typer.Option(
-            "--url", help="gateway URL to save (default: the global --url / VEILBOX_URL, else http://127.0.0.1:8000)"
+            "--url", help=_("gateway URL to save (default: the global --url / VEILBOX_URL, else http://127.0.0.1:8000)")
         ),
     ] = None,
     token: Annotated[
         str | None,
         typer.Option(
             "--token",
-            help="token to save (default: the global --token / VEILBOX_TOKEN, else read from stdin or a hidden prompt)",
+            help=_(
+                "token to save (default: the global --token / VEILBOX_TOKEN, else read from stdin or a hidden prompt)"
+            ),
         ),
     ] = None,
     check: Annotated[
-        bool, typer.Option("--check/--no-check", help="ask the gateway who the token belongs to before saving it")
+        bool, typer.Option("--check/--no-check", help=_("ask the gateway who the token belongs to before saving it"))
     ] = True,
     wait: Annotated[
         float,
-        typer.Option(help="seconds to wait for a gateway that is still starting (e.g. right after `veilbox serve &`)"),
+        typer.Option(
+            help=_("seconds to wait for a gateway that is still starting (e.g. right after `veilbox serve &`)")
+        ),
     ] = 0.0,
     profile: base.ProfileOpt = None,
     as_json: base.JsonOpt = False,
@@ -104,6 +108,12 @@ def whoami(profile: base.ProfileOpt = None, as_json: base.JsonOpt = False) -> No
 
 
 def register(app: typer.Typer) -> None:
-    app.command("login")(login)
-    app.command("logout")(logout)
-    app.command("whoami")(whoami)
+    app.command("login", help=_("Save a gateway URL and token in your profile (mode 0600); later commands use them."))(
+        login
+    )
+    app.command(
+        "logout", help=_("Forget the saved profile (the token stays valid on the gateway; an admin can rotate it).")
+    )(logout)
+    app.command("whoami", help=_("Which gateway and principal the next command would use, and where that comes from."))(
+        whoami
+    )

@@ -13,10 +13,10 @@ from veilbox import bank_psi
 from veilbox._cli_common import AgreementOpt, JsonOpt, client, emit
 from vocab.i18n import _
 
-psi_app = typer.Typer(help="Private set intersection (the bank's list never leaves in clear).", no_args_is_help=True)
+psi_app = typer.Typer(help=_("Private set intersection (the bank's list never leaves in clear)."), no_args_is_help=True)
 
-DatasetOpt = Annotated[str, typer.Option(help="dataset name")]
-IdsOpt = Annotated[Path, typer.Option("--ids", help="file with one id per line (the bank's list)")]
+DatasetOpt = Annotated[str, typer.Option(help=_("dataset name"))]
+IdsOpt = Annotated[Path, typer.Option("--ids", help=_("file with one id per line (the bank's list)"))]
 
 
 def _ids(path: Path) -> list[str]:
@@ -31,13 +31,13 @@ def _table(data: dict[str, Any]) -> Table:
     return t
 
 
-@psi_app.command("size")
+@psi_app.command("size", help=_("How many of your ids the dataset holds, with DP noise (ε charged on the agreement)."))
 def psi_size(
     agreement: AgreementOpt,
     dataset: DatasetOpt,
     ids: IdsOpt,
-    epsilon: Annotated[str, typer.Option(help="ε to spend on the noisy size")],
-    purpose: Annotated[str | None, typer.Option(help="one of the agreement's purposes")] = None,
+    epsilon: Annotated[str, typer.Option(help=_("ε to spend on the noisy size"))],
+    purpose: Annotated[str | None, typer.Option(help=_("one of the agreement's purposes"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """How many of your ids the dataset holds, with DP noise (ε charged on the agreement)."""
@@ -53,14 +53,14 @@ def psi_size(
     emit(data, as_json, _table(data))
 
 
-@psi_app.command("members")
+@psi_app.command("members", help=_("Which of your ids the dataset holds (where the agreement grants psi_members)."))
 def psi_members(
     agreement: AgreementOpt,
     dataset: DatasetOpt,
     ids: IdsOpt,
-    consent: Annotated[str | None, typer.Option(help="consent reference used for every id")] = None,
-    consents: Annotated[Path | None, typer.Option(help="file: one consent reference per id, in order")] = None,
-    purpose: Annotated[str | None, typer.Option(help="one of the agreement's purposes")] = None,
+    consent: Annotated[str | None, typer.Option(help=_("consent reference used for every id"))] = None,
+    consents: Annotated[Path | None, typer.Option(help=_("file: one consent reference per id, in order"))] = None,
+    purpose: Annotated[str | None, typer.Option(help=_("one of the agreement's purposes"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Which of your ids the dataset holds (where the agreement grants psi_members)."""
@@ -74,11 +74,11 @@ def psi_members(
 
 
 def check_anonymous(
-    name: Annotated[str, typer.Argument(help="product name")],
+    name: Annotated[str, typer.Argument(help=_("product name"))],
     agreement: AgreementOpt,
-    subject: Annotated[str, typer.Option(help="the subject's identifier (never sent)")],
-    consent: Annotated[str, typer.Option(help="reference to the subject's consent")],
-    param: Annotated[list[str] | None, typer.Option(help="NAME=VALUE (JSON value), repeatable")] = None,
+    subject: Annotated[str, typer.Option(help=_("the subject's identifier (never sent)"))],
+    consent: Annotated[str, typer.Option(help=_("reference to the subject's consent"))],
+    param: Annotated[list[str] | None, typer.Option(help=_("NAME=VALUE (JSON value), repeatable"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ask a product's question without naming the subject: the service sees only a bucket of ≥ k subjects."""
@@ -99,4 +99,7 @@ def check_anonymous(
 
 def register(app: typer.Typer, verify_app: typer.Typer) -> None:
     app.add_typer(psi_app, name="psi")
-    verify_app.command("check-anonymous")(check_anonymous)
+    verify_app.command(
+        "check-anonymous",
+        help=_("Ask a product's question without naming the subject: the service sees only a bucket of ≥ k subjects."),
+    )(check_anonymous)

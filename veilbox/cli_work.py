@@ -18,23 +18,23 @@ from vocab.i18n import _
 from vocab.jobs import QUEUED_KINDS
 
 agreement_app = typer.Typer(
-    help="Agreements (授权运营协议): owners propose, grantees accept; budgets and usage.", no_args_is_help=True
+    help=_("Agreements (授权运营协议): owners propose, grantees accept; budgets and usage."), no_args_is_help=True
 )
 query_app = typer.Typer(
-    help="Differentially private SQL under an agreement (preview spends nothing).", no_args_is_help=True
+    help=_("Differentially private SQL under an agreement (preview spends nothing)."), no_args_is_help=True
 )
 job_app = typer.Typer(
-    help="Jobs (query, train, code): submit, review, approve or reject, release, result.", no_args_is_help=True
+    help=_("Jobs (query, train, code): submit, review, approve or reject, release, result."), no_args_is_help=True
 )
-model_app = typer.Typer(help="Released models: cards and certificates (weights never leave).", no_args_is_help=True)
+model_app = typer.Typer(help=_("Released models: cards and certificates (weights never leave)."), no_args_is_help=True)
 negative_app = typer.Typer(
-    help="The negative list (负面清单) no agreement can override (admin edits).", no_args_is_help=True
+    help=_("The negative list (负面清单) no agreement can override (admin edits)."), no_args_is_help=True
 )
 
 JsonOpt = base.JsonOpt
 AgreementArg = base.AgreementArg
 JobArg = base.JobArg
-IdOnlyOpt = Annotated[bool, typer.Option("--id-only", help="print only the id (for `ID=$(veilbox …)`)")]
+IdOnlyOpt = Annotated[bool, typer.Option("--id-only", help=_("print only the id (for `ID=$(veilbox …)`)"))]
 _doc = base.read_json
 
 
@@ -54,9 +54,9 @@ def _agreements_table(items: list[dict[str, Any]]) -> Table:
     return t
 
 
-@agreement_app.command("propose")
+@agreement_app.command("propose", help=_("Owner: propose an agreement over your datasets (state `proposed`)."))
 def agreement_propose(
-    document: Annotated[Path, typer.Argument(help="JSON document as in docs/api.md, Agreements")],
+    document: Annotated[Path, typer.Argument(help=_("JSON document as in docs/api.md, Agreements"))],
     as_json: JsonOpt = False,
     id_only: IdOnlyOpt = False,
 ) -> None:
@@ -67,10 +67,12 @@ def agreement_propose(
     _agreement_out(ag, as_json, id_only)
 
 
-@agreement_app.command("amend")
+@agreement_app.command(
+    "amend", help=_("Owner: replace a proposed agreement's document; it is `proposed` again until the grantee accepts.")
+)
 def agreement_amend(
     agreement_id: AgreementArg,
-    document: Annotated[Path, typer.Argument(help="the whole new JSON document (docs/api.md)")],
+    document: Annotated[Path, typer.Argument(help=_("the whole new JSON document (docs/api.md)"))],
     as_json: JsonOpt = False,
     id_only: IdOnlyOpt = False,
 ) -> None:
@@ -88,9 +90,9 @@ def _agreement_out(ag: dict[str, Any], as_json: bool, id_only: bool) -> None:
         base.emit(ag, as_json, _agreements_table([ag]))
 
 
-@agreement_app.command("list")
+@agreement_app.command("list", help=_("Agreements you own or hold (regulators: all)."))
 def agreement_list(
-    state: Annotated[str | None, typer.Option(help="filter on the effective state")] = None, as_json: JsonOpt = False
+    state: Annotated[str | None, typer.Option(help=_("filter on the effective state"))] = None, as_json: JsonOpt = False
 ) -> None:
     """Agreements you own or hold (regulators: all)."""
     with base.client() as c:
@@ -98,7 +100,7 @@ def agreement_list(
     base.emit(items, as_json, _agreements_table(items))
 
 
-@agreement_app.command("show")
+@agreement_app.command("show", help=_("One agreement: its document, state, version and document hash."))
 def agreement_show(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:
     """One agreement: its document, state, version and document hash."""
     with base.client() as c:
@@ -106,10 +108,12 @@ def agreement_show(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None
     base.emit(ag, as_json, base.fields_table(ag, title=ag["id"]))
 
 
-@agreement_app.command("accept")
+@agreement_app.command(
+    "accept", help=_("Grantee: accept a proposed agreement (it becomes active inside its validity window).")
+)
 def agreement_accept(
     agreement_id: AgreementArg,
-    document_hash: Annotated[str | None, typer.Option(help="bind the acceptance to the version you read")] = None,
+    document_hash: Annotated[str | None, typer.Option(help=_("bind the acceptance to the version you read"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Grantee: accept a proposed agreement (it becomes active inside its validity window)."""
@@ -128,14 +132,14 @@ def _transition(name: str, doc: str) -> None:
     agreement_app.command(name)(cmd)
 
 
-_transition("suspend", "Owner: pause an active agreement.")
-_transition("resume", "Owner: resume a suspended agreement.")
-_transition("revoke", "Owner: end an agreement for good; released outputs are sealed.")
-_transition("submit", "Owner: submit an accepted (or returned) agreement to the data authority for filing (备案).")
-_transition("activate", "Owner: activate a filed agreement.")
+_transition("suspend", _("Owner: pause an active agreement."))
+_transition("resume", _("Owner: resume a suspended agreement."))
+_transition("revoke", _("Owner: end an agreement for good; released outputs are sealed."))
+_transition("submit", _("Owner: submit an accepted (or returned) agreement to the data authority for filing (备案)."))
+_transition("activate", _("Owner: activate a filed agreement."))
 
 
-@agreement_app.command("budget")
+@agreement_app.command("budget", help=_("Total, spent and remaining (ε, δ) per dataset."))
 def agreement_budget(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:
     """Total, spent and remaining (ε, δ) per dataset."""
     with base.client() as c:
@@ -148,11 +152,11 @@ def agreement_budget(agreement_id: AgreementArg, as_json: JsonOpt = False) -> No
     base.emit(b, as_json, t)
 
 
-@agreement_app.command("usage")
+@agreement_app.command("usage", help=_("Calls, jobs, verifications and ε per day (parties and regulators)."))
 def agreement_usage(
     agreement_id: AgreementArg,
-    since: Annotated[str | None, typer.Option(help="first day, YYYY-MM-DD (UTC)")] = None,
-    until: Annotated[str | None, typer.Option(help="last day, YYYY-MM-DD (UTC)")] = None,
+    since: Annotated[str | None, typer.Option(help=_("first day, YYYY-MM-DD (UTC)"))] = None,
+    until: Annotated[str | None, typer.Option(help=_("last day, YYYY-MM-DD (UTC)"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Calls, jobs, verifications and ε per day (parties and regulators)."""
@@ -186,7 +190,7 @@ def _answer_table(r: dict[str, Any]) -> Table:
     return t
 
 
-SqlArg = Annotated[str, typer.Argument(help="the SQL (one SELECT over the agreement's datasets and columns)")]
+SqlArg = Annotated[str, typer.Argument(help=_("the SQL (one SELECT over the agreement's datasets and columns)"))]
 
 
 def _print_answer(r: dict[str, Any]) -> None:
@@ -195,11 +199,11 @@ def _print_answer(r: dict[str, Any]) -> None:
         base.out.print(_("output digest: %(digest)s", digest=r["output_digest"]), soft_wrap=True)
 
 
-@query_app.command("preview")
+@query_app.command("preview", help=_("Canonical SQL, cost, expected error and the answer on the mock; spends nothing."))
 def query_preview(
     agreement_id: AgreementArg,
     sql: SqlArg,
-    epsilon: Annotated[str, typer.Option(help="ε the query would spend")] = "0.5",
+    epsilon: Annotated[str, typer.Option(help=_("ε the query would spend"))] = "0.5",
     as_json: JsonOpt = False,
 ) -> None:
     """Canonical SQL, cost, expected error and the answer on the mock; spends nothing."""
@@ -213,13 +217,13 @@ def query_preview(
     base.out.print(_answer_table({**pv["mock_result"], "cost": pv["cost"]}))
 
 
-@query_app.command("run")
+@query_app.command("run", help=_("Run a DP query: the noisy answer, or the job id when the owner must approve first."))
 def query_run(
     agreement_id: AgreementArg,
     sql: SqlArg,
-    epsilon: Annotated[str, typer.Option(help="ε to spend")] = "0.5",
+    epsilon: Annotated[str, typer.Option(help=_("ε to spend"))] = "0.5",
     as_json: JsonOpt = False,
-    id_only: Annotated[bool, typer.Option("--id-only", help="print only the job id (for `JOB=$(…)`)")] = False,
+    id_only: Annotated[bool, typer.Option("--id-only", help=_("print only the job id (for `JOB=$(…)`)"))] = False,
 ) -> None:
     """Run a DP query: the noisy answer, or the job id when the owner must approve first."""
     with base.client() as c:
@@ -264,12 +268,12 @@ def _job_kind(value: str) -> str:
     return value
 
 
-@job_app.command("submit")
+@job_app.command("submit", help=_("Grantee: submit a job; it waits for the owner unless the agreement auto-approves."))
 def job_submit(
     agreement_id: AgreementArg,
     kind: Annotated[str, typer.Option(callback=_job_kind, help=" | ".join(QUEUED_KINDS))],
-    spec: Annotated[Path, typer.Option(help="JSON spec file (docs/api.md, Jobs)")],
-    source: Annotated[Path | None, typer.Option(help="code jobs: Python file put into spec.source")] = None,
+    spec: Annotated[Path, typer.Option(help=_("JSON spec file (docs/api.md, Jobs)"))],
+    source: Annotated[Path | None, typer.Option(help=_("code jobs: Python file put into spec.source"))] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Grantee: submit a job; it waits for the owner unless the agreement auto-approves."""
@@ -286,9 +290,9 @@ def job_submit(
     base.emit(j, as_json, _jobs_table([j]))
 
 
-@job_app.command("list")
+@job_app.command("list", help=_("Owners: jobs on their data; grantees: their own."))
 def job_list(
-    state: Annotated[str | None, typer.Option(help="e.g. pending_approval")] = None, as_json: JsonOpt = False
+    state: Annotated[str | None, typer.Option(help=_("e.g. pending_approval"))] = None, as_json: JsonOpt = False
 ) -> None:
     """Owners: jobs on their data; grantees: their own."""
     with base.client() as c:
@@ -296,7 +300,7 @@ def job_list(
     base.emit(items, as_json, _jobs_table(items))
 
 
-@job_app.command("show")
+@job_app.command("show", help=_("One job: kind, state, agreement, cost and spec hash."))
 def job_show(job_id: JobArg, as_json: JsonOpt = False) -> None:
     """One job: kind, state, agreement, cost and spec hash."""
     with base.client() as c:
@@ -304,12 +308,14 @@ def job_show(job_id: JobArg, as_json: JsonOpt = False) -> None:
     base.emit(j, as_json, base.fields_table(j, title=j["id"]))
 
 
-@job_app.command("review")
+@job_app.command(
+    "review", help=_("The exact spec, its hash, the cost and the run on the mock (owners also see pending outputs).")
+)
 def job_review(
     job_id: JobArg,
     as_json: JsonOpt = False,
     spec_hash_only: Annotated[
-        bool, typer.Option("--spec-hash-only", help='print only the spec hash to approve (for `--spec-hash "$(…)"`)')
+        bool, typer.Option("--spec-hash-only", help=_('print only the spec hash to approve (for `--spec-hash "$(…)"`)'))
     ] = False,
 ) -> None:
     """The exact spec, its hash, the cost and the run on the mock (owners also see pending outputs)."""
@@ -344,10 +350,10 @@ def job_review(
     )
 
 
-@job_app.command("approve")
+@job_app.command("approve", help=_("Owner: approve the reviewed spec; the budget is charged now."))
 def job_approve(
     job_id: JobArg,
-    spec_hash: Annotated[str, typer.Option(help="the spec hash you reviewed (from `job review`)")],
+    spec_hash: Annotated[str, typer.Option(help=_("the spec hash you reviewed (from `job review`)"))],
     as_json: JsonOpt = False,
 ) -> None:
     """Owner: approve the reviewed spec; the budget is charged now."""
@@ -356,9 +362,9 @@ def job_approve(
     base.emit(j, as_json, _jobs_table([j]))
 
 
-@job_app.command("reject")
+@job_app.command("reject", help=_("Owner: reject a pending job or refuse a custom job's output."))
 def job_reject(
-    job_id: JobArg, reason: Annotated[str, typer.Option(help="shown to the grantee")], as_json: JsonOpt = False
+    job_id: JobArg, reason: Annotated[str, typer.Option(help=_("shown to the grantee"))], as_json: JsonOpt = False
 ) -> None:
     """Owner: reject a pending job or refuse a custom job's output."""
     with base.client() as c:
@@ -366,7 +372,7 @@ def job_reject(
     base.emit(j, as_json, _jobs_table([j]))
 
 
-@job_app.command("release")
+@job_app.command("release", help=_("Owner: release a finished custom job's output after reviewing it."))
 def job_release(job_id: JobArg, as_json: JsonOpt = False) -> None:
     """Owner: release a finished custom job's output after reviewing it."""
     with base.client() as c:
@@ -374,7 +380,7 @@ def job_release(job_id: JobArg, as_json: JsonOpt = False) -> None:
     base.emit(j, as_json, _jobs_table([j]))
 
 
-@job_app.command("cancel")
+@job_app.command("cancel", help=_("Grantee: withdraw a job that has not started (refunded)."))
 def job_cancel(job_id: JobArg, as_json: JsonOpt = False) -> None:
     """Grantee: withdraw a job that has not started (refunded)."""
     with base.client() as c:
@@ -382,10 +388,12 @@ def job_cancel(job_id: JobArg, as_json: JsonOpt = False) -> None:
     base.emit(j, as_json, _jobs_table([j]))
 
 
-@job_app.command("result")
+@job_app.command(
+    "result", help=_("The released output (grantee): a query's table with 95% intervals, or the job's output fields.")
+)
 def job_result(
     job_id: JobArg,
-    wait: Annotated[float, typer.Option(help="seconds to wait for release")] = 0,
+    wait: Annotated[float, typer.Option(help=_("seconds to wait for release"))] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """The released output (grantee): a query's table with 95% intervals, or the job's output fields."""
@@ -410,10 +418,10 @@ def job_result(
         base.out.print(base.fields_table(res, title=job_id))
 
 
-ModelArg = Annotated[str, typer.Argument(help="model id (from `veilbox model list`)")]
+ModelArg = Annotated[str, typer.Argument(help=_("model id (from `veilbox model list`)"))]
 
 
-@model_app.command("list")
+@model_app.command("list", help=_("Every released model with its certificate."))
 def model_list(as_json: JsonOpt = False) -> None:
     """Every released model with its certificate."""
     with base.client() as c:
@@ -432,7 +440,7 @@ def model_list(as_json: JsonOpt = False) -> None:
     base.emit(items, as_json, t)
 
 
-@model_app.command("show")
+@model_app.command("show", help=_("One model's card: encoding, DP guarantee, metrics, source datasets, certificate."))
 def model_show(model_id: ModelArg, as_json: JsonOpt = False) -> None:
     """One model's card: encoding, DP guarantee, metrics, source datasets, certificate."""
     with base.client() as c:
@@ -440,7 +448,7 @@ def model_show(model_id: ModelArg, as_json: JsonOpt = False) -> None:
     base.emit(m, as_json, base.fields_table(m, title=model_id))
 
 
-@negative_app.command("list")
+@negative_app.command("list", help=_("Every entry of the negative list (everyone may read it)."))
 def negative_list(as_json: JsonOpt = False) -> None:
     """Every entry of the negative list (everyone may read it)."""
     with base.client() as c:
@@ -451,11 +459,11 @@ def negative_list(as_json: JsonOpt = False) -> None:
     base.emit(items, as_json, t)
 
 
-@negative_app.command("add")
+@negative_app.command("add", help=_("Admin: forbid a dataset, a column or a purpose for every agreement."))
 def negative_add(
-    kind: Annotated[str, typer.Argument(help="dataset | column | purpose")],
-    value: Annotated[str, typer.Argument(help="dataset, dataset.column or purpose")],
-    note: Annotated[str, typer.Option(help="why it is forbidden (shown with refusals)")] = "",
+    kind: Annotated[str, typer.Argument(help=_("dataset | column | purpose"))],
+    value: Annotated[str, typer.Argument(help=_("dataset, dataset.column or purpose"))],
+    note: Annotated[str, typer.Option(help=_("why it is forbidden (shown with refusals)"))] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Admin: forbid a dataset, a column or a purpose for every agreement."""
@@ -464,9 +472,9 @@ def negative_add(
     base.emit(e, as_json, base.fields_table(e))
 
 
-@negative_app.command("remove")
+@negative_app.command("remove", help=_("Admin: remove an entry from the negative list."))
 def negative_remove(
-    entry_id: Annotated[str, typer.Argument(help="entry id (from `veilbox negative-list list`)")],
+    entry_id: Annotated[str, typer.Argument(help=_("entry id (from `veilbox negative-list list`)"))],
     as_json: JsonOpt = False,
 ) -> None:
     """Admin: remove an entry from the negative list."""
