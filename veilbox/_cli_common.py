@@ -17,7 +17,9 @@ Conventions a command gets by using these helpers (new commands in any ``veilbox
   Exit codes: 0 ok; 1 the gateway refused or failed the request (its stable code is printed); 2 usage or bad input
   (missing or unreadable file, invalid JSON, no token, ambiguous id); 3 waiting ran out (a result not ready yet);
   4 the gateway is unreachable or did not answer; 5 an unexpected failure of the CLI itself; 130 interrupted.
-- Help: every command, argument and option has help text (tests/unit/veilbox/test_cli_surface.py walks the tree).
+- Help: every command, argument and option has help text (tests/unit/veilbox/test_cli_surface.py walks the tree),
+  wrapped in ``_()`` so it follows VEILBOX_LANG (typer reads it at import, after the language is known). A command
+  states it as ``help=_("…")`` on its decorator, not only in its docstring (which stays, for developers).
 - Messages: every user-facing string goes through ``vocab.i18n._``.
 """
 
