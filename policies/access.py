@@ -19,6 +19,7 @@ from typing import TypedDict, Unpack
 from sqlalchemy import Connection, Engine
 
 from catalog import registry
+from catalog.fingerprint import HashAlg
 from policies import ledger, quotas
 from policies import negative_list as neg
 from policies._clock import aware
@@ -80,12 +81,13 @@ class RequestFacts(TypedDict, total=False):
     cost: Budget | None
     subject_hash: str | None
     params: Mapping[str, object] | None
+    hash_alg: HashAlg  # the home suite's hash, for the parameters' digest (default sha256)
 
 
 def _context(engine: Engine, actor: Actor, action: Action, agreement_id: str, now: dt.datetime,
              facts: RequestFacts) -> tuple[DecisionContext, str | None]:
     params = facts.get("params")
-    param_hash = quotas.params_digest(params) if params is not None else None
+    param_hash = quotas.params_digest(params, facts.get("hash_alg", "sha256")) if params is not None else None
     ctx = build_context(
         engine, actor, action, agreement_id, now, datasets=facts.get("datasets", ()), columns=facts.get("columns"),
         purpose=facts.get("purpose"), job_kind=facts.get("job_kind"), consent_ref=facts.get("consent_ref"),

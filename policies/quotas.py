@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Engine, bindparam, case, exists, func, or_, s
 from sqlalchemy.dialects import postgresql, sqlite
 
 from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid, not_found
+from catalog.fingerprint import HashAlg
 from policies import _tables as t
 from policies._canonical import json_digest
 from policies._clock import aware
@@ -77,11 +78,12 @@ def _canonical_param(value: Any) -> Any:
     raise invalid("a verification parameter is a number or a string")
 
 
-def params_digest(params: Mapping[str, Any]) -> str:
+def params_digest(params: Mapping[str, Any], hash_alg: HashAlg = "sha256") -> str:
     """A stable digest of verification parameter values (never stored or logged in clear), over their canonical
     form (`_canonical_param`), so the distinct-value cap counts values, not spellings. The gateway passes the
-    product and its canonically typed values (`sandbox.verify.canonical_params`)."""
-    return json_digest(_canonical_param(dict(params)))
+    product and its canonically typed values (`sandbox.verify.canonical_params`), and the home suite's hash
+    ``hash_alg`` (``sha256:`` in ``intl``, ``sm3:`` in ``sm``)."""
+    return json_digest(_canonical_param(dict(params)), hash_alg)
 
 
 def _day(now: dt.datetime) -> str:

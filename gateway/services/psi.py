@@ -370,7 +370,7 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
     if len(element) != 1:
         raise DomainError("CIPHERTEXT_INVALID", "one element (32 bytes) is expected")
     canonical = canonical_params(vetted, body.params)  # malformed parameters cost nothing
-    params_digest = question_digest(product, canonical)
+    params_digest = question_digest(product, canonical, ctx.settings.hash_alg)
     members = setup.bucket(body.bucket)
     bucket_hash = ctx.keys.subject_hash(f"anon-bucket|{ds.fingerprint}|{setup.bits}|{body.bucket}")
     ev.details.update(params_digest=params_digest, bucket_hash=bucket_hash, bucket_size=len(members),
@@ -379,7 +379,8 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
     allowed = policies.permit(ctx.engine, actor_of(p), Action.VERIFY_ANONYMOUS, body.agreement_id,
                               datasets=[ds.name], columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose,
                               consent_ref=body.consent_ref, subject_hash=bucket_hash,
-                              params={"product": product.name, "params": canonical})
+                              params={"product": product.name, "params": canonical},
+                              hash_alg=ctx.settings.hash_alg)
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     subjects = [setup.subjects[i] for i in members]
     verdicts = bucket_verdicts(worker, vetted, subjects, bind_canonical(vetted, canonical))

@@ -34,6 +34,7 @@ from sqlalchemy import Connection
 import policies
 from catalog import products, registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError, invalid, not_found
+from catalog.fingerprint import HashAlg
 from catalog.products import Product, ProductSpec
 from catalog.registry import Dataset
 from gateway.audit import AuditEvent
@@ -116,11 +117,12 @@ def product_for_check(ctx: AppContext, name: str, ev: AuditEvent) -> tuple[Produ
     return product, ds, vetted
 
 
-def question_digest(product: Product, canonical: dict[str, Any]) -> str:
+def question_digest(product: Product, canonical: dict[str, Any], hash_alg: HashAlg = "sha256") -> str:
     """The digest of the question asked — the product and its parameters' canonical values — that the
     distinct-value cap counts, the audit entry records and the receipt signs (``params_digest``). One value
-    however it is spelt; another product's question is another value even with equal parameters."""
-    return policies.params_digest({"product": product.name, "params": canonical})
+    however it is spelt; another product's question is another value even with equal parameters. ``hash_alg`` is
+    the home suite's hash (``sha256:`` in ``intl``, ``sm3:`` in ``sm``)."""
+    return policies.params_digest({"product": product.name, "params": canonical}, hash_alg)
 
 
 def _view(product: Product, vetted: VettedPredicate) -> dict[str, Any]:
@@ -136,7 +138,7 @@ def _permit(ctx: AppContext, p: Principal, agreement_id: str, ds: Dataset, vette
     try:
         return policies.permit(ctx.engine, actor_of(p), Action.VERIFY_CHECK, agreement_id, datasets=[ds.name],
                                columns={ds.name: sorted(vetted.columns)}, purpose=purpose, consent_ref=consent_ref,
-                               subject_hash=subject_hash, params=params)
+                               subject_hash=subject_hash, params=params, hash_alg=ctx.settings.hash_alg)
     except DomainError:
         note_expiry(ctx, agreement_id)
         raise
@@ -218,7 +220,7 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
     subject_hash = ctx.keys.subject_hash(subject)
     ev.subject_hash = subject_hash
     canonical = canonical_params(vetted, body.params)  # malformed parameters cost nothing
-    params_digest = question_digest(product, canonical)
+    params_digest = question_digest(product, canonical, ctx.settings.hash_alg)
     ev.details.update(params_digest=params_digest)
     allowed = _permit(ctx, p, body.agreement_id, ds, vetted, body.consent_ref, body.purpose, subject_hash,
                       {"product": product.name, "params": canonical})
@@ -277,7 +279,7 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
     note_expiry(ctx, body.agreement_id)
     policies.check(ctx.engine, actor_of(p), Action.VERIFY_CHECK, body.agreement_id, datasets=[ds.name],
                    columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose, consent_ref=body.consent_ref,
-                   subject_hash=hashes[0], params=params).raise_if_denied()
+                   subject_hash=hashes[0], params=params, hash_alg=ctx.settings.hash_alg).raise_if_denied()
     refuse_if_objected(ctx, body.agreement_id, hashes)
     bounds = SignBounds(*sign_box(threshold))
     # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
@@ -297,7 +299,7 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
         "subjects": len(hashes), "subject_hashes_digest": digest(ctx, "\n".join(hashes)), "consent_digest": consent,
         "request_digest": request_digest, "output_digest": digest(ctx, out),
         "dataset_fingerprint": ds.fingerprint})
-    param_hash = policies.params_digest(params)
+    param_hash = policies.params_digest(params, ctx.settings.hash_alg)
     _answered(ctx, ev, digest(ctx, out),
               lambda journal: _meter_subjects(ctx, p, body.agreement_id, hashes, param_hash, journal))
     return {"ciphertext": out, "receipt": receipt}
