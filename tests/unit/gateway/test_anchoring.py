@@ -4,16 +4,13 @@ rewritten with the signing key, a truncated log and an edited anchor are each ca
 
 import http.server
 import json
-import shutil
 import sqlite3
 import threading
-import uuid
 from typing import ClassVar
 
 import pytest
 from sqlalchemy import select
 
-from catalog.store import make_engine
 from gateway import _tables as t
 from gateway.anchoring import (
     SIGNATURE_HEADER,
@@ -24,9 +21,9 @@ from gateway.anchoring import (
     read_anchors,
     webhook_signature,
 )
-from gateway.audit import GENESIS, AuditEvent, AuditLog, _sig_message, entry_hash
-from gateway.keys import Keys
+from gateway.audit import GENESIS, AuditEvent, _sig_message, entry_hash
 from gateway.settings import Settings
+from tests.unit.gateway.audit_logs import audit_template, copied_log
 from vocab.actions import AuditAction
 
 N, EVERY = 12, 5
@@ -36,28 +33,12 @@ KEY = b"k" * 32
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    d = tmp_path_factory.mktemp("anchor")
-    keys = Keys.generate()
-    e = make_engine(f"sqlite:///{d / 'tpl.db'}")
-    t.metadata.create_all(e)
-    log = AuditLog(e, keys, "sha256", EVERY)
-    for i in range(N):
-        log.append(AuditEvent(actor=f"user{i % 3}", role="operator", action="query.run", details={"i": i}))
-    e.dispose()
-    con = sqlite3.connect(d / "tpl.db")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    return d, keys
+    return audit_template(tmp_path_factory.mktemp("anchor"), N, EVERY)
 
 
 @pytest.fixture
 def log(template, tmp_path):
-    d, keys = template
-    p = tmp_path / f"copy-{uuid.uuid4().hex}.db"
-    shutil.copy(d / "tpl.db", p)
-    e = make_engine(f"sqlite:///{p}")
-    yield AuditLog(e, keys, "sha256", EVERY)
-    e.dispose()
+    yield from copied_log(template, tmp_path, EVERY)
 
 
 def _anchor_entries(log):

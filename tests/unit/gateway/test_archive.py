@@ -3,18 +3,14 @@ reordered row, a dropped segment and an edited manifest are each caught, naming 
 
 import datetime as dt
 import json
-import shutil
-import sqlite3
-import uuid
 
 import pytest
 
-from catalog.store import make_engine
 from gateway import _tables as t
 from gateway.archive import archive, verify_archive
-from gateway.audit import AuditEvent, AuditLog
 from gateway.keys import Keys
 from gateway.retention import ACCESS_AUDIT, RETENTION, declared
+from tests.unit.gateway.audit_logs import audit_template, copied_log
 from vocab.actions import AuditAction
 
 N, EVERY, SEG = 23, 5, 5
@@ -22,28 +18,12 @@ N, EVERY, SEG = 23, 5, 5
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    d = tmp_path_factory.mktemp("archive")
-    keys = Keys.generate()
-    e = make_engine(f"sqlite:///{d / 'tpl.db'}")
-    t.metadata.create_all(e)
-    log = AuditLog(e, keys, "sha256", EVERY)
-    for i in range(N):
-        log.append(AuditEvent(actor=f"user{i % 3}", role="operator", action="query.run", details={"i": i}))
-    e.dispose()
-    con = sqlite3.connect(d / "tpl.db")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    return d, keys
+    return audit_template(tmp_path_factory.mktemp("archive"), N, EVERY)
 
 
 @pytest.fixture
 def log(template, tmp_path):
-    d, keys = template
-    p = tmp_path / f"copy-{uuid.uuid4().hex}.db"
-    shutil.copy(d / "tpl.db", p)
-    e = make_engine(f"sqlite:///{p}")
-    yield AuditLog(e, keys, "sha256", EVERY)
-    e.dispose()
+    yield from copied_log(template, tmp_path, EVERY)
 
 
 @pytest.fixture
