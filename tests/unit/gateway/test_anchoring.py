@@ -217,9 +217,9 @@ def test_the_scheduled_tick_runs_off_the_worker_thread(log, tmp_path):
     sink = FileSink(tmp_path / "a.jsonl")
     a = Anchorer(log, sink, every_s=3600)
     a.tick_in_background()
-    assert a._busy.acquire(timeout=20)  # the background anchoring finished and let go
+    assert a._busy.acquire(timeout=120)  # the background anchoring finished and let go
     a._busy.release()
     assert len(sink.path.read_text().splitlines()) == 1
     a.tick_in_background()  # not due again within the hour: nothing sent
-    assert a._busy.acquire(timeout=20)
+    assert a._busy.acquire(timeout=120)
     assert len(sink.path.read_text().splitlines()) == 1
