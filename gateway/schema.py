@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData
 
 import policies
@@ -43,12 +46,21 @@ def _prepare_postgresql(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE alembic_version ALTER COLUMN version_num TYPE VARCHAR(128)")
 
 
+@cache
+def _heads() -> frozenset[str]:
+    """The newest revisions this code knows (read once per process: the scripts do not change under it)."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the store to the newest schema (idempotent; concurrent callers on one PostgreSQL store wait for each
-    other)."""
+    other). A store already at the newest revisions is left alone without loading the migration scripts (every
+    process opening the store calls this)."""
     cfg = alembic_config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             _prepare_postgresql(conn)
+        if frozenset(MigrationContext.configure(conn).get_current_heads()) == _heads():
+            return
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")  # one branch per package change, no merge needed
