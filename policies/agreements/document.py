@@ -45,6 +45,13 @@ from catalog.registry import Dataset
 from policies import negative_list as neg
 from policies._canonical import canonical_json, text_digest
 from policies._exact import exact_str, parse_storable
+from policies.agreements.sections import (
+    DOCUMENT_VERSION,
+    DerivedOwnership,
+    FeedbackDuty,
+    Responsibilities,
+    section_texts,
+)
 from policies.budget import Budget
 
 GRANTEE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -103,19 +110,94 @@ class Quotas(_Model):
     distinct_params_window_days: int = Field(30, ge=1, le=3660)
 
 
+ExitCase = Literal["revoked", "expired"]
+
+
 class ExitClause(_Model):
-    """What happens to outputs once the agreement is revoked or expired (sealed by default)."""
+    """What happens when the agreement ends (协议期满后数据的处置, docs/agreements.md "Disposal").
+
+    ``cases``: the ends the clause applies to (``revoked``, ``expired``; both by default). ``outputs``: the
+    disposal of released outputs — ``seal`` (kept, never downloadable again), ``delete`` (the stored result and any
+    output awaiting release erased; their fingerprints stay in the signed disposal record) or ``keep``; absent, it
+    follows the older ``on_expiry`` (``seal_outputs`` → ``seal``, ``keep_outputs`` → ``keep``). There is no
+    ``anonymise``: released outputs are already aggregates, models or verdicts without records of persons, and the
+    link to the grantee is the agreement itself, which the audit log must keep. ``models``: ``revoke`` (the
+    certificates of models trained under the agreement are revoked: no scoring with them) or ``retain``.
+    ``outputs``, ``models`` and ``cases`` are left out of the canonical JSON at their defaults, so documents
+    written before they existed keep their hash."""
 
     on_expiry: Literal["seal_outputs", "keep_outputs"] = "seal_outputs"
+    outputs: Literal["seal", "delete", "keep"] | None = None
+    models: Literal["revoke", "retain"] = "revoke"
+    cases: tuple[ExitCase, ...] = ("revoked", "expired")
+
+    @field_validator("cases")
+    @classmethod
+    def _cases(cls, v: tuple[ExitCase, ...]) -> tuple[ExitCase, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("exit cases must not repeat")
+        return tuple(c for c in ("revoked", "expired") if c in v)
+
+    @property
+    def output_disposal(self) -> Literal["seal", "delete", "keep"]:
+        """How released outputs are disposed of (``outputs``, else what ``on_expiry`` says)."""
+        if self.outputs is not None:
+            return self.outputs
+        return "seal" if self.on_expiry == "seal_outputs" else "keep"
+
+    def applies_to(self, case: str) -> bool:
+        """Whether the clause disposes of outputs and models when the agreement ends this way."""
+        return case in self.cases
+
+
+#: Exit-clause keys added after the first documents, with their defaults: omitted from the canonical JSON then.
+EXIT_ADDED_DEFAULTS: dict[str, Any] = {"outputs": None, "models": "revoke", "cases": ["revoked", "expired"]}
 
 
 class PriceSchedule(_Model):
-    """Optional prices per call, per job and per unit of ε, in one ISO 4217 currency."""
+    """Optional prices per call, per job, per unit of ε, per encrypted score and per check, in one ISO 4217
+    currency (docs/revenue.md). ``per_score`` and ``per_check`` are left out of the canonical JSON when zero, so
+    schedules written before they existed keep their hash."""
 
     per_call: Exact = Fraction(0)
     per_job: Exact = Fraction(0)
     per_epsilon: Exact = Fraction(0)
+    per_score: Exact = Fraction(0)
+    per_check: Exact = Fraction(0)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+#: Price keys added after the first schedules: omitted from the canonical JSON when zero.
+PRICE_ADDED_KEYS = ("per_score", "per_check")
+
+
+class RevenueTerms(_Model):
+    """How the agreement's charges are split among its data-source owners (收益分成, docs/revenue.md).
+
+    ``category``: ``commercial`` charges by the price schedule; ``public_welfare`` (公益) charges nothing, usage
+    is still metered and stated. ``split``: ``shares`` (fixed fractions per owner principal, summing exactly to 1),
+    ``rows`` (in proportion to the rows of each owner's datasets read by the month's jobs) or ``epsilon`` (in
+    proportion to the ε drawn from each owner's datasets)."""
+
+    category: Literal["commercial", "public_welfare"] = "commercial"
+    split: Literal["shares", "rows", "epsilon"] = "shares"
+    shares: dict[str, Exact] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("shares")
+    @classmethod
+    def _share_names(cls, v: dict[str, Fraction]) -> dict[str, Fraction]:
+        if not all(GRANTEE_RE.match(k) for k in v):
+            raise ValueError("shares must be keyed by owner principal names")
+        return dict(sorted(v.items()))
+
+    @model_validator(mode="after")
+    def _shares_sum(self) -> RevenueTerms:
+        if self.split == "shares":
+            if not self.shares or sum(self.shares.values(), Fraction(0)) != 1:
+                raise ValueError("shares must sum exactly to 1 when split is shares")
+        elif self.shares:
+            raise ValueError("shares are given only when split is shares")
+        return self
 
 
 def _sorted_unique(values: Iterable[str], what: str) -> tuple[str, ...]:
@@ -124,6 +206,10 @@ def _sorted_unique(values: Iterable[str], what: str) -> tuple[str, ...]:
         raise ValueError(f"{what} must not repeat")
     return tuple(sorted(items))
 
+
+#: The contractual sections' unset values (policies.agreements.sections): left out of the canonical JSON.
+SECTION_DEFAULTS: dict[str, object] = {"document_version": 1, "conditions": [], "responsibilities": None,
+                                       "exit_cases": [], "derived": None, "feedback": None}
 
 #: The scoring grant's defaults: decisions only, any layout (left out of the canonical JSON when unchanged).
 SCORING_GRANT_DEFAULTS: dict[str, object] = {"score_logits": False, "score_layout": "any"}
@@ -149,6 +235,8 @@ class AgreementDocument(_Model):
     approval: Literal["owner_each_job", "auto_within_budget"] = "owner_each_job"
     exit: ExitClause = ExitClause()
     price: PriceSchedule | None = None
+    # Revenue split among the data-source owners (收益分成); left out of the canonical JSON when unset.
+    revenue: RevenueTerms | None = None
     # Encrypted scoring (job kind "score"): banks get decisions (the sign of score − their encrypted cut-off);
     # logits only where granted, and only in the granted layout(s).
     score_logits: bool = False
@@ -156,6 +244,17 @@ class AgreementDocument(_Model):
     # Anonymous checks (job kind "verify_anonymous"): the fewest subjects a bucket may hold, when the agreement asks
     # for more than the service's setting (VEILBOX_ANON_MIN_BUCKET). Left out of the canonical JSON when unset.
     anon_min_bucket: int | None = Field(None, ge=2, le=1 << 20, strict=True)
+    # The contractual sections (policies.agreements.sections, docs/agreements.md): each left out of the canonical
+    # JSON while unset, so documents written before them keep their hash; filing (备案) requires them.
+    document_version: int = Field(1, ge=1, le=DOCUMENT_VERSION, strict=True,
+                                  description="the document schema version (1 when absent)")
+    conditions: tuple[str, ...] = Field(default=(), max_length=32, description="授权条件: the grant's conditions")
+    responsibilities: Responsibilities | None = Field(
+        None, description="谁授权谁负责、谁运营谁负责、谁使用谁负责: each party's responsibility and security measures")
+    exit_cases: tuple[str, ...] = Field(default=(), max_length=32,
+                                        description="退出情形: the cases in which the grant ends early")
+    derived: DerivedOwnership | None = Field(None, description="衍生数据和模型的归属: who owns derived data and models")
+    feedback: FeedbackDuty | None = Field(None, description="使用反馈义务: the grantee's usage-feedback duty")
 
     @field_validator("title")
     @classmethod
@@ -212,6 +311,11 @@ class AgreementDocument(_Model):
             raise ValueError("job_kinds must not repeat")
         return tuple(sorted(v))
 
+    @field_validator("conditions", "exit_cases")
+    @classmethod
+    def _section_texts(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return section_texts(v, "the listed items")
+
     @field_validator("valid_from", "valid_until")
     @classmethod
     def _utc(cls, v: dt.datetime) -> dt.datetime:
@@ -244,6 +348,18 @@ class AgreementDocument(_Model):
                 del out[key]
         if out.get("anon_min_bucket") is None:
             out.pop("anon_min_bucket", None)
+        for key, unset in SECTION_DEFAULTS.items():
+            if out.get(key) == unset:
+                out.pop(key, None)
+        if isinstance(out.get("price"), dict):
+            for key in PRICE_ADDED_KEYS:
+                if Fraction(out["price"].get(key, "0")) == 0:
+                    out["price"].pop(key, None)
+        if out.get("revenue") is None:
+            out.pop("revenue", None)
+        for key, default in EXIT_ADDED_DEFAULTS.items():
+            if out["exit"].get(key) == default:
+                out["exit"].pop(key, None)
         return out
 
     def canonical_json(self) -> str:
