@@ -13,7 +13,10 @@ import pytest
 from catalog.datagen import Generated, generate
 from gateway.context import AppContext, init_home, open_context
 from gateway.server import BackgroundServer
+from gateway.services.agreements import filing_required
 from gateway.settings import Settings
+from policies.agreements.sections import FILING_SECTIONS
+from policies.agreements.template import example_document
 from tests.pg import PgServer, PgUnavailable
 from veilbox.client import Client
 
@@ -176,6 +179,9 @@ class Parties:
             "approval": "auto_within_budget", "exit": {"on_expiry": "seal_outputs"},
         }
         doc.update(overrides)
+        if filing_required(self.service.ctx.engine):  # filing (备案) needs the contractual sections
+            full = example_document(owner=DATA_OWNER, grantee=grantee, columns=doc["columns"])  # type: ignore[arg-type]
+            doc = {**{k: full[k] for k in FILING_SECTIONS}, **doc}
         ag = self.owner.propose_agreement(doc)
         if accept:
             holder = self.operator if grantee == "risk-lab" else self.bank

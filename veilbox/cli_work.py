@@ -7,6 +7,7 @@ gives the gateway's answer unchanged.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +66,24 @@ def agreement_propose(
     with base.client() as c:
         ag = c.propose_agreement(body)
     _agreement_out(ag, as_json, id_only)
+
+
+@agreement_app.command(
+    "template", help=_("Print a complete example agreement document (every field) that `propose` accepts as is.")
+)
+def agreement_template(
+    owner: Annotated[str, typer.Option(help=_("the owner proposing it (its revenue share)"))] = "city-tax-bureau",
+    grantee: Annotated[str, typer.Option(help=_("the principal granted access"))] = "risk-lab",
+    dataset: Annotated[str, typer.Option(help=_("the dataset granted"))] = "tax_income",
+    columns: Annotated[str, typer.Option(help=_("the dataset's columns granted, comma-separated"))] = "district,age",
+    purpose: Annotated[list[str] | None, typer.Option(help=_("a purpose (repeatable)"))] = None,
+) -> None:
+    """Print a complete example agreement document (docs/agreements.md explains each field)."""
+    from policies.agreements.template import example_document
+
+    cols = [c.strip() for c in columns.split(",") if c.strip()]
+    doc = example_document(owner=owner, grantee=grantee, columns={dataset: cols}, purposes=purpose or ["credit_risk"])
+    print(json.dumps(doc, ensure_ascii=False, indent=2))
 
 
 @agreement_app.command(

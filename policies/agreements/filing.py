@@ -34,6 +34,7 @@ from policies._clock import aware
 from policies.actor import Actor
 from policies.agreements.lifecycle import _transition, decide_on
 from policies.agreements.record import Agreement, load_agreement, order_notice
+from policies.agreements.sections import require_complete
 from policies.decision import Action, Reason
 from policies.journal import Journal, write
 from vocab.states import AgreementState
@@ -123,7 +124,12 @@ def _check_hash(ag: Agreement, document_hash: str) -> None:
 
 def submit(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime | None = None,
            journal: Journal | None = None) -> Agreement:
-    """``POST /agreements/{id}/submit`` (owner): accepted | returned → under_review."""
+    """``POST /agreements/{id}/submit`` (owner): accepted | returned → under_review. A document lacking a section
+    filing requires (`policies.agreements.sections.require_complete`) is refused, naming every missing section."""
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, Action.AGREEMENT_SUBMIT, ag, aware(now)).raise_if_denied()
+    assert ag is not None
+    require_complete(ag.document)
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_SUBMIT, AgreementState.UNDER_REVIEW,
                        aware(now), None, journal=journal)
 
@@ -143,6 +149,8 @@ def _sign_off(engine: Engine, actor: Actor, agreement_id: str, action: Action, v
     decide_on(engine, actor, action, ag, now).raise_if_denied()
     assert ag is not None
     _check_hash(ag, document_hash)
+    if to_state is AgreementState.FILED:
+        require_complete(ag.document)
     a = t.agreements.c
     for _attempt in range(5):  # two filings at once may pick one number: the unique constraint decides
         try:
