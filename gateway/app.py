@@ -35,6 +35,7 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
 from gateway.routes import complaints as complaint_routes
+from gateway.routes import consents as consent_routes
 from gateway.routes import docs as docs_routes
 from gateway.routes import psi as psi_routes
 from gateway.services import idempotency
@@ -184,7 +185,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.mount("/console/static", StaticFiles(directory=console.STATIC_DIR), name="console.static")
     app.include_router(console.router)
     for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
-              secagg.router, psi_routes.router, audit.router, complaint_routes.router):
+              secagg.router, psi_routes.router, audit.router, complaint_routes.router, consent_routes.router):
         app.include_router(r, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
     app.add_middleware(idempotency.Recorder)  # outermost: stores exactly the answer that left

@@ -288,3 +288,32 @@ metering_params = Table(
     Column("first_seen", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("agreement_id", "subject_hash", "param_hash"),
 )
+
+# The consent registry (同意登记, `policies.consent`): one row per recorded consent; subjects only as keyed hashes.
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner", String(64), nullable=False, index=True),
+    Column("subject_hash", String(128), nullable=False, index=True),
+    Column("grantee", String(64), nullable=False, index=True),
+    Column("scenario", Text, nullable=False),
+    Column("products_json", Text, nullable=False),
+    Column("valid_from", UTCDateTime, nullable=False),
+    Column("valid_until", UTCDateTime, nullable=False),
+    Column("recorded_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+    Column("revoke_reason", Text, nullable=True),
+)
+
+# Trustee principals an owner authorises to record consents for that owner's datasets.
+consent_trustees = Table(
+    "consent_trustees",
+    metadata,
+    Column("owner", String(64), nullable=False),
+    Column("trustee", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("owner", "trustee"),
+)

@@ -92,6 +92,9 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
          filing: Annotated[bool, typer.Option(
              "--filing/--no-filing", help=_("agreements are reviewed and filed (备案) by the data authority before "
              "they can be active (docs/agreements.md)"))] = False,
+         consent_registry: Annotated[bool, typer.Option(
+             "--consent-registry/--no-consent-registry", help=_("checks and membership tests on personal data name "
+             "registered consents (同意登记, docs/consent.md); off: a free-text consent reference"))] = True,
          ) -> None:
     """Create a service home: directories, keys, metadata schema and the admin principal."""
     from pydantic import ValidationError
@@ -106,13 +109,17 @@ def init(home: HomeOpt = None, as_json: JsonOpt = False,
         token = init_home(s)
     except AlreadyInitialised as e:
         raise CliError(str(e), _("pick another --home, or use the existing one"), code=1) from None
-    if filing:
+    if filing or consent_registry:
         from catalog.store import make_engine
         from gateway.services.agreements import set_filing
+        from gateway.services.consent import set_enforced
 
         engine = make_engine(s.db_url)
         try:
-            set_filing(engine, True)
+            if filing:
+                set_filing(engine, True)
+            if consent_registry:
+                set_enforced(engine, True)
         finally:
             engine.dispose()
     from gateway.masterkey import provider

@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
     APPROVAL_REQUIRED = "APPROVAL_REQUIRED"
     CIPHERTEXT_INVALID = "CIPHERTEXT_INVALID"
+    CONSENT_REQUIRED = "CONSENT_REQUIRED"
+    CONSENT_INVALID = "CONSENT_INVALID"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
 
@@ -51,6 +53,8 @@ CATALOG: Mapping[ErrorCode, tuple[int, str]] = MappingProxyType(
         _C.QUOTA_EXCEEDED: (429, "quota exceeded"),
         _C.APPROVAL_REQUIRED: (409, "owner approval is required"),
         _C.CIPHERTEXT_INVALID: (422, "the ciphertext or context is not valid"),
+        _C.CONSENT_REQUIRED: (403, "a registered consent (同意登记) is required for this use of personal data"),
+        _C.CONSENT_INVALID: (403, "the consent does not cover this use (grantee, product, subject or time)"),
         _C.UNAVAILABLE: (503, "the service is not ready; retry later"),
         _C.INTERNAL: (500, "internal error"),
     }

@@ -37,6 +37,7 @@ from gateway.context import AppContext
 from gateway.errors import mpc_refusal
 from gateway.identities import Principal
 from gateway.journal import request_entry
+from gateway.services import consent as consent_registry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry, quotas_today
 from gateway.services.jobs import actor_of
@@ -48,6 +49,7 @@ from mpc import psi
 from mpc.errors import MpcError
 from mpc.psi import group
 from policies import Action, Budget
+from policies import consent as policy_consent
 from policies import ledger as policy_ledger
 from sandbox.dp import DiscreteLaplace, as_fraction
 from sandbox.psi import SetupStore, bucket_verdicts
@@ -300,6 +302,8 @@ def members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) ->
     consent = _digest(ctx, "\n".join(body.consent_refs))
     ev.details.update(bank_ids=len(elements), consent_digest=consent)
     _check(ctx, p, Action.PSI_MEMBERS, body.agreement_id, ds, body.purpose, consent_ref=consent)
+    consent_registry.require_for(ctx, p, ds, policy_consent.psi_product(ds.name), body.consent_refs, ev,
+                                 expected=len(elements))  # the ids are checked, the blinded subjects cannot be
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     setup = store(ctx).psi(worker, ds, "members")
     note_expiry(ctx, body.agreement_id)
@@ -381,6 +385,8 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
                               consent_ref=body.consent_ref, subject_hash=bucket_hash,
                               params={"product": product.name, "params": canonical},
                               hash_alg=ctx.settings.hash_alg)
+    # the consent's grantee, product and time are checked; its subject cannot be: the service never sees it
+    consent_registry.require_for(ctx, p, ds, product.name, [body.consent_ref], ev)
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     subjects = [setup.subjects[i] for i in members]
     verdicts = bucket_verdicts(worker, vetted, subjects, bind_canonical(vetted, canonical))

@@ -17,6 +17,10 @@ data is read, the lookup and evaluation (which succeed for any subject set) run,
 with the request's entry in one transaction (all or nothing) with a fresh parameter value each (the threshold is
 hidden, so one ciphertext replayed with the subjects in other slots is a new question).
 
+Consents (`gateway.services.consent.require_for`): where the home enforces the consent registry (同意登记), a
+check on a personal dataset names a registered consent id per subject (the plain check's ``consent_ref``, the
+encrypted check's ``consent_ids``), checked after the policy decision and before anything is read (docs/consent.md).
+
 Objections (`refuse_if_objected`): after the policy decision and before anything is read or metered, a check
 naming a subject its owner's open objection suspends is refused (``POLICY_DENIED``, reason ``subject.unavailable``).
 """
@@ -41,6 +45,7 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.journal import Journal, request_entry
+from gateway.services import consent as consent_registry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
@@ -97,6 +102,10 @@ class EncryptedCheckBody(BaseModel):  # ``POST /verifications/{name}/check-encry
     context: str = Field(description="base64 public BFV TenSEAL context (no secret key)")
     ciphertext: str = Field(description="base64 Enc(t), one threshold per subject (Enc(-t) for `<=` products)")
     consent_ref: str = ConsentField
+    consent_ids: list[Annotated[str, Field(max_length=40)]] = Field(
+        default_factory=list, max_length=MAX_ENCRYPTED_SUBJECTS,
+        description="registered consent ids (同意登记), one per subject in slot order, where the home enforces the "
+                    "consent registry (one subject: `consent_ref` may be its id instead)")
     purpose: str | None = Field(None, max_length=64)
 
 
@@ -224,6 +233,7 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
     ev.details.update(params_digest=params_digest)
     allowed = _permit(ctx, p, body.agreement_id, ds, vetted, body.consent_ref, body.purpose, subject_hash,
                       {"product": product.name, "params": canonical})
+    consent_registry.require_for(ctx, p, ds, product.name, [body.consent_ref], ev, subject_hashes=[subject_hash])
     refuse_if_objected(ctx, body.agreement_id, [subject_hash])
     # Decided (quotas from the snapshot) before the statement runs; the verdict leaves only once its meters
     # commit with the request's entry (`_answered`).
@@ -280,6 +290,9 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
     policies.check(ctx.engine, actor_of(p), Action.VERIFY_CHECK, body.agreement_id, datasets=[ds.name],
                    columns={ds.name: sorted(vetted.columns)}, purpose=body.purpose, consent_ref=body.consent_ref,
                    subject_hash=hashes[0], params=params, hash_alg=ctx.settings.hash_alg).raise_if_denied()
+    consent_ids = body.consent_ids or ([body.consent_ref] if len(hashes) == 1 else [])
+    consent_registry.require_for(ctx, p, ds, product.name, consent_ids, ev, subject_hashes=list(hashes),
+                                 expected=len(hashes))
     refuse_if_objected(ctx, body.agreement_id, hashes)
     bounds = SignBounds(*sign_box(threshold))
     # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
