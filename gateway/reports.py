@@ -1,6 +1,11 @@
-"""Regulator reports: the monthly report (HTML, PDF, Parquet of the entries) and the time series behind the charts.
+"""Regulator and authority reports: the monthly, quarterly and annual reports (HTML, PDF, Parquet of the entries)
+from one generator, and the time series behind the charts. Incident reports (one per disposal, suspension or
+rectification order) are `gateway.incidents`.
 
-`monthly(ctx, "2026-11")` counts the month's audit entries per agreement, per dataset and per product (the kind
+`period_report(ctx, period)` takes a period label, ``YYYY-MM`` (a month), ``YYYY-Qn`` (a quarter) or ``YYYY`` (a
+year, `period_bounds`), and builds the same `MonthlyReport` for it: a quarter's or a year's counts and ε are exactly
+the sum of its months' (``months`` lists them, the charts use them). `monthly(ctx, "2026-11")` is the month's report:
+it counts the month's audit entries per agreement, per dataset and per product (the kind
 of output: private SQL, a job kind, a verification product, a scored model, secure aggregation), with allowed,
 denied and failed calls, the outputs released (entries carrying an output digest) and the ε the ledger debited
 net of refunds; each agreement row names its title and its parties (owner and grantee by name) and its budget
@@ -14,6 +19,9 @@ month's party calls and net ε per day (the charts).
 names and labels print; table cells wrap instead of being cut; every page is numbered "n of N"; ε is a decimal
 (`decimal_text`: 2.1, never 21/10); a missing value prints as "—", never "None"; two bar charts (ε per agreement,
 calls per day). `entries_parquet` exports exactly the month's entries.
+
+The report of a quarter or a year uses its own titles ("quarterly report", "annual report", "this period"); the
+monthly report's words are unchanged.
 
 `series(ctx, days)` gives, per agreement and day, the calls (audit entries of the parties, not of the worker)
 and the ε debited net of refunds (ledger), for the regulator's charts.
@@ -34,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import and_, select
 
-from catalog.errors import invalid
+from catalog.errors import DomainError, invalid
 from gateway import _tables as t
 from gateway import fonts
 from gateway.audit import FIELDS
@@ -42,7 +50,8 @@ from gateway.context import AppContext
 from policies import _tables as pt
 from vocab.i18n import _
 
-__all__ = ["MonthlyReport", "decimal_text", "entries_parquet", "month_bounds", "monthly", "render_pdf", "series"]
+__all__ = ["PERIOD_KINDS", "MonthlyReport", "decimal_text", "entries_parquet", "month_bounds", "monthly",
+           "period_bounds", "period_kind", "period_report", "render_pdf", "series"]
 
 NONE = "—"  # a value the store does not have: never printed as "None"
 
@@ -77,6 +86,49 @@ def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
         raise invalid("month must be YYYY-MM", [{"field": "month"}]) from None
     end = (start + dt.timedelta(days=32)).replace(day=1)
     return start, end
+
+
+#: The periods a report covers: a month (``2026-11``), a quarter (``2026-Q3``), a year (``2026``).
+PERIOD_KINDS = ("month", "quarter", "year")
+
+
+def period_kind(period: str) -> str:
+    """``month``, ``quarter`` or ``year`` by the label's form (INVALID_REQUEST for any other form)."""
+    period_bounds(period)
+    return "quarter" if "-Q" in period else "month" if "-" in period else "year"
+
+
+def period_bounds(period: str) -> tuple[dt.datetime, dt.datetime]:
+    """``YYYY-MM``, ``YYYY-Qn`` (n = 1..4) or ``YYYY`` → [first instant, first instant after) in UTC;
+    INVALID_REQUEST otherwise."""
+    text = period if isinstance(period, str) else ""
+    year_text, sep, rest = text.partition("-")
+    if sep and rest.startswith("Q"):
+        if len(year_text) != 4 or not year_text.isdigit() or rest not in ("Q1", "Q2", "Q3", "Q4"):
+            raise invalid("period must be YYYY-MM, YYYY-Qn or YYYY", [{"field": "period"}])
+        first = 3 * (int(rest[1]) - 1) + 1
+        start = dt.datetime(int(year_text), first, 1, tzinfo=dt.UTC)
+        end = dt.datetime(int(year_text) + 1, 1, 1, tzinfo=dt.UTC) if first == 10 else \
+            dt.datetime(int(year_text), first + 3, 1, tzinfo=dt.UTC)
+        return start, end
+    if sep:
+        try:
+            return month_bounds(text)
+        except DomainError:
+            raise invalid("period must be YYYY-MM, YYYY-Qn or YYYY", [{"field": "period"}]) from None
+    if len(text) != 4 or not text.isdigit() or int(text) < 1:
+        raise invalid("period must be YYYY-MM, YYYY-Qn or YYYY", [{"field": "period"}])
+    return dt.datetime(int(text), 1, 1, tzinfo=dt.UTC), dt.datetime(int(text) + 1, 1, 1, tzinfo=dt.UTC)
+
+
+def months_of(period: str) -> list[str]:
+    """The ``YYYY-MM`` months a period covers, in order."""
+    start, end = period_bounds(period)
+    out, cur = [], start
+    while cur < end:
+        out.append(cur.strftime("%Y-%m"))
+        cur = (cur + dt.timedelta(days=32)).replace(day=1)
+    return out
 
 
 def _iso(x: dt.datetime) -> str:
@@ -146,20 +198,28 @@ class MonthlyReport:
     head: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, str] = field(default_factory=dict)
     daily: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "month"  # month | quarter | year; ``month`` holds the period's label (2026-11, 2026-Q3, 2026)
+    months: list[dict[str, Any]] = field(default_factory=list)  # a quarter's or year's months: calls, entries, ε
+
+    @property
+    def period(self) -> str:
+        return self.month
 
     def as_json(self) -> dict[str, Any]:
         def rows(xs: list[Row]) -> list[dict[str, Any]]:
             return [x.__dict__ for x in xs]
 
-        return {"month": self.month, "generated_at": self.generated_at, "entries": self.entries,
+        return {"month": self.month if self.kind == "month" else None, "period": self.month, "kind": self.kind,
+                "generated_at": self.generated_at, "entries": self.entries,
                 "first_seq": self.first_seq, "last_seq": self.last_seq, "chain": self.chain,
                 "agreements": self.agreements, "datasets": rows(self.datasets), "products": rows(self.products),
                 "actions": [{"action": a, "count": n} for a, n in self.actions], "head": self.head,
-                "budget": self.budget, "daily": self.daily}
+                "budget": self.budget, "daily": self.daily, "months": self.months}
 
 
 def _month_entries(ctx: AppContext, month: str) -> list[dict[str, Any]]:
-    start, end = month_bounds(month)
+    """The period's audit entries (a month, a quarter or a year), oldest first."""
+    start, end = period_bounds(month)
     e = t.audit_entries.c
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(t.audit_entries).where(and_(e.ts >= _iso(start), e.ts < _iso(end)))
@@ -210,7 +270,16 @@ def _signed_head(ctx: AppContext) -> dict[str, Any]:
 
 
 def monthly(ctx: AppContext, month: str) -> MonthlyReport:
-    start, end = month_bounds(month)
+    """The month's report (``YYYY-MM``; INVALID_REQUEST for any other form)."""
+    month_bounds(month)
+    return period_report(ctx, month)
+
+
+def period_report(ctx: AppContext, period: str) -> MonthlyReport:
+    """The report of a month (``YYYY-MM``), a quarter (``YYYY-Qn``) or a year (``YYYY``): one generator."""
+    month = period
+    kind = period_kind(period)
+    start, end = period_bounds(period)
     entries = _month_entries(ctx, month)
     head = _signed_head(ctx)
     chain = ctx.audit.verify().as_dict()
@@ -257,16 +326,24 @@ def monthly(ctx: AppContext, month: str) -> MonthlyReport:
               "epsilon_left": decimal_text(totals["granted"] - totals["spent"]),
               "epsilon_debited": decimal_text(totals["debited"])}
     daily = [{"day": d, "calls": day_calls.get(d, 0), "epsilon": float(day_eps.get(d, Fraction(0)))} for d in days]
+    months: list[dict[str, Any]] = []
+    if kind != "month":
+        month_entries = Counter(x["ts"][:7] for x in entries)
+        for m in months_of(period):
+            m_eps = sum((v for d, v in day_eps.items() if d.startswith(m)), Fraction(0))
+            months.append({"month": m, "entries": month_entries.get(m, 0),
+                           "calls": sum(c for d, c in day_calls.items() if d.startswith(m)),
+                           "epsilon": decimal_text(m_eps), "epsilon_debited": float(m_eps)})
     return MonthlyReport(
         month=month, generated_at=_iso(dt.datetime.now(dt.UTC)), entries=len(entries),
         first_seq=entries[0]["seq"] if entries else None, last_seq=entries[-1]["seq"] if entries else None,
         chain=chain, agreements=agreements, datasets=sorted(per_dataset.values(), key=lambda r: r.name),
         products=sorted(per_product.values(), key=lambda r: (-r.calls, r.name)), actions=actions.most_common(),
-        head=head, budget=budget, daily=daily)
+        head=head, budget=budget, daily=daily, kind=kind, months=months)
 
 
 def entries_parquet(ctx: AppContext, month: str) -> bytes:
-    """The month's audit entries, every field and its hash, as Parquet (zstd)."""
+    """The period's audit entries, every field and its hash, as Parquet (zstd)."""
     rows = _month_entries(ctx, month)
     cols = {k: [r[k] for r in rows] for k in (*FIELDS, "hash")}
     schema = pa.schema([(k, pa.int64() if k == "seq" else pa.string()) for k in cols])
@@ -313,6 +390,47 @@ def count_label(name: str) -> str:
             "outputs": _("outputs")}[name]
 
 
+def report_words(report: MonthlyReport) -> dict[str, str]:
+    """The words that name the report's period in the current language: its title, the page footer (``{page}``
+    and fpdf2's ``{nb}`` filled in when printed), the entries line, the ε column and the ε chart. The monthly
+    report's words are unchanged; a quarter's and a year's have their own."""
+    first, last = text_of(report.first_seq), text_of(report.last_seq)
+    if report.kind == "month":
+        return {"title": _("Veilbox monthly report %(month)s", month=report.month),
+                "footer": _("Veilbox monthly report %(month)s · page %(page)s of %(pages)s", month=report.month,
+                            page="{page}", pages="{nb}"),
+                "entries": _("This month: %(n)s audit entries, seq %(first)s to %(last)s.", n=report.entries,
+                             first=first, last=last),
+                "debited": _("ε debited this month"), "chart": _("Chart: ε debited this month per agreement")}
+    if report.kind == "quarter":
+        title = _("Veilbox quarterly report %(period)s", period=report.month)
+        footer = _("Veilbox quarterly report %(period)s · page %(page)s of %(pages)s", period=report.month,
+                   page="{page}", pages="{nb}")
+    else:
+        title = _("Veilbox annual report %(period)s", period=report.month)
+        footer = _("Veilbox annual report %(period)s · page %(page)s of %(pages)s", period=report.month,
+                   page="{page}", pages="{nb}")
+    return {"title": title, "footer": footer,
+            "entries": _("This period: %(n)s audit entries, seq %(first)s to %(last)s.", n=report.entries,
+                         first=first, last=last),
+            "debited": _("ε debited this period"), "chart": _("Chart: ε debited this period per agreement")}
+
+
+def new_pdf(doc_class: Any, title: str) -> Any:
+    """An A4 document of ``doc_class`` (an FPDF subclass with its footer) with the bundled fonts embedded (Chinese
+    prints), its title set and a first page: the reports' and the incident reports' common layout."""
+    pdf = doc_class(orientation="P", unit="mm", format="A4")
+    pdf.add_font("sans", "", str(fonts.path(fonts.SANS)))
+    pdf.add_font("sans", "B", str(fonts.path(fonts.SANS_BOLD)))
+    pdf.add_font("cjk", "", str(fonts.path(fonts.CJK)))
+    pdf.set_fallback_fonts(["cjk"], exact_match=False)
+    pdf.set_title(title)
+    pdf.set_author("Veilbox")
+    pdf.set_auto_page_break(True, margin=16)
+    pdf.add_page()
+    return pdf
+
+
 def render_pdf(report: MonthlyReport) -> bytes:
     """The report as a PDF in the current language, with the bundled fonts embedded (Chinese prints)."""
     from fpdf import FPDF
@@ -322,18 +440,10 @@ def render_pdf(report: MonthlyReport) -> bytes:
         def footer(self) -> None:
             self.set_y(-12)
             self.set_font("sans", "", 8)
-            self.cell(0, 8, _("Veilbox monthly report %(month)s · page %(page)s of %(pages)s", month=report.month,
-                              page=self.page_no(), pages="{nb}"), align="C")
+            self.cell(0, 8, words["footer"].replace("{page}", str(self.page_no())), align="C")
 
-    pdf = Doc(orientation="P", unit="mm", format="A4")
-    pdf.add_font("sans", "", str(fonts.path(fonts.SANS)))
-    pdf.add_font("sans", "B", str(fonts.path(fonts.SANS_BOLD)))
-    pdf.add_font("cjk", "", str(fonts.path(fonts.CJK)))
-    pdf.set_fallback_fonts(["cjk"], exact_match=False)
-    pdf.set_title(_("Veilbox monthly report %(month)s", month=report.month))
-    pdf.set_author("Veilbox")
-    pdf.set_auto_page_break(True, margin=16)
-    pdf.add_page()
+    words = report_words(report)
+    pdf = new_pdf(Doc, words["title"])
     width = pdf.epw
 
     def para(line: str, size: float = 10, style: str = "", height: float = 5.5) -> None:
@@ -344,10 +454,9 @@ def render_pdf(report: MonthlyReport) -> bytes:
         pdf.ln(3)
         para(line, 12, "B", 7)
 
-    para(_("Veilbox monthly report %(month)s", month=report.month), 16, "B", 9)
+    para(words["title"], 16, "B", 9)
     para(_("Generated %(ts)s UTC.", ts=report.generated_at[:19].replace("T", " ")))
-    para(_("This month: %(n)s audit entries, seq %(first)s to %(last)s.", n=report.entries,
-           first=text_of(report.first_seq), last=text_of(report.last_seq)))
+    para(words["entries"])
 
     heading(_("Audit chain and signed head (全程留痕)"))
     para(chain_status(report.chain), style="B")
@@ -382,7 +491,7 @@ def render_pdf(report: MonthlyReport) -> bytes:
           [[named(a), f"{text_of(a['owner'])}\n→ {text_of(a['grantee'])}", *(a[c] for c in COUNTS), a["epsilon"]]
            for a in report.agreements], (52, 48, 15, 15, 15, 15, 15, 15), 2)
     table(_("Privacy budget per agreement"),
-          [_("agreement"), _("ε granted"), _("ε spent to date"), _("ε left"), _("ε debited this month")],
+          [_("agreement"), _("ε granted"), _("ε spent to date"), _("ε left"), words["debited"]],
           [[named(a), a["epsilon_granted"], a["epsilon_spent"], a["epsilon_left"], a["epsilon"]]
            for a in report.agreements]
           + [[_("total"), report.budget.get("epsilon_granted"), report.budget.get("epsilon_spent"),
@@ -415,11 +524,15 @@ def render_pdf(report: MonthlyReport) -> bytes:
             pdf.cell(20, 4.5, shown, align="R")
             pdf.set_xy(x, y + h + 0.5)
 
-    bars(_("Chart: ε debited this month per agreement"),
+    bars(words["chart"],
          [(f"{a['title'] or a['name']} ({a['name']})", a["epsilon_debited"], a["epsilon"])
           for a in report.agreements])
-    bars(_("Chart: calls by the agreements' parties per day"),
-         [(d["day"], float(d["calls"]), str(d["calls"])) for d in report.daily if d["calls"]])
+    if report.kind == "month":
+        bars(_("Chart: calls by the agreements' parties per day"),
+             [(d["day"], float(d["calls"]), str(d["calls"])) for d in report.daily if d["calls"]])
+    else:
+        bars(_("Chart: calls by the agreements' parties per month"),
+             [(m["month"], float(m["calls"]), str(m["calls"])) for m in report.months])
     return bytes(pdf.output())
 
 

@@ -55,13 +55,16 @@ class ChainReport(Out):
 
 
 class MonthlyReport(Open):
-    """The regulator's monthly report (``format=json``)."""
+    """The monthly, quarterly or annual report (``format=json``): regulator and data authority."""
 
     model_config = ConfigDict(json_schema_extra=example({
-        "month": "2026-12", "generated_at": "2026-12-31T23:00:00+00:00", "entries": 412, "first_seq": 1,
+        "month": "2026-12", "period": "2026-12", "kind": "month",
+        "generated_at": "2026-12-31T23:00:00+00:00", "entries": 412, "first_seq": 1,
         "last_seq": 412, "chain": {"ok": True, "entries": 412, "head": _HASH, "first_bad_seq": None, "reason": None},
         "agreements": [], "datasets": [], "products": [], "actions": [{"action": "query.run", "count": 12}]}))
-    month: str
+    month: str | None = Field(description="the month of a monthly report (null for a quarter or a year)")
+    period: str = Field(description="YYYY-MM, YYYY-Qn or YYYY")
+    kind: str = Field(description="month | quarter | year")
     generated_at: str
     entries: int
     first_seq: int | None
@@ -71,6 +74,57 @@ class MonthlyReport(Open):
     datasets: list[dict[str, Any]]
     products: list[dict[str, Any]]
     actions: list[dict[str, Any]]
+
+
+class IncidentEntry(Out):
+    """An audit entry an incident report is built from."""
+
+    seq: int
+    ts: str
+    action: str
+    actor: str
+    role: str
+    hash: str
+
+
+class IncidentFollowUp(Out):
+    state: str = Field(description="open | resolved | final (a disposal: nothing follows)")
+    deadline: str | None = Field(description="a rectification order's deadline")
+    resolution: str | None = Field(description="resumed | revoked | enabled | closed | disposed | record signed")
+    resolved_at: str | None
+    resolved_by: str | None
+    note: str | None
+
+
+class IncidentReport(Out):
+    """One incident (事件报告): a suspension, a disabled principal, a rectification order (整改), a dataset's
+    withdrawal or disposal, an ended agreement's disposal, built from the audit entries it lists."""
+
+    model_config = ConfigDict(json_schema_extra=example({
+        "id": "inc-57", "kind": "rectification", "action": "order.issue", "ts": "2026-12-03T03:40:00.000000+00:00",
+        "actor": "data-bureau", "role": "authority", "agreement_id": "agr_98205036e5c1f0b5304e",
+        "agreement_title": "SME credit model", "dataset": None, "principal": None, "order_id": "ord_0123",
+        "reasons": ["publish the consent notice"],
+        "follow_up": {"state": "resolved", "deadline": "2026-12-31T23:59:59+00:00", "resolution": "closed",
+                      "resolved_at": "2026-12-10T09:00:00.000000+00:00", "resolved_by": "data-bureau",
+                      "note": "notice published"},
+        "entries": [{"seq": 57, "ts": "2026-12-03T03:40:00.000000+00:00", "action": "order.issue",
+                     "actor": "data-bureau", "role": "authority", "hash": _HASH}]}))
+    id: str = Field(description="inc-<seq of the entry that opened it>")
+    kind: str = Field(description="suspension | principal_suspension | rectification | withdrawal | disposal | "
+                                  "agreement_disposal")
+    action: str
+    ts: str
+    actor: str
+    role: str
+    agreement_id: str | None
+    agreement_title: str | None
+    dataset: str | None
+    principal: str | None
+    order_id: str | None
+    reasons: list[str]
+    follow_up: IncidentFollowUp
+    entries: list[IncidentEntry]
 
 
 _LINEAGE_FIELDS = ("seq", "ts", "actor", "role", "action", "agreement_id", "dataset", "decision", "code", "epsilon",

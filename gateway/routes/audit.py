@@ -1,19 +1,31 @@
-"""Audit log: scoped listing, chain verification and export (docs/api.md, "Audit")."""
+"""Audit log: scoped listing, chain verification and export; the monthly, quarterly and annual reports and the
+incident reports (docs/api.md, "Audit")."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from catalog.errors import invalid
+from gateway import incidents
 from gateway.contract import OUT, ErrorCode, doc
-from gateway.contract.audit import PARQUET, PDF, AuditPage, ChainReport, Lineage, MonthlyReport, PublicKey
-from gateway.deps import Audit, Ctx, CurrentPrincipal, Regulator
+from gateway.contract.audit import (
+    PARQUET,
+    PDF,
+    AuditPage,
+    ChainReport,
+    IncidentReport,
+    Lineage,
+    MonthlyReport,
+    PublicKey,
+)
+from gateway.deps import Audit, Ctx, CurrentPrincipal, Regulator, require_role
+from gateway.identities import Principal, RoleName
 from gateway.lineage import trace
-from gateway.reports import monthly
+from gateway.reports import month_bounds, period_report
 from gateway.services import audit as audit_service
 from vocab.i18n import language_of, set_language
 
@@ -56,22 +68,66 @@ async def export(_: Regulator, ctx: Ctx, format: str = Query("parquet")) -> Resp
                     headers={"Content-Disposition": 'attachment; filename="veilbox-audit.parquet"'})
 
 
+#: Who reads the reports and the incident reports: regulators and the data authority.
+Overseer = Annotated[Principal, require_role(RoleName.REGULATOR, RoleName.AUTHORITY)]
+
+
 @router.get("/audit/report", name="audit.report",
-            **doc("The monthly report as JSON or PDF, or the month's entries as Parquet (regulator)",
-                  ErrorCode.POLICY_DENIED, model=MonthlyReport, media={"application/json": {}, **PDF, **PARQUET}))
-async def monthly_report(_: Regulator, ctx: Ctx, request: Request,
-                         month: str = Query(..., description="YYYY-MM (UTC)"),
-                         format: str = Query("json", description="json | pdf | parquet (the month's entries)"),
+            **doc("The monthly, quarterly or annual report as JSON or PDF, or the period's entries as Parquet "
+                  "(regulator, data authority)",
+                  ErrorCode.POLICY_DENIED, ErrorCode.INVALID_REQUEST, model=MonthlyReport,
+                  media={"application/json": {}, **PDF, **PARQUET}))
+async def monthly_report(_: Overseer, ctx: Ctx, request: Request,
+                         month: str | None = Query(None, description="YYYY-MM (UTC): a monthly report"),
+                         period: str | None = Query(None, description="YYYY-MM, YYYY-Qn or YYYY (UTC): a month, "
+                                                                      "a quarter or a year (instead of month)"),
+                         format: str = Query("json", description="json | pdf | parquet (the period's entries)"),
                          ) -> Response:
-    """The regulator's monthly report: counts per agreement, dataset and product, ε debited, chain status."""
+    """The report of a month, a quarter or a year: counts per agreement, dataset and product, ε debited, chain
+    status; a quarter's or a year's figures are the sum of its months'."""
     # The PDF is in the language of Accept-Language (zh-CN or en), else the server's (VEILBOX_LANG).
     set_language(language_of(request.headers.get("accept-language")))
+    if (month is None) == (period is None):
+        raise invalid("give month or period", [{"field": "period"}])
+    label = month if month is not None else str(period)
+    if month is not None:
+        month_bounds(month)
     if format not in ("json", "pdf", "parquet"):
         raise invalid("format must be json, pdf or parquet", [{"field": "format"}])
     if format == "json":
-        rep = await run_in_threadpool(monthly, ctx, month)
+        rep = await run_in_threadpool(period_report, ctx, label)
         return JSONResponse(rep.as_json())
-    f = await run_in_threadpool(audit_service.report_file, ctx, month, format)
+    f = await run_in_threadpool(audit_service.report_file, ctx, label, format)
+    return Response(f.data, media_type=f.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{f.filename}"'})
+
+
+@router.get("/reports/incidents", name="report.incidents", response_model=list[IncidentReport], **OUT,
+            **doc("The incident reports: suspensions, rectification orders (整改), withdrawals and disposals, oldest "
+                  "first (regulator, data authority)", ErrorCode.POLICY_DENIED, ErrorCode.INVALID_REQUEST))
+async def incident_list(_: Overseer, ctx: Ctx,
+                        kind: str | None = Query(None, description="suspension | principal_suspension | "
+                                                                   "rectification | withdrawal | disposal | "
+                                                                   "agreement_disposal"),
+                        ) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = await run_in_threadpool(incidents.incidents, ctx, kind)
+    return result
+
+
+@router.get("/reports/incidents/{incident_id}", name="report.incident",
+            **doc("One incident report as JSON or PDF (regulator, data authority)", ErrorCode.POLICY_DENIED,
+                  ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.INVALID_REQUEST, model=IncidentReport,
+                  media={"application/json": {}, **PDF}))
+async def incident_report(incident_id: str, _: Overseer, ctx: Ctx, request: Request,
+                          format: str = Query("json", description="json | pdf")) -> Response:
+    """What happened, to which agreement, dataset or principal, when, by whom, the reasons, the follow-up and the
+    audit entries it is built from."""
+    set_language(language_of(request.headers.get("accept-language")))
+    if format not in ("json", "pdf"):
+        raise invalid("format must be json or pdf", [{"field": "format"}])
+    if format == "json":
+        return JSONResponse(await run_in_threadpool(incidents.incident, ctx, incident_id[:40]))
+    f = await run_in_threadpool(audit_service.incident_file, ctx, incident_id[:40])
     return Response(f.data, media_type=f.media_type,
                     headers={"Content-Disposition": f'attachment; filename="{f.filename}"'})
 

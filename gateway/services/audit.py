@@ -1,7 +1,8 @@
 """Reading the audit log as the API and the console show it: one page of the entries a principal may read
 (`page`, oldest first after a ``seq``; `newest_page`, newest first before one; both scoped by
 `gateway.audit.scope_for`), the counts of a filtered view (`totals`), every entry of one for an export
-(`filtered`), agreement titles to show beside ids, and the regulator's monthly report files (`report_file`)."""
+(`filtered`), agreement titles to show beside ids, and the report files: the monthly, quarterly and annual
+reports (`report_file`) and the incident reports (`incident_file`)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from sqlalchemy import and_, func, select, true
 
 from catalog import _tables as ct
 from gateway import _tables as t
+from gateway import incidents
 from gateway.audit import scope_for
 from gateway.context import AppContext
 from gateway.identities import Principal
-from gateway.reports import entries_parquet, month_bounds, monthly, render_pdf
+from gateway.reports import entries_parquet, period_bounds, period_report, render_pdf
 from policies import _tables as pt
 from vocab.roles import Role
 
-__all__ = ["PUBLIC_FIELDS", "ReportFile", "agreement_titles", "filtered", "newest_page", "page", "report_file",
-           "totals"]
+__all__ = ["PUBLIC_FIELDS", "ReportFile", "agreement_titles", "filtered", "incident_file", "newest_page", "page",
+           "report_file", "totals"]
 
 PUBLIC_FIELDS = ("seq", "ts", "actor", "role", "action", "agreement_id", "dataset", "decision", "code",
                  "epsilon", "delta", "output_digest", "subject_hash", "details", "prev_hash", "hash")
@@ -118,9 +120,16 @@ class ReportFile:
 
 
 def report_file(ctx: AppContext, month: str, format: str) -> ReportFile:
-    """The month's report as a PDF (``pdf``), or its entries as Parquet (``parquet``): API and console."""
-    month_bounds(month)
+    """The report of a month, a quarter or a year (``YYYY-MM``, ``YYYY-Qn``, ``YYYY``) as a PDF (``pdf``), or
+    the period's entries as Parquet (``parquet``): API and console."""
+    period_bounds(month)
     if format == "parquet":
         return ReportFile(entries_parquet(ctx, month), "application/vnd.apache.parquet",
                           f"veilbox-audit-{month}.parquet")
-    return ReportFile(render_pdf(monthly(ctx, month)), "application/pdf", f"veilbox-report-{month}.pdf")
+    return ReportFile(render_pdf(period_report(ctx, month)), "application/pdf", f"veilbox-report-{month}.pdf")
+
+
+def incident_file(ctx: AppContext, incident_id: str) -> ReportFile:
+    """One incident report as a PDF: API and console."""
+    inc = incidents.incident(ctx, incident_id)
+    return ReportFile(incidents.render_incident_pdf(inc), "application/pdf", f"veilbox-incident-{inc['id']}.pdf")
