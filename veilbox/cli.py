@@ -16,7 +16,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from veilbox import cli_audit, cli_authority, cli_complaints, cli_he, cli_keys, cli_profile, cli_psi, cli_work
+from veilbox import (
+    cli_audit,
+    cli_authority,
+    cli_complaints,
+    cli_he,
+    cli_keys,
+    cli_profile,
+    cli_psi,
+    cli_report,
+    cli_work,
+)
 from veilbox._cli_common import (
     EXIT_NOT_READY,
     AgreementOpt,
@@ -753,6 +763,7 @@ cli_profile.register(app)
 cli_keys.register(app)
 cli_authority.register(app)
 cli_complaints.register(app)
+cli_report.register(app)
 
 
 def main() -> None:

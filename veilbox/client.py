@@ -371,6 +371,22 @@ class Client:
         r = self.request("GET", "/v1/audit/report", params={"month": month, "format": format})
         return r.json() if format == "json" else r.content
 
+    def report(self, period: str, format: str = "json") -> Any:
+        """Regulator, data authority: the report of a month (``2026-11``), a quarter (``2026-Q3``) or a year
+        (``2026``) as JSON, or the bytes of its PDF / the period's entries as Parquet."""
+        r = self.request("GET", "/v1/audit/report", params={"period": period, "format": format})
+        return r.json() if format == "json" else r.content
+
+    def incidents(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Regulator, data authority: the incident reports (suspensions, rectification orders, withdrawals,
+        disposals), oldest first (``GET /v1/reports/incidents``)."""
+        return self._json("GET", "/v1/reports/incidents", params={"kind": kind} if kind else None)
+
+    def incident(self, incident_id: str, format: str = "json") -> Any:
+        """Regulator, data authority: one incident report as JSON, or the bytes of its PDF."""
+        r = self.request("GET", f"/v1/reports/incidents/{incident_id}", params={"format": format})
+        return r.json() if format == "json" else r.content
+
     def audit_public_key(self) -> dict[str, str]:
         return self._json("GET", "/v1/audit/public-key")
 
