@@ -20,6 +20,7 @@ from veilbox import (
     cli_audit,
     cli_authority,
     cli_complaints,
+    cli_consent,
     cli_he,
     cli_keys,
     cli_profile,
@@ -763,6 +764,7 @@ cli_profile.register(app)
 cli_keys.register(app)
 cli_authority.register(app)
 cli_complaints.register(app)
+cli_consent.register(app)
 cli_report.register(app)
 
 

@@ -273,6 +273,42 @@ class Client:
         """``step`` is investigate, resolve or reject (the last two with reasons)."""
         return self._json("POST", f"/v1/complaints/{complaint_id}/{step}", json={"reasons": reasons or []})
 
+    # -- the consent registry (同意登记, docs/consent.md) --
+    def record_consents(self, grantee: str, scenario: str, products: list[str], valid_until: str, *,
+                        subjects: list[str | int] | None = None, subject_hashes: list[str] | None = None,
+                        owner: str | None = None, valid_from: str | None = None) -> list[dict[str, Any]]:
+        """Record one consent per subject (raw ids are hashed by the gateway; at most 1000 per call)."""
+        body: dict[str, Any] = {"grantee": grantee, "scenario": scenario, "products": products,
+                                "valid_until": valid_until}
+        for k, v in (("subjects", subjects), ("subject_hashes", subject_hashes), ("owner", owner),
+                     ("valid_from", valid_from)):
+            if v is not None:
+                body[k] = v
+        out: list[dict[str, Any]] = self._json("POST", "/v1/consents", json=body)
+        return out
+
+    def consents(self, *, subject_hash: str | None = None, grantee: str | None = None,
+                 product: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("subject_hash", subject_hash), ("grantee", grantee), ("product", product)) if v}
+        out: list[dict[str, Any]] = self._json("GET", "/v1/consents", params=params)
+        return out
+
+    def consent(self, consent_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/consents/{consent_id}")
+
+    def revoke_consent(self, consent_id: str, reason: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/consents/{consent_id}/revoke", json={"reason": reason})
+
+    def consent_trustee(self, trustee: str, *, remove: bool = False) -> list[str]:
+        """Name (or withdraw) a trustee allowed to record this owner's consents; the current trustees."""
+        out: list[str] = self._json("POST", "/v1/consents/trustees", json={"trustee": trustee, "remove": remove})
+        return out
+
+    def subject_access(self, subject: str | int | None = None, *, subject_hash: str | None = None) -> dict[str, Any]:
+        """The owner's subject-access report: the person's consents and every recorded use of their data."""
+        params = {"subject": str(subject)} if subject is not None else {"subject_hash": subject_hash}
+        return self._json("GET", "/v1/consents/subject-access", params=params)
+
     def budget(self, agreement_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/agreements/{agreement_id}/budget")
 
@@ -413,13 +449,15 @@ class Client:
 
     def check_encrypted(self, name: str, agreement_id: str, subjects: list[str | int], context: str,
                         ciphertext: str, *, consent_ref: str, purpose: str | None = None,
-                        binary: bool = True) -> dict[str, Any]:
+                        binary: bool = True, consent_ids: list[str] | None = None) -> dict[str, Any]:
         """Bank: masked-sign threshold checks under the bank's BFV key (see `veilbox.bank`). ``binary`` (the
         default) sends and receives the ciphertexts as raw bytes in a frame (`HE_MEDIA_TYPE`) instead of base64
         JSON; the answer is the same dict either way."""
         body: dict[str, Any] = {"agreement_id": agreement_id, "subjects": subjects, "consent_ref": consent_ref}
         if purpose is not None:
             body["purpose"] = purpose
+        if consent_ids:  # registered consent ids, one per subject (homes enforcing the consent registry)
+            body["consent_ids"] = consent_ids
         path = f"/v1/verifications/{name}/check-encrypted"
         if binary:
             return self._frame(path, body, [("context", context), ("ciphertext", ciphertext)], (), ("ciphertext",))
