@@ -64,6 +64,7 @@ __all__ = [
     "require",
     "revoke",
     "show_consent",
+    "trustee_of",
 ]
 
 #: Subjects per recording call (a bulk import sends batches of at most this many).
@@ -199,6 +200,13 @@ def list_trustees(engine: Engine, owner: str) -> list[str]:
     c = t.consent_trustees.c
     with engine.connect() as conn:
         return [r[0] for r in conn.execute(select(c.trustee).where(c.owner == owner).order_by(c.trustee))]
+
+
+def trustee_of(engine: Engine, principal: str) -> list[str]:
+    """The owners that named ``principal`` a trustee of their consents."""
+    c = t.consent_trustees.c
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(select(c.owner).where(c.trustee == principal).order_by(c.owner))]
 
 
 def is_trustee(engine: Engine, owner: str, principal: str) -> bool:

@@ -12,6 +12,7 @@ console's public interface: the audit log records the route names as actions).
 - `authority`: the data authority's review queue, sign-offs (file or refuse), suspension and resumption, rectification
   orders (整改) and principals (disable, enable);
 - `complaints`: complaints and objections (file; the owner's and the authority's queue; regulators read-only);
+- `consents`: the consent registry (同意登记): owners and their trustees record and revoke, grantees read theirs;
 - `fallback`: any other path is a not-found page.
 
 Order matters where paths overlap: ``POST /jobs/new/{kind}`` (operator) before ``POST /jobs/{job_id}/{action}``
@@ -29,6 +30,7 @@ from gateway.console.pages import (
     authority,
     bank,
     complaints,
+    consents,
     fallback,
     language,
     operator,
@@ -40,5 +42,5 @@ from gateway.console.pages import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(language.apply)])
-for _pages in (admin, authority, operator, owner, bank, regulator, complaints, shared, language, fallback):
+for _pages in (admin, authority, operator, owner, bank, regulator, complaints, consents, shared, language, fallback):
     router.include_router(_pages.router, include_in_schema=False)
