@@ -133,3 +133,44 @@ secagg_round_entries = Table(  # what the protocol server received, one row per 
     Column("seq", Integer, nullable=False),  # arrival order within the part
     Column("value", Text, nullable=False),  # `SecAggServer.entry` as JSON
 )
+
+alerts = Table(  # alerts (监测预警) the worker raised (`gateway.services.alerts`), once per condition
+    "alerts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("rule", String(32), nullable=False, index=True),
+    Column("condition_key", String(300), nullable=False, unique=True),  # a condition fires once, whoever races
+    Column("severity", String(8), nullable=False),
+    Column("owner", String(64), nullable=True, index=True),  # the data owner it concerns, who reads it
+    Column("agreement_id", String(40), nullable=True),
+    Column("dataset", String(63), nullable=True),
+    Column("principal", String(64), nullable=True),  # the principal whose calls were refused
+    Column("subject_hash", String(128), nullable=True),  # keyed hash only; shown to the owner only
+    Column("window_start", Float, nullable=True),  # epoch seconds
+    Column("count", Integer, nullable=True),
+    Column("details", Text, nullable=False),  # JSON: threshold, observed values
+    Column("created_at", Float, nullable=False),  # epoch seconds
+    Column("acked_at", Float, nullable=True),
+    Column("acked_by", String(64), nullable=True),
+)
+
+alert_webhooks = Table(  # an admin's webhook per subscriber; its HMAC secret is a keyring secret, never here
+    "alert_webhooks",
+    metadata,
+    Column("subscriber", String(64), primary_key=True),  # a principal name: it receives the alerts it may read
+    Column("url", Text, nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+alert_deliveries = Table(  # one alert to one webhook: attempts, the next one, delivered or failed
+    "alert_deliveries",
+    metadata,
+    Column("alert_id", String(40), primary_key=True),
+    Column("subscriber", String(64), primary_key=True),
+    Column("state", String(16), nullable=False, index=True),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False, index=True),  # epoch seconds
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)

@@ -34,6 +34,7 @@ from gateway import console, deps, errors, health, journal, latency, reads
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.routes import agreements, audit, datasets, jobs, models, principals, secagg, system, verifications
+from gateway.routes import alerts as alert_routes
 from gateway.routes import complaints as complaint_routes
 from gateway.routes import consents as consent_routes
 from gateway.routes import docs as docs_routes
@@ -187,6 +188,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
               secagg.router, psi_routes.router, audit.router, complaint_routes.router, consent_routes.router):
         app.include_router(r, prefix="/v1")
+    app.include_router(alert_routes.router, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
     app.add_middleware(idempotency.Recorder)  # outermost: stores exactly the answer that left
     return app

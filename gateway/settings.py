@@ -102,6 +102,36 @@ class Settings(BaseSettings):
                                     "deletes it (VEILBOX_WITHDRAW_GRACE_S; 0: at the worker's next sweep)")
     complaint_days: int = Field(default=15, ge=1, le=365, description="days from filing to a complaint's or "
                                 "objection's deadline (VEILBOX_COMPLAINT_DAYS)")
+    # alerts (监测预警, gateway.services.alerts, docs/alerts.md): the job worker evaluates the rules and delivers
+    alert_every_s: float = Field(default=60.0, ge=1, le=86_400, description="how often the job worker evaluates "
+                                 "the alert rules and delivers due webhooks (VEILBOX_ALERT_EVERY_S)")
+    alert_budget_ratio: float = Field(default=0.8, gt=0, le=1, description="an agreement's spent share of its "
+                                      "allowance on a dataset (ε or δ) at which a budget alert fires "
+                                      "(VEILBOX_ALERT_BUDGET_RATIO)")
+    alert_denied_count: int = Field(default=20, ge=1, le=1_000_000, description="refused calls of one principal "
+                                    "in one window that raise an alert (VEILBOX_ALERT_DENIED_COUNT)")
+    alert_denied_window_s: float = Field(default=300.0, ge=1, le=30 * 86_400, description="its window "
+                                         "(VEILBOX_ALERT_DENIED_WINDOW_S)")
+    alert_checks_count: int = Field(default=50, ge=1, le=1_000_000, description="verification checks on one "
+                                    "subject (by any grantee) in one window that raise an alert to the owner "
+                                    "(VEILBOX_ALERT_CHECKS_COUNT)")
+    alert_checks_window_s: float = Field(default=3600.0, ge=1, le=30 * 86_400, description="its window "
+                                         "(VEILBOX_ALERT_CHECKS_WINDOW_S)")
+    alert_incidents_count: int = Field(default=3, ge=1, le=1_000_000, description="engine incidents (job.incident) "
+                                       "on one dataset in one window that raise an alert "
+                                       "(VEILBOX_ALERT_INCIDENTS_COUNT)")
+    alert_incidents_window_s: float = Field(default=86_400.0, ge=1, le=30 * 86_400, description="its window "
+                                            "(VEILBOX_ALERT_INCIDENTS_WINDOW_S)")
+    alert_chain_every_s: float = Field(default=3600.0, ge=1, le=30 * 86_400, description="how often the job worker "
+                                       "verifies the audit chain and alerts on a failure "
+                                       "(VEILBOX_ALERT_CHAIN_EVERY_S)")
+    alert_webhook_attempts: int = Field(default=5, ge=1, le=100, description="delivery attempts of one alert to "
+                                        "one webhook before it is marked failed (VEILBOX_ALERT_WEBHOOK_ATTEMPTS)")
+    alert_webhook_backoff_s: float = Field(default=30.0, ge=0, le=86_400, description="wait after the first failed "
+                                           "attempt, doubled after each further one "
+                                           "(VEILBOX_ALERT_WEBHOOK_BACKOFF_S)")
+    alert_webhook_timeout_s: float = Field(default=5.0, gt=0, le=120, description="how long one webhook attempt "
+                                           "may take (VEILBOX_ALERT_WEBHOOK_TIMEOUT_S)")
     anchor_sink: str | None = Field(default=None, description="where the signed audit head is anchored (存证) "
                                     "(VEILBOX_ANCHOR_SINK): file:/path/anchors.jsonl, or an https:// webhook of an "
                                     "evidence service (http:// only to a loopback host)")

@@ -24,6 +24,9 @@ data key destroyed, their sealed copy deleted, a signed ``dataset.dispose`` entr
 
 With ``VEILBOX_ANCHOR_SINK`` set, the loop also anchors the signed audit head every ``VEILBOX_ANCHOR_EVERY_S``
 when it advanced (`gateway.anchoring`, on a thread of its own so a slow evidence service never delays a job).
+
+Every ``VEILBOX_ALERT_EVERY_S`` the loop also evaluates the alert rules (监测预警) and delivers due alert webhooks
+(`gateway.services.alerts.AlertDuty`, on a thread of its own too); each condition fires once across processes.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from types import FrameType
 import policies
 from gateway import anchoring
 from gateway.context import AppContext, open_context
-from gateway.services import datasets, leases
+from gateway.services import alerts, datasets, leases
 from gateway.services import jobs as jobflow
 from gateway.settings import Settings
 
@@ -63,6 +66,7 @@ class JobWorker:
         self._swept_at = 0.0
         self._current: str | None = None  # the job this worker runs now
         self.anchorer = anchoring.scheduled(ctx.audit, ctx.settings)  # 存证 duty, None without a sink
+        self.alerts = alerts.AlertDuty(ctx)  # 监测预警 duty: rules and webhooks
 
     def start(self) -> None:
         self.start_recovery()
@@ -152,6 +156,7 @@ class JobWorker:
                     self.sweep()
                 if self.anchorer is not None:
                     self.anchorer.tick_in_background()
+                self.alerts.tick_in_background()
                 busy = self.run_once()
             except Exception:  # the loop must survive a broken job or a store hiccup
                 log.exception("worker iteration failed")

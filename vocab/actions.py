@@ -41,6 +41,8 @@ class AuditAction(StrEnum):
     SECAGG_ABORT = "secagg.abort"
     AUDIT_ANCHOR = "audit.anchor"
     AUDIT_ARCHIVE = "audit.archive"
+    ALERT_RAISE = "alert.raise"
+    ALERT_DELIVER = "alert.deliver"
 
 
 A = AuditAction
@@ -73,6 +75,8 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.SECAGG_ABORT: "a secure-aggregation round aborted (deadline, below threshold, its opener): nothing released",
         A.AUDIT_ANCHOR: "one attempt to anchor the signed audit head (存证) at the configured sink: seq, hash, outcome",
         A.AUDIT_ARCHIVE: "signed segments of the audit log were archived under the home (first and last seq, count)",
+        A.ALERT_RAISE: "the worker raised an alert (监测预警) once for its condition: rule, alert id, count, threshold",
+        A.ALERT_DELIVER: "one attempt to deliver an alert to a subscriber's webhook: attempt, outcome, next attempt",
     }
 )
 del A
