@@ -9,8 +9,8 @@ Every endpoint is for a bank (the agreement's grantee) under an active agreement
 - ``POST /psi/size``: the bank's blinded list → the intersection size plus discrete Laplace noise (sensitivity
   1: each person of the dataset is one element of ``T``), ε charged on the ledger like a query, a call and a
   job metered, a signed receipt, an audit entry with ε, the list's size and the receipt's digest.
-- ``POST /psi/members``: the bank's blinded list (one consent reference per id on personal datasets — the same
-  bank-asserted reference plain checks take; there is no consent registry yet) → the elements re-keyed by the
+- ``POST /psi/members``: the bank's blinded list (one consent reference per id on personal datasets: registered
+  consent ids where the home enforces the consent registry, docs/consent.md) → the elements re-keyed by the
   service; the bank finds its present ids against the filter. Metered (a call and a job), receipt, audit.
 - ``GET /verifications/{name}/anonymous``: the product's bucket layout (bits, minimum bucket size ``k``).
 - ``POST /verifications/{name}/check-anonymous``: one blinded subject and its bucket → labels the bank alone
@@ -91,7 +91,8 @@ async def size(body: SizeBody, p: Heavy, ctx: Ctx, ev: Audit) -> SizeOut:
 
 @router.post("/psi/members", name="psi.members", response_model=MembersOut,
              **doc("Re-key your blinded ids so you can find which are present (bank)", *_SCOPE,
-                   ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, response_example=examples.MEMBERS,
+                   ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, ErrorCode.CONSENT_REQUIRED,
+                   ErrorCode.CONSENT_INVALID, response_example=examples.MEMBERS,
                    request_example=examples.MEMBERS_REQUEST))
 async def members(body: MembersBody, p: Heavy, ctx: Ctx, ev: Audit) -> MembersOut:
     """Re-key the bank's blinded ids so it can find which are present (agreement job kind psi_members)."""
@@ -117,7 +118,8 @@ async def anonymous_info(name: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit,
 @anonymous.post("/verifications/{name}/check-anonymous", name="verify.check_anonymous", response_model=AnonCheckOut,
                 **doc("Ask a product's question without naming the subject (bank)", *_SCOPE,
                       ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, ErrorCode.QUERY_REJECTED,
-                      response_example=examples.ANON_CHECK, request_example=examples.ANON_CHECK_REQUEST))
+                      ErrorCode.CONSENT_REQUIRED, ErrorCode.CONSENT_INVALID, response_example=examples.ANON_CHECK,
+                      request_example=examples.ANON_CHECK_REQUEST))
 async def check_anonymous(name: str, body: AnonCheckBody, p: Heavy, ctx: Ctx, ev: Audit,
                           _idem: Idempotent) -> AnonCheckOut:
     """Ask the product's question without naming the subject: the service sees a bucket of at least k subjects;

@@ -60,7 +60,8 @@ router = APIRouter(tags=["verification"])
 checks = APIRouter(tags=["verification"], route_class=PaddedRoute)
 #: What a check can be refused with (the product, the agreement's decision, its quotas).
 _CHECK_ERRORS = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
-                 ErrorCode.QUOTA_EXCEEDED, ErrorCode.QUERY_REJECTED)
+                 ErrorCode.QUOTA_EXCEEDED, ErrorCode.QUERY_REJECTED,
+                 ErrorCode.CONSENT_REQUIRED, ErrorCode.CONSENT_INVALID)
 
 
 # --- products --------------------------------------------------------------------------------------------------
