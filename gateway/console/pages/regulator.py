@@ -1,7 +1,8 @@
 """Oversight pages: the audit log (regulators, and owners in their scope: newest first, the count of every entry
 the filters match, date pickers, agreement titles beside ids, the filtered view exported as CSV or Parquet), the
-chain verification, lineage, charts and the monthly reports (regulators), read through `gateway.services.audit`,
-`gateway.lineage` and `gateway.reports`."""
+chain verification, lineage, charts (regulators), the monthly, quarterly and annual reports and the incident reports
+(regulators and the data authority), read through `gateway.services.audit`, `gateway.lineage`, `gateway.reports`
+and `gateway.incidents`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from catalog.errors import INVALID_REQUEST, DomainError, not_found
-from gateway import lineage, reports
+from gateway import incidents, lineage, reports
 from gateway.console import charts
 from gateway.console._web import (
     PAGE,
@@ -155,18 +156,50 @@ def _month(value: str | None) -> str:
     return value or dt.datetime.now(dt.UTC).strftime("%Y-%m")
 
 
+#: Who reads the reports and the incident reports in the console: regulators and the data authority.
+OVERSEERS = (Role.REGULATOR, Role.AUTHORITY)
+
+
 @router.get("/reports", name="console.report")
 @guarded
-async def report(request: Request, month: str | None = None) -> Response:
-    session = await signed_in(request, Role.REGULATOR)
-    rep = await in_thread(reports.monthly, ctx_of(request), _month(month))
-    return render(request, "report.html", session, report=rep)
+async def report(request: Request, month: str | None = None, period: str | None = None) -> Response:
+    """The report of a month (``month``, or ``period=YYYY-MM``), a quarter (``period=YYYY-Qn``) or a year
+    (``period=YYYY``)."""
+    session = await signed_in(request, *OVERSEERS)
+    label = (period or "").strip()[:10] or _month(month)
+    rep = await in_thread(reports.period_report, ctx_of(request), label)
+    if rep.kind == "month":
+        title = _("Monthly report %(month)s", month=rep.month)
+    elif rep.kind == "quarter":
+        title = _("Quarterly report %(period)s", period=rep.month)
+    else:
+        title = _("Annual report %(period)s", period=rep.month)
+    return render(request, "report.html", session, report=rep, page_title=title)
+
+
+@router.get("/reports/incidents", name="console.incidents")
+@guarded
+async def incident_list(request: Request, kind: str | None = None) -> Response:
+    """The incident reports, newest first, each with its PDF."""
+    session = await signed_in(request, *OVERSEERS)
+    items = await in_thread(incidents.incidents, ctx_of(request), kind or None)
+    return render(request, "incidents.html", session, incidents=list(reversed(items)), kind=kind or "",
+                  kinds=incidents.KINDS, kind_label=incidents.kind_label, state_label=incidents.state_label)
+
+
+@router.get("/reports/incidents/{incident_id}.pdf", name="console.incident.download")
+@guarded
+async def incident_download(request: Request, incident_id: str) -> Response:
+    await signed_in(request, *OVERSEERS)
+    f = await in_thread(audit_service.incident_file, ctx_of(request), incident_id[:40])
+    return Response(f.data, media_type=f.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{f.filename}"'})
 
 
 @router.get("/reports/{month}.{fmt}", name="console.report.download")
 @guarded
 async def report_download(request: Request, month: str, fmt: str) -> Response:
-    await signed_in(request, Role.REGULATOR)
+    await signed_in(request, *OVERSEERS)
     if fmt not in ("pdf", "parquet"):
         raise not_found("report")
     f = await in_thread(audit_service.report_file, ctx_of(request), month, fmt)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
+import httpx
 import pypdf
 import pytest
 
@@ -21,9 +23,18 @@ def _code(fn, *a, **kw) -> str:
     return e.value.code
 
 
+def _signed_in(url: str, token: str) -> httpx.Client:
+    web = httpx.Client(base_url=url, follow_redirects=False, timeout=60)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', web.get("/console/login").text)
+    assert csrf
+    assert web.post("/console/login", data={"token": token, "csrf": csrf.group(1)}).status_code == 303
+    return web
+
+
 def test_period_and_incident_reports_over_http(parties):
     svc = parties.service
-    authority = svc.principal("data-bureau", "authority")
+    authority_token = svc.admin.create_principal("data-bureau", "authority")["token"]
+    authority = svc.client(authority_token)
     reg, bank, op = parties.regulator, parties.bank, parties.operator
     aid = parties.agreement()["id"]
     op.query(aid, COUNT, 0.1)
@@ -66,3 +77,23 @@ def test_period_and_incident_reports_over_http(parties):
         assert _code(who.incidents) == "POLICY_DENIED"
         assert _code(who.incident, rect["id"]) == "POLICY_DENIED"
         assert _code(who.report, quarter) == "POLICY_DENIED"
+
+    # the console: the authority reads the quarter's report and the incident reports (with their PDFs); a bank not
+    web = _signed_in(svc.url, authority_token)
+    try:
+        page = web.get("/console/reports", params={"period": quarter})
+        assert page.status_code == 200 and f"Quarterly report {quarter}" in page.text
+        assert 'id="report-months"' in page.text
+        listed = web.get("/console/reports/incidents")
+        assert listed.status_code == 200 and rect["id"] in listed.text
+        assert "the consent notice is missing" in listed.text
+        pdf_page = web.get(f"/console/reports/incidents/{rect['id']}.pdf")
+        assert pdf_page.status_code == 200 and pdf_page.content.startswith(b"%PDF")
+    finally:
+        web.close()
+    web = _signed_in(svc.url, bank._http.headers["Authorization"].split()[1])
+    try:
+        refused = web.get("/console/reports/incidents")
+        assert refused.status_code == 403 and rect["id"] not in refused.text
+    finally:
+        web.close()
