@@ -22,6 +22,10 @@ Module map (the gateway imports only the names re-exported here):
   released results; outputs awaiting the owner's release
   and owner-only failure detail (`job_output`, ``job_outputs``), written with the state change.
 - `quotas`: metering with atomic increments, quota checks, `usage` and billing.
+- `agreements.signing`: multi-owner agreements — each co-owner signs its part (`sign_agreement`, bound to the
+  document hash), read with `agreement_signatures`; acceptance waits for every signature.
+- `revenue`: monthly statements (收益分成) — usage from the meters, charges by the price schedule, the split among
+  the data-source owners exact to the cent (`revenue.agreement_statement`, `revenue.owner_statement`).
 - `complaints`: complaints and objections (投诉与异议): filing, routing, who reads and moves them, and the
   subjects an owner's open objection suspends from checks (`subject_suspended`).
 - `journal`: the ``journal`` hook every state-changing function takes (the caller's audit entry, written in the
@@ -68,8 +72,12 @@ from policies.agreements.lifecycle import (
     suspend,
 )
 from policies.agreements.record import Agreement, effective_state, load_agreement, outputs_sealed
+from policies.agreements.signing import Signature
+from policies.agreements.signing import sign as sign_agreement
+from policies.agreements.signing import signatures as agreement_signatures
 from policies.budget import Budget, BudgetError
 from policies.decision import Action, Decision, DecisionContext, QuotaUsage, Reason, decide
+from policies.disposal import agreement_disposals as _agreement_disposals  # noqa: F401  (declares the table)
 from policies.jobs import (
     Job,
     JobKind,
@@ -129,12 +137,14 @@ __all__ = [
     "Reason",
     "Role",
     "SignOff",
+    "Signature",
     "Swept",
     "Usage",
     "accept",
     "activate",
     "add_entry",
     "agreement_in",
+    "agreement_signatures",
     "amend_agreement",
     "approve",
     "authority_resume",
@@ -186,6 +196,7 @@ __all__ = [
     "resume",
     "reviews",
     "revoke",
+    "sign_agreement",
     "spec_hash",
     "start",
     "submit",

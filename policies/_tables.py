@@ -95,6 +95,8 @@ agreements = Table(
     Column("filed_at", UTCDateTime, nullable=True),
     Column("suspended_by", String(16), nullable=True),
     Column("migration_noted", Boolean, nullable=False, default=True, server_default=true()),
+    # the named reviewers the authority requires before filing: JSON {name: kind} (migration 0021)
+    Column("reviewers_json", Text, nullable=True),
     CheckConstraint(_in("state", AGREEMENT_STATES), name="ck_agreements_state"),
     UniqueConstraint("filing_number", name="uq_agreements_filing_number"),
     CheckConstraint("version >= 1", name="ck_agreements_version"),
@@ -123,7 +125,20 @@ agreement_reviews = Table(  # every sign-off of a review (备案审查): who, ve
     Column("verdict", String(16), nullable=False),
     Column("reasons", Text, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("reviewer_kind", String(32), nullable=True),  # a named reviewer's kind (migration 0021)
     CheckConstraint("verdict IN ('approve', 'refuse')", name="ck_agreement_reviews_verdict"),
+)
+
+agreement_signatures = Table(  # each co-owner's signature of its part of a version (multi-owner agreements)
+    "agreement_signatures",
+    metadata,
+    Column("agreement_id", String(40), ForeignKey("agreements.id"), nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("document_hash", String(80), nullable=False),
+    Column("datasets_json", Text, nullable=False),
+    Column("signed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("agreement_id", "owner", "version"),
 )
 
 rectification_orders = Table(  # rectification orders (整改) the authority issues on an agreement

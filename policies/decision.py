@@ -3,7 +3,8 @@
 `decide` reads nothing from storage: the caller (`policies.access.authorize`, the lifecycle and job functions)
 loads the agreement, the catalog records, the negative list, a quota snapshot and the remaining budgets into a
 `DecisionContext`. The table `RULES` says, for each `Action`, which parties may take it (the agreement's
-owner, its grantee, any regulator), with which roles, in which effective agreement states, and whether the
+owner, its co-owners — the other owners whose datasets it lists, who sign their parts and read it —, its grantee,
+any regulator), with which roles, in which effective agreement states, and whether the
 agreement's scope, the quotas and the budget are consulted.
 
 A denied decision maps to one `DomainError` (`Decision.error`), by precedence:
@@ -27,9 +28,9 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
-from catalog.columns import Grade
 from catalog.errors import (
     AGREEMENT_INACTIVE,
     BUDGET_EXHAUSTED,
@@ -39,6 +40,7 @@ from catalog.errors import (
     DomainError,
 )
 from catalog.registry import Dataset
+from policies import grades
 from policies.actor import ANALYSTS, Actor, Role
 from policies.agreements.document import Quotas
 from policies.agreements.record import Agreement
@@ -57,6 +59,8 @@ class Action(StrEnum):
     AGREEMENT_SUSPEND = "agreement.suspend"
     AGREEMENT_RESUME = "agreement.resume"
     AGREEMENT_REVOKE = "agreement.revoke"
+    # a co-owner of a multi-owner agreement signs its part (`policies.agreements.signing`)
+    AGREEMENT_SIGN = "agreement.sign"
     # filing (备案, docs/agreements.md): the owner submits, the authority files or refuses, the owner activates
     AGREEMENT_SUBMIT = "agreement.submit"
     AGREEMENT_FILE = "agreement.file"
@@ -67,6 +71,9 @@ class Action(StrEnum):
     AUTHORITY_RESUME = "authority.resume"
     ORDER_ISSUE = "order.issue"
     ORDER_CLOSE = "order.close"
+    # named reviewers (专家委员会, 网信): the authority names them, each signs off on the version under review
+    AGREEMENT_REVIEWERS = "agreement.reviewers"
+    AGREEMENT_REVIEW = "agreement.review"
     QUERY_PREVIEW = "query.preview"
     QUERY_RUN = "query.run"
     JOB_SUBMIT = "job.submit"
@@ -92,7 +99,9 @@ ACCEPTED, UNDER_REVIEW, RETURNED, FILED = _AS.ACCEPTED, _AS.UNDER_REVIEW, _AS.RE
 ALL_STATES = frozenset(AgreementState)
 
 OWNER, GRANTEE, REGULATOR, AUTHORITY = Party.OWNER, Party.GRANTEE, Party.REGULATOR, Party.AUTHORITY
-_READERS = frozenset({OWNER, GRANTEE, REGULATOR, AUTHORITY})
+CO_OWNER = Party.CO_OWNER
+REVIEWER = Party.REVIEWER  # a named reviewer: a party only while the agreement it was assigned is under review
+_READERS = frozenset({OWNER, CO_OWNER, GRANTEE, REGULATOR, AUTHORITY})
 
 # Meters (see policies.quotas): "call" per data-plane request, "job" per job, "score" per HE scoring call,
 # "verify" per (subject, day), "param" distinct parameter values per subject per window.
@@ -125,8 +134,9 @@ def _needs(kind: JobKind) -> JobKind:
 
 
 RULES: Mapping[Action, Rule] = {
-    Action.AGREEMENT_READ: Rule(_READERS, ALL_STATES),
+    Action.AGREEMENT_READ: Rule(_READERS | {REVIEWER}, ALL_STATES),
     Action.AGREEMENT_ACCEPT: Rule(_GRANTEE, frozenset({PROPOSED}), scope=True),
+    Action.AGREEMENT_SIGN: Rule(frozenset({CO_OWNER}), frozenset({PROPOSED})),
     Action.AGREEMENT_SUSPEND: Rule(_OWNER, _ACTIVE),
     Action.AGREEMENT_RESUME: Rule(_OWNER, frozenset({SUSPENDED}), scope=True),
     Action.AGREEMENT_REVOKE: Rule(_OWNER, frozenset({PROPOSED, ACCEPTED, UNDER_REVIEW, RETURNED, FILED, ACTIVE,
@@ -139,6 +149,8 @@ RULES: Mapping[Action, Rule] = {
     Action.AUTHORITY_RESUME: Rule(_AUTHORITY, frozenset({SUSPENDED}), scope=True),
     Action.ORDER_ISSUE: Rule(_AUTHORITY, ALL_STATES - {REVOKED, EXPIRED}),
     Action.ORDER_CLOSE: Rule(_AUTHORITY, ALL_STATES),
+    Action.AGREEMENT_REVIEWERS: Rule(_AUTHORITY, frozenset({UNDER_REVIEW})),
+    Action.AGREEMENT_REVIEW: Rule(frozenset({REVIEWER}), frozenset({UNDER_REVIEW})),
     Action.QUERY_PREVIEW: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind=_needs(JobKind.QUERY), meters=(CALL,)),
     Action.QUERY_RUN: Rule(_GRANTEE, _ACTIVE, scope=True, job_kind=_needs(JobKind.QUERY), meters=(CALL, JOB),
                             spends=True),
@@ -174,6 +186,11 @@ MESSAGES: Mapping[str, str] = {
     "agreement.not_party": "the agreement does not exist or is not visible to you",
     "agreement.wrong_grantee": "only the agreement's grantee may do this",
     "agreement.not_owner": "only the agreement's owner may do this",
+    "agreement.not_co_owner": "only an owner whose datasets the agreement lists, besides its proposer, signs a part",
+    "agreement.unsigned": "an owner whose datasets the agreement lists has not signed this version yet",
+    "co_owner.without_dataset": "a named co-owner owns none of the agreement's datasets",
+    "co_owner.code": "an agreement over several owners' datasets cannot allow custom code",
+    "revenue.share_not_owner": "revenue shares must name only the agreement's owners",
     "role.not_allowed": "your role may not take this action",
     "agreement.not_active": "the agreement has not been accepted (it is not active)",
     "agreement.already_active": "the agreement is already active",
@@ -190,6 +207,9 @@ MESSAGES: Mapping[str, str] = {
     "dataset.missing": "a dataset of the agreement is no longer registered",
     "dataset.withdrawn": "the dataset has been withdrawn by its owner; nothing new runs on it",
     "dataset.core_grade": "core-grade datasets can never be placed under an agreement",
+    "dataset.grade_requires_owner_approval": "the dataset's grade requires the owner to approve each job "
+                                             "(approval: owner_each_job)",
+    "dataset.grade_epsilon_ceiling": "the agreement's ε budget is above the ceiling of the dataset's grade",
     "dataset.negative_list": "the dataset is on the negative list",
     "dataset.outside_agreement": "the dataset is not covered by the agreement",
     "dataset.changed": "the dataset changed since the job was submitted; a new approval is needed",
@@ -362,9 +382,14 @@ def scope_reasons(
     purposes: tuple[str, ...] | list[str],
     records: Mapping[str, Dataset | None],
     negative: NegativeList,
+    *,
+    approval: str | None = None,
+    epsilon: Fraction | None = None,
+    ceilings: Mapping[str, Fraction | None] | None = None,
 ) -> list[Reason]:
-    """Rules no agreement overrides, on an agreement's scope: core grade, negative list, purposes for
-    personal data. Used at creation and at every scoped decision."""
+    """Rules no agreement overrides, on an agreement's scope: the grade controls (`policies.grades`: core never
+    granted, the approval modes a grade allows — when ``approval`` is given — and, when ``epsilon`` is given, the
+    grade's ε ceiling), negative list, purposes for personal data. Used at creation and at every scoped decision."""
     out: list[Reason] = []
     personal = False
     for ds in datasets:
@@ -374,8 +399,9 @@ def scope_reasons(
             continue
         if rec.withdrawn:
             out.append(Reason("dataset.withdrawn", dataset=ds))
-        if rec.grade is Grade.CORE:
-            out.append(Reason("dataset.core_grade", dataset=ds))
+        for code, _ in grades.scope_violations((ds,), records, approval or grades.OWNER_EACH_JOB, epsilon,
+                                               ceilings):
+            out.append(Reason(code, dataset=ds))
         personal = personal or rec.personal
         if negative.blocks_dataset(ds):
             out.append(Reason("dataset.negative_list", dataset=ds))
@@ -396,12 +422,16 @@ def _party_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reas
     party = set()
     if actor.name == ag.owner:
         party.add(OWNER)
+    if actor.name in ag.document.co_owners:
+        party.add(CO_OWNER)
     if actor.name == ag.grantee:
         party.add(GRANTEE)
     if actor.role is Role.REGULATOR:
         party.add(REGULATOR)
     if actor.role is Role.AUTHORITY:
         party.add(AUTHORITY)
+    if actor.role is Role.REVIEWER and actor.name in ag.reviewers and ag.state is AgreementState.UNDER_REVIEW:
+        party.add(REVIEWER)
     if not party:
         return [Reason("agreement.not_party")]
     as_allowed = party & rule.parties
@@ -410,15 +440,19 @@ def _party_reasons(ctx: DecisionContext, ag: Agreement, rule: Rule) -> list[Reas
             return [Reason("agreement.wrong_grantee")]
         if OWNER in rule.parties and GRANTEE in party:
             return [Reason("agreement.not_owner")]
+        if CO_OWNER in rule.parties and party & {OWNER, GRANTEE}:
+            return [Reason("agreement.not_co_owner")]
         return [Reason("role.not_allowed")]
 
     def role_ok(p: str) -> bool:
-        if p == OWNER:
+        if p in (OWNER, CO_OWNER):
             return actor.role is Role.OWNER
         if p == GRANTEE:
             return actor.role in rule.grantee_roles
         if p == AUTHORITY:
             return actor.role is Role.AUTHORITY
+        if p == REVIEWER:
+            return actor.role is Role.REVIEWER
         return actor.role is Role.REGULATOR
 
     if not any(role_ok(p) for p in as_allowed):
@@ -521,7 +555,8 @@ def decide(ctx: DecisionContext) -> Decision:
     reasons = _party_reasons(ctx, ag, rule) + _state_reasons(ctx, ag, rule)
     if rule.scope:
         doc = ag.document
-        reasons += scope_reasons(doc.datasets, doc.columns, doc.purposes, ctx.datasets, ctx.negative_list)
+        reasons += scope_reasons(doc.datasets, doc.columns, doc.purposes, ctx.datasets, ctx.negative_list,
+                                 approval=doc.approval)
         reasons += _request_reasons(ctx, ag, rule)
     if rule.meters and ctx.usage is not None:
         reasons += _quota_reasons(ctx.usage, ag.document.quotas, rule.meters)

@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, or_, select, update
 
 from catalog import registry
 from catalog.errors import INVALID_REQUEST, DomainError, not_found
@@ -63,7 +63,8 @@ def withdraw(engine: Engine, actor: Actor, name: str, reason: str, *, now: dt.da
         if not registry.withdraw_in(conn, name, reason, now):
             raise DomainError(INVALID_REQUEST, "the dataset is already withdrawn",
                               [{"reason": WITHDRAWN_REASON, "dataset": name}])
-        mine = [agreement_from_row(r) for r in conn.execute(select(t.agreements).where(a.owner == ds.owner)).all()]
+        mine = [agreement_from_row(r) for r in conn.execute(select(t.agreements).where(  # its own and co-owned
+            or_(a.owner == ds.owner, a.document_json.contains('"co_owners"')))).all()]
         on_it = [ag for ag in mine if name in ag.document.datasets]
         suspended = []
         for ag in on_it:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ANALYSTS", "SYSTEM", "Party", "Role"]
+__all__ = ["ANALYSTS", "SYSTEM", "Party", "ReviewerKind", "Role"]
 
 
 class Role(StrEnum):
@@ -23,6 +23,15 @@ class Role(StrEnum):
     REGULATOR = "regulator"  # reads every agreement, audit entry and report; changes nothing
     AUTHORITY = "authority"  # the data authority (数据主管部门): reviews and files (备案) agreements, suspends
     # any agreement, disables or re-enables any principal, issues rectification orders (整改)
+    REVIEWER = "reviewer"  # a named reviewer (its `ReviewerKind`): signs off on the agreements under review the
+    # authority assigned to it, and does nothing else
+
+
+class ReviewerKind(StrEnum):
+    """Who a named reviewer (role ``reviewer``) speaks for; the admin sets it when creating the principal."""
+
+    EXPERT_COMMITTEE = "expert_committee"  # the expert committee (专家委员会)
+    CYBERSPACE = "cyberspace"  # the cyberspace administration (网信)
 
 
 #: The roles that may be the grantee of an agreement (the analysts).
@@ -39,3 +48,5 @@ class Party(StrEnum):
     GRANTEE = "grantee"  # the analyst the agreement grants access to
     REGULATOR = "regulator"  # any regulator (a party to every agreement, read-only)
     AUTHORITY = "authority"  # the data authority (a party to every agreement: review, filing, suspension, orders)
+    REVIEWER = "reviewer"  # a named reviewer the authority assigned, while the agreement is under review
+    CO_OWNER = "co_owner"  # an owner, besides the proposer, whose datasets the agreement lists (signs its part)

@@ -223,6 +223,9 @@ class AgreementDocument(_Model):
     holders: tuple[str, ...] = Field(default=(), max_length=MAX_HOLDERS,
                                      description="principals besides the owner who may contribute to the grantee's "
                                                  "secure-aggregation rounds under this agreement")
+    # Multi-owner agreements: the owners, besides the proposer, whose datasets are listed; each signs its part
+    # before the grantee may accept (`policies.agreements.signing`). Left out of the canonical JSON when empty.
+    co_owners: tuple[str, ...] = Field(default=(), max_length=31)
     datasets: tuple[str, ...] = Field(min_length=1, max_length=32)
     columns: dict[str, tuple[str, ...]]
     purposes: tuple[str, ...] = Field(default=(), max_length=32)
@@ -278,6 +281,13 @@ class AgreementDocument(_Model):
             raise ValueError("holders must be principal names")
         return _sorted_unique(v, "holders")
 
+    @field_validator("co_owners")
+    @classmethod
+    def _co_owners(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not all(GRANTEE_RE.match(h) for h in v):
+            raise ValueError("co_owners must be principal names")
+        return _sorted_unique(v, "co_owners")
+
     @field_validator("datasets")
     @classmethod
     def _datasets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -327,6 +337,8 @@ class AgreementDocument(_Model):
             raise ValueError("columns must list the shared columns of exactly the agreement's datasets")
         if self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be after valid_from")
+        if self.grantee in self.co_owners:
+            raise ValueError("co_owners must not include the grantee")
         if self.grantee in self.holders:
             raise ValueError("holders must not include the grantee (who opens rounds and never contributes)")
         return self
@@ -357,6 +369,8 @@ class AgreementDocument(_Model):
                     out["price"].pop(key, None)
         if out.get("revenue") is None:
             out.pop("revenue", None)
+        if not out.get("co_owners"):
+            out.pop("co_owners", None)
         for key, default in EXIT_ADDED_DEFAULTS.items():
             if out["exit"].get(key) == default:
                 out["exit"].pop(key, None)

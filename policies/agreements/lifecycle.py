@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import Connection, Engine, or_, select, update
@@ -49,20 +50,24 @@ from policies.agreements.record import (
     load_agreement,
     open_orders_in,
 )
+from policies.agreements.signing import unsigned_in
 from policies.decision import Action, Decision, DecisionContext, Reason, decide, scope_reasons
 from policies.journal import Journal, write
 from vocab.states import AgreementState
 
 
 def _check_document(
-    engine: Engine, actor: Actor, doc: AgreementDocument, now: dt.datetime
+    engine: Engine, actor: Actor, doc: AgreementDocument, now: dt.datetime,
+    grade_ceilings: Mapping[str, Fraction | None] | None = None,
 ) -> None:
     """Owner-side validation of a proposal; raises the first applicable error class with every reason."""
     if actor.role is not Role.OWNER:
         raise DomainError(POLICY_DENIED, "only data owners propose agreements",
                           [Reason("role.not_allowed").as_dict()])
     records = catalog_records(engine, doc.datasets)
-    not_found = [ds for ds, rec in records.items() if rec is None or rec.owner != actor.name]
+    # every dataset is the proposer's or a named co-owner's (multi-owner agreements, `policies.agreements.signing`)
+    owners = {actor.name, *doc.co_owners}
+    not_found = [ds for ds, rec in records.items() if rec is None or rec.owner not in owners]
     if not_found:
         raise DomainError(NOT_FOUND_OR_FORBIDDEN, "dataset not found",
                           [Reason("dataset.not_found", dataset=ds).as_dict() for ds in not_found])
@@ -78,14 +83,32 @@ def _check_document(
                 bad.append(Reason("column.not_shareable", dataset=ds, column=col))
     if doc.grantee == actor.name:
         bad.append(Reason("grantee.is_owner"))
+    bad += _co_owner_reasons(actor, doc, records)
     if doc.valid_until <= now:
         bad.append(Reason("agreement.ends_in_past"))
     if bad:
         raise invalid("the agreement document is invalid", [r.as_dict() for r in bad])
-    policy = [r.as_dict() for r in scope_reasons(doc.datasets, doc.columns, doc.purposes, records, neg.load(engine))]
+    policy = [r.as_dict() for r in scope_reasons(doc.datasets, doc.columns, doc.purposes, records, neg.load(engine),
+                                                 approval=doc.approval, epsilon=doc.budget.epsilon,
+                                                 ceilings=grade_ceilings)]
     policy += join_keys_for_code(doc, records)
     if policy:
         raise DomainError(POLICY_DENIED, "the agreement conflicts with rules no agreement can override", policy)
+
+
+def _co_owner_reasons(actor: Actor, doc: AgreementDocument, records: Mapping[str, Any]) -> list[Reason]:
+    """A multi-owner document's own checks: every co-owner owns one of its datasets (never the proposer), it does
+    not allow custom code (whose outputs only the proposer would review), and revenue shares name its owners."""
+    out: list[Reason] = []
+    holding = {rec.owner for rec in records.values() if rec is not None}
+    for co in doc.co_owners:
+        if co == actor.name or co not in holding:
+            out.append(Reason("co_owner.without_dataset"))
+    if doc.co_owners and "code" in doc.job_kinds:
+        out.append(Reason("co_owner.code"))
+    if doc.revenue is not None and set(doc.revenue.shares) - {actor.name, *doc.co_owners}:
+        out.append(Reason("revenue.share_not_owner"))
+    return out
 
 
 def _as_document(document: AgreementDocument | Mapping[str, Any]) -> AgreementDocument:
@@ -106,12 +129,15 @@ def create_agreement(
     engine: Engine, actor: Actor, document: AgreementDocument | Mapping[str, Any], *,
     now: dt.datetime | None = None, agreement_id: str | None = None, journal: Journal | None = None,
     filing_required: bool = False, hash_alg: HashAlg = "sha256",
+    grade_ceilings: Mapping[str, Fraction | None] | None = None,
 ) -> Agreement:
     """Propose an agreement (``POST /agreements``). The actor must be an owner and own every dataset.
 
     ``INVALID_REQUEST`` for a malformed document, unknown or unshareable columns, granting oneself or a window
     already over; ``NOT_FOUND_OR_FORBIDDEN`` for a dataset that is missing or not the actor's;
-    ``POLICY_DENIED`` for core-grade datasets, negative-list hits, or personal data without a purpose.
+    ``POLICY_DENIED`` for the grade controls (`policies.grades`: core grade, an approval mode or an ε budget the
+    grade does not allow; ``grade_ceilings`` are the service's ε ceilings per grade, default the table's),
+    negative-list hits, or personal data without a purpose.
     The budget accounts are opened in the same transaction, and ``journal`` (`policies.journal`) records the
     proposal in it; ``agreement_id`` (default: a fresh one) lets the caller name it beforehand.
     ``filing_required``: acceptance leads to review and filing (备案) before the agreement can be active.
@@ -119,7 +145,7 @@ def create_agreement(
     """
     now = aware(now)
     doc = _as_document(document)
-    _check_document(engine, actor, doc, now)
+    _check_document(engine, actor, doc, now, grade_ceilings)
     agreement_id = agreement_id or new_agreement_id()
     doc_json, digest = doc.canonical_json(), doc.digest(hash_alg)
     with engine.begin() as conn:
@@ -143,6 +169,7 @@ def create_agreement(
 def amend_agreement(
     engine: Engine, actor: Actor, agreement_id: str, document: AgreementDocument | Mapping[str, Any], *,
     now: dt.datetime | None = None, journal: Journal | None = None, hash_alg: HashAlg = "sha256",
+    grade_ceilings: Mapping[str, Fraction | None] | None = None,
 ) -> Agreement:
     """Replace the document of a *proposed* agreement, or of one the data authority *returned* (owner only):
     version + 1, new hash, fresh accounts, state ``proposed`` (the grantee accepts the new version again);
@@ -157,7 +184,7 @@ def amend_agreement(
                           [Reason("agreement.already_active").as_dict()])
     if doc.grantee != ag.grantee:
         raise invalid("an amendment cannot change the grantee")
-    _check_document(engine, actor, doc, now)
+    _check_document(engine, actor, doc, now, grade_ceilings)
     doc_json, digest = doc.canonical_json(), doc.digest(hash_alg)
     with engine.begin() as conn:
         res = conn.execute(
@@ -210,11 +237,18 @@ def list_agreements(
     now = aware(now)
     a = t.agreements.c
     q = select(t.agreements).order_by(a.created_at, a.id)
-    if actor.role not in (Role.REGULATOR, Role.AUTHORITY):
-        q = q.where(or_(a.owner == actor.name, a.grantee == actor.name))
+    mine = actor.role not in (Role.REGULATOR, Role.AUTHORITY, Role.REVIEWER)
+    if actor.role is Role.REVIEWER:  # a named reviewer: the agreements under review assigned to it, nothing else
+        q = q.where(a.state == AgreementState.UNDER_REVIEW.value, a.reviewers_json.is_not(None))
+    if mine:  # a co-owner is named in the document: narrowed here, checked exactly below
+        q = q.where(or_(a.owner == actor.name, a.grantee == actor.name, a.document_json.contains('"co_owners"')))
     with engine.connect() as conn:
         rows = conn.execute(q).all()
     out = [agreement_from_row(r) for r in rows]
+    if mine:
+        out = [ag for ag in out if actor.name in (ag.owner, ag.grantee, *ag.document.co_owners)]
+    if actor.role is Role.REVIEWER:
+        out = [ag for ag in out if actor.name in ag.reviewers]
     if state is not None:
         out = [ag for ag in out if effective_state(ag, now).value == state]
     return out
@@ -260,6 +294,12 @@ def accept(
     transaction."""
     ag = load_agreement(engine, agreement_id)
     to = AgreementState.ACCEPTED if ag is not None and ag.filing_required else AgreementState.ACTIVE
+    if ag is not None and ag.document.co_owners and actor.name == ag.grantee:
+        with engine.connect() as conn:
+            missing = unsigned_in(conn, ag)  # signatures only accrue; the transition's version guard does the rest
+        if missing:
+            raise DomainError(POLICY_DENIED, "every owner must sign its part before acceptance",
+                              [{**Reason("agreement.unsigned").as_dict(), "owner": o} for o in missing])
     return _transition(engine, actor, agreement_id, Action.AGREEMENT_ACCEPT, to, aware(now),
                        "accepted_at", document_hash, journal)
 

@@ -38,6 +38,7 @@ READERS = "owner operator bank regulator authority"
 EXPECTED: dict[str, tuple[str, str]] = {
     "agreement.read": (READERS, ALL),
     "agreement.accept": ("operator bank", "proposed"),
+    "agreement.sign": ("", "proposed"),  # only a co-owner (none of the natural parties): test_policies_revenue.py
     "agreement.suspend": ("owner", "active"),
     "agreement.resume": ("owner", "suspended"),
     "agreement.revoke": ("owner", "proposed accepted under_review returned filed active suspended"),

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import policies
-from catalog.errors import NOT_FOUND_OR_FORBIDDEN, DomainError
+from catalog.errors import INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, POLICY_DENIED, DomainError
 from policies import _tables as t
 from policies import revenue
 from policies.agreements.document import AgreementDocument
@@ -180,3 +180,98 @@ def test_statement_readers(world: World) -> None:
     assert e.value.code == NOT_FOUND_OR_FORBIDDEN
     with pytest.raises(DomainError):
         revenue.owner_statement(world.engine, world.bank, MONTH)
+
+
+# -- multi-owner agreements ------------------------------------------------------------------------------------------
+
+HR_SHARES = {"tax-bureau": "3/4", "hr-bureau": "1/4"}
+
+
+def _multi(world: World, **overrides: Any) -> policies.Agreement:
+    fields = _multi_fields(world)
+    fields.update(overrides)
+    return world.create(**fields)
+
+
+def _reasons(e: pytest.ExceptionInfo[DomainError]) -> list[str]:
+    return [d["reason"] for d in e.value.details]
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_multi_owner_signing_flow(world: World) -> None:
+    ag = _multi(world)
+    hr = world.other_owner
+    assert [a.id for a in policies.list_agreements(world.engine, hr, now=world.now)] == [ag.id]
+    policies.get_agreement(world.engine, hr, ag.id, now=world.now)
+    with pytest.raises(DomainError) as e:  # before every owner signed its part
+        policies.accept(world.engine, world.bank, ag.id, now=world.now)
+    assert e.value.code == POLICY_DENIED and e.value.details[0]["owner"] == hr.name
+    for wrong, code in ((world.bank, POLICY_DENIED), (world.owner, POLICY_DENIED),
+                        (policies.Actor("nobody", "owner"), NOT_FOUND_OR_FORBIDDEN)):
+        with pytest.raises(DomainError) as e:
+            policies.sign_agreement(world.engine, wrong, ag.id, document_hash=ag.document_hash, now=world.now)
+        assert e.value.code == code
+    with pytest.raises(DomainError) as e:
+        policies.sign_agreement(world.engine, hr, ag.id, document_hash="sha256:" + "0" * 64, now=world.now)
+    assert _reasons(e) == ["agreement.version_mismatch"]
+    sig = policies.sign_agreement(world.engine, hr, ag.id, document_hash=ag.document_hash, now=world.now)
+    assert sig.datasets == ("social_insurance",) and sig.current
+    with pytest.raises(DomainError) as e:
+        policies.sign_agreement(world.engine, hr, ag.id, document_hash=ag.document_hash, now=world.now)
+    assert _reasons(e) == ["agreement.already_signed"]
+
+    # an amendment voids the signature on the older hash
+    doc = world.document(**_multi_fields(world), title="SME credit model v2")
+    amended = policies.amend_agreement(world.engine, world.owner, ag.id, doc, now=world.now)
+    sigs = policies.agreement_signatures(world.engine, world.regulator, ag.id, now=world.now)
+    assert [(s.version, s.current) for s in sigs] == [(1, False)]
+    with pytest.raises(DomainError) as e:
+        policies.accept(world.engine, world.bank, ag.id, now=world.now)
+    assert _reasons(e) == ["agreement.unsigned"]
+    policies.sign_agreement(world.engine, hr, ag.id, document_hash=amended.document_hash, now=world.now)
+    active = policies.accept(world.engine, world.bank, ag.id, now=world.now, document_hash=amended.document_hash)
+    assert active.state.value == "active"
+    # budget stays per dataset
+    assert {a.dataset for a in policies.ledger.accounts(world.engine, ag.id)} == {"tax_income", "social_insurance"}
+
+    with world.engine.begin() as conn:
+        conn.execute(t.metering.insert().values(agreement_id=ag.id, principal=world.bank.name, kind="call",
+                                                day="2026-03-02", subject_hash="", count=7))
+    s = revenue.agreement_statement(world.engine, hr, ag.id, MONTH, now=world.now)
+    assert s.total_cents == 70 and s.owner_cents == {"hr-bureau": 18, "tax-bureau": 52}  # 17.5 and 52.5: ties
+    own = revenue.owner_statement(world.engine, hr, MONTH).as_json()
+    assert own["totals"] == [{"currency": "CNY", "amount": "0.18"}]
+
+
+def _multi_fields(world: World) -> dict[str, Any]:
+    return {
+        "co_owners": [world.other_owner.name],
+        "datasets": ["tax_income", "social_insurance"],
+        "columns": {"tax_income": ["age", "monthly_income"], "social_insurance": ["months"]},
+        "job_kinds": ["query"],
+        "price": {"per_call": "0.10", "per_job": 3, "currency": "CNY"},
+        "revenue": {"split": "shares", "shares": HR_SHARES},
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "reason"),
+    [
+        ({"co_owners": []}, NOT_FOUND_OR_FORBIDDEN, "dataset.not_found"),  # the single-owner rule is unchanged
+        ({"co_owners": ["hr-bureau", "nobody"]}, INVALID_REQUEST, "co_owner.without_dataset"),
+        ({"job_kinds": ["query", "code"]}, INVALID_REQUEST, "co_owner.code"),
+        ({"revenue": {"shares": {"tax-bureau": "1/2", "icbc-wuxi": "1/2"}}}, INVALID_REQUEST,
+         "revenue.share_not_owner"),
+    ],
+)
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_multi_owner_documents_are_checked(world: World, overrides: dict[str, Any], code: str, reason: str) -> None:
+    with pytest.raises(DomainError) as e:
+        _multi(world, **overrides)
+    assert e.value.code == code and reason in _reasons(e)
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_single_owner_accept_needs_no_signature(world: World) -> None:
+    ag = world.active()
+    assert ag.state.value == "active" and "co_owners" not in ag.document.as_json()
