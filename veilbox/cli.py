@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from veilbox import (
+    cli_alerts,
     cli_audit,
     cli_authority,
     cli_complaints,
@@ -764,6 +765,7 @@ cli_profile.register(app)
 cli_keys.register(app)
 cli_authority.register(app)
 cli_complaints.register(app)
+cli_alerts.register(app)
 cli_consent.register(app)
 cli_report.register(app)
 

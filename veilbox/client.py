@@ -250,6 +250,28 @@ class Client:
         """The data authority disables (or enables again) any principal."""
         return self._json("POST", f"/v1/authority/principals/{name}/{'disable' if disabled else 'enable'}")
 
+    # -- alerts (监测预警, docs/alerts.md) ------------------------------------------------------------------------
+    def alerts(self, unacked: bool = False) -> list[dict[str, Any]]:
+        """The alerts this principal reads, newest first (only unacknowledged ones with ``unacked``)."""
+        out: list[dict[str, Any]] = self._json("GET", "/v1/alerts", params={"unacked": "true"} if unacked else {})
+        return out
+
+    def ack_alert(self, alert_id: str) -> dict[str, Any]:
+        """Acknowledge an alert (its owner, the authority, an admin)."""
+        return self._json("POST", f"/v1/alerts/{alert_id}/ack")
+
+    def alert_webhooks(self) -> list[dict[str, Any]]:
+        """The alert webhooks (admin; secrets are never shown)."""
+        out: list[dict[str, Any]] = self._json("GET", "/v1/alerts/webhooks")
+        return out
+
+    def set_alert_webhook(self, subscriber: str, url: str, secret: str) -> dict[str, Any]:
+        """Set ``subscriber``'s alert webhook (admin): the alerts it reads are POSTed there, HMAC-signed."""
+        return self._json("PUT", f"/v1/alerts/webhooks/{subscriber}", json={"url": url, "secret": secret})
+
+    def remove_alert_webhook(self, subscriber: str) -> None:
+        self.request("DELETE", f"/v1/alerts/webhooks/{subscriber}")
+
     # -- complaints and objections (投诉与异议) ------------------------------------------------------------------
     def file_complaint(self, target_kind: str, text: str, *, kind: str = "complaint", target: str | None = None,
                        agreement_id: str | None = None, subject: str | int | None = None,
