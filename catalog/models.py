@@ -39,7 +39,7 @@ from catalog.errors import QUOTA_EXCEEDED, DomainError, invalid
 
 __all__ = ["DECISION_SCORE_RANGE", "DEFAULT_DECISION_LIMIT", "OUTPUTS", "ModelRecord", "Output", "consume_scores",
            "consume_scores_in", "decisions_to_recover", "get_model", "list_models", "model_registry", "new_model_ids",
-           "refund_scores", "register_model", "register_model_in", "score_usage"]
+           "refund_scores", "register_model", "register_model_in", "revoke_models_in", "score_usage"]
 
 Output = Literal["decision", "logit"]
 OUTPUTS: tuple[Output, ...] = ("decision", "logit")
@@ -70,6 +70,10 @@ model_registry = Table(
     Column("valid_from", DateTime(timezone=True), nullable=False),
     Column("valid_until", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Set when the agreement the model was trained under ended and its exit clause revokes derived models
+    # (`revoke_models_in`, run by the disposal: `policies.disposal`); a revoked certificate is never valid again.
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_reason", String(64), nullable=True),
 )
 
 
@@ -94,9 +98,11 @@ class ModelRecord:
     valid_from: dt.datetime
     valid_until: dt.datetime
     created_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+    revoked_reason: str | None = None
 
     def valid_at(self, now: dt.datetime) -> bool:
-        return self.valid_from <= _utc(now) < self.valid_until
+        return self.revoked_at is None and self.valid_from <= _utc(now) < self.valid_until
 
     def public(self, now: dt.datetime | None = None) -> dict[str, Any]:
         """``GET /models/{id}``: the card and the certificate; never the weights or their location."""
@@ -213,7 +219,8 @@ def _row(r: Any) -> ModelRecord:
         algorithm=r.algorithm, purpose=r.purpose, features=json.loads(r.features_json),
         card=json.loads(r.card_json), weights_path=r.weights_path, output_digest=r.output_digest,
         source_datasets=json.loads(r.source_datasets_json), valid_from=_utc(r.valid_from),
-        valid_until=_utc(r.valid_until), created_at=_utc(r.created_at))
+        valid_until=_utc(r.valid_until), created_at=_utc(r.created_at),
+        revoked_at=_utc(r.revoked_at) if r.revoked_at is not None else None, revoked_reason=r.revoked_reason)
 
 
 def new_model_ids(now: dt.datetime | None = None) -> tuple[str, str]:
@@ -258,6 +265,21 @@ def register_model_in(conn: Connection, *, job_id: str, agreement_id: str, owner
     r = conn.execute(select(model_registry).where(model_registry.c.id == model_id)).first()
     assert r is not None
     return _row(r)
+
+
+def revoke_models_in(conn: Connection, agreement_id: str, reason: str, now: dt.datetime) -> list[ModelRecord]:
+    """Revoke, in the caller's transaction, the certificate of every model trained under ``agreement_id`` not yet
+    revoked; the models revoked now (none the second time)."""
+    m = model_registry.c
+    rows = conn.execute(select(model_registry).where(m.agreement_id == agreement_id, m.revoked_at.is_(None))
+                        .order_by(m.created_at, m.id)).all()
+    out = []
+    for r in rows:
+        res = conn.execute(update(model_registry).where(m.id == r.id, m.revoked_at.is_(None))
+                           .values(revoked_at=_utc(now), revoked_reason=reason))
+        if res.rowcount == 1:
+            out.append(_row(r))
+    return out
 
 
 def get_model(engine: Engine, model_id: str) -> ModelRecord | None:

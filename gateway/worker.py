@@ -20,7 +20,9 @@ job is failed and refunded at once (``job.recover``) instead of waiting for the 
 SIGTERM/SIGINT gives it up without waiting.
 
 Each sweep also disposes of withdrawn datasets whose grace period (``VEILBOX_WITHDRAW_GRACE_S``) ended: their
-data key destroyed, their sealed copy deleted, a signed ``dataset.dispose`` entry (`gateway.services.datasets`).
+data key destroyed, their sealed copy deleted, a signed ``dataset.dispose`` entry (`gateway.services.datasets`);
+and of ended agreements: the expiry recorded, the exit clause carried out, a signed disposal record
+(`gateway.services.disposal`).
 
 With ``VEILBOX_ANCHOR_SINK`` set, the loop also anchors the signed audit head every ``VEILBOX_ANCHOR_EVERY_S``
 when it advanced (`gateway.anchoring`, on a thread of its own so a slow evidence service never delays a job).
@@ -47,7 +49,7 @@ from types import FrameType
 import policies
 from gateway import anchoring
 from gateway.context import AppContext, open_context
-from gateway.services import alerts, datasets, leases
+from gateway.services import alerts, datasets, disposal, leases
 from gateway.services import jobs as jobflow
 from gateway.settings import Settings
 
@@ -88,6 +90,10 @@ class JobWorker:
             datasets.dispose_due(self.ctx)
         except Exception:  # the loop must survive; the next sweep tries again
             log.exception("disposal of withdrawn datasets failed")
+        try:  # ended agreements: their exit clause carried out, a signed record (gateway.services.disposal)
+            disposal.dispose_due(self.ctx)
+        except Exception:  # the loop must survive; the next sweep finishes what is left
+            log.exception("disposal of ended agreements failed")
 
     @property
     def alive(self) -> bool:

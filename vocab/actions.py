@@ -20,6 +20,7 @@ class AuditAction(StrEnum):
     PRINCIPAL_CREATE = "principal.create"
     AGREEMENT_EXPIRE = "agreement.expire"
     AGREEMENT_MIGRATE = "agreement.migrate"
+    AGREEMENT_DISPOSE = "agreement.dispose"
     REQUEST_TOO_LARGE = "request.too_large"
     REQUEST_UNKNOWN = "unknown"
     REQUEST_UNMATCHED = "unmatched"
@@ -53,6 +54,8 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.PRINCIPAL_CREATE: "a principal was created (by an admin, or the first admin at initialisation)",
         A.AGREEMENT_EXPIRE: "an agreement's validity period ended (recorded once, the first time anyone touches it)",
         A.AGREEMENT_MIGRATE: "an agreement in force before filing (备案) existed was filed by the upgrade",
+        A.AGREEMENT_DISPOSE: "one step of an ended agreement's disposal (jobs cancelled and refunded, outputs sealed "
+        "or deleted, model certificates revoked) or its signed disposal record",
         A.REQUEST_TOO_LARGE: "a /v1 body over the size limit was refused before routing",
         A.REQUEST_UNKNOWN: "a request whose action is not yet known (replaced by its route's name)",
         A.REQUEST_UNMATCHED: "a request that matched no route",

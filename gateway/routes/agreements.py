@@ -38,6 +38,7 @@ from gateway.contract.agreements import (
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner, require_role
 from gateway.identities import Principal, RoleName
 from gateway.journal import request_entry
+from gateway.services import disposal
 from gateway.services.agreements import (
     agreement_entry,
     check_grantee,
@@ -126,6 +127,8 @@ def _owner_transition(name: str, fn: Any, doc: str) -> None:
         note_expiry(ctx, agreement_id)
         result: dict[str, Any] = fn(ctx.engine, actor_of(owner), agreement_id,
                                     journal=agreement_entry(ctx, ev, agreement_id)).public()
+        if name == "revoke":  # the exit clause is carried out at once (an interrupted one: the worker's sweep)
+            disposal.dispose(ctx, agreement_id)
         return result
 
     route.__doc__ = doc

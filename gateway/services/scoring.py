@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 
 import policies
 from catalog import models as model_registry
-from catalog.errors import INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError, not_found
+from catalog.errors import AGREEMENT_INACTIVE, INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError, not_found
 from catalog.fingerprint import digest as fingerprint_digest
 from catalog.models import ModelRecord
 from catalog.sealed import SealedError, readable_path
@@ -44,7 +44,7 @@ from mpc.he import (
     score_rows,
     scores_exposed,
 )
-from policies import Action
+from policies import Action, disposal
 from policies.access import RequestFacts
 from sandbox.train import load_linear_weights
 
@@ -133,6 +133,20 @@ def _granted(ctx: AppContext, agreement_id: str, body: ScoreBody) -> None:
                           [{"reason": "score.layout_not_granted", "layout": body.layout, "allowed": doc.score_layout}])
 
 
+def _not_revoked(ctx: AppContext, m: ModelRecord) -> None:
+    """``AGREEMENT_INACTIVE`` for a model whose certificate the disposal revoked (`gateway.services.disposal`), or
+    whose agreement has ended under a clause that revokes derived models while that disposal is still to run."""
+    reason = m.revoked_reason
+    if reason is None:
+        ag = policies.load_agreement(ctx.engine, m.agreement_id)
+        case = ag and disposal.ended_case(ag, dt.datetime.now(dt.UTC))
+        if ag is not None and case and ag.document.exit.applies_to(case) and ag.document.exit.models == "revoke":
+            reason = f"agreement.{case}"
+    if reason is not None:
+        raise DomainError(AGREEMENT_INACTIVE, "the model's certificate was revoked when its agreement ended",
+                          [{"reason": "model.certificate_revoked", "cause": reason, "agreement_id": m.agreement_id}])
+
+
 def score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: AuditEvent) -> dict[str, Any]:
     """Score the bank's encrypted applicants with the model (see the module docstring for the order of checks);
     fills ``ev`` with the model, layout, output, counts and digests."""
@@ -158,6 +172,7 @@ def score(ctx: AppContext, p: Principal, model_id: str, body: ScoreBody, ev: Aud
     if m.algorithm != "logistic_regression":
         raise DomainError(INVALID_REQUEST, "only linear models can be scored under encryption",
                           [{"field": "model", "algorithm": m.algorithm}])
+    _not_revoked(ctx, m)
     if not m.valid_at(dt.datetime.now(dt.UTC)):
         raise DomainError(POLICY_DENIED, "the model's certificate is not valid now",
                           [{"reason": "model.certificate_invalid", "valid_until": m.valid_until.isoformat()}])

@@ -12,10 +12,11 @@ Stored states and the transitions between them are made by `policies.agreements.
 (docs/agreements.md; the filing transitions are `policies.agreements.filing`).
 
 ``expired`` is *derived*: `effective_state` returns it whenever ``now >= valid_until`` (unless revoked), and
-every decision uses the effective state. After revocation or expiry the exit clause applies: with
-``on_expiry = "seal_outputs"`` `outputs_sealed` is True and no result may be downloaded. `secagg_parties` names
-who may contribute to the grantee's secure-aggregation rounds. `load_agreement` reads a record without any
-authorization (the decision table, `policies.decision`, authorizes).
+every decision uses the effective state. After revocation or expiry the exit clause applies: when it seals or
+deletes outputs (`ExitClause.output_disposal`, for the listed ``cases``) `outputs_sealed` is True and no result
+may be downloaded (the disposal itself: `policies.disposal`). `secagg_parties` names who may contribute to the
+grantee's secure-aggregation rounds. `load_agreement` reads a record without any authorization (the decision
+table, `policies.decision`, authorizes).
 """
 
 from __future__ import annotations
@@ -113,8 +114,10 @@ def secagg_parties(agreement: Agreement) -> frozenset[str]:
 def outputs_sealed(agreement: Agreement, now: dt.datetime) -> bool:
     """True when the agreement has ended (revoked or expired) and its exit clause seals outputs: the gateway
     must refuse every result download."""
-    ended = effective_state(agreement, now) in (AgreementState.REVOKED, AgreementState.EXPIRED)
-    return ended and agreement.document.exit.on_expiry == "seal_outputs"
+    state = effective_state(agreement, now)
+    ended = state in (AgreementState.REVOKED, AgreementState.EXPIRED)
+    clause = agreement.document.exit
+    return ended and clause.applies_to(state.value) and clause.output_disposal in ("seal", "delete")
 
 
 

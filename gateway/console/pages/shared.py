@@ -36,6 +36,7 @@ from gateway.console._web import (
 )
 from gateway.console.pages import owner as owner_pages
 from gateway.console.sessions import same_token
+from gateway.services import disposal
 from gateway.services import jobs as jobflow
 from gateway.services import psi as psi_service
 from gateway.services.agreements import agreement_entry, note_expiry, quotas_today
@@ -193,6 +194,8 @@ async def agreement_transition(request: Request, agreement_id: str, action: str)
         fields = ("document_hash",) if action == "accept" else ()
         fns[action](ctx.engine, session_actor(session), agreement_id,
                     journal=agreement_entry(ctx, ev, agreement_id, *fields))
+        if action == "revoke":  # the exit clause is carried out at once, as through the API
+            disposal.dispose(ctx, agreement_id)
 
     await in_thread(run)
     return redirect(f"/console/agreements/{agreement_id}")
