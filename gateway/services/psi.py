@@ -366,6 +366,10 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
     """One anonymous check: labels only the bank can open for its own subject, metered per bucket."""
     consent = _digest(ctx, body.consent_ref)
     ev.details.update(consent_digest=consent)
+    # The registered consent (where enforced) before the bucket layout is built or anything read: its grantee,
+    # product and time are checked; its subject cannot be, the service never sees it (docs/consent.md).
+    declared, declared_ds, _ = _product(ctx, name, ev)
+    consent_registry.require_for(ctx, p, declared_ds, declared.name, [body.consent_ref], ev)
     product, ds, vetted, setup = _anon_setup(ctx, name, ev, min_bucket(ctx, p, body.agreement_id))
     if body.bucket_bits != setup.bits or body.bucket >= (1 << setup.bits):
         raise DomainError(INVALID_REQUEST, "the bucket layout has changed: ask GET /verifications/{name}/anonymous",
@@ -385,8 +389,6 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
                               consent_ref=body.consent_ref, subject_hash=bucket_hash,
                               params={"product": product.name, "params": canonical},
                               hash_alg=ctx.settings.hash_alg)
-    # the consent's grantee, product and time are checked; its subject cannot be: the service never sees it
-    consent_registry.require_for(ctx, p, ds, product.name, [body.consent_ref], ev)
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     subjects = [setup.subjects[i] for i in members]
     verdicts = bucket_verdicts(worker, vetted, subjects, bind_canonical(vetted, canonical))

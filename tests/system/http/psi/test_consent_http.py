@@ -6,13 +6,15 @@ subject, and the owner's subject-access report lists the person's consents and e
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 from typer.testing import CliRunner
 
+from catalog import registry
 from gateway.services.consent import set_enforced
-from veilbox import bank_psi
+from mpc import psi
 from veilbox.cli import app
 from veilbox.cli_consent import when
 from veilbox.client import ApiError
@@ -32,6 +34,7 @@ def test_consents_are_recorded_enforced_revoked_and_reported(psi_world, tmp_path
     set_enforced(service.ctx.engine, True)
     ag = psi_world.agreement["id"]
     present = sorted(psi_world.rows)[0]
+    fingerprint = registry.get(service.ctx.engine, "tax_income").fingerprint
     assert ABSENT not in psi_world.rows
     products = ["income_at_least", "psi_members:tax_income"]
     c_present, c_absent = owner.record_consents("icbc-wuxi", "consumer loan application", products, UNTIL,
@@ -65,16 +68,20 @@ def test_consents_are_recorded_enforced_revoked_and_reported(psi_world, tmp_path
     r = bank._http.post("/v1/verifications/income_at_least/check-encrypted",
                         json={**enc, "consent_ids": [c_present["id"], c_absent["id"]]})
     assert r.json()["error"]["code"] == "CIPHERTEXT_INVALID"  # consents pass; the bogus ciphertext is next
-    # psi_members: one registered consent per blinded id (the ids are checked; the subjects are not seen)
-    ids = [present, ABSENT]
-    assert bank_psi.psi_members(bank, ag, "tax_income", ids, consent_refs=[c_present["id"], c_absent["id"]]) == [
-        present]
-    assert refusal(bank_psi.psi_members, bank, ag, "tax_income", ids, consent_refs="free-text")[:2] == unknown
-    # anonymous checks: the consent's grantee, product and time are checked
-    assert bank_psi.check_anonymous(bank, "income_at_least", ag, present, {"threshold": 1000},
-                                    consent_ref=c_present["id"]).present
-    assert refusal(bank_psi.check_anonymous, bank, "income_at_least", ag, present, {"threshold": 1000},
-                   consent_ref=c_psi_only["id"])[3] == [{"index": 0, "reason": "consent.product"}]
+    # psi_members: one distinct registered consent per blinded id (the ids are checked; the subjects are not seen),
+    # refused before the dataset's PSI set is built
+    members = {"agreement_id": ag, "dataset": "tax_income", "dataset_fingerprint": fingerprint,
+               "elements": base64.b64encode(b"".join(psi.MembersClient().blind([present, ABSENT]))).decode()}
+    for refs, reason in ((["free-text", "x"], "consent.unknown"), ([c_psi_only["id"]] * 2, "consent.repeated")):
+        r = bank._http.post("/v1/psi/members", json={**members, "consent_refs": refs})
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "CONSENT_INVALID")
+        assert r.json()["error"]["details"][-1] == {"index": 1, "reason": reason}
+    # anonymous checks: the consent's grantee, product and time, before the bucket layout is built
+    anon = {"agreement_id": ag, "bucket_bits": 0, "bucket": 0, "element": base64.b64encode(bytes(32)).decode(),
+            "params": {"threshold": 1000}}
+    for ref, reason in (("free-text", "consent.unknown"), (c_psi_only["id"], "consent.product")):
+        r = bank._http.post("/v1/verifications/income_at_least/check-anonymous", json={**anon, "consent_ref": ref})
+        assert (r.status_code, r.json()["error"]["details"]) == (403, [{"index": 0, "reason": reason}])
     # revocation takes effect on the next call, for a present and an absent subject alike
     assert refusal(bank.revoke_consent, c_present["id"], "no")[:2] == ("NOT_FOUND_OR_FORBIDDEN", 404)
     revoked = owner.revoke_consent(c_present["id"], "the person withdrew consent at the branch")
@@ -83,7 +90,7 @@ def test_consents_are_recorded_enforced_revoked_and_reported(psi_world, tmp_path
     assert refusal(check, present, c_present["id"])[1:] == refusal(check, ABSENT, c_absent["id"])[1:]
     assert refusal(check, present, c_present["id"])[3] == [{"index": 0, "reason": "consent.revoked"}]
     # bulk import through the CLI: raw ids in a CSV, batches to the gateway, nothing raw stored or audited
-    people = sorted(psi_world.rows)[1:1201]
+    people = sorted(psi_world.rows)[1:1002]
     (tmp_path / "ids.csv").write_text("person_id\n" + "\n".join(people) + "\n")
     env = {"VEILBOX_URL": service.url, "VEILBOX_TOKEN": owner._http.headers["Authorization"].split()[1]}
     run = CliRunner().invoke(app, ["consent", "import", str(tmp_path / "ids.csv"), "--grantee", "icbc-wuxi",
@@ -91,7 +98,7 @@ def test_consents_are_recorded_enforced_revoked_and_reported(psi_world, tmp_path
                                    "--until", "+30", "--json"], env=env)
     assert run.exit_code == 0, run.output
     imported = json.loads(run.stdout)
-    assert imported["recorded"] == 1200 and len(set(imported["ids"])) == 1200
+    assert imported["recorded"] == 1001 and len(set(imported["ids"])) == 1001  # two batches
     assert check(people[-1], imported["ids"][-1])["receipt"]
     records = psi_world.parties.regulator.audit(limit=1000, action="consent.record")["entries"]
     assert len(records) == 4 and not any(p in json.dumps(records) for p in (present, ABSENT, people[0]))
