@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, MetaData, String, Table, Text, false
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, Table, Text, false
 
 metadata = MetaData()
 
@@ -58,4 +58,25 @@ model_score_usage = Table(
     Column("model_id", String(40), primary_key=True),
     Column("scores", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# The certificate registry of verification products and released outputs, with their source attribution and
+# revocation (catalog.certificates); migration 0018.
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("subject", String(64), nullable=False),  # the product's name or the released job's id
+    Column("agreement_id", String(64), nullable=True, index=True),
+    Column("owner", String(64), nullable=False, index=True),  # the data owner who issues it
+    Column("holder", String(64), nullable=True),  # the grantee an output was released to
+    Column("covers_json", Text, nullable=False),
+    Column("sources_json", Text, nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_reason", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_certificates_kind_subject", "kind", "subject", unique=True),
 )

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Select, and_, select
 from sqlalchemy.exc import IntegrityError
 
+from catalog import certificates as certs
 from catalog import registry
 from catalog._tables import verification_products
 from catalog.columns import NAME_RE, Kind, Role
@@ -88,12 +89,17 @@ class Product:
     dataset_fingerprint: str  # at definition time
     created_at: dt.datetime
     hide_membership: bool = False
+    certificate_id: str | None = None  # its registry certificate (catalog.certificates); none before 0016
 
     def public(self) -> dict[str, Any]:
         return {"name": self.name, "owner": self.owner, "dataset": self.dataset,
                 "subject_column": self.subject_column, "predicate": self.predicate, "params": dict(self.params),
                 "description": self.description, "hide_membership": self.hide_membership,
-                "created_at": self.created_at.isoformat()}
+                "created_at": self.created_at.isoformat(), "certificate_id": self.certificate_id}
+
+    def source(self) -> dict[str, str]:
+        """The product's source attribution: its dataset, owner and the fingerprint it was defined over."""
+        return certs.source_of(self.dataset, self.owner, self.dataset_fingerprint)
 
 
 def _utc(v: dt.datetime) -> dt.datetime:
@@ -104,14 +110,22 @@ def _row(r: Any) -> Product:
     return Product(name=r.name, owner=r.owner, dataset=r.dataset, subject_column=r.subject_column,
                    predicate=r.predicate, params=json.loads(r.params_json), description=r.description,
                    dataset_fingerprint=r.dataset_fingerprint, created_at=_utc(r.created_at),
-                   hide_membership=bool(r.hide_membership))
+                   hide_membership=bool(r.hide_membership), certificate_id=r.certificate_id)
+
+
+def _products() -> Select[Any]:
+    """Products with their certificate's id (a product defined before certificates existed has none)."""
+    c = certs.certificates
+    return (select(verification_products, c.c.id.label("certificate_id"))
+            .outerjoin(c, and_(c.c.kind == "product", c.c.subject == verification_products.c.name)))
 
 
 def define_product(engine: Engine, owner: str, spec: ProductSpec, *, now: dt.datetime | None = None) -> Product:
     """Record ``spec`` for ``owner`` (who must own its dataset). Vet the predicate first (see module docs).
 
     ``NOT_FOUND_OR_FORBIDDEN`` for another owner's or a missing dataset, ``INVALID_REQUEST`` for a subject column
-    that cannot key a row, ``ALREADY_EXISTS`` for a taken name.
+    that cannot key a row, ``ALREADY_EXISTS`` for a taken name. The product's certificate
+    (`catalog.certificates`, kind ``product``) is issued in the same transaction: both or neither.
     """
     ds = registry.get(engine, spec.dataset)
     if ds is None or ds.owner != owner:
@@ -131,6 +145,11 @@ def define_product(engine: Engine, owner: str, spec: ProductSpec, *, now: dt.dat
                 predicate=spec.predicate, params_json=json.dumps(dict(spec.params), sort_keys=True),
                 description=spec.description, dataset_fingerprint=ds.fingerprint, created_at=now,
                 hide_membership=spec.hide_membership))
+            certs.issue_in(conn, kind="product", subject=spec.name, owner=owner, now=now,
+                           sources=[certs.source_of(spec.dataset, owner, ds.fingerprint)],
+                           covers={"product": spec.name, "dataset": spec.dataset,
+                                   "subject_column": spec.subject_column, "predicate": spec.predicate,
+                                   "params": dict(spec.params), "hide_membership": spec.hide_membership})
     except IntegrityError:
         raise DomainError(ALREADY_EXISTS, "a verification product with this name exists") from None
     product = get_product(engine, spec.name)
@@ -140,12 +159,12 @@ def define_product(engine: Engine, owner: str, spec: ProductSpec, *, now: dt.dat
 
 def get_product(engine: Engine, name: str) -> Product | None:
     with engine.connect() as conn:
-        r = conn.execute(select(verification_products).where(verification_products.c.name == name)).first()
+        r = conn.execute(_products().where(verification_products.c.name == name)).first()
     return _row(r) if r is not None else None
 
 
 def list_products(engine: Engine, *, owner: str | None = None) -> list[Product]:
-    q = select(verification_products).order_by(verification_products.c.name)
+    q = _products().order_by(verification_products.c.name)
     if owner is not None:
         q = q.where(verification_products.c.owner == owner)
     with engine.connect() as conn:

@@ -20,6 +20,7 @@ from veilbox import (
     cli_alerts,
     cli_audit,
     cli_authority,
+    cli_certificates,
     cli_complaints,
     cli_consent,
     cli_he,
@@ -765,6 +766,7 @@ cli_profile.register(app)
 cli_keys.register(app)
 cli_authority.register(app)
 cli_complaints.register(app)
+cli_certificates.register(app)
 cli_alerts.register(app)
 cli_consent.register(app)
 cli_report.register(app)

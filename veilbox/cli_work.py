@@ -216,6 +216,11 @@ def _print_answer(r: dict[str, Any]) -> None:
     base.out.print(_answer_table(r))
     if r.get("output_digest"):
         base.out.print(_("output digest: %(digest)s", digest=r["output_digest"]), soft_wrap=True)
+    for s in r.get("source") or []:  # the data sources every released output names (docs/certificates.md)
+        line = _("source: %(dataset)s, supplied by %(owner)s, fingerprint %(fingerprint)s", **s)
+        base.out.print(line, soft_wrap=True)
+    if r.get("certificate_id"):
+        base.out.print(_("certificate: %(id)s", id=r["certificate_id"]), soft_wrap=True)
 
 
 @query_app.command("preview", help=_("Canonical SQL, cost, expected error and the answer on the mock; spends nothing."))

@@ -410,6 +410,14 @@ class Client:
     def model(self, model_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/models/{model_id}")
 
+    def certificate(self, certificate_id: str) -> dict[str, Any]:
+        """Verify a product's or a released output's certificate (``GET /v1/certificates/{id}``)."""
+        return self._json("GET", f"/v1/certificates/{certificate_id}")
+
+    def certificates(self, agreement_id: str) -> list[dict[str, Any]]:
+        """An agreement's certificates: its released outputs and the products over its datasets."""
+        return self._json("GET", "/v1/certificates", params={"agreement_id": agreement_id})
+
     # -- audit ---------------------------------------------------------------------------------------------
     def audit(self, since: int = 0, limit: int = 100, **filters: str) -> AuditPage:
         return self._json("GET", "/v1/audit", params={"since": since, "limit": limit, **filters})

@@ -62,3 +62,45 @@ class ScoreAnswer(Out):
     scores_counted: int = Field(description="answers this request exposed (taken from the extraction quota)")
     scores_used: int
     scores_limit: int | None
+
+
+_SOURCE = {"dataset": "tax_income", "owner": "city-tax-bureau", "fingerprint": _FP}
+CERTIFICATE_EXAMPLE: dict[str, Any] = {
+    "id": "VBX-OC-2026-5E0B91C2", "kind": "output", "subject": "job_9858613d95c768f45bb9",
+    "agreement_id": "agr_1b61737f85dc4169584d", "issued_by": "city-tax-bureau", "holder": "risk-lab",
+    "status": "valid", "valid": True, "valid_from": "2026-12-03T04:00:00+00:00",
+    "valid_until": "2027-06-30T00:00:00+00:00", "revoked_at": None, "revoked_reason": None,
+    "covers": {"job_id": "job_9858613d95c768f45bb9", "job_kind": "query", "output_kind": "aggregate",
+               "output_digest": "sha256:8adfa72723aa8a1823fec0cdbf6ab12484601a14f9dbc368921e755b9348665a"},
+    "source": [_SOURCE], "created_at": "2026-12-03T04:00:00+00:00",
+}
+
+
+class Source(Out):
+    """Where an output's data came from (在成果中注明数据来源)."""
+
+    dataset: str
+    owner: str = Field(description="the data owner (unit) that supplied the dataset")
+    fingerprint: str = Field(description="the dataset's fingerprint the product or job was bound to")
+
+
+class RegistryCertificate(Out):
+    """A verification product's or a released output's certificate, as the registry states it now."""
+
+    model_config = ConfigDict(json_schema_extra=example(CERTIFICATE_EXAMPLE))
+    id: str
+    kind: Literal["product", "output"]
+    subject: str = Field(description="the product's name or the released job's id")
+    agreement_id: str | None = Field(description="the agreement an output was released under (none for a product)")
+    issued_by: str = Field(description="the data owner who issued it")
+    holder: str | None = Field(description="the grantee an output was released to")
+    status: Literal["valid", "revoked", "expired"]
+    valid: bool = Field(description="valid now")
+    valid_from: str
+    valid_until: str = Field(description="never beyond the agreement's valid_until for an output")
+    revoked_at: str | None
+    revoked_reason: str | None
+    covers: dict[str, Any] = Field(description="what it certifies: the product's question, or the job, its "
+                                               "kind and output digest")
+    source: list[Source]
+    created_at: str

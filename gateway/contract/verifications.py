@@ -14,7 +14,8 @@ PRODUCT_EXAMPLE: dict[str, Any] = {
     "name": "income_at_least", "owner": "city-tax-bureau", "dataset": "tax_income", "subject_column": "person_id",
     "predicate": "monthly_income >= :threshold", "params": {"threshold": "number"},
     "description": "monthly income at least the threshold", "hide_membership": False,
-    "created_at": "2026-12-03T03:40:00+00:00", "canonical_predicate": "\"monthly_income\" >= $p_threshold",
+    "created_at": "2026-12-03T03:40:00+00:00", "certificate_id": "VBX-PC-2026-0A4C7E19",
+    "canonical_predicate": "\"monthly_income\" >= $p_threshold",
     "columns": ["monthly_income"],
     "encrypted_form": {"column": "monthly_income", "op": ">=", "param": "threshold", "threshold_bounds": [0, 200000],
                        "bank_encrypts": "t"},
@@ -47,6 +48,7 @@ class Product(Out):
     columns: list[str] | None = None
     encrypted_form: EncryptedForm | None = None
     available: bool | None = None
+    certificate_id: str | None = Field(None, description="the product's certificate (GET /certificates/{id})")
 
 
 class CheckAnswer(Out):

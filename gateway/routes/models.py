@@ -1,4 +1,9 @@
-"""The model registry and encrypted scoring (docs/api.md, "Models and scoring (HE)").
+"""The model registry, encrypted scoring and the certificate registry (docs/api.md, "Models and scoring (HE)",
+"Certificates").
+
+``GET /certificates/{id}``: any authenticated principal verifies a product's or an output's certificate (status
+now, what it covers, its sources); ``GET /certificates?agreement_id=`` lists an agreement's certificates for its
+readers (`gateway.services.certificates`).
 
 ``GET /models`` and ``GET /models/{id}``: every authenticated principal reads the cards and certificates of
 released models (never the weights or where they are stored).
@@ -39,10 +44,11 @@ from catalog import models as model_registry
 from catalog.errors import not_found
 from gateway import he_frames, latency
 from gateway.contract import OUT, ErrorCode, doc
-from gateway.contract.models import MODEL_EXAMPLE, Model, ScoreAnswer
+from gateway.contract.models import CERTIFICATE_EXAMPLE, MODEL_EXAMPLE, Model, RegistryCertificate, ScoreAnswer
 from gateway.deps import Audit, Ctx, CurrentPrincipal, Heavy
-from gateway.services import scoring
+from gateway.services import certificates, scoring
 from gateway.services.idempotency import Idempotent
+from gateway.services.jobs import actor_of
 from gateway.services.scoring import ScoreBody
 
 router = APIRouter(tags=["models"])
@@ -65,6 +71,31 @@ def show(model_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, A
     ev.agreement_id = m.agreement_id
     ev.details["model_id"] = m.id
     return m.public()
+
+
+# --- certificates of products and released outputs ------------------------------------------------------------
+
+
+@router.get("/certificates", name="certificate.list", response_model=list[RegistryCertificate], **OUT,
+            tags=["certificates"],
+            **doc("An agreement's certificates: its released outputs and the products over its datasets",
+                  ErrorCode.NOT_FOUND_OR_FORBIDDEN, response_example=[CERTIFICATE_EXAMPLE]))
+def list_certificates(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> list[dict[str, Any]]:
+    """For the agreement's parties, the data authority and regulators (``NOT_FOUND_OR_FORBIDDEN`` otherwise)."""
+    ev.agreement_id = agreement_id
+    return certificates.list_for_agreement(ctx, actor_of(p), agreement_id)
+
+
+@router.get("/certificates/{certificate_id}", name="certificate.show", response_model=RegistryCertificate, **OUT,
+            tags=["certificates"],
+            **doc("Verify a certificate: valid, revoked or expired, what it covers, its sources",
+                  ErrorCode.NOT_FOUND_OR_FORBIDDEN, response_example=CERTIFICATE_EXAMPLE))
+def show_certificate(certificate_id: str, _: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """A product's or a released output's certificate as the registry states it now."""
+    out = certificates.show(ctx, certificate_id)
+    ev.agreement_id = out["agreement_id"]
+    ev.details["certificate_id"] = out["id"]
+    return out
 
 
 # --- encrypted scoring -----------------------------------------------------------------------------------------

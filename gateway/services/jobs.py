@@ -79,6 +79,7 @@ from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.journal import Journal, both, refusal, request_entry, system_entry
 from gateway.sealing import sealer_of
+from gateway.services import certificates
 from gateway.services.agreements import note_expiry
 from gateway.services.leases import WORKER, Heartbeat, process_id
 from policies import Action, Actor, Job, JobState, ledger
@@ -548,11 +549,13 @@ def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = N
         def register(conn: Connection) -> None:
             model_registry.register_model_in(conn, job_id=job.id, agreement_id=job.agreement_id,
                                              ids=(ref, certificate), **model)
+    # every released output names its sources and certificate, issued in this transaction (services.certificates)
+    result, certify = certificates.for_release(ctx, job, out.kind, out.output_digest, result, now)
     extra = {"released_by": approved_by} if approved_by else {}
     entry = _system(ctx, job, AuditAction.JOB_RELEASE, output_digest=out.output_digest, output_kind=out.kind,
                     **({"model_id": ref} if ref else {}), **extra)
     return policies.release(ctx.engine, job.id, result=result, result_ref=ref, output_digest=out.output_digest,
-                            now=now, journal=both(register, entry, request))
+                            now=now, journal=both(register, certify, entry, request))
 
 
 def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:

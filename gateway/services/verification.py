@@ -46,6 +46,7 @@ from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.journal import Journal, request_entry
 from gateway.services import consent as consent_registry
+from gateway.services import certificates
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
@@ -109,14 +110,19 @@ class EncryptedCheckBody(BaseModel):  # ``POST /verifications/{name}/check-encry
     purpose: str | None = Field(None, max_length=64)
 
 
-def product_for_check(ctx: AppContext, name: str, ev: AuditEvent) -> tuple[Product, Dataset, VettedPredicate]:
+def product_for_check(ctx: AppContext, name: str, ev: AuditEvent,
+                      certified: bool = True) -> tuple[Product, Dataset, VettedPredicate]:
     """The product, its dataset and its predicate vetted against the declaration as it stands now (and, for
-    ``hide_membership`` products, proved again not to be a membership test: declarations can change)."""
+    ``hide_membership`` products, proved again not to be a membership test: declarations can change). With
+    ``certified`` (every check), a product whose certificate is revoked or expired is refused
+    (`gateway.services.certificates.refuse_if_uncertified`)."""
     product = products.get_product(ctx.engine, name)
     if product is None:
         raise not_found("verification product")
     ev.dataset = product.dataset
     ev.details["product"] = product.name
+    if certified:
+        certificates.refuse_if_uncertified(ctx, product)
     ds = registry.get(ctx.engine, product.dataset)
     if ds is None:
         raise not_found("verification product")
@@ -211,7 +217,7 @@ def list_products(ctx: AppContext) -> list[dict[str, Any]]:
 
 
 def show_product(ctx: AppContext, name: str, ev: AuditEvent) -> dict[str, Any]:
-    product, _ds, vetted = product_for_check(ctx, name, ev)
+    product, _ds, vetted = product_for_check(ctx, name, ev, certified=False)
     return _view(product, vetted)
 
 

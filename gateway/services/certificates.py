@@ -1,0 +1,160 @@
+"""Certificates of verification products and released outputs: issuing at release, verifying, listing, revoking.
+
+The registry is `catalog.certificates`. This module is what the gateway does with it:
+
+- `for_release`: a job's released output gets an output certificate, issued in the release's own transaction
+  (`gateway.services.jobs._release`), valid until its agreement's ``valid_until`` at the latest; the released
+  result is stamped with ``certificate_id`` and ``source`` (dataset, owner unit, dataset fingerprint of each
+  dataset the job read: 在成果中注明数据来源). A model's result keeps the model's own certificate id (the model
+  registry's) and gets the ``source`` block too. The output digest stays the digest of the output the release gate
+  checked; the stamp is added beside it.
+- `refuse_if_uncertified`: a check under a product whose certificate is revoked or expired is refused before
+  anything is read or metered: ``POLICY_DENIED`` with reason ``product.certificate_revoked`` or
+  ``product.certificate_expired`` (as scoring refuses a model whose certificate is not valid:
+  ``model.certificate_invalid``). A product defined before the registry existed has no certificate and is
+  checked as before.
+- `show`: ``GET /certificates/{id}`` verifies a certificate for any authenticated principal (a certificate is
+  shown to third parties): status now (valid, revoked or expired), what it covers, its sources.
+- `list_for_agreement`: ``GET /agreements/{id}/certificates``, for the agreement's readers (its parties, the data
+  authority, regulators): the certificates of outputs released under it and of the products over its datasets.
+- `revoke_certificates_for_agreement`: revokes, in the caller's transaction (a disposal's), every certificate of
+  outputs released under the agreement and, when asked, of the products over its datasets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select
+
+import policies
+from catalog import certificates as registry
+from catalog import products
+from catalog import registry as datasets
+from catalog._tables import verification_products
+from catalog.errors import POLICY_DENIED, DomainError, not_found
+from policies import Actor
+from policies.agreements.record import load_agreement_in
+from policies.jobs import Job
+
+if TYPE_CHECKING:
+    from gateway.context import AppContext
+    from gateway.journal import Journal
+
+__all__ = ["for_release", "list_for_agreement", "refuse_if_uncertified", "revoke_certificates_for_agreement", "show"]
+
+
+def for_release(
+    ctx: AppContext, job: Job, output_kind: str, output_digest: str, result: Any, now: dt.datetime | None = None
+) -> tuple[Any, Journal]:
+    """The released ``result`` stamped with its certificate and sources, and the journal that issues the
+    certificate in the release's transaction. A model output keeps its model certificate (no output
+    certificate: the model registry certifies it) and gets its sources."""
+    sources = []
+    for name in job.datasets:  # the fingerprint the job was submitted and approved against
+        ds = datasets.get(ctx.engine, name)
+        if ds is not None:
+            sources.append(registry.source_of(ds.name, ds.owner, job.fingerprints[name]))
+    ag = policies.load_agreement(ctx.engine, job.agreement_id)
+    if output_kind == "model":
+        stamped = {**result, "source": sources} if isinstance(result, dict) else result
+        return stamped, lambda _conn: None
+    cert_id = registry.new_certificate_id("output", now)
+    stamped = registry.stamp(result, cert_id, sources)
+
+    def issue(conn: Connection) -> None:
+        if not sources or ag is None:  # pragma: no cover - a released job read its datasets under its agreement
+            return
+        registry.issue_in(
+            conn,
+            kind="output",
+            subject=job.id,
+            owner=ag.owner,
+            holder=job.created_by,
+            agreement_id=job.agreement_id,
+            certificate_id=cert_id,
+            sources=sources,
+            covers={
+                "job_id": job.id,
+                "job_kind": job.kind.value,
+                "output_kind": output_kind,
+                "output_digest": output_digest,
+            },
+            valid_days=registry.OUTPUT_VALID_DAYS,
+            valid_until=ag.document.valid_until,
+            now=now,
+        )
+
+    return stamped, issue
+
+
+def refuse_if_uncertified(ctx: AppContext, product: products.Product, now: dt.datetime | None = None) -> None:
+    """Refuse a check under ``product`` when its certificate is revoked or expired (see the module docstring)."""
+    cert = registry.certificate_for(ctx.engine, "product", product.name)
+    if cert is None:
+        return
+    status = cert.status(now)
+    if status != "valid":
+        raise DomainError(
+            POLICY_DENIED,
+            f"the product's certificate is {status}",
+            [
+                {
+                    "reason": f"product.certificate_{status}",
+                    "certificate_id": cert.id,
+                    "valid_until": cert.valid_until.isoformat(),
+                }
+            ],
+        )
+
+
+def show(ctx: AppContext, certificate_id: str) -> dict[str, Any]:
+    """One certificate as the registry states it now (``NOT_FOUND_OR_FORBIDDEN`` for an unknown id)."""
+    cert = registry.get_certificate(ctx.engine, certificate_id)
+    if cert is None:
+        raise not_found("certificate")
+    return cert.public()
+
+
+def _product_names(ctx: AppContext, datasets: Iterable[str]) -> list[str]:
+    wanted = set(datasets)
+    return [p.name for p in products.list_products(ctx.engine) if p.dataset in wanted]
+
+
+def list_for_agreement(ctx: AppContext, actor: Actor, agreement_id: str) -> list[dict[str, Any]]:
+    """The certificates of an agreement (outputs released under it, products over its datasets), for its
+    readers; ``NOT_FOUND_OR_FORBIDDEN`` for anyone else."""
+    ag = policies.get_agreement(ctx.engine, actor, agreement_id)
+    names = _product_names(ctx, ag.document.datasets)
+    out = registry.list_certificates(ctx.engine, agreement_id=agreement_id)
+    if names:
+        out += registry.list_certificates(ctx.engine, kind="product", subjects=names)
+    now = dt.datetime.now(dt.UTC)
+    return [c.public(now) for c in sorted(out, key=lambda c: (c.created_at, c.id))]
+
+
+def revoke_certificates_for_agreement(
+    ctx: AppContext,
+    conn: Connection,
+    agreement_id: str,
+    reason: str,
+    *,
+    products_too: bool = False,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Revoke, in ``conn``'s transaction, every certificate of outputs released under ``agreement_id`` (and, with
+    ``products_too``, of the agreement owner's products over the agreement's datasets); the ids revoked now.
+    Everything is read through ``conn``: the caller's transaction may hold the store's write lock."""
+    names: list[str] = []
+    if products_too:
+        ag = load_agreement_in(conn, agreement_id)
+        if ag is not None:
+            t = verification_products
+            names = list(
+                conn.execute(
+                    select(t.c.name).where(t.c.owner == ag.owner, t.c.dataset.in_(list(ag.document.datasets)))
+                ).scalars()
+            )
+    return registry.revoke_for_agreement_in(conn, agreement_id, reason, products=names, now=now)

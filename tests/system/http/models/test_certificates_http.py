@@ -1,0 +1,69 @@
+"""Certificates over real HTTP: a released aggregate names its sources and its certificate (valid until the
+agreement's end at the latest), any principal verifies a certificate, an agreement's readers list its
+certificates, and a check under a product whose certificate is revoked is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from catalog import certificates as certs
+from catalog import registry
+from gateway.services.certificates import revoke_certificates_for_agreement
+from veilbox.client import ApiError
+
+COUNT_BY_DISTRICT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
+INCOME_AT_LEAST = {"name": "income_at_least", "dataset": "tax_income", "subject_column": "person_id",
+                   "predicate": "monthly_income >= :threshold", "params": {"threshold": "number"}}
+
+
+def test_released_outputs_and_products_carry_certificates_and_sources(parties):
+    ctx = parties.service.ctx
+    end = (dt.datetime.now(dt.UTC) + dt.timedelta(days=20)).replace(microsecond=0)
+    ag = parties.agreement(valid_until=end.isoformat())
+    source = [{"dataset": "tax_income", "owner": "city-tax-bureau",
+               "fingerprint": registry.get(ctx.engine, "tax_income").fingerprint}]
+
+    answer = parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.5")
+    assert answer["state"] == "released" and answer["source"] == source
+    assert {"columns", "rows", "error_bars", "cost", "output_digest"} <= set(answer)  # existing fields kept
+    cert_id = answer["certificate_id"]
+    assert cert_id.startswith("VBX-OC-")
+    stored = parties.operator.job_result(answer["job_id"])
+    assert stored["result"]["source"] == source and stored["result"]["certificate_id"] == cert_id
+
+    cert = parties.bank.certificate(cert_id)  # anyone may verify a certificate shown to them
+    assert cert["status"] == "valid" and cert["kind"] == "output" and cert["source"] == source
+    assert dt.datetime.fromisoformat(cert["valid_until"]) == end  # capped at the agreement's end
+    assert cert["covers"]["output_digest"] == answer["output_digest"] == stored["output_digest"]
+    assert (cert["agreement_id"], cert["holder"], cert["issued_by"]) == (ag["id"], "risk-lab", "city-tax-bureau")
+
+    product = parties.owner.define_verification(INCOME_AT_LEAST)
+    assert product["certificate_id"].startswith("VBX-PC-")
+    pcert = parties.regulator.certificate(product["certificate_id"])
+    assert pcert["status"] == "valid" and pcert["source"] == source
+    assert pcert["covers"]["predicate"] == INCOME_AT_LEAST["predicate"]
+
+    listed = {c["id"] for c in parties.regulator.certificates(ag["id"])}
+    assert listed == {cert_id, product["certificate_id"]}
+    assert {c["id"] for c in parties.operator.certificates(ag["id"])} == listed
+    with pytest.raises(ApiError) as e:  # not a party of the operator's agreement
+        parties.bank.certificates(ag["id"])
+    assert e.value.code == "NOT_FOUND_OR_FORBIDDEN"
+    with pytest.raises(ApiError) as e:
+        parties.bank.certificate("VBX-OC-2026-00000000")
+    assert e.value.code == "NOT_FOUND_OR_FORBIDDEN"
+
+    # The agreement's exit revokes its certificates; a revoked product certificate refuses every check.
+    with ctx.engine.begin() as conn:
+        revoked = revoke_certificates_for_agreement(ctx, conn, ag["id"], "agreement revoked", products_too=True)
+    assert sorted(revoked) == sorted(listed)
+    after = parties.bank.certificate(cert_id)
+    assert (after["status"], after["valid"], after["revoked_reason"]) == ("revoked", False, "agreement revoked")
+    bank_ag = parties.agreement("icbc-wuxi")
+    with pytest.raises(ApiError) as e:
+        parties.bank.check("income_at_least", bank_ag["id"], "P000001", {"threshold": 1000}, consent_ref="c-1")
+    assert e.value.code == "POLICY_DENIED"
+    assert {"reason": "product.certificate_revoked"}.items() <= e.value.details[0].items()
+    assert certs.get_certificate(ctx.engine, product["certificate_id"]).revoked_reason == "agreement revoked"
