@@ -12,6 +12,7 @@ console's public interface: the audit log records the route names as actions).
 - `authority`: the data authority's review queue, sign-offs (file or refuse), suspension and resumption, rectification
   orders (整改) and principals (disable, enable);
 - `complaints`: complaints and objections (file; the owner's and the authority's queue; regulators read-only);
+- `alerts`: alerts (监测预警) for the owner concerned, the authority, regulators and admins; acknowledge;
 - `consents`: the consent registry (同意登记): owners and their trustees record and revoke, grantees read theirs;
 - `fallback`: any other path is a not-found page.
 
@@ -27,6 +28,7 @@ from fastapi import APIRouter, Depends
 
 from gateway.console.pages import (
     admin,
+    alerts,
     authority,
     bank,
     complaints,
@@ -42,5 +44,18 @@ from gateway.console.pages import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(language.apply)])
-for _pages in (admin, authority, operator, owner, bank, regulator, complaints, consents, shared, language, fallback):
+for _pages in (
+    admin,
+    authority,
+    operator,
+    owner,
+    bank,
+    regulator,
+    complaints,
+    alerts,
+    consents,
+    shared,
+    language,
+    fallback,
+):
     router.include_router(_pages.router, include_in_schema=False)

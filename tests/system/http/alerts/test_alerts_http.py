@@ -1,6 +1,6 @@
 """Alerts over HTTP (监测预警, docs/alerts.md): a burst of refused calls raises one alert, read by the admin and the
-regulator and not by the owner or the grantee, acknowledged by the admin (a regulator only reads), from the API
-and the CLI; the admin's webhooks never show their secret. The worker's duty runs in-process on the served
+regulator and not by the owner or the grantee, acknowledged by the admin (a regulator only reads), from the API,
+the console and the CLI; the admin's webhooks never show their secret. The worker's duty runs in-process on the served
 context (no waiting)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.services import alerts
+from tests.system.http.console.conftest import csrf_in, sign_in, token_of
 from veilbox.cli import app
 from veilbox.client import ApiError
 
@@ -41,6 +42,19 @@ def test_alerts_list_ack_and_webhooks_over_http(service) -> None:
         reg.ack_alert(alert_id)
     assert ei.value.code == "POLICY_DENIED"
     assert [a["id"] for a in json.loads(_cli(svc.url, reg, "alerts", "list", "--unacked", "--json"))] == [alert_id]
+    # the console: the regulator reads it without a form, the owner reads none, the admin acknowledges it
+    webs = [sign_in(svc.url, token_of(c)) for c in (reg, owner, svc.admin)]
+    try:
+        seen = webs[0].get("/console/alerts").text
+        assert alert_id in seen and f"/console/alerts/{alert_id}/ack" not in seen
+        assert alert_id not in webs[1].get("/console/alerts").text
+        page = webs[2].get("/console/alerts?unacked=1").text
+        assert f'action="/console/alerts/{alert_id}/ack"' in page
+        r = webs[2].post(f"/console/alerts/{alert_id}/ack", data={"csrf": csrf_in(page)})
+        assert r.status_code == 303 and alert_id not in webs[2].get("/console/alerts?unacked=1").text
+    finally:
+        for web in webs:
+            web.close()
     assert json.loads(_cli(svc.url, svc.admin, "alerts", "ack", alert_id, "--json"))["acked_by"] == "admin"
     assert svc.admin.alerts(unacked=True) == []
 
@@ -57,4 +71,5 @@ def test_alerts_list_ack_and_webhooks_over_http(service) -> None:
     assert svc.admin.alert_webhooks() == []
     rows, _ = svc.ctx.audit.entries(limit=10_000)
     assert not any(secret in e["details"] for e in rows)
-    assert {"alert.raise", "alert.ack", "alert.webhook.set", "alert.webhook.remove"} <= {e["action"] for e in rows}
+    actions = {e["action"] for e in rows}
+    assert {"alert.raise", "console.alert.ack", "alert.webhook.set", "alert.webhook.remove"} <= actions
