@@ -15,7 +15,7 @@ objects: an `gateway.audit.AuditEvent` is filled in, a `catalog.errors.DomainErr
 - `psi`: private set intersection and anonymous checks (匿踪查询), and the bank's own view of them (its
   agreements, receipts read back).
 - `rounds`: the registry of secure-aggregation rounds and who may take part.
-- `audit`: reading the audit log in the caller's scope, and the monthly report files.
+- `audit`: reading the audit log in the caller's scope, and the report files (monthly, quarterly, annual, incidents).
 
 Direction: routes → services → sandbox / policies / catalog / mpc; the console → services. A service never imports
 `gateway.routes` or `gateway.console` (import-linter, `make lint`).
