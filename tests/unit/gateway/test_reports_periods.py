@@ -20,7 +20,7 @@ from gateway import audit as audit_module
 from gateway import incidents
 from gateway.audit import AuditEvent
 from gateway.context import AppContext, init_home, open_context
-from gateway.reports import period_bounds, period_kind, period_report, render_pdf
+from gateway.reports import period_bounds, period_kind, period_report, render_pdf, report_words
 from gateway.settings import Settings
 from policies import _tables as pt
 
@@ -121,11 +121,14 @@ def test_period_labels() -> None:
 
 
 def test_the_quarterly_and_annual_pdfs_carry_their_titles(ctx: AppContext) -> None:
-    for period, title in (("2026-Q3", "Veilbox quarterly report 2026-Q3"), ("2026", "Veilbox annual report 2026")):
-        reader = pypdf.PdfReader(io.BytesIO(render_pdf(period_report(ctx, period))))
-        text = "\n".join(p.extract_text() for p in reader.pages)
-        assert title in text and "This period: " in text and "per month" in text and "None" not in text
-        assert f"{title} · page 1 of {len(reader.pages)}" in text
+    title = "Veilbox quarterly report 2026-Q3"
+    reader = pypdf.PdfReader(io.BytesIO(render_pdf(period_report(ctx, "2026-Q3"))))
+    text = "\n".join(p.extract_text() for p in reader.pages)
+    assert title in text and "This period: " in text and "per month" in text and "None" not in text
+    assert f"{title} · page 1 of {len(reader.pages)}" in text
+    words = report_words(period_report(ctx, "2026"))  # the annual PDF itself: tests/system/http/gateway
+    assert words["title"] == "Veilbox annual report 2026" and words["debited"] == "ε debited this period"
+    assert report_words(period_report(ctx, "2026-07"))["title"] == "Veilbox monthly report 2026-07"
 
 
 # -- incident reports -----------------------------------------------------------------------------------------
