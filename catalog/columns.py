@@ -9,6 +9,9 @@ A data owner declares, for every column of a file, its *role*:
 - ``join_key``: may be used only to join datasets of the same agreement; never output or grouped on.
 - ``never_output``: may not appear anywhere in a query (select, filter, grouping or join).
 
+Any column may also be flagged ``sensitive`` (敏感): a group key on it needs the larger group size its dataset's
+grade sets (`policies.grades`); the flag is kept with the column and shown in the catalog only when set.
+
 The declaration is public: the mock and the DP key sets derive from it.
 
 ``engine`` names the engine that runs the dataset's DP SQL: ``duckdb`` (the default; every dataset registered
@@ -70,6 +73,7 @@ class ColumnSpec(BaseModel):
     domain: tuple[Scalar, ...] | None = None
     bounds: tuple[Number, Number] | None = None  # strict: true or "5" is not a bound
     description: str = Field(default="", max_length=500)
+    sensitive: bool = Field(default=False, strict=True)
 
     @field_validator("domain")
     @classmethod
@@ -166,6 +170,7 @@ class ColumnInfo(BaseModel):
     domain: tuple[Scalar, ...] | None = None
     bounds: tuple[int | float, int | float] | None = None
     description: str = ""
+    sensitive: bool = False
 
     def public(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role.value, "kind": self.kind.value}
@@ -175,4 +180,6 @@ class ColumnInfo(BaseModel):
             out["bounds"] = list(self.bounds)
         if self.description:
             out["description"] = self.description
+        if self.sensitive:
+            out["sensitive"] = True
         return out

@@ -47,7 +47,9 @@ def tax_income_spec(source: str) -> dict[str, Any]:
         "name": "tax_income",
         "source": source,
         "description": "Individual income tax and social insurance, one row per person (synthetic).",
-        "grade": "important",
+        # general (一般): the synthetic city's agreements use automatic approval and budgets above the important
+        # grade's ceiling (policies.grades); the grade controls are shown on datasets declared important
+        "grade": "general",
         "personal": True,
         "sensitive": False,
         "columns": {

@@ -188,7 +188,7 @@ def check_spec(spec: DatasetSpec, schema: pa.Schema) -> dict[str, ColumnInfo]:
         if cs.domain is not None and not _domain_fits(kind, cs.domain):
             problems.append({"column": c, "problem": f"domain values do not match the column type {kind.value}"})
         infos[c] = ColumnInfo(role=cs.role, kind=kind, domain=cs.domain, bounds=cs.bounds,
-                              description=cs.description)
+                              description=cs.description, sensitive=cs.sensitive)
     if problems:
         raise invalid("the declared columns do not match the file", problems)
     return infos

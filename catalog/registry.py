@@ -218,7 +218,8 @@ def register(
         "grade": spec.grade.value,
         "personal": spec.personal,
         "sensitive": spec.sensitive,
-        "columns_json": json.dumps({c: i.model_dump(mode="json") for c, i in ing.columns.items()}),
+        "columns_json": json.dumps({c: i.model_dump(mode="json", exclude={"sensitive"} if not i.sensitive else None)
+                                    for c, i in ing.columns.items()}),
         "max_rows_per_unit": spec.max_rows_per_unit,
         "fingerprint": ing.fingerprint,
         "rows": ing.report.rows,

@@ -38,6 +38,7 @@ from gateway.routes import alerts as alert_routes
 from gateway.routes import complaints as complaint_routes
 from gateway.routes import consents as consent_routes
 from gateway.routes import docs as docs_routes
+from gateway.routes import policy as policy_routes
 from gateway.routes import psi as psi_routes
 from gateway.services import idempotency
 from gateway.worker import JobWorker
@@ -188,6 +189,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     for r in (principals.router, datasets.router, agreements.router, jobs.router, models.router, verifications.router,
               secagg.router, psi_routes.router, audit.router, complaint_routes.router, consent_routes.router):
         app.include_router(r, prefix="/v1")
+    app.include_router(policy_routes.router, prefix="/v1")
     app.include_router(alert_routes.router, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
     app.add_middleware(idempotency.Recorder)  # outermost: stores exactly the answer that left

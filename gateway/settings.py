@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,9 @@ SUITE_HASH = {"intl": "sha256", "sm": "sm3"}  # cryptosuite.suite_of(name).hash_
 
 class UnsafeSettings(ValueError):
     """A combination of settings that would weaken a guarantee; the service refuses to start."""
+
+
+_Ceiling = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -38,6 +42,10 @@ class Settings(BaseSettings):
     latency_bucket_ms: int = Field(default=50, ge=0, le=10_000)
     anon_min_bucket: int = Field(default=1024, ge=2, le=1 << 20,
                                  description="anonymous checks: the fewest subjects a bucket may hold (k)")
+    grade_epsilon_ceilings: dict[Literal["general", "important"], _Ceiling | None] = Field(
+        default_factory=dict, description="the per-dataset ε ceiling of agreements by dataset grade "
+        "(VEILBOX_GRADE_EPSILON_CEILINGS, JSON such as {\"important\": 2}; null: no ceiling); a grade left out keeps "
+        "the default of the grade table (policies.grades, docs/grades.md)")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     tls_terminated: bool = Field(default=False, description="a TLS proxy fronts the service")
@@ -157,6 +165,11 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'meta.db').resolve()}"
+
+    @property
+    def grade_ceilings(self) -> dict[str, Fraction | None]:
+        """The ε ceilings the service sets per grade, exact (decimal text of each number), for `policies.grades`."""
+        return {g: None if v is None else Fraction(str(v)) for g, v in self.grade_epsilon_ceilings.items()}
 
     @property
     def data_dir(self) -> Path:

@@ -25,6 +25,7 @@ from veilbox import (
     cli_consent,
     cli_he,
     cli_keys,
+    cli_policy,
     cli_profile,
     cli_psi,
     cli_report,
@@ -766,6 +767,7 @@ cli_profile.register(app)
 cli_keys.register(app)
 cli_authority.register(app)
 cli_complaints.register(app)
+cli_policy.register(app)
 cli_certificates.register(app)
 cli_alerts.register(app)
 cli_consent.register(app)

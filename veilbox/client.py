@@ -341,6 +341,10 @@ class Client:
     def negative_list(self) -> list[dict[str, str]]:
         return self._json("GET", "/v1/negative-list")
 
+    def policy_grades(self) -> list[dict[str, Any]]:
+        """The grade-dependent controls (分级分类) the service enforces (``GET /v1/policy/grades``)."""
+        return self._json("GET", "/v1/policy/grades")
+
     def add_negative(self, kind: str, value: str, note: str = "") -> dict[str, str]:
         return self._json("POST", "/v1/negative-list", json={"kind": kind, "value": value, "note": note})
 

@@ -18,6 +18,8 @@ class Column(Out):
     domain: list[Scalar] | None = Field(None, description="the declared values (dimensions)")
     bounds: list[int | float] | None = Field(None, description="[low, high] declared bounds (values are clamped)")
     description: str | None = None
+    sensitive: bool | None = Field(None, description="flagged sensitive (敏感) by the owner: a group key on it needs "
+                                                     "its grade's group size (GET /v1/policy/grades); absent when not")
 
 
 class IngestReport(Open):

@@ -74,6 +74,7 @@ def create(owner: Owner, ctx: Ctx, ev: Audit,
     new_id = policies.new_agreement_id()  # named first: its entry commits with the proposal
     ag = policies.create_agreement(ctx.engine, actor_of(owner), doc, agreement_id=new_id,
                                    filing_required=filing_required(ctx.engine), hash_alg=ctx.settings.hash_alg,
+                                   grade_ceilings=ctx.settings.grade_ceilings,
                                    journal=agreement_entry(ctx, ev, new_id, "grantee", "document_hash", datasets=True))
     ev.agreement_id = ag.id
     ev.dataset = ",".join(ag.document.datasets)
@@ -304,6 +305,7 @@ def amend(agreement_id: str, owner: Owner, ctx: Ctx, ev: Audit,
     ev.agreement_id = agreement_id
     check_grantee(ctx, doc)
     ag = policies.amend_agreement(ctx.engine, actor_of(owner), agreement_id, doc, hash_alg=ctx.settings.hash_alg,
+                                  grade_ceilings=ctx.settings.grade_ceilings,
                                   journal=agreement_entry(ctx, ev, agreement_id, "version", "document_hash"))
     ev.details.update(version=ag.version, document_hash=ag.document_hash)
     return ag.public()

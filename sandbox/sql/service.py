@@ -17,7 +17,9 @@ COUNT(DISTINCT id)    1 without GROUP BY (or m = 1), else m
 vectors the query needs plus, when ``min_group_units > 0``, the unit count used for suppression (shared with
 ``COUNT(*)``/``COUNT(DISTINCT id)`` when they coincide), so ``plan.cost == (ε, 0)`` exactly by basic
 composition; δ is not consumed. Groups whose noisy unit count is below ``min_group_units`` are withheld and counted in
-``suppressed_groups`` (``min_group_units=0`` disables suppression); HAVING, ORDER BY and LIMIT then run on
+``suppressed_groups`` (``min_group_units=0`` disables suppression); a group key on a column flagged ``sensitive`` is
+refused unless ``min_group_units`` reaches its grade's minimum (`policies.grades`, rule ``group.sensitive_key``,
+decided before anything is read); HAVING, ORDER BY and LIMIT then run on
 released values only. Error bars are 95 % half-widths from the noise scale (for AVG a per-row bound from the
 released count). With ``latency_bucket_ms`` > 0 a run's duration is rounded up to the next multiple of the bucket.
 
@@ -47,11 +49,13 @@ from fractions import Fraction
 from typing import Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.fingerprint import HashAlg
 from catalog.fingerprint import digest as fingerprint_digest
 from catalog.mock import mock_table
+from policies import grades
 from sandbox.dp.budget import MAX_EPSILON, as_fraction, split_epsilon
 from sandbox.dp.samplers import DiscreteLaplace
 from sandbox.engine.hardening import connect_locked
@@ -169,6 +173,7 @@ def prepare(sql: str, tables: Mapping[str, TableView], epsilon: Fraction | int |
     if not isinstance(min_group_units, int) or min_group_units < 0:
         raise DomainError(INVALID_REQUEST, "min_group_units must be a non-negative integer")
     q = vet(sql, tables, max_sql_chars=max_sql_chars)
+    _refuse_sensitive_keys(q, min_group_units)
     try:
         keys = enumerate_keys(q.table, q.keys, q.where_terms)
     except NotEnumerable as e:
@@ -182,6 +187,19 @@ def prepare(sql: str, tables: Mapping[str, TableView], epsilon: Fraction | int |
         raise DomainError(INVALID_REQUEST, "epsilon is too small for this query",
                           [{"field": "epsilon", "problem": "too small for the query's sensitivity"}]) from None
     return QueryPlan(sql, q, keys, canonical, mechs, eps, dlt, min_group_units)
+
+
+def _refuse_sensitive_keys(q: VettedQuery, min_group_units: int) -> None:
+    """``QUERY_REJECTED`` (rule ``group.sensitive_key``) when a group key uses a column the owner flagged
+    sensitive and ``min_group_units`` is below what the dataset's grade requires for such keys (`policies.grades`).
+    Decided from the declaration, the vetted SQL and the agreement only, before anything is read."""
+    used = {c.name for k in q.keys for c in k.find_all(exp.Column)}
+    bad = grades.sensitive_key_violations(q.table.dataset, used, min_group_units)
+    if bad:
+        need = grades.controls(q.table.dataset.grade).sensitive_key_min_group_units
+        raise reject([{"rule": grades.SENSITIVE_KEY_RULE, "at": "group",
+                       "hint": f"column {c} is sensitive: grouping on it needs min_group_units of at least {need} "
+                               f"(the dataset's grade), the agreement has {min_group_units}"} for c in bad])
 
 
 def _request(plan: QueryPlan) -> ExecRequest:

@@ -164,7 +164,7 @@ async def agreement_create(request: Request) -> Response:
         check_grantee(ctx, doc)
         new_id = policies.new_agreement_id()  # named first: its entry commits with the proposal
         return policies.create_agreement(ctx.engine, session_actor(session), doc, agreement_id=new_id,
-                                         hash_alg=ctx.settings.hash_alg,
+                                         hash_alg=ctx.settings.hash_alg, grade_ceilings=ctx.settings.grade_ceilings,
                                          journal=agreement_entry(ctx, ev, new_id, "grantee", "document_hash",
                                                                  datasets=True))
 

@@ -73,7 +73,7 @@ def _specs(src: Path) -> list[tuple[dict[str, Any], str]]:
         "level": [i for i in range(5)],
     })
     return [
-        ({"name": "tax_income", "source": str(tax), "grade": "important", "personal": True,
+        ({"name": "tax_income", "source": str(tax), "grade": "general", "personal": True,
           "columns": {"person_id": {"role": "id"}, "id_number": {"role": "never_output"},
                       "district": {"role": "dimension", "domain": DISTRICTS},
                       "age": {"role": "dimension", "bounds": [16, 100]},
