@@ -78,7 +78,6 @@ from policies.agreements.signing import signatures as agreement_signatures
 from policies.budget import Budget, BudgetError
 from policies.decision import Action, Decision, DecisionContext, QuotaUsage, Reason, decide
 from policies.disposal import agreement_disposals as _agreement_disposals  # noqa: F401  (declares the table)
-from policies.disposal import agreement_disposals as _agreement_disposals  # noqa: F401  (declares the table)
 from policies.jobs import (
     Job,
     JobKind,
