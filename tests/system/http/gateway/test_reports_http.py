@@ -1,6 +1,6 @@
 """Reports over real HTTP: the quarterly and annual reports and the incident reports (a suspension and a
-rectification order by the data authority) for the regulator and the authority, as JSON and PDF; the monthly URL
-keeps working; an analyst is refused."""
+rectification order by the data authority, the disposal that follows a revocation) for the regulator and the
+authority, as JSON and PDF, over the API and in the console; the monthly URL keeps working; an analyst is refused."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def test_period_and_incident_reports_over_http(parties):
     pdf = pypdf.PdfReader(io.BytesIO(authority.incident(rect["id"], "pdf")))
     assert f"Veilbox incident report {rect['id']}" in pdf.pages[0].extract_text()
     assert _code(reg.incident, "inc-999999") == "NOT_FOUND_OR_FORBIDDEN"
+
+    parties.owner.revoke_agreement(aid)  # its disposal runs at once: its steps and signed record, one incident
+    [disposal] = authority.incidents("agreement_disposal")
+    assert disposal["agreement_id"] == aid and disposal["follow_up"]["resolution"] == "record signed"
+    assert {e["action"] for e in disposal["entries"]} == {"agreement.dispose"} and len(disposal["entries"]) >= 2
 
     for who in (bank, op, parties.owner):  # analysts and owners read neither the reports nor the incidents
         assert _code(who.incidents) == "POLICY_DENIED"
