@@ -281,3 +281,28 @@ def test_webhooks_are_signed_retried_with_backoff_and_marked_failed(ctx: AppCont
     assert sorted(outcomes) == ["delivered", "failed", "pending", "pending"]  # every attempt audited
     assert not any(secret_ok in e["details"] or secret_down in e["details"] for e in rows)  # secrets never logged
     assert len([g for g in got if g[0] == "/down"]) == 3
+
+
+@SQLITE_ONLY
+def test_the_workers_duty_runs_every_interval_and_verifies_the_chain_less_often(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx.settings.alert_every_s, ctx.settings.alert_chain_every_s = 60.0, 3600.0
+    calls: list[tuple[str, bool]] = []
+    monkeypatch.setattr(alerts, "evaluate", lambda c, now=None, *, chain=False: calls.append(("evaluate", chain)))
+    monkeypatch.setattr(alerts, "deliver_due", lambda c, now=None: calls.append(("deliver", False)))
+    clock = [1000.0]
+    duty = alerts.AlertDuty(ctx, clock=lambda: clock[0])
+    duty.tick()
+    assert calls == []  # the first run is one interval after start
+    for step in (60.0, 59.0, 1.0, 3600.0):
+        clock[0] += step
+        duty.tick()
+    assert calls == [
+        ("evaluate", True),
+        ("deliver", False),  # at +60: rules, the chain, deliveries
+        ("evaluate", False),
+        ("deliver", False),  # at +120: the chain not yet due again
+        ("evaluate", True),
+        ("deliver", False),
+    ]  # at +3720: the chain again
