@@ -40,6 +40,7 @@ from gateway.routes import consents as consent_routes
 from gateway.routes import docs as docs_routes
 from gateway.routes import policy as policy_routes
 from gateway.routes import psi as psi_routes
+from gateway.routes import revenue as revenue_routes
 from gateway.services import idempotency
 from gateway.worker import JobWorker
 from vocab.actions import AuditAction
@@ -191,6 +192,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         app.include_router(r, prefix="/v1")
     app.include_router(policy_routes.router, prefix="/v1")
     app.include_router(alert_routes.router, prefix="/v1")
+    app.include_router(revenue_routes.router, prefix="/v1")
     app.add_middleware(BodyLimit, limit=ctx.settings.max_body_bytes, audit=ctx.audit)
     app.add_middleware(idempotency.Recorder)  # outermost: stores exactly the answer that left
     return app

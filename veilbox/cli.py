@@ -23,12 +23,14 @@ from veilbox import (
     cli_certificates,
     cli_complaints,
     cli_consent,
+    cli_disposal,
     cli_he,
     cli_keys,
     cli_policy,
     cli_profile,
     cli_psi,
     cli_report,
+    cli_revenue,
     cli_work,
 )
 from veilbox._cli_common import (
@@ -235,14 +237,16 @@ def demo(home: HomeOpt = None, rows: Annotated[int, typer.Option(help=_("people 
 # -- principals -----------------------------------------------------------------------------------------
 @principal_app.command("add", help=_("Create a principal (admin); prints its token once."))
 def principal_add(name: Annotated[str, typer.Argument(help=_("the principal's unique name (e.g. city-tax)"))],
-                  role: Annotated[str, typer.Option(help=_("admin|owner|operator|bank|regulator"))],
+                  role: Annotated[str, typer.Option(help=_("admin|owner|operator|bank|regulator|authority|reviewer"))],
                   as_json: JsonOpt = False,
                   token_only: Annotated[bool, typer.Option(
                       "--token-only", help=_("print only the token (for `TOKEN=$(veilbox principal add …)`)"))] = False,
+                  reviewer_kind: Annotated[str | None, typer.Option(
+                      help=_("a reviewer's kind: expert_committee (专家委员会) | cyberspace (网信)"))] = None,
                   ) -> None:
     """Create a principal (admin); prints its token once."""
     with client() as c:
-        p = c.create_principal(name, role)
+        p = c.create_principal(name, role, reviewer_kind)
     if token_only:
         print(p["token"])
     elif wants_json(as_json):
@@ -767,11 +771,14 @@ cli_profile.register(app)
 cli_keys.register(app)
 cli_authority.register(app)
 cli_complaints.register(app)
-cli_policy.register(app)
-cli_certificates.register(app)
 cli_alerts.register(app)
-cli_consent.register(app)
+cli_certificates.register(app)
 cli_report.register(app)
+cli_consent.register(app)
+cli_certificates.register(app)
+cli_policy.register(app)
+cli_revenue.register(app, cli_work.agreement_app)
+cli_disposal.register(cli_work.agreement_app)
 
 
 def main() -> None:

@@ -137,8 +137,11 @@ class Client:
     def me(self) -> PrincipalInfo:
         return self._json("GET", "/v1/principals/me")
 
-    def create_principal(self, name: str, role: str) -> NewPrincipal:
-        return self._json("POST", "/v1/principals", json={"name": name, "role": role})
+    def create_principal(self, name: str, role: str, reviewer_kind: str | None = None) -> NewPrincipal:
+        body: dict[str, Any] = {"name": name, "role": role}
+        if reviewer_kind is not None:  # a named reviewer: expert_committee | cyberspace
+            body["reviewer_kind"] = reviewer_kind
+        return self._json("POST", "/v1/principals", json=body)
 
     def principals(self) -> list[PrincipalInfo]:
         return self._json("GET", "/v1/principals")
@@ -219,6 +222,20 @@ class Client:
         """The data authority returns an agreement under review to its owner with the reasons."""
         return self._json("POST", f"/v1/agreements/{agreement_id}/refuse",
                           json={"document_hash": document_hash, "reasons": reasons})
+
+    def require_reviewers(self, agreement_id: str, reviewers: list[str]) -> dict[str, Any]:
+        """The data authority names the reviewers (专家委员会, 网信) whose approval filing requires."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/reviewers", json={"reviewers": reviewers})
+
+    def review_agreement(self, agreement_id: str, verdict: str, document_hash: str,
+                         reasons: list[str] | None = None) -> dict[str, Any]:
+        """A named reviewer's sign-off: ``approve``, or ``refuse`` (reasons required; back to the owner)."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/review",
+                          json={"verdict": verdict, "document_hash": document_hash, "reasons": reasons or []})
+
+    def agreement_disposal(self, agreement_id: str) -> dict[str, Any]:
+        """An ended agreement's disposal and its signed record (owner, authority, regulators)."""
+        return self._json("GET", f"/v1/agreements/{agreement_id}/disposal")
 
     def agreement_reviews(self, agreement_id: str) -> list[dict[str, Any]]:
         """The sign-offs of an agreement's filing reviews."""
@@ -337,6 +354,27 @@ class Client:
     def usage(self, agreement_id: str, since: str | None = None, until: str | None = None) -> dict[str, Any]:
         params = {k: v for k, v in (("agreement_id", agreement_id), ("since", since), ("until", until)) if v}
         return self._json("GET", "/v1/usage", params=params)
+
+    # -- multi-owner signing and revenue statements (收益分成, docs/revenue.md) -------------------------------------
+    def sign_agreement(self, agreement_id: str, document_hash: str) -> dict[str, Any]:
+        """A co-owner signs its part of a multi-owner agreement, bound to the document hash it read."""
+        return self._json("POST", f"/v1/agreements/{agreement_id}/sign", json={"document_hash": document_hash})
+
+    def agreement_signatures(self, agreement_id: str) -> list[dict[str, Any]]:
+        """The co-owners' signatures of an agreement (``current``: on its current document hash)."""
+        out: list[dict[str, Any]] = self._json("GET", f"/v1/agreements/{agreement_id}/signatures")
+        return out
+
+    def statement(self, agreement_id: str, month: str, format: str = "json") -> Any:
+        """An agreement's monthly statement: a dict for ``json``, bytes for ``csv`` and ``pdf``."""
+        r = self.request("GET", "/v1/statements", params={"agreement": agreement_id, "month": month, "format": format})
+        return r.json() if format == "json" else r.content
+
+    def owner_statement(self, month: str, owner: str | None = None, format: str = "json") -> Any:
+        """An owner's monthly statement (an owner its own; the data authority and regulators name ``owner``)."""
+        params = {"month": month, "format": format, **({"owner": owner} if owner else {})}
+        r = self.request("GET", "/v1/statements/owner", params=params)
+        return r.json() if format == "json" else r.content
 
     def negative_list(self) -> list[dict[str, str]]:
         return self._json("GET", "/v1/negative-list")
