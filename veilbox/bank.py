@@ -227,13 +227,16 @@ def _requests(keys: ScoringKeys, x: NDArray[np.float64], max_body_bytes: int, *,
 
 def check_thresholds(client: Client, product: str, agreement_id: str, subjects: Sequence[str | int],
                      thresholds: Sequence[int], *, consent_ref: str, keys: BfvKeys | None = None,
-                     info: Mapping[str, Any] | None = None) -> tuple[list[bool], str]:
+                     info: Mapping[str, Any] | None = None,
+                     consent_ids: Sequence[str] | None = None) -> tuple[list[bool], str]:
     """Encrypted threshold checks: (one answer per subject, the receipt). The service never sees a threshold.
 
     Subjects are spelt as for a plain check (integer subject columns: ``7`` or ``"7"``, never ``"007"``) and
     each is named once per batch: the service refuses a repeat (``INVALID_REQUEST``, nothing metered), since it
     would be a second threshold for one subject. Every subject of every batch uses one of that subject's
     distinct parameter values. ``info`` is the product (``client.verification(product)``), fetched when not given.
+    ``consent_ids``: where the service enforces the consent registry (docs/consent.md), one registered consent id
+    per subject, in order.
     """
     if len(subjects) != len(thresholds) or not subjects:
         raise ValueError("one integer threshold per subject")
@@ -251,7 +254,7 @@ def check_thresholds(client: Client, product: str, agreement_id: str, subjects: 
     keys = keys or verification_keys()
     encrypted = he.encrypt_thresholds(keys.context, np.asarray([sign * t for t in ts_], dtype=np.int64))
     resp = client.check_encrypted(product, agreement_id, list(subjects), keys.public, encrypted,
-                                  consent_ref=consent_ref)
+                                  consent_ref=consent_ref, consent_ids=list(consent_ids or []))
     signs = he.read_signs(keys.context, resp["ciphertext"])
     return [bool(s) for s in signs[:len(subjects)]], resp["receipt"]
 
