@@ -118,6 +118,9 @@ def check_encrypted(
         ),
     ],
     consent: Annotated[str, typer.Option(help=_("reference to the subjects' consent"))],
+    consent_id: Annotated[list[str] | None, typer.Option(
+        "--consent-id", help=_("a registered consent id (同意登记) for the subject at the same position, repeatable "
+                               "(where the service enforces the consent registry)"))] = None,
     as_json: base.JsonOpt = False,
 ) -> None:
     """Threshold checks under your BFV key (bank): the service never sees a threshold; prints answers and receipt."""
@@ -127,7 +130,8 @@ def check_encrypted(
         raise typer.BadParameter(_("give one --threshold per --subject"), param_hint="--threshold")
     with base.client() as c:
         try:
-            answers, receipt = bank.check_thresholds(c, name, agreement, subject, threshold, consent_ref=consent)
+            answers, receipt = bank.check_thresholds(c, name, agreement, subject, threshold, consent_ref=consent,
+                                                     consent_ids=consent_id)
         except ValueError as e:
             raise base.CliError(str(e), _("check the product's threshold bounds (`veilbox verify list`)")) from None
     data = {"results": [{"subject": s, "result": a} for s, a in zip(subject, answers, strict=True)], "receipt": receipt}
