@@ -35,6 +35,7 @@ from gateway.contract.agreements import (
     Usage,
     document_body,
 )
+from gateway.contract.disposal import DISPOSAL_EXAMPLE, Disposal
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal, Owner, require_role
 from gateway.identities import Principal, RoleName
 from gateway.journal import request_entry
@@ -98,6 +99,16 @@ def show(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[st
     ev.agreement_id = agreement_id
     note_expiry(ctx, agreement_id)
     return policies.get_agreement(ctx.engine, actor_of(p), agreement_id).public()
+
+
+@router.get("/agreements/{agreement_id}/disposal", name="agreement.disposal", response_model=Disposal, **OUT,
+            **describe("An ended agreement's disposal and its signed record (owner, authority, regulators)",
+                       ErrorCode.NOT_FOUND_OR_FORBIDDEN, response_example=DISPOSAL_EXAMPLE))
+def show_disposal(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict[str, Any]:
+    """What the exit clause disposed of when the agreement was revoked or expired: jobs cancelled and refunded,
+    outputs sealed or deleted, model certificates revoked, each with its fingerprint; signed by the service."""
+    ev.agreement_id = agreement_id
+    return disposal.read(ctx, p, agreement_id)
 
 
 class AcceptBody(BaseModel):

@@ -156,7 +156,9 @@ async def agreement(request: Request, agreement_id: str) -> Response:
         return {"ag": ag.public(), "budget": status.as_json(), "remaining": status.remaining.as_json(),
                 "usage": usage, "jobs": jobs, "quotas": quotas_today(ag, usage, today),
                 "verify_per_subject": ag.document.quotas.verify_per_subject_per_day,
-                "orders": [o for o in policies.list_orders(ctx.engine, actor, agreement_id) if o.open]}
+                "orders": [o for o in policies.list_orders(ctx.engine, actor, agreement_id) if o.open],
+                "disposal": disposal.read(ctx, session.principal, agreement_id)
+                if actor.role in (Role.OWNER, Role.AUTHORITY, Role.REGULATOR) else None}
 
     data = await in_thread(load)
     b = data["budget"]

@@ -1,0 +1,79 @@
+"""An agreement's disposal over HTTP (docs/agreements.md, "Disposal"): revoking it disposes at once — the model
+trained under it loses its certificate and scoring it is refused with ``AGREEMENT_INACTIVE`` under any agreement —
+and the signed record is shown to the owner and regulators (not the grantee) and verifies with the service's
+public key; running the disposal again (the worker's sweep, here with a clock past the validity window) adds
+nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import update
+
+from catalog import models
+from gateway.services import disposal
+from mpc.he import client as he
+from tests.system.http.models.conftest import FEATURES
+from veilbox import bank as bank_sdk
+from veilbox.cli_disposal import signature_valid
+from veilbox.client import ApiError
+
+
+def _details(entry: dict) -> dict:
+    d = entry["details"]
+    return d if isinstance(d, dict) else json.loads(d)
+
+
+@pytest.fixture(scope="module")
+def applicants(city_data) -> list[dict]:
+    return pq.read_table(city_data.tax_income, columns=FEATURES).slice(0, 2).to_pylist()
+
+
+def test_revocation_revokes_the_model_and_the_signed_record_verifies(sworld, applicants, columns_keys, make_model):
+    p = sworld.parties
+    trained = p.agreement("icbc-wuxi")
+    m = make_model("job_disposed")
+    with p.service.ctx.engine.begin() as conn:  # trained under `trained` (write_model names a stand-in agreement)
+        conn.execute(update(models.model_registry).where(models.model_registry.c.id == m.id)
+                     .values(agreement_id=trained["id"]))
+    assert p.owner.agreement_disposal(trained["id"])["state"] == "none"
+
+    p.owner.revoke_agreement(trained["id"])
+
+    d = p.owner.agreement_disposal(trained["id"])
+    assert (d["state"], d["case"], d["steps_done"]) == ("complete", "revoked", ["jobs", "outputs", "models"])
+    steps = {s["step"]: s for s in d["record"]["steps"]}
+    assert steps["models"]["revoked"] == [{"model_id": m.id, "certificate_id": m.certificate_id,
+                                          "output_digest": m.output_digest}]
+    pem = p.owner.audit_public_key()["pem"]
+    assert signature_valid(d, pem)
+    forged = json.loads(json.dumps(d))
+    forged["record"]["steps"][2]["revoked"] = []
+    assert not signature_valid(forged, pem)
+    assert p.regulator.agreement_disposal(trained["id"])["signature"] == d["signature"]
+    with pytest.raises(ApiError) as e:
+        p.bank.agreement_disposal(trained["id"])
+    assert e.value.code == "NOT_FOUND_OR_FORBIDDEN"
+
+    assert p.bank.model(m.id)["certificate"]["valid"] is False
+    x = bank_sdk.encode_applicants(m.card, applicants[:2])
+    cts = he.encrypt_columns(columns_keys.context, x)
+    cutoff = he.encrypt_cutoffs(columns_keys.context, np.zeros(2))
+    with pytest.raises(ApiError) as e:  # under another, active agreement: the certificate itself is revoked
+        p.bank.score(m.id, columns_keys.public, cts, "columns", sworld.agreement["id"], cutoff=cutoff)
+    assert (e.value.code, e.value.details[0]["reason"]) == ("AGREEMENT_INACTIVE", "model.certificate_revoked")
+
+    entries = p.regulator.audit(limit=1000, action="agreement.dispose")["entries"]
+    mine = [_details(e) for e in entries if e["agreement_id"] == trained["id"]]
+    assert [x["step"] for x in mine] == ["jobs", "outputs", "models", "record"]
+    assert mine[-1]["signature"] == d["signature"]
+
+    later = dt.datetime(2030, 1, 2, tzinfo=dt.UTC)  # every agreement of the test past its validity window
+    done = disposal.dispose_due(p.service.ctx, now=later)
+    assert trained["id"] not in done and sworld.agreement["id"] in done
+    assert p.owner.agreement_disposal(trained["id"]) == d  # disposed once
+    assert p.owner.agreement_disposal(sworld.agreement["id"])["case"] == "expired"
