@@ -46,8 +46,18 @@ async def consents(request: Request) -> Response:
     trustees = await in_thread(policy.list_trustees, engine, me.name) if me.role == Role.OWNER else []
     revocable = {c.id for c in items if c.revoked_at is None and me.name in (c.owner, c.recorded_by)}
     now = dt.datetime.now(dt.UTC)
-    return render(request, "consents.html", session, items=items, revocable=revocable, may_record=may_record,
-                  trustees=trustees, owners=owners, now=now, enforced=await in_thread(service.enforced, engine))
+    return render(
+        request,
+        "consents.html",
+        session,
+        items=items,
+        revocable=revocable,
+        may_record=may_record,
+        trustees=trustees,
+        owners=owners,
+        now=now,
+        enforced=await in_thread(service.enforced, engine),
+    )
 
 
 @router.post("/consents", name="console.consent.record")
@@ -59,13 +69,19 @@ async def consent_record(request: Request) -> Response:
     subjects = [s.strip() for s in form.get("subjects", "").splitlines() if s.strip()]
     try:
         body = service.RecordBody(
-            subjects=subjects, grantee=form.get("grantee", "").strip(), scenario=form.get("scenario", "").strip(),
+            subjects=subjects,
+            grantee=form.get("grantee", "").strip(),
+            scenario=form.get("scenario", "").strip(),
             products=[p.strip() for p in form.get("products", "").replace(",", "\n").splitlines() if p.strip()],
             valid_until=dt.datetime.fromisoformat(form.get("valid_until", "").strip()).replace(tzinfo=dt.UTC),
-            owner=(form.get("owner") or "").strip() or None)
+            owner=(form.get("owner") or "").strip() or None,
+        )
     except (ValidationError, ValueError):
-        raise DomainError(INVALID_REQUEST, _("Fill in the people's ids, the grantee, the scenario, the products and "
-                                             "the end date."), [{"field": "form"}]) from None
+        raise DomainError(
+            INVALID_REQUEST,
+            _("Fill in the people's ids, the grantee, the scenario, the products and the end date."),
+            [{"field": "form"}],
+        ) from None
     out: list[dict[str, Any]] = await in_thread(service.record, ctx_of(request), session.principal, body, ev)
     return redirect(f"/console/consents#{out[0]['id']}")
 
@@ -76,6 +92,7 @@ async def consent_revoke(request: Request, consent_id: str) -> Response:
     ev = form_event(request)
     session = await signed_in(request, *(r.value for r in Role))
     form = await posted_form(request, session)
-    await in_thread(service.revoke, ctx_of(request), session.principal, consent_id[:40],
-                    form.get("reason", "").strip(), ev)
+    await in_thread(
+        service.revoke, ctx_of(request), session.principal, consent_id[:40], form.get("reason", "").strip(), ev
+    )
     return redirect(f"/console/consents#{consent_id[:40]}")
