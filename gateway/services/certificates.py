@@ -9,16 +9,18 @@ The registry is `catalog.certificates`. This module is what the gateway does wit
   registry's) and gets the ``source`` block too. The output digest stays the digest of the output the release gate
   checked; the stamp is added beside it.
 - `refuse_if_uncertified`: a check under a product whose certificate is revoked or expired is refused before
-  anything is read or metered: ``POLICY_DENIED`` with reason ``product.certificate_revoked`` or
-  ``product.certificate_expired`` (as scoring refuses a model whose certificate is not valid:
-  ``model.certificate_invalid``). A product defined before the registry existed has no certificate and is
-  checked as before.
+  anything is read or metered, as scoring refuses a model: revoked, ``AGREEMENT_INACTIVE`` with reason
+  ``product.certificate_revoked`` (a model's revoked by a disposal: ``model.certificate_revoked``); expired,
+  ``POLICY_DENIED`` with reason ``product.certificate_expired`` (a model's: ``model.certificate_invalid``). A
+  product defined before the registry existed has no certificate and is checked as before.
 - `show`: ``GET /certificates/{id}`` verifies a certificate for any authenticated principal (a certificate is
   shown to third parties): status now (valid, revoked or expired), what it covers, its sources.
-- `list_for_agreement`: ``GET /agreements/{id}/certificates``, for the agreement's readers (its parties, the data
+- `list_for_agreement`: ``GET /certificates?agreement_id=``, for the agreement's readers (its parties, the data
   authority, regulators): the certificates of outputs released under it and of the products over its datasets.
-- `revoke_certificates_for_agreement`: revokes, in the caller's transaction (a disposal's), every certificate of
-  outputs released under the agreement and, when asked, of the products over its datasets.
+- `revoke_certificates_for_agreement`: revokes, in the caller's transaction, every certificate of outputs released
+  under the agreement and, when asked, of the owner's products over its datasets. `revoke_in_disposal` is that
+  revocation as a step of an agreement's disposal (`policies.disposal.Step`, for `gateway.services.disposal.STEPS`):
+  outputs only — a product serves every agreement over its dataset.
 """
 
 from __future__ import annotations
@@ -34,16 +36,24 @@ from catalog import certificates as registry
 from catalog import products
 from catalog import registry as datasets
 from catalog._tables import verification_products
-from catalog.errors import POLICY_DENIED, DomainError, not_found
+from catalog.errors import AGREEMENT_INACTIVE, POLICY_DENIED, DomainError, not_found
 from policies import Actor
 from policies.agreements.record import load_agreement_in
+from policies.disposal import Disposing
 from policies.jobs import Job
 
 if TYPE_CHECKING:
     from gateway.context import AppContext
     from gateway.journal import Journal
 
-__all__ = ["for_release", "list_for_agreement", "refuse_if_uncertified", "revoke_certificates_for_agreement", "show"]
+__all__ = [
+    "for_release",
+    "list_for_agreement",
+    "refuse_if_uncertified",
+    "revoke_certificates_for_agreement",
+    "revoke_in_disposal",
+    "show",
+]
 
 
 def for_release(
@@ -96,9 +106,9 @@ def refuse_if_uncertified(ctx: AppContext, product: products.Product, now: dt.da
     if cert is None:
         return
     status = cert.status(now)
-    if status != "valid":
+    if status != "valid":  # revoked: as a model whose certificate the disposal revoked; expired: as an expired model
         raise DomainError(
-            POLICY_DENIED,
+            AGREEMENT_INACTIVE if status == "revoked" else POLICY_DENIED,
             f"the product's certificate is {status}",
             [
                 {
@@ -136,7 +146,6 @@ def list_for_agreement(ctx: AppContext, actor: Actor, agreement_id: str) -> list
 
 
 def revoke_certificates_for_agreement(
-    ctx: AppContext,
     conn: Connection,
     agreement_id: str,
     reason: str,
@@ -158,3 +167,10 @@ def revoke_certificates_for_agreement(
                 ).scalars()
             )
     return registry.revoke_for_agreement_in(conn, agreement_id, reason, products=names, now=now)
+
+
+def revoke_in_disposal(conn: Connection, dp: Disposing) -> dict[str, Any]:
+    """A disposal step (`policies.disposal.Step`): the certificates of outputs released under the ended agreement
+    revoked, with the reason ``agreement.revoked`` or ``agreement.expired``."""
+    revoked = revoke_certificates_for_agreement(conn, dp.agreement.id, f"agreement.{dp.case}", now=dp.now)
+    return {"revoked": revoked}

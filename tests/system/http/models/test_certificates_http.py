@@ -57,13 +57,13 @@ def test_released_outputs_and_products_carry_certificates_and_sources(parties):
 
     # The agreement's exit revokes its certificates; a revoked product certificate refuses every check.
     with ctx.engine.begin() as conn:
-        revoked = revoke_certificates_for_agreement(ctx, conn, ag["id"], "agreement revoked", products_too=True)
+        revoked = revoke_certificates_for_agreement(conn, ag["id"], "agreement revoked", products_too=True)
     assert sorted(revoked) == sorted(listed)
     after = parties.bank.certificate(cert_id)
     assert (after["status"], after["valid"], after["revoked_reason"]) == ("revoked", False, "agreement revoked")
     bank_ag = parties.agreement("icbc-wuxi")
     with pytest.raises(ApiError) as e:
         parties.bank.check("income_at_least", bank_ag["id"], "P000001", {"threshold": 1000}, consent_ref="c-1")
-    assert e.value.code == "POLICY_DENIED"
+    assert e.value.code == "AGREEMENT_INACTIVE"  # as a model whose certificate was revoked
     assert {"reason": "product.certificate_revoked"}.items() <= e.value.details[0].items()
     assert certs.get_certificate(ctx.engine, product["certificate_id"]).revoked_reason == "agreement revoked"
