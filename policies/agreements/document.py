@@ -8,9 +8,14 @@ participants must be parties, never the grantee). ``holders`` is additive: a doc
 empty list) has the same canonical JSON and hash as before the field existed. Holder names are checked for form
 only — no principal lookup — so naming them reveals nothing about which principals exist; the round opening
 refuses, with one answer, a name that is not a usable participant. An agreement that allows ``code`` cannot grant
-a ``join_key`` column (``POLICY_DENIED``, `join_keys_for_code`). The document is normalised (lists sorted,
-datetimes in UTC, numbers exact) so equal documents have equal canonical JSON and the same ``document_hash``
-(`AgreementDocument.digest`).
+a ``join_key`` column (``POLICY_DENIED``, `join_keys_for_code`). Revenue (收益分成, docs/revenue.md): the price
+schedule also prices scores and checks (``per_score``, ``per_check``), ``revenue`` (`RevenueTerms`) says whether
+the agreement is commercial or public-welfare and how charges are split among the data-source owners (fixed
+``shares`` summing exactly to 1, or measured by rows or ε), and ``co_owners`` names the other owners whose
+datasets a multi-owner agreement lists (each signs its part, `policies.agreements.signing`); all three are left
+out of the canonical JSON at their defaults, so existing documents keep their hash. The document is normalised
+(lists sorted, datetimes in UTC, numbers exact) so equal documents have equal canonical JSON and the same
+``document_hash`` (`AgreementDocument.digest`).
 
 The stored agreement is `policies.agreements.record`; proposing, amending and the state transitions are
 `policies.agreements.lifecycle`.
