@@ -24,13 +24,15 @@ principals = Table(
     Column("created_by", String(64), nullable=True),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    # a named reviewer's kind (role ``reviewer``: expert_committee | cyberspace; migration 0021)
+    Column("reviewer_kind", String(32), nullable=True),
 )
 
 audit_entries = Table(
     "audit_entries",
     metadata,
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
-    Column("ts", String(32), nullable=False),
+    Column("ts", String(32), nullable=False, index=True),  # the alert rules' windows (migration 0017)
     Column("actor", String(64), nullable=False, index=True),
     Column("role", String(16), nullable=False),
     Column("action", String(64), nullable=False, index=True),

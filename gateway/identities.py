@@ -31,7 +31,7 @@ from catalog.errors import ALREADY_EXISTS, NOT_FOUND_OR_FORBIDDEN, DomainError, 
 from cryptosuite import Suite, suite_of
 from gateway import _tables as t
 from gateway.journal import Journal
-from vocab.roles import Role
+from vocab.roles import ReviewerKind, Role
 
 TOKEN_PREFIX = "vbx_"  # noqa: S105 - a public prefix, not a secret
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
@@ -90,9 +90,24 @@ def new_token() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def _reviewer_kind(role: RoleName, kind: str | None) -> str | None:
+    """A named reviewer's kind: required for role ``reviewer`` (``expert_committee`` | ``cyberspace``), refused for
+    any other role."""
+    if role is not RoleName.REVIEWER:
+        if kind is not None:
+            raise invalid("only a reviewer has a reviewer kind", [{"field": "reviewer_kind", "problem": "role"}])
+        return None
+    try:
+        return ReviewerKind(kind or "").value
+    except ValueError:
+        raise invalid("a reviewer needs its kind", [{"field": "reviewer_kind",
+                                                     "allowed": [k.value for k in ReviewerKind]}]) from None
+
+
 def create_principal(engine: Engine, name: str, role: str, created_by: str | None,
-                     ttl_days: int = 365, *, pepper: bytes) -> tuple[Principal, str]:
-    """Create a principal; returns it and its token (the only time the token is visible)."""
+                     ttl_days: int = 365, *, pepper: bytes, reviewer_kind: str | None = None) -> tuple[Principal, str]:
+    """Create a principal; returns it and its token (the only time the token is visible). A ``reviewer`` (a named
+    reviewer: expert committee 专家委员会, cyberspace administration 网信) takes its ``reviewer_kind``."""
     if not NAME_RE.match(name):
         raise invalid("name must be 2-63 characters of a-z, 0-9, '.', '_' or '-'",
                       [{"field": "name", "problem": "pattern"}])
@@ -100,6 +115,7 @@ def create_principal(engine: Engine, name: str, role: str, created_by: str | Non
         role_ = RoleName(role)
     except ValueError:
         raise invalid("unknown role", [{"field": "role", "allowed": [r.value for r in RoleName]}]) from None
+    kind = _reviewer_kind(role_, reviewer_kind)
     token = new_token()
     now = dt.datetime.now(dt.UTC)
     pid = "p_" + secrets.token_hex(8)
@@ -107,7 +123,8 @@ def create_principal(engine: Engine, name: str, role: str, created_by: str | Non
         with engine.begin() as conn:
             conn.execute(t.principals.insert().values(
                 id=pid, name=name, role=role_.value, token_hash=hash_token(token, pepper), created_at=now,
-                created_by=created_by, expires_at=now + dt.timedelta(days=ttl_days), disabled=False))
+                created_by=created_by, expires_at=now + dt.timedelta(days=ttl_days), disabled=False,
+                reviewer_kind=kind))
     except IntegrityError:
         raise DomainError(ALREADY_EXISTS, "a principal with this name already exists") from None
     return Principal(pid, name, role_), token
@@ -175,6 +192,7 @@ class PrincipalRecord:
     created_by: str | None
     expires_at: dt.datetime
     disabled: bool
+    reviewer_kind: str | None = None  # a named reviewer's kind (role ``reviewer``)
 
     @property
     def expired(self) -> bool:
@@ -187,7 +205,24 @@ def _aware(value: dt.datetime) -> dt.datetime:
 
 def _record(r: Any) -> PrincipalRecord:
     return PrincipalRecord(r.id, r.name, RoleName(r.role), _aware(r.created_at), r.created_by, _aware(r.expires_at),
-                           bool(r.disabled))
+                           bool(r.disabled), r.reviewer_kind)
+
+
+def named_reviewers(engine: Engine, names: list[str]) -> dict[str, str]:
+    """Name → kind for named reviewers the data authority requires on an agreement; ``INVALID_REQUEST`` naming any
+    that is not a usable principal with role ``reviewer`` (the authority sees every principal anyway)."""
+    out: dict[str, str] = {}
+    bad = []
+    for name in sorted(set(names)):
+        p = usable_by_name(engine, name)
+        rec = next((r for r in records(engine) if r.name == name), None) if p is not None else None
+        if p is None or p.role is not RoleName.REVIEWER or rec is None or rec.reviewer_kind is None:
+            bad.append({"field": "reviewers", "reason": "reviewer.unknown", "name": name})
+        else:
+            out[name] = rec.reviewer_kind
+    if bad:
+        raise invalid("each named reviewer is an enabled principal with role reviewer", bad)
+    return out
 
 
 def records(engine: Engine) -> list[PrincipalRecord]:

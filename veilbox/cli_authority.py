@@ -63,6 +63,28 @@ def refuse(agreement_id: AgreementArg, document_hash: HashOpt,
     base.emit(ag, as_json, _agreement_row(ag))
 
 
+@authority_app.command("reviewers", help=_("Name the reviewers (专家委员会, 网信) whose approval filing requires "
+                                           "(replaces the earlier list; none: no named reviewer)."))
+def reviewers(agreement_id: AgreementArg,
+              name: Annotated[list[str] | None, typer.Argument(help=_("principals with role reviewer"))] = None,
+              as_json: JsonOpt = False) -> None:
+    """Name the reviewers whose approval filing requires."""
+    with base.client() as c:
+        ag = c.require_reviewers(agreement_id, name or [])
+    base.emit(ag, as_json, _agreement_row(ag))
+
+
+@authority_app.command("review", help=_("A named reviewer's sign-off on the version under review: --approve, or "
+                                        "--refuse with reasons (back to the owner)."))
+def review(agreement_id: AgreementArg, document_hash: HashOpt,
+           approve: Annotated[bool, typer.Option("--approve/--refuse", help=_("your verdict"))],
+           reason: ReasonsOpt = None, as_json: JsonOpt = False) -> None:
+    """A named reviewer's sign-off on the version under review."""
+    with base.client() as c:
+        ag = c.review_agreement(agreement_id, "approve" if approve else "refuse", document_hash, reason or [])
+    base.emit(ag, as_json, _agreement_row(ag))
+
+
 @authority_app.command("reviews", help=_("The sign-offs of an agreement's reviews: who, verdict, reasons, the document "
                                          "hash reviewed."))
 def reviews(agreement_id: AgreementArg, as_json: JsonOpt = False) -> None:

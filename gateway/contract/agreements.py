@@ -60,6 +60,9 @@ class Agreement(Open):
     filing_number: str | None = Field(description="the filing number (备案号), once filed: BA-<year>-<six digits>")
     filed_at: str | None
     suspended_by: str | None = Field(description="owner | authority while suspended (only they resume)")
+    reviewers: dict[str, str] = Field(default_factory=dict,
+                                      description="the named reviewers whose approval filing needs: name → kind "
+                                                  "(expert_committee | cyberspace)")
 
 
 class SignOff(Out):
@@ -78,6 +81,7 @@ class SignOff(Out):
     verdict: str = Field(description="approve | refuse")
     reasons: list[str]
     at: str
+    reviewer_kind: str | None = Field(None, description="a named reviewer's kind: expert_committee | cyberspace")
 
 
 ORDER_EXAMPLE: dict[str, Any] = {

@@ -12,7 +12,7 @@ admin's service, `gateway.identities`). Regulators read all of it.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, status
 from fastapi.concurrency import run_in_threadpool
@@ -48,6 +48,7 @@ from gateway.services.agreements import (
     note_migrations,
 )
 from gateway.services.jobs import actor_of
+from policies.agreements import filing as filing_policy
 
 router = APIRouter(tags=["agreements"])
 
@@ -200,6 +201,49 @@ def refuse_agreement(agreement_id: str, authority: Authority, ctx: Ctx, ev: Audi
     ev.details.update(document_hash=body.document_hash, reasons=body.reasons)
     return policies.refuse(ctx.engine, actor_of(authority), agreement_id, document_hash=body.document_hash,
                            reasons=body.reasons, journal=agreement_entry(ctx, ev, agreement_id)).public()
+
+
+class ReviewersBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reviewers: list[str] = Field(max_length=10, description="principals with role reviewer whose approval filing "
+                                                            "requires (replaces the earlier list; empty: none)")
+
+
+class ReviewBody(SignOffBody):
+    verdict: Literal["approve", "refuse"] = Field(description="approve (recorded; the authority files) | refuse "
+                                                            "(back to the owner with the reasons)")
+
+
+@router.post("/agreements/{agreement_id}/reviewers", name="agreement.reviewers", response_model=Agreement, **OUT,
+             **describe("Name the reviewers (专家委员会, 网信) whose approval filing requires (data authority)",
+                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                        ErrorCode.INVALID_REQUEST, request_example={"reviewers": ["expert-panel", "cac-wuxi"]}))
+def require_reviewers(agreement_id: str, authority: Authority, ctx: Ctx, ev: Audit,
+                      body: ReviewersBody) -> dict[str, Any]:
+    """The authority names the reviewers of an agreement under review; ``file`` waits for each one's approval."""
+    ev.agreement_id = agreement_id
+    note_expiry(ctx, agreement_id)
+    named = identities.named_reviewers(ctx.engine, body.reviewers)
+    ev.details["reviewers"] = named
+    return filing_policy.require_reviewers(ctx.engine, actor_of(authority), agreement_id, named,
+                                           journal=agreement_entry(ctx, ev, agreement_id)).public()
+
+
+@router.post("/agreements/{agreement_id}/review", name="agreement.review", response_model=Agreement, **OUT,
+             **describe("A named reviewer's sign-off on the version under review (approve, or refuse with reasons)",
+                        ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
+                        ErrorCode.INVALID_REQUEST,
+                        request_example={"verdict": "approve", "document_hash": _HASH,
+                                         "reasons": ["the security measures are adequate"]}))
+def review_agreement(agreement_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, body: ReviewBody) -> dict[str, Any]:
+    """A named reviewer signs off on the document hash it read: an approval is recorded, a refusal returns the
+    agreement to its owner with the reasons."""
+    ev.agreement_id = agreement_id
+    note_expiry(ctx, agreement_id)
+    ev.details.update(verdict=body.verdict, document_hash=body.document_hash, reasons=body.reasons)
+    return filing_policy.review(ctx.engine, actor_of(p), agreement_id, verdict=body.verdict,
+                                document_hash=body.document_hash, reasons=body.reasons,
+                                journal=agreement_entry(ctx, ev, agreement_id)).public()
 
 
 @router.get("/agreements/{agreement_id}/reviews", name="agreement.reviews", response_model=list[SignOff], **OUT,

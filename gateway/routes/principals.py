@@ -16,6 +16,7 @@ from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract import principals as examples
 from gateway.deps import Admin, Audit, Ctx, CurrentPrincipal
 from gateway.journal import Journal, request_entry
+from vocab.roles import ReviewerKind
 
 router = APIRouter(tags=["principals"])
 
@@ -24,6 +25,8 @@ class PrincipalCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=2, max_length=63, examples=["icbc-wuxi"])
     role: identities.RoleName
+    reviewer_kind: ReviewerKind | None = Field(None, description="role reviewer only (required then): "
+                                                                 "expert_committee (专家委员会) | cyberspace (网信)")
 
 
 class PrincipalPublic(BaseModel):
@@ -34,6 +37,7 @@ class PrincipalPublic(BaseModel):
 
 class PrincipalCreated(PrincipalPublic):
     token: str = Field(description="shown once; only its hash is stored")
+    reviewer_kind: str | None = Field(None, description="a named reviewer's kind (role reviewer)")
 
 
 class PrincipalState(PrincipalPublic):
@@ -41,6 +45,7 @@ class PrincipalState(PrincipalPublic):
     created_by: str | None
     expires_at: dt.datetime = Field(description="calls after this time are refused (UNAUTHENTICATED)")
     disabled: bool = Field(description="a disabled principal's calls are refused (UNAUTHENTICATED)")
+    reviewer_kind: str | None = Field(None, description="a named reviewer's kind (role reviewer)")
 
 
 class PrincipalRotated(PrincipalState):
@@ -54,7 +59,7 @@ class ExpirySet(BaseModel):
 
 def _state(r: identities.PrincipalRecord) -> PrincipalState:
     return PrincipalState(id=r.id, name=r.name, role=r.role, created_at=r.created_at, created_by=r.created_by,
-                          expires_at=r.expires_at, disabled=r.disabled)
+                          expires_at=r.expires_at, disabled=r.disabled, reviewer_kind=r.reviewer_kind)
 
 
 def _noted(ctx: Ctx, ev: AuditEvent, name: str) -> Journal:
@@ -71,9 +76,13 @@ _CHANGE_ERRORS = (ErrorCode.POLICY_DENIED, ErrorCode.NOT_FOUND_OR_FORBIDDEN)
                    status=201, response_example=examples.CREATED, request_example=examples.CREATE_REQUEST))
 def create_principal(body: PrincipalCreate, admin: Admin, ctx: Ctx, ev: Audit) -> PrincipalCreated:
     ev.details.update(name=body.name, new_role=body.role.value)
+    kind = body.reviewer_kind.value if body.reviewer_kind else None
+    if kind:
+        ev.details["reviewer_kind"] = kind
     p, token = identities.create_principal(ctx.engine, body.name, body.role.value, created_by=admin.name,
-                                           ttl_days=ctx.settings.token_ttl_days, pepper=ctx.keys.token_pepper)
-    return PrincipalCreated(id=p.id, name=p.name, role=p.role, token=token)
+                                           ttl_days=ctx.settings.token_ttl_days, pepper=ctx.keys.token_pepper,
+                                           reviewer_kind=kind)
+    return PrincipalCreated(id=p.id, name=p.name, role=p.role, token=token, reviewer_kind=kind)
 
 
 @router.get("/principals/me", name="principal.me", response_model=PrincipalPublic, **OUT,

@@ -9,7 +9,16 @@ When an agreement needs filing (``filing_required``, fixed at its proposal), the
     active | suspended (by the owner) --authority_suspend--> suspended --authority_resume (authority)--> active
 
 Every sign-off (``agreement_reviews``) names the reviewer, the verdict, the reasons and the document hash the
-reviewer read: a sign-off on any other version is refused (``agreement.version_mismatch``). Filing numbers are
+reviewer read: a sign-off on any other version is refused (``agreement.version_mismatch``).
+
+Named reviewers (专家委员会 expert committee, 网信 cyberspace administration) are principals with role
+``reviewer`` and a kind. While an agreement is under review the authority names the reviewers it requires
+(`require_reviewers`, replacing any earlier list); each signs off on the version it read (`review`): an approval
+changes nothing else, a refusal returns the agreement to its owner with the reasons, as the authority's does.
+`file` is refused (``POLICY_DENIED``, one ``review.pending`` reason per reviewer) until every named reviewer's
+latest sign-off on the current document hash approves it. A reviewer is a party only to the agreements it is named
+on, and only while they are under review (`policies.decision`): it reads them and their sign-offs, and nothing
+else. Filing numbers are
 ``BA-<year>-<six digits>``, unique, in the order filed. Rectification orders (整改, ``rectification_orders``) carry
 a deadline and a text; while open, every refusal a party of the agreement sees lists them
 (`policies.agreements.record.open_orders_in`, read by `policies.access.build_context`); an open order blocks
@@ -28,10 +37,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from catalog.errors import AGREEMENT_INACTIVE, INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
+from catalog.errors import (
+    AGREEMENT_INACTIVE,
+    INVALID_REQUEST,
+    NOT_FOUND_OR_FORBIDDEN,
+    POLICY_DENIED,
+    DomainError,
+    invalid,
+)
 from policies import _tables as t
 from policies._clock import aware
-from policies.actor import Actor
+from policies.actor import Actor, Role
 from policies.agreements.lifecycle import _transition, decide_on
 from policies.agreements.record import Agreement, load_agreement, order_notice
 from policies.agreements.sections import require_complete
@@ -39,11 +55,14 @@ from policies.decision import Action, Reason
 from policies.journal import Journal, write
 from vocab.states import AgreementState
 
-__all__ = ["Order", "SignOff", "activate", "authority_resume", "authority_suspend", "close_order", "file",
-           "issue_order", "list_orders", "load_order", "new_order_id", "note_migration", "refuse", "reviews", "submit",
-           "unnoted_migrations"]
+__all__ = ["REVIEW_PENDING", "Order", "SignOff", "activate", "authority_resume", "authority_suspend", "close_order",
+           "file", "issue_order", "list_orders", "load_order", "new_order_id", "note_migration", "pending_reviewers",
+           "refuse", "require_reviewers", "review", "reviews", "submit", "unnoted_migrations"]
 
 MAX_TEXT = 2000
+MAX_REVIEWERS = 10
+#: The reason of a filing refused while a named reviewer has not approved the current version.
+REVIEW_PENDING = "review.pending"
 
 
 @dataclass(frozen=True)
@@ -58,12 +77,13 @@ class SignOff:
     verdict: str
     reasons: list[str]
     at: dt.datetime
+    reviewer_kind: str | None = None  # a named reviewer's kind (expert_committee | cyberspace)
 
     def public(self) -> dict[str, Any]:
         """The API view."""
         return {"agreement_id": self.agreement_id, "version": self.version, "document_hash": self.document_hash,
                 "reviewer": self.reviewer, "role": self.role, "verdict": self.verdict, "reasons": self.reasons,
-                "at": self.at.isoformat()}
+                "at": self.at.isoformat(), "reviewer_kind": self.reviewer_kind}
 
 
 @dataclass(frozen=True)
@@ -151,7 +171,15 @@ def _sign_off(engine: Engine, actor: Actor, agreement_id: str, action: Action, v
     _check_hash(ag, document_hash)
     if to_state is AgreementState.FILED:
         require_complete(ag.document)
+        pending = pending_reviewers(engine, ag)
+        if pending:
+            raise DomainError(POLICY_DENIED, "named reviewers have not approved this version yet",
+                              [{"reason": REVIEW_PENDING, "reviewer": name, "kind": ag.reviewers[name],
+                                "message": f"{name} has not approved the version under review"} for name in pending])
     a = t.agreements.c
+    # the named reviewers checked above are still the ones required when the filing commits
+    named = json.dumps(dict(sorted(ag.reviewers.items()))) if ag.reviewers else None
+    guards = [a.reviewers_json == named if named else a.reviewers_json.is_(None)]
     for _attempt in range(5):  # two filings at once may pick one number: the unique constraint decides
         try:
             with engine.begin() as conn:
@@ -160,14 +188,14 @@ def _sign_off(engine: Engine, actor: Actor, agreement_id: str, action: Action, v
                     values.update(filing_number=_next_number(conn, now.year), filed_at=now)
                 res = conn.execute(update(t.agreements).where(
                     a.id == agreement_id, a.state == ag.state.value, a.version == ag.version,
-                    a.valid_until > now).values(**values))
+                    a.valid_until > now, *guards).values(**values))
                 if res.rowcount != 1:
                     raise DomainError(AGREEMENT_INACTIVE, "the agreement changed concurrently; read it again",
                                       [Reason("agreement.version_mismatch").as_dict()])
                 conn.execute(insert(t.agreement_reviews).values(
                     agreement_id=agreement_id, version=ag.version, document_hash=ag.document_hash,
                     reviewer=actor.name, role=str(actor.role), verdict=verdict, reasons=json.dumps(reasons),
-                    at=now))
+                    at=now, reviewer_kind=ag.reviewers.get(actor.name) if actor.role is Role.REVIEWER else None))
                 write(conn, journal)
             break
         except IntegrityError:
@@ -229,7 +257,61 @@ def reviews(engine: Engine, actor: Actor, agreement_id: str, *, now: dt.datetime
         rows = conn.execute(select(t.agreement_reviews).where(r.agreement_id == agreement_id)
                             .order_by(r.id)).all()
     return [SignOff(x.agreement_id, x.version, x.document_hash, x.reviewer, x.role, x.verdict,
-                    json.loads(x.reasons), x.at) for x in rows]
+                    json.loads(x.reasons), x.at, x.reviewer_kind) for x in rows]
+
+
+def pending_reviewers(engine: Engine, ag: Agreement) -> list[str]:
+    """The named reviewers of ``ag`` whose latest sign-off on its current document hash is not an approval."""
+    if not ag.reviewers:
+        return []
+    r = t.agreement_reviews.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(r.reviewer, r.verdict).where(
+            r.agreement_id == ag.id, r.document_hash == ag.document_hash, r.reviewer.in_(list(ag.reviewers)))
+            .order_by(r.id)).all()
+    latest = {x.reviewer: x.verdict for x in rows}
+    return sorted(name for name in ag.reviewers if latest.get(name) != "approve")
+
+
+def require_reviewers(engine: Engine, actor: Actor, agreement_id: str, reviewers: dict[str, str], *,
+                      now: dt.datetime | None = None, journal: Journal | None = None) -> Agreement:
+    """``POST /agreements/{id}/reviewers`` (data authority, under review): the named reviewers (name → kind, the
+    caller has checked each is a usable principal with role ``reviewer``) whose approval filing requires; replaces
+    any earlier list (an empty one: no named reviewer needed)."""
+    now = aware(now)
+    if len(reviewers) > MAX_REVIEWERS:
+        raise invalid(f"at most {MAX_REVIEWERS} named reviewers", [{"field": "reviewers", "reason": "reviewers.many"}])
+    ag = load_agreement(engine, agreement_id)
+    decide_on(engine, actor, Action.AGREEMENT_REVIEWERS, ag, now).raise_if_denied()
+    assert ag is not None
+    a = t.agreements.c
+    with engine.begin() as conn:
+        res = conn.execute(update(t.agreements).where(
+            a.id == agreement_id, a.state == ag.state.value, a.version == ag.version).values(
+            reviewers_json=json.dumps(dict(sorted(reviewers.items()))) if reviewers else None, updated_at=now))
+        if res.rowcount != 1:
+            raise DomainError(AGREEMENT_INACTIVE, "the agreement changed concurrently; read it again",
+                              [Reason("agreement.version_mismatch").as_dict()])
+        write(conn, journal)
+    out = load_agreement(engine, agreement_id)
+    assert out is not None
+    return out
+
+
+def review(engine: Engine, actor: Actor, agreement_id: str, *, verdict: str, document_hash: str,
+           reasons: list[str] | tuple[str, ...] = (), now: dt.datetime | None = None,
+           journal: Journal | None = None) -> Agreement:
+    """``POST /agreements/{id}/review`` (a named reviewer of an agreement under review): ``approve`` records the
+    sign-off (the agreement stays under review until the authority files it); ``refuse`` (reasons required)
+    returns it to its owner, as the authority's refusal does."""
+    if verdict == "approve":
+        return _sign_off(engine, actor, agreement_id, Action.AGREEMENT_REVIEW, "approve",
+                         AgreementState.UNDER_REVIEW, document_hash, _reasons(reasons, required=False), aware(now),
+                         journal)
+    if verdict == "refuse":
+        return _sign_off(engine, actor, agreement_id, Action.AGREEMENT_REVIEW, "refuse", AgreementState.RETURNED,
+                         document_hash, _reasons(reasons, required=True), aware(now), journal)
+    raise invalid("the verdict is approve or refuse", [{"field": "verdict", "reason": "verdict.unknown"}])
 
 
 def new_order_id() -> str:

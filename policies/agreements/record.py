@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -59,6 +59,8 @@ class Agreement:
     filing_number: str | None = None
     filed_at: dt.datetime | None = None
     suspended_by: str | None = None  # "owner" or "authority" while suspended
+    # the named reviewers (专家委员会, 网信) whose approval filing needs: name → kind (`policies.agreements.filing`)
+    reviewers: Mapping[str, str] = field(default_factory=dict)
 
     def effective_state(self, now: dt.datetime) -> AgreementState:
         """The state every access enforces at ``now`` (see `effective_state`)."""
@@ -91,6 +93,7 @@ class Agreement:
             "filing_number": self.filing_number,
             "filed_at": iso(self.filed_at),
             "suspended_by": self.suspended_by,
+            "reviewers": dict(self.reviewers),
         }
 
 
@@ -142,6 +145,7 @@ def agreement_from_row(r: Any) -> Agreement:
         filing_number=r.filing_number,
         filed_at=r.filed_at,
         suspended_by=r.suspended_by,
+        reviewers=json.loads(r.reviewers_json) if getattr(r, "reviewers_json", None) else {},
     )
 
 

@@ -50,6 +50,8 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "authority.resume": ("authority", "suspended"),  # only a suspension by the authority (see the cells' agreement)
     "order.issue": ("authority", "proposed accepted under_review returned filed active suspended"),
     "order.close": ("authority", ALL),
+    "agreement.reviewers": ("authority", "under_review"),
+    "agreement.review": ("reviewer", "under_review"),  # only a reviewer the authority named (else a stranger)
     "query.preview": ("operator bank", "active"),
     "query.run": ("operator bank", "active"),
     "job.submit": ("operator bank", "active"),
