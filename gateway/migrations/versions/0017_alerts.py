@@ -4,7 +4,8 @@
 again), its rule, severity, the owner it concerns, what it names (agreement, dataset, principal, a subject only as
 its keyed hash), the window and count, and who acknowledged it. ``alert_webhooks``: an admin's webhook URL per
 subscriber (its HMAC secret is a keyring secret). ``alert_deliveries``: one alert to one webhook, with its
-attempts, next attempt and state (`gateway.services.alerts`).
+attempts, next attempt and state (`gateway.services.alerts`). An index on ``audit_entries.ts``: the rules read the
+audit log by time window.
 
 Revision ID: 0017_alerts
 Revises: 0001 (its own branch: the tables depend on no other migration)
@@ -68,9 +69,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_alert_deliveries_state", "alert_deliveries", ["state"])
     op.create_index("ix_alert_deliveries_next_attempt_at", "alert_deliveries", ["next_attempt_at"])
+    op.create_index("ix_audit_entries_ts", "audit_entries", ["ts"])  # the rules read the log by time window
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_entries_ts", table_name="audit_entries")
     op.drop_table("alert_deliveries")
     op.drop_table("alert_webhooks")
     op.drop_table("alerts")
