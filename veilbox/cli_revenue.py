@@ -29,10 +29,13 @@ FormatOpt = Annotated[str, typer.Option("--format", help=_("json | csv | pdf"))]
 OutOpt = Annotated[Path | None, typer.Option("--out", help=_("write the CSV or PDF here (default: CSV to stdout)"))]
 
 
-def _write(data: bytes, fmt: str, out: Path | None) -> None:
+def _write(data: bytes, fmt: str, out: Path | None, as_json: bool) -> None:
     if out is not None:
         out.write_bytes(data)
-        base.out.print(_("wrote %(path)s", path=str(out)))
+        if base.wants_json(as_json):
+            base.emit({"wrote": str(out)}, True)
+        else:
+            base.out.print(_("wrote %(path)s", path=str(out)))
     elif fmt == "csv":
         sys.stdout.write(data.decode())
     else:
@@ -52,7 +55,7 @@ def statement_agreement(agreement_id: AgreementArg, month: MonthOpt, fmt: Format
     with base.client() as c:
         data: Any = c.statement(agreement_id, month, fmt)
     if fmt != "json":
-        _write(data, fmt, out)
+        _write(data, fmt, out, as_json)
         return
     t = Table(_("line"), _("quantity"), _("exact"), _("amount"), title=f"{data['agreement_id']} {data['month']} "
                                                                          f"{data['currency'] or ''}")
@@ -74,7 +77,7 @@ def statement_owner(month: MonthOpt,
     with base.client() as c:
         data: Any = c.owner_statement(month, owner, fmt)
     if fmt != "json":
-        _write(data, fmt, out)
+        _write(data, fmt, out, as_json)
         return
     t = Table(_("agreement"), _("currency"), _("share"), _("agreement total"), _("amount"),
               title=f"{data['owner']} {data['month']}")

@@ -1,20 +1,25 @@
 """Multi-owner agreement and its revenue statement over real HTTP (docs/revenue.md): the grantee cannot accept
 before the co-owner signs its part, a non-owner cannot sign, and the month's statement — JSON, CSV, PDF — matches
-the meters and splits the charges by the agreement's shares to the cent."""
+the meters and splits the charges by the agreement's shares to the cent; the same through the CLI (in process)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from tests.conftest import Parties
-from veilbox.client import ApiError
+from veilbox.cli import app
+from veilbox.client import ApiError, Client
 
 
-def test_multi_owner_agreement_and_its_statement(parties: Parties) -> None:
+def test_multi_owner_agreement_and_its_statement(parties: Parties, tmp_path: Path) -> None:
     svc = parties.service
     hr = svc.principal("hr-bureau", "owner")
     directory = svc.settings.import_roots[-1] / "hr-bureau"
@@ -66,3 +71,21 @@ def test_multi_owner_agreement_and_its_statement(parties: Parties) -> None:
     with pytest.raises(ApiError) as e:
         hr.owner_statement(month, owner="city-tax-bureau")
     assert e.value.code == "NOT_FOUND_OR_FORBIDDEN"
+
+    # the CLI: veilbox statement agreement|owner, veilbox agreement signatures
+    runner = CliRunner()
+
+    def cli(client: Client, *args: str, code: int = 0) -> Any:
+        token = client._http.headers["Authorization"].split()[1]
+        r = runner.invoke(app, ["--url", svc.url, "--token", token, *args, "--json"])
+        assert r.exit_code == code, r.output
+        return json.loads(r.output) if code == 0 else None
+
+    assert cli(hr, "statement", "agreement", ag["id"], "--month", month) == s
+    assert cli(hr, "statement", "owner", "--month", month) == own
+    pdf = tmp_path / "s.pdf"
+    assert cli(parties.owner, "statement", "agreement", ag["id"], "--month", month, "--format", "pdf",
+               "--out", str(pdf)) == {"wrote": str(pdf)}
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert cli(parties.regulator, "agreement", "signatures", ag["id"])[0]["owner"] == "hr-bureau"
+    cli(parties.bank, "statement", "agreement", ag["id"], "--month", month, code=1)
