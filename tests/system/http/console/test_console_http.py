@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import text
 
 from gateway import _tables as t
+from tests.conftest import ON_BOTH_STORES
 
 
 def _entries(console: Any, **filters: str) -> list[dict[str, Any]]:
@@ -135,6 +136,7 @@ def test_logout_revokes_the_session(console: Any) -> None:
     assert again.status_code == 401 and "session has ended" in again.text
 
 
+@ON_BOTH_STORES
 def test_owner_reviews_and_approves_a_job(console: Any) -> None:
     web = console.web("owner")
     page = web.get(f"/console/jobs/{console.job_id}")
@@ -244,6 +246,7 @@ def test_regulator_pages(console: Any) -> None:
     assert reg.get("/console/reports", params={"month": "2026-13"}).status_code == 422
 
 
+@ON_BOTH_STORES
 def test_tampered_store_shows_the_failure_and_its_seq(console: Any) -> None:
     engine = console.parties.service.ctx.engine
     with engine.begin() as conn:

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import ON_BOTH_STORES
 from tests.system.http.flows.test_queries_http import _last_seq, _own_view, _public_job
 from tests.unit.sandbox.sql.sqlgen import Target
 from tests.unit.sandbox.sql.test_sql_neighbours import _k, build
@@ -90,6 +91,7 @@ def test_one_persons_row_changes_nothing_but_the_noise(parties: Any, target: Tar
         assert matched["status"] == 200, matched
 
 
+@ON_BOTH_STORES
 def test_the_issue_example_is_released_on_both_sides(parties: Any, target: Target) -> None:
     ag = parties.agreement(budget={"epsilon": 10})
     sql = ("SELECT COUNT(*) FROM tax_income WHERE CASE WHEN {cell} AND monthly_income > {b:.2f} "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from catalog.errors import INVALID_REQUEST
+from tests.conftest import ON_BOTH_STORES
 from veilbox.client import ApiError
 
 ATTACKS = Path(__file__).resolve().parents[3] / "data" / "attacks"
@@ -26,6 +27,7 @@ def _corpus(name):
     return [json.loads(line) for line in (ATTACKS / name).read_text().splitlines() if line.strip()]
 
 
+@ON_BOTH_STORES
 def test_differencing_costs_budget_each_time_and_ends_exhausted(parties):
     ag = parties.agreement(budget={"epsilon": 1})
     pair = ("SELECT COUNT(*) AS n FROM tax_income WHERE age <= 40",
@@ -72,6 +74,7 @@ def test_preview_spends_nothing_and_shows_the_mock_answer(parties):
     assert _err(parties.bank.preview_query, ag["id"], COUNT_BY_DISTRICT, 0.5).code == "NOT_FOUND_OR_FORBIDDEN"
 
 
+@ON_BOTH_STORES
 def test_owner_approval_is_bound_to_the_spec_hash(parties):
     ag = parties.agreement(approval="owner_each_job")
     pending = parties.operator.query(ag["id"], COUNT_BY_DISTRICT, 0.5)
@@ -123,6 +126,7 @@ def test_columns_outside_the_agreement_are_refused(parties):
     assert e.code == "QUERY_REJECTED" and any("monthly_income" in json.dumps(d) for d in e.details)
 
 
+@ON_BOTH_STORES
 def test_an_interrupted_job_is_failed_and_refunded_at_restart(parties):
     from sqlalchemy import update
 
@@ -247,6 +251,7 @@ def _fail_next_execute(monkeypatch, reason: str) -> list[str]:
 
 
 @pytest.mark.parametrize("reason", ["engine", "timeout", "result_check"])
+@ON_BOTH_STORES
 def test_a_residual_engine_failure_is_answered_like_a_release_and_charged(parties, monkeypatch, reason):
     ag = parties.agreement(budget={"epsilon": 5})
     normal = _grantee_observes(parties, ag["id"], lambda: parties.operator.query(ag["id"], COUNT_BY_DISTRICT, "0.5"))
@@ -320,6 +325,7 @@ def test_queries_below_the_minimum_epsilon_are_refused_and_audited(parties, monk
     assert _err(parties.operator.query, ag["id"], COUNT_BY_DISTRICT, "0.25").details[0]["minimum"] == "0.5"
 
 
+@ON_BOTH_STORES
 def test_the_daily_job_cap_holds_for_queries(parties):
     ag = parties.agreement(quotas={"calls_per_day": 1000, "jobs_per_day": 2})
     for _ in range(2):
