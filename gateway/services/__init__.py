@@ -8,6 +8,8 @@ objects: an `gateway.audit.AuditEvent` is filled in, a `catalog.errors.DomainErr
 - `agreements`: the expiry entry (`note_expiry`), the grantee check and today's quotas every agreement path
   shares.
 - `datasets`: the dataset as a given principal may see it (`public_view`).
+- `disposal`: an ended agreement's exit clause carried out step by step and its signed record (on revocation, and
+  the worker's sweep for expiry).
 - `receipts`: signed receipts (``vbr1``) and the digests they carry; reading one back.
 - `verification`: verification products and their plain and encrypted checks (核验) (validated HE contexts are
   cached in the context: `gateway.caches`).

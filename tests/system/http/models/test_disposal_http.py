@@ -17,6 +17,7 @@ from sqlalchemy import update
 from catalog import models
 from gateway.services import disposal
 from mpc.he import client as he
+from policies import _tables as pt
 from tests.system.http.models.conftest import FEATURES
 from veilbox import bank as bank_sdk
 from veilbox.cli_disposal import signature_valid
@@ -66,6 +67,16 @@ def test_revocation_revokes_the_model_and_the_signed_record_verifies(sworld, app
     with pytest.raises(ApiError) as e:  # under another, active agreement: the certificate itself is revoked
         p.bank.score(m.id, columns_keys.public, cts, "columns", sworld.agreement["id"], cutoff=cutoff)
     assert (e.value.code, e.value.details[0]["reason"]) == ("AGREEMENT_INACTIVE", "model.certificate_revoked")
+
+    ended = p.agreement("icbc-wuxi")  # revoked, its disposal not yet run (a crash right after the revocation)
+    m2 = make_model("job_window")
+    with p.service.ctx.engine.begin() as conn:
+        conn.execute(update(models.model_registry).where(models.model_registry.c.id == m2.id)
+                     .values(agreement_id=ended["id"]))
+        conn.execute(update(pt.agreements).where(pt.agreements.c.id == ended["id"]).values(state="revoked"))
+    with pytest.raises(ApiError) as e:
+        p.bank.score(m2.id, columns_keys.public, cts, "columns", sworld.agreement["id"], cutoff=cutoff)
+    assert (e.value.code, e.value.details[0]["cause"]) == ("AGREEMENT_INACTIVE", "agreement.revoked")
 
     entries = p.regulator.audit(limit=1000, action="agreement.dispose")["entries"]
     mine = [_details(e) for e in entries if e["agreement_id"] == trained["id"]]
