@@ -54,6 +54,7 @@ __all__ = [
     "PSI_MEMBERS",
     "Consent",
     "add_trustee",
+    "is_consent_id",
     "is_trustee",
     "list_consents",
     "list_trustees",
@@ -77,6 +78,11 @@ MAX_TEXT = 500
 MAX_DAYS = 3 * 366
 _HASH = re.compile(r"^hs:[0-9a-f]{32}$")
 _ID = re.compile(r"^cns_[0-9a-f]{16}$")
+
+
+def is_consent_id(text: str) -> bool:
+    """Whether ``text`` is spelt as a consent id (``cns_`` and 16 hex digits)."""
+    return bool(_ID.match(text))
 
 
 def psi_product(dataset: str) -> str:

@@ -133,7 +133,9 @@ def require_for(
     data is read; records the ids checked in the request's entry."""
     if not ds.personal or not enforced(ctx):
         return
-    ids = policy.require(
+    # the well-formed ids named, allowed or refused (never free text): what traces the call to the people concerned
+    ev.details["consent_ids"] = [i.strip() for i in consent_ids if policy.is_consent_id(i.strip())]
+    policy.require(
         ctx.engine,
         consent_ids,
         grantee=p.name,
@@ -142,7 +144,6 @@ def require_for(
         subject_hashes=subject_hashes,
         expected=expected,
     )
-    ev.details["consent_ids"] = ids if len(ids) <= 16 else {"count": len(ids)}
 
 
 # --- recording -------------------------------------------------------------------------------------------------
@@ -218,8 +219,9 @@ def subject_access(
 ) -> dict[str, Any]:
     """For the owner answering a person's request: the person's consents with this owner and every use of the
     person's data under this owner's datasets and agreements the audit log records (by the keyed hash: as the
-    check's subject, or among an encrypted check's subjects), each with what was asked, when, by whom and the
-    outcome — never a value."""
+    check's subject, or among an encrypted check's subjects) or by one of its consents' ids (anonymous checks and
+    psi_members, which never see the subject), each with what was asked, when, by whom and the outcome — never a
+    value."""
     if p.role != Role.OWNER:
         raise DomainError(NOT_FOUND_OR_FORBIDDEN, "the subject-access report is the data owner's")
     if (raw is None) == (given is None):
@@ -231,7 +233,8 @@ def subject_access(
     consents = [c.public() for c in policy.list_consents(ctx.engine, actor_of(p), subject_hash=h) if c.owner == p.name]
     e = gt.audit_entries.c
     scope = scope_for(p.role.value, p.name, *_owned(ctx, p))
-    cond = and_(or_(e.subject_hash == h, e.details.contains(h)), scope if scope is not None else true())
+    named = [e.details.contains(f'"{c["id"]}"') for c in consents[:100]]  # uses that named one of them
+    cond = and_(or_(e.subject_hash == h, e.details.contains(h), *named), scope if scope is not None else true())
     with ctx.engine.connect() as conn:
         rows = conn.execute(select(gt.audit_entries).where(cond).order_by(e.seq).limit(5000)).all()
     uses = []

@@ -109,5 +109,7 @@ def test_consents_are_recorded_enforced_revoked_and_reported(psi_world, tmp_path
     uses = [(u["action"], u["code"]) for u in report["uses"]]
     assert ("verify.check", None) in uses and ("verify.check", "CONSENT_INVALID") in uses
     assert ("verify.check_encrypted", "CONSENT_INVALID") in uses  # found among the encrypted check's subjects
+    # anonymous checks and psi_members never see the subject: they are found by the consent ids they named
+    assert {("verify.check_anonymous", "CONSENT_INVALID"), ("psi.members", "CONSENT_INVALID")} <= set(uses)
     assert all(set(u) >= {"ts", "actor", "decision"} and "result" not in u for u in report["uses"])
     assert refusal(bank.subject_access, present)[:2] == ("NOT_FOUND_OR_FORBIDDEN", 404)
