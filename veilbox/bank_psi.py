@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mpc import psi
@@ -81,6 +81,7 @@ class PsiSizeResult:
     receipt: str
     session: PsiSizeSession
     bytes_sent: int
+    source: list[dict[str, str]] = field(default_factory=list)  # the dataset, its owner, its fingerprint
 
 
 def psi_size(client: Client, agreement_id: str, dataset: str, ids: Sequence[str | int], *, epsilon: float | str,
@@ -96,7 +97,7 @@ def psi_size(client: Client, agreement_id: str, dataset: str, ids: Sequence[str 
         body["purpose"] = purpose
     out = client._json("POST", "/v1/psi/size", json=body)
     return PsiSizeResult(out["size"], out["epsilon"], out["accuracy_95"], out["receipt"], session,
-                         len(body["elements"]))
+                         len(body["elements"]), out.get("source", []))
 
 
 def psi_members(client: Client, agreement_id: str, dataset: str, ids: Sequence[str | int], *,

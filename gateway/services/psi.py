@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from sqlalchemy import Connection
 
 import policies
-from catalog import products, registry
+from catalog import certificates, products, registry
 from catalog.errors import INVALID_REQUEST, POLICY_DENIED, DomainError, invalid, not_found
 from catalog.registry import Dataset
 from gateway.audit import AuditEvent
@@ -154,6 +154,8 @@ class SizeOut(BaseModel):
     accuracy_95: float = Field(description="|noise| stays below this with probability 0.95")
     bank_ids: int
     receipt: str
+    source: list[dict[str, str]] = Field(default_factory=list, description="where the count's data came from "
+                                         "(在成果中注明数据来源): the dataset, its owner and its fingerprint")
 
 
 class MembersBody(_Body):
@@ -288,7 +290,8 @@ def size(ctx: AppContext, p: Principal, body: SizeBody, ev: AuditEvent) -> SizeO
     ev.output_digest = _digest(ctx, receipt)
     ev.details.update(job_id=job_id)
     return SizeOut(size=noisy, epsilon=str(epsilon), noise_scale=mechanism.scale,
-                   accuracy_95=mechanism.accuracy(0.05), bank_ids=len(query), receipt=receipt)
+                   accuracy_95=mechanism.accuracy(0.05), bank_ids=len(query), receipt=receipt,
+                   source=[certificates.source_of(ds.name, ds.owner, ds.fingerprint)])
 
 
 def members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) -> MembersOut:

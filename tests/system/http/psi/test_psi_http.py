@@ -56,6 +56,7 @@ def test_psi_size_releases_a_noisy_count_charges_epsilon_and_names_no_id(psi_wor
     assert _spent(w, ag) == pytest.approx(before + 2)
     claims = bank_sdk.verify_receipt(out.receipt, w.bank.audit_public_key()["pem"])
     assert claims["kind"] == "psi.size" and claims["size"] == out.size and claims["bank_ids"] == 65
+    assert [(s["dataset"], s["owner"]) for s in out.source] == [("tax_income", "city-tax-bureau")]  # attribution
     # a second list reuses the setup
     again = bank_sdk.psi_size(bank, ag, "tax_income", unknown, epsilon=1, session=out.session)
     assert abs(again.size) <= 3 * again.accuracy_95 + 1
