@@ -27,7 +27,7 @@ from policies import _tables as t
 from policies import negative_list as neg
 from policies._clock import aware
 from policies.actor import Actor
-from policies.agreements.record import Agreement, catalog_records, load_agreement, load_agreement_in, open_orders_in
+from policies.agreements.record import Agreement, catalog_records, load_agreement, open_orders_in
 from policies.decision import Action, DecisionContext, Reason, decide
 from policies.journal import Journal, write
 
@@ -136,8 +136,11 @@ def sign(
     part = tuple(ds for ds in ag.document.datasets if (rec := records.get(ds)) is not None and rec.owner == actor.name)
     try:
         with engine.begin() as conn:
-            cur = load_agreement_in(conn, agreement_id)
-            if cur is None or cur.version != ag.version or cur.document_hash != ag.document_hash:
+            a = t.agreements.c  # the row locked (PostgreSQL) so an amendment cannot slip in before the insert
+            cur = conn.execute(
+                select(a.version, a.document_hash, a.state).where(a.id == agreement_id).with_for_update()
+            ).first()
+            if cur is None or (cur.version, cur.document_hash, cur.state) != (ag.version, ag.document_hash, ag.state):
                 raise DomainError(
                     INVALID_REQUEST,
                     "the agreement changed since you read it",

@@ -272,6 +272,21 @@ def test_multi_owner_documents_are_checked(world: World, overrides: dict[str, An
 
 
 @pytest.mark.parametrize("store", ["sqlite"])
+def test_measured_split_by_epsilon_and_rows(world: World) -> None:
+    ag = _multi(world, revenue={"split": "epsilon"}, price={"per_epsilon": 10, "currency": "CNY"})
+    policies.sign_agreement(world.engine, world.other_owner, ag.id, document_hash=ag.document_hash, now=world.now)
+    _insert_history(world, ag.id, [], [(1, "tax_income", Fraction(3, 10), False),
+                                       (2, "social_insurance", Fraction(1, 10), False),
+                                       (3, "social_insurance", Fraction(1, 2), True)])  # refunded: not counted
+    s = revenue.agreement_statement(world.engine, world.regulator, ag.id, MONTH, now=world.now)
+    assert s.weights == {"hr-bureau": Fraction(1, 10), "tax-bureau": Fraction(3, 10)}
+    assert s.total_cents == 400 and s.owner_cents == {"hr-bureau": 100, "tax-bureau": 300}
+    rows = _multi(world, revenue={"split": "rows"}, price={"per_call": 1, "currency": "CNY"})
+    s = revenue.agreement_statement(world.engine, world.owner, rows.id, MONTH, now=world.now)
+    assert s.total_cents == 0 and set(s.owner_cents) == {"hr-bureau", "tax-bureau"}  # nothing ran: equal split
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
 def test_single_owner_accept_needs_no_signature(world: World) -> None:
     ag = world.active()
     assert ag.state.value == "active" and "co_owners" not in ag.document.as_json()
