@@ -21,11 +21,22 @@ from gateway.console._web import (
     signed_in,
 )
 from gateway.services import alerts as service
+from vocab.i18n import gettext_noop
 from vocab.roles import Role
 
 router = APIRouter(include_in_schema=False)
 
 READERS = (Role.OWNER, Role.AUTHORITY, Role.REGULATOR, Role.ADMIN)
+#: the rules' and severities' names as shown (translated where shown)
+LABELS = {
+    "budget": gettext_noop("budget mostly spent"),
+    "denied": gettext_noop("refused calls"),
+    "checks": gettext_noop("checks on one subject"),
+    "incidents": gettext_noop("engine incidents"),
+    "chain": gettext_noop("audit chain broken"),
+    "warning": gettext_noop("warning"),
+    "critical": gettext_noop("critical"),
+}
 
 
 @router.get("/alerts", name="console.alerts")
@@ -34,7 +45,7 @@ async def alerts(request: Request, unacked: str | None = None) -> Response:
     session = await signed_in(request, *(r.value for r in READERS))
     items = await in_thread(service.list_alerts, ctx_of(request), session_actor(session), unacked=bool(unacked))
     may_ack = session.principal.role in service.ACK_ROLES
-    return render(request, "alerts.html", session, items=items, may_ack=may_ack, unacked=bool(unacked))
+    return render(request, "alerts.html", session, items=items, may_ack=may_ack, unacked=bool(unacked), labels=LABELS)
 
 
 @router.post("/alerts/{alert_id}/ack", name="console.alert.ack")
