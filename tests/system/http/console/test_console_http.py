@@ -196,6 +196,8 @@ def test_owner_creates_suspends_and_revokes_agreements(console: Any) -> None:
                          {"confirmed": "yes", "reason": f"{action}: audit finding"})
         assert r.status_code == 303
         assert f"state-{state}" in web.get(f"/console/agreements/{ag_id}").text
+    disposed = web.get(f"/console/agreements/{ag_id}").text  # the revocation disposed at once: its line shows
+    assert 'id="disposal"' in disposed and "complete" in disposed
     actions = [e["action"] for e in _entries(console, agreement_id=ag_id) if e["action"].startswith("console.agr")]
     assert [a for a in actions if a not in ("console.agreement", "console.agreement.confirm")] == [
         "console.agreement.create", "console.agreement.accept", "console.agreement.revoke",  # unconfirmed: refused
