@@ -345,8 +345,8 @@ class Client:
 
     def subject_access(self, subject: str | int | None = None, *, subject_hash: str | None = None) -> dict[str, Any]:
         """The owner's subject-access report: the person's consents and every recorded use of their data."""
-        params = {"subject": str(subject)} if subject is not None else {"subject_hash": subject_hash}
-        return self._json("GET", "/v1/consents/subject-access", params=params)
+        body = {"subject": subject} if subject is not None else {"subject_hash": subject_hash}
+        return self._json("POST", "/v1/consents/subject-access", json=body)  # the id never in a URL
 
     def budget(self, agreement_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/agreements/{agreement_id}/budget")

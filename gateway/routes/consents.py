@@ -16,7 +16,7 @@ from gateway.contract import doc as describe
 from gateway.contract.consents import Consent, SubjectAccess
 from gateway.deps import Audit, Ctx, CurrentPrincipal
 from gateway.services import consent as service
-from gateway.services.consent import RecordBody, RevokeBody, TrusteeBody
+from gateway.services.consent import RecordBody, RevokeBody, SubjectBody, TrusteeBody
 from gateway.services.jobs import actor_of
 from policies import consent as policy
 
@@ -94,6 +94,22 @@ def subject_access(
     """Uses are matched by the keyed subject hash, under the owner's datasets and agreements; each states what
     was asked, when, by whom and the outcome, never a value."""
     return service.subject_access(ctx, p, subject, subject_hash, ev)
+
+
+@router.post(
+    "/consents/subject-access",
+    name="consent.subject_access",
+    response_model=SubjectAccess,
+    **OUT,
+    **describe(
+        "The subject-access report, the person named in the body (owners): nothing of the id in any URL or log line",
+        ErrorCode.NOT_FOUND_OR_FORBIDDEN,
+        request_example={"subject": "P0000001"},
+    ),
+)
+def subject_access_posted(p: CurrentPrincipal, ctx: Ctx, ev: Audit, body: SubjectBody) -> dict[str, Any]:
+    """As ``GET /consents/subject-access``, with the raw id (or hash) in the body rather than the query string."""
+    return service.subject_access(ctx, p, body.subject, body.subject_hash, ev)
 
 
 @router.post(

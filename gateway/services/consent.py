@@ -42,6 +42,7 @@ __all__ = [
     "ENFORCE_KEY",
     "RecordBody",
     "RevokeBody",
+    "SubjectBody",
     "TrusteeBody",
     "enforced",
     "hash_subject",
@@ -90,6 +91,12 @@ class RecordBody(BaseModel):  # ``POST /consents`` (one subject or a batch) and 
 class RevokeBody(BaseModel):  # ``POST /consents/{id}/revoke``
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=1, max_length=policy.MAX_TEXT)
+
+
+class SubjectBody(BaseModel):  # ``POST /consents/subject-access``
+    model_config = ConfigDict(extra="forbid")
+    subject: RawSubject | None = Field(None, description="the person's raw id (hashed, never kept)")
+    subject_hash: str | None = Field(None, max_length=64, description="or its keyed hash (hs:…)")
 
 
 class TrusteeBody(BaseModel):  # ``POST /consents/trustees``

@@ -104,6 +104,7 @@ def test_consents_are_recorded_enforced_revoked_and_reported(psi_world, tmp_path
     assert len(records) == 4 and not any(p in json.dumps(records) for p in (present, ABSENT, people[0]))
     # the owner's subject-access report: consents and every use, by hash, outcomes without values
     report = owner.subject_access(present)
+    assert owner._http.get("/v1/consents/subject-access", params={"subject": present}).json() == report  # GET too
     assert report["subject_hash"] == c_present["subject_hash"] and present not in json.dumps(report)
     assert {c["id"] for c in report["consents"]} == {c_present["id"], c_psi_only["id"]}
     uses = [(u["action"], u["code"]) for u in report["uses"]]
