@@ -108,6 +108,7 @@ def test_revocation_disposes_once_jobs_refunded_outputs_deleted_models_revoked(w
     assert disposal.due(world.engine, now=world.now) == []
 
 
+@pytest.mark.parametrize("store", ["sqlite"])  # the SQL runs on both stores in the revocation test
 def test_expiry_seals_keeps_models_when_retained_and_skips_unlisted_cases(world: World) -> None:
     sealed = world.active(exit={"on_expiry": "seal_outputs", "models": "retain"})
     kept = world.active(exit={"outputs": "delete", "cases": ["revoked"]})  # expiry is not a listed case
@@ -135,3 +136,24 @@ def test_expiry_seals_keeps_models_when_retained_and_skips_unlisted_cases(world:
         got = model_registry.get_model(world.engine, m.id)
         assert got is not None and got.revoked_at is None
     assert disposal.due(world.engine, now=after) == []
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_a_disposal_cut_short_is_finished_without_redoing_a_step(world: World) -> None:
+    ag = world.active(approval="auto_within_budget")
+    before = ledger.remaining(world.engine, ag.id)
+    job = _submit(world, ag.id)
+    policies.revoke(world.engine, world.owner, ag.id, now=world.now)
+    disposal.start(world.engine, ag.id, now=world.now)
+    name, step = disposal.STEPS[0]
+    assert disposal.run_step(world.engine, ag.id, name, step, hash_alg="sha256", now=world.now)
+    # the process dies here; the next run (the worker's sweep) finishes the rest and never redoes the first step
+    assert disposal.due(world.engine, now=world.now) == [ag.id]
+    later = world.now + dt.timedelta(minutes=5)
+    d = _run(world, ag.id, later)
+    assert d is not None and d.record is not None
+    assert [(s["step"], s["at"]) for s in d.record["steps"]] == [
+        ("jobs", world.now.isoformat()), ("outputs", later.isoformat()), ("models", later.isoformat())]
+    assert d.record["steps"][0]["cancelled"][0]["job_id"] == job.id
+    assert ledger.remaining(world.engine, ag.id) == before
+    assert not disposal.run_step(world.engine, ag.id, name, step, hash_alg="sha256", now=later)
