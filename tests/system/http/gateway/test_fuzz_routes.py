@@ -45,13 +45,14 @@ from catalog.datagen import Generated
 from catalog.errors import ALL_CODES
 from gateway.context import init_home, open_context
 from gateway.server import BackgroundServer
+from gateway.services import alerts
 from gateway.settings import Settings
 from veilbox import bank as bank_sdk
 from veilbox.client import Client
 
 ROLES = ("admin", "owner", "operator", "bank", "regulator")
 GROUPS = ("system", "principals", "datasets", "agreements", "jobs", "models", "verification", "secure aggregation",
-          "psi", "audit", "complaints")
+          "psi", "audit", "complaints", "alerts")
 #: Operations whose valid requests do real work (HE evaluation, a DuckDB query): fewer examples in `make test`.
 EXPENSIVE = {("POST", "/v1/models/{model_id}/score"), ("POST", "/v1/verifications/{name}/check-encrypted"),
              ("POST", "/v1/queries"), ("POST", "/v1/queries/preview"), ("POST", "/v1/datasets"),
@@ -216,13 +217,15 @@ def build_world(home: Path, city_data: Generated) -> Iterator[FuzzWorld]:
         neg = c["admin"].add_negative("purpose", "advertising", "fuzz")
         rnd = c["operator"].secagg_open(auto["id"], [*PARTICIPANTS], 3, 4)
         complaint = c["bank"].file_complaint("agreement", "answers were slow", target=bank_ag["id"])
+        alert = alerts.raise_alert(ctx, alerts.Condition("incidents", "incidents|tax_income|0", owner="city-tax-bureau",
+                                                         dataset="tax_income", count=3), dt.datetime.now(dt.UTC))
         ids = {
             "auto": auto["id"], "each": each["id"], "bank_ag": bank_ag["id"], "proposed": proposed["id"],
             "draft": draft["id"], "proposed_hash": proposed.get("document_hash", ""), "model": model.id,
             "released_job": released["job_id"], "pending_job": pending["job_id"], "queued_job": queued["id"],
             "digest": c["operator"].job_result(released["job_id"])["output_digest"], "negative": neg["id"],
             "round": rnd["id"], "pending_hash": c["owner"].job_review(pending["job_id"])["job"]["spec_hash"],
-            "subject": "P0000001", "complaint": complaint["id"],
+            "subject": "P0000001", "complaint": complaint["id"], "alert": alert or "",
         }
         ckks = bank_sdk.scoring_keys("columns")
         bfv = bank_sdk.verification_keys()
@@ -401,6 +404,13 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
             ("owner", {"complaint_id": i["complaint"]}, {}, {"reasons": ["fixed"]})],
         ("POST", "/v1/complaints/{complaint_id}/reject"): [
             ("owner", {"complaint_id": i["complaint"]}, {}, {"reasons": ["no basis"]})],
+        ("GET", "/v1/alerts"): [("regulator", {}, {"unacked": "true"}, None)],
+        ("POST", "/v1/alerts/{alert_id}/ack"): [("owner", {"alert_id": i["alert"]}, {}, None)],
+        ("GET", "/v1/alerts/webhooks"): [("admin", {}, {}, None)],
+        ("PUT", "/v1/alerts/webhooks/{subscriber}"): [
+            ("admin", {"subscriber": "city-data-regulator"}, {}, {"url": "https://alerts.example.org/hook",
+                                                                 "secret": "s" * 32})],
+        ("DELETE", "/v1/alerts/webhooks/{subscriber}"): [("admin", {"subscriber": "city-data-regulator"}, {}, None)],
     }
     out: dict[tuple[str, str], list[Req]] = {}
     for (method, tmpl), rows in b.items():
