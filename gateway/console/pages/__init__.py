@@ -11,6 +11,7 @@ console's public interface: the audit log records the route names as actions).
 - `admin`: principals (create, disable, new token, expiry), the negative list, the service's health;
 - `authority`: the data authority's review queue, sign-offs (file or refuse), suspension and resumption, rectification
   orders (整改) and principals (disable, enable);
+- `reviewer`: a named reviewer's (专家委员会, 网信) agreements under review and its sign-off (approve or refuse);
 - `complaints`: complaints and objections (file; the owner's and the authority's queue; regulators read-only);
 - `alerts`: alerts (监测预警) for the owner concerned, the authority, regulators and admins; acknowledge;
 - `consents`: the consent registry (同意登记): owners and their trustees record and revoke, grantees read theirs;
@@ -38,6 +39,7 @@ from gateway.console.pages import (
     operator,
     owner,
     regulator,
+    reviewer,
     shared,
 )
 
@@ -47,6 +49,7 @@ router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Dep
 for _pages in (
     admin,
     authority,
+    reviewer,
     operator,
     owner,
     bank,

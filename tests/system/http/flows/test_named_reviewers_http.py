@@ -1,13 +1,14 @@
 """Named reviewers (专家委员会, 网信) over real HTTP: the admin creates them with their kind; the authority names them
 on an agreement under review; filing waits for each one's approval of the current version; a reviewer's refusal
 returns the agreement to its owner with the reasons; a reviewer sees only what it was named on, while under
-review, and can do nothing else."""
+review, and can do nothing else; its console page signs off too."""
 
 from __future__ import annotations
 
 import pytest
 
 from gateway.services.agreements import set_filing
+from tests.system.http.console.conftest import csrf_in, sign_in, token_of
 from veilbox.client import ApiError
 
 
@@ -60,7 +61,22 @@ def test_named_reviewers_sign_off_before_the_authority_files(parties):
         "cac-wuxi", "reviewer", "cyberspace", "refuse", ["no data-export assessment"])
 
     owner.submit_agreement(aid)
-    cac.review_agreement(aid, "approve", h)
+    web = sign_in(svc.url, token_of(cac))  # the reviewer's console page: the agreement, its hash, the sign-off form
+    try:
+        page = web.get("/console/review").text
+        assert h in page and f'action="/console/review/{aid}"' in page
+        assert web.get("/console/authority").status_code == 403
+        posted = web.post(f"/console/review/{aid}", data={"csrf": csrf_in(page), "verdict": "approve",
+                                                         "document_hash": h, "reasons": "assessment received"})
+        assert posted.status_code == 303
+    finally:
+        web.close()
+    assert owner.agreement_reviews(aid)[-1]["reasons"] == ["assessment received"]
     filed = authority.file_agreement(aid, h)
     assert filed["state"] == "filed" and filed["filing_number"].startswith("BA-")
     assert experts.agreements() == []
+    web = sign_in(svc.url, token_of(experts))
+    try:
+        assert "No agreement awaits your review" in web.get("/console/review").text
+    finally:
+        web.close()
