@@ -64,12 +64,12 @@ _COUNTED_JOBS = (JobState.SUCCEEDED.value, JobState.RELEASED.value)
 
 
 def parse_month(text: str) -> tuple[dt.date, dt.date]:
-    """``YYYY-MM`` as its first and last day; ``INVALID_REQUEST`` otherwise."""
+    """``YYYY-MM`` (years 2000–2999) as its first and last day; ``INVALID_REQUEST`` otherwise."""
     m = MONTH_RE.match(text or "")
     if not m:
         raise invalid("month must be YYYY-MM", [{"reason": "month.invalid"}])
     year, month = int(m.group(1)), int(m.group(2))
-    if year < 2000:
+    if not 2000 <= year <= 2999:
         raise invalid("month must be YYYY-MM", [{"reason": "month.invalid"}])
     return dt.date(year, month, 1), dt.date(year, month, calendar.monthrange(year, month)[1])
 

@@ -172,6 +172,8 @@ def test_statement_readers(world: World) -> None:
         assert e.value.code == NOT_FOUND_OR_FORBIDDEN
     with pytest.raises(DomainError):
         revenue.agreement_statement(world.engine, world.owner, ag.id, "2026-13", now=world.now)
+    with pytest.raises(DomainError):
+        revenue.agreement_statement(world.engine, world.owner, ag.id, "9999-12", now=world.now)
     own = revenue.owner_statement(world.engine, world.owner, MONTH)
     assert [e["agreement_id"] for e in own.as_json()["agreements"]] == [ag.id]
     assert revenue.owner_statement(world.engine, world.regulator, MONTH, owner=world.owner.name).owner == "tax-bureau"
