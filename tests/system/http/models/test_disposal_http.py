@@ -1,8 +1,8 @@
 """An agreement's disposal over HTTP (docs/agreements.md, "Disposal"): revoking it disposes at once — the model
 trained under it loses its certificate and scoring it is refused with ``AGREEMENT_INACTIVE`` under any agreement —
 and the signed record is shown to the owner and regulators (not the grantee) and verifies with the service's
-public key; running the disposal again (the worker's sweep, here with a clock past the validity window) adds
-nothing."""
+public key (also as `veilbox agreement disposal` checks it); running the disposal again (the worker's sweep, here
+with a clock past the validity window) adds nothing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import update
+from typer.testing import CliRunner
 
 from catalog import models
 from gateway.services import disposal
@@ -20,6 +21,7 @@ from mpc.he import client as he
 from policies import _tables as pt
 from tests.system.http.models.conftest import FEATURES
 from veilbox import bank as bank_sdk
+from veilbox.cli import app
 from veilbox.cli_disposal import signature_valid
 from veilbox.client import ApiError
 
@@ -58,6 +60,11 @@ def test_revocation_revokes_the_model_and_the_signed_record_verifies(sworld, app
     forged["record"]["steps"][2]["revoked"] = []  # the models step: a revocation hidden
     assert not signature_valid(forged, pem)
     assert p.regulator.agreement_disposal(trained["id"])["signature"] == d["signature"]
+    token = p.regulator._http.headers["Authorization"].split()[1]  # the CLI checks the signature itself
+    r = CliRunner().invoke(app, ["--url", p.service.url, "--token", token, "agreement", "disposal", trained["id"],
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["signature_valid"] is True
     with pytest.raises(ApiError) as e:
         p.bank.agreement_disposal(trained["id"])
     assert e.value.code == "NOT_FOUND_OR_FORBIDDEN"
