@@ -11,7 +11,9 @@ from sandbox.jobs import HANDLERS, gate
 from tests.system.http.flows.test_queries_http import _fail_next_execute
 
 COUNT_BY_DISTRICT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
-RESULT_KEYS = {"columns", "rows", "suppressed_groups", "cost", "error_bars", "output_digest"}
+#: a released table's keys, with the certificate and the data sources stamped at release (docs/certificates.md)
+RESULT_KEYS = {"columns", "rows", "suppressed_groups", "cost", "error_bars", "output_digest", "certificate_id",
+               "source"}
 VOLATILE = {"id", "spec_hash", "created_at", "approved_at", "started_at", "finished_at", "released_at",
             "output_digest"}
 
