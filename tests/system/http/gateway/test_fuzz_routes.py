@@ -290,6 +290,11 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
         ("POST", "/v1/agreements/{agreement_id}/refuse"): [
             ("authority", {"agreement_id": i["draft"]}, {}, {"document_hash": "sha256:" + "0" * 64,
                                                              "reasons": ["no purpose"]})],
+        ("POST", "/v1/agreements/{agreement_id}/reviewers"): [
+            ("authority", {"agreement_id": i["draft"]}, {}, {"reviewers": []})],
+        ("POST", "/v1/agreements/{agreement_id}/review"): [
+            ("authority", {"agreement_id": i["draft"]}, {},
+             {"verdict": "approve", "document_hash": "sha256:" + "0" * 64, "reasons": []})],
         ("GET", "/v1/agreements/{agreement_id}/reviews"): [("regulator", {"agreement_id": i["auto"]}, {}, None)],
         ("POST", "/v1/authority/agreements/{agreement_id}/suspend"): [
             ("authority", {"agreement_id": i["draft"]}, {}, {"reason": "inspection"})],
@@ -306,6 +311,11 @@ def make_seeds(w: FuzzWorld, tax_spec: dict[str, Any], ckks: Any, bfv: Any, card
                                                                    None)],
         ("GET", "/v1/usage"): [("owner", {}, {"agreement_id": i["auto"], "since": "2026-01-01",
                                               "until": "2026-12-31"}, None)],
+        ("POST", "/v1/agreements/{agreement_id}/sign"): [("owner", {"agreement_id": i["draft"]}, {},
+                                                          {"document_hash": "sha256:" + "0" * 64})],
+        ("GET", "/v1/agreements/{agreement_id}/signatures"): [("regulator", {"agreement_id": i["auto"]}, {}, None)],
+        ("GET", "/v1/statements"): [("owner", {}, {"agreement": i["auto"], "month": "2026-12"}, None)],
+        ("GET", "/v1/statements/owner"): [("owner", {}, {"month": "2026-12", "format": "csv"}, None)],
         ("GET", "/v1/negative-list"): [("owner", {}, {}, None)],
         ("POST", "/v1/negative-list"): [("admin", {}, {}, {"kind": "purpose", "value": "marketing",
                                                                  "note": "n"})],
