@@ -141,7 +141,7 @@ def _owner_transition(name: str, fn: Any, doc: str) -> None:
         result: dict[str, Any] = fn(ctx.engine, actor_of(owner), agreement_id,
                                     journal=agreement_entry(ctx, ev, agreement_id)).public()
         if name == "revoke":  # the exit clause is carried out at once (an interrupted one: the worker's sweep)
-            disposal.dispose(ctx, agreement_id)
+            disposal.after_revocation(ctx, agreement_id)
         return result
 
     route.__doc__ = doc

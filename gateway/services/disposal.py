@@ -14,7 +14,8 @@ stated in the final ``agreement.dispose`` entry (``details.step = "record"``, it
 done is never done again (`policies.disposal.run_step`): running `dispose` twice, or in two processes at once,
 disposes once; a crash between steps is finished by the next run.
 
-Triggers: synchronously after a revocation (`gateway.routes.agreements`, the console), and for expiry the job
+Triggers: synchronously after a revocation (`after_revocation`, from `gateway.routes.agreements` and the console:
+a failure there leaves the revocation standing and the sweep finishes the disposal), and for expiry the job
 worker's sweep (`dispose_due`, every half lease): it records the expiry (``agreement.expire``) and disposes of
 every ended agreement whose disposal is not complete — also one whose revocation's disposal a crash cut short.
 
@@ -45,7 +46,7 @@ from vocab.roles import SYSTEM, Role
 if TYPE_CHECKING:  # gateway.context imports the services' round registry (gateway.caches)
     from gateway.context import AppContext
 
-__all__ = ["STEPS", "dispose", "dispose_due", "read", "verify_record"]
+__all__ = ["STEPS", "after_revocation", "dispose", "dispose_due", "read", "verify_record"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,15 @@ def dispose(ctx: AppContext, agreement_id: str, *, now: dt.datetime | None = Non
                            key_id=keys.key_id, hash_alg=alg, now=now, journal=recorded)
     log.info("agreement %s disposed of (%s)", agreement_id, d.case)
     return out
+
+
+def after_revocation(ctx: AppContext, agreement_id: str) -> None:
+    """`dispose` right after a committed revocation (API and console). A failure here (a store hiccup) is logged, not
+    answered: the revocation stands and the worker's next sweep finishes the disposal (`dispose_due`)."""
+    try:
+        dispose(ctx, agreement_id)
+    except Exception:
+        log.exception("disposal of revoked agreement %s failed; the worker's sweep will finish it", agreement_id)
 
 
 def dispose_due(ctx: AppContext, *, now: dt.datetime | None = None) -> list[str]:

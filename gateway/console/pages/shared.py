@@ -197,7 +197,7 @@ async def agreement_transition(request: Request, agreement_id: str, action: str)
         fns[action](ctx.engine, session_actor(session), agreement_id,
                     journal=agreement_entry(ctx, ev, agreement_id, *fields))
         if action == "revoke":  # the exit clause is carried out at once, as through the API
-            disposal.dispose(ctx, agreement_id)
+            disposal.after_revocation(ctx, agreement_id)
 
     await in_thread(run)
     return redirect(f"/console/agreements/{agreement_id}")
