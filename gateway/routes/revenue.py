@@ -25,7 +25,7 @@ from gateway.services.agreements import agreement_entry, note_expiry
 from gateway.services.jobs import actor_of
 from vocab.i18n import language_of, set_language
 
-router = APIRouter(tags=["revenue"])
+router = APIRouter(tags=["agreements"])  # the fuzzing and the guide group them with the agreements
 
 
 class SignBody(BaseModel):
