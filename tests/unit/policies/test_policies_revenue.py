@@ -61,7 +61,7 @@ def test_shares_summing_to_one_exactly_are_accepted() -> None:
     total=st.integers(0, 10**7),
     weights=st.lists(st.fractions(min_value=0, max_value=100, max_denominator=1000), min_size=1, max_size=6),
 )
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 def test_allocation_sums_exactly_and_stays_within_a_cent(total: int, weights: list[Fraction]) -> None:
     ws = {f"o{i}": w for i, w in enumerate(weights)}
     parts = revenue.allocate(total, ws)
@@ -129,7 +129,7 @@ def policies_exact(f: Fraction) -> str:
     split=st.sampled_from(["shares", "epsilon", "rows", None]),
     welfare=st.booleans(),
 )
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_statement_reconciles_with_the_meters_to_the_cent(
     world: World, prices: tuple[Fraction, ...], events: list[Any], eps: list[Any], split: str | None, welfare: bool,
 ) -> None:
