@@ -16,6 +16,7 @@ from catalog.errors import INVALID_REQUEST, NOT_FOUND_OR_FORBIDDEN, POLICY_DENIE
 from policies import _tables as t
 from policies import revenue
 from policies.agreements.document import AgreementDocument
+from policies.withdrawal import withdraw
 from tests.unit.policies.conftest import World, document
 
 _IDS = itertools.count()
@@ -243,6 +244,11 @@ def test_multi_owner_signing_flow(world: World) -> None:
     assert s.total_cents == 70 and s.owner_cents == {"hr-bureau": 18, "tax-bureau": 52}  # 17.5 and 52.5: ties
     own = revenue.owner_statement(world.engine, hr, MONTH).as_json()
     assert own["totals"] == [{"currency": "CNY", "amount": "0.18"}]
+
+    # the co-owner withdrawing its dataset suspends the agreement, as the proposer's withdrawal would
+    w = withdraw(world.engine, hr, "social_insurance", "source retired", now=world.now)
+    assert ag.id in w.agreements
+    assert policies.get_agreement(world.engine, hr, ag.id, now=world.now).state.value == "suspended"
 
 
 def _multi_fields(world: World) -> dict[str, Any]:
