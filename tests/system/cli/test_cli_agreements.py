@@ -49,6 +49,11 @@ def test_owner_operator_and_regulator_from_the_shell(parties, tmp_path):
     assert res["result"]["columns"] == ["district", "n"]
     table = veilbox(url, parties.operator, "job", "result", pending["job_id"][:10]).stdout  # a unique id prefix
     assert "n (95% interval)" in table and res["result"]["rows"][0][0] in table
+    assert "source: tax_income, supplied by city-tax-bureau" in table  # every released table names its sources
+    cert_id = res["result"]["certificate_id"]
+    cert = json.loads(veilbox(url, parties.regulator, "certificate", "show", cert_id, "--json").stdout)
+    assert cert["status"] == "valid" and cert["covers"]["job_id"] == pending["job_id"]
+    assert cert_id in veilbox(url, parties.owner, "certificate", "list", "--agreement", ag["id"]).stdout
     budget = veilbox(url, parties.operator, "agreement", "budget", ag["id"]).stdout
     assert "1.5" in budget
     usage = json.loads(veilbox(url, parties.regulator, "agreement", "usage", ag["id"], "--json").stdout)
