@@ -71,12 +71,12 @@ def for_release(
     if output_kind == "model":
         stamped = {**result, "source": sources} if isinstance(result, dict) else result
         return stamped, lambda _conn: None
+    if not sources or ag is None:  # pragma: no cover - a released job read its datasets under its agreement
+        return result, lambda _conn: None
     cert_id = registry.new_certificate_id("output", now)
     stamped = registry.stamp(result, cert_id, sources)
 
     def issue(conn: Connection) -> None:
-        if not sources or ag is None:  # pragma: no cover - a released job read its datasets under its agreement
-            return
         registry.issue_in(
             conn,
             kind="output",
