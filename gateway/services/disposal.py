@@ -7,6 +7,8 @@ each of `STEPS`, in order, in its own transaction with its ``agreement.dispose``
 2. ``outputs``: released outputs sealed, deleted or kept per the clause, each named by its output digest;
 3. ``models``: certificates of models trained under the agreement revoked (``models = "revoke"``): scoring them is
    refused with ``AGREEMENT_INACTIVE`` (`gateway.services.scoring`);
+4. ``certificates``: the certificates of outputs released under the agreement revoked
+   (`gateway.services.certificates.revoke_in_disposal`);
 
 and ends with the disposal record — what, how, when and the fingerprints of what was disposed of — signed with the
 service's signing key (the audit log's: Ed25519 or SM2 per suite, `gateway.keys`), stored with the disposal and
@@ -37,6 +39,7 @@ from cryptosuite import VerifyKey
 from gateway.audit import AuditEvent
 from gateway.identities import Principal
 from gateway.journal import Journal, system_entry
+from gateway.services import certificates
 from gateway.services.agreements import note_expiry
 from policies import disposal as pdisposal
 from policies._clock import aware
@@ -52,7 +55,7 @@ log = logging.getLogger(__name__)
 
 #: The disposal's steps, in order: (name, step). A step takes the open transaction and the `Disposing` facts and
 #: returns its result (JSON-able: what it did, with fingerprints); the record lists every step's result.
-STEPS: list[tuple[str, pdisposal.Step]] = [*pdisposal.STEPS]
+STEPS: list[tuple[str, pdisposal.Step]] = [*pdisposal.STEPS, ("certificates", certificates.revoke_in_disposal)]
 
 
 def _entry(ctx: AppContext, agreement_id: str, details: dict[str, Any], digest: str | None = None) -> Journal:
