@@ -45,8 +45,8 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
 from gateway.journal import Journal, request_entry
-from gateway.services import consent as consent_registry
 from gateway.services import certificates
+from gateway.services import consent as consent_registry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
