@@ -73,8 +73,15 @@ def test_each_context_owns_its_caches(settings):
         b.close()
 
 
+#: Module-level caches of facts about the code itself (the same for every context and every home), with why.
+CODE_FACTS = {
+    "gateway/schema.py:_heads": "the newest migration revisions this code ships",
+}
+
+
 def test_no_module_level_cache_in_the_gateway():
-    """A module-level dict or ``lru_cache`` in the gateway would be shared by every context of the process."""
+    """A module-level dict or ``lru_cache`` in the gateway would be shared by every context of the process (a cache
+    of a fact about the code, `CODE_FACTS`, is the same for all of them)."""
     found = []
     for path in sorted((ROOT / "gateway").rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
@@ -87,6 +94,7 @@ def test_no_module_level_cache_in_the_gateway():
             if isinstance(node, ast.FunctionDef):
                 for d in node.decorator_list:
                     text = ast.unparse(d)
-                    if "lru_cache" in text or text.endswith("cache"):
+                    if ("lru_cache" in text or text.endswith("cache")) and \
+                            f"{path.relative_to(ROOT)}:{node.name}" not in CODE_FACTS:
                         found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert found == []
