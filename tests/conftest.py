@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from catalog.datagen import Generated, generate
+from catalog.keyring import default_key_file
 from gateway.context import AppContext, init_home, open_context
 from gateway.server import BackgroundServer
 from gateway.services.agreements import filing_required
@@ -144,10 +146,32 @@ class Service:
         return self.client(self.admin.create_principal(name, role)["token"])
 
 
+#: One freshly initialised home per cryptographic suite and pytest process, and its admin token (`initialised_home`).
+_HOME_TEMPLATES: dict[str, tuple[Path, str]] = {}
+
+
+def initialised_home(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`init_home` for the common test home (SQLite in the home, the default master key file beside it): the home
+    `veilbox init` made once per suite in this pytest process, copied with its master key file. Each copy is the
+    bytes a fresh `init_home` writes, with the template's keys and admin token (homes are never shared, only their
+    starting bytes). Any other home (PostgreSQL, a configured master key or token) is initialised for real."""
+    plain = (settings.database_url is None and settings.master_key is None and settings.master_key_file is None
+             and settings.pkcs11_module is None and not settings.home.exists())
+    if not plain:
+        return init_home(settings)
+    if settings.suite not in _HOME_TEMPLATES:
+        home = tmp_path_factory.mktemp(f"template-{settings.suite}") / "home"
+        _HOME_TEMPLATES[settings.suite] = (home, init_home(settings.model_copy(update={"home": home})))
+    home, token = _HOME_TEMPLATES[settings.suite]
+    shutil.copytree(home, settings.home, symlinks=True)
+    shutil.copy2(default_key_file(home), default_key_file(settings.home))
+    return token
+
+
 @pytest.fixture
-def service(settings: Settings) -> Iterator[Service]:
-    """A real uvicorn gateway on a free loopback port over a fresh home."""
-    token = init_home(settings)
+def service(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """A real uvicorn gateway on a free loopback port over a fresh home (`initialised_home`)."""
+    token = initialised_home(settings, tmp_path_factory)
     ctx = open_context(settings)
     with BackgroundServer(ctx) as srv:
         admin = Client(srv.url, token)

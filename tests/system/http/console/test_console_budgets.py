@@ -56,7 +56,7 @@ def test_behind_a_tls_proxy_the_https_origin_is_same_site(console: Any) -> None:
         assert foreign.status_code == 403 and "posted from another site" in foreign.text
         proxied = web.post(f"{page}/reject", headers={"Origin": f"https://{host}"}, data={"csrf": csrf, "reason": "no"})
         assert proxied.status_code == 303
-        fresh = httpx.Client(base_url=console.url, follow_redirects=False)
+        fresh = httpx.Client(base_url=console.url, follow_redirects=False, timeout=60)
         console.sessions.append(fresh)
         login = fresh.get("/console/login")
         assert "secure" in login.headers["set-cookie"].lower()  # the sign-in form's double-submit cookie

@@ -22,7 +22,7 @@ def _entries(console: Any, **filters: str) -> list[dict[str, Any]]:
 
 
 def test_sign_in_sets_a_strict_session_cookie_and_security_headers(console: Any) -> None:
-    web = httpx.Client(base_url=console.url, follow_redirects=False)
+    web = httpx.Client(base_url=console.url, follow_redirects=False, timeout=60)
     console.sessions.append(web)
     page = web.get("/console/login")
     assert page.status_code == 200 and 'for="token"' in page.text
@@ -50,13 +50,13 @@ def test_sign_in_sets_a_strict_session_cookie_and_security_headers(console: Any)
 
 
 def test_sign_in_refusals_say_why(console: Any) -> None:
-    web = httpx.Client(base_url=console.url, follow_redirects=False)
+    web = httpx.Client(base_url=console.url, follow_redirects=False, timeout=60)
     console.sessions.append(web)
     page = web.get("/console/login")
     bad = web.post("/console/login", data={"token": "vbx_not-a-token", "csrf": console.csrf_in(page.text)})
     assert bad.status_code == 401 and "not valid" in bad.text
     forged = httpx.post(console.url + "/console/login", data={"token": console.token_of(console.parties.owner),
-                                                               "csrf": "guessed"})
+                                                               "csrf": "guessed"}, timeout=60)
     assert forged.status_code == 403 and "expired or was posted from elsewhere" in forged.text
     assert "set-cookie" not in forged.headers or "veilbox_console=" not in forged.headers["set-cookie"]
     denied = _entries(console, action="console.login", decision="deny")
@@ -65,7 +65,8 @@ def test_sign_in_refusals_say_why(console: Any) -> None:
 
 def test_a_planted_cookie_is_never_adopted(console: Any) -> None:
     """Session fixation: signing in always issues a new session id; a cookie chosen by an attacker means nothing."""
-    web = httpx.Client(base_url=console.url, follow_redirects=False, cookies={"veilbox_console": "attacker-chosen"})
+    web = httpx.Client(base_url=console.url, follow_redirects=False, cookies={"veilbox_console": "attacker-chosen"},
+                       timeout=60)
     console.sessions.append(web)
     assert web.get("/console/").status_code == 401
     page = web.get("/console/login")
@@ -99,7 +100,7 @@ def test_wrong_role_and_missing_sessions_get_a_page_that_says_why(console: Any) 
     assert r.status_code == 403 and "This page is for regulator principals" in r.text
     r = console.post(operator, f"/console/jobs/{console.job_id}/approve", "/console/", {"spec_hash": "x"})
     assert r.status_code == 403 and "owner" in r.text
-    anonymous = httpx.get(console.url + "/console/agreements")
+    anonymous = httpx.get(console.url + "/console/agreements", timeout=60)
     assert anonymous.status_code == 401 and "Please sign in" in anonymous.text
     bank = console.web("bank")
     assert bank.get(f"/console/jobs/{console.job_id}").status_code == 404  # not theirs: looks like missing
@@ -132,7 +133,7 @@ def test_logout_revokes_the_session(console: Any) -> None:
     cookie = web.cookies["veilbox_console"]
     r = console.post(web, "/console/logout", "/console/")
     assert r.status_code == 200 and "You are signed out" in r.text
-    again = httpx.get(console.url + "/console/", cookies={"veilbox_console": cookie})
+    again = httpx.get(console.url + "/console/", cookies={"veilbox_console": cookie}, timeout=60)
     assert again.status_code == 401 and "session has ended" in again.text
 
 

@@ -20,8 +20,8 @@ def codes(fn):
 
 
 def test_health_and_openapi(service):
-    assert httpx.get(service.url + "/health").json() == {"status": "ok"}
-    spec = httpx.get(service.url + "/openapi.json").json()
+    assert httpx.get(service.url + "/health", timeout=60).json() == {"status": "ok"}
+    spec = httpx.get(service.url + "/openapi.json", timeout=60).json()
     for path in ("/v1/principals", "/v1/principals/me", "/v1/datasets", "/v1/datasets/{name}",
                  "/v1/datasets/{name}/mock", "/v1/audit", "/v1/audit/verify", "/v1/audit/export"):
         assert path in spec["paths"], path
@@ -37,7 +37,7 @@ def test_principals(service):
     assert codes(lambda: service.admin.create_principal("ok-name", "wizard")) == ("INVALID_REQUEST", 422)
     assert codes(lambda: owner.create_principal("evil", "admin")) == ("POLICY_DENIED", 403)
     assert codes(lambda: service.client("vbx_not-a-token").me()) == ("UNAUTHENTICATED", 401)
-    r = httpx.get(service.url + "/v1/principals/me")
+    r = httpx.get(service.url + "/v1/principals/me", timeout=60)
     assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHENTICATED"
 
 
@@ -88,14 +88,14 @@ def test_body_limit(service, tax_spec):
     big = {**tax_spec, "description": "x" * (service.settings.max_body_bytes + 10)}
     assert codes(lambda: owner.register_dataset(big)) == ("INVALID_REQUEST", 422)
     r = httpx.post(service.url + "/v1/datasets", content=iter([b"{" + b" " * (service.settings.max_body_bytes + 5)]),
-                   headers={"Authorization": "Bearer x", "Content-Type": "application/json"})
+                   headers={"Authorization": "Bearer x", "Content-Type": "application/json"}, timeout=60)
     assert r.status_code in (401, 422)
 
 
 def test_unknown_paths_and_methods(service):
-    r = httpx.get(service.url + "/v1/does-not-exist")
+    r = httpx.get(service.url + "/v1/does-not-exist", timeout=60)
     assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND_OR_FORBIDDEN"
-    r = httpx.delete(service.url + "/v1/principals/me")
+    r = httpx.delete(service.url + "/v1/principals/me", timeout=60)
     assert r.status_code == 405 and r.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
 

@@ -23,7 +23,7 @@ def _entries(service, actor, action):
 def test_polls_and_audit_reads_do_not_grow_the_log(service, store):
     bank = service.admin.create_principal("icbc-wuxi", "bank")["token"]
     reg = service.admin.create_principal("regulator", "regulator")["token"]
-    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {bank}"}) as http:
+    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {bank}"}, timeout=60) as http:
         for _ in range(20):
             assert http.get("/v1/jobs").status_code == 200
         for _ in range(3):  # refused reads are entered each time
@@ -33,7 +33,7 @@ def test_polls_and_audit_reads_do_not_grow_the_log(service, store):
     assert all(d["coalesced"] == "minute" and d["window"].endswith("Z") for _, d in polls)
     assert [dec for dec, _ in _entries(service, "icbc-wuxi", "job.show")] == ["deny"] * 3
 
-    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {reg}"}) as http:
+    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {reg}"}, timeout=60) as http:
         since, pages = 0, 0
         while pages < 500:  # one entry a page: before coalescing, every page added the entry it would read next
             page = http.get("/v1/audit", params={"since": since, "limit": 1}).json()

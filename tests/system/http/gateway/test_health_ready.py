@@ -57,7 +57,7 @@ def _query(url: str, token: str) -> httpx.Response:
 
 
 def test_health_and_ready_when_every_dependency_is_up(service):
-    with httpx.Client(base_url=service.url) as http:
+    with httpx.Client(base_url=service.url, timeout=60) as http:
         h = http.get("/health")
         r = http.get("/ready")
     assert h.status_code == 200 and h.json() == {"status": "ok"}
@@ -107,7 +107,7 @@ def test_ready_is_503_with_retry_after_when_the_store_is_unreachable(service, st
         back = lambda: moved.rename(home)  # noqa: E731
     service.ctx.engine.dispose()  # pooled connections still hold the old store: new ones find nothing
     try:
-        with httpx.Client(base_url=service.url) as http:
+        with httpx.Client(base_url=service.url, timeout=60) as http:
             r = http.get("/ready")
             h = http.get("/health")
     finally:
@@ -120,7 +120,7 @@ def test_ready_is_503_with_retry_after_when_the_store_is_unreachable(service, st
     assert {"check": "store", "problem": "unreachable"} in body["details"]
     assert all(set(d) == {"check", "problem"} and str(home) not in d["problem"] for d in body["details"])
     assert h.status_code == 200  # liveness touches no store
-    with httpx.Client(base_url=service.url) as http:
+    with httpx.Client(base_url=service.url, timeout=60) as http:
         assert http.get("/ready").status_code == 200  # back when the store is
 
 
@@ -129,12 +129,12 @@ def test_ready_is_503_when_the_audit_head_disagrees_with_the_chain(service):
         head = conn.execute(t.audit_head.select()).one()
         conn.execute(t.audit_head.update().values(hash="0" * 64))
     try:
-        with httpx.Client(base_url=service.url) as http:
+        with httpx.Client(base_url=service.url, timeout=60) as http:
             r = http.get("/ready")
     finally:
         with service.ctx.engine.begin() as conn:
             conn.execute(t.audit_head.update().values(hash=head.hash))
     assert r.status_code == 503 and r.json()["error"]["code"] == "UNAVAILABLE"
     assert r.json()["error"]["details"] == [{"check": "audit", "problem": "inconsistent"}]
-    with httpx.Client(base_url=service.url) as http:
+    with httpx.Client(base_url=service.url, timeout=60) as http:
         assert http.get("/ready").status_code == 200

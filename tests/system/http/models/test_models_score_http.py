@@ -293,7 +293,7 @@ def test_hostile_inputs_are_refused_audited_and_cost_nothing(sworld, applicants,
         assert codes(p.bank._json, "POST", f"/v1/models/{mid}/score", json=body)[:2] == ("INVALID_REQUEST", 422)
     huge = "A" * (p.service.settings.max_body_bytes + 1)
     r = httpx.post(f"{p.service.url}/v1/models/{mid}/score", content=huge,
-                   headers={"Content-Type": "application/json", "Authorization": "Bearer x"})
+                   headers={"Content-Type": "application/json", "Authorization": "Bearer x"}, timeout=60)
     assert r.status_code == 422 and r.json()["error"]["code"] == "INVALID_REQUEST"
     entries = _entries(sworld, "model.score")
     assert len(entries) == len(cases) + 1 + 5 and all(e["decision"] == "deny" for e in entries)
