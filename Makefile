@@ -96,7 +96,7 @@ java:
 
 test: $(STAMP_DEV) sandbox-deps browser postgres java font softhsm
 	$(MAKE) lint
-	$(VENV)/bin/pytest -n 2 --durations=30 $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n 2 --dist worksteal --durations=30 $(PYTEST_ARGS)
 
 # The docker/compose.yaml topology as local processes: a throwaway PostgreSQL, two gateways, two job workers, Spark
 # local; runs the scale scenario (Spark query, budget race across gateways, kill -9 of a gateway). docs/deploy.md.
