@@ -63,8 +63,31 @@ class SubjectUse(Out):
     consent_ids: list[str] | dict[str, Any] | None
 
 
+SUBJECT_ACCESS_EXAMPLE: dict[str, Any] = {
+    "subject_hash": "hs:0123456789abcdef0123456789abcdef",
+    "consents": [CONSENT_EXAMPLE],
+    "uses": [
+        {
+            "seq": 412,
+            "ts": "2026-12-04T09:30:00+00:00",
+            "actor": "bank",
+            "role": "bank",
+            "action": "verification.check",
+            "agreement_id": "agr_0123456789abcdef",
+            "dataset": "tax_income",
+            "decision": "allow",
+            "code": None,
+            "product": "income_at_least",
+            "consent_ids": ["cns_0123456789abcdef"],
+        }
+    ],
+}
+
+
 class SubjectAccess(Out):
     """The subject-access report: the person's consents with this owner and every recorded use of their data."""
+
+    model_config = ConfigDict(json_schema_extra=example(SUBJECT_ACCESS_EXAMPLE))
 
     subject_hash: str
     consents: list[Consent]

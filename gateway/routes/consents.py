@@ -121,6 +121,7 @@ def subject_access_posted(p: CurrentPrincipal, ctx: Ctx, ev: Audit, body: Subjec
         "Name or withdraw a trustee allowed to record your consents (owners)",
         ErrorCode.NOT_FOUND_OR_FORBIDDEN,
         request_example={"trustee": "bank"},
+        response_example=["bank"],
     ),
 )
 def set_trustee(p: CurrentPrincipal, ctx: Ctx, ev: Audit, body: TrusteeBody) -> list[str]:
