@@ -89,11 +89,14 @@ def webhook_list(as_json: JsonOpt = False) -> None:
 
 
 @webhook_app.command("remove", help=_("Remove a subscriber's webhook (admin)."))
-def webhook_remove(subscriber: SubscriberArg) -> None:
+def webhook_remove(subscriber: SubscriberArg, as_json: JsonOpt = False) -> None:
     """Remove a subscriber's webhook and its secret (admin)."""
     with base.client() as c:
         c.remove_alert_webhook(subscriber)
-    base.out.print(_("Webhook of %(name)s removed.", name=subscriber))
+    if base.wants_json(as_json):
+        base.emit({"removed": subscriber}, True)
+    else:
+        base.out.print(_("Webhook of %(name)s removed.", name=subscriber))
 
 
 def register(app: typer.Typer) -> None:

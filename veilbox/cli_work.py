@@ -77,13 +77,15 @@ def agreement_template(
     dataset: Annotated[str, typer.Option(help=_("the dataset granted"))] = "tax_income",
     columns: Annotated[str, typer.Option(help=_("the dataset's columns granted, comma-separated"))] = "district,age",
     purpose: Annotated[list[str] | None, typer.Option(help=_("a purpose (repeatable)"))] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Print a complete example agreement document (docs/agreements.md explains each field)."""
+    """Print a complete example agreement document (docs/agreements.md explains each field); with ``--json`` on
+    one line, else indented (both are the same JSON document)."""
     from policies.agreements.template import example_document
 
     cols = [c.strip() for c in columns.split(",") if c.strip()]
     doc = example_document(owner=owner, grantee=grantee, columns={dataset: cols}, purposes=purpose or ["credit_risk"])
-    print(json.dumps(doc, ensure_ascii=False, indent=2))
+    print(json.dumps(doc, ensure_ascii=False, indent=None if base.wants_json(as_json) else 2))
 
 
 @agreement_app.command(
