@@ -44,6 +44,7 @@ from gateway.services.agreements import (
     agreement_entry,
     check_grantee,
     filing_required,
+    name_reviewers,
     note_expiry,
     note_migrations,
 )
@@ -221,12 +222,7 @@ class ReviewBody(SignOffBody):
 def require_reviewers(agreement_id: str, authority: Authority, ctx: Ctx, ev: Audit,
                       body: ReviewersBody) -> dict[str, Any]:
     """The authority names the reviewers of an agreement under review; ``file`` waits for each one's approval."""
-    ev.agreement_id = agreement_id
-    note_expiry(ctx, agreement_id)
-    named = identities.named_reviewers(ctx.engine, body.reviewers)
-    ev.details["reviewers"] = named
-    return filing_policy.require_reviewers(ctx.engine, actor_of(authority), agreement_id, named,
-                                           journal=agreement_entry(ctx, ev, agreement_id)).public()
+    return name_reviewers(ctx, ev, actor_of(authority), agreement_id, body.reviewers).public()
 
 
 @router.post("/agreements/{agreement_id}/review", name="agreement.review", response_model=Agreement, **OUT,

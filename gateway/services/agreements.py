@@ -7,7 +7,10 @@ expiry. `agreement_entry`: the request's entry for an agreement's change, writte
 another role (no existence oracle). `filing_required` / `set_filing`: the home's choice whether agreements are filed
 (备案) before they are active (``service_meta`` key ``agreement_filing``; docs/agreements.md). `note_migrations`:
 the one ``agreement.migrate`` entry for each agreement migration 0013 filed, written the first time anyone touches
-or lists agreements after the upgrade.
+or lists agreements after the upgrade. `name_reviewers`: the data authority names the reviewers (专家委员会, 网信) an
+agreement under review needs (``POST /v1/agreements/{id}/reviewers`` and the authority's console form); and
+`reviewer_states`: each named reviewer's latest sign-off on the current document hash (approved, refused or
+pending), as the authority's and the reviewer's console pages show it.
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ from gateway import _tables as gt
 from gateway import identities
 from gateway.audit import AuditEvent
 from gateway.journal import Journal, request_entry, system_entry
+from policies.agreements import filing
 
 if TYPE_CHECKING:  # gateway.context imports the services' round registry (gateway.caches)
     from gateway.context import AppContext
 from vocab.actions import AuditAction
 from vocab.roles import ANALYSTS, SYSTEM, Role
 
-__all__ = ["FILING_KEY", "GRANTEE_ROLES", "agreement_entry", "check_grantee", "filing_required", "note_expiry",
-           "note_migrations", "quotas_today", "set_filing"]
+__all__ = ["FILING_KEY", "GRANTEE_ROLES", "agreement_entry", "check_grantee", "filing_required", "name_reviewers",
+           "note_expiry", "note_migrations", "quotas_today", "reviewer_states", "set_filing"]
 
 #: The ``service_meta`` key holding the home's filing choice: ``required`` (set by ``veilbox init``) or absent.
 FILING_KEY = "agreement_filing"
@@ -106,6 +110,32 @@ def check_grantee(ctx: AppContext, doc: dict[str, Any]) -> None:
     if p is None or p.role.value not in GRANTEE_ROLES:
         raise DomainError(INVALID_REQUEST, "the grantee must be an existing operator or bank",
                           [{"field": "grantee", "reason": "grantee.unknown_or_wrong_role"}])
+
+
+def name_reviewers(ctx: AppContext, ev: AuditEvent, actor: policies.Actor, agreement_id: str,
+                   names: list[str]) -> policies.Agreement:
+    """The data authority names the reviewers whose approval filing requires (replacing the earlier list; none:
+    none required): each must be an enabled principal with role ``reviewer`` (``INVALID_REQUEST``, reason
+    ``reviewer.unknown``); the change commits with ``ev`` (its ``details.reviewers``: name → kind)."""
+    ev.agreement_id = agreement_id
+    note_expiry(ctx, agreement_id)
+    named = identities.named_reviewers(ctx.engine, names)
+    ev.details["reviewers"] = named
+    return filing.require_reviewers(ctx.engine, actor, agreement_id, named,
+                                    journal=agreement_entry(ctx, ev, agreement_id))
+
+
+def reviewer_states(ag: policies.Agreement, signoffs: list[policies.SignOff]) -> list[dict[str, Any]]:
+    """Each named reviewer of ``ag`` (by name) with its kind and its latest sign-off on the current document hash:
+    ``state`` approve | refuse | pending, with that sign-off's ``reasons`` and ``at`` (none while pending). A
+    sign-off on an earlier version does not count: an amendment asks every reviewer again."""
+    latest = {s.reviewer: s for s in signoffs if s.document_hash == ag.document_hash and s.role == Role.REVIEWER}
+    out = []
+    for name, kind in sorted(ag.reviewers.items()):
+        s = latest.get(name)
+        out.append({"name": name, "kind": kind, "state": s.verdict if s else "pending",
+                    "reasons": list(s.reasons) if s else [], "at": s.at if s else None})
+    return out
 
 
 def quotas_today(ag: policies.Agreement, usage: dict[str, Any], today: dt.date) -> list[tuple[str, int, int, int]]:

@@ -1,12 +1,14 @@
 """The data authority's pages (数据主管部门): the review queue (agreements under review), an agreement's review page
-(the document in plain words and its hash, the sign-offs so far, file with a reason or refuse with reasons),
+(the document in plain words and its hash, the sign-offs so far, the named reviewers 专家委员会/网信 with each one's
+latest sign-off on the current hash and the form naming them, file with a reason or refuse with reasons),
 suspension and resumption of any agreement (a confirmation page and a required reason), rectification orders
 (整改: issue with a deadline and a text, list, close) and principals (disable, enable).
 
 Every form calls the same `policies` functions and `gateway.identities` as the API's routes
 (`gateway.routes.agreements`), with the request's audit entry as their journal, so each change and its entry
-commit in one transaction (`form_event`). The sign-off binds to the document hash the page showed: a form posted
-after the agreement changed is refused (``agreement.version_mismatch``).
+commit in one transaction (`form_event`); naming reviewers calls `gateway.services.agreements.name_reviewers`, as
+``POST /v1/agreements/{id}/reviewers`` does (``console.authority.reviewers``). The sign-off binds to the document
+hash the page showed: a form posted after the agreement changed is refused (``agreement.version_mismatch``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from gateway.console._web import (
     signed_in,
 )
 from gateway.journal import request_entry
-from gateway.services.agreements import agreement_entry, note_expiry
+from gateway.services.agreements import agreement_entry, name_reviewers, note_expiry, reviewer_states
+from policies.agreements import filing
 from vocab.i18n import _
 from vocab.roles import Role
 
@@ -71,8 +74,11 @@ async def agreement(request: Request, agreement_id: str) -> Response:
     def load() -> dict[str, Any]:
         note_expiry(ctx, agreement_id)
         ag = policies.get_agreement(ctx.engine, actor, agreement_id)
-        return {"ag": ag.public(), "signoffs": policies.reviews(ctx.engine, actor, agreement_id),
-                "orders": policies.list_orders(ctx.engine, actor, agreement_id)}
+        signoffs = policies.reviews(ctx.engine, actor, agreement_id)
+        candidates = [r for r in identities.records(ctx.engine) if r.role.value == Role.REVIEWER and
+                      r.reviewer_kind and not r.disabled and not r.expired]
+        return {"ag": ag.public(), "signoffs": signoffs, "named": reviewer_states(ag, signoffs),
+                "candidates": candidates, "orders": policies.list_orders(ctx.engine, actor, agreement_id)}
 
     return render(request, "authority_agreement.html", session, **await in_thread(load))
 
@@ -108,6 +114,23 @@ async def signoff(request: Request, agreement_id: str) -> Response:
 
     await in_thread(run)
     return redirect(f"/console/authority/agreements/{agreement_id}")
+
+
+@router.post("/authority/agreements/{agreement_id}/reviewers", name="console.authority.reviewers")
+@guarded
+async def reviewers(request: Request, agreement_id: str) -> Response:
+    """Name the reviewers the filing needs: one checkbox ``named:<name>`` per reviewer; none ticked requires none."""
+    ev = form_event(request)
+    ev.action, ev.agreement_id = "console.authority.reviewers", agreement_id[:40]
+    session = await signed_in(request, Role.AUTHORITY)
+    form = await posted_form(request, session)
+    names = [k.removeprefix("named:")[:64] for k in form if k.startswith("named:")]
+    if len(names) > filing.MAX_REVIEWERS:
+        raise DomainError(INVALID_REQUEST, _("Name at most %(n)s reviewers.", n=filing.MAX_REVIEWERS),
+                          [{"field": "reviewers", "reason": "reviewers.many"}])
+    ctx = ctx_of(request)
+    await in_thread(name_reviewers, ctx, ev, session_actor(session), agreement_id, names)
+    return redirect(f"/console/authority/agreements/{agreement_id}#reviewers")
 
 
 @router.get("/authority/agreements/{agreement_id}/confirm/{action}", name="console.authority.confirm")

@@ -1,6 +1,7 @@
 """A named reviewer's page (专家委员会 expert committee, 网信 cyberspace administration): the agreements under review
-the data authority named it on, each with its document hash and a sign-off form (approve, or refuse with reasons,
-one per line), bound to the hash the page showed.
+the data authority named it on, each with its document hash, whether it already signed off on that hash and what
+it said (`gateway.services.agreements.reviewer_states`: an approval or refusal of an earlier version does not count),
+and a sign-off form (approve, or refuse with reasons, one per line), bound to the hash the page showed.
 
 The form calls `policies.agreements.filing.review`, as ``POST /v1/agreements/{id}/review`` does, with the request's
 audit entry as its journal (``console.review.approve|refuse``); a form posted after the agreement changed is
@@ -27,7 +28,7 @@ from gateway.console._web import (
     session_actor,
     signed_in,
 )
-from gateway.services.agreements import agreement_entry, note_expiry
+from gateway.services.agreements import agreement_entry, note_expiry, reviewer_states
 from policies.agreements import filing
 from vocab.i18n import _
 from vocab.roles import Role
@@ -42,7 +43,12 @@ async def queue(request: Request) -> Response:
     ctx, actor = ctx_of(request), session_actor(session)
 
     def load() -> dict[str, Any]:
-        return {"review": [a.public() for a in policies.list_agreements(ctx.engine, actor)]}
+        review = []
+        for ag in policies.list_agreements(ctx.engine, actor):
+            states = reviewer_states(ag, policies.reviews(ctx.engine, actor, ag.id))
+            mine = [r for r in states if r["name"] == actor.name]
+            review.append({**ag.public(), "mine": mine[0] if mine else None})
+        return {"review": review}
 
     return render(request, "reviewer.html", session, **await in_thread(load))
 

@@ -1,6 +1,8 @@
 """The data authority's console pages over HTTP (filing 备案): the owner submits from its agreement page, the
-authority finds it in the review queue, reads the document and its full hash, refuses with reasons (back to the
-owner) and then files it (a number issued); the owner activates it; the authority suspends it only through the
+authority finds it in the review queue, reads the document and its full hash, names a reviewer (专家委员会) from
+the review page (the reviewer's page shows its sign-off pending, then its approval; the authority's page shows it
+approved), refuses with reasons (back to the owner) and then files it (a number issued: the re-submitted same
+version keeps the approval); the owner activates it; the authority suspends it only through the
 confirmation page with a reason, issues a rectification order (整改) the grantee sees on its agreement page, closes
 it, resumes, and disables and enables a principal. Each change is audited; other roles and forms without the
 page's CSRF token are refused."""
@@ -38,6 +40,31 @@ def test_authority_reviews_files_suspends_and_orders_in_the_console(parties):
         review = boss.get(f"/console/authority/agreements/{aid}").text
         assert h in review and 'name="verdict" value="file"' in review
         token = csrf_in(review)
+
+        # the authority names a reviewer (专家委员会) from the review page; it signs off from its own page
+        experts = svc.client(svc.admin.create_principal("expert-panel", "reviewer", "expert_committee")["token"])
+        review = boss.get(f"/console/authority/agreements/{aid}").text
+        assert 'name="named:expert-panel"' in review and 'id="reviewer-expert-panel"' not in review
+        names = f"/console/authority/agreements/{aid}/reviewers"
+        assert boss.post(names, data={"csrf": "x", "named:expert-panel": "yes"}).status_code == 403
+        assert boss.post(names, data={"csrf": token, "named:risk-lab": "yes"}).status_code == 422  # not a reviewer
+        assert boss.post(names, data={"csrf": token, "named:expert-panel": "yes"}).status_code == 303
+        assert parties.owner.agreement(aid)["reviewers"] == {"expert-panel": "expert_committee"}
+        review = boss.get(f"/console/authority/agreements/{aid}").text
+        assert 'id="reviewer-expert-panel" data-state="pending"' in review
+        panel = sign_in(svc.url, token_of(experts))
+        try:
+            mine = panel.get("/console/review").text
+            assert f'id="mine-{aid}" data-state="pending"' in mine
+            assert panel.post(f"/console/review/{aid}", data={"csrf": csrf_in(mine), "verdict": "approve",
+                                                             "document_hash": h, "reasons": "measures adequate"}
+                              ).status_code == 303
+            mine = panel.get("/console/review").text
+            assert f'id="mine-{aid}" data-state="approve"' in mine and "measures adequate" in mine
+        finally:
+            panel.close()
+        review = boss.get(f"/console/authority/agreements/{aid}").text
+        assert 'id="reviewer-expert-panel" data-state="approve"' in review and "measures adequate" in review
         url = f"/console/authority/agreements/{aid}/signoff"
         assert boss.post(url, data={"csrf": "x", "verdict": "file", "document_hash": h,
                                     "reasons": "ok"}).status_code == 403
@@ -100,7 +127,8 @@ def test_authority_reviews_files_suspends_and_orders_in_the_console(parties):
         assert parties.operator.agreements()[0]["id"] == aid
 
         actions = {e["action"] for e in parties.regulator.audit(limit=1000)["entries"] if e["decision"] == "allow"}
-        assert {"console.agreement.submit", "console.authority.refuse", "console.authority.file",
+        assert {"console.agreement.submit", "console.authority.reviewers", "console.review.approve",
+                "console.authority.refuse", "console.authority.file",
                 "console.agreement.activate", "console.authority.suspend", "console.authority.order.issue",
                 "console.authority.order.close", "console.authority.resume", "console.authority.principal.disable",
                 "console.authority.principal.enable"} <= actions
