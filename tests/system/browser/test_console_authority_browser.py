@@ -1,7 +1,8 @@
 """The data authority in a real browser (Playwright driving Debian chromium): it opens an agreement from the review
-queue, files it with a reason (a filing number, 备案), suspends it through the confirmation page — which will not
-submit without a reason —, issues a rectification order (整改) with a date picker, and the grantee sees the order on
-its agreement page. Every field labelled, every control named. Screenshots go to test-artifacts/console/."""
+queue, names a reviewer (专家委员会) whose approval the page then shows, files it with a reason (a filing number,
+备案), suspends it through the confirmation page — which will not submit without a reason —, issues a
+rectification order (整改) with a date picker, and the grantee sees the order on its agreement page. Every field
+labelled, every control named. Screenshots go to test-artifacts/console/."""
 
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ def test_authority_files_suspends_and_orders(browser: Any, parties: Any) -> None
     boss.locator(f'#queue a[href="/console/authority/agreements/{aid}"]').click()
     boss.wait_for_url(f"**/console/authority/agreements/{aid}")
     assert boss.locator("#document-hash").inner_text() == ag["document_hash"]
+    assert boss.evaluate(UNLABELLED) == [] and _nameless(boss) == []
+    # it names a reviewer (专家委员会), who approves over the API; the page shows the approval
+    experts = svc.client(svc.admin.create_principal("expert-panel", "reviewer", "expert_committee")["token"])
+    boss.reload()
+    boss.locator("#named-expert-panel").check()
+    boss.locator("#name-reviewers").click()
+    boss.wait_for_url(f"**/console/authority/agreements/{aid}#reviewers")
+    assert boss.locator("#reviewer-expert-panel").get_attribute("data-state") == "pending"
+    experts.review_agreement(aid, "approve", ag["document_hash"], ["measures adequate"])
+    boss.reload()
+    assert "measures adequate" in boss.locator("#reviewer-expert-panel").inner_text()
     assert boss.evaluate(UNLABELLED) == [] and _nameless(boss) == []
     boss.locator("#reasons").fill("scope and purposes checked")
     _shot(boss, "authority-review-en")
