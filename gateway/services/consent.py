@@ -247,8 +247,8 @@ def subject_access(
     uses = []
     for r in rows:
         m = r._mapping
-        if m["action"].startswith("consent."):
-            continue  # the registry's own entries are the consents listed above
+        if m["action"].startswith(("consent.", "console.consent.")):
+            continue  # the registry's own entries (API and console) are the consents listed above
         item = {k: m[k] for k in _USE_FIELDS}
         item["ts"] = item["ts"].isoformat() if hasattr(item["ts"], "isoformat") else item["ts"]
         details = _details(m["details"])

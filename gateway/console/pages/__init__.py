@@ -15,6 +15,9 @@ console's public interface: the audit log records the route names as actions).
 - `complaints`: complaints and objections (file; the owner's and the authority's queue; regulators read-only);
 - `alerts`: alerts (监测预警) for the owner concerned, the authority, regulators and admins; acknowledge;
 - `consents`: the consent registry (同意登记): owners and their trustees record and revoke, grantees read theirs;
+- `subject_access`: the subject-access report (查阅请求): an owner names a person in a posted form and reads the
+  person's consents and every audited use;
+- `statements`: revenue statements (收益分成结算单): an owner's month, an agreement's month and its split, CSV and PDF;
 - `fallback`: any other path is a not-found page.
 
 Order matters where paths overlap: ``POST /jobs/new/{kind}`` (operator) before ``POST /jobs/{job_id}/{action}``
@@ -41,6 +44,8 @@ from gateway.console.pages import (
     regulator,
     reviewer,
     shared,
+    statements,
+    subject_access,
 )
 
 __all__ = ["router"]
@@ -58,6 +63,8 @@ for _pages in (
     alerts,
     consents,
     shared,
+    statements,
+    subject_access,
     language,
     fallback,
 ):
