@@ -113,13 +113,19 @@ def _custom_code(story: Any) -> None:
     console.print(f"[dim]output awaiting the owner's release: {pending.get('result')}[/]")
     try:
         owner.release_job(job["id"])
-        shares = operator.job_result(job["id"])["result"]
+        released = operator.job_result(job["id"])
     except ApiError as e:
         story.facts.append(f"the owner's release of the custom-code output was refused by the gateway: {e.code}")
         return
+    shares = released["result"]
+    if isinstance(shares, dict):  # the released output is stamped with its source and certificate_id
+        shares = {k: v for k, v in shares.items() if isinstance(v, int | float)}
     top = max(shares.items(), key=lambda kv: kv[1])[0] if isinstance(shares, dict) and shares else None
+    cert = released.get("certificate_id") or (released["result"].get("certificate_id")
+                                              if isinstance(released["result"], dict) else None)
     story.facts.append("custom code ran in the no-network sandbox on the granted columns only; its (non-DP) "
-                       f"output left after the owner read and released it (largest industry: {top})")
+                       f"output left after the owner read and released it (largest industry: {top}"
+                       + (f"; certificate {cert})" if cert else ")"))
 
 
 def chapter_models(story: Any) -> None:
