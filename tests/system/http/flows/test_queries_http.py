@@ -176,7 +176,9 @@ def test_query_answers_and_errors_are_padded_to_the_latency_bucket(parties, monk
 
 # --- residual failures look like success (issue 12, items 2, 3 and 10) ---------------------------------------
 
-RELEASE_KEYS = {"job_id", "state", "columns", "rows", "suppressed_groups", "cost", "error_bars", "output_digest"}
+#: A released answer, with its source attribution and its output certificate (a residual failure carries both too).
+RELEASE_KEYS = {"job_id", "state", "columns", "rows", "suppressed_groups", "cost", "error_bars", "output_digest",
+                "source", "certificate_id"}
 
 
 def _details(entry) -> dict:
