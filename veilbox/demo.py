@@ -3,8 +3,14 @@
 Chapters: the city sets up the domain; owners register data (raw rows stay inside); analysts see only the
 declaration and a mock; the owner proposes agreements and the grantees accept; the operator runs DP
 statistics; the operator trains a DP credit model and a custom job, both reviewed and approved by the owner;
-the bank verifies incomes (plain and encrypted) and scores applicants under encryption; the regulator verifies
-the audit chain. With the ``veilbox[syft]`` extra, a PySyft data scientist does the custom-code loop through
+the bank verifies incomes (plain and encrypted) and scores applicants under encryption; PSI and federated
+training across banks; the home then enforces the consent registry and the bank's checks name registered consents,
+one revoked and refused, with the person's subject-access report (`veilbox.demo_people`); a second owner joins a
+two-owner agreement with a price and revenue shares and the month's statement splits the charges to the cent
+(`veilbox.demo_people`); the home turns filing (备案) on and the data authority takes one agreement through named
+reviewers, filing, use, a rectification order (整改), suspension, revocation and the signed disposal record, and
+reads its incident reports and the quarter's report (`veilbox.demo_authority`); the regulator verifies the audit
+chain. With the ``veilbox[syft]`` extra, a PySyft data scientist does the custom-code loop through
 syft-rds's own client (`veilbox.demo_syft`).
 """
 
@@ -211,9 +217,11 @@ def run_demo(home: Path | None = None, rows: int = 50_000, suite: str = "intl") 
     from gateway.context import init_home, open_context
     from gateway.server import BackgroundServer
     from gateway.settings import Settings
+    from veilbox.demo_authority import chapter_authority
     from veilbox.demo_bank import chapter_bank
     from veilbox.demo_federated import chapter_federated
     from veilbox.demo_models import chapter_models
+    from veilbox.demo_people import CO_OWNER, chapter_consent, chapter_revenue
     from veilbox.demo_psi import chapter_psi
     from veilbox.demo_syft import chapter_syft  # runs only with the veilbox[syft] extra installed
 
@@ -239,6 +247,10 @@ def run_demo(home: Path | None = None, rows: int = 50_000, suite: str = "intl") 
         chapter_psi(story, data)
         chapter_federated(story)
         chapter_syft(story)
+        # the later chapters change the home's choices (consent enforced, filing on) after the earlier ones ran
+        chapter_consent(story, ctx.engine)
+        chapter_revenue(story, settings.owner_import_dirs(CO_OWNER)[0])
+        chapter_authority(story, ctx.engine)
         chapter_regulator(story, home)
     ctx.close()
     tokens = home / "tokens.json"  # demo only: lets you sign in to the console as each party afterwards
