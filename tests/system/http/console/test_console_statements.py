@@ -25,15 +25,24 @@ def _cells(page: str, css_class: str) -> dict[str, str]:
 
 def test_statements_and_subject_access(parties: Parties) -> None:
     svc = parties.service
-    ag = parties.agreement(job_kinds=["query"], price={"per_call": "0.10", "per_job": 3, "per_epsilon": 2,
-                                                       "currency": "CNY"})
+    ag = parties.agreement(
+        job_kinds=["query"], price={"per_call": "0.10", "per_job": 3, "per_epsilon": 2, "currency": "CNY"}
+    )
     parties.operator.query(ag["id"], SQL, "0.5")
     month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
     authority = svc.principal("data-authority", "authority")
     admin = svc.principal("ops-admin", "admin")
-    webs = {who: sign_in(svc.url, token_of(c)) for who, c in (
-        ("owner", parties.owner), ("operator", parties.operator), ("bank", parties.bank),
-        ("regulator", parties.regulator), ("authority", authority), ("admin", admin))}
+    webs = {
+        who: sign_in(svc.url, token_of(c))
+        for who, c in (
+            ("owner", parties.owner),
+            ("operator", parties.operator),
+            ("bank", parties.bank),
+            ("regulator", parties.regulator),
+            ("authority", authority),
+            ("admin", admin),
+        )
+    }
     try:
         owner = webs["owner"]
         # the owner's month: the page's totals are the JSON statement's, to the cent
@@ -54,8 +63,9 @@ def test_statements_and_subject_access(parties: Parties) -> None:
         assert csv.content == parties.owner.statement(ag["id"], month, "csv")
         pdf = owner.get("/console/statements/owner.pdf", params={"month": month})
         assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-        assert owner.get("/console/statements/owner.csv", params={"month": month}).content == \
-            parties.owner.owner_statement(month, format="csv")
+        assert owner.get(
+            "/console/statements/owner.csv", params={"month": month}
+        ).content == parties.owner.owner_statement(month, format="csv")
         # the grantee reads its agreement's statement; the authority and regulators name an owner
         seen = webs["operator"].get("/console/statements", params={"month": month, "agreement": ag["id"]})
         assert seen.status_code == 200 and _cells(seen.text, "owner-amount") == _cells(page.text, "owner-amount")
@@ -74,8 +84,9 @@ def test_statements_and_subject_access(parties: Parties) -> None:
 
         # the subject-access report: a posted form, the raw id never in a URL, the page or the log
         until = (dt.date.today() + dt.timedelta(days=90)).isoformat() + "T00:00:00Z"
-        consent = parties.owner.record_consents("icbc-wuxi", "consumer loan", ["psi_members:tax_income"], until,
-                                                subjects=["P0001"])[0]
+        consent = parties.owner.record_consents(
+            "icbc-wuxi", "consumer loan", ["psi_members:tax_income"], until, subjects=["P0001"]
+        )[0]
         listed = owner.get("/console/consents").text
         assert 'href="/console/consents/subject-access"' in listed
         form = owner.get("/console/consents/subject-access")
@@ -89,18 +100,25 @@ def test_statements_and_subject_access(parties: Parties) -> None:
         uses = re.search(r'<table id="sa-uses">.*?</table>', r.text, re.S)
         assert uses and uses.group(0).count("<tr>") - 1 == max(len(api["uses"]), 1)
         assert all(not u["action"].startswith("console.") for u in api["uses"])
-        both = owner.post("/console/consents/subject-access", data={"subject": "P0001", "csrf": csrf_in(form.text),
-                                                                    "subject_hash": consent["subject_hash"]})
+        both = owner.post(
+            "/console/consents/subject-access",
+            data={"subject": "P0001", "csrf": csrf_in(form.text), "subject_hash": consent["subject_hash"]},
+        )
         assert both.status_code == 422
         for who in ("bank", "regulator"):
             assert webs[who].get("/console/consents/subject-access").status_code == 403
 
         entries = parties.regulator.audit(limit=1000)["entries"]
         actions = {e["action"] for e in entries}
-        assert {"console.statements", "console.statement.agreement.download", "console.statement.owner.download",
-                "console.consent.subject_access.report"} <= actions
-        report = [e for e in entries if e["action"] == "console.consent.subject_access.report"
-                  and e["decision"] == "allow"]
+        assert {
+            "console.statements",
+            "console.statement.agreement.download",
+            "console.statement.owner.download",
+            "console.consent.subject_access.report",
+        } <= actions
+        report = [
+            e for e in entries if e["action"] == "console.consent.subject_access.report" and e["decision"] == "allow"
+        ]
         assert report and report[0]["subject_hash"] == consent["subject_hash"]
         assert "P0001" not in str(entries)
     finally:
