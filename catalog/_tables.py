@@ -78,5 +78,6 @@ certificates = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
     Column("revoked_reason", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Index("ix_certificates_kind_subject", "kind", "subject", unique=True),
+    # one product certificate per product and agreement (its own: agreement_id null); migration 0022
+    Index("ix_certificates_kind_subject_agreement", "kind", "subject", "agreement_id", unique=True),
 )

@@ -7,6 +7,11 @@ an entry here:
   (`catalog.products.define_product` calls `issue_in` in the product's own transaction). It covers the product's
   question (dataset, subject column, predicate template, parameter types) and is valid for `PRODUCT_VALID_DAYS`.
   A check under a product whose certificate is revoked or expired is refused (`gateway.services.certificates`).
+- **product under an agreement** (also ``VBX-PC-…``, kind ``product`` with its ``agreement_id`` set): issued when
+  a product is first used under an agreement in force (`issue_bound_in`, in the transaction that meters that first
+  check with its audit entry), held by the agreement's grantee, valid until the agreement's ``valid_until`` or the
+  product's own certificate's end, whichever is first. One per (product, agreement) (unique index, migration
+  0022); the disposal of the agreement revokes it with the agreement's output certificates.
 - **output** (``VBX-OC-<year>-<8 hex>``): issued when a job's output passes the release gate and is released
   (query answers and other aggregates, custom code's JSON), in the release's own transaction. It covers the
   job, its kind, the output kind and the output digest; its validity ends at the agreement's ``valid_until`` at
@@ -31,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from catalog._tables import certificates
 from catalog.errors import invalid
@@ -42,9 +49,11 @@ __all__ = [
     "Certificate",
     "Kind",
     "Status",
+    "bound_certificate_for",
     "certificate_for",
     "certificates",
     "get_certificate",
+    "issue_bound_in",
     "issue_in",
     "list_certificates",
     "new_certificate_id",
@@ -210,12 +219,69 @@ def get_certificate(engine: Engine, certificate_id: str) -> Certificate | None:
 
 
 def certificate_for(engine: Engine, kind: Kind, subject: str) -> Certificate | None:
-    """The certificate of one product (by name) or one released job (by id), if issued."""
+    """The certificate of one product (by name: its own, bound to no agreement) or one released job (by id), if
+    issued."""
+    t = certificates
+    q = select(t).where(t.c.kind == kind, t.c.subject == subject)
+    if kind == "product":
+        q = q.where(t.c.agreement_id.is_(None))
     with engine.connect() as conn:
-        r = conn.execute(
-            select(certificates).where(certificates.c.kind == kind, certificates.c.subject == subject)
-        ).first()
+        r = conn.execute(q).first()
     return _row(r) if r is not None else None
+
+
+def _bound(product: str, agreement_id: str) -> Any:
+    t = certificates
+    return select(t).where(t.c.kind == "product", t.c.subject == product, t.c.agreement_id == agreement_id)
+
+
+def bound_certificate_for(engine: Engine, product: str, agreement_id: str) -> Certificate | None:
+    """The certificate of ``product`` under ``agreement_id``, if its first use under that agreement issued it."""
+    with engine.connect() as conn:
+        r = conn.execute(_bound(product, agreement_id)).first()
+    return _row(r) if r is not None else None
+
+
+def issue_bound_in(
+    conn: Connection,
+    *,
+    certificate_id: str,
+    product: str,
+    agreement_id: str,
+    owner: str,
+    holder: str,
+    covers: Mapping[str, Any],
+    sources: Iterable[Mapping[str, str]],
+    valid_until: dt.datetime,
+    now: dt.datetime | None = None,
+) -> Certificate:
+    """The certificate of ``product`` under ``agreement_id``, issued now in the caller's transaction unless it is
+    already (a concurrent first use may have issued it: the insert then does nothing), valid from ``now`` to
+    ``valid_until``. The certificate returned is the registry's, whichever call issued it."""
+    now = _utc(now or dt.datetime.now(dt.UTC))
+    r = conn.execute(_bound(product, agreement_id)).first()
+    if r is None:
+        values = dict(
+            id=certificate_id,
+            kind="product",
+            subject=product,
+            agreement_id=agreement_id,
+            owner=owner,
+            holder=holder,
+            covers_json=json.dumps(dict(covers), sort_keys=True),
+            sources_json=json.dumps([dict(s) for s in sources], sort_keys=True),
+            valid_from=now,
+            valid_until=max(_utc(valid_until), now),
+            revoked_at=None,
+            revoked_reason=None,
+            created_at=now,
+        )
+        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(insert(certificates).values(**values).on_conflict_do_nothing())
+        r = conn.execute(_bound(product, agreement_id)).first()
+    if r is None:  # pragma: no cover - an id taken by another certificate (32 keyed bits)
+        raise invalid("the certificate could not be issued")
+    return _row(r)
 
 
 def list_certificates(
@@ -225,7 +291,9 @@ def list_certificates(
     owner: str | None = None,
     kind: Kind | None = None,
     subjects: Iterable[str] | None = None,
+    unbound: bool = False,
 ) -> list[Certificate]:
+    """Certificates, oldest first; ``unbound``: only those bound to no agreement (products' own)."""
     q = select(certificates).order_by(certificates.c.created_at, certificates.c.id)
     if agreement_id is not None:
         q = q.where(certificates.c.agreement_id == agreement_id)
@@ -235,6 +303,8 @@ def list_certificates(
         q = q.where(certificates.c.kind == kind)
     if subjects is not None:
         q = q.where(certificates.c.subject.in_(sorted(set(subjects))))
+    if unbound:
+        q = q.where(certificates.c.agreement_id.is_(None))
     with engine.connect() as conn:
         return [_row(r) for r in conn.execute(q).all()]
 
@@ -261,11 +331,12 @@ def revoke_in(
 def revoke_for_agreement_in(
     conn: Connection, agreement_id: str, reason: str, *, products: Iterable[str] = (), now: dt.datetime | None = None
 ) -> list[str]:
-    """Revoke, in the caller's transaction, every certificate of outputs released under ``agreement_id`` and the
-    certificates of the named ``products``; the ids revoked now."""
+    """Revoke, in the caller's transaction, every certificate bound to ``agreement_id`` (outputs released under it,
+    products used under it) and the own certificates of the named ``products``; the ids revoked now."""
     t = certificates
     ids = list(conn.execute(select(t.c.id).where(t.c.agreement_id == agreement_id)).scalars())
     names = sorted(set(products))
     if names:
-        ids += conn.execute(select(t.c.id).where(t.c.kind == "product", t.c.subject.in_(names))).scalars()
+        own = (t.c.kind == "product", t.c.subject.in_(names), t.c.agreement_id.is_(None))
+        ids += conn.execute(select(t.c.id).where(*own)).scalars()
     return revoke_in(conn, ids, reason, now)

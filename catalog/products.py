@@ -117,7 +117,8 @@ def _products() -> Select[Any]:
     """Products with their certificate's id (a product defined before certificates existed has none)."""
     c = certs.certificates
     return (select(verification_products, c.c.id.label("certificate_id"))
-            .outerjoin(c, and_(c.c.kind == "product", c.c.subject == verification_products.c.name)))
+            .outerjoin(c, and_(c.c.kind == "product", c.c.subject == verification_products.c.name,
+                              c.c.agreement_id.is_(None))))
 
 
 def define_product(engine: Engine, owner: str, spec: ProductSpec, *, now: dt.datetime | None = None) -> Product:

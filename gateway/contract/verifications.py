@@ -52,13 +52,18 @@ class Product(Out):
 
 
 class CheckAnswer(Out):
-    model_config = ConfigDict(json_schema_extra=example({"result": True, "receipt": _RECEIPT}))
+    model_config = ConfigDict(json_schema_extra=example({"result": True, "receipt": _RECEIPT,
+                                                         "certificate_id": "VBX-PC-2026-5C1D07A2"}))
     result: bool = Field(description="the answer (an unknown subject answers false)")
     receipt: str = Field(description="signed statement of what was answered (vbr1.<payload>.<signature>)")
+    certificate_id: str = Field(description="the product's certificate under the agreement (VBX-PC-…), issued by "
+                                            "the first check under it; the receipt signs it too")
 
 
 class EncryptedCheckAnswer(Out):
-    model_config = ConfigDict(json_schema_extra=example({"ciphertext": "XqEAAAAAAAD…", "receipt": _RECEIPT}))
+    model_config = ConfigDict(json_schema_extra=example({"ciphertext": "XqEAAAAAAAD…", "receipt": _RECEIPT,
+                                                         "certificate_id": "VBX-PC-2026-5C1D07A2"}))
     ciphertext: str = Field(description="base64 BFV Enc(r·(x − t) + r'): per slot, positive exactly when the "
                                         "subject passes")
     receipt: str
+    certificate_id: str = Field(description="the product's certificate under the agreement (VBX-PC-…)")

@@ -36,7 +36,8 @@ from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.errors import mpc_refusal
 from gateway.identities import Principal
-from gateway.journal import request_entry
+from gateway.journal import Journal, request_entry
+from gateway.services import certificates as product_certificates
 from gateway.services import consent as consent_registry
 from gateway.services import jobs as jobflow
 from gateway.services.agreements import note_expiry, quotas_today
@@ -196,6 +197,7 @@ class AnonCheckOut(BaseModel):
     aad: str = Field(description="what every label's AES-GCM authenticates (product, question, call)")
     bucket_size: int
     receipt: str
+    certificate_id: str | None = Field(None, description="the product's certificate under the agreement (VBX-PC-…)")
 
 
 # --- PSI -------------------------------------------------------------------------------------------------------
@@ -321,15 +323,24 @@ def members(ctx: AppContext, p: Principal, body: MembersBody, ev: AuditEvent) ->
     return MembersOut(elements=_b64(out), receipt=receipt)
 
 
-def _metered(ctx: AppContext, ev: AuditEvent, allowed: policies.Permit, output_digest: str) -> None:
+def _metered(ctx: AppContext, ev: AuditEvent, allowed: policies.Permit, output_digest: str,
+             first: Journal | None = None) -> None:
     """Consume a computed answer's meters with the request's entry (stating ``output_digest``) in their
-    transaction, both or neither (`gateway.journal`); the answer leaves only once they commit."""
+    transaction, both or neither (`gateway.journal`); the answer leaves only once they commit. ``first`` (a
+    product's certificate issued on its first use under the agreement) writes in that transaction too."""
 
     def answered(_conn: Connection, entry: AuditEvent) -> bool:
         entry.output_digest = output_digest
         return True
 
-    allowed.consume(ctx.engine, request_entry(ctx.audit, ev, answered))
+    entry = request_entry(ctx.audit, ev, answered)
+
+    def journal(conn: Connection) -> None:
+        if first is not None:
+            first(conn)
+        entry(conn)
+
+    allowed.consume(ctx.engine, journal)
     ev.output_digest = output_digest
 
 
@@ -392,6 +403,9 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
                               consent_ref=body.consent_ref, subject_hash=bucket_hash,
                               params={"product": product.name, "params": canonical},
                               hash_alg=ctx.settings.hash_alg)
+    # The product's certificate under this agreement: named before anything is read (`for_check`).
+    cert_id, issue_cert = product_certificates.for_check(ctx, product, body.agreement_id)
+    ev.details.update(certificate_id=cert_id)
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
     subjects = [setup.subjects[i] for i in members]
     verdicts = bucket_verdicts(worker, vetted, subjects, bind_canonical(vetted, canonical))
@@ -404,10 +418,11 @@ def check_anonymous(ctx: AppContext, p: Principal, name: str, body: AnonCheckBod
         "kind": "verification.anonymous", "product": product.name, "agreement_id": body.agreement_id,
         "bucket_hash": bucket_hash, "bucket_size": len(members), "params_digest": params_digest,
         "consent_digest": consent, "dataset_fingerprint": ds.fingerprint, "aad": aad,
-        "answer_digest": _digest(ctx, answer.evaluated + answer.labels)})
-    _metered(ctx, ev, allowed, _digest(ctx, receipt))  # nothing leaves unless the meters commit with the entry
+        "answer_digest": _digest(ctx, answer.evaluated + answer.labels), "certificate_id": cert_id})
+    # nothing leaves unless the meters commit with the entry (and, on first use, the product's certificate)
+    _metered(ctx, ev, allowed, _digest(ctx, receipt), issue_cert)
     return AnonCheckOut(evaluated=_b64(answer.evaluated), labels=_b64(answer.labels), aad=aad,
-                        bucket_size=len(members), receipt=receipt)
+                        bucket_size=len(members), receipt=receipt, certificate_id=cert_id)
 
 
 # --- the bank's own view (the console's PSI page) ---------------------------------------------------------------

@@ -11,6 +11,10 @@ unit meanwhile makes it ``QUOTA_EXCEEDED`` (counters only, the verdict discarded
 receives the keyed subject hash (never the subject), the question's digest (`question_digest`) and the
 receipt's digest as the output.
 
+Certificates (`gateway.services.certificates.for_check`): after the policy decision and before anything is read,
+a check names the product's certificate under its agreement; the first check under an agreement issues it in the
+transaction that meters it with its entry. The receipt and the answer carry its id (``certificate_id``).
+
 Encrypted checks (`check_encrypted`): the bank's BFV context and ``Enc(t)`` in, ``Enc(r·(x − t) + r')`` out
 (`mpc.he.evaluate_masked_sign_with`); the context and ciphertext are validated by a dry evaluation before any
 data is read, the lookup and evaluation (which succeed for any subject set) run, then every subject is metered
@@ -170,6 +174,17 @@ def refuse_if_objected(ctx: AppContext, agreement_id: str, subject_hashes: list[
                           [{"reason": "subject.unavailable"}])
 
 
+def _after(first: Journal, journal: Journal) -> Journal:
+    """``first`` (the product's certificate under the agreement, on its first use), then ``journal`` (the
+    request's entry): both in the meters' transaction."""
+
+    def both(conn: Connection) -> None:
+        first(conn)
+        journal(conn)
+
+    return both
+
+
 def _answered(ctx: AppContext, ev: AuditEvent, output_digest: str, meter: Callable[[Journal], None]) -> None:
     """Meter an answer computed but not yet sent, with the request's entry (stating ``output_digest``) in the
     meters' transaction: both or neither (`gateway.journal`). If the meters are used up meanwhile (a concurrent
@@ -241,6 +256,9 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
                       {"product": product.name, "params": canonical})
     consent_registry.require_for(ctx, p, ds, product.name, [body.consent_ref], ev, subject_hashes=[subject_hash])
     refuse_if_objected(ctx, body.agreement_id, [subject_hash])
+    # The product's certificate under this agreement: named before anything is read, whatever the subject.
+    cert_id, issue_cert = certificates.for_check(ctx, product, body.agreement_id)
+    ev.details.update(certificate_id=cert_id)
     # Decided (quotas from the snapshot) before the statement runs; the verdict leaves only once its meters
     # commit with the request's entry (`_answered`).
     worker = jobflow.runtime(ctx).engines.worker_for(ds)
@@ -248,9 +266,10 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
     receipt = issue_receipt(ctx, {
         "kind": "verification", "product": product.name, "agreement_id": body.agreement_id,
         "subject_hash": subject_hash, "params_digest": params_digest, "consent_digest": consent,
-        "dataset_fingerprint": ds.fingerprint, "result": result})
-    _answered(ctx, ev, digest(ctx, receipt), lambda journal: allowed.consume(ctx.engine, journal))
-    return {"result": result, "receipt": receipt}
+        "dataset_fingerprint": ds.fingerprint, "certificate_id": cert_id, "result": result})
+    _answered(ctx, ev, digest(ctx, receipt),
+              lambda journal: allowed.consume(ctx.engine, _after(issue_cert, journal)))
+    return {"result": result, "receipt": receipt, "certificate_id": cert_id}
 
 
 def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str], param_hash: str,
@@ -300,6 +319,9 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
     consent_registry.require_for(ctx, p, ds, product.name, consent_ids, ev, subject_hashes=list(hashes),
                                  expected=len(hashes))
     refuse_if_objected(ctx, body.agreement_id, hashes)
+    # The product's certificate under this agreement: named before anything is read, whatever the subjects.
+    cert_id, issue_cert = certificates.for_check(ctx, product, body.agreement_id)
+    ev.details.update(certificate_id=cert_id)
     bounds = SignBounds(*sign_box(threshold))
     # Check, then charge: validate the context and the ciphertext (a dry evaluation on placeholder values, no
     # data read, result discarded) before any subject's allowance is used.
@@ -317,8 +339,8 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
         "kind": "verification.encrypted", "product": product.name, "agreement_id": body.agreement_id,
         "subjects": len(hashes), "subject_hashes_digest": digest(ctx, "\n".join(hashes)), "consent_digest": consent,
         "request_digest": request_digest, "output_digest": digest(ctx, out),
-        "dataset_fingerprint": ds.fingerprint})
+        "dataset_fingerprint": ds.fingerprint, "certificate_id": cert_id})
     param_hash = policies.params_digest(params, ctx.settings.hash_alg)
-    _answered(ctx, ev, digest(ctx, out),
-              lambda journal: _meter_subjects(ctx, p, body.agreement_id, hashes, param_hash, journal))
-    return {"ciphertext": out, "receipt": receipt}
+    _answered(ctx, ev, digest(ctx, out), lambda journal: _meter_subjects(ctx, p, body.agreement_id, hashes,
+                                                                          param_hash, _after(issue_cert, journal)))
+    return {"ciphertext": out, "receipt": receipt, "certificate_id": cert_id}

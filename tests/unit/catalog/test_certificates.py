@@ -1,5 +1,6 @@
 """The certificate registry of products and released outputs: ids, validity capped at the agreement's end,
-status (valid, revoked, expired), revocation with its reason, per agreement, and the source stamp."""
+status (valid, revoked, expired), revocation with its reason, per agreement, the source stamp, and a product's
+certificate under each agreement (issued once, revoked with the agreement)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from catalog import _tables
 from catalog import certificates as certs
 from catalog.errors import DomainError
 from catalog.store import make_engine
+from tests.conftest import ON_BOTH_STORES
 
 NOW = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
 SOURCE = certs.source_of("tax_income", "city-tax-bureau", "sha256:" + "b" * 64)
@@ -75,3 +77,27 @@ def test_a_released_object_is_stamped_with_its_sources_and_keeps_its_fields():
     model = {"model_id": "mdl_1", "certificate_id": "VBX-MC-2026-1"}
     assert certs.stamp(model, "VBX-OC-2026-00000000", [SOURCE])["certificate_id"] == "VBX-MC-2026-1"
     assert certs.stamp([1, 2], "VBX-OC-2026-00000000", [SOURCE]) == [1, 2]
+
+
+@ON_BOTH_STORES
+def test_a_products_certificate_under_an_agreement_is_issued_once_and_revoked_with_it(store, request, tmp_path):
+    url = request.getfixturevalue("pg_url") if store == "postgresql" else f"sqlite:///{tmp_path / 'b.db'}"
+    engine = make_engine(url)
+    _tables.metadata.create_all(engine)
+    own = _issue(engine, kind="product", subject="income_at_least")
+    end = NOW + dt.timedelta(days=30)
+    args = {"product": "income_at_least", "owner": "city-tax-bureau", "holder": "icbc-wuxi", "covers": {},
+            "sources": [SOURCE], "valid_until": end, "now": NOW}
+    with engine.begin() as conn:
+        first = certs.issue_bound_in(conn, certificate_id="VBX-PC-2026-0000000A", agreement_id="agr_1", **args)
+        again = certs.issue_bound_in(conn, certificate_id="VBX-PC-2026-0000000A", agreement_id="agr_1", **args)
+        other = certs.issue_bound_in(conn, certificate_id="VBX-PC-2026-0000000B", agreement_id="agr_2", **args)
+    assert first == again and (first.kind, first.agreement_id, first.valid_until) == ("product", "agr_1", end)
+    assert certs.bound_certificate_for(engine, "income_at_least", "agr_1") == first
+    assert certs.certificate_for(engine, "product", "income_at_least") == own  # its own, bound to no agreement
+    assert [c.id for c in certs.list_certificates(engine, kind="product", unbound=True)] == [own.id]
+    with engine.begin() as conn:  # products_too names the product's own certificate, not its other agreements'
+        revoked = certs.revoke_for_agreement_in(conn, "agr_1", "agreement.revoked", products=["income_at_least"])
+    assert revoked == sorted([first.id, own.id])
+    assert certs.get_certificate(engine, other.id).status(NOW) == "valid"  # type: ignore[union-attr]
+    engine.dispose()

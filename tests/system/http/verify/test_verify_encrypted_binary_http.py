@@ -52,7 +52,7 @@ def test_binary_checks_equal_the_json_form(world, bfv):
     r = _post(world, "income_at_least", frame)
     assert r.status_code == 200 and r.headers["content-type"] == MEDIA_TYPE
     header, blobs = sdk_decode_frame(r.content)
-    assert set(header) == {"receipt"} and [n for n, _ in blobs] == ["ciphertext"]
+    assert set(header) == {"receipt", "certificate_id"} and [n for n, _ in blobs] == ["ciphertext"]
     signs = he.read_signs(bfv.context, base64.b64encode(blobs[0][1]).decode())
     assert [bool(s) for s in signs[:5]] == expected
     got, _ = bank_sdk.check_thresholds(world.bank, "income_at_least", ag, subjects, thresholds, consent_ref="c",

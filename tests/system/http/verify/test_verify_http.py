@@ -81,7 +81,7 @@ def test_check_answers_the_truth_and_nothing_else(world):
         for t in (income - 0.01, income, income + 0.01):
             r = world.bank.check("income_at_least", ag, row["person_id"], {"threshold": round(t, 2)},
                                  consent_ref="consent-001")
-            assert set(r) == {"result", "receipt"}
+            assert set(r) == {"result", "receipt", "certificate_id"}  # the product's certificate under ag
             assert r["result"] is (income >= round(t, 2))
     row = _some(world, 5)[4]
     r = world.bank.check("declared_income", ag, row["person_id"],
