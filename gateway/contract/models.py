@@ -91,13 +91,15 @@ class RegistryCertificate(Out):
     id: str
     kind: Literal["product", "output"]
     subject: str = Field(description="the product's name or the released job's id")
-    agreement_id: str | None = Field(description="the agreement an output was released under (none for a product)")
+    agreement_id: str | None = Field(description="the agreement an output was released under, or a product is "
+                                                 "certified under (none for a product's own certificate)")
     issued_by: str = Field(description="the data owner who issued it")
-    holder: str | None = Field(description="the grantee an output was released to")
+    holder: str | None = Field(description="the grantee an output was released to, or a product is certified for")
     status: Literal["valid", "revoked", "expired"]
     valid: bool = Field(description="valid now")
     valid_from: str
-    valid_until: str = Field(description="never beyond the agreement's valid_until for an output")
+    valid_until: str = Field(description="never beyond the agreement's valid_until for an output or a product "
+                                         "under an agreement")
     revoked_at: str | None
     revoked_reason: str | None
     covers: dict[str, Any] = Field(description="what it certifies: the product's question, or the job, its "
