@@ -228,7 +228,7 @@ def test_a_present_and_an_absent_subject_differ_only_in_the_verdict(people):
         assert p["subject_hash"] == a["subject_hash"] == keys.subject_hash("7")
         differ = {k for k in p if p[k] != a[k]}
         assert differ <= {"result", "product", "agreement_id", "dataset_fingerprint", "params_digest", "nonce",
-                          "issued_at"}
+                          "issued_at", "certificate_id"}  # the product's certificate under its agreement
     assert len(present["audit"]) == len(absent["audit"]) == 6
     for p, a in zip(present["audit"], absent["audit"], strict=True):
         assert set(p) == set(a) and set(p["details"]) == set(a["details"])
