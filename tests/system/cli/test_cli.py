@@ -71,3 +71,9 @@ def test_datagen_and_help(tmp_path):
 def test_demo_runs_end_to_end(tmp_path):
     r = veilbox("demo", "--home", str(tmp_path / "demo"), "--rows", "3000")
     assert "audit chain ok=True" in r.stdout
+    assert "ERROR" not in r.stdout + r.stderr
+    said = " ".join(r.stdout.replace("│", " ").split())  # the facts panel, unwrapped
+    for fact in ("CONSENT_INVALID (consent.subject)", "CONSENT_INVALID (consent.revoked)",  # consent registry
+                 "split 3/4 : 1/4 to the cent",  # the two-owner statement
+                 "filed it as BA-", "order cited", "certificate is now valid=False"):  # the authority's chapter
+        assert fact in said, fact
