@@ -147,7 +147,9 @@ def end_to_end(n: int, bank_n: int) -> dict[str, Any]:
     pq.write_table(pa.table({"person_id": ids, "district": [("Binhu", "Liangxi", "Xinwu")[i % 3] for i in range(n)]}),
                    src / "people.parquet")
     spec = {"name": "people", "source": str(src / "people.parquet"), "description": "bench: PSI ids",
-            "grade": "important", "personal": True, "sensitive": False,
+            # general (一般): the bench's agreement approves automatically with ε 100, which the important grade
+            # refuses (policies.grades); the grade changes no cost of PSI
+            "grade": "general", "personal": True, "sensitive": False,
             "columns": {"person_id": {"role": "id"},
                         "district": {"role": "dimension", "domain": ["Binhu", "Liangxi", "Xinwu"]}},
             "max_rows_per_unit": 1}

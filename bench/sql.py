@@ -225,7 +225,10 @@ def gateway_latencies(rows: int, runs: int, threads: int, memory_limit: str) -> 
     try:
         if registry.get(ctx.engine, "tax_income") is None:
             log("registering into the gateway home ...")
-            spec = DatasetSpec.model_validate(json.loads((gen_dir / "tax_income.spec.json").read_text()))
+            # a cache generated before the synthetic city became general (一般) declares it important, whose
+            # grade refuses the automatic approval and ε below (policies.grades); the grade changes no cost
+            raw = {**json.loads((gen_dir / "tax_income.spec.json").read_text()), "grade": "general"}
+            spec = DatasetSpec.model_validate(raw)
             registry.register(ctx.engine, spec, owner="bench-owner", data_dir=settings.data_dir,
                               import_roots=[gen_dir], max_source_bytes=1 << 40)
             identities.create_principal(ctx.engine, "bench-owner", "owner", created_by=None,
