@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 import policies
 from catalog.errors import invalid
@@ -282,7 +282,7 @@ _authority_transition("resume", policies.authority_resume, "The authority lifts 
 class OrderBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(min_length=1, max_length=2000, description="what must be rectified")
-    deadline: dt.datetime = Field(description="by when (ISO-8601, with its zone)")
+    deadline: AwareDatetime = Field(description="by when (ISO-8601, with its zone; a naive time is an invalid request)")
 
 
 class CloseBody(BaseModel):

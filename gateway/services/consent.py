@@ -17,11 +17,10 @@ Each change commits with the request's audit entry (`gateway.journal.request_ent
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from sqlalchemy import and_, delete, or_, select, true
 
 from catalog.columns import Kind
@@ -84,8 +83,8 @@ class RecordBody(BaseModel):  # ``POST /consents`` (one subject or a batch) and 
         max_length=policy.MAX_PRODUCTS,
         description="verification products over the owner's datasets, and/or psi_members:<dataset>",
     )
-    valid_from: dt.datetime | None = Field(None, description="default: now")
-    valid_until: dt.datetime
+    valid_from: AwareDatetime | None = Field(None, description="default: now; with a time zone")
+    valid_until: AwareDatetime = Field(description="with a time zone (a naive time is an invalid request)")
 
 
 class RevokeBody(BaseModel):  # ``POST /consents/{id}/revoke``

@@ -69,6 +69,7 @@ def test_an_authority_takes_an_agreement_from_proposal_to_filing_to_suspension(p
     # a rectification order: on every refusal the grantee sees, until the authority closes it
     deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).isoformat()
     assert _code(owner.issue_order, aid, "fix", deadline) == "POLICY_DENIED"
+    assert _code(authority.issue_order, aid, "fix", "2027-01-01T00:00:00") == "INVALID_REQUEST"  # no zone: 422
     order = authority.issue_order(aid, "Publish the consent notice", deadline)
     assert order["open"] is True
     refused = _err(op.query, aid, COUNT, 0.1)

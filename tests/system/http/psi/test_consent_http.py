@@ -114,3 +114,6 @@ def test_consents_are_recorded_enforced_revoked_and_reported(psi_world, tmp_path
     assert {("verify.check_anonymous", "CONSENT_INVALID"), ("psi.members", "CONSENT_INVALID")} <= set(uses)
     assert all(set(u) >= {"ts", "actor", "decision"} and "result" not in u for u in report["uses"])
     assert refusal(bank.subject_access, present)[:2] == ("NOT_FOUND_OR_FORBIDDEN", 404)
+    with pytest.raises(ApiError) as naive:  # a time without its zone is an invalid request, never a 500
+        owner.record_consents("icbc-wuxi", "x", products, "2027-03-03", subjects=[present])
+    assert naive.value.status == 422 and naive.value.code == "INVALID_REQUEST"
