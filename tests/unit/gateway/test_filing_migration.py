@@ -8,6 +8,7 @@ import datetime as dt
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from gateway import schema
@@ -16,10 +17,17 @@ from gateway.services.agreements import note_migrations
 
 
 def _down_0013(engine) -> None:
+    """Undo 0013 and the revisions built on it (``x@-1`` steps its branch's head back by one)."""
     cfg = schema.alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0013_agreement_filing@-1")
+    script = ScriptDirectory.from_config(cfg)
+    rev = "0013_agreement_filing"
+    built_on = {rev} | {r.revision for r in script.iterate_revisions("heads", rev)}  # the lower end is excluded
+    while True:
+        with engine.begin() as conn:
+            if not built_on & set(MigrationContext.configure(conn).get_current_heads()):
+                return
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0013_agreement_filing@-1")
 
 
 def test_agreements_in_force_are_filed_and_noted_once(settings):
