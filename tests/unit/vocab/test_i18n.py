@@ -70,7 +70,7 @@ def test_policy_terms_follow_the_glossary(english: str, chinese: str) -> None:
     assert catalog("zh-CN")[english] == chinese
     glossary = (ROOT / "docs" / "glossary.md").read_text(encoding="utf-8")
     for term in ("授权运营协议", "可用不可见", "原始数据不出域", "核验", "匿踪查询", "分类分级", "负面清单",
-                 "数据主管部门", "备案", "整改", "收益分配", "国产密码", "全程留痕", "数源单位"):
+                 "数据主管部门", "备案", "整改", "收益分成", "国产密码", "全程留痕", "数源单位"):
         assert term in glossary
 
 
