@@ -33,7 +33,8 @@ def _own_entries(world, seq: int) -> list[dict]:
 def test_an_allowed_encrypted_check_is_audited_alike_for_present_and_absent_subjects(people):
     """Neighbouring registers (with and without person 7), identical agreements, the same batches and ciphertexts:
     the allowed entries hold the same fields and values — subject hashes included — except the output digest
-    (present on both) and the register's own product, agreement and dataset names."""
+    (present on both) and the register's own product, agreement and dataset names (and the product's certificate
+    under that agreement)."""
     world = people.world
     keys = bank_sdk.verification_keys()
     batches = [([7, 8], he.encrypt_thresholds(keys.context, np.array([5000, 1000]))),
@@ -59,8 +60,12 @@ def test_an_allowed_encrypted_check_is_audited_alike_for_present_and_absent_subj
         assert p["output_digest"] and a["output_digest"]
         assert {k: v for k, v in p.items() if k not in VARYING | {"details"}} == \
             {k: v for k, v in a.items() if k not in VARYING | {"details"}}
-        pd, ad = ({k: v for k, v in d["details"].items() if k not in ("ms", "product")} for d in (p, a))
+        # the product's certificate under each agreement names that register's own product and agreement
+        pd, ad = ({k: v for k, v in d["details"].items() if k not in ("ms", "product", "certificate_id")}
+                  for d in (p, a))
         assert pd == ad
+        assert p["details"]["certificate_id"].startswith("VBX-PC-") and a["details"]["certificate_id"].startswith(
+            "VBX-PC-")
         assert pd["subjects"] == len(subjects) and len(pd["subject_hashes"]) == len(subjects)
         assert p["details"]["product"] == "people_with_income_at_least"
         assert a["details"]["product"] == "people_without_income_at_least"
