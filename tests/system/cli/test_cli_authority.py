@@ -1,5 +1,6 @@
 """`veilbox agreement submit|activate` and `veilbox authority …` against a real gateway (in process, through Typer's
-runner): refuse, file, suspend, order, close, disable and enable; a regulator's attempt fails with its exit code."""
+runner): refuse, file, suspend, order, close, disable and enable, named reviewers; a regulator's attempt fails with its
+exit code."""
 
 import datetime as dt
 import json
@@ -42,3 +43,22 @@ def test_authority_commands(parties):
     assert run("authority", "authority", "resume", aid, "--reason", "rectified")["state"] == "active"
     assert run("authority", "authority", "disable", "risk-lab")["disabled"] is True
     assert run("authority", "authority", "enable", "risk-lab")["disabled"] is False
+
+    # named reviewers (专家委员会): created by the admin, named by the authority; filing waits for their approval of the
+    # version under review, and a reviewer's refusal returns the agreement to its owner
+    tokens["admin"] = svc.admin._http.headers["Authorization"].split()[1]
+    experts = run("admin", "principal", "add", "expert-panel", "--role", "reviewer", "--reviewer-kind",
+                  "expert_committee")
+    assert experts["role"] == "reviewer"
+    tokens["experts"] = experts["token"]
+    ag2 = parties.agreement(title="Second use")
+    aid2, h2 = ag2["id"], ag2["document_hash"]
+    run("owner", "agreement", "submit", aid2)
+    run("authority", "authority", "reviewers", aid2, "expert-panel")
+    run("authority", "authority", "file", aid2, "--document-hash", h2, code=1)  # review.pending
+    assert run("experts", "authority", "review", aid2, "--document-hash", h2, "--refuse", "--reason",
+               "no measures listed")["state"] == "returned"
+    run("owner", "agreement", "submit", aid2)
+    run("experts", "authority", "review", aid2, "--document-hash", h2, "--approve")
+    assert run("authority", "authority", "file", aid2, "--document-hash", h2)["state"] == "filed"
+    run("experts", "authority", "suspend", aid2, "--reason", "x", code=1)  # a reviewer does nothing else
