@@ -39,7 +39,8 @@ def ctx(settings: Settings) -> Iterator[AppContext]:
     s.alert_denied_count, s.alert_denied_window_s = 3, WEEK
     s.alert_checks_count, s.alert_checks_window_s = 3, WEEK
     s.alert_incidents_count, s.alert_incidents_window_s = 2, WEEK
-    s.alert_webhook_attempts, s.alert_webhook_backoff_s, s.alert_webhook_timeout_s = 3, 10.0, 5.0
+    # a generous attempt timeout: a delivery that should succeed must not time out on a loaded machine
+    s.alert_webhook_attempts, s.alert_webhook_backoff_s, s.alert_webhook_timeout_s = 3, 10.0, 60.0
     pepper = c.keys.token_pepper
     for name, role in (("tax", "owner"), ("other-owner", "owner"), ("reg", "regulator"), ("bank", "bank")):
         create_principal(c.engine, name, role, created_by="admin", pepper=pepper)
