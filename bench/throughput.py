@@ -595,6 +595,168 @@ def stages(setup: dict[str, Any], n: int) -> dict[str, Any]:
     return out
 
 
+# --- query stages (in-process, unprofiled) ---------------------------------------------------------------------
+
+#: The functions a DP query call goes through, timed where they are looked up (module attribute or class method);
+#: a name a tree does not have is skipped, so one list serves the trees compared. Inclusive figures: nested
+#: stages (the engine's statement inside the run) are also inside their callers.
+QUERY_STAGES: list[tuple[str, str, str]] = [
+    ("agreement expiry note", "gateway.services.jobs", "note_expiry"),
+    ("agreement read (parties only)", "policies", "get_agreement"),
+    ("dataset records read", "gateway.services.jobs", "datasets_of"),
+    ("plan: vet, rewrite, keys, calibrate (memoised)", "sandbox.jobs.query", "prepare_for"),
+    ("  of which prepare (vet, keys, rewrite: a miss)", "sandbox.jobs.query", "prepare"),
+    ("submit: decision reads + meters, job row, debit, job.charge", "policies", "submit"),
+    ("start: run blockers, lease", "policies", "start"),
+    ("heartbeat thread start", "gateway.services.leases", "Heartbeat.__enter__"),
+    ("heartbeat thread stop", "gateway.services.leases", "Heartbeat.__exit__"),
+    ("agreement reload", "policies", "load_agreement"),
+    ("execute (re-vet, engine lease, run)", "sandbox.jobs.query", "QueryHandler.execute"),
+    ("  run: noise + engine + release", "sandbox.jobs.query", "run"),
+    ("    engine statement (DuckDB worker, IPC)", "sandbox.engine.worker", "QueryWorker.execute"),
+    ("release gate", "gateway.services.jobs", "_gated"),
+    ("succeed (running -> succeeded)", "policies", "succeed"),
+    ("certificate + sources", "gateway.services.certificates", "for_release"),
+    ("release (succeeded -> released, entries)", "policies", "release"),
+    ("finish: run + gate + succeed + release in one", "policies", "finish"),
+    ("result read", "gateway.services.jobs", "job_result"),
+    ("audit entry appended in a transaction", "gateway.audit", "AuditLog.append_in"),
+    ("entry committed? (middleware)", "gateway.journal", "committed"),
+]
+
+QUERY_SQLS = {"global count": "SELECT COUNT(*) AS n FROM tax_income",
+              "count by district": QUERY_SQL}
+
+
+class _Counter:
+    """Store events and CPU per named stage: transactions, commits and statements (``before_cursor_execute``)."""
+
+    def __init__(self) -> None:
+        self.begin = self.commit = self.stmts = 0
+        self.by_stage: dict[str, dict[str, float]] = {}
+
+    def snap(self) -> tuple[int, int, int]:
+        return self.begin, self.commit, self.stmts
+
+    def add(self, label: str, cpu: float, wall: float, before: tuple[int, int, int]) -> None:
+        s = self.by_stage.setdefault(label, {"calls": 0, "cpu": 0.0, "wall": 0.0, "transactions": 0,
+                                             "commits": 0, "statements": 0})
+        s["calls"] += 1
+        s["cpu"] += cpu
+        s["wall"] += wall
+        s["transactions"] += self.begin - before[0]
+        s["commits"] += self.commit - before[1]
+        s["statements"] += self.stmts - before[2]
+
+
+def _instrument(counter: _Counter) -> list[tuple[Any, str, Any]]:
+    """Wrap each of `QUERY_STAGES` that exists; returns what to restore."""
+    import functools
+    import importlib
+    import threading
+
+    main = threading.get_ident()
+    undo: list[tuple[Any, str, Any]] = []
+    for label, module, attr in QUERY_STAGES:
+        try:
+            owner: Any = importlib.import_module(module)
+        except ImportError:
+            continue
+        *path, name = attr.split(".")
+        for part in path:
+            owner = getattr(owner, part, None)
+        if owner is None or not hasattr(owner, name):
+            continue
+        original = owner.__dict__.get(name, getattr(owner, name)) if isinstance(owner, type) else getattr(owner, name)
+
+        def wrapped(*a: Any, __f: Any = original, __label: str = label, **k: Any) -> Any:
+            if threading.get_ident() != main:  # another thread's (the noise pool's, a heartbeat's): not timed here
+                return __f(*a, **k)
+            before, c0, w0 = counter.snap(), time.thread_time(), time.perf_counter()
+            try:
+                return __f(*a, **k)
+            finally:
+                counter.add(__label, time.thread_time() - c0, time.perf_counter() - w0, before)
+
+        functools.update_wrapper(wrapped, original)
+        setattr(owner, name, wrapped)
+        undo.append((owner, name, original))
+    return undo
+
+
+def query_stages(setup: dict[str, Any], n: int) -> dict[str, Any]:
+    """A small DP query (`QUERY_SQLS`: a global count and a count by district) through ``run_query`` in-process,
+    ``n`` calls each after a warm-up call, as the HTTP route runs it (the request's entry appended by the
+    middleware only when no transaction wrote it): per call, this thread's CPU and the process's (the noise pool
+    and the heartbeat included), wall, store transactions, commits and statements, in total and by stage
+    (`QUERY_STAGES`). ``fixed_cpu_ms`` is this thread's CPU outside the engine's statement (its IPC and the worker
+    process are not in it; the noise is drawn on the pool's threads)."""
+    from sqlalchemy import event
+
+    from gateway import identities
+    from gateway import journal as gateway_journal
+    from gateway.audit import AuditEvent
+    from gateway.context import open_context
+    from gateway.services import jobs as jobflow
+    from gateway.services.jobs import actor_of
+    from gateway.settings import Settings
+
+    settings = Settings(home=Path(setup["home"]), import_roots=[Path(setup["import_root"])], latency_bucket_ms=0,
+                        worker=False)
+    ctx = open_context(settings)
+    counter = _Counter()
+    event.listen(ctx.engine, "begin", lambda conn: setattr(counter, "begin", counter.begin + 1))
+    event.listen(ctx.engine, "commit", lambda conn: setattr(counter, "commit", counter.commit + 1))
+    event.listen(ctx.engine, "before_cursor_execute",
+                 lambda *a: setattr(counter, "stmts", counter.stmts + 1))
+    analyst = identities.authenticate(ctx.engine, setup["analyst_token"], pepper=ctx.keys.token_pepper)
+    assert analyst is not None
+    out: dict[str, Any] = {}
+    try:
+        for label, sql in QUERY_SQLS.items():
+
+            def call(sql: str = sql) -> None:
+                ev = AuditEvent(actor=analyst.name, role=analyst.role.value, action="query.run")
+                waiting, body = jobflow.run_query(ctx, actor_of(analyst), setup["analyst_agreement"],
+                                                  {"sql": sql, "epsilon": "0.01"}, ev)
+                assert not waiting and body.get("state") == "released", body
+                if not gateway_journal.committed(ctx.engine, ev.written):  # as the audit middleware
+                    ctx.audit.append(ev)
+
+            call()  # warm: the engine started, the plan memoised
+            counter.by_stage.clear()
+            undo = _instrument(counter)
+            try:
+                before = counter.snap()
+                c0, p0, w0 = time.thread_time(), time.process_time(), time.perf_counter()
+                for _ in range(n):
+                    call()
+                c1, p1, w1 = time.thread_time(), time.process_time(), time.perf_counter()
+            finally:
+                for owner, name, original in reversed(undo):
+                    setattr(owner, name, original)
+            stages_out = {k: {"calls": round(v["calls"] / n, 2), "cpu_ms": round(v["cpu"] * 1000 / n, 3),
+                              "wall_ms": round(v["wall"] * 1000 / n, 3),
+                              "transactions": round(v["transactions"] / n, 2),
+                              "commits": round(v["commits"] / n, 2), "statements": round(v["statements"] / n, 2)}
+                          for k, v in counter.by_stage.items()}
+            engine_cpu = next((v["cpu_ms"] for k, v in stages_out.items() if "engine statement" in k), 0.0)
+            total = {"cpu_ms": round((c1 - c0) * 1000 / n, 3), "process_cpu_ms": round((p1 - p0) * 1000 / n, 3),
+                     "wall_ms": round((w1 - w0) * 1000 / n, 3),
+                     "transactions": round((counter.begin - before[0]) / n, 2),
+                     "commits": round((counter.commit - before[1]) / n, 2),
+                     "statements": round((counter.stmts - before[2]) / n, 2)}
+            total["fixed_cpu_ms"] = round(total["cpu_ms"] - engine_cpu, 3)
+            out[label] = {"total": total, "stages": stages_out}
+            log(f"  {label}: " + json.dumps(total))
+            for k, v in stages_out.items():
+                log(f"    {k:60s} cpu {v['cpu_ms']:7.3f}  wall {v['wall_ms']:7.3f}  tx {v['transactions']:5.2f}  "
+                    f"commits {v['commits']:5.2f}  stmts {v['statements']:6.2f}  calls {v['calls']:4.2f}")
+    finally:
+        ctx.close()
+    return out
+
+
 # --- main ------------------------------------------------------------------------------------------------------
 
 
@@ -613,6 +775,10 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also profile the check path in-process (yappi)")
     ap.add_argument("--stages", type=int, default=0, metavar="N",
                     help="also time each stage of a plain check in-process, N calls each")
+    ap.add_argument("--query-stages", type=int, default=0, metavar="N",
+                    help="also time each stage of a small DP query in-process, N calls per query")
+    ap.add_argument("--home-from", metavar="DIR",
+                    help="reuse the home a run with --keep left in DIR (its setup.json) instead of a fresh one")
     ap.add_argument("--profile-out", help="also write the profile as a pstats file here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     # internal modes
@@ -642,8 +808,15 @@ def main() -> None:
     report: dict[str, Any] = {"bench": "throughput", "rows": rows, "seconds_per_point": seconds,
                               "cores": os.cpu_count(), "padding": "off", "sqlite_synchronous": "FULL"}
     try:
-        log(f"setting up a home with {rows:,} people in {work} ...")
-        env, setup = setup_home(work, rows)
+        if args.home_from:
+            setup = json.loads((Path(args.home_from) / "setup.json").read_text())
+            env = _env(Path(setup["home"]), Path(setup["import_root"]))
+            rows = report["rows"] = setup["rows"]
+            log(f"reusing the home in {args.home_from} ({rows:,} people)")
+        else:
+            log(f"setting up a home with {rows:,} people in {work} ...")
+            env, setup = setup_home(work, rows)
+            (work / "setup.json").write_text(json.dumps(setup))
         multi = args.multi if args.multi != "auto" else ("workers" if serve_has_workers() else "processes")
         report["multi_process"] = multi if len(procs) > 1 else None
         for workload in [w for w in workloads if w in ("check", "query", "me", "health")]:
@@ -667,6 +840,9 @@ def main() -> None:
         if args.stages:
             log(f"stages of a plain check in-process ({args.stages} calls each, no profiler) ...")
             report["stages"] = stages(setup, args.stages)
+        if args.query_stages:
+            log(f"stages of a small DP query in-process ({args.query_stages} calls per query, no profiler) ...")
+            report["query_stages"] = query_stages(setup, args.query_stages)
         if args.profile:
             log("profiling the plain check path in-process (yappi, CPU clock) ...")
             report["profile"] = profile(setup, seconds, 8, args.profile_out)
