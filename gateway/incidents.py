@@ -14,7 +14,7 @@ the entry that opened it, so it is stable and checkable against the signed log. 
 happened (kind, action), to what (agreement with its title, dataset, principal), when, by whom (actor and role),
 the reasons recorded, the follow-up (the order's deadline; ``open`` or ``resolved`` with when, by whom, how and
 the note) and every audit entry it is built from (seq, time, action, actor and hash). `incidents(ctx)` lists
-them, oldest first; `render_incident_pdf` lays one out with the reports' fonts (`gateway.reports.new_pdf`) in the
+them, oldest first; `render_incident_pdf` lays one out with the reports' fonts (`gateway.reports.PdfWriter`) in the
 current language.
 """
 
@@ -30,7 +30,7 @@ from sqlalchemy import select
 from catalog.errors import invalid, not_found
 from gateway import _tables as t
 from gateway.context import AppContext
-from gateway.reports import NONE, new_pdf, text_of
+from gateway.reports import NONE, PdfWriter, text_of
 from policies import _tables as pt
 from vocab.actions import AuditAction
 from vocab.i18n import _
@@ -199,28 +199,12 @@ def state_label(state: str) -> str:
 
 def render_incident_pdf(inc: dict[str, Any]) -> bytes:
     """The incident report as a PDF in the current language, with the bundled fonts embedded (Chinese prints)."""
-    from fpdf import FPDF
     from fpdf.fonts import FontFace
 
     title = _("Veilbox incident report %(id)s", id=inc["id"])
-
-    class Doc(FPDF):
-        def footer(self) -> None:
-            self.set_y(-12)
-            self.set_font("sans", "", 8)
-            self.cell(0, 8, _("%(title)s · page %(page)s of %(pages)s", title=title, page=self.page_no(),
-                              pages="{nb}"), align="C")
-
-    pdf = new_pdf(Doc, title)
-    width = pdf.epw
-
-    def para(line: str, size: float = 10, style: str = "", height: float = 5.5) -> None:
-        pdf.set_font("sans", style, size)
-        pdf.multi_cell(width, height, line, align="L", new_x="LMARGIN", new_y="NEXT")
-
-    def heading(line: str) -> None:
-        pdf.ln(3)
-        para(line, 12, "B", 7)
+    doc = PdfWriter(title, lambda page: _("%(title)s · page %(page)s of %(pages)s", title=title, page=page,
+                                          pages="{nb}"))
+    pdf, width, para, heading = doc.pdf, doc.width, doc.para, doc.heading
 
     def facts(rows: list[tuple[str, Any]]) -> None:
         pdf.set_font("sans", "", 9)
@@ -254,4 +238,4 @@ def render_incident_pdf(inc: dict[str, Any]) -> bytes:
         tbl.row(["seq", _("when (UTC)"), _("action"), _("by"), _("hash")])
         for x in inc["entries"]:
             tbl.row([str(x["seq"]), x["ts"][:19].replace("T", " "), x["action"], x["actor"], x["hash"]])
-    return bytes(pdf.output())
+    return doc.output()

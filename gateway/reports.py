@@ -34,6 +34,7 @@ import decimal
 import io
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -416,44 +417,53 @@ def report_words(report: MonthlyReport) -> dict[str, str]:
             "debited": _("ε debited this period"), "chart": _("Chart: ε debited this period per agreement")}
 
 
-def new_pdf(doc_class: Any, title: str) -> Any:
-    """An A4 document of ``doc_class`` (an FPDF subclass with its footer) with the bundled fonts embedded (Chinese
-    prints), its title set and a first page: the reports' and the incident reports' common layout."""
-    pdf = doc_class(orientation="P", unit="mm", format="A4")
-    pdf.add_font("sans", "", str(fonts.path(fonts.SANS)))
-    pdf.add_font("sans", "B", str(fonts.path(fonts.SANS_BOLD)))
-    pdf.add_font("cjk", "", str(fonts.path(fonts.CJK)))
-    pdf.set_fallback_fonts(["cjk"], exact_match=False)
-    pdf.set_title(title)
-    pdf.set_author("Veilbox")
-    pdf.set_auto_page_break(True, margin=16)
-    pdf.add_page()
-    return pdf
+class PdfWriter:
+    """An A4 document with the bundled fonts embedded (Chinese prints), its title set, a footer line per page and a
+    first page: the layout the reports, the incident reports and the revenue statements share. ``footer`` gives a
+    page's footer from its number (``{nb}`` in it stands for the page count)."""
+
+    def __init__(self, title: str, footer: Callable[[int], str]) -> None:
+        from fpdf import FPDF
+
+        class Doc(FPDF):
+            def footer(self) -> None:
+                self.set_y(-12)
+                self.set_font("sans", "", 8)
+                self.cell(0, 8, footer(self.page_no()), align="C")
+
+        pdf = Doc(orientation="P", unit="mm", format="A4")
+        pdf.add_font("sans", "", str(fonts.path(fonts.SANS)))
+        pdf.add_font("sans", "B", str(fonts.path(fonts.SANS_BOLD)))
+        pdf.add_font("cjk", "", str(fonts.path(fonts.CJK)))
+        pdf.set_fallback_fonts(["cjk"], exact_match=False)
+        pdf.set_title(title)
+        pdf.set_author("Veilbox")
+        pdf.set_auto_page_break(True, margin=16)
+        pdf.add_page()
+        self.pdf: Any = pdf
+        self.width: float = pdf.epw
+
+    def para(self, line: str, size: float = 10, style: str = "", height: float = 5.5) -> None:
+        """A paragraph across the page's width."""
+        self.pdf.set_font("sans", style, size)
+        self.pdf.multi_cell(self.width, height, line, align="L", new_x="LMARGIN", new_y="NEXT")
+
+    def heading(self, line: str) -> None:
+        """A section heading: a little space, then bold 12 pt."""
+        self.pdf.ln(3)
+        self.para(line, 12, "B", 7)
+
+    def output(self) -> bytes:
+        return bytes(self.pdf.output())
 
 
 def render_pdf(report: MonthlyReport) -> bytes:
     """The report as a PDF in the current language, with the bundled fonts embedded (Chinese prints)."""
-    from fpdf import FPDF
     from fpdf.fonts import FontFace
 
-    class Doc(FPDF):
-        def footer(self) -> None:
-            self.set_y(-12)
-            self.set_font("sans", "", 8)
-            self.cell(0, 8, words["footer"].replace("{page}", str(self.page_no())), align="C")
-
     words = report_words(report)
-    pdf = new_pdf(Doc, words["title"])
-    width = pdf.epw
-
-    def para(line: str, size: float = 10, style: str = "", height: float = 5.5) -> None:
-        pdf.set_font("sans", style, size)
-        pdf.multi_cell(width, height, line, align="L", new_x="LMARGIN", new_y="NEXT")
-
-    def heading(line: str) -> None:
-        pdf.ln(3)
-        para(line, 12, "B", 7)
-
+    doc = PdfWriter(words["title"], lambda page: words["footer"].replace("{page}", str(page)))
+    pdf, width, para, heading = doc.pdf, doc.width, doc.para, doc.heading
     para(words["title"], 16, "B", 9)
     para(_("Generated %(ts)s UTC.", ts=report.generated_at[:19].replace("T", " ")))
     para(words["entries"])
@@ -533,7 +543,7 @@ def render_pdf(report: MonthlyReport) -> bytes:
     else:
         bars(_("Chart: calls by the agreements' parties per month"),
              [(m["month"], float(m["calls"]), str(m["calls"])) for m in report.months])
-    return bytes(pdf.output())
+    return doc.output()
 
 
 def series(ctx: AppContext, days: int = 30, now: dt.datetime | None = None) -> dict[str, Any]:

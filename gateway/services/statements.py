@@ -1,7 +1,7 @@
 """Revenue statements (收益分成) as files: JSON, CSV and PDF (docs/revenue.md).
 
 The figures are `policies.revenue`'s (usage from the meters, exact charges, the split to the cent); this module only
-lays them out. The PDF reuses the reports' layout and bundled fonts (`gateway.reports.new_pdf`, `gateway.fonts`),
+lays them out. The PDF reuses the reports' layout and bundled fonts (`gateway.reports.PdfWriter`, `gateway.fonts`),
 in the current language (`vocab.i18n`). A statement holds counts and amounts per agreement and owner only.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.context import AppContext
-from gateway.reports import new_pdf
+from gateway.reports import PdfWriter
 from policies import revenue
 from policies.actor import Actor
 from vocab.i18n import _
@@ -46,29 +46,18 @@ def _line_label(line: str) -> str:
 
 
 def _pdf(title: str, subtitle: list[str], header: list[str], rows: list[list[str]]) -> bytes:
-    from fpdf import FPDF
-
-    class Doc(FPDF):
-        def footer(self) -> None:
-            self.set_y(-12)
-            self.set_font("sans", "", 8)
-            self.cell(0, 8, _("Page %(page)s", page=self.page_no()), align="C")
-
-    pdf = new_pdf(Doc, title)
-    pdf.set_font("sans", "B", 15)
-    pdf.multi_cell(pdf.epw, 8, title, new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("sans", "", 10)
+    doc = PdfWriter(title, lambda page: _("Page %(page)s", page=page))
+    doc.para(title, 15, "B", 8)
     for line in subtitle:
-        pdf.multi_cell(pdf.epw, 5.5, line, new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(3)
-    pdf.set_font("sans", "", 9)
-    with pdf.table(text_align="LEFT") as table:
+        doc.para(line)
+    doc.pdf.ln(3)
+    doc.pdf.set_font("sans", "", 9)
+    with doc.pdf.table(text_align="LEFT") as table:
         for r in [header, *rows]:
             row = table.row()
             for cell in r:
                 row.cell(str(cell))
-    out: bytes = bytes(pdf.output())
-    return out
+    return doc.output()
 
 
 def _agreement_pdf(s: revenue.Statement) -> bytes:
