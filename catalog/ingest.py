@@ -13,7 +13,8 @@ Every column must be declared, types must fit the declaration, and every problem
 numeric columns are clamped to their bounds while copying (the owner is told how many values were clamped);
 rows without a privacy unit (null id) are dropped and counted. Ingest also counts the most rows any one privacy unit
 has in the copy (``rows_per_unit_max`` in the report): the DP SQL engine skips per-unit bounding when that is within
-the declared ``max_rows_per_unit``. The copy is written to a temporary file first;
+the declared ``max_rows_per_unit``; it records the bounds each bounded column was clamped to (``bounds_enforced``),
+and the engine does not clamp such a column again at query time. The copy is written to a temporary file first;
 the caller moves it into place only when the metadata commits (`catalog.durable`: the copy is fsynced here, the
 rename and its directory fsync happen inside the inserting transaction). A source that cannot be read to its end —
 truncated, malformed — is ``INVALID_REQUEST`` with reason ``source.unreadable``; one whose size, modification time
@@ -53,6 +54,9 @@ class IngestReport:
     nulls: dict[str, int] = field(default_factory=dict)
     source_fingerprint: str | None = None  # of the source file's bytes, as the owner placed it
     rows_per_unit_max: int | None = None  # the most rows one privacy unit has in the registered copy
+    # per bounded column, the [lo, hi] every non-NULL value of the registered copy lies in (clamped while copying;
+    # a float NaN became NULL): the DP SQL engine skips clamping that column again at query time
+    bounds_enforced: dict[str, list[float]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -66,6 +70,8 @@ class IngestReport:
             out["source_fingerprint"] = self.source_fingerprint
         if self.rows_per_unit_max is not None:
             out["rows_per_unit_max"] = self.rows_per_unit_max
+        if self.bounds_enforced:
+            out["bounds_enforced"] = self.bounds_enforced
         return out
 
 
@@ -285,6 +291,8 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
                     a, n = _clamp(a, info.bounds[0], info.bounds[1], info.kind)
                     if n:
                         report.clamped[c] = report.clamped.get(c, 0) + n
+                    if pa.types.is_integer(a.type) or pa.types.is_float64(a.type):  # bounds exact in the type
+                        report.bounds_enforced[c] = [info.bounds[0], info.bounds[1]]
                 elif info.domain is not None:
                     inside = pc.is_in(a, value_set=pa.array(list(info.domain), type=a.type))
                     n = int(pc.sum(pc.invert(inside)).as_py() or 0) - a.null_count

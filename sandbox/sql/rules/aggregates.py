@@ -5,14 +5,18 @@
   bounds or a numeric domain) or ``+ - * /``-by-literal combinations of them. `AggregateRules.bounded` derives
   the expression's bounds by interval arithmetic and refuses them beyond ``MAX_AMPLIFICATION`` × the declared
   ones; each column is clamped to its declared bounds in DOUBLE, so the sensitivity the noise is scaled to holds.
+  A column that ingest already clamped into its declared bounds (``bounds_enforced`` in the dataset's ingest
+  report, `catalog.ingest`: every non-NULL value of the registered copy lies within them, NaN became NULL) is only
+  cast to DOUBLE: clamping it again changes no value. Datasets registered without that record keep the clamp.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from sqlglot import exp
 
@@ -20,6 +24,19 @@ from catalog.columns import Role
 from sandbox.sql.rules.expressions import MAX_ABS_BOUND, ExpressionRules, double, num_literal
 
 MAX_AMPLIFICATION = 1_000
+
+
+def _enforced_within(report: Mapping[str, Any], name: str, lo: float, hi: float) -> bool:
+    """True when ingest recorded clamping ``name`` into bounds within ``[lo, hi]`` (every non-NULL value of the
+    registered copy lies there, a float NaN became NULL): clamping again at query time changes no value."""
+    rec = report.get("bounds_enforced")
+    got = rec.get(name) if isinstance(rec, Mapping) else None
+    if not isinstance(got, list | tuple) or len(got) != 2:
+        return False
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in got):
+        return False
+    return lo <= float(got[0]) <= float(got[1]) <= hi
+
 
 AggFunc = Literal["count_star", "count", "count_units", "sum", "avg"]
 
@@ -144,9 +161,13 @@ class AggregateRules(ExpressionRules):
                 self.bad("aggregate_argument", at, node, f"{name} has no numeric bounds: it cannot be summed")
                 return None
             lo, hi = float(bounds[0]), float(bounds[1])
+            as_double = exp.Cast(this=self.col_expr(name), to=exp.DataType.build("DOUBLE"))
+            assert self.view is not None
+            if info.bounds is not None and _enforced_within(self.view.dataset.ingest_report, name, lo, hi):
+                return as_double, lo, hi, max(abs(lo), abs(hi))
             clamped = exp.func(
                 "LEAST",
-                exp.func("GREATEST", exp.Cast(this=self.col_expr(name), to=exp.DataType.build("DOUBLE")),
+                exp.func("GREATEST", as_double,
                          num_literal(Decimal(repr(lo)))),
                 num_literal(Decimal(repr(hi))),
             )

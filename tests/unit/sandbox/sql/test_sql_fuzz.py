@@ -200,8 +200,8 @@ def _row_level_guarded(canonical: str) -> None:
         inner = item.this if isinstance(item, exp.Alias) else item
         if isinstance(inner, exp.Alias | exp.Literal):
             continue
-        if groups is not None and item.alias.startswith("__k"):
-            assert isinstance(inner, exp.Try), inner.sql()
+        if groups is not None and item.alias.startswith("__k"):  # a bare column is already of the key's type
+            assert isinstance(inner, exp.Try | exp.Column), inner.sql()
             continue
         for agg in inner.find_all(exp.AggFunc):
             arg = agg.this
