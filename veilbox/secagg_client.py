@@ -5,11 +5,11 @@ through the gateway with the SDK (`veilbox.client.Client`).
         outcome = join_round(c, "sa-…", vector)          # uint32 words in [0, 2^m) of the round's length
 
 The holder reads the round's public config (``GET /v1/secagg/rounds/{id}``), then for each stage posts its
-message and long-polls for what the server publishes next (roster → its envelopes → the survivor list). Every
-check of the server's view is the protocol client's (`mpc.secagg.client`): the roster must carry its own keys,
-the survivor list must include itself and have at least t names, … — a server that breaks them gets no
-further message. The vector never leaves the process unmasked; keys, seeds and shares live only in the
-`SecAggClient` object. The holder never sees the sum.
+message (`send`: one binary frame, the masked vector as packed uint32 words) and long-polls for what the server
+publishes next (roster → its envelopes → the survivor list). Every check of the server's view is the protocol
+client's (`mpc.secagg.client`): the roster must carry its own keys, the survivor list must include itself and have
+at least t names, … — a server that breaks them gets no further message. The vector never leaves the process
+unmasked; keys, seeds and shares live only in the `SecAggClient` object. The holder never sees the sum.
 
 Helpers turn plain data into a round's input: `vector_from_npy` (integer words as they are, floats through
 `FixedPoint`) and `vector_from_parquet` (column sums, fixed-point encoded). `decode_sum` reads a result.
@@ -29,6 +29,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from mpc.secagg import (
+    FRAME_MEDIA_TYPE,
+    ClientMessage,
     FixedPoint,
     ForwardedShares,
     KeyRoster,
@@ -38,6 +40,7 @@ from mpc.secagg import (
     SecAggClient,
     Stage,
     UnmaskRequest,
+    encode_frame,
     parse_server_message,
 )
 from veilbox.client import Client
@@ -47,6 +50,7 @@ __all__ = [
     "decode_sum",
     "join_round",
     "round_config",
+    "send",
     "vector_from_npy",
     "vector_from_parquet",
 ]
@@ -97,6 +101,15 @@ def _await(client: Client, round_id: str, what: str, kind: type[_M], deadline: f
             raise ProtocolError(f"the round finished without this client (its {what} stage had closed)")
 
 
+def send(client: Client, round_id: str, endpoint: str, message: ClientMessage) -> dict[str, Any]:
+    """Post one protocol message as a binary frame (`mpc.secagg.encode_frame`: raw bytes, the masked vector as
+    packed uint32 words — no base64, no JSON list) to ``keys``, ``shares``, ``masked`` or ``unmask``."""
+    answer: dict[str, Any] = client.request(
+        "POST", f"/v1/secagg/rounds/{round_id}/{endpoint}", content=encode_frame(message),
+        headers={"Content-Type": FRAME_MEDIA_TYPE}).json()
+    return answer
+
+
 def join_round(
     client: Client,
     round_id: str,
@@ -128,22 +141,22 @@ def join_round(
 
     if stop is Stage.ADVERTISE_KEYS:
         return done()
-    client.secagg_send(round_id, "keys", protocol.advertise_keys().to_json())
+    send(client, round_id, "keys", protocol.advertise_keys())
     sent.append(Stage.ADVERTISE_KEYS.value)
     roster = _await(client, round_id, "keys", KeyRoster, deadline)
     if stop is Stage.SHARE_KEYS:
         return done()
-    client.secagg_send(round_id, "shares", protocol.share_keys(roster).to_json())
+    send(client, round_id, "shares", protocol.share_keys(roster))
     sent.append(Stage.SHARE_KEYS.value)
     forwarded = _await(client, round_id, "shares", ForwardedShares, deadline)
     if stop is Stage.MASKED_INPUT:
         return done()
-    client.secagg_send(round_id, "masked", protocol.masked_input(forwarded, x).to_json())
+    send(client, round_id, "masked", protocol.masked_input(forwarded, x))
     sent.append(Stage.MASKED_INPUT.value)
     request = _await(client, round_id, "survivors", UnmaskRequest, deadline)
     if stop is Stage.UNMASK:
         return done()
-    client.secagg_send(round_id, "unmask", protocol.unmask(request).to_json())
+    send(client, round_id, "unmask", protocol.unmask(request))
     sent.append(Stage.UNMASK.value)
     return done(survived=True)
 

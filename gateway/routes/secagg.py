@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from gateway.audit import AuditEvent
 from gateway.contract import OUT, ErrorCode, doc
 from gateway.contract import secagg as views
 from gateway.deps import Audit, Ctx, CurrentPrincipal
+from gateway.errors import mpc_refusal
 from gateway.identities import Principal
 from gateway.services.idempotency import Idempotent
 from gateway.services.rounds import (
@@ -62,15 +64,14 @@ from gateway.services.rounds import (
     rounds_for,
 )
 from gateway.services.rounds import open_round as open_round_for
-from mpc.secagg import Stage
+from mpc.errors import MpcError
+from mpc.secagg import FRAME_MEDIA_TYPE, Stage, decode_frame
 
 router = APIRouter(tags=["secure aggregation"])
 #: What a participant's message can be refused with: an unknown round, a sender who is not a participant.
 _MESSAGE_ERRORS = (ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED)
 
 MAX_WAIT_S = 30.0
-POLL_S = 0.05
-STORE_POLL_S = 0.5  # a waiting call reads the store at least this often
 
 
 class OpenRound(BaseModel):
@@ -92,7 +93,11 @@ class OpenRound(BaseModel):
 
 def _message_schema(kind: str) -> dict[str, Any]:
     model = KINDS[kind]
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    frame = {"type": "string", "format": "binary",
+             "description": "the same message as one binary frame (docs/api.md, \"Binary secure-aggregation "
+                            "messages\")"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()},
+                                                          FRAME_MEDIA_TYPE: {"schema": frame}}}}
 
 
 def _registry(ctx: Any) -> RoundRegistry:
@@ -107,31 +112,44 @@ def _note(ev: AuditEvent, rnd: Round, closed: list[dict[str, Any]] | None = None
 
 
 async def _read_message(request: Request, rnd: Round, kind: str) -> Any:
+    """The message's JSON-form dict, from a JSON body or a binary frame (`mpc.secagg.FRAME_MEDIA_TYPE`: its bytes
+    raw, a masked vector as packed uint32 words), read no further than the round allows for the kind."""
     limit = max_message_bytes(rnd.config, kind)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit:
             raise DomainError(INVALID_REQUEST, f"message larger than this round allows ({limit} bytes)")
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == FRAME_MEDIA_TYPE:
+        try:
+            return decode_frame(bytes(body))
+        except MpcError as exc:
+            raise mpc_refusal(exc) from None
     try:
         return json.loads(body)
     except ValueError:
         raise DomainError(INVALID_REQUEST, "the body is not JSON") from None
 
 
-async def _settle(fetch: Any, wait: float, reg: RoundRegistry) -> Any:
+async def _settle(fetch: Any, wait: float, reg: RoundRegistry, round_id: str | None) -> Any:
     """Call ``fetch`` (in the thread pool) until its answer is settled or ``wait`` seconds have passed. Between two
-    calls it waits for a change this process made to a round (`RoundRegistry.generation`, checked every `POLL_S`)
-    or, at the latest, `STORE_POLL_S` — a change made by another process, or a deadline, is seen from the store."""
+    calls the request parks on the event loop (no thread held, no sleep loop) until round ``round_id`` (``None``:
+    any round) changes stage (`gateway.services.rounds.RoundSignals`: set by this process's commits, and on
+    PostgreSQL by the other processes' through LISTEN/NOTIFY), or at the latest `RoundSignals.recheck_s` — a
+    stage another process closed on SQLite, or a passed deadline, is then seen from the store."""
+    if wait <= 0:
+        return await run_in_threadpool(fetch)
     deadline = time.monotonic() + wait
-    while True:
-        seen = reg.generation
-        view = await run_in_threadpool(fetch)
-        if getattr(view, "settled", True) or time.monotonic() >= deadline:
-            return view
-        asked = time.monotonic()
-        while reg.generation == seen and time.monotonic() - asked < STORE_POLL_S and time.monotonic() < deadline:
-            await asyncio.sleep(POLL_S)
+    with reg.signals.watch(round_id) as changed:
+        while True:
+            changed.clear()  # before the read: a change committed while reading wakes the next wait at once
+            view = await run_in_threadpool(fetch)
+            left = deadline - time.monotonic()
+            if getattr(view, "settled", True) or left <= 0:
+                return view
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(left, reg.signals.recheck_s()))
 
 
 WaitQuery = Query(0.0, ge=0.0, le=MAX_WAIT_S, description="seconds to wait for the stage to be ready")
@@ -184,7 +202,7 @@ async def list_rounds(p: CurrentPrincipal, ctx: Ctx,
     def fetch() -> _Listing:
         return _Listing([reg.status(r, p.name) for r in reg.visible(p.name, waiting_for=waiting_for_me)])
 
-    listing: _Listing = await _settle(fetch, wait if waiting_for_me else 0.0, reg)
+    listing: _Listing = await _settle(fetch, wait if waiting_for_me else 0.0, reg, None)
     return listing.rounds
 
 
@@ -227,7 +245,7 @@ async def _published(what: str, round_id: str, p: Principal, ctx: Any, ev: Audit
     reg = _registry(ctx)
     rnd = await run_in_threadpool(reg.get, round_id, p.name)
     _note(ev, rnd)
-    view: Published = await _settle(lambda: reg.publish(round_id, p.name, what), wait, reg)
+    view: Published = await _settle(lambda: reg.publish(round_id, p.name, what), wait, reg, round_id)
     ev.details.update(stage=view.stage.value, ready=view.ready)
     return view.to_json()
 
@@ -299,7 +317,7 @@ async def result(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit, wait: 
     reg = _registry(ctx)
     rnd = await run_in_threadpool(reg.get, round_id, p.name)
     _note(ev, rnd)
-    view: Released | Published = await _settle(lambda: reg.result(round_id, p.name), wait, reg)
+    view: Released | Published = await _settle(lambda: reg.result(round_id, p.name), wait, reg, round_id)
     if isinstance(view, Published):
         ev.details.update(stage=view.stage.value, ready=False)
         return view.to_json()

@@ -69,12 +69,13 @@ its kind and the round's size, before it is parsed. The registry itself (`RoundR
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +165,7 @@ DEFAULT_STAGE_TIMEOUT_S = 300.0
 MIN_STAGE_TIMEOUT_S, MAX_STAGE_TIMEOUT_S = 1.0, 3600.0
 RETAIN_S = 3600.0
 MAX_KEPT = 256  # finished rounds beyond this are forgotten oldest first
+MAX_PUBLISHED_CACHED = 8  # closed stages' published parts kept per process (`RoundRegistry._stage_server`)
 MAX_NAME_CHARS = 64  # a principal's name (the store's column)
 _OPEN_LOCK = 0x5EC_A66  # PostgreSQL advisory lock: one round opening at a time counts the open rounds
 
@@ -381,6 +383,13 @@ def _load_server(conn: Connection, rnd: Round, values: tuple[str, ...] = STATE_P
         raise _refusal(exc) from None
 
 
+def _notify_in(conn: Connection, round_id: str) -> None:
+    """PostgreSQL: tell the other gateway processes' waiters, when this transaction commits, that the round
+    changed (`RoundSignals`); SQLite has no such channel (they re-read the store, `STORE_RECHECK_S`)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, :round_id)"), {"channel": NOTIFY_CHANNEL, "round_id": round_id})
+
+
 def _delete_rounds(conn: Connection, ids: list[str]) -> None:
     for chunk in range(0, len(ids), 500):
         part = ids[chunk:chunk + 500]
@@ -422,14 +431,19 @@ class RoundRegistry:
         self.engine = engine
         self.audit = audit
         self.hash_alg: HashAlg = "sha256"  # the home suite's hash for a released sum's digest (`bind`)
-        #: Bumped after every change this registry commits (a hint for waiting callers; the store is the truth).
-        self.generation = 0
-        self._generation_lock = threading.Lock()
+        #: Wakes the calls waiting in this process when a round changes stage (or opens).
+        self.signals = RoundSignals()
+        #: What a stage published, by (round, part, closures so far): immutable once its stage has closed, so every
+        #: holder's long poll reads it from the store once per process, not once per holder.
+        self._published: dict[tuple[str, str, int], SecAggServer] = {}
+        self._published_lock = threading.Lock()
 
     def bind(self, engine: Engine, audit: AuditLog, hash_alg: HashAlg = "sha256") -> RoundRegistry:
         """Attach the store and the audit log the rounds live in (once per context), and the home suite's hash."""
         if self.engine is None or self.audit is None:
             self.engine, self.audit, self.hash_alg = engine, audit, hash_alg
+            if engine.dialect.name == "postgresql":  # listen for the closures other gateway processes commit
+                self.signals.url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         return self
 
     def _store(self) -> tuple[Engine, AuditLog]:
@@ -486,7 +500,8 @@ class RoundRegistry:
                 history="[]", server=_dumps(rnd.core), version=0))
             conn.execute(t.secagg_round_members.insert(), [{"round_id": rnd.id, "name": n}
                                                            for n in config.participants])
-        self._bump()
+            _notify_in(conn, rnd.id)
+        self.signals.notify(rnd.id)
         return rnd
 
     def get(self, round_id: str, who: str) -> Round:
@@ -557,11 +572,9 @@ class RoundRegistry:
             message: ServerMessage | None = None
             try:
                 if what == "keys" and stage not in (Stage.ADVERTISE_KEYS, Stage.ABORTED):
-                        message = (rnd.server if ch.whole and rnd.server else
-                               _load_server(ch.conn, rnd, ("keys",))).key_roster()
+                    message = self._stage_server(ch, "keys").key_roster()
                 elif what == "shares" and stage is Stage.MASKED_INPUT:
-                    message = (rnd.server if ch.whole and rnd.server else
-                               _load_server(ch.conn, rnd, ("envelopes",))).forwarded_shares(who)
+                    message = self._stage_server(ch, "envelopes").forwarded_shares(who)
                 elif what == "survivors" and stage is Stage.UNMASK:
                     message = UnmaskRequest(round_id=rnd.id, survivors=rnd.survivors)
             except MpcError as exc:
@@ -656,22 +669,37 @@ class RoundRegistry:
                 ch.new_entries.clear()
                 refusal = exc
             self._flush(ch)
-        if ch.dirty:
-            self._bump()
+        if ch.stage_changed:
+            self.signals.notify(round_id)
         if refusal is not None:
             raise refusal
 
-    def _bump(self) -> None:
-        with self._generation_lock:
-            self.generation += 1
+    def _stage_server(self, ch: _Change, part: str) -> SecAggServer:
+        """A server holding ``part``'s values as a closed stage published them: read from the store once per
+        process and stage (``part`` does not change until the next closure), then shared by every reader."""
+        rnd = ch.rnd
+        if ch.whole and rnd.server is not None:
+            return rnd.server
+        key = (rnd.id, part, len(rnd.history))
+        with self._published_lock:
+            server = self._published.get(key)
+        if server is None:
+            server = _load_server(ch.conn, rnd, (part,))
+            with self._published_lock:
+                self._published[key] = server
+                while len(self._published) > MAX_PUBLISHED_CACHED:
+                    del self._published[next(iter(self._published))]
+        return server
 
     def _server(self, ch: _Change, *, whole: bool = False) -> SecAggServer:
-        """The round's protocol server, loaded once per change: the public keys' values only, unless ``whole``.
+        """The round's protocol server, loaded once per change: unless ``whole``, the senders' names only (and the
+        public keys' values in ``advertise_keys``, where a repeated key is refused).
         A server this change already changed is never reloaded: after a deadline closure into ``unmask`` no share
         was revealed yet, so closing that stage aborts without reading a value (and `mpc.secagg` refuses, never
         guesses, should a missing value be needed)."""
         if ch.rnd.server is None or (whole and not ch.whole and not ch.dirty):
-            ch.rnd.server = _load_server(ch.conn, ch.rnd, STATE_PARTS if whole else ("keys",))
+            values = STATE_PARTS if whole else ("keys",) if ch.rnd.stage is Stage.ADVERTISE_KEYS else ()
+            ch.rnd.server = _load_server(ch.conn, ch.rnd, values)
             ch.whole = whole
         return ch.rnd.server
 
@@ -704,6 +732,8 @@ class RoundRegistry:
         if done.rowcount != 1:  # pragma: no cover - the row is locked for the whole transaction
             raise DomainError(INVALID_REQUEST, "the round changed meanwhile; try again")
         rnd.version += 1
+        if ch.stage_changed:
+            _notify_in(conn, rnd.id)
         for ev in ch.events:
             audit.append_in(conn, ev)
 
@@ -769,6 +799,89 @@ def rounds_for(ctx: Any) -> RoundRegistry:
     limits, one per context), bound to the context's store and audit log."""
     reg: RoundRegistry = ctx.caches.secagg_rounds
     return reg.bind(ctx.engine, ctx.audit, ctx.settings.hash_alg)
+
+
+# --- waking waiting calls ------------------------------------------------------------------------------------------
+
+NOTIFY_CHANNEL = "veilbox_secagg"
+#: A waiting call re-reads the store at least this often: on SQLite the only way to see a stage another gateway
+#: process closed (or a deadline passing); on PostgreSQL a safety net behind LISTEN/NOTIFY.
+STORE_RECHECK_S = 0.5
+PG_RECHECK_S = 5.0
+
+
+class RoundSignals:
+    """Wake-ups for calls waiting on a round (``?wait=``): each waiter parks on an `asyncio.Event` registered under
+    the round's id (or under ``None``: any round, the holders' listing) and is woken, on its own event loop, when
+    this process commits a stage closure of that round or opens a round (`notify`, from any thread). On PostgreSQL
+    the same commit also sends ``NOTIFY veilbox_secagg, '<round id>'`` (transactional: delivered on commit), and a
+    listener thread — running only while someone waits in this process — wakes the waiters of rounds other gateway
+    processes changed. No waiter sleeps in a loop or holds a thread of the request pool while it waits."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str | None, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._listener: threading.Thread | None = None
+        self.url: str | None = None  # a PostgreSQL store's libpq URL: listen for other processes' closures
+        self.listening_ready = threading.Event()  # set while the listener's LISTEN is in force
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and self._listener.is_alive()
+
+    @contextmanager
+    def watch(self, key: str | None) -> Iterator[asyncio.Event]:
+        """An event set whenever round ``key`` (``None``: any round) changes stage while the block runs (called on
+        the event loop the waiter awaits on)."""
+        item = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.setdefault(key, set()).add(item)
+            if self.url is not None and not self.listening:
+                self._listener = threading.Thread(target=self._listen, args=(self.url,), daemon=True,
+                                                  name="secagg-listen")
+                self._listener.start()
+        try:
+            yield item[1]
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(item)
+                    if not waiters:
+                        del self._waiters[key]
+
+    def notify(self, round_id: str) -> None:
+        """Wake the waiters of ``round_id`` and of any round (thread-safe; a closed loop is skipped)."""
+        with self._lock:
+            items = [*self._waiters.get(round_id, ()), *self._waiters.get(None, ())]
+        for loop, event in items:
+            with suppress(RuntimeError):  # the waiter's loop has closed meanwhile
+                loop.call_soon_threadsafe(event.set)
+
+    def _listen(self, url: str) -> None:
+        """PostgreSQL: ``LISTEN`` while this process has waiters, waking them for other processes' commits."""
+        import psycopg
+
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                self.listening_ready.set()
+                while True:
+                    for note in conn.notifies(timeout=1.0):
+                        self.notify(note.payload)
+                    with self._lock:
+                        if not self._waiters:
+                            self.listening_ready.clear()
+                            self._listener = None
+                            return
+        except Exception:  # the store went away: the waiters fall back to their periodic re-check
+            with self._lock:
+                self.listening_ready.clear()
+                self._listener = None
+
+    def recheck_s(self) -> float:
+        """How long a waiter may park before it re-reads the store anyway."""
+        return PG_RECHECK_S if self.listening_ready.is_set() else STORE_RECHECK_S
 
 
 # --- who may open a round and read its sum (the routes' and the CLI's path) --------------------------------------

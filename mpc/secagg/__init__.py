@@ -55,9 +55,9 @@ Known limits
 - Metadata (who dropped at which stage, message sizes and timing) is visible. Shamir arithmetic on
   Python ints is not constant-time; secrets are not zeroised from memory.
 
-Modules: `config` (RoundConfig, Stage), `messages` (wire models), `client`, `server` (with its serialisable
-state), `simulate` (in-memory driver), `shamir`, `prg` (all randomness), `keys` (X25519 + HKDF), `channel` (AES-GCM
-envelopes), `graph` (neighbour graph), `quantize` (fixed point), `errors`.
+Modules: `config` (RoundConfig, Stage), `messages` (wire models and their binary frame), `client`, `server` (with
+its serialisable state), `simulate` (in-memory driver), `shamir`, `prg` (all randomness), `keys` (X25519 + HKDF),
+`channel` (AES-GCM envelopes), `graph` (neighbour graph), `quantize` (fixed point), `errors`.
 """
 
 from mpc.secagg.client import SecAggClient
@@ -65,6 +65,7 @@ from mpc.secagg.config import RoundConfig, Stage, new_round
 from mpc.secagg.errors import CiphertextInvalid, ProtocolError, RoundAborted
 from mpc.secagg.graph import MaskGraph
 from mpc.secagg.messages import (
+    FRAME_MEDIA_TYPE,
     AdvertiseKeys,
     ClientMessage,
     ForwardedShares,
@@ -75,6 +76,8 @@ from mpc.secagg.messages import (
     ShareKeys,
     UnmaskRequest,
     UnmaskShares,
+    decode_frame,
+    encode_frame,
     parse_client_message,
     parse_server_message,
 )
@@ -83,6 +86,7 @@ from mpc.secagg.server import STAGE_PART, STATE_PARTS, SecAggServer, expected_in
 from mpc.secagg.simulate import RoundOutcome, simulate_round
 
 __all__ = [
+    "FRAME_MEDIA_TYPE",
     "STAGE_PART",
     "STATE_PARTS",
     "AdvertiseKeys",
@@ -105,7 +109,9 @@ __all__ = [
     "Stage",
     "UnmaskRequest",
     "UnmaskShares",
+    "decode_frame",
     "dequantize_sum",
+    "encode_frame",
     "expected_in",
     "new_round",
     "parse_client_message",

@@ -4,6 +4,7 @@ SQLite and PostgreSQL (tests/unit/gateway is in ``BOTH_STORES``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable
@@ -326,3 +327,28 @@ def test_a_deadline_closure_and_the_openers_close_in_one_call(home) -> None:
     assert [e["details"]["stage"] for e in _events(ctx, AuditAction.SECAGG_STAGE)][-1] == "masked_input"
     assert len(_events(ctx, AuditAction.SECAGG_ABORT)) == 1
     assert _entries(ctx, config.round_id, "masked") == 0
+
+
+def test_a_waiting_call_is_woken_by_the_closure_not_by_polling(home) -> None:
+    """A call waiting on a round parks on its event and is woken by the commit that closes the stage: through the
+    same registry on SQLite, through another context's registry by LISTEN/NOTIFY on PostgreSQL — well before the
+    periodic re-check: nothing here re-reads the store, only the event can end the wait."""
+    a, b = rounds_for(home()), rounds_for(home())
+    names = _names(3)
+    config = _open(a, names)
+    d = Driver(config, names)
+    for n in names[:2]:
+        d.keys(a, n)
+    waiter = b if a.engine is not None and a.engine.dialect.name == "postgresql" else a
+
+    async def wait_for_roster() -> bool:
+        with waiter.signals.watch(config.round_id) as changed:
+            if waiter.signals.url is not None:  # the listener must be listening before the closure commits
+                assert await asyncio.to_thread(waiter.signals.listening_ready.wait, 60.0)
+            assert not changed.is_set()
+            await asyncio.to_thread(d.keys, a, names[2])  # the last key closes the stage, in another thread
+            await asyncio.wait_for(changed.wait(), 60.0)
+            return changed.is_set()
+
+    assert asyncio.run(wait_for_roster())
+    assert waiter.publish(config.round_id, names[0], "keys").ready

@@ -1,7 +1,9 @@
-"""Every message survives a JSON round trip, with bytes as base64 text."""
+"""Every message survives a JSON round trip, with bytes as base64 text, and a binary frame round trip, with bytes
+raw; a frame that does not parse is a `ProtocolError`, never another exception."""
 
 import base64
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ from mpc.secagg import (
     ShareKeys,
     UnmaskRequest,
     UnmaskShares,
+    decode_frame,
+    encode_frame,
     new_round,
     parse_client_message,
     parse_server_message,
@@ -70,3 +74,53 @@ def test_round_config_is_public_json():
         RoundConfig.model_validate({**data, "participants": ["a", "a", "b"]})
     with pytest.raises(ValueError):
         RoundConfig.model_validate({**data, "modulus_bits": 33})
+
+
+@pytest.mark.parametrize("message", CLIENT, ids=lambda m: m.kind)
+def test_client_messages_round_trip_through_the_binary_frame(message) -> None:
+    frame = encode_frame(message)
+    assert frame.startswith(b"VBSA\x01") and b"base64" not in frame
+    assert parse_client_message(decode_frame(frame)) == message
+
+
+def test_a_masked_vector_travels_as_packed_words() -> None:
+    words = np.arange(1000, dtype="<u4")
+    frame = encode_frame(MaskedInput(round_id="r", sender="a", vector=words.tobytes()))
+    assert frame.endswith(struct.pack(">I", 4000) + words.tobytes())
+    assert len(frame) < 4000 + 128  # the words and a small header, no base64 or JSON list
+
+
+def _frame(header: dict, *blobs: bytes) -> bytes:
+    head = json.dumps(header).encode()
+    return b"VBSA\x01" + struct.pack(">I", len(head)) + head + b"".join(struct.pack(">I", len(b)) + b for b in blobs)
+
+
+GOOD = {"kind": "masked_input", "round_id": "r", "sender": "a", "blobs": ["vector"]}
+
+
+@pytest.mark.parametrize("body", [
+    b"",
+    b"VBHE\x01\x00\x00\x00\x02{}",  # another frame's magic
+    b"VBSA\x02\x00\x00\x00\x02{}",  # another version
+    b"VBSA\x01\xff\xff\xff\xff{}",  # a header beyond the body
+    _frame(GOOD, b"\x00" * 8) + b"\x00",  # trailing bytes
+    _frame(GOOD),  # a blob the body does not carry
+    _frame(GOOD)[:-1] + b"\x00\x00\x00\x09" + b"\x00" * 4,  # a blob longer than the body
+    _frame({**GOOD, "blobs": ["vector", "vector"]}, b"\x00" * 4, b"\x00" * 4),  # a repeated place
+    _frame({**GOOD, "vector": "AAAAAA==", "blobs": ["vector"]}, b"\x00" * 4),  # a blob's field in the header
+    _frame({**GOOD, "blobs": [["a", "b", "c"]]}, b"\x00" * 4),  # not a field or [field, key]
+    _frame({**GOOD, "blobs": "vector"}, b"\x00" * 4),  # blobs is not a list
+    b"VBSA\x01\x00\x00\x00\x02[]",  # a header that is not an object
+    b"VBSA\x01\x00\x00\x00\x13{\"blobs\":[],\"a\":NaN}",  # not JSON
+    b"VBSA\x01\x00\x00\x00\x15{\"blobs\":[],\"blobs\":[]}",  # a repeated key
+], ids=lambda b: f"{len(b)}B")
+def test_a_frame_that_does_not_parse_is_a_protocol_error(body: bytes) -> None:
+    with pytest.raises(ProtocolError, match="malformed frame"):
+        decode_frame(body)
+
+
+def test_a_frame_is_validated_like_json() -> None:
+    with pytest.raises(ProtocolError, match="malformed message"):  # a 33-byte key
+        parse_client_message(decode_frame(_frame(
+            {"kind": "advertise_keys", "round_id": "r", "sender": "a", "blobs": ["c_public", "s_public"]},
+            b"\x01" * 33, b"\x02" * 32)))
