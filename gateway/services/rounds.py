@@ -42,16 +42,24 @@ Store, transactions and audit
 -----------------------------
 Every call loads the round from the store with its row locked (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's
 ``BEGIN IMMEDIATE`` already serialises writers), enforces the deadline, applies the message or stage change and
-writes it back in the same transaction: a message adds one entry row and bumps the row's ``version`` (no blob is
-rewritten per message); a stage closure rewrites the round row and writes its audit entry — ``secagg.stage``, or
+writes it back in the same transaction: a message that leaves its stage open writes one entry row and nothing else
+(no blob is rewritten per message; the row lock serialises messages, and whether the message completes the stage is
+decided in that same transaction from the senders' names); a stage closure also bumps the row's ``version``,
+rewrites the round row and writes its audit entry — ``secagg.stage``, or
 ``secagg.abort`` with the reason when the round aborts (deadline, below the threshold, its opener) — with
 ``AuditLog.append_in`` as the transaction's last write: the change and its entry commit together or not at all.
 Each closure is audited exactly once, by whichever process makes it. The protocol server is rebuilt from the rows
-for each change (`mpc.secagg.SecAggServer.from_state`) with the public keys' values and the other senders' names
-only — the masked inputs and revealed shares are read once, when the last stage closes and the sum is computed;
-status and listings read names only. Waiting calls (``?wait=``) re-read the store when this process changed a
-round (`RoundRegistry.generation`), or every ``STORE_POLL_S`` (half a second, `gateway.routes.secagg`) for a change
-made by another process.
+for each change (`mpc.secagg.SecAggServer.from_state`) with the other senders' names only (and the public keys'
+values while keys are advertised, where a repeated key is refused) — the masked inputs and revealed shares are
+read once, when the last stage closes and the sum is computed; status and listings read names only. What a closed
+stage published (the roster, the envelopes) is read from the store once per process and stage and shared by every
+holder's call (`RoundRegistry._stage_server`).
+
+Waiting calls (``?wait=``) park on an `asyncio.Event` (`RoundSignals`), off the request thread pool, until the
+commit that closes the round's stage (or opens a round, for listings) wakes them; on PostgreSQL that commit also
+sends ``NOTIFY veilbox_secagg`` and a listener thread, alive only while this process has waiters, wakes them for
+other processes' closures. On SQLite another process's closure, and on either store a passed deadline, is seen by
+a bounded re-check of the store (`STORE_RECHECK_S`, half a second; `PG_RECHECK_S` while listening).
 
 Lifetime and limits
 -------------------
@@ -704,8 +712,10 @@ class RoundRegistry:
         return ch.rnd.server
 
     def _flush(self, ch: _Change) -> None:
-        """Write ``ch``'s change: new entries, dropped entries, the round row (version checked), then the audit
-        entries of its stage closures as the transaction's last writes."""
+        """Write ``ch``'s change: a message that leaves its stage open is one entry row, nothing else (the round's
+        row lock, taken when it was loaded, serialises the messages); a stage closure also drops the entries the
+        server dropped and rewrites the round row (version checked), then writes its audit entries as the
+        transaction's last writes."""
         if not ch.dirty:
             return
         _, audit = self._store()
@@ -718,6 +728,8 @@ class RoundRegistry:
                 conn.execute(t.secagg_round_entries.insert().values(
                     round_id=rnd.id, part=part, sender=sender, seq=len(ch.stored_held.get(part, ())),
                     value=_dumps(server.entry(part, sender))))
+        if not ch.stage_changed:
+            return
         values: dict[str, Any] = {"version": rnd.version + 1}
         if ch.stage_changed:
             for part in STATE_PARTS:
@@ -732,8 +744,7 @@ class RoundRegistry:
         if done.rowcount != 1:  # pragma: no cover - the row is locked for the whole transaction
             raise DomainError(INVALID_REQUEST, "the round changed meanwhile; try again")
         rnd.version += 1
-        if ch.stage_changed:
-            _notify_in(conn, rnd.id)
+        _notify_in(conn, rnd.id)
         for ev in ch.events:
             audit.append_in(conn, ev)
 
