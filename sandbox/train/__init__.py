@@ -19,8 +19,9 @@ Modules: `spec` (TrainSpec and its checks), `encoding` (declaration-only feature
 scoring clients and federated training), `plan` (σ calibration and the cost, through Opacus' accountants in
 `sandbox.dp.prv`), `standardise` (a noisy mean and spread per bounded input, paid from a tenth of ε, folded
 back into the first layer after training), `runner` (the DP-SGD loop), `metrics` (DP held-out metrics),
-`card` (the model card), `weights` (safetensors I/O). `_data` (locked DuckDB reads) and `_models` are
-internal. Metrics and standardisation noise come from `sandbox.dp.DiscreteLaplace`, the sandbox's one noise
+`card` (the model card), `weights` (safetensors I/O), `stream` (Poisson batches for data too large to hold:
+geometric skips, passes over the engine). `_data` (locked DuckDB reads, in memory or streamed) and `_models`
+are internal. Metrics and standardisation noise come from `sandbox.dp.DiscreteLaplace`, the sandbox's one noise
 source besides Opacus' optimizer.
 
 Names are resolved lazily (as in `sandbox`): importing `sandbox.train.encoding` — what the bank SDK and the

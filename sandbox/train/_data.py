@@ -12,15 +12,25 @@ unit (``QUALIFY row_number() OVER (PARTITION BY id) = 1``, so an inaccurate ``ma
 cannot give a unit more than one row), and adds a held-out flag from a salted MD5 of the id: one id in five
 is held out, deterministically, so a unit is on the same side in every run and the split depends on nothing
 but its own id.
+
+Two ways to read, chosen by the registered row count only (`ResourceLimits.streams`, threshold
+``STREAM_ABOVE_ROWS``): `read_splits` encodes both sides into float32 arrays held for the run (small data,
+fastest); `TrainingStream` keeps the locked connection open and serves *passes* over one side at a time
+(`side_sql`: the split filter in the WHERE clause, so a pass reads only its side), chunk by chunk, for the
+streaming runner (`sandbox.train.stream`), which encodes only the rows its Poisson samples select. The
+stream runs `duplicates_sql` once (any id on two rows?); only then do its passes carry the one-row-per-unit
+window, which holds the side in the engine's memory; without duplicates a pass is a plain scan.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 
 from catalog.registry import Dataset
 from catalog.sealed import Sealer, readable_path
@@ -31,6 +41,12 @@ from sandbox.train.plan import HOLDOUT_DENOMINATOR
 SPLIT_SALT = "veilbox/train-split/v1:"
 BATCH_ROWS = 1 << 16
 _HOLDOUT = "__veilbox_holdout"
+#: Registered row counts above this train by streaming passes (`sandbox.train.stream`); at or below it the
+#: encoded split is held in memory. A threshold on the public row count only, never on the data's content.
+STREAM_ABOVE_ROWS = 1_000_000
+#: Rows a streaming pass buffers, in expectation (steps per pass = this // batch_size): about 100 bytes a row
+#: for the demo's 23 inputs, so some 25 MB.
+STREAM_BUFFER_ROWS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,12 @@ class ResourceLimits:
     threads: int = 2
     memory_limit: str = "1GB"
     torch_threads: int | None = None
+    stream_above_rows: int = STREAM_ABOVE_ROWS
+    stream_buffer_rows: int = STREAM_BUFFER_ROWS
+
+    def streams(self, dataset_rows: int) -> bool:
+        """True when a dataset of ``dataset_rows`` registered rows trains by streaming passes."""
+        return dataset_rows > self.stream_above_rows
 
 
 @dataclass(frozen=True)
@@ -76,14 +98,70 @@ def open_locked(dataset: Dataset, limits: ResourceLimits, path: Path | None = No
                              allowed_paths=[path_s])
 
 
+def _holdout_expr(dataset: Dataset) -> str:
+    uid = _ident(dataset.id_column)
+    return f"(md5_number_lower({_literal(SPLIT_SALT)} || CAST({uid} AS VARCHAR)) % {HOLDOUT_DENOMINATOR}) = 0"
+
+
 def training_sql(dataset: Dataset, encoding: FeatureEncoding) -> str:
     cols = [*encoding.columns, encoding.label]
     uid = _ident(dataset.id_column)
     select = ", ".join(_ident(c) for c in cols)
-    holdout = (f"(md5_number_lower({_literal(SPLIT_SALT)} || CAST({uid} AS VARCHAR)) "
-               f"% {HOLDOUT_DENOMINATOR}) = 0 AS {_ident(_HOLDOUT)}")
+    holdout = f"{_holdout_expr(dataset)} AS {_ident(_HOLDOUT)}"
     return (f"SELECT {select}, {holdout} FROM data WHERE {uid} IS NOT NULL "
             f"QUALIFY row_number() OVER (PARTITION BY {uid}) = 1")
+
+
+def side_sql(dataset: Dataset, encoding: FeatureEncoding, held_out: bool, dedup: bool) -> str:
+    """One side of the split (the held-out fifth or the training rest). With ``dedup`` one row per id is kept
+    (the window of `training_sql`); without it the scan streams, which is only used once `duplicate_ids` found
+    no id on two rows."""
+    cols = [*encoding.columns, encoding.label]
+    uid = _ident(dataset.id_column)
+    select = ", ".join(_ident(c) for c in cols)
+    side = _holdout_expr(dataset) if held_out else f"NOT {_holdout_expr(dataset)}"
+    sql = f"SELECT {select} FROM data WHERE {uid} IS NOT NULL AND {side}"
+    return sql + (f" QUALIFY row_number() OVER (PARTITION BY {uid}) = 1" if dedup else "")
+
+
+def duplicates_sql(dataset: Dataset) -> str:
+    """Whether any id has more than one row (an inaccurate ``max_rows_per_unit`` declaration)."""
+    uid = _ident(dataset.id_column)
+    return f"SELECT count(*) > count(DISTINCT {uid}) FROM data WHERE {uid} IS NOT NULL"
+
+
+class TrainingStream:
+    """A locked DuckDB connection kept open for one streaming run; `chunks` is one pass over a side.
+
+    The connection runs only `duplicates_sql` (once) and `side_sql`. ``path`` is the readable form of the file
+    (`catalog.sealed.readable_path`), which the caller keeps open for the run."""
+
+    def __init__(self, dataset: Dataset, encoding: FeatureEncoding, limits: ResourceLimits, path: Path) -> None:
+        self._con = open_locked(dataset, limits, path)
+        self.dataset, self.encoding = dataset, encoding
+        try:
+            rows = self._con.execute(duplicates_sql(dataset)).fetchall()
+        except BaseException:
+            self._con.close()
+            raise
+        self.dedup = bool(rows and rows[0][0])
+
+    def chunks(self, held_out: bool) -> Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray]]:
+        """One pass: (Arrow batch, 0/1 labels, usable-row mask) per chunk of the side, in the engine's order."""
+        reader = self._con.sql(side_sql(self.dataset, self.encoding, held_out, self.dedup)).to_arrow_reader(
+            BATCH_ROWS)
+        for batch in reader:
+            y, usable = self.encoding.encode_label(batch)
+            yield batch, y, usable
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> TrainingStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_splits(dataset: Dataset, encoding: FeatureEncoding,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sandbox.dp import DiscreteLaplace, as_fraction
 
-__all__ = ["LOGIT_EDGES", "MetricsRelease", "ScoreHistogram", "release_metrics"]
+__all__ = ["LOGIT_EDGES", "MetricsRelease", "ScoreHistogram", "held_out_counts", "release_counts", "release_metrics"]
 
 LOGIT_EDGES: tuple[float, ...] = tuple(float(e) for e in range(-3, 4))
 NOISE = ("discrete Laplace (OpenDP make_laplace via sandbox.dp), scale 2/ε_metrics per count, "
@@ -71,18 +71,25 @@ def _auc(pos: list[int], neg: list[int]) -> float | None:
     return min(1.0, max(0.0, acc / (p * n)))
 
 
-def release_metrics(logits: np.ndarray, labels: np.ndarray, epsilon: float) -> MetricsRelease:
-    """DP release of accuracy and AUC of ``logits`` against 0/1 ``labels`` (the held-out split)."""
+def held_out_counts(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact counts the release noises: confusion cells ``tp, fp, tn, fn`` and the per-class logit histogram
+    (positives' bins, then negatives'), int64. Counts of chunks add up to the counts of the whole split."""
     pred = logits > 0
     pos = labels > 0.5
-    cells = [int(np.sum(pred & pos)), int(np.sum(pred & ~pos)), int(np.sum(~pred & ~pos)), int(np.sum(~pred & pos))]
+    cells = np.array([np.sum(pred & pos), np.sum(pred & ~pos), np.sum(~pred & ~pos), np.sum(~pred & pos)],
+                     dtype=np.int64)
     bins = np.searchsorted(np.asarray(LOGIT_EDGES), logits, side="right")
     nb = len(LOGIT_EDGES) + 1
-    hist = [*np.bincount(bins[pos], minlength=nb).tolist(), *np.bincount(bins[~pos], minlength=nb).tolist()]
+    hist = np.concatenate([np.bincount(bins[pos], minlength=nb), np.bincount(bins[~pos], minlength=nb)])
+    return cells, hist.astype(np.int64)
 
+
+def release_counts(cells: np.ndarray, hist: np.ndarray, epsilon: float) -> MetricsRelease:
+    """DP release of accuracy and AUC from the exact held-out counts (`held_out_counts`, summed over chunks)."""
+    nb = len(LOGIT_EDGES) + 1
     half = DiscreteLaplace.calibrate(1, as_fraction(epsilon) / 2)  # L1 sensitivity 1 per vector
-    tp, fp, tn, fn = (max(0, v) for v in half.release(cells))
-    noisy_hist = [max(0, v) for v in half.release(hist)]
+    tp, fp, tn, fn = (max(0, v) for v in half.release([int(c) for c in cells]))
+    noisy_hist = [max(0, v) for v in half.release([int(h) for h in hist])]
     hpos, hneg = noisy_hist[:nb], noisy_hist[nb:]
     total = tp + fp + tn + fn
     return MetricsRelease(
@@ -93,3 +100,9 @@ def release_metrics(logits: np.ndarray, labels: np.ndarray, epsilon: float) -> M
         auc=_auc(hpos, hneg),
         score_histogram=ScoreHistogram(logit_edges=LOGIT_EDGES, positive=tuple(hpos), negative=tuple(hneg)),
     )
+
+
+def release_metrics(logits: np.ndarray, labels: np.ndarray, epsilon: float) -> MetricsRelease:
+    """DP release of accuracy and AUC of ``logits`` against 0/1 ``labels`` (the held-out split)."""
+    cells, hist = held_out_counts(logits, labels)
+    return release_counts(cells, hist, epsilon)

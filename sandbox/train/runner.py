@@ -10,26 +10,32 @@ Mechanism, step by step:
 
 1. The plan is checked against the spec (hash) and the dataset's declaration; the encoding comes from the
    declaration only (`sandbox.train.encoding`).
-2. Rows are read through a locked DuckDB connection and encoded to float32 arrays (`sandbox.train._data`);
-   the id-hash split holds one unit in five out for metrics.
+2. Rows are read through a locked DuckDB connection (`sandbox.train._data`); the id-hash split holds one unit
+   in five out for metrics. Up to ``ResourceLimits.stream_above_rows`` registered rows (a threshold on the
+   public count, never on the data) both sides are encoded to float32 arrays held for the run; above it the
+   run streams (`sandbox.train.stream`): passes over the engine, each encoding only the rows its block of
+   Poisson batches selected, the standardisation's sums taken in the first pass and the held-out counts in a
+   last one, so the process never holds the split.
 3. The bounded numeric inputs are standardised with a noisy mean and spread (`sandbox.train.standardise`,
    ε_std, discrete Laplace); training runs on ``(x − m) / s`` and the map is folded back into the first layer
    afterwards, so the released model reads the public encoding unchanged.
 4. Opacus ``PrivacyEngine`` (PRV accountant) wraps the model with ghost clipping (``grad_sample_mode="ghost"``):
    each example's gradient is clipped to L2 norm C, the clipped sum gets Gaussian noise N(0, σ²C²) per
    coordinate, and the result is divided by the constant expected batch size. Batches are Poisson samples:
-   every training row joins each of the T batches independently with probability q (vectorised
-   ``rand < q`` over all rows). An empty batch still takes a pure-noise step. After the loop the engine's
+   every training row joins each of the T batches independently with probability q (in memory: vectorised
+   ``rand < q`` over all rows; streaming: geometric skips over the rows × steps grid of a pass, the same
+   distribution). An empty batch still takes a pure-noise step. After the loop the engine's
    history must be exactly the plan's (σ, q) for T steps; the card's ε is `sandbox.dp.prv.epsilon_for` of the
    steps taken.
 5. Randomness: the spec's ``seed`` initialises parameters only. The Poisson coins and the Gaussian noise
    come from two dedicated CPU ``torch.Generator`` objects reseeded from 63 bits of operating-system entropy
-   (``secrets``) before every step, because subsampling amplification assumes the analyst cannot predict
-   batch membership. ``torchcsprng`` is not installed, so ``PrivacyEngine(secure_mode=True)`` raises
-   ``ImportError``; we keep ``secure_mode`` off for the engine and turn on the optimizer's floating-point
-   mitigation (``secure_mode`` in ``_generate_noise``: the sum of four Gaussians halved), which is the part
-   of secure mode that does not need the CSPRNG. The Gaussian samples themselves are floating-point
-   (Box–Muller on a Mersenne Twister stream): see docs/mechanisms/dp_sgd.md for what that leaves open.
+   (``secrets``) before every step (the streaming sampler: before every draw of skips), because subsampling
+   amplification assumes the analyst cannot predict batch membership. ``torchcsprng`` is not installed, so
+   ``PrivacyEngine(secure_mode=True)`` raises ``ImportError``; we keep ``secure_mode`` off for the engine and
+   turn on the optimizer's floating-point mitigation (``secure_mode`` in ``_generate_noise``: the sum of four
+   Gaussians halved), which is the part of secure mode that does not need the CSPRNG. The Gaussian samples
+   themselves are floating-point (Box–Muller on a Mersenne Twister stream): see docs/mechanisms/dp_sgd.md for
+   what that leaves open.
 6. The held-out metrics are released with OpenDP's discrete Laplace (`sandbox.train.metrics` through
    `sandbox.dp.DiscreteLaplace`).
 7. Weights go to ``model.safetensors`` (never pickle), the card to ``model_card.json``; the output digest is
@@ -47,7 +53,7 @@ import importlib.metadata
 import logging
 import secrets
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,16 +67,23 @@ from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.fingerprint import HashAlg
 from catalog.fingerprint import digest as fingerprint_digest
 from catalog.registry import Dataset
-from catalog.sealed import Sealer
+from catalog.sealed import Sealer, readable_path
 from sandbox.dp.prv import epsilon_for
-from sandbox.train._data import ResourceLimits, Split, read_splits
+from sandbox.train._data import ResourceLimits, Split, TrainingStream, read_splits
 from sandbox.train._models import build_model, first_layer, tensors_of
 from sandbox.train.card import DataSource, ModelCard, PrivacyReport, TrainingReport, WeightsRef, extraction_bound
-from sandbox.train.encoding import encoding_for
-from sandbox.train.metrics import release_metrics
+from sandbox.train.encoding import FeatureEncoding, encoding_for
+from sandbox.train.metrics import MetricsRelease, held_out_counts, release_counts, release_metrics
 from sandbox.train.plan import TrainingPlan
 from sandbox.train.spec import TrainSpec, structural_problems
-from sandbox.train.standardise import Standardisation, dp_standardisation
+from sandbox.train.standardise import (
+    Standardisation,
+    dp_standardisation,
+    fixed_point_sums,
+    release_standardisation,
+    scaled_columns,
+)
+from sandbox.train.stream import GridSampler, PassBatches, steps_per_pass
 from sandbox.train.weights import save_weights, weights_bytes
 
 __all__ = ["ProgressFn", "TrainingResult", "train"]
@@ -141,14 +154,78 @@ class _Fitted:
     epsilon_prv: float
 
 
+_Batch = tuple[np.ndarray, np.ndarray]
+
+
+class _StreamBatches(DataLoader[tuple[torch.Tensor, ...]]):
+    """The streaming runner's batches (`sandbox.train.stream`): ``len()`` steps per pass of the loop, taken in
+    order from ``batches`` (every step of the plan, block by block). ``.dataset`` is a one-row placeholder: only
+    ``len()`` and ``.dataset`` are read by Opacus, and the runner overrides what it derives from them."""
+
+    def __init__(self, batches: Iterator[tuple[np.ndarray, np.ndarray]], steps: int, width: int) -> None:
+        super().__init__(TensorDataset(torch.zeros(1, width), torch.zeros(1)), batch_size=1)
+        self._batches = batches
+        self._steps = steps
+
+    def __len__(self) -> int:
+        return self._steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # type: ignore[override]
+        for _ in range(self._steps):
+            x, y = next(self._batches)
+            yield torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _streamed(stream: TrainingStream, encoding: FeatureEncoding, plan: TrainingPlan, buffer_rows: int,
+              standardise: Callable[[np.ndarray, np.ndarray], Standardisation]) -> Generator[_Batch, None, None]:
+    """Every step's Poisson batch, standardised, pass by pass (`sandbox.train.stream`). The first pass also
+    sums the standardisation's fixed-point statistics over every training row and hands them to
+    ``standardise`` (the one DP release) before its first batch is yielded."""
+    per_pass = steps_per_pass(plan.batch_size, buffer_rows, plan.steps)
+    cols = scaled_columns(encoding)
+    gen = torch.Generator()
+    std: Standardisation | None = None
+    done = 0
+    while done < plan.steps:
+        block = min(per_pass, plan.steps - done)
+        sampler = GridSampler(plan.sample_rate, block, gen)
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        ss: list[np.ndarray] = []
+        s1 = np.zeros(len(cols), np.int64)
+        s2 = np.zeros(len(cols), np.int64)
+        for batch, y, usable in stream.chunks(held_out=False):
+            rows = np.flatnonzero(usable)
+            if std is None and cols and plan.standardisation_epsilon > 0:
+                a, b = fixed_point_sums(encoding.encode_batch(batch.take(rows)), encoding)
+                s1 += a
+                s2 += b
+            local, steps = sampler.take(len(rows))
+            picked = rows[local]
+            xs.append(encoding.encode_batch(batch.take(picked)))
+            ys.append(y[picked])
+            ss.append(steps)
+        if std is None:
+            std = standardise(s1, s2)
+        for xb, yb in PassBatches.group(xs, ys, ss, encoding.width, block):
+            yield std.apply(xb), yb
+        done += block
+
+
 def _fit(spec: TrainSpec, plan: TrainingPlan, split: Split, width: int, progress: ProgressFn | None) -> _Fitted:
+    """DP-SGD over the in-memory training split (Poisson batches drawn over all its rows every step)."""
+    loader = _PoissonBatches(torch.from_numpy(split.x), torch.from_numpy(split.y), plan.sample_rate,
+                             plan.steps_per_epoch, torch.Generator())
+    return _fit_loader(spec, plan, loader, width, progress)
+
+
+def _fit_loader(spec: TrainSpec, plan: TrainingPlan, loader: DataLoader[tuple[torch.Tensor, ...]], width: int,
+                progress: ProgressFn | None) -> _Fitted:
     from opacus import PrivacyEngine
 
     model = build_model(spec.model, width, spec.hidden_units, spec.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.learning_rate)
     noise_gen = torch.Generator().manual_seed(_os_seed())
-    loader = _PoissonBatches(torch.from_numpy(split.x), torch.from_numpy(split.y), plan.sample_rate,
-                             plan.steps_per_epoch, torch.Generator())
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
         engine = PrivacyEngine(accountant="prv", secure_mode=False)
@@ -230,6 +307,61 @@ def _software() -> dict[str, str]:
     return out
 
 
+def _train_in_memory(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, encoding: FeatureEncoding,
+                     limits: ResourceLimits, sealer: Sealer | None, progress: ProgressFn | None,
+                     stage: list[str]) -> tuple[_Fitted, Standardisation, MetricsRelease | None]:
+    """Steps 2–6 with the encoded split held in memory (registered rows ≤ ``limits.stream_above_rows``)."""
+    train_split, held_out = read_splits(dataset, encoding, limits, sealer)
+    stage[0] = "standardise"
+    std = dp_standardisation(train_split.x, encoding, plan.planned_train_rows, plan.standardisation_epsilon)
+    train_split = Split(std.apply(train_split.x), train_split.y)
+    stage[0] = "train"
+    with _torch_threads(limits.torch_threads):
+        fitted = _fit(spec, plan, train_split, encoding.width, progress)
+    del train_split
+    _fold(fitted.model, std)
+    stage[0] = "metrics"
+    metrics = None
+    if plan.metrics_epsilon > 0:
+        metrics = release_metrics(_logits(fitted.model, held_out.x), held_out.y, plan.metrics_epsilon)
+    return fitted, std, metrics
+
+
+def _train_streaming(spec: TrainSpec, plan: TrainingPlan, stream: TrainingStream, encoding: FeatureEncoding,
+                     limits: ResourceLimits, progress: ProgressFn | None,
+                     stage: list[str]) -> tuple[_Fitted, Standardisation, MetricsRelease | None]:
+    """Steps 2–6 by passes over the engine (`sandbox.train.stream`): at most one pass's batches in memory."""
+    released: list[Standardisation] = []
+
+    def standardise(s1: np.ndarray, s2: np.ndarray) -> Standardisation:
+        stage[0] = "standardise"
+        std = release_standardisation(s1, s2, encoding, plan.planned_train_rows, plan.standardisation_epsilon)
+        released.append(std)
+        stage[0] = "train"
+        return std
+
+    batches = _streamed(stream, encoding, plan, limits.stream_buffer_rows, standardise)
+    with _torch_threads(limits.torch_threads):
+        fitted = _fit_loader(spec, plan, _StreamBatches(batches, plan.steps_per_epoch, encoding.width),
+                             encoding.width, progress)
+    batches.close()
+    std = released[0]
+    _fold(fitted.model, std)
+    stage[0] = "metrics"
+    metrics = None
+    if plan.metrics_epsilon > 0:
+        cells, hist = np.zeros(4, np.int64), None
+        for batch, y, usable in stream.chunks(held_out=True):
+            rows = np.flatnonzero(usable)
+            c, h = held_out_counts(_logits(fitted.model, encoding.encode_batch(batch.take(rows))), y[rows])
+            cells += c
+            hist = h if hist is None else hist + h
+        if hist is None:
+            hist = held_out_counts(np.zeros(0, np.float32), np.zeros(0, np.float32))[1]
+        metrics = release_counts(cells, hist, plan.metrics_epsilon)
+    return fitted, std, metrics
+
+
 def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
           progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None,
           sealer: Sealer | None = None, model_key: str | None = None,
@@ -252,22 +384,16 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
     out_dir = Path(out_dir)
     weights_path = out_dir / WEIGHTS_FILE
     card_path = out_dir / CARD_FILE
-    stage = "read"
+    limits = limits or ResourceLimits()
+    stage = ["read"]
     try:
-        train_split, held_out = read_splits(dataset, encoding, limits, sealer)
-        stage = "standardise"
-        std = dp_standardisation(train_split.x, encoding, plan.planned_train_rows, plan.standardisation_epsilon)
-        train_split = Split(std.apply(train_split.x), train_split.y)
-        stage = "train"
-        with _torch_threads(limits.torch_threads if limits else None):
-            fitted = _fit(spec, plan, train_split, encoding.width, progress)
-        del train_split
-        _fold(fitted.model, std)
-        stage = "metrics"
-        metrics = None
-        if plan.metrics_epsilon > 0:
-            metrics = release_metrics(_logits(fitted.model, held_out.x), held_out.y, plan.metrics_epsilon)
-        stage = "write"
+        if limits.streams(plan.dataset_rows):
+            with readable_path(Path(dataset.path), sealer) as path, \
+                    TrainingStream(dataset, encoding, limits, path) as stream:
+                fitted, std, metrics = _train_streaming(spec, plan, stream, encoding, limits, progress, stage)
+        else:
+            fitted, std, metrics = _train_in_memory(spec, plan, dataset, encoding, limits, sealer, progress, stage)
+        stage[0] = "write"
         out_dir.mkdir(parents=True, exist_ok=True)
         seal = sealer if sealer is not None and model_key is not None else None
         if seal is not None and model_key is not None:  # fsynced and renamed before the job's row commits
@@ -338,5 +464,5 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
             f.unlink(missing_ok=True)
         if isinstance(e, DomainError) or not isinstance(e, Exception):
             raise
-        log.warning("training failed at stage %s (%s)", stage, type(e).__name__)
-        raise DomainError(INTERNAL, "training failed", [{"stage": stage}]) from None
+        log.warning("training failed at stage %s (%s)", stage[0], type(e).__name__)
+        raise DomainError(INTERNAL, "training failed", [{"stage": stage[0]}]) from None

@@ -15,6 +15,9 @@ sensitivity ``2·k·K`` under adding or removing one row; it is released once wi
 ``s = sqrt(S₂ / N − m²)`` clamped to [``MIN_SCALE``, 1]. Everything after the release is post-processing, so
 the weights cost ``ε_std + ε_PRV ≤ ε`` by basic composition (the plan checks the sum exactly). One-hot inputs are
 left as they are (m = 0, s = 1). With no scaled input nothing is released and ``ε_std`` goes unused.
+
+The sums are exact integers, so they may be accumulated chunk by chunk (`fixed_point_sums`) and released once
+(`release_standardisation`): the streaming runner does that in its first pass and releases the same vector.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ import numpy as np
 from sandbox.dp import DiscreteLaplace, as_fraction
 from sandbox.train.encoding import FeatureEncoding, ScaledFeature
 
-__all__ = ["FIXED_POINT", "MIN_SCALE", "Standardisation", "dp_standardisation"]
+__all__ = ["FIXED_POINT", "MIN_SCALE", "Standardisation", "dp_standardisation", "fixed_point_sums",
+           "release_standardisation"]
 
 #: Fixed-point factor of the released sums (values in [−1, 1] are summed as integers in [−K, K]).
 FIXED_POINT = 1 << 16
@@ -63,18 +67,24 @@ def scaled_columns(encoding: FeatureEncoding) -> list[int]:
     return out
 
 
-def dp_standardisation(x: np.ndarray, encoding: FeatureEncoding, planned_rows: int,
-                       epsilon: float) -> Standardisation:
-    """Noisy per-input mean and spread of ``x`` (the encoded training split), spending ``epsilon`` (pure ε)."""
+def fixed_point_sums(x: np.ndarray, encoding: FeatureEncoding) -> tuple[np.ndarray, np.ndarray]:
+    """(``Σ round(x·K)``, ``Σ round(x²·K)``) over the rows of ``x`` (encoded rows) for each scaled input, as
+    int64; sums of chunks add up to the sums of the whole split (the streaming runner's first pass)."""
+    cols = scaled_columns(encoding)
+    v = np.clip(x[:, cols].astype(np.float64), -1.0, 1.0)
+    return (np.rint(v * FIXED_POINT).astype(np.int64).sum(axis=0),
+            np.rint(v * v * FIXED_POINT).astype(np.int64).sum(axis=0))
+
+
+def release_standardisation(s1: np.ndarray, s2: np.ndarray, encoding: FeatureEncoding, planned_rows: int,
+                            epsilon: float) -> Standardisation:
+    """The noisy mean and spread from the exact fixed-point sums of the whole training split (pure ε)."""
     width = encoding.width
     mean, scale = np.zeros(width), np.ones(width)
     cols = scaled_columns(encoding)
     if not cols or epsilon <= 0:
         return Standardisation(mean, scale, 0)
     k = len(cols)
-    v = np.clip(x[:, cols].astype(np.float64), -1.0, 1.0)
-    s1 = np.rint(v * FIXED_POINT).astype(np.int64).sum(axis=0)
-    s2 = np.rint(v * v * FIXED_POINT).astype(np.int64).sum(axis=0)
     mech = DiscreteLaplace.calibrate(2 * k * FIXED_POINT, as_fraction(epsilon))
     noisy = np.asarray(mech.release([*s1.tolist(), *s2.tolist()]), dtype=np.float64)
     n = float(max(1, planned_rows)) * FIXED_POINT
@@ -83,3 +93,12 @@ def dp_standardisation(x: np.ndarray, encoding: FeatureEncoding, planned_rows: i
     s = np.sqrt(np.clip(var, MIN_SCALE * MIN_SCALE, 1.0))
     mean[cols], scale[cols] = m, s
     return Standardisation(mean, scale, k)
+
+
+def dp_standardisation(x: np.ndarray, encoding: FeatureEncoding, planned_rows: int,
+                       epsilon: float) -> Standardisation:
+    """Noisy per-input mean and spread of ``x`` (the encoded training split), spending ``epsilon`` (pure ε)."""
+    if not scaled_columns(encoding) or epsilon <= 0:
+        return Standardisation(np.zeros(encoding.width), np.ones(encoding.width), 0)
+    s1, s2 = fixed_point_sums(x, encoding)
+    return release_standardisation(s1, s2, encoding, planned_rows, epsilon)
