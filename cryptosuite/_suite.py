@@ -5,6 +5,7 @@ import hmac as _hmac
 import os
 import textwrap
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -247,6 +248,16 @@ class Suite:
 
     def hmac_hex(self, key: bytes, data: bytes) -> str:
         return self.hmac(key, data).hex()
+
+    def hmac_hex_many(self, key: bytes, items: Iterable[bytes]) -> list[str]:
+        """`hmac_hex` of each item under one key: the keyed state is set up once and copied per item."""
+        base = _chmac.HMAC(key, _hash_algo(self.hash_name))
+        out = []
+        for data in items:
+            h = base.copy()
+            h.update(data)
+            out.append(h.finalize().hex())
+        return out
 
     @staticmethod
     def equal(a: bytes | str, b: bytes | str) -> bool:

@@ -58,7 +58,7 @@ from gateway.services.receipts import digest, issue_receipt
 from mpc.he import SignBounds, evaluate_masked_sign_with, load_sign_context
 from policies import Action, complaints
 from policies import quotas as policy_quotas
-from policies.decision import CALL, meters_for
+from policies.decision import meters_for
 from sandbox.verify import (
     VettedPredicate,
     bind_canonical,
@@ -274,22 +274,16 @@ def check_answer(ctx: AppContext, p: Principal, name: str, body: CheckBody, ev: 
 
 def _meter_subjects(ctx: AppContext, p: Principal, agreement_id: str, hashes: list[str], param_hash: str,
                     journal: Journal) -> None:
-    """Meter every subject of an encrypted check in one transaction (all or nothing), ``journal`` its last write."""
+    """Meter every subject of an encrypted check in one transaction (all or nothing), ``journal`` its last write:
+    the call once, each subject's ``verify`` and ``param`` meters in one statement per meter for the whole batch
+    (`policies.quotas.consume_subjects_in`; a refusal names the first exhausted subject's ``subject_index``)."""
     agreement = policies.load_agreement(ctx.engine, agreement_id)
     if agreement is None:  # pragma: no cover - the decision just found it
         raise not_found("agreement")
-    meters = meters_for(Action.VERIFY_CHECK)
-    now = dt.datetime.now(dt.UTC)
-    i = 0
-    try:
-        with ctx.engine.begin() as conn:
-            for i, h in enumerate(hashes):
-                subject_meters = meters if i == 0 else tuple(m for m in meters if m != CALL)
-                policy_quotas.consume_in(conn, agreement, p.name, subject_meters, now, h, param_hash)
-            journal(conn)
-    except DomainError as e:
-        e.details = [*e.details, {"subject_index": i}]
-        raise
+    with ctx.engine.begin() as conn:
+        policy_quotas.consume_subjects_in(conn, agreement, p.name, meters_for(Action.VERIFY_CHECK),
+                                          dt.datetime.now(dt.UTC), hashes, param_hash)
+        journal(conn)
 
 
 def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedCheckBody,
@@ -306,7 +300,7 @@ def check_encrypted(ctx: AppContext, p: Principal, name: str, body: EncryptedChe
     # Canonical spellings, each subject once: a repeat (7 and "7") would be a second threshold for one subject
     # under one count. Malformed or repeated subjects cost nothing.
     subjects = canonical_subjects(vetted.subject_kind, body.subjects)
-    hashes = [ctx.keys.subject_hash(s) for s in subjects]
+    hashes = ctx.keys.subject_hashes(subjects)
     ev.details.update(subject_hashes=hashes)
     # The thresholds are hidden, and one ciphertext can be sent again with the subjects in other slots: every
     # slot of every encrypted check is a new parameter value for its subject (a fresh nonce), never a repeat.

@@ -59,6 +59,14 @@ def test_sha256_and_hmac_sha256_vectors():
     )
 
 
+@pytest.mark.parametrize("suite", [INTL, SM], ids=["intl", "sm"])
+def test_hmac_of_a_batch_is_each_items_hmac(suite):
+    items = [b"what do ya want for nothing?", b"", b"P0000001", b"what do ya want for nothing?"]
+    assert suite.hmac_hex_many(b"Jefe", items) == [suite.hmac_hex(b"Jefe", i) for i in items]
+    rfc4231_case2 = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    assert INTL.hmac_hex_many(b"Jefe", items[:1]) == [rfc4231_case2]
+
+
 def test_aes256_gcm_vectors():
     key, nonce = bytes(32), bytes(12)
     assert INTL.aead_encrypt(key, b"", nonce=nonce) == nonce + bytes.fromhex("530f8afbc74536b9a963b4f1c4cb738b")

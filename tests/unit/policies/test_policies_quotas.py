@@ -265,3 +265,59 @@ def test_usage_without_price_and_bad_window(world: World) -> None:
     with pytest.raises(DomainError) as e:
         policies.usage(world.engine, "agr_missing", world.now.date(), world.now.date())
     assert e.value.code == NOT_FOUND_OR_FORBIDDEN
+
+
+def refusal(err: DomainError) -> tuple[list[str], int]:
+    """A batch's refusal: the exhausted meters' reasons and the slot they belong to (the last detail)."""
+    *reasons, last = err.details
+    return [d["reason"] for d in reasons], last["subject_index"]
+
+
+def _batch(world: World, ag: Any, hashes: list[str], param: str) -> None:
+    with world.engine.begin() as conn:
+        quotas.consume_subjects_in(conn, ag, world.bank.name, ("call", "verify", "param"), world.now, hashes, param)
+
+
+def test_a_batch_meters_every_subject_in_one_go_all_or_nothing(world: World) -> None:
+    """An encrypted check's batch: the call counted once, each subject's verify and param meters once; a batch with
+    one exhausted subject is refused naming the first such slot and its meters, and counts nothing."""
+    ag = world.active(quotas={"calls_per_day": 3, "verify_per_subject_per_day": 2, "distinct_params_per_subject": 2})
+    a, b, c = subject("P0001"), subject("P0002"), subject("P0003")
+    p1, p2, p3 = (quotas.params_digest({"encrypted_check": n}) for n in ("1", "2", "3"))
+
+    def usage(who: str) -> tuple[int, int, int]:
+        snap = quotas.snapshot(world.engine, ag, world.bank.name, now=world.now, subject_hash=who)
+        return snap.calls_today, snap.verifies_subject_today, snap.distinct_params
+
+    _batch(world, ag, [c, a, b], p1)
+    assert [usage(s) for s in (a, b, c)] == [(1, 1, 1)] * 3
+    quotas.consume(world.engine, ag, world.bank.name, ("verify", "param"), now=world.now, subject_hash=b,
+                   param_hash=p2)  # b's verify quota and its distinct values are now used up
+    with pytest.raises(DomainError) as e:
+        _batch(world, ag, [a, c, b], p3)
+    assert e.value.code == QUOTA_EXCEEDED
+    assert refusal(e.value) == (["quota.verify_per_subject_per_day", "quota.distinct_params_per_subject"], 2)
+    assert [usage(s) for s in (a, b, c)] == [(1, 1, 1), (1, 2, 2), (1, 1, 1)]  # nothing of the batch stayed
+    _batch(world, ag, [a, c], p2)  # a and c each see a second value: their caps are now full
+    with pytest.raises(DomainError) as e:
+        _batch(world, ag, [c, a], p3)
+    assert refusal(e.value) == (["quota.verify_per_subject_per_day", "quota.distinct_params_per_subject"], 0)
+    _batch(world, ag, [subject("P0004")], p3)  # the day's third call
+    with pytest.raises(DomainError) as e:
+        _batch(world, ag, [subject("P0005")], p3)
+    assert refusal(e.value) == (["quota.calls_per_day"], 0)
+    with pytest.raises(DomainError) as e:
+        _batch(world, ag, [a, a], p3)
+    assert e.value.code == INVALID_REQUEST
+
+
+def test_racing_batches_never_exceed_a_subjects_caps(world: World) -> None:
+    """Concurrent batches naming the same subjects in different slot orders: each subject's quota holds exactly,
+    and no two batches deadlock (rows are locked in one order whatever the slots)."""
+    ag = world.active(quotas={"verify_per_subject_per_day": 3, "distinct_params_per_subject": 100})
+    hashes = [subject(f"P{i:04d}") for i in range(40)]
+    orders = [hashes[i % 40:] + hashes[:i % 40] for i in range(0, 80, 10)]
+    ok, refused = _race(8, lambda i: _batch(world, ag, orders[i], quotas.params_digest({"n": i})))
+    assert len(ok) == 3 and refused == [QUOTA_EXCEEDED] * 5
+    snap = quotas.snapshot(world.engine, ag, world.bank.name, now=world.now, subject_hash=hashes[7])
+    assert (snap.calls_today, snap.verifies_subject_today, snap.distinct_params) == (3, 3, 3)
