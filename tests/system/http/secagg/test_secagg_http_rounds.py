@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 import pytest
 
-from mpc.secagg import RoundAborted, Stage
+from mpc.secagg import FRAME_MEDIA_TYPE, RoundAborted, SecAggClient, Stage
 from veilbox.client import ApiError
-from veilbox.secagg_client import decode_sum
+from veilbox.secagg_client import decode_sum, round_config, send
 
 HOLDERS = ("holder-a", "holder-b", "holder-c", "holder-d", "holder-e")
 
@@ -63,3 +63,19 @@ def test_fewer_than_threshold_survivors_abort_and_release_nothing(world) -> None
     assert e.value.code == "INVALID_REQUEST" and "nothing is released" in e.value.message
     entries = world.parties.regulator.audit(limit=1000)["entries"]
     assert not any(x["output_digest"] for x in entries if x["action"].startswith("secagg."))
+
+
+def test_messages_come_as_json_or_binary_frames_and_a_bad_frame_is_refused(world) -> None:
+    """The SDK posts binary frames (the rounds above); JSON stays accepted; a frame that does not parse is
+    ``INVALID_REQUEST``, never a 500, and takes nothing from the sender's stage."""
+    rnd = world.open(threshold=3)
+    config = round_config(rnd)
+    a, b = (world.holders[h] for h in HOLDERS[:2])
+    with pytest.raises(ApiError) as e:
+        a.request("POST", f"/v1/secagg/rounds/{rnd['id']}/keys", content=b"VBSA\x01\x00\x00\x00\x09{}",
+                  headers={"Content-Type": FRAME_MEDIA_TYPE})
+    assert e.value.status == 422 and e.value.code == "INVALID_REQUEST"
+    assert a.secagg_send(rnd["id"], "keys", SecAggClient(config, HOLDERS[0]).advertise_keys().to_json())["accepted"]
+    assert send(b, rnd["id"], "keys", SecAggClient(config, HOLDERS[1]).advertise_keys())["accepted"]
+    assert world.operator.secagg_round(rnd["id"])["waiting_for"] == len(HOLDERS) - 2
+    assert world.operator.secagg_close(rnd["id"])["stage"] == "aborted"  # two of five: below the threshold
