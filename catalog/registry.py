@@ -15,6 +15,11 @@ same bytes cannot both win). The refusal names no dataset, owner or path. The sa
 content under several names. Known limit: only copies whose source bytes or ingested Parquet copy are identical
 are recognised (an edited copy, or one declared with other bounds *and* re-encoded, has other fingerprints);
 keeping owners out of each other's directories is the file system's job.
+
+A row records its copy by *key* (its name in the storage root's ``data/``: `catalog.storage`), not by location;
+`Dataset.path` is where that key lives on this host (`catalog.storage.resolve_key`), so a home whose storage root is
+mounted elsewhere, or copied to another directory, keeps working. Rows an older home wrote with absolute paths
+are read as they are. `verify_copy` checks a copy against its recorded fingerprint before it is read.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from catalog.errors import ALREADY_EXISTS, INVALID_REQUEST, POLICY_DENIED, Domai
 from catalog.fingerprint import HashAlg, file_fingerprint
 from catalog.ingest import IngestReport, ingest, resolve_source, source_changed, source_identity
 from catalog.sealed import Sealer
+from catalog.storage import resolve_key, stored_key, verify_file
 
 REGISTERED, WITHDRAWN = "registered", "withdrawn"
 
@@ -62,6 +68,7 @@ class Dataset:
     state: str = "registered"  # or "withdrawn" (`withdraw_in`): nothing new runs on it; its copy is disposed of
     withdrawn_at: dt.datetime | None = None
     disposed_at: dt.datetime | None = None
+    key: str = ""  # what the row records: the copy's key in the storage root's data/ (an older home: its path)
 
     @property
     def withdrawn(self) -> bool:
@@ -85,7 +92,7 @@ def spark_installed() -> bool:
     return importlib.util.find_spec("pyspark") is not None
 
 
-def _row_to_dataset(r: Any) -> Dataset:
+def _row_to_dataset(r: Any, engine: Engine) -> Dataset:
     cols = {c: ColumnInfo.model_validate(v) for c, v in json.loads(r.columns_json).items()}
     return Dataset(
         name=r.name,
@@ -99,19 +106,28 @@ def _row_to_dataset(r: Any) -> Dataset:
         fingerprint=r.fingerprint,
         rows=r.rows,
         bytes=r.bytes,
-        path=Path(r.path),
+        path=resolve_key(engine, r.path),
         ingest_report=json.loads(r.ingest_report_json),
         created_at=r.created_at,
         state=r.state,
         withdrawn_at=r.withdrawn_at,
         disposed_at=r.disposed_at,
+        key=r.path,
     )
+
+
+def verify_copy(ds: Dataset, sealer: Sealer | None = None) -> None:
+    """Check ``ds``'s stored copy against its recorded fingerprint before it is read (`catalog.storage.verify_file`:
+    a plain copy's digest; a sealed copy must be sealed under this dataset's own data key and, with ``sealer``, is
+    decrypted — every chunk authenticated by its AEAD — and its plaintext's digest compared).
+    `catalog.storage.IntegrityFailure` when it is missing or differs."""
+    verify_file(ds.path, ds.fingerprint, key=ds.key, key_prefix=f"dataset:{ds.name}-", sealer=sealer)
 
 
 def get(engine: Engine, name: str) -> Dataset | None:
     with engine.connect() as conn:
         r = conn.execute(select(t.datasets).where(t.datasets.c.name == name)).first()
-    return _row_to_dataset(r) if r else None
+    return _row_to_dataset(r, engine) if r else None
 
 
 def get_many_in(conn: Connection, names: Iterable[str]) -> dict[str, Dataset | None]:
@@ -120,7 +136,7 @@ def get_many_in(conn: Connection, names: Iterable[str]) -> dict[str, Dataset | N
     if not wanted:
         return {}
     rows = conn.execute(select(t.datasets).where(t.datasets.c.name.in_(wanted))).all()
-    found = {r.name: _row_to_dataset(r) for r in rows}
+    found = {r.name: _row_to_dataset(r, conn.engine) for r in rows}
     return {n: found.get(n) for n in wanted}
 
 
@@ -133,7 +149,7 @@ def fingerprint_in(conn: Connection, name: str) -> str:
 def list_all(engine: Engine) -> list[Dataset]:
     with engine.connect() as conn:
         rows = conn.execute(select(t.datasets).order_by(t.datasets.c.name)).all()
-    return [_row_to_dataset(r) for r in rows]
+    return [_row_to_dataset(r, engine) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -224,7 +240,7 @@ def register(
         "fingerprint": ing.fingerprint,
         "rows": ing.report.rows,
         "bytes": ing.report.bytes,
-        "path": str(final),
+        "path": stored_key(engine, data_dir, final),  # relative to the storage root's data/
         "ingest_report_json": json.dumps(ing.report.as_dict() | ({"engine": spec.engine}
                                                                  if spec.engine != "duckdb" else {})),
         "created_at": now,
@@ -270,7 +286,7 @@ def disposal_due(engine: Engine, grace_s: float, now: dt.datetime) -> list[Datas
     with engine.connect() as conn:
         rows = conn.execute(select(t.datasets).where(d.state == WITHDRAWN, d.disposed_at.is_(None))
                             .order_by(d.name)).all()
-    out = [_row_to_dataset(r) for r in rows]
+    out = [_row_to_dataset(r, engine) for r in rows]
     return [ds for ds in out if ds.withdrawn_at is not None
             and _utc(ds.withdrawn_at) + dt.timedelta(seconds=grace_s) <= now]
 

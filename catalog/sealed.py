@@ -194,7 +194,9 @@ class Sealer:
             os.fsync(f.fileno())
 
     # --- reading -------------------------------------------------------------------------------------------
-    def open_stream(self, f: IO[bytes]) -> bytes:
+    def plain_chunks(self, f: IO[bytes]) -> Iterator[bytes]:
+        """The plaintext of the sealed stream ``f``, chunk by chunk, each yielded only once it authenticated; a
+        file cut short, reordered or altered raises `SealedError` at the chunk where it differs (or at its end)."""
         header, meta = _read_header(f)
         if meta.get("suite") != self.suite_name:
             raise SealedError("sealed under another suite")
@@ -207,7 +209,6 @@ class Sealer:
         except (KeyError, LookupError) as e:
             raise SealedError("the data key of this file is not available") from e
         key = self._aead_key(suite, data_key)
-        out = io.BytesIO()
         size = chunk + _NONCE + _TAG
         i = 0
         block = f.read(size)
@@ -215,12 +216,19 @@ class Sealer:
             nxt = f.read(size)
             final = not nxt
             try:
-                out.write(suite.aead_decrypt(key, block, _aad(header, i, final)))
+                plain = suite.aead_decrypt(key, block, _aad(header, i, final))
             except AeadError:
                 raise SealedError("sealed file failed authentication") from None
+            yield plain
             if final:
-                return out.getvalue()
+                return
             block, i = nxt, i + 1
+
+    def open_stream(self, f: IO[bytes]) -> bytes:
+        out = io.BytesIO()
+        for part in self.plain_chunks(f):
+            out.write(part)
+        return out.getvalue()
 
     def open_bytes(self, data: bytes) -> bytes:
         return self.open_stream(io.BytesIO(data))

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select
 from catalog.durable import sweep_temp
 from catalog.fingerprint import HashAlg
 from catalog.keyring import Keyring
+from catalog.storage import LocalStorage, bind_data_area
 from catalog.store import make_engine
 from gateway import _tables as t
 from gateway import identities, schema
@@ -90,6 +91,7 @@ def open_context(settings: Settings, engine: Engine | None = None) -> AppContext
     engine = engine or make_engine(settings.db_url, pool_size=settings.db_pool_size,
                                    max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout_s)
     schema.upgrade(engine)
+    bind_data_area(engine, LocalStorage(settings.data_dir))  # dataset rows name their copies by key (catalog.storage)
     alg = _meta(engine, "hash_alg")
     if alg is None:
         raise RuntimeError(f"{settings.home} is not initialised: run `veilbox init`")

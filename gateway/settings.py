@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from catalog.storage import LocalStorage
 from gateway.retention import ACCESS_AUDIT_FLOOR_DAYS
 from sandbox.sql.vet import MAX_SQL_CHARS
 
@@ -27,6 +28,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="VEILBOX_", extra="ignore")
 
     home: Path = Path(".veilbox")
+    storage_root: Path | None = Field(default=None, description="where registered data (data/) and models "
+                                      "(models/) live (VEILBOX_STORAGE_ROOT; default the home): a directory "
+                                      "several hosts may mount (catalog.storage)")
     env: Literal["development", "test", "production"] = "development"
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
     suite: Literal["intl", "sm"] = Field(default="intl", description="the cryptographic suite (VEILBOX_SUITE): intl "
@@ -172,12 +176,19 @@ class Settings(BaseSettings):
         return {g: None if v is None else Fraction(str(v)) for g, v in self.grade_epsilon_ceilings.items()}
 
     @property
+    def storage(self) -> LocalStorage:
+        """The storage root (`catalog.storage`): ``VEILBOX_STORAGE_ROOT``, else the home."""
+        return LocalStorage(self.storage_root if self.storage_root is not None else self.home)
+
+    @property
     def data_dir(self) -> Path:
-        return self.home / "data"
+        """Registered datasets' copies: the storage root's ``data/`` (rows store keys relative to it)."""
+        return self.storage.root / "data"
 
     @property
     def models_dir(self) -> Path:
-        return self.home / "models"
+        """Model weights and cards: the storage root's ``models/`` (rows store keys relative to it)."""
+        return self.storage.root / "models"
 
     @property
     def work_dir(self) -> Path:
@@ -228,8 +239,10 @@ class Settings(BaseSettings):
             r = root.resolve()
             if r == Path("/"):
                 raise UnsafeSettings("VEILBOX_IMPORT_ROOTS must not include '/'")
-            if home.is_relative_to(r) or r.is_relative_to(home / "data") or r.is_relative_to(home / "keys"):
-                raise UnsafeSettings("an import root must not contain VEILBOX_HOME nor lie inside data/ or keys/")
+            if home.is_relative_to(r) or r.is_relative_to(home / "data") or r.is_relative_to(home / "keys") \
+                    or r.is_relative_to(self.data_dir.resolve()) or self.storage.root.resolve().is_relative_to(r):
+                raise UnsafeSettings("an import root must not contain VEILBOX_HOME or the storage root, nor lie "
+                                     "inside data/ or keys/")
         if self.audit_retention_days < ACCESS_AUDIT_FLOOR_DAYS:
             raise UnsafeSettings(f"VEILBOX_AUDIT_RETENTION_DAYS={self.audit_retention_days} is below the declared "
                                  f"floor of {ACCESS_AUDIT_FLOOR_DAYS} days (six months) for the access audit")

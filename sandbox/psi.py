@@ -21,7 +21,8 @@ bits for the minimum bucket size ``k`` (`mpc.psi.choose_bits`).
 
 Sealed at rest: given the home's sealer (`catalog.sealed.Sealer`, the service passes `gateway.sealing`'s), every
 file of a setup — ``set.bin``, ``meta.json``, ``evaluated.bin``, ``subjects.json`` and the psi_size tables — is
-written sealed under the setup's own data key ``psi:<digest>`` and opened in memory only; a plain file written
+written sealed under the setup's own data key ``psi:<digest>`` and opened in memory only (a file sealed under
+another setup's key — put in this one's place — is refused, `catalog.sealed.SealedError`); a plain file written
 before sealing is read once and re-sealed in place under the setup's lock (same content, so the same padded set).
 A copy of the home without its master key holds no setup's ids or evaluations. Without a sealer (tests of the
 setups alone) the files are plain.
@@ -59,7 +60,7 @@ from catalog.durable import atomic_write_bytes
 from catalog.errors import POLICY_DENIED, DomainError, invalid
 from catalog.keyring import SECRET_PREFIX, Keyring
 from catalog.registry import Dataset
-from catalog.sealed import Sealer, is_sealed
+from catalog.sealed import SealedError, Sealer, is_sealed, key_id_of
 from mpc import psi
 from mpc.psi import group
 from sandbox.engine.hardening import quote_ident
@@ -204,6 +205,8 @@ class SetupStore:
         if self.sealer is None:
             return path.read_bytes()
         if is_sealed(path):
+            if key_id_of(path) != f"psi:{digest}":  # another setup's file put in its place: refused, not read
+                raise SealedError("a setup file sealed under another setup's key")
             return self.sealer.read_file(path)
         data = path.read_bytes()
         self._write(path, digest, data)

@@ -35,6 +35,7 @@ class AuditAction(StrEnum):
     CONSOLE_VERIFY_CHECK = "console.verify.check"
     CONSOLE_PSI_RECEIPT = "console.psi.receipt"
     FILES_SWEEP = "files.sweep"
+    STORAGE_INTEGRITY = "storage.integrity"
     KEYS_ROTATE = "keys.rotate"
     KEY_DESTROY = "keys.destroy"
     DATASET_DISPOSE = "dataset.dispose"
@@ -70,6 +71,8 @@ DESCRIPTIONS: Mapping[AuditAction, str] = MappingProxyType(
         A.CONSOLE_VERIFY_CHECK: "a plain verification check from the console (keyed subject hash only)",
         A.CONSOLE_PSI_RECEIPT: "a bank read one of its PSI or anonymous-check receipts in the console",
         A.FILES_SWEEP: "at start-up, temporary files a crashed writer left in the home were removed (count and names)",
+        A.STORAGE_INTEGRITY: "a stored file failed its integrity check when it was about to be read (missing, or "
+        "not its recorded fingerprint): nothing was read from it; the dataset, the key and the reason",
         A.KEYS_ROTATE: "the master key was rotated: every wrapped key re-wrapped (old and new provider, count)",
         A.DATASET_DISPOSE: "a withdrawn dataset's copy was disposed of after its grace period: its data key "
                            "destroyed (crypto-shredding) and its sealed file deleted; the record is kept",

@@ -44,6 +44,7 @@ from gateway.services.agreements import note_expiry, quotas_today
 from gateway.services.jobs import actor_of
 from gateway.services.receipts import digest as _digest
 from gateway.services.receipts import issue_receipt, read_receipt
+from gateway.services.storage import check_copy
 from gateway.services.verification import product_for_check as _product
 from gateway.services.verification import question_digest
 from mpc import psi
@@ -93,7 +94,7 @@ def _dataset(ctx: AppContext, name: str, fingerprint: str | None, ev: AuditEvent
     if fingerprint is not None and fingerprint != ds.fingerprint:
         raise invalid("the dataset has a new version: run the setup again",
                       [{"field": "dataset_fingerprint", "problem": "not the current version"}])
-    return ds
+    return check_copy(ctx, ds)  # its stored copy verified before it is read (gateway.services.storage)
 
 
 def _mpc(fn: Any, *args: Any) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from catalog.columns import Role
-from catalog.sealed import Sealer, is_sealed
+from catalog.sealed import SealedError, Sealer, is_sealed
 from sandbox import psi as setups
 
 IDS = [f"P{i:05d}" for i in range(40)]
@@ -67,3 +67,15 @@ def test_a_plain_setup_from_before_is_resealed_with_the_same_set(tmp_path, read_
     sealed = setups.SetupStore(tmp_path / "work", tmp_path / "keys", sealer=Sealer("intl", _Keys()))
     assert sealed.psi(NO_WORKER, _dataset(), "members").elements == plain.elements
     assert is_sealed(set_file) and is_sealed(plain.directory / "meta.json")
+
+
+def test_a_setup_file_swapped_for_another_setups_is_refused(tmp_path, read_ids):
+    keys = _Keys()
+    store = setups.SetupStore(tmp_path / "work", tmp_path / "keys", sealer=Sealer("intl", keys))
+    size = store.psi(NO_WORKER, _dataset(), "size")
+    anon = store.anon(NO_WORKER, _dataset(), "person_id", 4)
+    root = tmp_path / "work" / "psi"
+    (root / anon.digest / "evaluated.bin").write_bytes((root / size.digest / "set.bin").read_bytes())
+    again = setups.SetupStore(tmp_path / "work", tmp_path / "keys", sealer=Sealer("intl", keys))
+    with pytest.raises(SealedError):  # it would decrypt (the home holds both keys): refused by whose key it is
+        again.anon(NO_WORKER, _dataset(), "person_id", 4)
