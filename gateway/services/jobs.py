@@ -82,6 +82,7 @@ from gateway.sealing import sealer_of
 from gateway.services import certificates
 from gateway.services.agreements import note_expiry
 from gateway.services.leases import WORKER, Heartbeat, process_id
+from gateway.services.storage import check_copies
 from policies import Action, Actor, Job, JobState, ledger
 from policies.jobs import job_in, load_job
 from sandbox.jobs import JobEnv, JobFailed, Output, digest_json, gate
@@ -569,6 +570,7 @@ def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
         handler = _handler(kind)
         if len(datasets) != len(job.datasets):
             raise JobFailed("dataset.missing", before_read=True)
+        check_copies(ctx, datasets.values())  # fingerprints verified at read (gateway.services.storage)
     except JobFailed as e:
         return _fail(ctx, job, e, ev)
     except DomainError as e:
