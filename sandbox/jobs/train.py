@@ -37,7 +37,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -235,6 +235,8 @@ class TrainHandler:
         out_dir.mkdir(parents=True, exist_ok=True)
         limits = ResourceLimits(threads=env.threads, memory_limit=env.memory_limit,
                                 torch_threads=int(env.extra.get("train_torch_threads", 1)))
+        if "train_stream_above_rows" in env.extra:  # the registered-row threshold of streaming (sandbox.train)
+            limits = replace(limits, stream_above_rows=int(env.extra["train_stream_above_rows"]))
         recv, send = _mp().Pipe(duplex=False)
         proc = None
         ok = answered = False

@@ -116,6 +116,19 @@ def test_execute_trains_a_dp_model_and_describes_it_for_the_registry(world, trai
     json.dumps(out.model, allow_nan=False)
 
 
+def test_a_job_above_the_streaming_threshold_trains_by_passes_in_its_child(world, train_spec):
+    """The worker's path with the registered-row threshold of streaming below the dataset (sandbox.train.stream)."""
+    h, ag = TrainHandler(), world.agreement()
+    spec = {**train_spec, "batch_size": 2048}
+    job = world.start(h, ag, spec)
+    out = h.execute(job, world.datasets, world.env_for(ag, extra={"train_stream_above_rows": 0}))
+    gate.check("train", out, world.env.models_dir)
+    card = out.result["card"]
+    steps = h.plan(spec, ag, world.datasets).summary["training"]["steps"]
+    assert out.kind == "model" and card["privacy"]["steps"] == steps
+    assert card["metrics"]["held_out_rows"] > 0
+
+
 def test_model_kwargs_match_the_registry_signature(world):
     from catalog import models
 
