@@ -13,6 +13,8 @@ run in one process, never N at a time. Whether each process also runs a job work
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -81,13 +83,57 @@ def run(settings: Settings) -> None:
                 timeout_graceful_shutdown=int(settings.http_stop_grace_s))
 
 
+class _PromptServer(uvicorn.Server):
+    """uvicorn that stops as soon as it is asked (`request_exit`) rather than at its next 0.1 s tick, and closes
+    without uvicorn's fixed 0.1 s pause once its connections are gone. The same shutdown otherwise: it stops
+    accepting, asks every connection to finish, waits (without a bound, as uvicorn does by default) for the
+    requests and tasks in flight, then runs the app's lifespan shutdown."""
+
+    _POLL_S = 0.005
+    _loop: asyncio.AbstractEventLoop | None = None
+    _wake: asyncio.Event | None = None
+
+    def request_exit(self) -> None:
+        """Ask the server to stop; safe from any thread."""
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already finished
+                loop.call_soon_threadsafe(wake.set)
+
+    async def main_loop(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()  # after `_wake`: `request_exit` reads them in the other order
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        while (self.server_state.connections or self.server_state.tasks) and not self.force_exit:
+            await asyncio.sleep(self._POLL_S)
+        for server in self.servers:
+            await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
 class BackgroundServer:
     def __init__(self, ctx: AppContext, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.ctx = ctx
         self.app: FastAPI = create_app(ctx)
         self.host, self.port = host, port or free_port(host)
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host=self.host, port=self.port,
-                                                     log_level="warning", server_header=False))
+        self._server = _PromptServer(uvicorn.Config(self.app, host=self.host, port=self.port,
+                                                    log_level="warning", server_header=False))
         self._thread = threading.Thread(target=self._server.run, name="veilbox-http", daemon=True)
 
     @property
@@ -100,9 +146,9 @@ class BackgroundServer:
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the HTTP server did not start")
-            time.sleep(0.02)
+            time.sleep(0.002)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
+        self._server.request_exit()
         self._thread.join(timeout=10)
