@@ -603,6 +603,7 @@ def stages(setup: dict[str, Any], n: int) -> dict[str, Any]:
 QUERY_STAGES: list[tuple[str, str, str]] = [
     ("agreement expiry note", "gateway.services.jobs", "note_expiry"),
     ("agreement read (parties only)", "policies", "get_agreement"),
+    ("decision reads, one transaction (before the plan)", "policies", "submission_context"),
     ("dataset records read", "gateway.services.jobs", "datasets_of"),
     ("plan: vet, rewrite, keys, calibrate (memoised)", "sandbox.jobs.query", "prepare_for"),
     ("  of which prepare (vet, keys, rewrite: a miss)", "sandbox.jobs.query", "prepare"),

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -191,7 +191,8 @@ def issue_in(
         until = min(until, _utc(valid_until))
     cert_id = certificate_id or new_certificate_id(kind, now)
     conn.execute(
-        certificates.insert().values(
+        _INSERT,  # built once, the values bound
+        dict(
             id=cert_id,
             kind=kind,
             subject=subject,
@@ -205,11 +206,15 @@ def issue_in(
             revoked_at=None,
             revoked_reason=None,
             created_at=now,
-        )
+        ),
     )
-    r = conn.execute(select(certificates).where(certificates.c.id == cert_id)).first()
+    r = conn.execute(_BY_ID, {"b_id": cert_id}).first()
     assert r is not None
     return _row(r)
+
+
+_INSERT = certificates.insert()
+_BY_ID = select(certificates).where(certificates.c.id == bindparam("b_id"))
 
 
 def get_certificate(engine: Engine, certificate_id: str) -> Certificate | None:

@@ -171,7 +171,8 @@ def create_app(ctx: AppContext) -> FastAPI:
             complete(ev, response.status_code if response is not None else 500)
             try:
                 written = ev.written
-                if written is not None and await run_in_threadpool(journal.committed, ctx.engine, written):
+                if written is not None and (getattr(written, "confirmed", False)  # known committed: no read
+                                            or await run_in_threadpool(journal.committed, ctx.engine, written)):
                     if not written.states(ev):  # the answer changed after the change committed: say so too
                         ev.details["outcome_of"] = written.seq
                         await run_in_threadpool(ctx.audit.append, ev)

@@ -104,6 +104,11 @@ class VerifyReport:
                 "first_bad_seq": self.first_bad_seq, "reason": self.reason}
 
 
+_HEAD_FOR_UPDATE = select(t.audit_head).where(t.audit_head.c.id == 1).with_for_update()
+_INSERT_ENTRY = t.audit_entries.insert()
+_UPDATE_HEAD = t.audit_head.update().where(t.audit_head.c.id == 1)
+
+
 class AuditLog:
     def __init__(self, engine: Engine, keys: Keys, alg: HashAlg, checkpoint_every: int = 100) -> None:
         self.engine = engine
@@ -123,7 +128,7 @@ class AuditLog:
         it records: both or neither. Call it as the transaction's last write: it locks the chain head until the
         commit (``BEGIN IMMEDIATE`` already serialises SQLite writers; on PostgreSQL the head row lock orders
         appends, and taking it last keeps lock order ledger/job rows → head in every transaction)."""
-        head = conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1).with_for_update()).first()
+        head = conn.execute(_HEAD_FOR_UPDATE).first()
         seq = (head.seq if head else 0) + 1
         entry: dict[str, Any] = {
             "seq": seq,
@@ -143,14 +148,14 @@ class AuditLog:
             "prev_hash": head.hash if head else GENESIS,
         }
         entry["hash"] = entry_hash(self.alg, entry)
-        conn.execute(t.audit_entries.insert().values(**entry))
+        conn.execute(_INSERT_ENTRY, entry)  # statements built once, the values bound: no per-call expression
         sig = self.keys.signing.sign(_sig_message(seq, entry["hash"])).hex()
         if seq % self.checkpoint_every == 0:
             conn.execute(t.audit_checkpoints.insert().values(
                 seq=seq, hash=entry["hash"], signature=sig, key_id=self.keys.key_id, ts=entry["ts"]))
         values = {"seq": seq, "hash": entry["hash"], "signature": sig}
         if head:
-            conn.execute(t.audit_head.update().where(t.audit_head.c.id == 1).values(**values))
+            conn.execute(_UPDATE_HEAD, values)
         else:
             conn.execute(t.audit_head.insert().values(id=1, **values))
         return entry

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -38,7 +38,7 @@ from gateway import _tables as t
 from gateway.audit import AuditEvent, AuditLog
 from vocab.errors import CATALOG, ErrorCode
 
-__all__ = ["Written", "both", "committed", "completed", "refusal", "request_entry", "system_entry"]
+__all__ = ["Written", "both", "committed", "completed", "confirm", "refusal", "request_entry", "system_entry"]
 
 Journal = Callable[[Connection], None]
 Prepare = Callable[[Connection, AuditEvent], bool]  # notes the transaction's rows on the entry
@@ -53,6 +53,7 @@ class Written:
     decision: str
     code: str | None
     status: int | None
+    confirmed: bool = False  # the service saw its transaction commit (`confirm`): no store read to know it
 
     def states(self, ev: AuditEvent) -> bool:
         """Whether the entry states the request's final outcome (status, decision and code)."""
@@ -122,10 +123,21 @@ def both(*journals: Journal | None) -> Journal:
     return write
 
 
+def confirm(ev: AuditEvent) -> None:
+    """Note that the transaction which wrote the request's entry committed: call it right after the call that took
+    the `request_entry` journal returned (it returns only once its transaction committed), so `committed` need not
+    read the log. An entry of a transaction that failed is never confirmed, and is read as before."""
+    if isinstance(ev.written, Written):
+        ev.written = replace(ev.written, confirmed=True)
+
+
 def committed(engine: Engine, written: Any) -> bool:
-    """Whether the entry a journal wrote is in the log (its transaction committed)."""
+    """Whether the entry a journal wrote is in the log (its transaction committed): known without a read when the
+    service confirmed it (`confirm`), else read from the log."""
     if not isinstance(written, Written):
         return False
+    if written.confirmed:
+        return True
     e = t.audit_entries.c
     with engine.connect() as conn:
         h = conn.execute(select(e.hash).where(e.seq == written.seq)).scalar_one_or_none()

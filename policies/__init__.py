@@ -36,7 +36,7 @@ Dependency rule: `policies` imports `catalog` only.
 """
 
 from policies._tables import metadata
-from policies.access import Permit, authorize, check, permit, read_budget, read_usage
+from policies.access import Permit, authorize, check, permit, read_budget, read_usage, submission_context
 from policies.actor import Actor, Role
 from policies.agreements.document import AgreementDocument, parse_document
 from policies.agreements.filing import (
@@ -89,6 +89,7 @@ from policies.jobs import (
     cancel,
     claim_next,
     fail,
+    finish,
     get_job,
     get_result,
     job_in,
@@ -160,6 +161,7 @@ __all__ = [
     "effective_state",
     "fail",
     "file_agreement",
+    "finish",
     "get_agreement",
     "get_job",
     "get_result",
@@ -199,6 +201,7 @@ __all__ = [
     "sign_agreement",
     "spec_hash",
     "start",
+    "submission_context",
     "submit",
     "submit_for_filing",
     "succeed",

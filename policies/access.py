@@ -6,14 +6,15 @@ mapped `DomainError` on denial, and on allow consumes the action's meters atomic
 concurrent call took the last unit). `check` returns the `Decision` without raising or metering (audit,
 console previews). `permit` decides and raises like `authorize` but leaves the metering to the caller
 (`Permit.consume`, with its journal). `read_budget` and `read_usage` are the authorized reads for the budget and
-usage endpoints.
+usage endpoints. `submission_context` loads what a job's submission is decided on before its spec is planned, in
+the same one read transaction, for `policies.jobs.submit` to decide on without reading again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypedDict, Unpack
 
 from sqlalchemy import Connection, Engine
@@ -68,6 +69,19 @@ def build_context(
         purpose=purpose, job_kind=job_kind, consent_ref=consent_ref, negative_list=negative_list,
         usage=usage, cost=cost, remaining=remaining, fingerprints=fingerprints, orders=orders,
     )
+
+
+def submission_context(engine: Engine, actor: Actor, action: Action, agreement_id: str, now: dt.datetime,
+                       ) -> DecisionContext:
+    """What a job's submission is decided on, loaded before its spec is planned, in one read transaction: the
+    agreement, the records of every dataset it lists, the quota snapshot, the remaining budgets, the negative list
+    and the open orders (`build_context` with every budget). Raises ``NOT_FOUND_OR_FORBIDDEN`` for anyone who may
+    not read the agreement (as `policies.get_agreement`), so the planner sees only a party's agreement. The
+    caller plans the spec from ``agreement`` and ``datasets``, then passes the context to `policies.submit`,
+    which decides on it with the plan's datasets, columns and cost (no second read)."""
+    ctx = build_context(engine, actor, action, agreement_id, now, cost=Budget.zero())
+    decide(replace(ctx, action=Action.AGREEMENT_READ, usage=None, cost=None)).raise_if_denied()
+    return ctx
 
 
 class RequestFacts(TypedDict, total=False):

@@ -24,6 +24,11 @@ state change that produces or ends them: `succeed` stores the output awaiting th
 (``pending``) and the owner-only cause of an incident (``owner_detail``); `fail` stores the owner-only cause
 and drops any output awaiting release; `release` drops it as the result is stored. `job_output` reads them.
 
+An inline query (``POST /queries`` on an auto-approving agreement) makes these moves in two write transactions:
+`submit` with ``start`` stores it ``running`` with its debit and meters, leased to the request's process, and
+`finish` moves it ``running`` → ``succeeded`` → ``released`` with its result in one guarded UPDATE (docs/
+performance.md, "A DP query call's fixed cost").
+
 Queue: `claim_next` moves the oldest approved job to ``running`` atomically (``BEGIN IMMEDIATE`` on SQLite,
 ``FOR UPDATE SKIP LOCKED`` on PostgreSQL). Jobs run inline by the gateway (``POST /queries`` on an auto-approving
 agreement) are flagged ``inline`` and never offered to the queue.
@@ -51,10 +56,10 @@ import datetime as dt
 import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 
 from catalog.errors import (
     AGREEMENT_INACTIVE,
@@ -75,7 +80,7 @@ from policies.access import build_context
 from policies.actor import Actor, Role
 from policies.agreements.record import catalog_records, effective_state, load_agreement
 from policies.budget import Budget
-from policies.decision import Action, Decision, Reason, decide, meters_for
+from policies.decision import Action, Decision, DecisionContext, Reason, decide, meters_for
 from policies.journal import Journal, write
 from vocab.jobs import JOB_KINDS, STORED_KINDS
 from vocab.jobs import JobKind as JobKind  # re-exported: policies.JobKind
@@ -204,9 +209,13 @@ def _row_to_job(r: Any) -> Job:
     )
 
 
+_JOB_BY_ID = select(t.jobs).where(t.jobs.c.id == bindparam("b_job"))  # built once, the id bound
+_INSERT_JOB = t.jobs.insert()
+
+
 def job_in(conn: Connection, job_id: str) -> Job:
     """The job as ``conn``'s transaction sees it (a journal reading the move it records)."""
-    return _row_to_job(conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).one())
+    return _row_to_job(conn.execute(_JOB_BY_ID, {"b_job": job_id}).one())
 
 
 def load_job(engine: Engine, job_id: str) -> Job | None:
@@ -320,6 +329,8 @@ def submit(
     job_id: str | None = None,
     journal: Journal | None = None,
     hash_alg: HashAlg = "sha256",
+    context: DecisionContext | None = None,
+    start: bool = False,
 ) -> Job:
     """``POST /jobs`` (and ``POST /queries`` with ``kind="query", inline=True``), by the grantee.
 
@@ -331,6 +342,12 @@ def submit(
     ``lease_owner`` for ``lease_s`` from the start (the request that submitted it runs it next). ``job_id`` (default:
     a fresh random id) lets the caller name the job before it exists; ``journal`` records the submission in its
     transaction.
+
+    ``context`` (`policies.access.submission_context`, loaded before the spec was planned) is decided on instead
+    of reading the store again; the write transaction re-checks what can change meanwhile (the agreement's state
+    under its row lock, `ledger.charge_in`; the meters and the budget atomically). ``start`` (an inline job its
+    caller runs next, auto-approved and leased) stores the job ``running`` at once, leased to ``lease_owner``: the
+    move `start` would make, in the submission's transaction (the decision just checked what `start` re-checks).
     """
     now = aware(now)
     try:
@@ -354,8 +371,14 @@ def submit(
         raise invalid("a job touches at least one dataset")
     cols = {ds: tuple(sorted(set(c))) for ds, c in (columns or {}).items()}
     action = Action.QUERY_RUN if job_kind is JobKind.QUERY and inline else Action.JOB_SUBMIT
-    ctx = build_context(engine, actor, action, agreement_id, now, datasets=names, columns=cols, purpose=purpose,
-                        job_kind=job_kind.value, cost=cost)
+    if (context is not None and context.agreement is not None and context.agreement.id == agreement_id
+            and all(ds in context.datasets for ds in names)):
+        ctx = replace(context, action=action, now=now, requested=names,
+                      columns={ds: frozenset(c) for ds, c in cols.items()}, purpose=purpose,
+                      job_kind=job_kind.value, cost=cost)
+    else:
+        ctx = build_context(engine, actor, action, agreement_id, now, datasets=names, columns=cols,
+                            purpose=purpose, job_kind=job_kind.value, cost=cost)
     decide(ctx).raise_if_denied()
     ag = ctx.agreement
     assert ag is not None
@@ -366,24 +389,28 @@ def submit(
         fingerprints[ds] = rec.fingerprint
     auto = ag.document.approval == "auto_within_budget"
     leased = inline and auto and lease_owner is not None
+    running = leased and start
     job_id = job_id or new_job_id()
+    # an auto-approved job is stored approved (or, started, running) with its debit: the state machine's
+    # pending_approval -> approved (-> running) moves, made by this one insert in the debit's transaction
+    state = S.RUNNING if running else S.APPROVED if auto else S.PENDING_APPROVAL
     with engine.begin() as conn:
         quotas.consume_in(conn, ag, actor.name, meters_for(action), now)
-        conn.execute(t.jobs.insert().values(
+        conn.execute(_INSERT_JOB, dict(
             id=job_id, agreement_id=ag.id, kind=job_kind.value, spec_json=spec_text,
             spec_hash=text_digest(spec_text, hash_alg), fingerprints_json=json.dumps(fingerprints, sort_keys=True),
             columns_json=json.dumps(cols, sort_keys=True), purpose=purpose, inline=inline and auto,
-            state=S.PENDING_APPROVAL.value, created_by=actor.name, created_at=now, updated_at=now,
+            state=state.value, created_by=actor.name, created_at=now, updated_at=now,
             cost_epsilon=to_db(cost.epsilon), cost_delta=to_db(cost.delta),
             lease_owner=lease_owner if leased else None,
             lease_expires_at=_lease_until(now, lease_s) if leased else None,
+            **({"approved_by": AUTO_APPROVER, "approved_at": now} if auto else {}),
+            **({"worker_id": lease_owner, "started_at": now} if running else {}),
         ))
-        if auto:
+        if auto:  # check-then-debit; raises (rolling the job back) if the agreement stopped being active
             ledger.charge_in(conn, ag.id, names, cost, job_id, now)
-            _move(conn, job_id, [S.PENDING_APPROVAL], S.APPROVED, now, approved_by=AUTO_APPROVER, approved_at=now)
+        job = job_in(conn, job_id)
         write(conn, journal)
-    job = load_job(engine, job_id)
-    assert job is not None
     return job
 
 
@@ -681,6 +708,57 @@ def release(
     out = load_job(engine, job_id)
     assert out is not None
     return out
+
+
+def finish(
+    engine: Engine, job_id: str, *, result: Any, output_digest: str, now: dt.datetime | None = None,
+    owner_detail: Mapping[str, Any] | None = None, journal: Journal | None = None,
+) -> tuple[Job, Any]:
+    """``running`` → ``succeeded`` → ``released`` in one transaction, for an output released as soon as it exists
+    (an inline query's answer): `succeed` with ``keep_lease`` and `release`, with one commit instead of two. The
+    guarded UPDATE moves only a job still ``running`` (a job swept, cancelled or failed meanwhile raises
+    ``INVALID_REQUEST``, reason ``job.wrong_state``, and nothing is released), a refunded job is refused as
+    `release` refuses it, ``owner_detail`` is stored and ``journal`` written in the same transaction. Returns the
+    released job and its result as stored (the canonical JSON, parsed).
+
+    If this transaction does not commit, the job is still ``running`` under its holder's lease: the holder records
+    ``succeeded`` in a transaction of its own (the output was computed on data: the lease sweep then fails it
+    charged), or, if the process died, the sweep fails it refunded as any interrupted run."""
+    now = aware(now)
+    try:
+        result_json = canonical_json(result)
+    except (TypeError, ValueError):
+        raise invalid("result must be plain JSON") from None
+    if len(output_digest) > 80 or ":" not in output_digest:
+        raise invalid("output digest must be '<alg>:<hex>'")
+    with engine.begin() as conn:
+        if ledger.is_refunded(conn, job_id):
+            raise DomainError(INVALID_REQUEST, "a refunded job cannot be released",
+                              [{**Reason("job.wrong_state").as_dict(), "state": "refunded"}])
+        res = conn.execute(_FINISH, {"b_job": job_id, "b_running": S.RUNNING.value, "b_released": S.RELEASED.value,
+                                     "b_now": now, "b_result": result_json, "b_digest": output_digest})
+        if res.rowcount != 1:
+            current = conn.execute(select(t.jobs.c.state).where(t.jobs.c.id == job_id)).scalar_one_or_none()
+            if current is None:
+                raise _job_not_found()
+            raise DomainError(INVALID_REQUEST, "the job is not in a state that allows this",
+                              [{**Reason("job.wrong_state").as_dict(), "state": current}])
+        if owner_detail:
+            _put_output(conn, job_id, now, owner_detail=dict(owner_detail))
+        job = job_in(conn, job_id)
+        write(conn, journal)
+    return job, json.loads(result_json)
+
+
+_J = t.jobs.c
+#: `finish`'s guarded move, built once (bind parameters, no per-call expression building)
+_FINISH = (
+    update(t.jobs)
+    .where(_J.id == bindparam("b_job"), _J.state == bindparam("b_running"))
+    .values(state=bindparam("b_released"), updated_at=bindparam("b_now"), finished_at=bindparam("b_now"),
+            released_at=bindparam("b_now"), result_json=bindparam("b_result"), result_ref=None,
+            output_digest=bindparam("b_digest"), lease_owner=None, lease_expires_at=None)
+)
 
 
 def renew_lease(engine: Engine, job_id: str, owner: str, *, lease_s: float = DEFAULT_LEASE_S,

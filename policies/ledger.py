@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from catalog.errors import (
     AGREEMENT_INACTIVE,
@@ -162,12 +162,25 @@ def replace_accounts(conn: Connection, agreement_id: str, datasets: Iterable[str
 # --- charge / refund --------------------------------------------------------------------------------------
 
 
+# The charge's statements, built once with bind parameters (a charge binds its values instead of building and
+# cache-keying expression trees on every call).
+_AC = t.budget_accounts.c
+_AGREEMENT_FOR_CHARGE = (select(t.agreements.c.state, t.agreements.c.valid_until)
+                         .where(t.agreements.c.id == bindparam("b_agreement")).with_for_update())
+_CHARGED_BEFORE = select(t.budget_entries.c.id).where(t.budget_entries.c.job_id == bindparam("b_job")).limit(1)
+_ACCOUNTS_FOR_CHARGE = (select(t.budget_accounts)
+                        .where(_AC.agreement_id == bindparam("b_agreement"),
+                               _AC.dataset.in_(bindparam("b_datasets", expanding=True)))
+                        .order_by(_AC.dataset).with_for_update())
+_SPEND = (update(t.budget_accounts)
+          .where(_AC.agreement_id == bindparam("b_agreement"), _AC.dataset == bindparam("b_dataset"))
+          .values(epsilon_spent=bindparam("b_eps"), delta_spent=bindparam("b_delta"), updated_at=bindparam("b_now")))
+_INSERT_ENTRY = t.budget_entries.insert()
+_ACCOUNTS_OF = select(t.budget_accounts).where(_AC.agreement_id == bindparam("b_agreement")).order_by(_AC.dataset)
+
+
 def _require_chargeable(conn: Connection, agreement_id: str, now: dt.datetime) -> None:
-    row = conn.execute(
-        select(t.agreements.c.state, t.agreements.c.valid_until)
-        .where(t.agreements.c.id == agreement_id)
-        .with_for_update()
-    ).first()
+    row = conn.execute(_AGREEMENT_FOR_CHARGE, {"b_agreement": agreement_id}).first()
     if row is None:
         raise not_found("agreement")
     if row.state == "revoked":
@@ -194,17 +207,9 @@ def charge_in(conn: Connection, agreement_id: str, datasets: Sequence[str], cost
     if not names:
         raise invalid("a charge names at least one dataset")
     _require_chargeable(conn, agreement_id, now)
-    if conn.execute(
-        select(t.budget_entries.c.id).where(t.budget_entries.c.job_id == job_id).limit(1)
-    ).first() is not None:
+    if conn.execute(_CHARGED_BEFORE, {"b_job": job_id}).first() is not None:
         raise DomainError(ALREADY_EXISTS, "this job has already been charged")
-    ac = t.budget_accounts.c
-    rows = conn.execute(
-        select(t.budget_accounts)
-        .where(ac.agreement_id == agreement_id, ac.dataset.in_(names))
-        .order_by(ac.dataset)
-        .with_for_update()
-    ).all()
+    rows = conn.execute(_ACCOUNTS_FOR_CHARGE, {"b_agreement": agreement_id, "b_datasets": names}).all()
     accounts = {r.dataset: _account(r) for r in rows}
     outside = [ds for ds in names if ds not in accounts]
     if outside:
@@ -223,17 +228,10 @@ def charge_in(conn: Connection, agreement_id: str, datasets: Sequence[str], cost
     after: dict[str, Budget] = {}
     for ds in names:
         spent = accounts[ds].spent + cost
-        conn.execute(
-            update(t.budget_accounts)
-            .where(ac.agreement_id == agreement_id, ac.dataset == ds)
-            .values(epsilon_spent=to_db(spent.epsilon), delta_spent=to_db(spent.delta), updated_at=now)
-        )
-        conn.execute(
-            t.budget_entries.insert().values(
-                agreement_id=agreement_id, dataset=ds, job_id=job_id, kind=DEBIT,
-                epsilon=to_db(cost.epsilon), delta=to_db(cost.delta), ts=now,
-            )
-        )
+        conn.execute(_SPEND, {"b_agreement": agreement_id, "b_dataset": ds, "b_eps": to_db(spent.epsilon),
+                              "b_delta": to_db(spent.delta), "b_now": now})
+        conn.execute(_INSERT_ENTRY, {"agreement_id": agreement_id, "dataset": ds, "job_id": job_id, "kind": DEBIT,
+                                     "epsilon": to_db(cost.epsilon), "delta": to_db(cost.delta), "ts": now})
         after[ds] = accounts[ds].total - spent
     return after
 
@@ -256,10 +254,12 @@ def charge(engine: Engine, agreement_id: str, datasets: Sequence[str], cost: Bud
 
 def is_refunded(conn: Connection, job_id: str) -> bool:
     """Whether the job's debits were refunded (then it can never be released), in the caller's transaction."""
-    e = t.budget_entries.c
-    return conn.execute(
-        select(e.id).where(e.job_id == job_id, e.kind == REFUND).limit(1)
-    ).first() is not None
+    return conn.execute(_REFUNDED, {"b_job": job_id, "b_kind": REFUND}).first() is not None
+
+
+_REFUNDED = (select(t.budget_entries.c.id)
+             .where(t.budget_entries.c.job_id == bindparam("b_job"), t.budget_entries.c.kind == bindparam("b_kind"))
+             .limit(1))
 
 
 def refund_in(conn: Connection, job_id: str, now: dt.datetime) -> Budget | None:
@@ -333,8 +333,7 @@ def accounts(engine: Engine, agreement_id: str) -> list[Account]:
 
 def accounts_in(conn: Connection, agreement_id: str) -> list[Account]:
     """`accounts` within ``conn``'s transaction."""
-    ac = t.budget_accounts.c
-    rows = conn.execute(select(t.budget_accounts).where(ac.agreement_id == agreement_id).order_by(ac.dataset)).all()
+    rows = conn.execute(_ACCOUNTS_OF, {"b_agreement": agreement_id}).all()
     return [_account(r) for r in rows]
 
 

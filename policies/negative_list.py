@@ -159,9 +159,11 @@ def list_entries(engine: Engine) -> list[NegativeEntry]:
         return _entries_in(conn)
 
 
+_ALL = select(t.negative_list).order_by(t.negative_list.c.kind, t.negative_list.c.value)  # built once
+
+
 def _entries_in(conn: Connection) -> list[NegativeEntry]:
-    rows = conn.execute(select(t.negative_list).order_by(t.negative_list.c.kind, t.negative_list.c.value))
-    return [_row(r) for r in rows]
+    return [_row(r) for r in conn.execute(_ALL)]
 
 
 def load(engine: Engine) -> NegativeList:

@@ -35,7 +35,7 @@ The registry is `catalog.certificates`. This module is what the gateway does wit
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
@@ -68,17 +68,19 @@ __all__ = [
 
 
 def for_release(
-    ctx: AppContext, job: Job, output_kind: str, output_digest: str, result: Any, now: dt.datetime | None = None
+    ctx: AppContext, job: Job, output_kind: str, output_digest: str, result: Any, now: dt.datetime | None = None,
+    *, loaded: tuple[policies.Agreement, Mapping[str, Any]] | None = None,
 ) -> tuple[Any, Journal]:
     """The released ``result`` stamped with its certificate and sources, and the journal that issues the
     certificate in the release's transaction. A model output keeps its model certificate (no output
-    certificate: the model registry certifies it) and gets its sources."""
+    certificate: the model registry certifies it) and gets its sources. ``loaded``: the job's agreement and
+    dataset records as the caller already read them (an inline query's, from its decision), instead of reading."""
     sources = []
     for name in job.datasets:  # the fingerprint the job was submitted and approved against
-        ds = datasets.get(ctx.engine, name)
+        ds = loaded[1].get(name) if loaded is not None else datasets.get(ctx.engine, name)
         if ds is not None:
             sources.append(registry.source_of(ds.name, ds.owner, job.fingerprints[name]))
-    ag = policies.load_agreement(ctx.engine, job.agreement_id)
+    ag = loaded[0] if loaded is not None else policies.load_agreement(ctx.engine, job.agreement_id)
     if output_kind == "model":
         stamped = {**result, "source": sources} if isinstance(result, dict) else result
         return stamped, lambda _conn: None

@@ -44,6 +44,7 @@ the kind, the spec hash, the agreement's document and the datasets' fingerprints
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -77,7 +78,7 @@ from gateway import job_kinds
 from gateway.audit import AuditEvent
 from gateway.context import AppContext
 from gateway.identities import Principal
-from gateway.journal import Journal, both, refusal, request_entry, system_entry
+from gateway.journal import Journal, both, confirm, refusal, request_entry, system_entry
 from gateway.sealing import sealer_of
 from gateway.services import certificates
 from gateway.services.agreements import note_expiry
@@ -174,18 +175,34 @@ def submit_job(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec
     SQL longer than ``VEILBOX_MAX_SQL_CHARS`` (``QUERY_REJECTED``, rule ``too_long``). An inline job the
     agreement auto-approves is leased to ``lease`` (the process whose request runs it) from its submission.
     ``journal`` records the submission in its transaction (`gateway.journal`)."""
+    return _submit(ctx, actor, agreement_id, kind, spec, purpose=purpose, inline=inline, lease=lease,
+                   job_id=job_id, journal=journal)[0]
+
+
+def _submit(ctx: AppContext, actor: Actor, agreement_id: str, kind: str, spec: Mapping[str, Any], *,
+            purpose: str | None = None, inline: bool = False, lease: str | None = None, job_id: str | None = None,
+            journal: Journal | None = None, start: bool = False,
+            ) -> tuple[Job, policies.Agreement, dict[str, Dataset]]:
+    """`submit_job`, also returning the agreement and dataset records the decision read (one read transaction,
+    `policies.submission_context`: the plan is made from them and the decision taken on them). ``start``: an
+    inline job the agreement auto-approves is stored ``running``, leased to ``lease`` (`policies.submit`)."""
     if not isinstance(spec, Mapping):
         raise invalid("spec must be an object")
-    ag = policies.get_agreement(ctx.engine, actor, agreement_id)  # parties only; others get not-found
+    action = Action.QUERY_RUN if kind == "query" and inline else Action.JOB_SUBMIT
+    loaded = policies.submission_context(ctx.engine, actor, action, agreement_id, dt.datetime.now(dt.UTC))
+    ag = loaded.agreement  # parties only; others got not-found
+    assert ag is not None
+    datasets = {n: d for n in ag.document.datasets if (d := loaded.datasets.get(n)) is not None}
     handler = _handler(kind)
     if kind == "query":
         require_min_epsilon(spec, min_query_epsilon(ctx))
         require_sql_length(spec, ctx.settings.max_sql_chars)
-    plan = handler.plan(spec, ag, datasets_of(ctx, ag.document.datasets), hash_alg=ctx.settings.hash_alg)
-    return policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
-                           columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline,
-                           lease_owner=lease, lease_s=ctx.settings.job_lease_s, job_id=job_id, journal=journal,
-                           hash_alg=ctx.settings.hash_alg)
+    plan = handler.plan(spec, ag, datasets, hash_alg=ctx.settings.hash_alg)
+    job = policies.submit(ctx.engine, actor, agreement_id, kind, dict(spec), datasets=plan.datasets,
+                          columns=plan.columns, cost=plan.cost, purpose=_purpose(ag, purpose), inline=inline,
+                          lease_owner=lease, lease_s=ctx.settings.job_lease_s, job_id=job_id, journal=journal,
+                          hash_alg=ctx.settings.hash_alg, context=loaded, start=start)
+    return job, ag, datasets
 
 
 def preview_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[str, Any],
@@ -422,36 +439,61 @@ def run_query(ctx: AppContext, actor: Actor, agreement_id: str, spec: Mapping[st
 
     Intent, then outcome (`gateway.journal`): a job left waiting has the request's entry in its submission's
     transaction; an auto-approved one has the grantee's ``job.charge`` entry in the debit's transaction and the
-    request's entry (with the answer's digest, or ``JOB_FAILED``) in the release's or failure's."""
-    note_expiry(ctx, agreement_id)
+    request's entry (with the answer's digest, or ``JOB_FAILED``) in the release's or failure's.
+
+    The fixed cost (docs/performance.md, "A DP query call's fixed cost"): one read transaction for the decision
+    (`policies.submission_context`: the plan is made from what it read), one write transaction storing the job
+    ``running`` under this process's lease with its debit, meters and ``job.charge``, the engine, then one write
+    transaction releasing the answer with its certificate and entries (`_finish`); the answer is returned as
+    stored, without reading it back. An allowed query's agreement is in force, so only a refused one can be the
+    first touch of an expired agreement: its expiry is recorded then (`note_expiry`), before the refusal."""
     job_id = policies.new_job_id()
+    seen: dict[int, Job] = {}
+
+    def job_of(conn: Connection) -> Job:  # the job as the submission's transaction wrote it, read once
+        if id(conn) not in seen:
+            seen.clear()
+            seen[id(conn)] = job_in(conn, job_id)
+        return seen[id(conn)]
 
     def waiting(conn: Connection, entry: AuditEvent) -> bool:  # left for the owner: the request's whole change
-        job = job_in(conn, job_id)
+        job = job_of(conn)
         if job.state is not JobState.PENDING_APPROVAL:
             return False
         note_job(entry, job)
         entry.details["status"] = 202
         return True
 
-    def charged(conn: Connection) -> AuditEvent | None:  # auto-approved: the debit's intent entry
-        job = job_in(conn, job_id)
-        return _charge_entry(actor, job) if job.state is JobState.APPROVED else None
+    def charged(conn: Connection) -> AuditEvent | None:  # auto-approved (and started): the debit's intent entry
+        job = job_of(conn)
+        return _charge_entry(actor, job) if job.state in (JobState.APPROVED, JobState.RUNNING) else None
 
-    job = submit_job(ctx, actor, agreement_id, "query", spec, purpose=purpose, inline=True, lease=process_id(),
-                     job_id=job_id, journal=both(request_entry(ctx.audit, ev, waiting),
+    try:
+        job, ag, datasets = _submit(ctx, actor, agreement_id, "query", spec, purpose=purpose, inline=True,
+                                    lease=process_id(), job_id=job_id, start=True,
+                                    journal=both(request_entry(ctx.audit, ev, waiting),
                                                  system_entry(ctx.audit, charged)))
+    except DomainError:
+        note_expiry(ctx, agreement_id)
+        raise
+    if job.state is JobState.PENDING_APPROVAL:
+        confirm(ev)  # the submission's transaction wrote the request's entry and committed
     note_job(ev, job)
     if job.state is JobState.PENDING_APPROVAL:
         return True, {"job_id": job.id, "state": job.state.value, "cost": job.cost.as_json()}
     ev.epsilon, ev.delta = str(job.cost.epsilon), str(job.cost.delta)
-    done = run_inline(ctx, job, ev)
+    answer: dict[str, Any] = {}
+    if job.state is JobState.RUNNING:  # started with its submission, leased to this process
+        with Heartbeat(ctx, job.id, process_id()):
+            done = _execute(ctx, job, ev, loaded=(ag, datasets), answer=answer)
+    else:
+        done = run_inline(ctx, job, ev)
     ev.details["state"] = done.state.value
     if done.state is not JobState.RELEASED:
         ev.decision, ev.code = "error", "JOB_FAILED"
         return False, {"job_id": done.id, "state": done.state.value, "failure_reason": done.failure_reason,
                        "refunded": refunded(ctx, done.id)}
-    out = job_result(ctx, actor, done.id)
+    out = answer or job_result(ctx, actor, done.id)
     ev.output_digest = out["output_digest"]
     return False, {"job_id": done.id, "state": done.state.value, **out["result"]}
 
@@ -559,11 +601,22 @@ def _release(ctx: AppContext, job: Job, out: Output, approved_by: str | None = N
                             now=now, journal=both(register, certify, entry, request))
 
 
-def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
+def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None, *,
+             loaded: tuple[policies.Agreement, Mapping[str, Dataset]] | None = None,
+             answer: dict[str, Any] | None = None) -> Job:
     """Run a job that is ``running``: execute, gate, then release (auto) or keep for the owner. Every move
-    commits with its entries; ``ev`` (an inline query's request) is stated by the release's or failure's."""
-    ag = policies.load_agreement(ctx.engine, job.agreement_id)
-    datasets = datasets_of(ctx, job.datasets)
+    commits with its entries; ``ev`` (an inline query's request) is stated by the release's or failure's.
+
+    ``loaded``: the agreement and dataset records the inline query's submission decided on, moments ago in this
+    request (its debit re-checked the agreement under its row lock), instead of reading them again; the output is
+    then released as it leaves the gate in one transaction (`_finish`) and ``answer`` is given the result as
+    stored and its digest."""
+    if loaded is not None:
+        ag: policies.Agreement | None = loaded[0]
+        datasets = {n: d for n in job.datasets if (d := loaded[1].get(n)) is not None}
+    else:
+        ag = policies.load_agreement(ctx.engine, job.agreement_id)
+        datasets = datasets_of(ctx, job.datasets)
     env = replace(runtime(ctx).env, agreement=ag)
     kind = job.kind.value
     try:
@@ -597,6 +650,8 @@ def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
         pending = {"kind": out.kind, "result": out.result, "output_digest": out.output_digest, "artifact": artifact,
                    "model": out.model}
     finished = _bucket_end(ctx, job)
+    if loaded is not None and ag is not None and ev is not None and pending is None and out.model is None:
+        return _finish(ctx, job, out, ev, detail, finished, (ag, datasets), answer)
     entries = both(  # the output awaiting release, the owner's detail and their entries: one transaction
         _system(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
         if out.incident else None,
@@ -615,6 +670,43 @@ def _execute(ctx: AppContext, job: Job, ev: AuditEvent | None = None) -> Job:
         return _release(ctx, job, out, now=finished, request=_outcome(ctx, ev, JobState.RELEASED, out.output_digest))
     except DomainError as e:
         return _fail(ctx, job, JobFailed(f"{kind}.failed", cause=f"release.{e.code.lower()}"), ev)
+
+
+def _finish(ctx: AppContext, job: Job, out: Output, ev: AuditEvent, detail: dict[str, Any],
+            finished: dt.datetime | None, loaded: tuple[policies.Agreement, Mapping[str, Dataset]],
+            answer: dict[str, Any] | None) -> Job:
+    """Release an inline query's gated answer in one transaction (`policies.finish`: ``running`` → ``succeeded``
+    → ``released``), with, in order, the incident entry (an answer over an empty input), the output certificate,
+    ``job.release`` and the request's own entry — what `succeed` and `_release` commit in two transactions.
+
+    If that transaction fails (the store refused it), ``succeeded`` is recorded on its own, as the two-step path
+    would have left it: the answer was computed on data, so the lease sweep fails the job charged; the error is
+    raised (``UNAVAILABLE``). A job no longer ``running`` (swept meanwhile) releases nothing (``job.discard``)."""
+    incident = (_system(ctx, job, INCIDENT, decision="error", cause=out.incident, charged=True, released=True)
+                if out.incident else None)
+    result, certify = certificates.for_release(ctx, job, out.kind, out.output_digest, out.result, finished,
+                                               loaded=loaded)
+    entry = _system(ctx, job, AuditAction.JOB_RELEASE, output_digest=out.output_digest, output_kind=out.kind)
+    try:
+        released, stored = policies.finish(
+            ctx.engine, job.id, result=result, output_digest=out.output_digest, now=finished,
+            owner_detail=detail or None,
+            journal=both(incident, certify, entry, _outcome(ctx, ev, JobState.RELEASED, out.output_digest)))
+    except DomainError as e:
+        current = _reload(ctx, job.id)
+        if current.state is JobState.RUNNING:  # not released, still ours: a charged failure, as `_release`'s
+            return _fail(ctx, job, JobFailed(f"{job.kind.value}.failed", cause=f"release.{e.code.lower()}"), ev)
+        _audit(ctx, job, AuditAction.JOB_DISCARD, decision="error", code="JOB_FAILED", reason="job.wrong_state")
+        return current
+    except Exception:
+        with contextlib.suppress(Exception):  # the output existed: leave the job charged for the sweep
+            policies.succeed(ctx.engine, job.id, now=finished, owner_detail=detail or None, keep_lease=True,
+                             journal=incident)
+        raise
+    confirm(ev)  # committed: the request's entry is in the log
+    if answer is not None:
+        answer.update(result=stored, output_digest=out.output_digest)
+    return released
 
 
 def _gated(kind: str, out: Output, models_dir: Any, hash_alg: HashAlg = "sha256") -> Output:

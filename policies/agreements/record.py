@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from catalog import registry
 from catalog.registry import Dataset
@@ -157,8 +157,16 @@ def load_agreement(engine: Engine, agreement_id: str) -> Agreement | None:
 
 def load_agreement_in(conn: Connection, agreement_id: str) -> Agreement | None:
     """`load_agreement` within ``conn``'s transaction."""
-    r = conn.execute(select(t.agreements).where(t.agreements.c.id == agreement_id)).first()
+    r = conn.execute(_AGREEMENT_BY_ID, {"b_agreement": agreement_id}).first()
     return agreement_from_row(r) if r else None
+
+
+# statements built once, the ids bound (a decision's reads build no expression trees per call)
+_AGREEMENT_BY_ID = select(t.agreements).where(t.agreements.c.id == bindparam("b_agreement"))
+_O = t.rectification_orders.c
+_OPEN_ORDERS = (select(_O.id, _O.deadline, _O.text)
+                .where(_O.agreement_id == bindparam("b_agreement"), _O.closed_at.is_(None))
+                .order_by(_O.opened_at, _O.id))
 
 
 def catalog_records(engine: Engine, names: Iterable[str]) -> dict[str, Dataset | None]:
@@ -174,7 +182,5 @@ def order_notice(order_id: str, deadline: dt.datetime, text: str) -> str:
 
 def open_orders_in(conn: Connection, agreement_id: str) -> tuple[str, ...]:
     """The notices of the agreement's open rectification orders, oldest first (`policies.agreements.filing`)."""
-    o = t.rectification_orders.c
-    rows = conn.execute(select(o.id, o.deadline, o.text).where(o.agreement_id == agreement_id, o.closed_at.is_(None))
-                        .order_by(o.opened_at, o.id)).all()
+    rows = conn.execute(_OPEN_ORDERS, {"b_agreement": agreement_id}).all()
     return tuple(order_notice(r.id, r.deadline, r.text) for r in rows)

@@ -86,6 +86,7 @@ class QueryPlan:
     epsilon: Fraction
     delta: Fraction
     min_group_units: int
+    _widths: dict[int, float] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def cost(self) -> tuple[Fraction, Fraction]:
@@ -116,6 +117,17 @@ class QueryPlan:
         return out
 
     def _half_width(self, agg: int, count: float) -> float:
+        """95 % half-width of aggregate ``agg`` at ``count``. Except for AVG (whose width depends on a released
+        count) it depends on the plan alone (declarations and ε) and is memoised on the plan, which every release
+        of a memoised plan asks again."""
+        if self.query.aggregates[agg].func == "avg":
+            return self._half_width_of(agg, count)
+        known = self._widths.get(agg)
+        if known is None:
+            known = self._widths[agg] = self._half_width_of(agg, count)
+        return known
+
+    def _half_width_of(self, agg: int, count: float) -> float:
         a = self.query.aggregates[agg]
         vecs = self.canonical.agg_vectors[agg]
         if a.func != "avg":
