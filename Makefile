@@ -8,7 +8,7 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean venv browser sandbox-deps postgres openapi java cluster-test font messages softhsm
+.PHONY: demo test test-long lint bench clean venv browser sandbox-deps postgres openapi java cluster-test font messages softhsm
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -97,6 +97,12 @@ java:
 test: $(STAMP_DEV) sandbox-deps browser postgres java font softhsm
 	$(MAKE) lint
 	$(VENV)/bin/pytest -n 2 --dist worksteal --durations=30 $(PYTEST_ARGS)
+
+# The long generator profiles `make test` skips: randomized route fuzzing (fuzz_long) and many more generated
+# queries on neighbouring datasets (slow_neighbours), generated extremes and both-neighbour oracles on Spark
+# (spark_long).
+test-long: $(STAMP_DEV) sandbox-deps postgres java
+	$(VENV)/bin/pytest -n 2 --dist worksteal -m "fuzz_long or slow_neighbours or spark_long" $(PYTEST_ARGS)
 
 # The docker/compose.yaml topology as local processes: a throwaway PostgreSQL, two gateways, two job workers, Spark
 # local; runs the scale scenario (Spark query, budget race across gateways, kill -9 of a gateway). docs/deploy.md.

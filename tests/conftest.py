@@ -58,6 +58,10 @@ SQLITE_ONLY = (
     "tests/system/http/console/test_console_http.py",
 )
 ON_BOTH_STORES = pytest.mark.parametrize("store", STORES)
+#: The converse inside a `BOTH_STORES` file: ``@ON_SQLITE`` on a test whose subject is not the store (a document's
+#: validation, a predicate's vetting, a role check, an origin check, a latency pad, the heavy lane) runs it on SQLite
+#: only; the store writes such a test makes (a refusal's audit entry) are tested on PostgreSQL by the suites' others.
+ON_SQLITE = pytest.mark.parametrize("store", ["sqlite"])
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -70,6 +74,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "store" in metafunc.fixturenames and runs_on_both_stores(metafunc.definition.path):
         if not any(m.name == "parametrize" and "store" in str(m.args[0]) for m in metafunc.definition.iter_markers()):
             metafunc.parametrize("store", STORES)
+
+
+#: The long generator profiles (`make test-long`): collected always, skipped before their fixtures are built unless
+#: ``-m`` names their marker, so a worker that draws one never builds a module's world only to skip.
+LONG_PROFILES = {
+    "fuzz_long": "the long fuzzing profile runs with -m fuzz_long (make test-long)",
+    "slow_neighbours": "the long neighbouring-dataset profile runs with -m slow_neighbours (make test-long)",
+    "spark_long": "the long Spark equivalence profile runs with -m spark_long (make test-long)",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selected = config.getoption("-m") or ""
+    for item in items:
+        for marker, reason in LONG_PROFILES.items():
+            if marker not in selected and item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture

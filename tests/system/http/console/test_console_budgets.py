@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from tests.conftest import ON_SQLITE
+
 COUNT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
 
 
@@ -41,6 +43,7 @@ def test_grantee_sees_remaining_budget_and_quotas(console: Any) -> None:
     assert refused.status_code == 404 and "Remaining" not in refused.text
 
 
+@ON_SQLITE
 def test_behind_a_tls_proxy_the_https_origin_is_same_site(console: Any) -> None:
     """With TLS ending at a proxy the browser's Origin is https:// while the gateway sees http://: that form is
     accepted; a foreign origin still is not."""

@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 
 from policies import _clock
+from tests.conftest import ON_SQLITE
 from veilbox.client import ApiError
 
 COUNT_BY_DISTRICT = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
@@ -68,6 +69,7 @@ def test_only_the_parties_and_regulators_see_an_agreement(parties):
      "NOT_FOUND_OR_FORBIDDEN"),  # not registered / not this owner's
     ({"purposes": []}, "POLICY_DENIED"),  # personal data requires a purpose
 ])
+@ON_SQLITE
 def test_bad_documents_are_refused_with_their_code_and_audited(parties, overrides, code):
     assert _code(parties.agreement, **overrides) == code
     assert parties.owner.agreements() == []

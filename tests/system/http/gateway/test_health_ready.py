@@ -16,6 +16,7 @@ from catalog.errors import NOT_FOUND_OR_FORBIDDEN, DomainError
 from gateway import _tables as t
 from gateway import identities
 from gateway.services import jobs as jobflow
+from tests.conftest import ON_SQLITE
 
 #: More heavy calls than the heavy lane runs at once, and than the request threadpool has threads (AnyIO's: 40).
 HEAVY_CALLS = 48
@@ -65,6 +66,7 @@ def test_health_and_ready_when_every_dependency_is_up(service):
     assert r.json() == {"status": "ready", "checks": {"store": "ok", "audit": "ok", "engines": "ok", "worker": "ok"}}
 
 
+@ON_SQLITE
 def test_health_and_ready_answer_while_heavy_calls_fill_the_heavy_lane_and_its_queue(service, gate):
     service.ctx.caches.inflight.limit = HEAVY_CALLS  # one caller may fill the lane here; the limit has its own test
     service.ctx.settings.heavy_wait_s = 3600.0  # the queued calls wait for as long as the test holds the lane

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from gateway.services.idempotency import INVALID_KEY_REASON, REUSED_REASON
+from tests.conftest import ON_SQLITE
 
 SQL = "SELECT district, COUNT(*) AS n FROM tax_income GROUP BY district"
 INCOME_AT_LEAST = {"name": "income_at_least", "dataset": "tax_income", "subject_column": "person_id",
@@ -90,6 +91,7 @@ def test_retried_plain_check_counts_once(parties):
     assert (r.status_code, r.json()["error"]["code"]) == (429, "QUOTA_EXCEEDED")
 
 
+@ON_SQLITE
 def test_malformed_key_is_refused_before_anything_runs(parties):
     ag = parties.agreement()
     body = {"agreement_id": ag["id"], "sql": SQL, "epsilon": 0.5}

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from cryptosuite import suite_of
-from tests.conftest import BOTH_SUITES
+from tests.conftest import BOTH_SUITES, ON_SQLITE
 from veilbox import bank as bank_sdk
 from veilbox.client import ApiError
 
@@ -51,6 +51,7 @@ def test_owner_defines_products_everyone_reads_them(world, product_specs):
     assert codes(world.bank.verification, "nope")[:2] == ("NOT_FOUND_OR_FORBIDDEN", 404)
 
 
+@ON_SQLITE
 def test_predicates_are_vetted_like_sql_with_every_violation_reported(world, product_specs):
     INCOME_AT_LEAST = product_specs["income_at_least"]
     bad = {**INCOME_AT_LEAST, "name": "sneaky", "params": {"threshold": "number", "unused": "string"},
@@ -91,6 +92,7 @@ def test_check_answers_the_truth_and_nothing_else(world):
     assert r["result"] is True
 
 
+@ON_SQLITE
 def test_unknown_subject_looks_like_a_no(world):
     """Same status, same keys, same receipt shape and length; the same metering."""
     ag = world.agreement["id"]
@@ -161,6 +163,7 @@ def test_threshold_search_is_capped_by_distinct_parameter_values(world):
     world.bank.check("income_at_least", ag["id"], other["person_id"], {"threshold": 1}, consent_ref="c")
 
 
+@ON_SQLITE
 def test_who_may_check(world):
     ag = world.agreement["id"]
     pid = _some(world, 1)[0]["person_id"]
@@ -221,6 +224,7 @@ def test_every_check_is_audited_with_the_hashed_subject_only(world):
         assert not re.search(rf"(?<![0-9A-Za-z]){re.escape(raw)}(?![0-9A-Za-z])", dump), raw
 
 
+@ON_SQLITE
 def test_answers_and_refusals_are_padded_to_the_latency_bucket(world, monkeypatch):
     """Known, unknown and refused checks all pass through the padding (`gateway.latency`; no timing asserted)."""
     from gateway import latency
