@@ -18,7 +18,8 @@ Two ways to read, chosen by the registered row count only (`ResourceLimits.strea
 fastest); `TrainingStream` keeps the locked connection open and serves *passes* over one side at a time
 (`side_sql`: the split filter in the WHERE clause, so a pass reads only its side), chunk by chunk, for the
 streaming runner (`sandbox.train.stream`), which encodes only the rows its Poisson samples select. The
-stream runs `duplicates_sql` once (any id on two rows?); only then do its passes carry the one-row-per-unit
+stream runs `duplicates_sql` once (any id on two rows? checked bucket by bucket of id hashes, so the engine
+hashes about ``DUPLICATE_CHECK_ROWS`` ids at a time); only then do its passes carry the one-row-per-unit
 window, which holds the side in the engine's memory; without duplicates a pass is a plain scan.
 """
 
@@ -47,6 +48,9 @@ STREAM_ABOVE_ROWS = 1_000_000
 #: Rows a streaming pass buffers, in expectation (steps per pass = this // batch_size): about 100 bytes a row
 #: for the demo's 23 inputs, so some 25 MB.
 STREAM_BUFFER_ROWS = 1 << 18
+#: The streaming reader's duplicate-id check hashes about this many ids at a time (one scan of the id column
+#: per bucket), bounding the engine's memory for it to some 75 MB.
+DUPLICATE_CHECK_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -124,10 +128,12 @@ def side_sql(dataset: Dataset, encoding: FeatureEncoding, held_out: bool, dedup:
     return sql + (f" QUALIFY row_number() OVER (PARTITION BY {uid}) = 1" if dedup else "")
 
 
-def duplicates_sql(dataset: Dataset) -> str:
-    """Whether any id has more than one row (an inaccurate ``max_rows_per_unit`` declaration)."""
+def duplicates_sql(dataset: Dataset, buckets: int = 1, bucket: int = 0) -> str:
+    """Whether any id of one hash bucket of ids has more than one row (an inaccurate ``max_rows_per_unit``
+    declaration). The ids are checked ``buckets`` at a time so the engine's hash of them stays small."""
     uid = _ident(dataset.id_column)
-    return f"SELECT count(*) > count(DISTINCT {uid}) FROM data WHERE {uid} IS NOT NULL"
+    part = f" AND hash({uid}) % {int(buckets)} = {int(bucket)}" if buckets > 1 else ""
+    return f"SELECT count(*) > count(DISTINCT {uid}) FROM data WHERE {uid} IS NOT NULL{part}"
 
 
 class TrainingStream:
@@ -139,12 +145,17 @@ class TrainingStream:
     def __init__(self, dataset: Dataset, encoding: FeatureEncoding, limits: ResourceLimits, path: Path) -> None:
         self._con = open_locked(dataset, limits, path)
         self.dataset, self.encoding = dataset, encoding
+        buckets = max(1, -(-dataset.rows // DUPLICATE_CHECK_ROWS))  # the registered (public) row count
+        self.dedup = False
         try:
-            rows = self._con.execute(duplicates_sql(dataset)).fetchall()
+            for b in range(buckets):
+                rows = self._con.execute(duplicates_sql(dataset, buckets, b)).fetchall()
+                if rows and rows[0][0]:
+                    self.dedup = True
+                    break
         except BaseException:
             self._con.close()
             raise
-        self.dedup = bool(rows and rows[0][0])
 
     def chunks(self, held_out: bool) -> Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray]]:
         """One pass: (Arrow batch, 0/1 labels, usable-row mask) per chunk of the side, in the engine's order."""
