@@ -24,7 +24,11 @@ Opacus once per service); ``job_runner_total_s`` is the warm minimum, compared w
 (fit + pyarrow read) in ``ratio_job_runner_vs_opacus_total`` (goal ≤ 1.1).
 
     python bench/train.py [--rows 200000] [--epsilons 1,2,8] [--epochs 2] [--batch-size 512] [--threads 1]
-                          [--repeat 3] [--quick]
+                          [--repeat 3] [--stream-above-rows N] [--quick]
+
+The runner holds the encoded split up to ``sandbox.train._data.STREAM_ABOVE_ROWS`` registered rows and streams
+above it (``--stream-above-rows 0`` forces streaming, a large value the held path); ``runner_fit_s`` then includes
+the streaming passes over the engine.
 
 ``--quick``: 50 000 rows, ε = 2 only, one run of each contender, no job-path figure (its first job starts the
 forkserver); well under a minute on two idle cores.
@@ -63,7 +67,7 @@ from catalog.registry import Dataset, register  # noqa: E402
 from catalog.store import make_engine  # noqa: E402
 from sandbox.jobs import JobEnv  # noqa: E402
 from sandbox.jobs.train import TrainHandler  # noqa: E402
-from sandbox.train import load_linear_weights, parse_spec, plan_training, train  # noqa: E402
+from sandbox.train import ResourceLimits, load_linear_weights, parse_spec, plan_training, train  # noqa: E402
 from sandbox.train import runner as runner_mod  # noqa: E402
 from sandbox.train._data import Split, read_splits  # noqa: E402
 from sandbox.train._models import build_model  # noqa: E402
@@ -72,6 +76,8 @@ from sandbox.train.plan import TrainingPlan  # noqa: E402
 from veilbox.demo_models import CREDIT_MODEL_SPEC  # noqa: E402
 
 FEATURES = ["district", "age", "gender", "industry", "monthly_income", "tax_paid", "social_insurance_months"]
+#: The runner's limits (``--stream-above-rows`` sets whether the run streams, `sandbox.train.stream`).
+LIMITS = ResourceLimits()
 
 
 def log(msg: str) -> None:
@@ -237,7 +243,7 @@ def quality(ds: Dataset, epsilons: list[float], work: Path) -> dict[str, Any]:
         spec = parse_spec({**base, "epsilon": eps})
         plan = plan_training(spec, ds.rows)
         t0 = time.perf_counter()
-        result = train(spec, plan, ds, work / f"quality-{eps}")
+        result = train(spec, plan, ds, work / f"quality-{eps}", limits=LIMITS)
         elapsed = time.perf_counter() - t0
         w, b, _ = load_linear_weights(result.weights_path)
         auc_dp = auc(held.x @ w + b, held.y)
@@ -273,11 +279,16 @@ def main() -> None:
                     help="torch intra-op threads for every contender (1 is fastest and steadiest for this model)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender; the minimum time is reported")
     ap.add_argument("--epsilons", default="1,2,8", help="ε values of the quality comparison (comma-separated)")
+    ap.add_argument("--stream-above-rows", type=int, default=None,
+                    help="registered rows above which the runner streams (default: the product's threshold)")
     ap.add_argument("--quick", action="store_true", help="50k rows, quality at ε = 2 only, 1 epoch of speed, 1 run")
     args = ap.parse_args()
     if args.quick:
         args.rows, args.epochs, args.repeat, args.epsilons = min(args.rows, 50_000), 1, 1, "2"
     epsilons = [float(e) for e in args.epsilons.split(",") if e.strip()]
+    global LIMITS
+    if args.stream_above_rows is not None:
+        LIMITS = ResourceLimits(stream_above_rows=args.stream_above_rows)
     torch.set_num_threads(args.threads)
 
     out: dict[str, Any] = {"bench": "train", "rows": args.rows, "model": "logistic_regression",
@@ -306,9 +317,10 @@ def main() -> None:
         non_private(small, warm, spec.learning_rate, enc0.width)
 
         # Veilbox runner, end to end (DuckDB read + encode + DP-SGD + metrics + safetensors + card), with the
-        # DP-SGD loop (`_fit`, including the accountant's final ε) timed on its own.
+        # DP-SGD loop (`_fit_loader`, including the accountant's final ε and, when the run streams, its passes
+        # over the engine) timed on its own.
         fit_times: list[float] = []
-        real_fit = runner_mod._fit
+        real_fit = runner_mod._fit_loader
 
         def timed_fit(*a: Any, **k: Any) -> Any:
             t = time.perf_counter()
@@ -316,16 +328,16 @@ def main() -> None:
             fit_times.append(time.perf_counter() - t)
             return r
 
-        runner_mod._fit = timed_fit
+        runner_mod._fit_loader = timed_fit
         totals = []
         try:
             for i in range(args.repeat):
                 t0 = time.perf_counter()
-                result = train(spec, plan, ds, work / f"out{i}")
+                result = train(spec, plan, ds, work / f"out{i}", limits=LIMITS)
                 totals.append(time.perf_counter() - t0)
                 log(f"runner: total {totals[-1]:.2f}s, fit {fit_times[-1]:.2f}s")
         finally:
-            runner_mod._fit = real_fit
+            runner_mod._fit_loader = real_fit
         encoding: FeatureEncoding = encoding_for(spec, ds)
 
         # The baselines get the same encoded rows (read through the runner's reader, timed), or read the
