@@ -39,6 +39,7 @@ from catalog._tables import metadata
 from catalog.columns import DatasetSpec
 from catalog.datagen import generate
 from catalog.registry import Dataset, get, register
+from catalog.storage import LocalStorage, bind_data_area
 from catalog.store import make_engine
 from sandbox import QueryWorker, TableView, prepare
 from sandbox.engine.spark import SparkWorker, session
@@ -68,6 +69,7 @@ def _dataset(root: Path, rows: int) -> Dataset:
     root.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{root / 'meta.db'}")
     metadata.create_all(engine)
+    bind_data_area(engine, LocalStorage(root / "data"))  # the registered copies live under root/data
     ds = get(engine, "tax_income")
     if ds is not None and Path(ds.path).exists():
         print(f"reusing {ds.path}", file=sys.stderr)
