@@ -58,6 +58,7 @@ from gateway.services.rounds import (
     Published,
     Released,
     Round,
+    RoundHeader,
     RoundRegistry,
     authorize_release,
     max_message_bytes,
@@ -111,7 +112,13 @@ def _note(ev: AuditEvent, rnd: Round, closed: list[dict[str, Any]] | None = None
         ev.details["closed"] = closed
 
 
-async def _read_message(request: Request, rnd: Round, kind: str) -> Any:
+async def _header(reg: RoundRegistry, round_id: str, p: Principal) -> RoundHeader:
+    """The round's immutable part (from memory after the first call in this process)."""
+    head: RoundHeader = await run_in_threadpool(reg.header, round_id, p.name)
+    return head
+
+
+async def _read_message(request: Request, rnd: Round | RoundHeader, kind: str) -> Any:
     """The message's JSON-form dict, from a JSON body or a binary frame (`mpc.secagg.FRAME_MEDIA_TYPE`: its bytes
     raw, a masked vector as packed uint32 words), read no further than the round allows for the kind."""
     limit = max_message_bytes(rnd.config, kind)
@@ -233,9 +240,10 @@ def close_stage(round_id: str, p: CurrentPrincipal, ctx: Ctx, ev: Audit) -> dict
 
 async def _submit(kind: str, round_id: str, request: Request, p: Principal, ctx: Any, ev: AuditEvent) -> dict[str, Any]:
     reg = _registry(ctx)
-    rnd = await run_in_threadpool(reg.get, round_id, p.name)
-    _note(ev, rnd)
-    data = await _read_message(request, rnd, kind)
+    head = await _header(reg, round_id, p)
+    ev.agreement_id = head.agreement_id
+    ev.details["round_id"] = head.id
+    data = await _read_message(request, head, kind)
     closed, rnd = await run_in_threadpool(reg.submit, round_id, p.name, kind, data)
     _note(ev, rnd, closed)
     return {"round_id": rnd.id, "accepted": KINDS[kind].model_fields["kind"].default, "stage": rnd.stage.value}
@@ -243,8 +251,9 @@ async def _submit(kind: str, round_id: str, request: Request, p: Principal, ctx:
 
 async def _published(what: str, round_id: str, p: Principal, ctx: Any, ev: AuditEvent, wait: float) -> dict[str, Any]:
     reg = _registry(ctx)
-    rnd = await run_in_threadpool(reg.get, round_id, p.name)
-    _note(ev, rnd)
+    head = await _header(reg, round_id, p)
+    ev.agreement_id = head.agreement_id
+    ev.details["round_id"] = head.id
     view: Published = await _settle(lambda: reg.publish(round_id, p.name, what), wait, reg, round_id)
     ev.details.update(stage=view.stage.value, ready=view.ready)
     return view.to_json()

@@ -152,6 +152,7 @@ __all__ = [
     "Published",
     "Released",
     "Round",
+    "RoundHeader",
     "RoundRegistry",
     "authorize_release",
     "check_participants",
@@ -174,6 +175,7 @@ MIN_STAGE_TIMEOUT_S, MAX_STAGE_TIMEOUT_S = 1.0, 3600.0
 RETAIN_S = 3600.0
 MAX_KEPT = 256  # finished rounds beyond this are forgotten oldest first
 MAX_PUBLISHED_CACHED = 8  # closed stages' published parts kept per process (`RoundRegistry._stage_server`)
+MAX_HEADERS_CACHED = 256  # rounds whose immutable part (`RoundHeader`) a process keeps
 MAX_NAME_CHARS = 64  # a principal's name (the store's column)
 _OPEN_LOCK = 0x5EC_A66  # PostgreSQL advisory lock: one round opening at a time counts the open rounds
 
@@ -287,6 +289,19 @@ class Round:
         if self.stage is not Stage.ABORTED:
             return None
         return str(self.core.get("abort_reason") or "round aborted")
+
+
+@dataclass(frozen=True)
+class RoundHeader:
+    """What never changes in a round once opened: its public config, its opener and its agreement."""
+
+    config: RoundConfig
+    opener: str
+    agreement_id: str
+
+    @property
+    def id(self) -> str:
+        return self.config.round_id
 
 
 @dataclass(frozen=True)
@@ -444,6 +459,7 @@ class RoundRegistry:
         #: What a stage published, by (round, part, closures so far): immutable once its stage has closed, so every
         #: holder's long poll reads it from the store once per process, not once per holder.
         self._published: dict[tuple[str, str, int], SecAggServer] = {}
+        self._headers: dict[str, RoundHeader] = {}  # rounds' immutable parts (`header`)
         self._published_lock = threading.Lock()
 
     def bind(self, engine: Engine, audit: AuditLog, hash_alg: HashAlg = "sha256") -> RoundRegistry:
@@ -511,6 +527,23 @@ class RoundRegistry:
             _notify_in(conn, rnd.id)
         self.signals.notify(rnd.id)
         return rnd
+
+    def header(self, round_id: str, who: str) -> RoundHeader:
+        """The round's immutable part (config, opener, agreement), if ``who`` opened it or takes part in it;
+        ``NOT_FOUND_OR_FORBIDDEN`` otherwise. Read from the store once per process (`get`), then from memory: a
+        message's size limit and its audit entry's agreement need no transaction of their own."""
+        with self._published_lock:
+            head = self._headers.get(round_id)
+        if head is None:
+            rnd = self.get(round_id, who)
+            head = RoundHeader(rnd.config, rnd.opener, rnd.agreement_id)
+            with self._published_lock:
+                self._headers[round_id] = head
+                while len(self._headers) > MAX_HEADERS_CACHED:
+                    del self._headers[next(iter(self._headers))]
+        if not (who == head.opener or who in head.config.point):
+            raise DomainError(NOT_FOUND_OR_FORBIDDEN, "round not found")
+        return head
 
     def get(self, round_id: str, who: str) -> Round:
         """The round (its deadline enforced), if ``who`` opened it or takes part in it; ``NOT_FOUND_OR_FORBIDDEN``
