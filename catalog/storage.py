@@ -67,6 +67,8 @@ __all__ = [
 ]
 
 FINGERPRINT_MISMATCH = "storage.fingerprint_mismatch"
+#: Where a key resolves when its store has no dataset area bound (`resolve_key`): a directory that does not exist.
+UNBOUND = Path("/nonexistent/veilbox-storage-area-not-bound")
 MISSING = "storage.missing"
 
 
@@ -232,7 +234,9 @@ def resolve_key(engine: Engine, stored: str) -> Path:
 
     An absolute path whose file is gone but whose name is in the dataset area (a home moved or copied since it
     recorded absolute paths: ``<old home>/data/<name>``) resolves into the area; either way the copy's fingerprint is
-    verified before it is read (`verify_file`)."""
+    verified before it is read (`verify_file`). A store engine with no dataset area bound (opened without its home,
+    for its metadata only) gets the key under `UNBOUND`: a read of it fails (``storage.missing``), never reads
+    another file."""
     area = data_area(engine)
     p = Path(stored)
     if p.is_absolute():
@@ -241,8 +245,8 @@ def resolve_key(engine: Engine, stored: str) -> Path:
             if moved.exists():
                 return moved
         return p
-    if area is None:
-        raise RuntimeError("the dataset area of this store is not known (open the home with open_context)")
+    if area is None:  # a store opened without its home (metadata only): a place no file is found at
+        return UNBOUND / stored
     return area.path_of(stored)
 
 
