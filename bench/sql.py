@@ -52,6 +52,7 @@ from catalog._tables import metadata  # noqa: E402
 from catalog.columns import DatasetSpec  # noqa: E402
 from catalog.datagen import generate  # noqa: E402
 from catalog.registry import Dataset  # noqa: E402
+from catalog.storage import LocalStorage, bind_data_area  # noqa: E402
 from catalog.store import make_engine  # noqa: E402
 from sandbox import QueryWorker, TableView, prepare, run  # noqa: E402
 from sandbox.engine.hardening import quote_ident  # noqa: E402
@@ -119,6 +120,7 @@ def ensure_dataset(rows: int) -> Dataset:
     home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(f"sqlite:///{home / 'meta.db'}")
     metadata.create_all(engine)
+    bind_data_area(engine, LocalStorage(home / "data"))  # dataset rows name their copies by key in this area
     ds = registry.get(engine, "tax_income")
     if ds is not None and ds.path.is_file():
         return ds

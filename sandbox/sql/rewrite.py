@@ -11,7 +11,8 @@ The canonical query has three parts:
    (a bare string, boolean or float column already of that type is grouped on as it is: see below), with one
    *integer* column per noise vector: ``COUNT(*)``, ``COUNT(col)``, ``COUNT(DISTINCT id)`` (``COUNT(*)`` when
    the declaration or ingest proves one row per unit), ``COUNT(TRY(e))`` or
-   ``SUM(TRY(CAST(ROUND(e / g) AS BIGINT)))`` — sums are taken on an integer grid of granularity ``g`` so that
+   ``SUM(TRY(CAST(ROUND(e / g) AS BIGINT)))`` (without ``TRY`` for one measure column, see below) — sums
+   are taken on an integer grid of granularity ``g`` so that
    integer (discrete Laplace) noise applies. A measure is clamped again with ``LEAST/GREATEST`` unless ingest
    recorded clamping it into its declared bounds (``bounds_enforced``, `sandbox.sql.rules.aggregates`).
 3. the public key table ``__keys`` (``VALUES`` with a key index) LEFT JOINed to ``__groups``: the result has
@@ -48,8 +49,11 @@ Failure-freedom: no part of this SQL can raise on any row, so whether a run fail
   vetter's interval arithmetic), ``g = 10^(floor(log10 B) - 6)``, so each row contributes an integer of at
   most ``B / g < 10^7`` (BIGINT holds 9.2e18), and DuckDB sums BIGINT into HUGEINT (±1.7e38): overflowing it
   would need more than 10^31 rows.
-- Sums keep their ``TRY`` even over proven columns: the final interval is bounded, but an intermediate product
-  may overflow to infinity (``x * 1e15 * ... * 0`` is NaN), and NaN cannot be cast to BIGINT.
+- A sum (and AVG's count) of one measure column, clamped or proven by ingest, has no ``TRY``: every value is
+  NULL or finite within ``[-B, B]`` (``LEAST/GREATEST`` maps NaN and infinities to a bound; ingest turned NaN into
+  NULL and clamped infinities), so ``CAST(ROUND(x / g) AS BIGINT)`` cannot fail. Any arithmetic keeps the
+  ``TRY``: the final interval is bounded, but an intermediate product may overflow to infinity
+  (``x * 1e15 * ... * 0`` is NaN), and NaN cannot be cast to BIGINT.
 - The histogram index ``TRY(__k0 - lo)`` is computed on the filtered groups and under ``TRY``.
 - Counts are ``COUNT`` of rows, columns or ``TRY`` results: they never raise. ``hash(id, rowid, $salt)`` and
   ``ROW_NUMBER`` never raise. ``COALESCE(v, 0)`` of a HUGEINT never raises.
@@ -147,10 +151,12 @@ def rewrite(q: VettedQuery, keys: KeySet, suppress: bool = True) -> Canonical:
         bound = max(abs(a.bounds[0]), abs(a.bounds[1]))
         g = granularity(bound)
         sens = max(1, math.ceil(Fraction(repr(bound)) / g)) * m
-        s = add(NoiseVector(f"SUM(TRY(CAST(ROUND(({arg}) / {_grid_sql(g)}) AS BIGINT)))", "sum", sens, g))
+        grid = f"CAST(ROUND(({arg}) / {_grid_sql(g)}) AS BIGINT)"
+        finite = _finite_measure(a.arg)
+        s = add(NoiseVector(f"SUM({grid})" if finite else f"SUM(TRY({grid}))", "sum", sens, g))
         if a.func == "sum":
             return (s,)
-        c = add(NoiseVector(f"COUNT(TRY({arg}))", "count", m, Fraction(1)))
+        c = add(NoiseVector(f"COUNT({arg})" if finite else f"COUNT(TRY({arg}))", "count", m, Fraction(1)))
         return (s, c)
 
     per_agg = tuple(agg_vectors(a) for a in q.aggregates)
@@ -194,6 +200,22 @@ def rewrite(q: VettedQuery, keys: KeySet, suppress: bool = True) -> Canonical:
     bounded = f'WITH "__rows" AS ({base}{qualify}) {tail}'
     unbounded = f'WITH "__rows" AS ({base}) {tail}'
     return Canonical(bounded, unbounded, tuple(vectors), per_agg, unit_vector, max_rows)
+
+
+def _finite_measure(arg: exp.Expr) -> bool:
+    """True for one measure column cast to DOUBLE, bare (ingest clamped it) or clamped between two literals:
+    every value is NULL or finite within the declared bounds, so its grid cast cannot fail (no TRY needed)."""
+    node = arg
+    if (isinstance(node, exp.Least) and isinstance(node.this, exp.Greatest) and len(node.expressions) == 1
+            and len(node.this.expressions) == 1 and _constant(node.expressions[0])
+            and _constant(node.this.expressions[0])):
+        node = node.this.this
+    return (isinstance(node, exp.Cast) and isinstance(node.this, exp.Column)
+            and isinstance(node.to, exp.DataType) and node.to.this is exp.DataType.Type.DOUBLE)
+
+
+def _constant(node: exp.Expr) -> bool:
+    return not any(isinstance(n, exp.Column) for n in node.walk())
 
 
 _SAME_TYPE = {Kind.STRING: "VARCHAR", Kind.BOOLEAN: "BOOLEAN", Kind.FLOAT: "DOUBLE"}

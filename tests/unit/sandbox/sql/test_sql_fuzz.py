@@ -207,7 +207,19 @@ def _row_level_guarded(canonical: str) -> None:
             arg = agg.this
             if isinstance(arg, exp.Distinct):
                 arg = arg.expressions[0]
-            assert isinstance(arg, exp.Star | exp.Column | exp.Try), agg.sql()
+            assert isinstance(arg, exp.Star | exp.Column | exp.Try) or _one_column_cast(arg), agg.sql()
+
+
+def _one_column_cast(arg: exp.Expr) -> bool:
+    """An unguarded aggregate argument: one column, cast, clamped and put on the sum grid, no other arithmetic."""
+    cols = list(arg.find_all(exp.Column))
+    return (isinstance(arg, exp.Cast) and len(cols) == 1
+            and not any(isinstance(n, exp.Add | exp.Sub | exp.Mul)
+                        or (isinstance(n, exp.Neg) and any(isinstance(c, exp.Column) for c in n.walk()))
+                        or (isinstance(n, exp.Func)
+                            and not isinstance(n, exp.Cast | exp.Round | exp.Least | exp.Greatest))
+                        for n in arg.walk())
+            and all(isinstance(d.expression, exp.Literal | exp.Cast) for d in arg.find_all(exp.Div)))
 
 
 def _arithmetic_is_double(node: exp.Expr) -> None:
