@@ -7,6 +7,12 @@ predicate and aggregate, queries drawn from the accepted grammar with extreme li
 failure-freedom is at stake), and per-unit bounding. Date functions are compared value by value on dates that
 cross week and year boundaries. Constructs that differ and are not rewritten are refused with
 ``QUERY_REJECTED`` rule ``engine.spark_unsupported``. One SparkSession (``local[2]``) serves the module.
+
+Two profiles. The default one (``make test``) runs every accepted construct, every corpus query, a fixed set of
+extreme literals (`EXTREMES`), the bounded form of one corpus query, every error-oracle template once (on one of
+the two hostile neighbours, alternating) and every date construct on every date (one Spark query). The long one
+(``-m spark_long``, ``make test-long``) adds the queries drawn from the grammar with extreme literals, the bounded
+form of every corpus query, and every oracle template on both neighbours.
 """
 
 from __future__ import annotations
@@ -68,6 +74,27 @@ CONSTRUCTS = [
     "HAVING COUNT(*) > 10 ORDER BY a DESC LIMIT 3",
 ]
 
+#: Extreme literals the vetter accepts, where failure-freedom is at stake (the generator's pool,
+#: `sqlgen.EXTREME_NUMS`/`POSITIONS`/`STRINGS`), fixed so the default profile covers each kind once: integer casts
+#: that overflow, literals at the cap and at the smallest magnitude, zero, negative and empty SUBSTRING ranges,
+#: a tiny divisor, LIKE wildcards and quoted, empty strings.
+EXTREMES = [
+    "SELECT CAST(age * 1000 AS TINYINT) AS b, COUNT(*) AS n FROM tax_income GROUP BY b",
+    "SELECT CAST(age * 999999 AS SMALLINT) AS b, COUNT(*) AS n FROM tax_income GROUP BY b",
+    "SELECT CAST(age AS BOOLEAN) AS b, COUNT(*) AS n FROM tax_income GROUP BY b",
+    "SELECT COUNT(*) AS n FROM tax_income WHERE monthly_income > 999999999999999 OR tax_paid < 1e-15",
+    "SELECT COUNT(*) AS n FROM tax_income WHERE monthly_income < -999999999999999.5 OR age >= 0.000000000000001",
+    "SELECT SUM(monthly_income * 0.000000000000001) AS s, AVG(tax_paid * 1000) AS a FROM tax_income",
+    "SELECT CASE WHEN monthly_income > 1e15 THEN 'x' WHEN tax_paid < 1e-15 THEN 'y' ELSE 'z' END AS b, "
+    "COUNT(*) AS n FROM tax_income GROUP BY b",
+    "SELECT FLOOR(age / 0.000000000000001) AS b, COUNT(*) AS n FROM tax_income GROUP BY b",
+    "SELECT SUBSTRING(district, 0) AS d, COUNT(*) AS n FROM tax_income GROUP BY d",
+    "SELECT SUBSTRING(district, -3) AS d, COUNT(*) AS n FROM tax_income GROUP BY d",
+    "SELECT SUBSTRING(district, 2, 0) AS d, COUNT(*) AS n FROM tax_income GROUP BY d",
+    "SELECT COUNT(*) AS n FROM tax_income WHERE industry LIKE '%' OR district LIKE '_' OR gender = '' "
+    "OR district = 'it''s'",
+]
+
 #: Date constructs the vetter accepts, compared value by value (Sundays, Mondays, ISO week 53, leap day).
 DATE_EXPRS = ["YEAR({d})", "MONTH({d})", "DAY({d})", "QUARTER({d})", "DAYOFWEEK({d})", "WEEK({d})",
               "EXTRACT(year FROM {d})", "EXTRACT(month FROM {d})", "EXTRACT(day FROM {d})",
@@ -119,22 +146,36 @@ def _corpus() -> list[str]:
 
 def test_accepted_corpus_and_constructs_equal_on_both_engines(
         both: Callable[[str], tuple[list[Any], list[Any]]]) -> None:
-    for sql in [*_corpus(), *CONSTRUCTS]:
+    for sql in [*_corpus(), *CONSTRUCTS, *EXTREMES]:
         duck, spark = both(sql)
         assert duck == spark, sql
 
 
-def test_bounded_form_equal_on_both_engines(worker: QueryWorker, spark_worker: SparkWorker,
-                                            tables: dict[str, TableView]) -> None:
-    """The bounded canonical SQL (salted per-unit row choice), forced even where ingest proved it unnecessary:
-    with one row per unit it keeps every row on both engines."""
-    for sql in _corpus():
+def _bounded_form_equal(worker: QueryWorker, spark_worker: SparkWorker, tables: dict[str, TableView],
+                        queries: list[str]) -> None:
+    for sql in queries:
         plan = prepare(sql, tables, 1.0, min_group_units=5)
         req = ExecRequest(sql=plan.canonical.sql, params={"salt": "00" * 16}, max_rows=plan.canonical.max_rows,
                           ncols=1 + len(plan.canonical.vectors))
         assert sorted(worker.execute(req)) == sorted(spark_worker.execute(req)), sql
 
 
+def test_bounded_form_equal_on_both_engines(worker: QueryWorker, spark_worker: SparkWorker,
+                                            tables: dict[str, TableView]) -> None:
+    """The bounded canonical SQL (salted per-unit row choice), forced even where ingest proved it unnecessary:
+    with one row per unit it keeps every row on both engines (one grouped corpus query; all of them with
+    ``-m spark_long``)."""
+    grouped = [sql for sql in _corpus() if "GROUP BY" in sql.upper()] or _corpus()
+    _bounded_form_equal(worker, spark_worker, tables, grouped[:1])
+
+
+@pytest.mark.spark_long
+def test_bounded_form_of_every_corpus_query_equal_on_both_engines(
+        worker: QueryWorker, spark_worker: SparkWorker, tables: dict[str, TableView]) -> None:
+    _bounded_form_equal(worker, spark_worker, tables, _corpus())
+
+
+@pytest.mark.spark_long
 @settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(sql=GRAMMAR.query())
@@ -150,16 +191,13 @@ def test_generated_queries_equal_on_both_engines(sql: str, tables: dict[str, Tab
     assert sorted(worker.execute(req)) == sorted(spark_worker.execute(req)), sql
 
 
-def test_oracle_templates_never_fail_on_spark_and_match_duckdb(
-        neighbours: Neighbours, spark_neighbours: dict[str, SparkWorker]) -> None:  # noqa: F811
-    """A bounded neighbouring-dataset profile on Spark: every error-oracle template (public and our own), with
-    ``B`` just below the target's income (the target's row takes the hostile branch), on the neighbours whose
-    target values lie beyond every declaration or are all NULL: Spark never reports an engine failure (the
-    emitted SQL cannot fail on any row) and its pre-noise rows equal DuckDB's. A template Spark refuses
-    (``engine.spark_unsupported``) is refused on its structure alone, whatever the data."""
+def _oracle_profile(neighbours: Neighbours, spark_neighbours: dict[str, SparkWorker],  # noqa: F811
+                    long: bool) -> None:
     income = neighbours.target.income
     ran = 0
-    for t in _templates():
+    for i, t in enumerate(_templates()):
+        # default: each template once, on the two hostile neighbours in turn; long: on both neighbours
+        names = SPARK_NEIGHBOURS if long else (SPARK_NEIGHBOURS[i % len(SPARK_NEIGHBOURS)],)
         for b in (income - 0.01,):
             try:
                 plan = prepare(build(t, neighbours.target, b), {"tax_income": neighbours.view}, 1,
@@ -173,7 +211,8 @@ def test_oracle_templates_never_fail_on_spark_and_match_duckdb(
                 assert e.code == QUERY_REJECTED and e.details[0]["rule"] == "engine.spark_unsupported"
                 continue
             req = _request(plan)
-            for n, sw in spark_neighbours.items():
+            for n in names:
+                sw = spark_neighbours[n]
                 try:
                     spark = sorted(sw.execute(req))
                 except EngineFailure as e:
@@ -183,19 +222,37 @@ def test_oracle_templates_never_fail_on_spark_and_match_duckdb(
     assert ran > 0
 
 
+def test_oracle_templates_never_fail_on_spark_and_match_duckdb(
+        neighbours: Neighbours, spark_neighbours: dict[str, SparkWorker]) -> None:  # noqa: F811
+    """A bounded neighbouring-dataset profile on Spark: every error-oracle template (public and our own), with
+    ``B`` just below the target's income (the target's row takes the hostile branch), on a neighbour whose
+    target values lie beyond every declaration or are all NULL (alternating): Spark never reports an engine
+    failure (the emitted SQL cannot fail on any row) and its pre-noise rows equal DuckDB's. A template Spark
+    refuses (``engine.spark_unsupported``) is refused on its structure alone, whatever the data."""
+    _oracle_profile(neighbours, spark_neighbours, long=False)
+
+
+@pytest.mark.spark_long
+def test_oracle_templates_on_both_neighbours_on_spark(
+        neighbours: Neighbours, spark_neighbours: dict[str, SparkWorker]) -> None:  # noqa: F811
+    """The long profile: every template on both hostile neighbours."""
+    _oracle_profile(neighbours, spark_neighbours, long=True)
+
+
 def test_date_constructs_equal_or_rewritten() -> None:
+    """Every date construct on every date, as one SELECT per engine (one column per pair)."""
     con = duckdb.connect()
     from sandbox.engine.spark import session
 
     spark = session("local[2]")
+    pairs = [(e, d) for e in DATE_EXPRS for d in DATES]
+    sql = "SELECT " + ", ".join(e.format(d=f"CAST('{d}' AS DATE)") + f" AS v{i}" for i, (e, d) in enumerate(pairs))
     try:
-        for e in DATE_EXPRS:
-            for d in DATES:
-                sql = "SELECT " + e.format(d=f"CAST('{d}' AS DATE)") + " AS v"
-                expected = con.execute(sql).fetchone()
-                assert expected is not None
-                got = spark.sql(spark_sql(sql, "none")).collect()[0][0]
-                assert int(got) == int(expected[0]), (e, d, got, expected)
+        expected = con.execute(sql).fetchone()
+        assert expected is not None
+        got = spark.sql(spark_sql(sql, "none")).collect()[0]
+        for (e, d), g, x in zip(pairs, got, expected, strict=True):
+            assert int(g) == int(x), (e, d, g, x)
     finally:
         con.close()
 
