@@ -18,9 +18,11 @@ Two ways to read, chosen by the registered row count only (`ResourceLimits.strea
 fastest); `TrainingStream` keeps the locked connection open and serves *passes* over one side at a time
 (`side_sql`: the split filter in the WHERE clause, so a pass reads only its side), chunk by chunk, for the
 streaming runner (`sandbox.train.stream`), which encodes only the rows its Poisson samples select. The
-stream runs `duplicates_sql` once (any id on two rows? checked bucket by bucket of id hashes, so the engine
-hashes about ``DUPLICATE_CHECK_ROWS`` ids at a time); only then do its passes carry the one-row-per-unit
-window, which holds the side in the engine's memory; without duplicates a pass is a plain scan.
+stream's passes carry the one-row-per-unit window (which holds the side in the engine's memory) unless ingest
+proved that no id has two rows in the registered copy (``rows_per_unit_max`` of the ingest report, recorded once
+at registration for the immutable, fingerprint-checked copy); then a pass is a plain scan. The choice is a fact
+of the registration, the same one the DP SQL engine uses to skip per-unit bounding: no job looks at the data to
+make it, so a job's duration does not depend on what this run's data holds.
 """
 
 from __future__ import annotations
@@ -50,9 +52,6 @@ STREAM_ABOVE_ROWS = 100_000
 #: Rows a streaming pass buffers, in expectation (steps per pass = this // batch_size): about 100 bytes a row
 #: for the demo's 23 inputs, so some 25 MB.
 STREAM_BUFFER_ROWS = 1 << 18
-#: The streaming reader's duplicate-id check hashes about this many ids at a time (one scan of the id column
-#: per bucket), bounding the engine's memory for it to some 75 MB.
-DUPLICATE_CHECK_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -120,8 +119,8 @@ def training_sql(dataset: Dataset, encoding: FeatureEncoding) -> str:
 
 def side_sql(dataset: Dataset, encoding: FeatureEncoding, held_out: bool, dedup: bool) -> str:
     """One side of the split (the held-out fifth or the training rest). With ``dedup`` one row per id is kept
-    (the window of `training_sql`); without it the scan streams, which is only used once `duplicate_ids` found
-    no id on two rows."""
+    (the window of `training_sql`); without it the scan streams, which is only used when ingest proved
+    no id on two rows (`one_row_per_unit_proved`)."""
     cols = [*encoding.columns, encoding.label]
     uid = _ident(dataset.id_column)
     select = ", ".join(_ident(c) for c in cols)
@@ -130,34 +129,23 @@ def side_sql(dataset: Dataset, encoding: FeatureEncoding, held_out: bool, dedup:
     return sql + (f" QUALIFY row_number() OVER (PARTITION BY {uid}) = 1" if dedup else "")
 
 
-def duplicates_sql(dataset: Dataset, buckets: int = 1, bucket: int = 0) -> str:
-    """Whether any id of one hash bucket of ids has more than one row (an inaccurate ``max_rows_per_unit``
-    declaration). The ids are checked ``buckets`` at a time so the engine's hash of them stays small."""
-    uid = _ident(dataset.id_column)
-    part = f" AND hash({uid}) % {int(buckets)} = {int(bucket)}" if buckets > 1 else ""
-    return f"SELECT count(*) > count(DISTINCT {uid}) FROM data WHERE {uid} IS NOT NULL{part}"
+def one_row_per_unit_proved(dataset: Dataset) -> bool:
+    """Whether ingest counted at most one row per id in the registered copy (datasets registered before the
+    count was recorded: no)."""
+    proved = dataset.ingest_report.get("rows_per_unit_max")
+    return isinstance(proved, int) and not isinstance(proved, bool) and proved <= 1
 
 
 class TrainingStream:
     """A locked DuckDB connection kept open for one streaming run; `chunks` is one pass over a side.
 
-    The connection runs only `duplicates_sql` (once) and `side_sql`. ``path`` is the readable form of the file
+    The connection runs only `side_sql`. ``path`` is the readable form of the file
     (`catalog.sealed.readable_path`), which the caller keeps open for the run."""
 
     def __init__(self, dataset: Dataset, encoding: FeatureEncoding, limits: ResourceLimits, path: Path) -> None:
         self._con = open_locked(dataset, limits, path)
         self.dataset, self.encoding = dataset, encoding
-        buckets = max(1, -(-dataset.rows // DUPLICATE_CHECK_ROWS))  # the registered (public) row count
-        self.dedup = False
-        try:
-            for b in range(buckets):
-                rows = self._con.execute(duplicates_sql(dataset, buckets, b)).fetchall()
-                if rows and rows[0][0]:
-                    self.dedup = True
-                    break
-        except BaseException:
-            self._con.close()
-            raise
+        self.dedup = not one_row_per_unit_proved(dataset)
 
     def chunks(self, held_out: bool) -> Iterator[tuple[pa.RecordBatch, np.ndarray, np.ndarray]]:
         """One pass: (Arrow batch, 0/1 labels, usable-row mask) per chunk of the side, in the engine's order."""

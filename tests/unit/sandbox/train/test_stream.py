@@ -3,12 +3,13 @@ path, bounded passes, and the same reads (sealed at rest, a dataset declared for
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from sandbox.train import ResourceLimits, load_linear_weights, parse_spec, plan_training, train
-from sandbox.train import _data as data_mod
 from sandbox.train import runner as runner_mod
 from sandbox.train._data import STREAM_ABOVE_ROWS, TrainingStream, read_splits
 from sandbox.train.encoding import encoding_for
@@ -106,7 +107,7 @@ def test_the_path_is_chosen_by_the_registered_row_count(tax_income, base_spec, t
         assert chosen == (["memory"] if limit == tax_income.rows else ["stream"])
 
 
-def test_streaming_keeps_one_row_per_unit_when_declared_wrongly(register_table, tax_income, monkeypatch):
+def test_streaming_keeps_one_row_per_unit_when_declared_wrongly(register_table, tax_income):
     import pyarrow as pa
 
     table = pa.table({"uid": ["a", "a", "a", "b", "c", "c"], "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
@@ -116,17 +117,21 @@ def test_streaming_keeps_one_row_per_unit_when_declared_wrongly(register_table, 
     spec = parse_spec({"dataset": "dupes_stream", "features": ["x"], "label": "y", "model": "logistic_regression",
                        "epochs": 1, "batch_size": 16, "epsilon": 1.0, "delta": 1e-5, "max_grad_norm": 1.0})
     enc = encoding_for(spec, ds)
-    for per_bucket in (1 << 20, 2):  # one bucket of ids, or three (the check hashes a bucket at a time)
-        monkeypatch.setattr(data_mod, "DUPLICATE_CHECK_ROWS", per_bucket)
-        with TrainingStream(ds, enc, STREAMING, ds.path) as stream:
-            assert stream.dedup
-            rows = sum(b.num_rows for side in (False, True) for b, _, _ in stream.chunks(held_out=side))
-        assert rows == 3
-    monkeypatch.setattr(data_mod, "DUPLICATE_CHECK_ROWS", 3000)
-    with TrainingStream(tax_income, encoding_for(parse_spec({**spec.model_dump(), "dataset": "tax_income",
-                                                             "features": ["age"], "label": "has_default"}),
-                                                 tax_income), STREAMING, tax_income.path) as stream:
-        assert not stream.dedup  # four buckets of ids, none repeated
+    assert ds.ingest_report["rows_per_unit_max"] == 3  # counted at registration, never by a job
+    with TrainingStream(ds, enc, STREAMING, ds.path) as stream:
+        assert stream.dedup
+        rows = sum(b.num_rows for side in (False, True) for b, _, _ in stream.chunks(held_out=side))
+    assert rows == 3
+    # a registration without the count (before ingest recorded it) keeps the window too
+    unproved = dataclasses.replace(ds, ingest_report={k: v for k, v in ds.ingest_report.items()
+                                                      if k != "rows_per_unit_max"})
+    with TrainingStream(unproved, enc, STREAMING, ds.path) as stream:
+        assert stream.dedup
+        assert sum(b.num_rows for side in (False, True) for b, _, _ in stream.chunks(held_out=side)) == 3
+    tax_enc = encoding_for(parse_spec({**spec.model_dump(), "dataset": "tax_income", "features": ["age"],
+                                       "label": "has_default"}), tax_income)
+    with TrainingStream(tax_income, tax_enc, STREAMING, tax_income.path) as stream:
+        assert not stream.dedup  # ingest counted one row per id
 
 
 def test_streaming_reads_a_sealed_dataset_and_one_declared_for_spark(tmp_path, train_home, tax_income):
