@@ -248,7 +248,8 @@ def _clamp(col: pa.Array, lo: float, hi: float, kind: Kind) -> tuple[pa.Array, i
         n += pc.sum(nan).as_py() or 0
         col = pc.if_else(nan, pa.scalar(None, col.type), col)
     if n:
-        col = pc.min_element_wise(pc.max_element_wise(col, lo_s), hi_s)
+        # NULLs stay NULL (the element-wise functions would otherwise replace them by the bound)
+        col = pc.min_element_wise(pc.max_element_wise(col, lo_s, skip_nulls=False), hi_s, skip_nulls=False)
     return col, int(n)
 
 

@@ -79,6 +79,20 @@ def test_register_clamps_and_reports(engine, tmp_path, roots):
     assert registry.get(engine, "t").owner == "owner1"
 
 
+def test_clamping_leaves_nulls_null(engine, tmp_path, roots):
+    """A batch with a value clamped keeps its NULL measures NULL (not the lower bound), so the copy and the
+    report's null count agree with the source whatever the other rows hold."""
+    t = small(10)
+    income = t["income"].to_pylist()
+    income[0] = None
+    src = write(roots / "a.parquet", t.set_column(t.schema.get_field_index("income"), "income",
+                                                  pa.array(income, t.schema.field("income").type)))
+    r = reg(engine, tmp_path, roots, decl(src))
+    assert r.report.clamped == {"income": 4}
+    stored = pq.read_table(r.dataset.path)["income"].to_pylist()
+    assert stored[0] is None and max(v for v in stored if v is not None) == 500
+
+
 def test_csv_source_and_sm3(engine, tmp_path, roots):
     p = roots / "a.csv"
     p.write_text("uid,district,age,income\n007,A,30,10.5\n008,B,200,20\n")
