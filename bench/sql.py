@@ -20,8 +20,8 @@ For each query it reports:
   ``--runs`` runs (goal: ours no worse).
 
 SmartNoise pins an older OpenDP than Veilbox, so it runs in its own interpreter: ``--smartnoise-python`` (or
-``VEILBOX_SMARTNOISE_PYTHON``; default ``/tmp/snsql/bin/python`` when present); without one that part is
-skipped. Generated data and the registered copy are cached under ``bench/.data/``. The worker's resident
+``VEILBOX_SMARTNOISE_PYTHON``; default ``.venv-snsql/bin/python``, which ``make bench`` installs); without one
+that part is skipped. Generated data and the registered copy are cached under ``bench/.data/``. The worker's resident
 memory (``VmRSS`` when ready and after the queries, ``VmHWM`` peak; Linux only) is reported as
 ``worker_start_rss_mb``, ``worker_rss_mb`` and ``worker_peak_mb``. One JSON line goes to stdout
 (``ratio_geomean``/``ratio_max``: geometric mean and maximum of the per-query ``ratio``); progress and a table
@@ -273,8 +273,9 @@ def main() -> int:
     ap.add_argument("--epsilon", type=float, default=1.0, help="SmartNoise's per-mechanism epsilon")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--memory-limit", default="8GB")
+    own = Path(__file__).resolve().parents[1] / ".venv-snsql" / "bin" / "python"  # `make bench` installs it
     ap.add_argument("--smartnoise-python", default=os.environ.get("VEILBOX_SMARTNOISE_PYTHON") or (
-        "/tmp/snsql/bin/python" if Path("/tmp/snsql/bin/python").is_file() else ""))
+        str(own) if own.is_file() else ""), help="a Python with smartnoise-sql (default: .venv-snsql)")
     args = ap.parse_args()
     rows = 200_000 if args.quick else args.rows
     ds = ensure_dataset(rows)
