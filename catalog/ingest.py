@@ -14,9 +14,10 @@ numeric columns are clamped to their bounds while copying (the owner is told how
 rows without a privacy unit (null id) are dropped and counted. Ingest also counts the most rows any one privacy unit
 has in the copy (``rows_per_unit_max`` in the report): the DP SQL engine skips per-unit bounding when that is within
 the declared ``max_rows_per_unit``; it records the bounds each bounded column was clamped to (``bounds_enforced``),
-and the engine does not clamp such a column again at query time. The copy is written to a temporary file first;
-the caller moves it into place only when the metadata commits (`catalog.durable`: the copy is fsynced here, the
-rename and its directory fsync happen inside the inserting transaction). A source that cannot be read to its end —
+and the engine does not clamp such a column again at query time. The copy is written to a temporary file first
+(`catalog.storage.Storage.temp_file`); the caller puts it in place only when the metadata commits
+(`catalog.storage.Storage.put_file`: the copy is fsynced here, the rename and its directory fsync happen inside the
+inserting transaction). A source that cannot be read to its end —
 truncated, malformed — is ``INVALID_REQUEST`` with reason ``source.unreadable``; one whose size, modification time
 or inode changes while it is being fingerprinted and copied (`source_identity`) is ``INVALID_REQUEST`` with reason
 ``source.changed_during_ingest``. Either way the temporary copy is removed and nothing is registered.
@@ -36,10 +37,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from catalog.columns import ColumnInfo, ColumnSpec, DatasetSpec, Kind, Role
-from catalog.durable import fsync_file, temp_path
+from catalog.durable import fsync_file
 from catalog.errors import NOT_FOUND_OR_FORBIDDEN, DomainError, invalid
 from catalog.fingerprint import HashAlg, digest, file_fingerprint
 from catalog.sealed import Sealer
+from catalog.storage import LocalStorage, Storage
 
 BATCH_ROWS = 1 << 20
 
@@ -261,9 +263,13 @@ def _rows_per_unit_max(path: Path | pa.Buffer, id_col: str) -> int:
     return int(pc.max(counts.column(f"{id_col}_count")).as_py() or 0)
 
 
-def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "sha256",
+def ingest(spec: DatasetSpec, source: Path, out_dir: Path | Storage, hash_alg: HashAlg = "sha256",
            sealer: Sealer | None = None) -> Ingested:
     """Validate, clamp and copy ``source``; return the temporary Parquet copy and its fingerprint.
+
+    ``out_dir`` is the storage the copy will be put into (`catalog.storage.Storage`; a directory: a
+    `catalog.storage.LocalStorage` over it): the copy is built at its `Storage.temp_file` and the caller puts it
+    under its key (`Storage.put_file`) once the key — which names the fingerprint — is known.
 
     With ``sealer`` the Parquet copy is built in this process's memory and only its sealed form is written
     (`catalog.sealed`, under a fresh data key ``dataset:<name>-<random>``: `Ingested.key_id`); the fingerprint
@@ -272,8 +278,8 @@ def ingest(spec: DatasetSpec, source: Path, out_dir: Path, hash_alg: HashAlg = "
     infos = check_spec(spec, schema)
     report = IngestReport()
     id_col = next(c for c, i in infos.items() if i.role is Role.ID)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(out_dir / f"{spec.name}.parquet", f"ingest-{spec.name}")
+    storage = LocalStorage(out_dir) if isinstance(out_dir, Path) else out_dir
+    tmp = storage.temp_file(f"{spec.name}.parquet", f"ingest-{spec.name}")
     sink: Path | pa.BufferOutputStream = tmp if sealer is None else pa.BufferOutputStream()
     writer: pq.ParquetWriter | None = None
     try:

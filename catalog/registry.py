@@ -1,9 +1,10 @@
 """The dataset registry: atomic registration, lookup, listing.
 
 Registration is atomic: the Parquet copy is written to a temporary file, the metadata row is inserted in a
-transaction, and the fsynced copy is renamed to its final place and its directory fsynced inside that transaction,
-before it commits (`catalog.durable`); on any failure the temporary file is removed and no row remains. A source
-changed or truncated between its fingerprint and the end of the copy is refused (`catalog.ingest.source_changed`).
+transaction, and the fsynced copy is put under its key inside that transaction, before it commits
+(`catalog.storage.Storage.put_file`: on a local storage root, renamed into place and its directory fsynced); on
+any failure the temporary file is removed and no row remains. A source changed or truncated between its
+fingerprint and the end of the copy is refused (`catalog.ingest.source_changed`).
 
 Owners register only their own files. ``import_roots`` are the directories *this owner* may read (the gateway
 passes ``<import root>/<owner>/`` for each configured root: `gateway.settings.Settings.owner_import_dirs`); any
@@ -37,12 +38,11 @@ from sqlalchemy.exc import IntegrityError
 
 from catalog import _tables as t
 from catalog.columns import ColumnInfo, DatasetSpec, Grade, Role
-from catalog.durable import commit_temp
 from catalog.errors import ALREADY_EXISTS, INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.fingerprint import HashAlg, file_fingerprint
 from catalog.ingest import IngestReport, ingest, resolve_source, source_changed, source_identity
 from catalog.sealed import Sealer
-from catalog.storage import resolve_key, stored_key, verify_file
+from catalog.storage import LocalStorage, Storage, resolve_key, stored_key, verify_file
 
 REGISTERED, WITHDRAWN = "registered", "withdrawn"
 
@@ -184,11 +184,18 @@ def _refuse_if_taken(conn: Connection, owner: str, *fingerprints: str) -> None:
         raise content_taken()
 
 
+def _row_key(engine: Engine, storage: Storage, key: str) -> str:
+    """What the row records for the copy stored under ``key`` (`catalog.storage.stored_key`)."""
+    if isinstance(storage, LocalStorage):
+        return stored_key(engine, storage.root, storage.path_of(key))
+    return key
+
+
 def register(
     engine: Engine,
     spec: DatasetSpec,
     owner: str,
-    data_dir: Path,
+    data_dir: Path | Storage,
     import_roots: list[Path],
     max_source_bytes: int,
     hash_alg: HashAlg = "sha256",
@@ -198,7 +205,9 @@ def register(
     """Validate, copy and record a dataset; all or nothing. ``import_roots``: the directories ``owner`` may read
     (see the module docstring). ``journal`` is called in the transaction that inserts the row, as its last write
     (the caller's audit entry commits with the registration or not at all). With ``sealer`` the copy is sealed at
-    rest under a data key of its own (`catalog.sealed`); a registration that fails destroys that key."""
+    rest under a data key of its own (`catalog.sealed`); a registration that fails destroys that key. ``data_dir``
+    is the storage root's dataset area (`catalog.storage.Storage`, as `gateway.settings.Settings.storage` gives it;
+    a directory: a `catalog.storage.LocalStorage` over it): the copy is written only through it."""
     if get(engine, spec.name) is not None:
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists")
     if spec.engine == "spark" and not spark_installed():  # fail closed, nothing copied
@@ -209,7 +218,8 @@ def register(
     source_fp = file_fingerprint(source, hash_alg)
     with engine.connect() as conn:  # refuse early, before the copy; checked again where the row is inserted
         _refuse_if_taken(conn, owner, source_fp)
-    ing = ingest(spec, source, data_dir, hash_alg, sealer)
+    storage = LocalStorage(data_dir) if isinstance(data_dir, Path) else data_dir
+    ing = ingest(spec, source, storage, hash_alg, sealer)
 
     def discard() -> None:
         ing.tmp_path.unlink(missing_ok=True)
@@ -225,7 +235,7 @@ def register(
         discard()
         raise source_changed()
     ing.report.source_fingerprint = source_fp
-    final = data_dir / f"{spec.name}-{ing.fingerprint.split(':', 1)[1][:16]}.parquet"
+    key = f"{spec.name}-{ing.fingerprint.split(':', 1)[1][:16]}.parquet"
     now = dt.datetime.now(dt.UTC)
     row = {
         "name": spec.name,
@@ -240,7 +250,7 @@ def register(
         "fingerprint": ing.fingerprint,
         "rows": ing.report.rows,
         "bytes": ing.report.bytes,
-        "path": stored_key(engine, data_dir, final),  # relative to the storage root's data/
+        "path": _row_key(engine, storage, key),  # relative to the storage root's data/
         "ingest_report_json": json.dumps(ing.report.as_dict() | ({"engine": spec.engine}
                                                                  if spec.engine != "duckdb" else {})),
         "created_at": now,
@@ -249,7 +259,7 @@ def register(
         with engine.begin() as conn:
             _refuse_if_taken(conn, owner, source_fp, ing.fingerprint)
             conn.execute(t.datasets.insert().values(**row))
-            commit_temp(ing.tmp_path, final)  # durable before the row commits
+            storage.put_file(key, ing.tmp_path)  # durable before the row commits
             if journal is not None:
                 journal(conn)
     except IntegrityError:
@@ -257,7 +267,7 @@ def register(
         raise DomainError(ALREADY_EXISTS, "a dataset with this name already exists") from None
     except BaseException:
         discard()
-        final.unlink(missing_ok=True)
+        storage.delete(key)
         raise
     ds = get(engine, spec.name)
     assert ds is not None

@@ -11,8 +11,10 @@ network file system): writes are atomic renames of fsynced temporary files named
 process (`catalog.durable`), so a reader on any host sees a whole object or none. What the interface asks of an
 object store (docs/deploy.md, "Storage root"):
 
-- ``write_bytes`` / ``write_stream`` / ``staged``: an object appears whole or not at all, and is durable when the
-  call returns (object stores: one PUT, or a multipart upload completed only at the end);
+- ``write_bytes`` / ``write_stream`` / ``staged`` / ``put_file``: an object appears whole or not at all, and is
+  durable when the call returns (object stores: one PUT, or a multipart upload completed only at the end);
+  ``put_file`` takes a finished local file a writer built at ``temp_file`` (an ingest copy whose key depends on its
+  fingerprint, so it is named only once written) and consumes it;
 - ``open`` / ``local_path``: read-after-write consistency for a key once written; ``local_path`` gives an engine
   that must open a path (DuckDB, Spark, pyarrow) a file — for an object store a private staged copy, removed when
   the block ends;
@@ -37,6 +39,7 @@ done by `gateway.context.open_context`, or by the first registration through tha
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -46,7 +49,7 @@ from typing import IO, Protocol, cast, runtime_checkable
 
 from sqlalchemy import Engine
 
-from catalog.durable import atomic_path, is_temp_name
+from catalog.durable import atomic_path, commit_temp, is_temp_name, temp_path
 from catalog.errors import UNAVAILABLE, DomainError
 from catalog.fingerprint import HashAlg, file_fingerprint, hasher
 from catalog.sealed import SealedError, Sealer, is_sealed, key_id_of
@@ -95,6 +98,10 @@ class Storage(Protocol):
     def write_stream(self, key: str, chunks: Iterable[bytes]) -> None: ...
 
     def staged(self, key: str) -> AbstractContextManager[Path]: ...
+
+    def temp_file(self, key: str, stem: str | None = None) -> Path: ...
+
+    def put_file(self, key: str, src: Path) -> None: ...
 
     def open(self, key: str) -> IO[bytes]: ...
 
@@ -148,6 +155,28 @@ class LocalStorage:
         """A temporary path to write ``key`` to; renamed into place, durably, when the block ends without an
         exception (`catalog.durable.atomic_path`), removed otherwise."""
         return atomic_path(self.path_of(key))
+
+    def temp_file(self, key: str, stem: str | None = None) -> Path:
+        """A fresh local path to build ``key``'s bytes at before `put_file`: beside the object (same file system,
+        so the put is a rename), under a host-scoped temporary name (`catalog.durable.temp_path`, ``stem`` in
+        place of the key's name) that a crashed writer's sweep removes."""
+        final = self.path_of(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return temp_path(final, stem)
+
+    def put_file(self, key: str, src: Path) -> None:
+        """Move the finished local file ``src`` under ``key``, atomically and durably; ``src`` is gone afterwards.
+        Beside the object (`temp_file`) it is fsynced and renamed and the directory fsynced
+        (`catalog.durable.commit_temp`); elsewhere its bytes are copied through `staged`, then ``src`` removed."""
+        final = self.path_of(key)
+        src = Path(src)
+        if os.path.abspath(src.parent) == os.path.abspath(final.parent):
+            commit_temp(src, final)
+            return
+        with self.staged(key) as tmp:
+            shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o600)
+        src.unlink(missing_ok=True)
 
     def write_stream(self, key: str, chunks: Iterable[bytes]) -> None:
         with self.staged(key) as tmp:

@@ -55,7 +55,7 @@ async def register(spec: DatasetSpec, owner: Owner, ctx: Ctx, ev: Audit) -> dict
         return True
 
     try:
-        reg = await run_in_threadpool(registry.register, ctx.engine, spec, owner.name, s.data_dir,
+        reg = await run_in_threadpool(registry.register, ctx.engine, spec, owner.name, s.storage.area("data"),
                                       s.owner_import_dirs(owner.name), s.max_source_bytes, s.hash_alg,
                                       journal=request_entry(ctx.audit, ev, registered), sealer=sealer_of(ctx))
     except DomainError as e:

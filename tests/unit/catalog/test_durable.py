@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import func, select
 
-from catalog import _tables, durable, ingest, registry
+from catalog import _tables, durable, ingest, registry, storage
 from catalog.columns import DatasetSpec
 from catalog.errors import DomainError
 from catalog.store import make_engine
@@ -133,7 +133,7 @@ def test_registration_fsyncs_the_copy_and_the_directory_before_the_row_commits(e
         real_commit(tmp, final)
         seen_at_commit.append(len(fsyncs))
 
-    monkeypatch.setattr(registry, "commit_temp", commit)
+    monkeypatch.setattr(storage, "commit_temp", commit)  # the registered copy is put through catalog.storage
     ds = _register(engine, tmp_path, src).dataset
     assert ds.path.exists() and seen_at_commit
     assert ("dir", str(ds.path.parent)) in fsyncs[: seen_at_commit[0]]
