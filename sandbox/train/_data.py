@@ -22,7 +22,9 @@ stream's passes carry the one-row-per-unit window (which holds the side in the e
 proved that no id has two rows in the registered copy (``rows_per_unit_max`` of the ingest report, recorded once
 at registration for the immutable, fingerprint-checked copy); then a pass is a plain scan. The choice is a fact
 of the registration, the same one the DP SQL engine uses to skip per-unit bounding: no job looks at the data to
-make it, so a job's duration does not depend on what this run's data holds.
+make it, so a job's duration does not depend on what this run's data holds. A dataset declared ``engine: spark``
+streams its passes from Spark instead (`sandbox.train._spark_data.SparkTrainingStream`, the same interface and the
+same split, emitted from `side_sql`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class ResourceLimits:
     torch_threads: int | None = None
     stream_above_rows: int = STREAM_ABOVE_ROWS
     stream_buffer_rows: int = STREAM_BUFFER_ROWS
+    #: Spark master for a dataset declared ``engine: spark`` that streams (`sandbox.train._spark_data`).
+    spark_master: str = "local[2]"
 
     def streams(self, dataset_rows: int) -> bool:
         """True when a dataset of ``dataset_rows`` registered rows trains by streaming passes."""

@@ -15,7 +15,8 @@ Mechanism, step by step:
    public count, never on the data) both sides are encoded to float32 arrays held for the run; above it the
    run streams (`sandbox.train.stream`): passes over the engine, each encoding only the rows its block of
    Poisson batches selected, the standardisation's sums taken in the first pass and the held-out counts in a
-   last one, so the process never holds the split.
+   last one, so the process never holds the split. A dataset declared ``engine: spark`` streams its passes from
+   Spark (`sandbox.train._spark_data`, same split, same rows per side).
 3. The bounded numeric inputs are standardised with a noisy mean and spread (`sandbox.train.standardise`,
    ε_std, discrete Laplace); training runs on ``(x − m) / s`` and the map is folded back into the first layer
    afterwards, so the released model reads the public encoding unchanged.
@@ -56,6 +57,7 @@ import warnings
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -362,6 +364,17 @@ def _train_streaming(spec: TrainSpec, plan: TrainingPlan, stream: TrainingStream
     return fitted, std, metrics
 
 
+def _stream_for(dataset: Dataset, encoding: FeatureEncoding, limits: ResourceLimits,
+                path: Path) -> TrainingStream:
+    """The pass reader: Spark's for a dataset declared ``engine: spark`` (`sandbox.train._spark_data`), else the
+    locked DuckDB connection. Both serve the same passes (same split, same rows per side)."""
+    if dataset.engine == "spark":
+        from sandbox.train._spark_data import SparkTrainingStream
+
+        return cast(TrainingStream, SparkTrainingStream(dataset, encoding, limits, path))
+    return TrainingStream(dataset, encoding, limits, path)
+
+
 def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
           progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None,
           sealer: Sealer | None = None, model_key: str | None = None,
@@ -389,7 +402,7 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
     try:
         if limits.streams(plan.dataset_rows):
             with readable_path(Path(dataset.path), sealer) as path, \
-                    TrainingStream(dataset, encoding, limits, path) as stream:
+                    _stream_for(dataset, encoding, limits, path) as stream:
                 fitted, std, metrics = _train_streaming(spec, plan, stream, encoding, limits, progress, stage)
         else:
             fitted, std, metrics = _train_in_memory(spec, plan, dataset, encoding, limits, sealer, progress, stage)

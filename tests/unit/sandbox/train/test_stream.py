@@ -149,7 +149,8 @@ def test_streaming_reads_a_sealed_dataset_and_one_declared_for_spark(tmp_path, t
     with pytest.raises(Exception) as e:
         train(spec, plan, ds, tmp_path / "no-key", limits=STREAMING)
     assert isinstance(e.value, SealedError) or e.value.details == [{"stage": "read"}]
-    # A dataset declared for the Spark engine keeps its registered Parquet copy: training reads it the same way.
+    # A dataset declared for the Spark engine keeps its registered Parquet copy: a streamed run reads it through
+    # Spark (`sandbox.train._spark_data`; the readers are compared in test_spark_stream.py).
     import json
 
     from catalog._tables import metadata
