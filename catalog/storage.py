@@ -310,19 +310,26 @@ def _plain_digest(path: Path, alg: HashAlg, sealer: Sealer) -> str:
 
 
 def verify_file(
-    path: Path, fingerprint: str, *, key: str = "", key_prefix: str | None = None, sealer: Sealer | None = None
+    path: Path,
+    fingerprint: str,
+    *,
+    key: str = "",
+    key_prefix: str | None = None,
+    key_id: str | None = None,
+    sealer: Sealer | None = None,
 ) -> None:
     """Check ``path`` against its recorded ``fingerprint`` (``"<alg>:<hex>"`` of the plain bytes) before it is
     read; `IntegrityFailure` when it is missing or differs (see the module docstring). A sealed file must be sealed
-    under a data key whose id starts with ``key_prefix`` (``dataset:<name>-``); with ``sealer`` it is also
-    decrypted (every chunk authenticated) and its plaintext digest compared."""
+    under a data key whose id starts with ``key_prefix`` (``dataset:<name>-``), or is exactly ``key_id``
+    (``model:<job id>``); with ``sealer`` it is also decrypted (every chunk authenticated) and its plaintext
+    digest compared."""
     name = key or path.name
     try:
         before = _identity(os.stat(path))
     except OSError:
         raise IntegrityFailure(MISSING, name) from None
     cache_key = str(path)
-    remembered = (before, fingerprint, key_prefix, sealer is not None)
+    remembered = (before, fingerprint, f"{key_prefix}|{key_id}", sealer is not None)
     with _VERIFIED_LOCK:
         if _VERIFIED.get(cache_key) == remembered:
             return
@@ -332,7 +339,8 @@ def verify_file(
         if alg not in ("sha256", "sm3"):
             ok = False
         elif is_sealed(path):
-            ok = key_prefix is None or key_id_of(path).startswith(key_prefix)
+            sealed_under = key_id_of(path)
+            ok = (key_prefix is None or sealed_under.startswith(key_prefix)) and key_id in (None, sealed_under)
             if ok and sealer is not None:
                 ok = _plain_digest(path, cast(HashAlg, alg), sealer) == fingerprint
         else:

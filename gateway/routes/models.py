@@ -109,7 +109,7 @@ _SCORE_FIELDS = {"list_fields": ("ciphertexts",), "blob_fields": ("context", "cu
 @router.post("/models/{model_id}/score", name="model.score", response_model=ScoreAnswer, **OUT,
              **doc("Score encrypted applicants: decisions, or logits where granted (bank)",
                    ErrorCode.NOT_FOUND_OR_FORBIDDEN, ErrorCode.POLICY_DENIED, ErrorCode.AGREEMENT_INACTIVE,
-                   ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID,
+                   ErrorCode.QUOTA_EXCEEDED, ErrorCode.CIPHERTEXT_INVALID, ErrorCode.UNAVAILABLE,
                    media={"application/json": {},
                           he_frames.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
                    model=ScoreAnswer,

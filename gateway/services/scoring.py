@@ -15,6 +15,7 @@ and refusal to the latency bucket.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,7 @@ from gateway.journal import request_entry
 from gateway.sealing import sealer_of
 from gateway.services.agreements import note_expiry
 from gateway.services.jobs import actor_of
+from gateway.services.storage import check_model
 from mpc.he import (
     LinearModel,
     decide_columns,
@@ -70,15 +72,14 @@ class ScoreBody(BaseModel):
 
 def linear_model(ctx: AppContext, m: ModelRecord) -> LinearModel:
     """The model's plaintext (w, b), read once from its safetensors file and checked against the card (kept in
-    the context's `gateway.caches.Caches.model_weights`)."""
-    return ctx.caches.model_weights.get((m.id, m.output_digest), lambda: _load_linear_model(ctx, m))
+    the context's `gateway.caches.Caches.model_weights`). The stored file is verified against the card's digest on
+    every call, as a dataset's copy is before a job reads it (`gateway.services.storage.check_model`: ``UNAVAILABLE``
+    ``storage.missing`` / ``storage.fingerprint_mismatch``, audited ``storage.integrity``)."""
+    path = check_model(ctx, m)
+    return ctx.caches.model_weights.get((m.id, m.output_digest), lambda: _load_linear_model(ctx, m, path))
 
 
-def _load_linear_model(ctx: AppContext, m: ModelRecord) -> LinearModel:
-    root = ctx.settings.models_dir.resolve()
-    path = (root / m.weights_path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        raise DomainError(INTERNAL, "model weights unavailable")
+def _load_linear_model(ctx: AppContext, m: ModelRecord, path: Path) -> LinearModel:
     expected = (m.card.get("weights") or {}).get("sha256") if isinstance(m.card, dict) else None
     try:  # weights sealed at rest are decrypted into this process's memory only (catalog.sealed)
         with readable_path(path, sealer_of(ctx)) as readable:
