@@ -47,13 +47,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog.columns import Role
-from catalog.durable import atomic_write_bytes
 from catalog.errors import APPROVAL_REQUIRED, INTERNAL, INVALID_REQUEST, POLICY_DENIED, DomainError
 from catalog.fingerprint import HashAlg
 from catalog.fingerprint import digest as fingerprint_digest
 from catalog.mock import mock_table
 from catalog.registry import Dataset
 from catalog.sealed import Sealer, is_sealed
+from catalog.storage import LocalStorage
 from policies import Agreement, Budget, BudgetError, Job, spec_hash
 from sandbox.coderun import (
     CodeFailure,
@@ -291,14 +291,14 @@ class CodeHandler:
 
     def _model_output(self, job: Job, cs: CodeSpec, ds: Dataset, cols: tuple[str, ...], outcome: CodeResult,
                       env: JobEnv, detail: dict[str, Any]) -> Output:
-        out_dir = Path(env.models_dir) / job.id
-        out_dir.mkdir(parents=True, exist_ok=True)
-        weights = out_dir / WEIGHTS_FILE
+        models = LocalStorage(Path(env.models_dir))  # the storage root's models/: written only through the interface
+        key = f"{job.id}/{WEIGHTS_FILE}"
+        weights = models.path_of(key)
         if env.sealer is not None:  # sealed at rest under the model's own data key (catalog.sealed)
             env.sealer.key_for(f"model:{job.id}")
-            env.sealer.write_file(weights, f"model:{job.id}", outcome.output_bytes)
+            models.write_stream(key, env.sealer.seal_chunks(f"model:{job.id}", outcome.output_bytes))
         else:
-            atomic_write_bytes(weights, outcome.output_bytes)  # fsynced before the job's output row commits
+            models.write_bytes(key, outcome.output_bytes)  # fsynced before the job's output row commits
         card = {
             "card_version": 1,
             "model": "custom_code",

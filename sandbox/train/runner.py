@@ -64,12 +64,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from catalog.durable import atomic_path, atomic_write_bytes
 from catalog.errors import INTERNAL, INVALID_REQUEST, DomainError
 from catalog.fingerprint import HashAlg
 from catalog.fingerprint import digest as fingerprint_digest
 from catalog.registry import Dataset
 from catalog.sealed import Sealer, readable_path
+from catalog.storage import LocalStorage, Storage
 from sandbox.dp.prv import epsilon_for
 from sandbox.train._data import ResourceLimits, Split, TrainingStream, read_splits
 from sandbox.train._models import build_model, first_layer, tensors_of
@@ -375,11 +375,12 @@ def _stream_for(dataset: Dataset, encoding: FeatureEncoding, limits: ResourceLim
     return TrainingStream(dataset, encoding, limits, path)
 
 
-def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
+def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path | LocalStorage,
           progress: ProgressFn | None = None, *, limits: ResourceLimits | None = None,
           sealer: Sealer | None = None, model_key: str | None = None,
           hash_alg: HashAlg = "sha256") -> TrainingResult:
-    """Train ``spec`` on ``dataset`` exactly as ``plan`` says; write weights and card into ``out_dir``.
+    """Train ``spec`` on ``dataset`` exactly as ``plan`` says; write weights and card into ``out_dir``: the
+    model's area of the storage root (``models/<job id>``), written only through `catalog.storage.Storage`.
 
     ``plan`` must come from `plan_training` for this very spec (checked by hash); the gateway has charged
     ``plan.cost`` already. ``progress(done_steps, total_steps)`` is called about every 1 % of the steps; a
@@ -394,9 +395,11 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
     if problems:
         raise DomainError(INVALID_REQUEST, "the training spec cannot be trained on this dataset", problems)
     encoding = encoding_for(spec, dataset)
-    out_dir = Path(out_dir)
-    weights_path = out_dir / WEIGHTS_FILE
-    card_path = out_dir / CARD_FILE
+    store = out_dir if isinstance(out_dir, LocalStorage) else LocalStorage(Path(out_dir))
+    out_dir = store.root
+    weights_path = store.path_of(WEIGHTS_FILE)
+    card_path = store.path_of(CARD_FILE)
+    shared: Storage = store
     limits = limits or ResourceLimits()
     stage = ["read"]
     try:
@@ -411,9 +414,9 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
         seal = sealer if sealer is not None and model_key is not None else None
         if seal is not None and model_key is not None:  # fsynced and renamed before the job's row commits
             weights_data = weights_bytes(tensors_of(fitted.model), spec.model, encoding.feature_names)
-            seal.write_file(weights_path, model_key, weights_data)
+            shared.write_stream(WEIGHTS_FILE, seal.seal_chunks(model_key, weights_data))
         else:
-            with atomic_path(weights_path) as tmp:  # fsynced and renamed before the job's row commits
+            with shared.staged(WEIGHTS_FILE) as tmp:  # fsynced and renamed before the job's row commits
                 save_weights(tensors_of(fitted.model), tmp, spec.model, encoding.feature_names)
             weights_data = weights_path.read_bytes()
         card = ModelCard(
@@ -467,9 +470,9 @@ def train(spec: TrainSpec, plan: TrainingPlan, dataset: Dataset, out_dir: Path,
         )
         card_bytes = card.canonical_json()
         if seal is not None and model_key is not None:
-            seal.write_file(card_path, model_key, card_bytes)
+            shared.write_stream(CARD_FILE, seal.seal_chunks(model_key, card_bytes))
         else:
-            atomic_write_bytes(card_path, card_bytes)
+            shared.write_bytes(CARD_FILE, card_bytes)
         digest = fingerprint_digest(weights_data + card_bytes, hash_alg)
         return TrainingResult(weights_path=weights_path, card=card, output_digest=digest)
     except BaseException as e:
