@@ -1,10 +1,10 @@
 """The Spark pass reader (`sandbox.train._spark_data`): the same split, the same rows per side, the same
-standardisation sums and held-out counts as the DuckDB reader over the same file, and a streamed run on a dataset
-declared ``engine: spark`` reads through it."""
+standardisation sums and held-out counts as the DuckDB reader over the same file. That a streamed run on a dataset
+declared ``engine: spark`` reads through it is checked in
+test_stream.py::test_streaming_reads_a_sealed_dataset_and_one_declared_for_spark."""
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,13 +15,12 @@ from sandbox.engine.spark import available
 pytestmark = pytest.mark.skipif(not available(), reason="the Spark extra (pyspark, java) is not installed")
 
 
-def test_split_sums_and_counts_equal_on_both_engines(tax_income, base_spec, tmp_path, monkeypatch):
+def test_split_sums_and_counts_equal_on_both_engines(tax_income, base_spec, tmp_path):
     import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sandbox.train import parse_spec, plan_training, train
-    from sandbox.train import runner as runner_mod
+    from sandbox.train import parse_spec
     from sandbox.train._data import TrainingStream, _holdout_expr
     from sandbox.train._spark_data import SparkTrainingStream, spark_side_sql
     from sandbox.train.encoding import encoding_for
@@ -74,13 +73,3 @@ def test_split_sums_and_counts_equal_on_both_engines(tax_income, base_spec, tmp_
     assert got[2:] == want[2:]
     for a, b in zip([*got[0], *got[1]], [*want[0], *want[1]], strict=True):
         np.testing.assert_array_equal(a, b)
-
-    # A streamed run on a dataset declared for Spark reads through the Spark reader.
-    used = []
-    real = runner_mod._stream_for
-    monkeypatch.setattr(runner_mod, "_stream_for", lambda *a: used.append(type(r := real(*a)).__name__) or r)
-    declared = dataclasses.replace(tax_income, ingest_report={**tax_income.ingest_report, "engine": "spark"})
-    plan = plan_training(spec, declared.rows)
-    one_pass = dataclasses.replace(STREAMING, stream_buffer_rows=1 << 18)  # one training pass, one held-out
-    assert train(spec, plan, declared, tmp_path / "m", limits=one_pass).card.privacy.steps == plan.steps
-    assert used == ["SparkTrainingStream"]

@@ -134,7 +134,7 @@ def test_streaming_keeps_one_row_per_unit_when_declared_wrongly(register_table, 
         assert not stream.dedup  # ingest counted one row per id
 
 
-def test_streaming_reads_a_sealed_dataset_and_one_declared_for_spark(tmp_path, train_home, tax_income):
+def test_streaming_reads_a_sealed_dataset_and_one_declared_for_spark(tmp_path, train_home, tax_income, monkeypatch):
     import pyarrow.parquet as pq
 
     from catalog.sealed import SealedError
@@ -174,4 +174,9 @@ def test_streaming_reads_a_sealed_dataset_and_one_declared_for_spark(tmp_path, t
                         "model": "logistic_regression", "epochs": 1, "batch_size": 1024, "epsilon": 1.0,
                         "delta": 1e-5, "max_grad_norm": 1.0})
     splan = plan_training(sspec, spark.rows)
-    assert train(sspec, splan, spark, tmp_path / "spark", limits=STREAMING).card.privacy.steps == splan.steps
+    used = []
+    real = runner_mod._stream_for
+    monkeypatch.setattr(runner_mod, "_stream_for", lambda *a: used.append(type(r := real(*a)).__name__) or r)
+    one_pass = dataclasses.replace(STREAMING, stream_buffer_rows=1 << 18)  # a Spark job per pass: keep them few
+    assert train(sspec, splan, spark, tmp_path / "spark", limits=one_pass).card.privacy.steps == splan.steps
+    assert used == ["SparkTrainingStream"]
