@@ -1,8 +1,9 @@
 """Durable files: written under a temporary name, fsynced, renamed into place, directory fsynced.
 
 Every file the service keeps under its storage root that a metadata row points to (registered Parquet copies,
-model weights and cards, PSI setups; `catalog.storage`) goes through this module, *before* the row that names it
-commits:
+model weights and cards) is written through `catalog.storage.Storage`, whose `catalog.storage.LocalStorage` uses
+this module; PSI setups in the home's ``work/`` use it directly. Either way the file is in place *before* the row
+that names it commits:
 
 1. the bytes go to a temporary file in the same directory (`temp_path`:
    ``.<name>.<pid>@<host id>.<random>.tmp``),

@@ -32,6 +32,11 @@ changed byte when the reader decrypts. A file verified once is not checked again
 identity (device, inode, size, modification and change times) stays the same; any write to it changes its change
 time, which user space cannot set back.
 
+Written only through this interface: registered datasets' copies (``data/``: `catalog.registry.register`, built at
+``temp_file`` and put by ``put_file`` inside the registering transaction), trained models' weights and cards and
+code jobs' model outputs (``models/<job id>/``: `sandbox.train.runner.train`, `sandbox.jobs.code`). Model weights
+are verified at read like copies (`gateway.services.storage.check_model`, exact data key ``model:<job id>``).
+
 The dataset registry resolves its rows' keys against the dataset area bound to its store engine (`bind_data_area`,
 done by `gateway.context.open_context`, or by the first registration through that engine).
 """

@@ -202,3 +202,19 @@ def test_the_sweep_judges_only_its_own_hosts_writers_and_removes_stale_ones(tmp_
     assert own_live.exists() and other_host.exists()
     monkeypatch.setenv("VEILBOX_HOST_ID", "host b/1")  # sanitised to a name part
     assert durable.host_id() == "host-b-1"
+
+
+def test_put_file_moves_a_finished_file_under_its_key_whole(tmp_path):
+    """A file built at `temp_file` is renamed into place; one built elsewhere is copied in through a staged
+    temporary file; either way the source is gone and no temporary file is left."""
+    s = LocalStorage(tmp_path / "root")
+    beside = s.temp_file("a/x.parquet", "ingest-x")
+    beside.write_bytes(b"one")
+    s.put_file("a/x.parquet", beside)
+    elsewhere = tmp_path / "built.bin"
+    elsewhere.write_bytes(b"two")
+    s.put_file("b/y.bin", elsewhere)
+    assert s.path_of("a/x.parquet").read_bytes() == b"one" and s.path_of("b/y.bin").read_bytes() == b"two"
+    assert not beside.exists() and not elsewhere.exists()
+    assert s.list() == ["a/x.parquet", "b/y.bin"]
+    assert sorted(p.name for p in (tmp_path / "root").rglob("*") if p.is_file()) == ["x.parquet", "y.bin"]
