@@ -129,7 +129,8 @@ def runtime(ctx: AppContext) -> Runtime:
             env = JobEnv(data_dir=s.data_dir, models_dir=s.models_dir, work_dir=s.work_dir,
                          threads=s.engine_threads, memory_limit=s.engine_memory, timeout_s=s.job_timeout_s,
                          query_engines=engines, sealer=sealer, hash_alg=s.hash_alg,
-                         extra={"latency_bucket_ms": s.latency_bucket_ms, "max_sql_chars": s.max_sql_chars})
+                         extra={"latency_bucket_ms": s.latency_bucket_ms, "max_sql_chars": s.max_sql_chars,
+                                "spark_master": s.spark_master})
             ctx.runtime = Runtime(engines, env)
         rt: Runtime = ctx.runtime
         return rt

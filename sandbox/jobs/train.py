@@ -237,6 +237,8 @@ class TrainHandler:
                                 torch_threads=int(env.extra.get("train_torch_threads", 1)))
         if "train_stream_above_rows" in env.extra:  # the registered-row threshold of streaming (sandbox.train)
             limits = replace(limits, stream_above_rows=int(env.extra["train_stream_above_rows"]))
+        if "spark_master" in env.extra:  # where a Spark-declared dataset's streamed passes run (VEILBOX_SPARK_MASTER)
+            limits = replace(limits, spark_master=str(env.extra["spark_master"]))
         recv, send = _mp().Pipe(duplex=False)
         proc = None
         ok = answered = False
