@@ -22,7 +22,7 @@ def test_a_round_sum_digest_is_the_home_suites_hash() -> None:
     assert released.to_json()["output_digest"] == released.digest == sum_digest(TOTAL, "sm3")
     ctx = SimpleNamespace(
         caches=SimpleNamespace(secagg_rounds=RoundRegistry()),
-        engine=object(),
+        engine=SimpleNamespace(dialect=SimpleNamespace(name="sqlite")),  # binding reads the store's dialect only
         audit=object(),
         settings=SimpleNamespace(hash_alg="sm3"),
     )
