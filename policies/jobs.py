@@ -676,6 +676,17 @@ def fail(engine: Engine, job_id: str, reason: str, *, refund: bool = True, now: 
     return out
 
 
+def _check_digest(output_digest: str) -> None:
+    if len(output_digest) > 80 or ":" not in output_digest:
+        raise invalid("output digest must be '<alg>:<hex>'")
+
+
+def _refuse_refunded(conn: Connection, job_id: str) -> None:
+    if ledger.is_refunded(conn, job_id):
+        raise DomainError(INVALID_REQUEST, "a refunded job cannot be released",
+                          [{**Reason("job.wrong_state").as_dict(), "state": "refunded"}])
+
+
 def release(
     engine: Engine, job_id: str, *, result: Any = None, result_ref: str | None = None,
     output_digest: str | None = None, now: dt.datetime | None = None, journal: Journal | None = None,
@@ -695,12 +706,9 @@ def release(
         if result_json is None:
             raise invalid("a released blob needs its output digest")
         output_digest = text_digest(result_json, hash_alg)
-    if len(output_digest) > 80 or ":" not in output_digest:
-        raise invalid("output digest must be '<alg>:<hex>'")
+    _check_digest(output_digest)
     with engine.begin() as conn:
-        if ledger.is_refunded(conn, job_id):
-            raise DomainError(INVALID_REQUEST, "a refunded job cannot be released",
-                              [{**Reason("job.wrong_state").as_dict(), "state": "refunded"}])
+        _refuse_refunded(conn, job_id)
         _move(conn, job_id, [S.SUCCEEDED], S.RELEASED, now, result_json=result_json, result_ref=result_ref,
               output_digest=output_digest, released_at=now, **_NO_LEASE)
         _put_output(conn, job_id, now, pending=None)  # released: nothing awaits the owner any more
@@ -729,12 +737,9 @@ def finish(
         result_json = canonical_json(result)
     except (TypeError, ValueError):
         raise invalid("result must be plain JSON") from None
-    if len(output_digest) > 80 or ":" not in output_digest:
-        raise invalid("output digest must be '<alg>:<hex>'")
+    _check_digest(output_digest)
     with engine.begin() as conn:
-        if ledger.is_refunded(conn, job_id):
-            raise DomainError(INVALID_REQUEST, "a refunded job cannot be released",
-                              [{**Reason("job.wrong_state").as_dict(), "state": "refunded"}])
+        _refuse_refunded(conn, job_id)
         res = conn.execute(_FINISH, {"b_job": job_id, "b_running": S.RUNNING.value, "b_released": S.RELEASED.value,
                                      "b_now": now, "b_result": result_json, "b_digest": output_digest})
         if res.rowcount != 1:
