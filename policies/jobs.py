@@ -57,7 +57,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, update
 
@@ -275,11 +275,16 @@ def _move(conn: Connection, job_id: str, expected: Iterable[JobState], to: JobSt
         .values(state=to.value, updated_at=now, **values)
     )
     if res.rowcount != 1:
-        current = conn.execute(select(t.jobs.c.state).where(t.jobs.c.id == job_id)).scalar_one_or_none()
-        if current is None:
-            raise _job_not_found()
-        raise DomainError(INVALID_REQUEST, "the job is not in a state that allows this",
-                          [{**Reason("job.wrong_state").as_dict(), "state": current}])
+        _refuse_wrong_state(conn, job_id)
+
+
+def _refuse_wrong_state(conn: Connection, job_id: str) -> NoReturn:
+    """A guarded state change moved no row: the job is gone (not found) or in another state (``job.wrong_state``)."""
+    current = conn.execute(select(t.jobs.c.state).where(t.jobs.c.id == job_id)).scalar_one_or_none()
+    if current is None:
+        raise _job_not_found()
+    raise DomainError(INVALID_REQUEST, "the job is not in a state that allows this",
+                      [{**Reason("job.wrong_state").as_dict(), "state": current}])
 
 
 def _decide_for_job(engine: Engine, actor: Actor, action: Action, job: Job, now: dt.datetime, *,
@@ -743,11 +748,7 @@ def finish(
         res = conn.execute(_FINISH, {"b_job": job_id, "b_running": S.RUNNING.value, "b_released": S.RELEASED.value,
                                      "b_now": now, "b_result": result_json, "b_digest": output_digest})
         if res.rowcount != 1:
-            current = conn.execute(select(t.jobs.c.state).where(t.jobs.c.id == job_id)).scalar_one_or_none()
-            if current is None:
-                raise _job_not_found()
-            raise DomainError(INVALID_REQUEST, "the job is not in a state that allows this",
-                              [{**Reason("job.wrong_state").as_dict(), "state": current}])
+            _refuse_wrong_state(conn, job_id)
         if owner_detail:
             _put_output(conn, job_id, now, owner_detail=dict(owner_detail))
         job = job_in(conn, job_id)
