@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from catalog import registry
 from catalog.models import ModelRecord
@@ -38,6 +39,13 @@ __all__ = ["check_copies", "check_copy", "check_model"]
 log = logging.getLogger(__name__)
 
 
+def _audit_failure(ctx: AppContext, e: IntegrityFailure, expected: str | None, details: dict[str, Any],
+                   **where: Any) -> None:
+    """The ``storage.integrity`` entry of a failed check: the system's, denied, with the stored file's key."""
+    ctx.audit.append(AuditEvent(actor=SYSTEM, role=SYSTEM, action=AuditAction.STORAGE_INTEGRITY, decision="deny",
+                                code=str(e.code), output_digest=expected, details=details, **where))
+
+
 def check_copy(ctx: AppContext, ds: Dataset) -> Dataset:
     """``ds`` once its stored copy matches its fingerprint; else audited and `IntegrityFailure` (``UNAVAILABLE``).
     A disposed dataset has no copy left and is not checked (nothing reads it)."""
@@ -47,18 +55,7 @@ def check_copy(ctx: AppContext, ds: Dataset) -> Dataset:
         registry.verify_copy(ds, sealer_of(ctx))
     except IntegrityFailure as e:
         log.error("dataset %s: stored copy %s failed its integrity check (%s)", ds.name, e.key, e.reason)
-        ctx.audit.append(
-            AuditEvent(
-                actor=SYSTEM,
-                role=SYSTEM,
-                action=AuditAction.STORAGE_INTEGRITY,
-                dataset=ds.name,
-                decision="deny",
-                code=str(e.code),
-                output_digest=ds.fingerprint,
-                details={"key": e.key, "reason": e.reason},
-            )
-        )
+        _audit_failure(ctx, e, ds.fingerprint, {"key": e.key, "reason": e.reason}, dataset=ds.name)
         raise
     return ds
 
@@ -99,18 +96,7 @@ def check_model(ctx: AppContext, m: ModelRecord) -> Path:
             verify_file(path, fingerprint, key=key, key_id=f"model:{m.job_id}", sealer=sealer_of(ctx))
     except IntegrityFailure as e:
         log.error("model %s: stored weights %s failed their integrity check (%s)", m.id, e.key, e.reason)
-        ctx.audit.append(
-            AuditEvent(
-                actor=SYSTEM,
-                role=SYSTEM,
-                action=AuditAction.STORAGE_INTEGRITY,
-                agreement_id=m.agreement_id,
-                dataset=",".join(sorted(m.source_datasets)) or None,
-                decision="deny",
-                code=str(e.code),
-                output_digest=fingerprint,
-                details={"key": f"models/{e.key}", "model_id": m.id, "reason": e.reason},
-            )
-        )
+        _audit_failure(ctx, e, fingerprint, {"key": f"models/{e.key}", "model_id": m.id, "reason": e.reason},
+                       agreement_id=m.agreement_id, dataset=",".join(sorted(m.source_datasets)) or None)
         raise
     return path
